@@ -1,0 +1,1 @@
+"""Applier: fetch -> decode/unseal -> plan -> server-side apply -> record."""

@@ -1,0 +1,1 @@
+"""Kubernetes API emulator: wire-faithful enough for kubectl and the kubernetes client."""

@@ -1,0 +1,1 @@
+"""Exporter: watch -> sanitize -> write -> commit -> push."""

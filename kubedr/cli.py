@@ -1,0 +1,69 @@
+"""The `kubedr` command: one entry point, each subcommand imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from kubedr import config
+
+# name -> (module, help). A module provides add_arguments(name, parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("kubedr.demo", "rehearse DR end to end on two emulated clusters"),
+    "emulate": ("emulator.cli", "run the Kubernetes API emulator and write a kubeconfig for it"),
+    "init": ("kubedr.repo_init", "create a config repo from the repo template"),
+    "export": ("exporter.cli", "watch the primary and commit every change to Git"),
+    "apply": ("applier.cli", "apply the repo to the secondary (standby by default)"),
+    "diff": ("applier.cli", "show what apply would change, per object"),
+    "switchover": ("applier.cli", "bring standby workloads up to the primary's replicas"),
+    "sync": ("applier.cli", "one-shot export from one cluster and apply to another"),
+    "status": ("kubedr.status", "replication lag, last applied commit, last snapshot"),
+    "seal": ("kubedr.sealing_cli", "seal a Secret manifest with age recipients"),
+    "unseal": ("kubedr.sealing_cli", "unseal a sealed Secret manifest with an age identity"),
+    "reseal": ("kubedr.sealing_cli", "re-seal every Secret in a repo for new recipients, in one commit"),
+    "snapshot": ("snapshot.cli", "etcd snapshot save | list | verify | prune | restore"),
+}
+
+
+def build_parser(name: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only the named subcommand's module is imported."""
+    parser = argparse.ArgumentParser(prog="kubedr", description=__doc__)
+    parser.add_argument("--config", help="YAML config file (also $KUBEDR_CONFIG); a section per command")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-json", action="store_true", help="structured JSON logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(cmd, help=help_text)
+        if cmd == name:
+            importlib.import_module(module).add_arguments(cmd, p)
+    return parser
+
+
+def _command_name(argv: list[str]) -> str | None:
+    return next((a for a in argv if a in COMMANDS), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = _command_name(argv)
+    parser = build_parser(name)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    config.apply_defaults(parser, args, argv)
+    config.setup_logging(args.log_level, args.log_json)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except config.UsageError as exc:
+        logging.getLogger("kubedr").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Settings come from flags, then $KUBEDR_* variables, then the YAML config file, in that order."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import yaml
+
+
+class UsageError(Exception):
+    """A setting is missing or wrong; reported as one line, exit code 2."""
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """Read the config file; a broken file is a usage error that names it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path}: expected a mapping of command -> settings")
+    return data
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def _given_on_command_line(action: argparse.Action, argv: list[str]) -> bool:
+    return any(a == opt or a.startswith(opt + "=") for a in argv for opt in action.option_strings)
+
+
+def _coerce(action: argparse.Action, value: Any) -> Any:
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    if isinstance(action, argparse._AppendAction):
+        if isinstance(value, str):
+            return [v for v in value.replace(",", " ").split() if v]
+        return list(value)
+    if action.type is not None and isinstance(value, str):
+        return action.type(value)
+    if isinstance(value, list) and action.nargs is None:
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def apply_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> None:
+    """Fill options not given on the command line from $KUBEDR_<DEST> and the config file section."""
+    path = args.config or os.environ.get("KUBEDR_CONFIG")
+    section: dict[str, Any] = {}
+    if path:
+        section = load_file(path).get(args.command) or {}
+        if not isinstance(section, dict):
+            raise UsageError(f"config file {path}: section {args.command!r} must be a mapping")
+    sub = _subparser(parser, args.command)
+    known = {a.dest for a in sub._actions}
+    for key in section:
+        if key.replace("-", "_") not in known:
+            raise UsageError(f"config file {path}: unknown setting {args.command}.{key}")
+    for action in sub._actions:
+        if action.dest in ("help", "command") or _given_on_command_line(action, argv):
+            continue
+        env = os.environ.get("KUBEDR_" + action.dest.upper())
+        value = env if env is not None else section.get(action.dest, section.get(action.dest.replace("_", "-")))
+        if value is not None:
+            setattr(args, action.dest, _coerce(action, value))
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
+               "msg": record.getMessage()}
+        doc.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
+    """One log format for every daemon; JSON for log shippers."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if as_json else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("urllib3", "git", "botocore", "boto3", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

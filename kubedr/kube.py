@@ -1,0 +1,25 @@
+"""One way to reach a cluster: kubeconfig (optionally a context) or the in-cluster service account."""
+
+from __future__ import annotations
+
+import os
+
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> client.ApiClient:
+    """An ApiClient; in-cluster config when no kubeconfig is given or found."""
+    conf = client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_kube_config(config_file=path, context=context, client_configuration=conf)
+    else:
+        config.load_incluster_config(client_configuration=conf)
+    conf.connection_pool_maxsize = pool
+    return client.ApiClient(conf)
+
+
+def dynamic_client(kubeconfig: str | None = None, context: str | None = None) -> DynamicClient:
+    """A discovery-backed client for any kind, CRDs included."""
+    return DynamicClient(api_client(kubeconfig, context))

@@ -1,0 +1,1 @@
+"""Snapshot job: etcd snapshot + kubeadm files -> bundle -> age -> object store; restore."""

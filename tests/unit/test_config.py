@@ -1,0 +1,46 @@
+import argparse
+
+import pytest
+
+from kubedr import config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("export")
+    p.add_argument("--repo")
+    p.add_argument("--once", action="store_true")
+    p.add_argument("--namespace", action="append", dest="namespaces")
+    return parser
+
+
+def test_flag_beats_env_beats_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "kubedr.yaml"
+    cfg.write_text("export:\n  repo: /from/file\n  once: true\n  namespaces: [a, b]\n")
+    parser = _parser()
+    argv = ["--config", str(cfg), "export"]
+    args = parser.parse_args(argv)
+    config.apply_defaults(parser, args, argv)
+    assert (args.repo, args.once, args.namespaces) == ("/from/file", True, ["a", "b"])
+
+    monkeypatch.setenv("KUBEDR_REPO", "/from/env")
+    args = parser.parse_args(argv)
+    config.apply_defaults(parser, args, argv)
+    assert args.repo == "/from/env"
+
+    argv = ["--config", str(cfg), "export", "--repo=/from/flag"]
+    args = parser.parse_args(argv)
+    config.apply_defaults(parser, args, argv)
+    assert args.repo == "/from/flag"
+
+
+def test_unknown_setting_names_file_and_key(tmp_path):
+    cfg = tmp_path / "kubedr.yaml"
+    cfg.write_text("export:\n  repoo: x\n")
+    parser = _parser()
+    argv = ["--config", str(cfg), "export"]
+    args = parser.parse_args(argv)
+    with pytest.raises(config.UsageError, match=r"kubedr.yaml: unknown setting export.repoo"):
+        config.apply_defaults(parser, args, argv)
