@@ -1,0 +1,78 @@
+"""Every kubedr metric lives here, so dashboards have one list; plus the /metrics, /healthz, /readyz server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# exporter
+EXPORT_LAST_COMMIT = Gauge("kubedr_exporter_last_commit_timestamp_seconds", "Unix time of the last commit")
+EXPORT_LATENCY = Histogram("kubedr_exporter_change_to_commit_seconds",
+                           "Watch event received -> committed", buckets=LATENCY_BUCKETS)
+EXPORT_PUSH_LATENCY = Histogram("kubedr_exporter_change_to_push_seconds",
+                                "Watch event received -> pushed to the remote", buckets=LATENCY_BUCKETS)
+EXPORT_QUEUE = Gauge("kubedr_exporter_queue_depth", "Changes waiting for the next commit")
+EXPORT_COMMITS = Counter("kubedr_exporter_commits_total", "Commits made", ["reason"])
+EXPORT_OBJECTS = Counter("kubedr_exporter_object_changes_total", "Object changes committed", ["verb"])
+EXPORT_WATCH_RESTARTS = Counter("kubedr_exporter_watch_restarts_total", "Watches restarted", ["resource", "cause"])
+EXPORT_PUSH_FAILURES = Counter("kubedr_exporter_push_failures_total", "Failed pushes (retried with backoff)")
+EXPORT_UNPUSHED = Gauge("kubedr_exporter_unpushed_commits", "Local commits not yet on the remote")
+
+# applier
+APPLY_LAST_TIME = Gauge("kubedr_applier_last_applied_timestamp_seconds", "Unix time of the last applied commit")
+APPLY_LAST_COMMIT = Gauge("kubedr_applier_last_applied_commit_info", "Last fully applied commit", ["commit"])
+APPLY_LAG = Gauge("kubedr_applier_replication_lag_seconds", "Primary commit time -> applied on the secondary")
+APPLY_LAG_HIST = Histogram("kubedr_applier_replication_lag_distribution_seconds",
+                           "Primary commit time -> applied on the secondary", buckets=LATENCY_BUCKETS)
+APPLY_FAILURES = Counter("kubedr_applier_apply_failures_total", "Objects that failed to apply", ["reason"])
+APPLY_OBJECTS = Counter("kubedr_applier_objects_total", "Objects applied or deleted", ["action"])
+APPLY_PRUNE_REFUSED = Counter("kubedr_applier_prune_refused_total", "Prunes refused by the safety guard")
+
+# snapshot
+SNAPSHOT_LAST = Gauge("kubedr_snapshot_last_success_timestamp_seconds", "Unix time of the last stored snapshot")
+SNAPSHOT_BYTES = Gauge("kubedr_snapshot_last_size_bytes", "Size of the last stored bundle")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    live: Callable[[], bool] = staticmethod(lambda: True)
+    ready: Callable[[], bool] = staticmethod(lambda: True)
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+        elif path in ("/healthz", "/livez"):
+            ok = self.live()
+            self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n")
+        elif path == "/readyz":
+            ok = self.ready()
+            self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+        else:
+            self._send(404, b"not found\n")
+
+    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def serve(listen: str, live: Callable[[], bool] | None = None,
+          ready: Callable[[], bool] | None = None) -> ThreadingHTTPServer:
+    """Serve metrics and probes on host:port in a daemon thread; port 0 picks a free one."""
+    host, _, port = listen.rpartition(":")
+    handler = type("Handler", (_Handler,), {
+        "live": staticmethod(live or (lambda: True)), "ready": staticmethod(ready or (lambda: True))})
+    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="kubedr-metrics", daemon=True).start()
+    return server
