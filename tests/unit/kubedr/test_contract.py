@@ -1,0 +1,168 @@
+"""The repo contract: object <-> path both ways, and canonical YAML that is stable and loads back."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import pytest
+import yaml
+
+from kubedr import contract
+from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
+from tests.conftest import FIXTURES, load_fixture
+
+
+def _all_fixture_objects() -> list[dict]:
+    out = []
+    for path in sorted((FIXTURES / "objects").glob("*.json")):
+        doc = json.loads(path.read_text())
+        out.extend(doc["items"] if "items" in doc else [doc])
+    return [o for o in out if "apiVersion" in o]
+
+
+@pytest.mark.parametrize("ref,path", [
+    (ObjectRef("apps", "Deployment", "shop", "web"), "shop/Deployment.apps/web.yaml"),
+    (ObjectRef("", "ConfigMap", "shop", "settings"), "shop/ConfigMap/settings.yaml"),
+    (ObjectRef("", "Namespace", "", "shop"), "_cluster/Namespace/shop.yaml"),
+    (ObjectRef("apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com"),
+     "_cluster/CustomResourceDefinition.apiextensions.k8s.io/widgets.example.com.yaml"),
+    (ObjectRef("rbac.authorization.k8s.io", "ClusterRole", "", "system:controller:x"),
+     "_cluster/ClusterRole.rbac.authorization.k8s.io/system%3Acontroller%3Ax.yaml"),
+])
+def test_contract_path_both_ways(ref: ObjectRef, path: str) -> None:
+    assert ref.path == path
+    assert ref_of_path(path) == ref
+
+
+@pytest.mark.parametrize("name", [
+    "system:controller:x", "system:kube-scheduler", "weird name", "a%b", ".hidden", "UPPER.case_ok",
+    "ünïcode", "x@y+z", "trailing.", "a\\b", "e:",
+])
+def test_contract_names_encode_reversibly_and_safely(name: str) -> None:
+    ref = ObjectRef("rbac.authorization.k8s.io", "Role", "ns", name)
+    stem = ref.path.split("/")[2]
+    assert all(c.isalnum() and c.isascii() or c in "._-%" for c in stem)
+    assert not stem.startswith(".")
+    assert ref_of_path(ref.path) == ref
+
+
+@pytest.mark.parametrize("path", [
+    "README.md", ".kubedr/policy.yaml", ".gitattributes", "shop/.keep", "shop/Deployment.apps/.x.yaml",
+    "docs/examples/x.yaml", "shop/Deployment.apps/web.yml", "shop/web.yaml", "a/b/c/d.yaml",
+    ".kubedr/state/x.yaml",
+])
+def test_contract_non_object_paths(path: str) -> None:
+    assert ref_of_path(path) is None
+
+
+def test_contract_bad_escape_is_a_manifest_error() -> None:
+    with pytest.raises(ManifestError, match="shop/ConfigMap/a%zz.yaml"):
+        ref_of_path("shop/ConfigMap/a%zz.yaml")
+    with pytest.raises(ManifestError, match="canonical"):
+        ref_of_path("shop/ConfigMap/a%61.yaml")  # 'a' must not be escaped: one name, one path
+
+
+def test_contract_display() -> None:
+    assert ObjectRef("apps", "Deployment", "shop", "web").display == "apps/Deployment shop/web"
+    assert ObjectRef("", "ConfigMap", "shop", "x").display == "ConfigMap shop/x"
+    assert ObjectRef("", "Namespace", "", "shop").display == "Namespace shop"
+    assert str(ObjectRef("example.com", "Widget", "n", "w")) == "example.com/Widget n/w"
+
+
+def test_contract_ref_of_real_objects() -> None:
+    dep = load_fixture("objects/namespaced-deployment.json")["items"][0]
+    assert ref_of(dep) == ObjectRef("apps", "Deployment", "fixtures", "web")
+    crd = load_fixture("objects/cluster-customresourcedefinition.json")["items"][0]
+    assert ref_of(crd).path == "_cluster/CustomResourceDefinition.apiextensions.k8s.io/widgets.example.com.yaml"
+    with pytest.raises(ValueError):
+        ref_of({"kind": "ConfigMap", "metadata": {"name": "x"}})
+
+
+def test_contract_dump_round_trips_every_fixture() -> None:
+    objects = _all_fixture_objects()
+    assert len(objects) > 30
+    for obj in objects:
+        data = contract.dump(obj)
+        assert contract.load(data, ref_of(obj).path) == obj
+
+
+def test_contract_dump_is_independent_of_key_order() -> None:
+    dep = load_fixture("objects/namespaced-deployment.json")["items"][0]
+
+    def shuffled(value, rng):
+        if isinstance(value, dict):
+            keys = list(value)
+            rng.shuffle(keys)
+            return {k: shuffled(value[k], rng) for k in keys}
+        if isinstance(value, list):
+            return [shuffled(v, rng) for v in value]
+        return value
+
+    expected = contract.dump(dep)
+    for seed in range(5):
+        assert contract.dump(shuffled(copy.deepcopy(dep), random.Random(seed))) == expected
+
+
+def test_contract_dump_layout() -> None:
+    cm = load_fixture("objects/namespaced-configmap.json")["items"][0]
+    cm["metadata"]["labels"] = {"b": "2", "a": "1"}
+    text = contract.dump(cm).decode()
+    lines = text.splitlines()
+    assert lines[:5] == ["apiVersion: v1", "kind: ConfigMap", "metadata:", "  name: app-config",
+                         "  namespace: fixtures"]
+    assert lines[5:8] == ["  labels:", "    a: '1'", "    b: '2'"]
+    assert "  feature.yaml: |\n    flags:\n      beta: true\n" in text  # multi-line string as a literal block
+    assert text.index("\ndata:") > text.index("\nmetadata:")
+    assert "&" not in text and "*" not in text
+
+
+def test_contract_no_aliases_for_shared_values() -> None:
+    shared = {"a": "b"}
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": shared,
+                                                                  "annotations": shared}}
+    assert b"&" not in contract.dump(obj)
+
+
+TRICKY = [
+    "a\nb", " lead\nx", "tr \nx", "x\n\n", "x", "1", "yes", "y", "N", "off", "\x85a", "tab\tx", "é\n",
+    "a\u2028b\n", "\x07bell\n", "foo:", "a: b", "- x", "#c", "", " ", "null", "~", "1e3", "0x1F", "2026-01-01",
+    'k:{"a":1}', "@x", "`x", "a\r\nb\n", "\n", "\n\nx", "x\n\n\n", "{}", "[]", "*a", "&a", "!x", "%x", "|",
+    ">", "'q'", '"d"', "😀\nx\n", "\ufeffbom\n", "a\n b\n  c", "x\u2029", "a #b", "a:b", "http://x/y", "=",
+    "<<", ".inf", "-1", "+1", "0o7", "1_000", "12:30", "---", "...", "\t", "x" * 3000,
+]
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_contract_tricky_strings_round_trip(value: str) -> None:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "annotations": {"k": value}},
+           "data": {"k": value, "list": [value, {"a": value}], **({value: "key"} if value else {})},
+           "other": [[value], {"nested": [value]}, 1.5, -3, True, None, [], {}]}
+    data = contract.dump(obj)
+    assert yaml.load(data, Loader=yaml.CSafeLoader) == obj, data.decode()
+    assert contract.dump(contract.load(data, "-")) == data
+
+
+def test_contract_go_yaml_booleans_are_quoted() -> None:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "y", "b": "On"}}
+    assert b"a: 'y'\n" in contract.dump(obj) and b"b: 'On'\n" in contract.dump(obj)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"kind: [unclosed", "invalid YAML"),
+    (b"- a\n- b\n", "expected a mapping"),
+    (b"apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "metadata.name"),
+])
+def test_contract_load_errors_name_the_file(data: bytes, reason: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        contract.load(data, "shop/ConfigMap/x.yaml")
+    message = str(info.value)
+    assert message.startswith("shop/ConfigMap/x.yaml: ") and reason in message and "\n" not in message
+
+
+def test_contract_load_refuses_a_misplaced_object() -> None:
+    data = contract.dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"}})
+    assert contract.load(data, "n/ConfigMap/a.yaml")["metadata"]["name"] == "a"
+    with pytest.raises(ManifestError, match="path says ConfigMap n/b"):
+        contract.load(data, "n/ConfigMap/b.yaml")
