@@ -1,0 +1,177 @@
+"""`kubedr init --repo PATH|URL`: start a config repo from the template (README for auditors, policy, .gitattributes).
+
+A path that is not a repository becomes one (git init); an existing working tree gets the template files it
+lacks; a URL (or a bare repository on disk) is cloned into a temporary directory, given the template,
+committed and pushed. Existing files are never overwritten unless --force; nothing is force-pushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubedr.config import UsageError
+
+log = logging.getLogger("kubedr.init")
+
+TEMPLATE = Path(__file__).resolve().parent / "repo_template"
+POLICY_PATH = ".kubedr/policy.yaml"
+COMMIT_MESSAGE = "init: kubedr config repo from the template\n\nREADME for auditors, .kubedr/policy.yaml, .gitattributes"
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of `kubedr init`."""
+    parser.add_argument("--repo", help="a directory (created if missing) or a remote URL / bare repository")
+    parser.add_argument("--branch", default="main", help="branch to create or update (default main)")
+    parser.add_argument("--force", action="store_true", help="overwrite template files that already exist")
+    parser.add_argument("--no-push", action="store_true", help="for a remote: commit in the clone, do not push")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Create or update the repo; print what was done."""
+    if not args.repo:
+        raise UsageError("init: --repo PATH|URL is required")
+    result = init_repo(args.repo, branch=args.branch, force=args.force, push=not args.no_push)
+    print(result)
+    return 0
+
+
+def template_files() -> list[Path]:
+    """Every file of the template, relative to it (hidden files included)."""
+    root = template_dir()
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def template_dir() -> Path:
+    """The template shipped in the package (kubedr/repo_template links to repo-template/ in a checkout)."""
+    if TEMPLATE.is_dir():
+        return TEMPLATE
+    source = Path(__file__).resolve().parent.parent / "repo-template"
+    if source.is_dir():
+        return source
+    raise RuntimeError(f"repo template not found at {TEMPLATE}: the kubedr installation is incomplete")
+
+
+def is_remote(repo: str) -> bool:
+    """A URL, an scp-like address, or a bare repository on disk: something to clone and push to."""
+    if "://" in repo or _SCP_LIKE.match(repo):
+        return True
+    path = Path(repo)
+    if not path.is_dir():
+        return False
+    probe = subprocess.run(["git", "-C", str(path), "rev-parse", "--is-bare-repository"],
+                           capture_output=True, text=True)
+    return probe.returncode == 0 and probe.stdout.strip() == "true"
+
+
+def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool = True) -> str:
+    """Give repo the template and commit it; returns one line saying what happened."""
+    if is_remote(repo):
+        with tempfile.TemporaryDirectory(prefix="kubedr-init-") as tmp:
+            work = Path(tmp) / "repo"
+            _git(None, "clone", "--quiet", repo, str(work))
+            _checkout(work, branch)
+            written = copy_template(work, force)
+            sha = _commit(work, written)
+            if sha and push:
+                _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+            return _summary(repo, branch, written, sha, pushed=bool(sha and push))
+    work = Path(repo)
+    if work.exists() and not work.is_dir():
+        raise UsageError(f"init: {repo} exists and is not a directory")
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / ".git").exists():
+        _git(work, "init", "--quiet", "-b", branch)
+    else:
+        _checkout(work, branch)
+    written = copy_template(work, force)
+    return _summary(repo, branch, written, _commit(work, written), pushed=False)
+
+
+def copy_template(work: Path, force: bool = False) -> list[str]:
+    """Copy template files into work; existing files are kept unless force. Returns the paths written."""
+    root = template_dir()
+    written = []
+    for rel in template_files():
+        target = work / rel
+        if target.exists() and not force:
+            log.info("kept existing %s", rel)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, target)
+        written.append(rel.as_posix())
+    return written
+
+
+def read_policy(repo_dir: str | Path) -> dict[str, Any]:
+    """The repo's .kubedr/policy.yaml as a dict ({} when absent); a broken file is one line naming it."""
+    path = Path(repo_dir) / POLICY_PATH
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of section -> settings")
+    return data
+
+
+def _checkout(work: Path, branch: str) -> None:
+    """Be on branch: the existing one, a new one from HEAD, or an unborn one in an empty repo."""
+    exists = subprocess.run(["git", "-C", str(work), "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"],
+                            capture_output=True).returncode == 0
+    local = subprocess.run(["git", "-C", str(work), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                           capture_output=True).returncode == 0
+    if local:
+        _git(work, "checkout", "--quiet", branch)
+    elif exists:
+        _git(work, "checkout", "--quiet", "-b", branch, f"origin/{branch}")
+    else:
+        _git(work, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
+
+def _commit(work: Path, written: list[str]) -> str | None:
+    """Commit the written files; None when there was nothing new."""
+    if not written:
+        return None
+    _git(work, "add", "--", *written)
+    if subprocess.run(["git", "-C", str(work), "diff", "--cached", "--quiet"]).returncode == 0:
+        return None
+    _git(work, *_identity(work), "commit", "--quiet", "-m", COMMIT_MESSAGE)
+    return _git(work, "rev-parse", "HEAD").strip()
+
+
+def _identity(work: Path) -> list[str]:
+    """-c user.name/-c user.email when git has none configured (GIT_* variables still win)."""
+    args = []
+    for key, fallback in (("user.name", "kubedr init"), ("user.email", "kubedr@localhost")):
+        has = subprocess.run(["git", "-C", str(work), "config", key], capture_output=True, text=True).stdout.strip()
+        if not has:
+            args += ["-c", f"{key}={fallback}"]
+    return args
+
+
+def _git(work: Path | None, *args: str) -> str:
+    cmd = ["git", *(["-C", str(work)] if work else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise UsageError(f"init: git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
+    return proc.stdout
+
+
+def _summary(repo: str, branch: str, written: list[str], sha: str | None, pushed: bool) -> str:
+    if not sha:
+        return f"{repo} ({branch}): already has the template; nothing to commit"
+    where = "pushed" if pushed else "committed"
+    return f"{repo} ({branch}): {where} {sha[:12]} with {len(written)} template files: {', '.join(written)}"

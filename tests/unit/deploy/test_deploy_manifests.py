@@ -1,0 +1,184 @@
+"""The manifests: every document valid (kubernetes-validate, strict), and the promises the README makes hold."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+MANIFESTS = ROOT / "manifests"
+OVERLAYS = ("primary", "secondary")
+VERSION = kubernetes_validate.latest_version()
+NOT_RESOURCES = {"kustomization.yaml", "config.yaml"}
+
+
+def render(kubectl: str, overlay: str) -> list[dict[str, Any]]:
+    out = subprocess.run([kubectl, "kustomize", str(MANIFESTS / "overlays" / overlay)],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def validate(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, VERSION, strict=True)
+
+
+def source_documents() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted(MANIFESTS.rglob("*.yaml")):
+        if path.name in NOT_RESOURCES:
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((f"{path.relative_to(MANIFESTS)}:{doc['kind']}/{doc['metadata']['name']}", doc))
+    return docs
+
+
+@pytest.mark.parametrize("where,doc", source_documents(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_source_document_is_valid(where: str, doc: dict[str, Any]) -> None:
+    validate(doc)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_document_is_valid(kubectl: str, overlay: str) -> None:
+    docs = render(kubectl, overlay)
+    assert len(docs) >= 10
+    errors = []
+    for doc in docs:
+        try:
+            validate(doc)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
+    assert not errors, "\n".join(errors)
+
+
+def test_the_validator_can_fail() -> None:
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": {"replicas": "two", "selector": {}, "template": {}, "unknownField": 1}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(bad)
+
+
+def test_primary_has_exporter_and_snapshot_secondary_has_applier(kubectl: str) -> None:
+    primary, secondary = render(kubectl, "primary"), render(kubectl, "secondary")
+    assert set(by_kind(primary, "Deployment")) == {"kubedr-exporter"}
+    assert set(by_kind(primary, "CronJob")) == {"kubedr-snapshot"}
+    assert set(by_kind(secondary, "Deployment")) == {"kubedr-applier"}
+    assert not by_kind(secondary, "CronJob")
+    # hostPath needs "privileged" where the snapshot job runs; the secondary stays "restricted"
+    ns_label = "pod-security.kubernetes.io/enforce"
+    assert by_kind(primary, "Namespace")["kubedr-system"]["metadata"]["labels"][ns_label] == "privileged"
+    assert by_kind(secondary, "Namespace")["kubedr-system"]["metadata"]["labels"][ns_label] == "restricted"
+
+
+def test_exporter_cluster_role_is_read_only(kubectl: str) -> None:
+    role = by_kind(render(kubectl, "primary"), "ClusterRole")["kubedr-exporter"]
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert verbs == {"get", "list", "watch"}
+
+
+def test_applier_may_write_but_not_impersonate(kubectl: str) -> None:
+    role = by_kind(render(kubectl, "secondary"), "ClusterRole")["kubedr-applier"]
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert {"create", "update", "patch", "delete"} <= verbs
+    assert not verbs & {"impersonate", "deletecollection", "*"}
+
+
+@pytest.mark.parametrize("overlay,name", [("primary", "kubedr-exporter"), ("secondary", "kubedr-applier")])
+def test_deployments_are_hardened_probed_and_elected(kubectl: str, overlay: str, name: str) -> None:
+    docs = render(kubectl, overlay)
+    dep = by_kind(docs, "Deployment")[name]
+    spec = dep["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for key in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][key])
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KUBEDR_LEADER_ELECT"]["value"] == "true"
+    assert env["KUBEDR_LEADER_ELECTION_NAME"]["value"] == name
+    assert env["KUBEDR_LEADER_ELECTION_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # every writable path is a volume
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/var/lib/kubedr"} <= mounts
+    # the config map reference follows the generated (hashed) name
+    generated = set(by_kind(docs, "ConfigMap"))
+    referenced = {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+    assert referenced <= generated
+    # RBAC for the Lease, named after the Deployment
+    role = by_kind(docs, "Role")[f"{name}-leader-election"]
+    lease_rules = [r for r in role["rules"] if "leases" in r["resources"]]
+    assert {"create"} <= {v for r in lease_rules for v in r["verbs"]}
+    assert any(r.get("resourceNames") == [name] and {"get", "update"} <= set(r["verbs"]) for r in lease_rules)
+    binding = by_kind(docs, "RoleBinding")[f"{name}-leader-election"]
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"] == name
+
+
+def test_credentials_come_from_secrets_and_recipients_from_a_config_map(kubectl: str) -> None:
+    def volumes(docs: list[dict[str, Any]], name: str) -> dict[str, dict[str, Any]]:
+        return {v["name"]: v for v in by_kind(docs, "Deployment")[name]["spec"]["template"]["spec"]["volumes"]}
+
+    primary = render(kubectl, "primary")
+    exp = volumes(primary, "kubedr-exporter")
+    assert exp["git-credentials"]["secret"]["secretName"] == "kubedr-git"
+    assert exp["age-recipients"]["configMap"]["name"].startswith("kubedr-age-recipients-")
+    assert not any("kubedr-age-identity" in str(v) for v in exp.values()), "the primary never holds the identity"
+    app = volumes(render(kubectl, "secondary"), "kubedr-applier")
+    assert app["age-identity"]["secret"]["secretName"] == "kubedr-age-identity"
+    assert app["git-credentials"]["secret"]["secretName"] == "kubedr-git"
+
+
+def test_snapshot_cronjob_runs_on_control_plane_with_host_paths(kubectl: str) -> None:
+    cron = by_kind(render(kubectl, "primary"), "CronJob")["kubedr-snapshot"]
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    assert any(t["key"] == "node-role.kubernetes.io/control-plane" for t in pod["tolerations"])
+    host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    assert {"/etc/kubernetes", "/etc/kubernetes/pki/etcd"} <= host_paths
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["snapshot", "save"]
+    assert all(m.get("readOnly") for m in container["volumeMounts"] if m["name"] not in ("tmp",))
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_dockerfile_installs_what_runs_and_drops_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in text
+    for tool in ("git", "age", "openssh-client"):
+        assert tool in text
+    assert "USER 65532" in text and 'ENTRYPOINT ["kubedr"]' in text
+
+
+def test_every_file_under_manifests_is_referenced(tmp_path: Path) -> None:
+    listed = set()
+    for kust in MANIFESTS.rglob("kustomization.yaml"):
+        doc = yaml.safe_load(kust.read_text())
+        for key in ("resources",):
+            for item in doc.get(key) or []:
+                listed.add((kust.parent / item).resolve())
+        for gen in doc.get("configMapGenerator") or []:
+            for item in gen.get("files") or []:
+                listed.add((kust.parent / item.split("=")[-1]).resolve())
+    files = {p.resolve() for p in MANIFESTS.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    files |= {p.resolve() for p in MANIFESTS.rglob("*.txt")}
+    assert files <= listed, f"not referenced by any kustomization: {sorted(map(str, files - listed))}"
