@@ -1,0 +1,218 @@
+"""`kubedr export`: startup reconcile (one resync commit), then watch -> commit -> push until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from exporter.committer import Committer
+from exporter.events import ResourceType
+from exporter.gitstore import GitError, GitStore, default_workdir
+from exporter.kubeapi import KubeHTTP
+from exporter.observer import Observer
+from exporter.pusher import Pusher
+from exporter.recorder import SECRET_MODES, Recorder
+from exporter.selection import Selection
+from kubedr import observe
+from kubedr.config import UsageError
+
+log = logging.getLogger("kubedr.exporter")
+
+_DURATION = re.compile(r"^\s*([0-9.]+)\s*(ms|s|m)?\s*$")
+
+
+def parse_duration(text: str | float) -> float:
+    """'100ms', '2s', '1m' or a number of seconds -> seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise UsageError(f"bad duration {text!r} (use e.g. 100ms, 2s, 1m)")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+
+
+def _csv(values: Any) -> list[str]:
+    if not values:
+        return []
+    items = values if isinstance(values, list) else [values]
+    return [v.strip() for item in items for v in str(item).split(",") if v.strip()]
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    """Flags of `kubedr export` (also settable in the config file section `export:` and $KUBEDR_*)."""
+    p.add_argument("--kubeconfig", help="kubeconfig of the primary (in-cluster config when absent)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--namespaces", help="comma-separated namespaces to export")
+    p.add_argument("--all-namespaces", action="store_true", help="export every namespace")
+    p.add_argument("--exclude-namespaces", help="with --all-namespaces: comma-separated namespaces to leave out")
+    p.add_argument("--cluster-scoped-kinds", help="extra cluster-scoped kinds to export, e.g. Node,APIService")
+    p.add_argument("--repo", help="Git remote: a path, file://, git://, ssh or https URL")
+    p.add_argument("--branch", default="main", help="branch to commit to (default main)")
+    p.add_argument("--workdir", help="local clone, the durable buffer (default ~/.cache/kubedr/export/...)")
+    p.add_argument("--once", action="store_true", help="only the startup reconcile (one resync commit), then exit")
+    p.add_argument("--batch-window", default="100ms", help="cap on how long one commit gathers changes")
+    p.add_argument("--cluster-name", help="Source-Cluster trailer (default: the API server host)")
+    p.add_argument("--recipient", action="append", help="age recipient (age1...) for sealing Secrets; repeatable")
+    p.add_argument("--recipients-file", help="file with age recipients, one per line")
+    p.add_argument("--digest-key-file", help="key for the keyed digest that keeps unchanged Secrets stable")
+    p.add_argument("--secrets", choices=SECRET_MODES,
+                   help="seal (default with a recipient), skip (default without), plaintext (tests only)")
+    p.add_argument("--metrics-listen", help="host:port for /metrics /healthz /readyz, e.g. :9090")
+    p.add_argument("--push-backoff-max", default="30s", help="longest wait between push retries")
+    p.add_argument("--page-size", type=int, default=500, help="objects per list page")
+
+
+def _recipients(args: argparse.Namespace) -> list[str]:
+    out = _csv(args.recipient)
+    if args.recipients_file:
+        try:
+            text = Path(args.recipients_file).read_text()
+        except OSError as exc:
+            raise UsageError(f"--recipients-file {args.recipients_file}: {exc.strerror}") from exc
+        out += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return out
+
+
+def _secret_mode(args: argparse.Namespace) -> tuple[str, Any]:
+    recipients = _recipients(args)
+    mode = args.secrets or ("seal" if recipients else "skip")
+    if mode == "plaintext":
+        log.warning("!!! --secrets=plaintext: Secret values are written to Git IN CLEAR TEXT. Tests only. !!!")
+        return mode, None
+    if mode == "skip":
+        log.info("Secrets are not exported: no --recipient given (add --recipient age1... to export them sealed)")
+        return mode, None
+    if not recipients:
+        raise UsageError("--secrets=seal needs --recipient or --recipients-file")
+    from kubedr import sealing
+
+    key = b""
+    if args.digest_key_file:
+        try:
+            key = Path(args.digest_key_file).read_bytes().strip()
+        except OSError as exc:
+            raise UsageError(f"--digest-key-file {args.digest_key_file}: {exc.strerror}") from exc
+    try:
+        return mode, sealing.Sealer(recipients, key or None)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"cannot seal Secrets: {exc}") from exc
+
+
+class Exporter:
+    """Wires observer -> committer (selection, recorder) -> pusher around one local clone."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from kubedr.kube import api_client
+
+        if not args.repo:
+            raise UsageError("--repo is required (a path or URL of the Git remote)")
+        if bool(args.namespaces) == bool(args.all_namespaces):
+            raise UsageError("give exactly one of --namespaces a,b or --all-namespaces")
+        if args.exclude_namespaces and not args.all_namespaces:
+            raise UsageError("--exclude-namespaces goes with --all-namespaces")
+        repo = args.repo
+        if "://" not in repo and ":" not in repo.split("/")[0] and os.path.exists(repo):
+            repo = os.path.abspath(repo)
+        self.batch_window = parse_duration(args.batch_window)
+        secrets, sealer = _secret_mode(args)
+        api = api_client(args.kubeconfig, args.context)
+        self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
+        self.store = GitStore(Path(args.workdir or default_workdir(repo, args.branch)), repo, args.branch)
+        self.selection = Selection(None if args.all_namespaces else _csv(args.namespaces),
+                                   _csv(args.exclude_namespaces), _csv(args.cluster_scoped_kinds))
+        self.recorder = Recorder(self.store.workdir, secrets, sealer)
+        self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
+        self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
+                                   on_commit=self.pusher.notify)
+        self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
+        self.ready = False
+
+    def reconcile(self) -> dict[ResourceType, str]:
+        """List everything, rebuild the tree, and commit what changed while we were down as one resync."""
+        started = time.monotonic()
+        with self.store.lock:
+            self.store.open()
+            self.recorder.load_index(sorted(set(self.store.ls_files()) | set(self._work_tree_files())))
+            types = self.observer.discover()
+            rvs = {rtype: self.observer.list(rtype, self.committer.handle) for rtype in types}
+            keep = {t.key for t in types} | {k for k in self.recorder.index if k[0] in self.observer.failed_groups}
+            self.recorder.drop_types(keep, time.monotonic())
+            sha = self.committer.commit(reason="resync", stage_all=True)
+        log.info("startup reconcile: %d types, %s in %.1fs", len(types),
+                 f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
+        return rvs
+
+    def _work_tree_files(self) -> list[str]:
+        root = self.store.workdir
+        out = []
+        for top in root.iterdir():
+            if top.name.startswith(".") or not top.is_dir():
+                continue
+            for sub in top.iterdir():
+                if sub.is_dir():
+                    out += [f"{top.name}/{sub.name}/{f.name}" for f in sub.iterdir() if f.is_file()]
+        return out
+
+    def run(self, once: bool, metrics_listen: str | None) -> int:
+        if metrics_listen:
+            observe.serve(metrics_listen, live=self.healthy, ready=lambda: self.ready)
+        rvs = self.reconcile()
+        if once:
+            return 0 if self._push_with_retries(5) else 1
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        threads = [threading.Thread(target=self.committer.run, name="committer", daemon=True),
+                   threading.Thread(target=self.pusher.run, name="pusher", daemon=True)]
+        for t in threads:
+            t.start()
+        self.observer.start(rvs, self.committer.queue.put)
+        self.ready = True
+        log.info("exporting to %s (branch %s) from %s", self.store.remote, self.store.branch, self.cluster)
+        while not stop.wait(0.5):
+            if not self.healthy():
+                log.error("stopping: %s", self.committer.failed or self.pusher.failed)
+                self.observer.stop()
+                return 1
+        log.info("stopping: draining %d queued changes", self.committer.queue.qsize())
+        self.observer.stop()
+        deadline = time.monotonic() + 10
+        while self.committer.queue.qsize() and time.monotonic() < deadline and self.healthy():
+            time.sleep(0.05)
+        self.committer.stopping.set()
+        threads[0].join(10)
+        self.pusher.stop()
+        threads[1].join(5)
+        self._push_with_retries(1)
+        return 0
+
+    def healthy(self) -> bool:
+        return self.committer.failed is None and self.pusher.failed is None
+
+    def _push_with_retries(self, attempts: int) -> bool:
+        delay = 0.5
+        for i in range(attempts):
+            if self.pusher.push_once():
+                return True
+            if i + 1 < attempts:
+                time.sleep(delay)
+                delay *= 2
+        log.error("could not push to %s; the commits wait in %s", self.store.remote, self.store.workdir)
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `kubedr export`."""
+    try:
+        return Exporter(args).run(args.once, args.metrics_listen)
+    except GitError as exc:
+        log.error("%s", exc)
+        return 1

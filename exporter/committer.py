@@ -1,0 +1,137 @@
+"""Group commit: commit as soon as the previous commit is done; what arrives meanwhile goes into the next."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from exporter.events import Event
+from exporter.gitstore import GitStore
+from exporter.recorder import Pending, Recorder
+from exporter.selection import Selection
+from kubedr import contract, observe
+
+log = logging.getLogger("kubedr.exporter.committer")
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+VERB_OF_STATUS = {"A": "create", "M": "update", "T": "update", "D": "delete"}
+VERB_ORDER = ("create", "update", "delete")
+
+
+def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str = "") -> str:
+    """Subject names the object and verb; several objects get a summary and one line each; then trailers."""
+    changes = sorted(changes, key=lambda c: (c[1].ref.namespace, c[1].ref.group, c[1].ref.kind, c[1].ref.name))
+    trailers = [f"Source-Cluster: {cluster}"]
+    if len(changes) == 1 and not reason:
+        verb, p = changes[0]
+        lines = [f"{verb} {p.ref.display}", ""]
+        if p.resource_version:
+            trailers.append(f"Resource-Version: {p.resource_version}")
+        if p.managers:
+            trailers.append(f"Field-Managers: {', '.join(p.managers)}")
+        return "\n".join(lines + trailers) + "\n"
+    counts = Counter(v for v, _ in changes)
+    summary = ", ".join(f"{counts[v]} {v}" for v in VERB_ORDER if counts[v])
+    noun = "object" if len(changes) == 1 else "objects"
+    lines = [f"{reason or 'export'} {len(changes)} {noun}: {summary}", ""]
+    lines += [f"{verb} {p.ref.display}" for verb, p in changes]
+    lines.append("")
+    for _, p in changes:
+        if p.resource_version:
+            trailers.append(f"Resource-Version: {p.ref.display}={p.resource_version}")
+    for _, p in changes:
+        if p.managers:
+            trailers.append(f"Field-Managers: {p.ref.display}={', '.join(p.managers)}")
+    return "\n".join(lines + trailers) + "\n"
+
+
+class Committer:
+    """Owns the work tree: applies events through selection and recorder, then commits what changed."""
+
+    def __init__(self, store: GitStore, recorder: Recorder, selection: Selection, cluster: str,
+                 batch_window: float = 0.1, on_commit: Callable[[str, list[float]], None] | None = None) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.selection = selection
+        self.cluster = cluster
+        self.batch_window = batch_window
+        self.on_commit = on_commit or (lambda sha, received: None)
+        self.queue: queue.Queue[Event] = queue.Queue()
+        self.stopping = threading.Event()
+        self.failed: BaseException | None = None
+
+    def handle(self, event: Event) -> None:
+        """One event into the work tree; a bad object is logged and skipped, never fatal."""
+        try:
+            for obj, wanted in self.selection.process(event):
+                self.recorder.decide(obj, wanted, event.received)
+            if event.type == "SYNCED":
+                self.recorder.synced(event.rtype.key, event.seen, event.received)
+        except Exception as exc:  # noqa: BLE001 - one bad object must not stop the others
+            name = ((event.obj or {}).get("metadata") or {}).get("name", "?")
+            log.error("cannot export %s %s %s: %s", event.type, event.rtype, name, exc)
+
+    def commit(self, reason: str = "", stage_all: bool = False) -> str | None:
+        """Stage what the recorder changed, commit it with a message built from the real diff."""
+        pending = self.recorder.take_pending()
+        if stage_all:
+            self.store.stage_all()
+        elif pending:
+            self.store.stage(sorted(pending))
+        else:
+            return None
+        base = self.store.head() or EMPTY_TREE
+        out = self.store.git("diff-index", "--cached", "--no-renames", "--name-status", "-z", base)
+        fields = [f for f in out.split("\0") if f]
+        changes: list[tuple[str, Pending]] = []
+        for status, path in zip(fields[::2], fields[1::2], strict=False):
+            p = pending.get(path)
+            if p is None:
+                ref = contract.ref_of_path(path)
+                if ref is None:
+                    continue
+                p = Pending(ref)
+            changes.append((VERB_OF_STATUS.get(status[:1], "update"), p))
+        if not changes:
+            return None
+        sha = self.store.commit(format_message(changes, self.cluster, reason))
+        if sha is None:
+            return None
+        now = time.monotonic()
+        received = [p.received for _, p in changes]
+        for r in received:
+            observe.EXPORT_LATENCY.observe(max(0.0, now - r))
+        for verb, _ in changes:
+            observe.EXPORT_OBJECTS.labels(verb).inc()
+        observe.EXPORT_COMMITS.labels(reason or "change").inc()
+        observe.EXPORT_LAST_COMMIT.set(time.time())
+        log.debug("committed %s: %d changes", sha[:12], len(changes))
+        self.on_commit(sha, received)
+        return sha
+
+    def run(self) -> None:
+        """The group-commit loop: take everything queued (no longer than the batch window), commit, repeat."""
+        try:
+            while not self.stopping.is_set():
+                try:
+                    first = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                start = time.monotonic()
+                with self.store.lock:
+                    self.handle(first)
+                    while time.monotonic() - start < self.batch_window:
+                        try:
+                            self.handle(self.queue.get_nowait())
+                        except queue.Empty:
+                            break
+                    observe.EXPORT_QUEUE.set(self.queue.qsize())
+                    self.commit()
+        except BaseException as exc:
+            self.failed = exc
+            log.exception("committer stopped")
+            raise

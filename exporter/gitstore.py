@@ -1,0 +1,192 @@
+"""The local clone: the exporter's durable buffer between the cluster and the remote."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+log = logging.getLogger("kubedr.exporter.git")
+
+TMP_PREFIX = ".kubedr-tmp-"
+DEFAULT_IDENTITY = {"GIT_AUTHOR_NAME": "kubedr exporter", "GIT_AUTHOR_EMAIL": "exporter@kubedr.invalid",
+                    "GIT_COMMITTER_NAME": "kubedr exporter", "GIT_COMMITTER_EMAIL": "exporter@kubedr.invalid"}
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message carries its stderr."""
+
+
+class RemoteMoved(GitError):
+    """The remote has commits we do not have and they cannot be rebased onto without a conflict."""
+
+
+class PushRejected(GitError):
+    """The remote refused a fast-forward: fetch and rebase, then push again."""
+
+
+def default_workdir(repo: str, branch: str) -> Path:
+    """A stable per-remote clone under ~/.cache, so a restart finds its unpushed commits."""
+    digest = hashlib.sha256(f"{repo}#{branch}".encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "kubedr" / "export" / digest
+
+
+class GitStore:
+    """Plumbing-level access to the clone: stage paths, commit, push, fetch and rebase."""
+
+    def __init__(self, workdir: Path, remote: str, branch: str = "main") -> None:
+        self.workdir = Path(workdir)
+        self.remote = remote
+        self.branch = branch
+        self.lock = threading.RLock()  # held while the work tree or HEAD moves
+        self.env = {**DEFAULT_IDENTITY, **os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+    # -- process helpers
+    def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
+        """Run git in the clone; stderr goes into the error."""
+        proc = subprocess.run(["git", *args], cwd=self.workdir, input=stdin, capture_output=True,
+                              env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise GitError(f"git {' '.join(args[:3])}: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout.decode(errors="replace")
+
+    # -- setup
+    def open(self) -> None:
+        """Clone or reuse the work tree, repair what a crash left, and catch up with the remote."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not (self.workdir / ".git").exists():
+            self._init()
+        self.repair()
+        self.sync_with_remote()
+
+    def _init(self) -> None:
+        self.git("init", "-q", "-b", self.branch)
+        self.git("remote", "add", "origin", self.remote)
+        self.git("config", "core.autocrlf", "false")
+        self.git("config", "gc.auto", "0")  # no surprise repacks mid-flight; `git gc` by policy
+        log.info("initialised local clone %s for %s", self.workdir, self.remote)
+
+    def repair(self) -> None:
+        """Clean what a kill -9 can leave: a stale index.lock, temp files, an index out of step with HEAD."""
+        gitdir = self.workdir / ".git"
+        for lock in (gitdir / "index.lock", gitdir / "HEAD.lock", gitdir / "refs" / "heads" / f"{self.branch}.lock"):
+            if lock.exists():
+                log.warning("removing stale %s left by a previous run", lock)
+                lock.unlink()
+        if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
+            log.warning("aborting a rebase left by a previous run")
+            self.git("rebase", "--abort", check=False)
+        for tmp in self.workdir.rglob(TMP_PREFIX + "*"):
+            if ".git" not in tmp.relative_to(self.workdir).parts:
+                tmp.unlink(missing_ok=True)
+        self.git("config", "remote.origin.url", self.remote)
+        if self.head():
+            self.git("read-tree", "HEAD")  # the index is rebuilt from the last commit; work tree is re-synced
+        else:
+            self.git("read-tree", "--empty")
+
+    def head(self) -> str | None:
+        """The commit the branch points at, or None before the first commit."""
+        out = self.git("rev-parse", "-q", "--verify", f"refs/heads/{self.branch}^{{commit}}", check=False)
+        return out.strip() or None
+
+    def remote_head(self) -> str | None:
+        """What the remote's branch is (ls-remote); None when the branch does not exist yet."""
+        out = self.git("ls-remote", "origin", f"refs/heads/{self.branch}", timeout=60)
+        return out.split()[0] if out.strip() else None
+
+    def sync_with_remote(self) -> None:
+        """At start: adopt the remote branch if we have nothing, rebase unpushed work if both moved."""
+        try:
+            remote = self.remote_head()
+        except (GitError, subprocess.TimeoutExpired) as exc:
+            if self.head() is None and not any(self._tracked_or_present()):
+                raise GitError(f"remote {self.remote} unreachable and no local clone to buffer into: {exc}") from exc
+            log.warning("remote %s unreachable at start (%s); commits stay local until it is back", self.remote, exc)
+            return
+        if remote is None:
+            return
+        self.fetch()
+        local = self.head()
+        if local is None:
+            self.git("update-ref", f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}")
+            self.git("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
+            self.git("read-tree", "-u", "--reset", "HEAD")
+            log.info("adopted %s of %s at %s", self.branch, self.remote, remote[:12])
+        elif self.is_ancestor(local, remote):
+            self.git("read-tree", "-u", "-m", local, remote)
+            self.git("update-ref", f"refs/heads/{self.branch}", remote, local)
+        elif not self.is_ancestor(remote, local):
+            self.rebase_onto_remote()
+
+    def _tracked_or_present(self):
+        for p in self.workdir.iterdir():
+            if p.name != ".git":
+                yield p
+
+    def fetch(self) -> None:
+        """Fetch the branch into refs/remotes/origin."""
+        self.git("fetch", "-q", "origin", f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", timeout=300)
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """True when commit a is reachable from b."""
+        proc = subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=self.workdir, env=self.env,
+                              capture_output=True)
+        return proc.returncode == 0
+
+    def rebase_onto_remote(self) -> None:
+        """Replay local commits on the remote's; a conflict aborts and raises (never force-push)."""
+        with self.lock:
+            upstream = f"refs/remotes/origin/{self.branch}"
+            proc = subprocess.run(["git", "rebase", "-q", upstream], cwd=self.workdir, env=self.env,
+                                  capture_output=True)
+            if proc.returncode != 0:
+                subprocess.run(["git", "rebase", "--abort"], cwd=self.workdir, env=self.env, capture_output=True)
+                raise RemoteMoved(f"remote {self.remote} branch {self.branch} has commits that conflict with "
+                                  f"unpushed local commits; resolve by hand in {self.workdir} (never force-pushed)")
+            log.warning("remote %s moved; rebased local commits onto %s", self.remote,
+                        self.git("rev-parse", "--short", upstream).strip())
+
+    # -- commits
+    def stage(self, paths: list[str]) -> None:
+        """Bring the index in line with the work tree for these paths (adds, updates, removals)."""
+        if paths:
+            self.git("update-index", "--add", "--remove", "-z", "--stdin",
+                     stdin=b"".join(p.encode() + b"\0" for p in paths))
+
+    def stage_all(self) -> None:
+        """Stage the whole work tree (used by the startup resync)."""
+        self.git("add", "-A", ".")
+
+    def commit(self, message: str) -> str | None:
+        """Commit the index as a child of HEAD; None when the tree did not change."""
+        tree = self.git("write-tree").strip()
+        parent = self.head()
+        if parent and self.git("rev-parse", f"{parent}^{{tree}}").strip() == tree:
+            return None
+        args = ["commit-tree", tree, "-F", "-"] + (["-p", parent] if parent else [])
+        sha = self.git(*args, stdin=message.encode()).strip()
+        self.git("update-ref", "-m", "kubedr export", f"refs/heads/{self.branch}", sha, parent or "0" * 40)
+        return sha
+
+    def ls_files(self) -> list[str]:
+        """Every path in the last commit."""
+        if not self.head():
+            return []
+        out = self.git("ls-tree", "-r", "-z", "--name-only", "HEAD")
+        return [p for p in out.split("\0") if p]
+
+    def push(self, sha: str, timeout: float = 120) -> None:
+        """Push sha to the remote branch; a rejection because the remote moved raises RemoteMoved."""
+        proc = subprocess.run(["git", "push", "-q", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}"],
+                              cwd=self.workdir, env=self.env, capture_output=True, timeout=timeout)
+        if proc.returncode == 0:
+            return
+        err = (proc.stdout + proc.stderr).decode(errors="replace")
+        if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:
+            raise PushRejected(err.strip().splitlines()[-1] if err.strip() else "rejected")
+        raise GitError(f"push to {self.remote}: {err.strip()}")

@@ -1,0 +1,105 @@
+"""Push in the background with retry and backoff; the local clone buffers while the remote is away."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+
+from exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
+from kubedr import observe
+
+log = logging.getLogger("kubedr.exporter.pusher")
+
+
+class Pusher:
+    """Pushes HEAD whenever it moves; rebases when the remote moved without conflict, else stops loudly."""
+
+    def __init__(self, store: GitStore, backoff_initial: float = 0.2, backoff_max: float = 30.0) -> None:
+        self.store = store
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._cond = threading.Condition()
+        self._received: list[float] = []
+        self._dirty = True  # push whatever HEAD is at start (unpushed commits from a previous run)
+        self.pushed: str | None = None
+        self.stopping = threading.Event()
+        self.failed: BaseException | None = None
+
+    def notify(self, sha: str, received: list[float]) -> None:
+        """Called after each commit: remember when its changes arrived, wake the push loop."""
+        with self._cond:
+            self._received.extend(received)
+            self._dirty = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self._cond:
+            self._cond.notify()
+
+    def push_once(self) -> bool:
+        """Push HEAD now; True when the remote has it (rebasing first if the remote moved)."""
+        with self._cond:
+            received, self._received = self._received, []
+            self._dirty = False
+        head = self.store.head()
+        if head is None or head == self.pushed:
+            return True
+        try:
+            for _ in range(3):
+                try:
+                    self.store.push(head)
+                    break
+                except PushRejected as exc:
+                    log.warning("remote %s moved (%s); fetching and rebasing", self.store.remote, exc)
+                    self.store.fetch()
+                    self.store.rebase_onto_remote()
+                    head = self.store.head()
+            else:
+                raise GitError("remote keeps moving; will retry")
+        except RemoteMoved:
+            raise
+        except (GitError, subprocess.TimeoutExpired, OSError) as exc:
+            with self._cond:
+                self._received = received + self._received
+                self._dirty = True
+            observe.EXPORT_PUSH_FAILURES.inc()
+            log.warning("push to %s failed, commits stay in %s: %s", self.store.remote, self.store.workdir,
+                        str(exc).splitlines()[0] if str(exc) else exc)
+            return False
+        self.pushed = head
+        now = time.monotonic()
+        for r in received:
+            observe.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))
+        observe.EXPORT_UNPUSHED.set(0)
+        return True
+
+    def run(self) -> None:
+        """Push loop: wait for a commit, push, back off exponentially while the remote is unreachable."""
+        delay = self.backoff_initial
+        try:
+            while not self.stopping.is_set():
+                with self._cond:
+                    while not self._dirty and not self.stopping.is_set():
+                        self._cond.wait(1.0)
+                if self.stopping.is_set():
+                    return
+                if self.push_once():
+                    delay = self.backoff_initial
+                    continue
+                self._count_unpushed()
+                self.stopping.wait(delay)
+                delay = min(delay * 2, self.backoff_max)
+        except BaseException as exc:
+            self.failed = exc
+            log.error("pusher stopped: %s", exc)
+            raise
+
+    def _count_unpushed(self) -> None:
+        try:
+            out = self.store.git("rev-list", "--count", f"refs/remotes/origin/{self.store.branch}..HEAD", check=False)
+            observe.EXPORT_UNPUSHED.set(int(out.strip() or 0))
+        except (ValueError, GitError):
+            pass
