@@ -1,0 +1,99 @@
+"""/metrics, /healthz and /readyz as Prometheus and the kubelet see them: over HTTP, through the text parser."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
+
+from kubedr import observe
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, dict[str, bool]]]:
+    state = {"live": True, "ready": False}
+    srv = observe.serve("127.0.0.1:0", live=lambda: state["live"], ready=lambda: state["ready"])
+    yield f"http://127.0.0.1:{srv.server_address[1]}", state
+    srv.shutdown()
+    srv.server_close()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+def scrape(base: str) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    """family name -> {(sample name, sorted labels): value}, via the official text parser."""
+    code, ctype, body = get(base + "/metrics")
+    assert code == 200 and ctype.startswith("text/plain")
+    out: dict[str, dict] = {}
+    for fam in text_string_to_metric_families(body):
+        out[fam.name] = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in fam.samples}
+    return out
+
+
+def test_probes_follow_the_callbacks(server) -> None:
+    base, state = server
+    assert get(base + "/healthz")[0] == 200
+    assert get(base + "/readyz")[0] == 503
+    state["ready"] = True
+    assert get(base + "/readyz")[:1] == (200,)
+    state["live"] = False
+    assert get(base + "/healthz")[0] == 503
+    assert get(base + "/nope")[0] == 404
+
+
+def test_the_issue_metrics_are_exposed_and_parse(server) -> None:
+    base, _ = server
+    observe.EXPORT_LAST_COMMIT.set(1700000000.5)
+    before = scrape(base)
+    lat_count = before.get("kubedr_exporter_change_to_commit_seconds", {}).get(
+        ("kubedr_exporter_change_to_commit_seconds_count", ()), 0.0)
+    restarts = before.get("kubedr_exporter_watch_restarts", {}).get(
+        ("kubedr_exporter_watch_restarts_total", (("cause", "gone"), ("resource", "configmaps"))), 0.0)
+
+    observe.EXPORT_LATENCY.observe(0.03)
+    observe.EXPORT_LATENCY.observe(0.4)
+    observe.EXPORT_QUEUE.set(7)
+    observe.EXPORT_WATCH_RESTARTS.labels(resource="configmaps", cause="gone").inc()
+    observe.EXPORT_PUSH_FAILURES.inc()
+    observe.APPLY_LAST_COMMIT.labels(commit="abc123").set(1)
+    observe.APPLY_LAST_TIME.set(1700000001.0)
+    observe.APPLY_LAG.set(0.75)
+    observe.APPLY_FAILURES.labels(reason="invalid").inc()
+
+    after = scrape(base)
+    assert after["kubedr_exporter_last_commit_timestamp_seconds"][
+        ("kubedr_exporter_last_commit_timestamp_seconds", ())] == 1700000000.5
+    hist = after["kubedr_exporter_change_to_commit_seconds"]
+    assert hist[("kubedr_exporter_change_to_commit_seconds_count", ())] == lat_count + 2
+    assert hist[("kubedr_exporter_change_to_commit_seconds_bucket", (("le", "0.05"),))] >= 1
+    assert hist[("kubedr_exporter_change_to_commit_seconds_bucket", (("le", "+Inf"),))] == lat_count + 2
+    assert after["kubedr_exporter_queue_depth"][("kubedr_exporter_queue_depth", ())] == 7
+    assert after["kubedr_exporter_watch_restarts"][
+        ("kubedr_exporter_watch_restarts_total", (("cause", "gone"), ("resource", "configmaps")))] == restarts + 1
+    assert after["kubedr_applier_last_applied_commit_info"][
+        ("kubedr_applier_last_applied_commit_info", (("commit", "abc123"),))] == 1
+    assert after["kubedr_applier_replication_lag_seconds"][("kubedr_applier_replication_lag_seconds", ())] == 0.75
+    assert after["kubedr_exporter_push_failures"]
+    assert after["kubedr_applier_apply_failures"]
+
+
+def test_every_metric_in_observe_is_named_kubedr_and_served(server) -> None:
+    base, _ = server
+    metrics = [v for v in vars(observe).values() if isinstance(v, Counter | Gauge | Histogram)]
+    assert len(metrics) >= 15
+    families = scrape(base)
+    for metric in metrics:
+        name = metric._name
+        assert name.startswith("kubedr_"), name
+        if not metric._labelnames:        # labelled ones appear once a label set is used
+            assert name in families, f"{name} not served"
