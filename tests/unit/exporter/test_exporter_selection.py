@@ -1,0 +1,55 @@
+"""Cluster-scoped objects follow the namespaces that depend on them (real fixtures where they exist)."""
+
+from __future__ import annotations
+
+from exporter.events import Event, ResourceType
+from exporter.selection import Selection
+
+NS = ResourceType("", "v1", "namespaces", "Namespace", False)
+CR = ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)
+CRB = ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False)
+SC = ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
+PV = ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False)
+PVC = ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
+CRD = ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
+WIDGET = ResourceType("example.com", "v1", "widgets", "Widget", True)
+NODE = ResourceType("", "v1", "nodes", "Node", False)
+
+
+def obj(rtype: ResourceType, name: str, ns: str = "", **body) -> dict:
+    meta = {"name": name, **({"namespace": ns} if ns else {})}
+    return {"apiVersion": rtype.api_version, "kind": rtype.kind, "metadata": meta, **body}
+
+
+def names(decisions) -> dict[str, bool]:
+    return {o["metadata"]["name"]: w for o, w in decisions}
+
+
+def test_namespaces_and_namespaced_objects_follow_the_selection() -> None:
+    sel = Selection(["shop"])
+    assert names(sel.process(Event("ADDED", NS, obj(NS, "shop")))) == {"shop": True}
+    assert names(sel.process(Event("ADDED", NS, obj(NS, "kube-system")))) == {"kube-system": False}
+    assert names(sel.process(Event("ADDED", PVC, obj(PVC, "x", "other")))) == {"x": False}
+    assert not sel.watches(NODE)
+    assert Selection(["shop"], cluster_kinds=["nodes"]).watches(NODE)
+
+
+def test_cluster_role_follows_a_binding_of_a_selected_service_account() -> None:
+    sel = Selection(["shop"])
+    assert names(sel.process(Event("ADDED", CR, obj(CR, "reader")))) == {"reader": False}
+    binding = obj(CRB, "shop-reader", roleRef={"kind": "ClusterRole", "name": "reader"},
+                  subjects=[{"kind": "ServiceAccount", "name": "app", "namespace": "shop"}])
+    assert names(sel.process(Event("ADDED", CRB, binding))) == {"shop-reader": True, "reader": True}
+    assert names(sel.process(Event("DELETED", CRB, binding))) == {"shop-reader": False, "reader": False}
+
+
+def test_storage_class_and_volume_follow_claims_and_crd_follows_custom_resources() -> None:
+    sel = Selection(["shop"])
+    sel.process(Event("ADDED", SC, obj(SC, "fast")))
+    sel.process(Event("ADDED", PV, obj(PV, "pv1", spec={"storageClassName": "fast"})))
+    sel.process(Event("ADDED", CRD, obj(CRD, "widgets.example.com")))
+    claim = obj(PVC, "data", "shop", spec={"storageClassName": "fast", "volumeName": "pv1"})
+    assert names(sel.process(Event("ADDED", PVC, claim))) == {"data": True, "fast": True, "pv1": True}
+    assert names(sel.process(Event("ADDED", WIDGET, obj(WIDGET, "w", "shop")))) == {
+        "w": True, "widgets.example.com": True}
+    assert names(sel.process(Event("SYNCED", PVC, None, 0.0, set()))) == {"fast": False, "pv1": False}
