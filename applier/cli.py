@@ -1,0 +1,250 @@
+"""`kubedr apply | diff | switchover | sync`: flags in, one Engine (or one switchover) out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from kubedr.config import UsageError
+
+log = logging.getLogger("kubedr.applier")
+
+
+def parse_duration(text: str) -> float:
+    """`1s`, `500ms`, `2m`, `1.5` (seconds) -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 500ms, 1s, 2m)")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--branch", default="main", help="branch to follow (default main)")
+    p.add_argument("--identity", action="append", metavar="FILE", help="age identity file to unseal Secrets")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--standby", dest="mode", action="store_const", const="standby",
+                   help="hold workloads at standby replicas (recorded on the secondary)")
+    g.add_argument("--active", dest="mode", action="store_const", const="active",
+                   help="apply workloads at the primary's replicas (recorded on the secondary)")
+    p.add_argument("--standby-replicas", type=int, default=0, metavar="N", help="replicas in standby (default 0)")
+    p.add_argument("--namespace-standby-replicas", action="append", metavar="NS=N",
+                   help="per-namespace standby replicas")
+    p.add_argument("--namespace-map", action="append", metavar="A=B", help="apply namespace A as B")
+    p.add_argument("--image-map", action="append", metavar="OLD=NEW", help="swap an image registry prefix")
+    p.add_argument("--storage-class-map", action="append", metavar="A=B", help="use storage class B for A")
+    p.add_argument("--prune", action="store_true", help="delete what kubedr applied and left the repo")
+    p.add_argument("--force-prune", action="store_true", help="prune even past the safety threshold")
+    p.add_argument("--concurrency", type=int, default=16, help="parallel requests within a stage")
+    p.add_argument("--no-validate", dest="validate", action="store_false",
+                   help="skip kubernetes-validate schema checks")
+    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """Options of apply, diff, switchover and sync."""
+    if name == "switchover":
+        parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
+        parser.add_argument("--context")
+        parser.add_argument("--namespaces", help="only these namespaces (space or comma separated)")
+        return
+    if name == "sync":
+        parser.add_argument("--from-kubeconfig", help="the cluster to export from")
+        parser.add_argument("--from-context")
+        parser.add_argument("--to-kubeconfig", help="the cluster to apply to")
+        parser.add_argument("--to-context")
+        parser.add_argument("--namespaces", help="namespaces to carry over (space or comma separated)")
+        _target_options(parser)
+        parser.add_argument("--keep-repo", help="keep the temporary repo at this path")
+        return
+    parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
+    parser.add_argument("--context")
+    parser.add_argument("--repo", help="config repo: URL, or a local path (a bare repo or a git-sync checkout)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--revision", help="apply the tree of this sha or tag (restore)")
+    when.add_argument("--at", help="apply the last commit at or before this time (restore)")
+    _target_options(parser)
+    if name == "apply":
+        parser.add_argument("--once", action="store_true", help="one round, then exit (1 if anything failed)")
+        parser.add_argument("--interval", type=parse_duration, default=parse_duration("1s"),
+                            help="how often to poll the remote (default 1s)")
+        parser.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
+        parser.add_argument("--metrics-listen", help="serve /metrics /healthz /readyz on host:port")
+
+
+def _namespaces(text: str | None) -> list[str]:
+    return [n for n in (text or "").replace(",", " ").split() if n]
+
+
+def _identities(files: list[str] | None) -> list[Any] | None:
+    if not files:
+        return None
+    from kubedr import sealing
+    out: list[Any] = []
+    for f in files:
+        try:
+            out.extend(sealing.load_identities(f))
+        except Exception as exc:
+            raise UsageError(f"--identity {f}: {' '.join(str(exc).split())}") from exc
+    return out
+
+
+def settings_from(args: argparse.Namespace, repo: str) -> Any:
+    """Settings for the Engine from parsed options; UsageError for a bad map."""
+    from applier.decode import Maps, parse_map
+    from applier.round import Settings
+
+    try:
+        maps = Maps(parse_map(args.namespace_map, "namespace-map"), parse_map(args.image_map, "image-map"),
+                    parse_map(args.storage_class_map, "storage-class-map"))
+        ns_replicas = {k: int(v) for k, v in
+                       parse_map(args.namespace_standby_replicas, "namespace-standby-replicas").items()}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return Settings(repo=repo, branch=args.branch, revision=getattr(args, "revision", None),
+                    at=getattr(args, "at", None), prune=args.prune, force_prune=args.force_prune,
+                    dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
+                    mode_override=args.mode, standby_replicas=args.standby_replicas,
+                    namespace_replicas=ns_replicas, identities=_identities(args.identity),
+                    validate=args.validate)
+
+
+def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Any:
+    from applier.client import Cluster
+    from applier.fetch import FetchError, Source
+    from applier.round import Engine
+    from kubedr.kube import api_client
+
+    settings = settings_from(args, repo)
+    try:
+        source = Source(repo, args.branch, args.workdir)
+    except FetchError as exc:
+        raise UsageError(str(exc)) from exc
+    return Engine(Cluster(api_client(kubeconfig, context, pool=max(16, settings.concurrency))), source, settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch on args.command."""
+    if args.command == "switchover":
+        return _switchover(args)
+    if args.command == "sync":
+        return _sync(args)
+    if not args.repo:
+        raise UsageError(f"kubedr {args.command}: --repo is required (URL or path of the config repo)")
+    engine = _engine(args.kubeconfig, args.context, args, args.repo)
+    try:
+        if args.command == "diff":
+            return _diff(engine, args)
+        return _apply(engine, args)
+    finally:
+        engine.close()
+
+
+def _apply(engine: Any, args: argparse.Namespace) -> int:
+    from applier.round import loop
+    from kubedr import observe
+
+    if args.metrics_listen:
+        observe.serve(args.metrics_listen, ready=lambda: engine.last_report is not None)
+    if args.dry_run:
+        report = engine.step()
+        if report is None:
+            print("nothing to apply")
+            return 0
+        for path in report.would_apply:
+            print(f"would apply {path}")
+        for path in report.would_delete:
+            print(f"would delete {path}")
+        for f in report.failures:
+            print(f"would fail {f}")
+        return 1 if report.failures else 0
+    return loop(engine, args.interval, args.once)
+
+
+def _diff(engine: Any, args: argparse.Namespace) -> int:
+    from applier.diff import diff
+
+    out, errors = diff(engine, prune=args.prune)
+    for chunk in out:
+        sys.stdout.write(chunk)
+    for e in errors:
+        log.error("%s", e)
+    return 2 if errors and not out else (1 if out else 0)
+
+
+def _switchover(args: argparse.Namespace) -> int:
+    from applier.client import Cluster
+    from applier.standby import read_mode, record_mode, switchover
+    from kubedr.kube import api_client
+
+    cluster = Cluster(api_client(args.kubeconfig, args.context))
+    namespaces = _namespaces(args.namespaces)
+    mode = read_mode(cluster)
+    if namespaces:
+        mode.active_namespaces |= set(namespaces)
+    else:
+        mode.active = True
+    record_mode(cluster, mode, "kubedr switchover" + (f" --namespaces {' '.join(namespaces)}" if namespaces else ""))
+    changed, failures = switchover(cluster, namespaces or None)
+    for f in failures:
+        log.error("switchover: %s", f)
+    print(f"switchover: {changed} objects brought up ({mode.name}); {len(failures)} failed")
+    return 1 if failures else 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    """Export once from one cluster into a temporary repo, then apply it once to the other."""
+    import subprocess
+
+    from applier.round import loop
+
+    if not args.from_kubeconfig or not args.to_kubeconfig:
+        raise UsageError("kubedr sync: --from-kubeconfig and --to-kubeconfig are required")
+    namespaces = _namespaces(args.namespaces)
+    if not namespaces:
+        raise UsageError("kubedr sync: --namespaces is required (space or comma separated)")
+    tmp = tempfile.mkdtemp(prefix="kubedr-sync-")
+    try:
+        repo = args.keep_repo or os.path.join(tmp, "repo.git")
+        subprocess.run(["git", "init", "--bare", "-q", "-b", args.branch, repo], check=True)
+        export = [sys.executable, "-m", "kubedr.cli", "export", "--once", "--kubeconfig", args.from_kubeconfig,
+                  "--namespaces", ",".join(namespaces), "--repo", repo, "--branch", args.branch]
+        if args.from_context:
+            export += ["--context", args.from_context]
+        identity_files = list(args.identity or [])
+        recipient = _ephemeral_recipient(tmp, identity_files)
+        if recipient:
+            export += ["--recipient", recipient]
+        proc = subprocess.run(export)
+        if proc.returncode != 0:
+            log.error("sync: export from %s failed (exit %d)", args.from_kubeconfig, proc.returncode)
+            return proc.returncode
+        args.identity = identity_files
+        args.workdir = args.workdir or os.path.join(tmp, "work")
+        engine = _engine(args.to_kubeconfig, args.to_context, args, repo)
+        try:
+            return loop(engine, 1.0, once=True)
+        finally:
+            engine.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ephemeral_recipient(tmp: str, identity_files: list[str]) -> str | None:
+    """A throwaway age key for this sync, so Secrets travel sealed; None when sealing is unavailable."""
+    try:
+        import pyrage
+    except ImportError:
+        return None
+    ident = pyrage.x25519.Identity.generate()
+    path = os.path.join(tmp, "sync-identity.txt")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(str(ident) + "\n")
+    os.chmod(path, 0o600)
+    identity_files.append(path)
+    return str(ident.to_public())

@@ -1,0 +1,193 @@
+"""Raw REST calls to the target cluster, plus the discovery the applier needs (kind -> resource path).
+
+The generated typed clients cost more per call than the request itself; the applier sends JSON it already
+holds, so it talks HTTP through the ApiClient's connection pool and authentication, and nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from kubernetes import client as k8s
+
+from kubedr.contract import ObjectRef
+
+
+class ApiError(Exception):
+    """A request the API server refused; str() is the server's one-line message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives: /api[s]/<group_version>/[namespaces/<ns>/]<plural>."""
+
+    group_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str = "", name: str = "") -> str:
+        base = "/api/" if "/" not in self.group_version else "/apis/"
+        out = base + self.group_version
+        if self.namespaced and namespace:
+            out += f"/namespaces/{quote(namespace, safe='')}"
+        out += f"/{self.plural}"
+        if name:
+            out += f"/{quote(name, safe='')}"
+        return out
+
+
+class Cluster:
+    """One target cluster: request(), discovery by (group, kind) or apiVersion, and /version."""
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.api = api_client
+        self._lock = threading.Lock()
+        self._by_gv: dict[str, dict[str, Resource]] = {}
+        self._preferred: dict[str, str] | None = None
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
+                content_type: str = "application/json") -> Any:
+        """Send one request; the decoded JSON body, or ApiError for any non-2xx answer."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, headers, _, _ = self.api.param_serialize(method, path, header_params=headers,
+                                                         auth_settings=["BearerToken"])
+        if query:
+            url += "?" + urlencode(query)
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        resp = self.api.call_api(method, url, header_params=headers, body=data, _request_timeout=60)
+        raw = resp.read()
+        try:
+            doc = json.loads(raw) if raw else {}
+        except ValueError:
+            doc = {"message": raw.decode(errors="replace")[:300]}
+        if resp.status >= 400:
+            message = doc.get("message") if isinstance(doc, dict) else None
+            raise ApiError(resp.status, (doc.get("reason") if isinstance(doc, dict) else "") or "",
+                           " ".join(str(message or f"HTTP {resp.status}").split()))
+        return doc
+
+    # ---- discovery ----------------------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The server's gitVersion (v1.30.2)."""
+        return str(self.request("GET", "/version").get("gitVersion", ""))
+
+    def _load_gv(self, gv: str) -> dict[str, Resource]:
+        path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+        try:
+            doc = self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        out: dict[str, Resource] = {}
+        for r in doc.get("resources", []):
+            if "/" in r["name"]:
+                continue
+            out[r["kind"]] = Resource(gv, r["kind"], r["name"], bool(r.get("namespaced")))
+        return out
+
+    def _preferred_versions(self, refresh: bool = False) -> dict[str, str]:
+        if self._preferred is None or refresh:
+            pref = {"": "v1"}
+            for g in self.request("GET", "/apis").get("groups", []):
+                pv = (g.get("preferredVersion") or {}).get("groupVersion") or g["versions"][0]["groupVersion"]
+                pref[g["name"]] = pv
+            self._preferred = pref
+        return self._preferred
+
+    def resource_for(self, api_version: str, kind: str) -> Resource | None:
+        """The resource of a kind at an apiVersion; rediscovers once on a miss (a CRD just arrived)."""
+        with self._lock:
+            if api_version not in self._by_gv or kind not in self._by_gv[api_version]:
+                self._by_gv[api_version] = self._load_gv(api_version)
+            return self._by_gv[api_version].get(kind)
+
+    def resource_of(self, ref: ObjectRef) -> Resource | None:
+        """The resource of a (group, kind) at the group's preferred version; None when not served."""
+        pref = self._preferred_versions()
+        gv = pref.get(ref.group)
+        if gv is None:
+            gv = self._preferred_versions(refresh=True).get(ref.group)
+            if gv is None:
+                return None
+        return self.resource_for(gv, ref.kind)
+
+    def forget(self) -> None:
+        """Drop discovery caches (after CRDs were applied or deleted)."""
+        with self._lock:
+            self._by_gv.clear()
+            self._preferred = None
+
+
+# ---- kubedr's own state on the secondary: ConfigMaps in kubedr-system ---------------------------------------
+
+SYSTEM_NAMESPACE = "kubedr-system"
+STATE_MANAGER = "kubedr-state"
+
+
+def _cm_path(name: str = "") -> str:
+    return f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/configmaps" + (f"/{name}" if name else "")
+
+
+def ensure_system_namespace(cluster: Cluster) -> None:
+    """Create kubedr-system if missing (server-side apply: harmless when it exists)."""
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}
+    cluster.request("PATCH", f"/api/v1/namespaces/{SYSTEM_NAMESPACE}", body,
+                    {"fieldManager": STATE_MANAGER, "force": "true"}, "application/apply-patch+yaml")
+
+
+def get_state(cluster: Cluster, name: str) -> dict[str, str] | None:
+    """The data of one state ConfigMap, None when absent."""
+    try:
+        return dict(cluster.request("GET", _cm_path(name)).get("data") or {})
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def list_state(cluster: Cluster, selector: str) -> dict[str, dict[str, str]]:
+    """Name -> data of the state ConfigMaps matching a label selector."""
+    try:
+        doc = cluster.request("GET", _cm_path(), query={"labelSelector": selector})
+    except ApiError as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    return {i["metadata"]["name"]: dict(i.get("data") or {}) for i in doc.get("items") or []}
+
+
+def put_state(cluster: Cluster, name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> None:
+    """Write one state ConfigMap whole (server-side apply), creating kubedr-system when needed."""
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE,
+                         "labels": {"app.kubernetes.io/part-of": "kubedr", **(labels or {})}},
+            "data": data}
+    query = {"fieldManager": STATE_MANAGER, "force": "true"}
+    try:
+        cluster.request("PATCH", _cm_path(name), body, query, "application/apply-patch+yaml")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        ensure_system_namespace(cluster)
+        cluster.request("PATCH", _cm_path(name), body, query, "application/apply-patch+yaml")
+
+
+def delete_state(cluster: Cluster, name: str) -> None:
+    """Remove one state ConfigMap; absent is fine."""
+    try:
+        cluster.request("DELETE", _cm_path(name))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise

@@ -1,0 +1,249 @@
+"""Decode: repo bytes -> the object to apply. Parse (repo contract), unseal, validate, map, mark as kubedr's."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubedr import contract
+from kubedr.contract import ObjectRef
+
+log = logging.getLogger("kubedr.applier.decode")
+
+MANAGED_LABEL = "kubedr.io/managed"
+PATH_ANNOTATION = "kubedr.io/path"
+
+
+class DecodeError(Exception):
+    """A file that cannot become an object to apply; str() is one line (the reason, no path)."""
+
+
+@dataclass(frozen=True)
+class Maps:
+    """The transforms from the primary's world to the secondary's: namespaces, image registries, storage."""
+
+    namespaces: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    storage_classes: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        return json.dumps([self.namespaces, self.images, self.storage_classes], sort_keys=True)
+
+
+def parse_map(pairs: list[str] | None, what: str) -> dict[str, str]:
+    """`a=b` pairs (repeatable or comma/space separated) to a dict; ValueError names the bad pair."""
+    out: dict[str, str] = {}
+    for raw in pairs or []:
+        for pair in raw.replace(",", " ").split():
+            old, sep, new = pair.partition("=")
+            if not sep or not old or not new:
+                raise ValueError(f"--{what}: expected old=new, got {pair!r}")
+            out[old] = new
+    return out
+
+
+# ---- validation ------------------------------------------------------------------------------------------
+
+class Validator:
+    """kubernetes-validate schemas for the target's version, each compiled once (not once per object)."""
+
+    def __init__(self, server_version: str) -> None:
+        from kubernetes_validate import utils as kv
+
+        self._kv = kv
+        versions = kv.all_versions()
+        wanted = _minor(server_version.lstrip("v"))
+        usable = [v for v in versions if _minor(v) <= wanted] if wanted else []
+        self.version = usable[-1] if usable else versions[0]
+        if wanted and not usable:
+            log.info("validating against Kubernetes %s schemas (oldest bundled; cluster is %s)",
+                     self.version, server_version)
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._defs: Any = None
+
+    def _validator(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if key not in self._cache:
+            import jsonschema
+            from referencing import Registry, Resource
+
+            kv = self._kv
+            gv = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+            schema_dir = f"v{self.version}-local"
+            try:
+                schema = kv.schema_contents(f"kubernetes-json-schema/{schema_dir}/{kind.lower()}-{gv}.json",
+                                            self.version)
+            except FileNotFoundError:
+                self._cache[key] = None
+                return None
+            if self._defs is None:
+                self._defs = kv.schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json",
+                                                self.version)
+            registry = Resource.from_contents(self._defs) @ (Resource.from_contents(schema) @ Registry())
+            self._cache[key] = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+        return self._cache[key]
+
+    def check(self, obj: dict[str, Any]) -> None:
+        """DecodeError naming the first invalid field; kinds without a bundled schema (CRs) pass."""
+        validator = self._validator(str(obj.get("apiVersion")), str(obj.get("kind")))
+        if validator is None:
+            return
+        error = next(iter(validator.iter_errors(obj)), None)
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+            raise DecodeError(f"invalid for Kubernetes {_minor(self.version)}: {where}: {error.message}")
+
+
+def _minor(version: str) -> tuple[int, int] | None:
+    m = re.match(r"^(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+# ---- transforms ------------------------------------------------------------------------------------------
+
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def map_image(image: str, images: dict[str, str]) -> str:
+    """Swap a registry/repository prefix; the longest matching prefix wins, at a / : or @ boundary."""
+    for old in sorted(images, key=len, reverse=True):
+        if image == old or (image.startswith(old) and _boundary(old, image[len(old):])):
+            return images[old] + image[len(old):]
+    return image
+
+
+def _boundary(old: str, rest: str) -> bool:
+    """Whether old ends at a path boundary of the image: `/`, a digest `@`, or a tag `:` (not a port)."""
+    return old.endswith("/") or rest[0] in "/@" or (rest[0] == ":" and "/" not in rest)
+
+
+def _walk_containers(node: Any, fn: Callable[[dict[str, Any]], None]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in CONTAINER_LISTS and isinstance(value, list):
+                for c in value:
+                    if isinstance(c, dict):
+                        fn(c)
+            else:
+                _walk_containers(value, fn)
+    elif isinstance(node, list):
+        for item in node:
+            _walk_containers(item, fn)
+
+
+def _map_storage(obj: dict[str, Any], classes: dict[str, str]) -> None:
+    def swap(spec: dict[str, Any] | None) -> None:
+        if isinstance(spec, dict) and spec.get("storageClassName") in classes:
+            spec["storageClassName"] = classes[spec["storageClassName"]]
+
+    kind = obj.get("kind")
+    if kind in ("PersistentVolumeClaim", "PersistentVolume"):
+        swap(obj.get("spec"))
+        ann = (obj.get("metadata") or {}).get("annotations") or {}
+        key = "volume.beta.kubernetes.io/storage-class"
+        if ann.get(key) in classes:
+            ann[key] = classes[ann[key]]
+    elif kind == "StatefulSet":
+        for tmpl in (obj.get("spec") or {}).get("volumeClaimTemplates") or []:
+            swap(tmpl.get("spec") if isinstance(tmpl, dict) else None)
+
+
+def map_ref(ref: ObjectRef, maps: Maps) -> ObjectRef:
+    """Where an object of the repo lands on the secondary (namespace map applied)."""
+    ns = maps.namespaces
+    if ref.group == "" and ref.kind == "Namespace" and ref.name in ns:
+        return ObjectRef(ref.group, ref.kind, "", ns[ref.name])
+    if ref.namespace in ns:
+        return ObjectRef(ref.group, ref.kind, ns[ref.namespace], ref.name)
+    return ref
+
+
+def transform(obj: dict[str, Any], maps: Maps) -> dict[str, Any]:
+    """Apply namespace, image and storage-class maps (in place; returns obj)."""
+    meta = obj.setdefault("metadata", {})
+    ns = maps.namespaces
+    if ns:
+        if obj.get("kind") == "Namespace" and obj.get("apiVersion") == "v1" and meta.get("name") in ns:
+            meta["name"] = ns[meta["name"]]
+        if meta.get("namespace") in ns:
+            meta["namespace"] = ns[meta["namespace"]]
+        if obj.get("kind") in ("RoleBinding", "ClusterRoleBinding"):
+            for subject in obj.get("subjects") or []:
+                if isinstance(subject, dict) and subject.get("namespace") in ns:
+                    subject["namespace"] = ns[subject["namespace"]]
+    if maps.images:
+        def swap_image(c: dict[str, Any]) -> None:
+            if isinstance(c.get("image"), str):
+                c["image"] = map_image(c["image"], maps.images)
+        _walk_containers(obj.get("spec"), swap_image)
+    if maps.storage_classes:
+        _map_storage(obj, maps.storage_classes)
+    return obj
+
+
+def mark(obj: dict[str, Any], path: str) -> dict[str, Any]:
+    """Label the object as kubedr's (prune deletes nothing without it) and note its repo path."""
+    meta = obj.setdefault("metadata", {})
+    meta["labels"] = dict(meta.get("labels") or {}, **{MANAGED_LABEL: "true"})
+    meta["annotations"] = dict(meta.get("annotations") or {}, **{PATH_ANNOTATION: path})
+    return obj
+
+
+# ---- the pipeline ----------------------------------------------------------------------------------------
+
+@dataclass
+class Decoder:
+    """Everything needed to turn a repo file into the object to apply."""
+
+    maps: Maps
+    validator: Validator | None = None
+    identities: list[Any] | None = None
+    finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # standby, set by the caller
+
+    def decode(self, path: str, data: bytes) -> dict[str, Any]:
+        """The object to apply for a repo file; ManifestError/DecodeError (one line) when it cannot be."""
+        obj = contract.load(data, path)
+        obj = copy.deepcopy(obj)
+        for key in ("status",):
+            obj.pop(key, None)
+        meta = obj.get("metadata") or {}
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "selfLink"):
+            meta.pop(key, None)
+        if obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1":
+            obj = self._unseal(obj)
+        if self.validator is not None:
+            self.validator.check(obj)
+        transform(obj, self.maps)
+        if self.finish is not None:
+            obj = self.finish(obj)
+        return mark(obj, path)
+
+    def _unseal(self, obj: dict[str, Any]) -> dict[str, Any]:
+        try:
+            from kubedr import sealing
+        except ImportError:  # sealing not installed: a sealed Secret cannot be applied
+            sealing = None
+        if sealing is None or not sealing.is_sealed(obj):
+            if sealing is None and _looks_sealed(obj):
+                raise DecodeError(f"sealed Secret {ref_name(obj)} refused: kubedr.sealing is not available")
+            return obj
+        if not self.identities:
+            raise DecodeError(f"sealed Secret {ref_name(obj)} refused: no --identity given to unseal it")
+        try:
+            return sealing.unseal(obj, self.identities)
+        except Exception as exc:  # UnsealError and friends: one line
+            raise DecodeError(" ".join(str(exc).split())) from exc
+
+
+def _looks_sealed(obj: dict[str, Any]) -> bool:
+    return any("BEGIN AGE ENCRYPTED FILE" in str(v) for v in (obj.get("data") or {}).values())
+
+
+def ref_name(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}".lstrip("/")

@@ -1,0 +1,211 @@
+"""Fetch: know which commit to apply and which paths changed, at the cost of one `git ls-remote` when idle.
+
+A remote URL is mirrored into a bare clone under the work directory and polled with `git ls-remote`. A local
+path (a bare repo or a checkout kept current by a git-sync sidecar) is read in place and watched with
+watchdog, so a new commit wakes the applier at once; polling stays as the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("kubedr.applier.fetch")
+
+
+class FetchError(Exception):
+    """The repo or the revision cannot be read; one line naming it."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed path between two commits: status A (added/modified) or D (deleted)."""
+
+    status: str
+    path: str
+
+
+def _git(args: list[str], cwd: str | None = None, input_bytes: bytes | None = None) -> bytes:
+    proc = subprocess.run(["git", *args], cwd=cwd, input=input_bytes, capture_output=True)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise FetchError(f"git {' '.join(args[:3])}: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+    return proc.stdout
+
+
+def is_local(repo: str) -> bool:
+    """A path on this machine (read in place) rather than a URL (mirrored)."""
+    if repo.startswith("file://"):
+        return True
+    return "://" not in repo and not (":" in repo.split("/", 1)[0] and not os.path.exists(repo))
+
+
+class Source:
+    """The config repo as the applier sees it: resolve a branch, revision or time to a commit; read trees."""
+
+    def __init__(self, repo: str, branch: str = "main", workdir: str | None = None) -> None:
+        self.repo = repo
+        self.branch = branch
+        self.local = is_local(repo)
+        self._changed = threading.Event()
+        self._observer = None
+        if self.local:
+            self.gitdir = repo[len("file://"):] if repo.startswith("file://") else repo
+            if not Path(self.gitdir).exists():
+                raise FetchError(f"repo {repo}: no such directory")
+        else:
+            base = Path(workdir or os.path.expanduser("~/.cache/kubedr/applier"))
+            base.mkdir(parents=True, exist_ok=True)
+            self.gitdir = str(base / "mirror.git")
+            if not Path(self.gitdir, "HEAD").exists():
+                _git(["init", "--bare", "-q", self.gitdir])
+        self._last_remote: str | None = None
+
+    # ---- resolving -------------------------------------------------------------------------------------
+
+    def _g(self, *args: str, input_bytes: bytes | None = None) -> bytes:
+        return _git(["--git-dir", self._resolved_gitdir(), *args], input_bytes=input_bytes)
+
+    def _resolved_gitdir(self) -> str:
+        dot = Path(self.gitdir, ".git")
+        return str(dot) if dot.exists() else self.gitdir
+
+    def head(self) -> str | None:
+        """The newest commit of the branch (fetching it when the remote moved); None for an empty repo."""
+        if self.local:
+            for ref in (f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}", "HEAD"):
+                try:
+                    return self._g("rev-parse", "-q", "--verify", ref + "^{commit}").decode().strip()
+                except FetchError:
+                    continue
+            return None
+        out = _git(["ls-remote", self.repo, f"refs/heads/{self.branch}"]).decode().split()
+        if not out:
+            return None
+        sha = out[0]
+        if sha != self._last_remote or not self.has(sha):
+            self._g("fetch", "-q", "--no-tags", self.repo,
+                    f"+refs/heads/{self.branch}:refs/heads/{self.branch}", "+refs/tags/*:refs/tags/*")
+            self._last_remote = sha
+        return sha
+
+    def fetch_all(self) -> None:
+        """Bring tags and the branch's full history (for --revision and --at on a mirrored remote)."""
+        if not self.local:
+            self._g("fetch", "-q", self.repo, f"+refs/heads/{self.branch}:refs/heads/{self.branch}",
+                    "+refs/tags/*:refs/tags/*")
+
+    def has(self, sha: str) -> bool:
+        """Whether the commit is present locally."""
+        try:
+            self._g("cat-file", "-e", sha + "^{commit}")
+            return True
+        except FetchError:
+            return False
+
+    def resolve(self, revision: str) -> str:
+        """A sha, tag or branch name to a commit sha."""
+        self.fetch_all()
+        try:
+            return self._g("rev-parse", "-q", "--verify", revision + "^{commit}").decode().strip()
+        except FetchError as exc:
+            raise FetchError(f"revision {revision!r} not found in {self.repo}") from exc
+
+    def at(self, timestamp: str) -> str:
+        """The last commit of the branch at or before a time (anything `git log --before` accepts)."""
+        self.fetch_all()
+        tip = self.head()
+        if tip is None:
+            raise FetchError(f"repo {self.repo} has no commits on {self.branch}")
+        out = self._g("rev-list", "-n1", "--first-parent", f"--before={timestamp}", tip).decode().strip()
+        if not out:
+            raise FetchError(f"no commit on {self.branch} at or before {timestamp}")
+        return out
+
+    def commit_time(self, sha: str) -> float:
+        """Committer time of a commit (the primary's commit time), Unix seconds."""
+        return float(self._g("show", "-s", "--format=%ct", sha).decode().strip())
+
+    # ---- reading -----------------------------------------------------------------------------------------
+
+    def tree(self, sha: str) -> dict[str, str]:
+        """Every file of a commit: path -> blob sha."""
+        out = self._g("ls-tree", "-r", "-z", "--full-tree", sha)
+        files: dict[str, str] = {}
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            mode, typ, blob = meta.split()
+            if typ == b"blob":
+                files[path.decode()] = blob.decode()
+        return files
+
+    def changes(self, old: str, new: str) -> list[Change] | None:
+        """Paths changed from old to new; None when old is unknown here (history rewritten): apply all."""
+        if not self.has(old):
+            return None
+        out = self._g("diff", "--name-status", "-z", "--no-renames", old, new)
+        parts = [p.decode() for p in out.split(b"\0") if p]
+        return [Change("D" if s == "D" else "A", p) for s, p in zip(parts[::2], parts[1::2], strict=True)]
+
+    def read_blobs(self, blobs: list[str]) -> Iterator[bytes]:
+        """Contents of many blobs through one `git cat-file --batch`, in order."""
+        if not blobs:
+            return iter(())
+        out = self._g("cat-file", "--batch", input_bytes=("\n".join(blobs) + "\n").encode())
+        result: list[bytes] = []
+        pos = 0
+        for _ in blobs:
+            nl = out.index(b"\n", pos)
+            header = out[pos:nl].split()
+            if len(header) < 3 or header[1] == b"missing":
+                result.append(b"")
+                pos = nl + 1
+                continue
+            size = int(header[2])
+            result.append(out[nl + 1:nl + 1 + size])
+            pos = nl + 1 + size + 1
+        return iter(result)
+
+    # ---- waiting -----------------------------------------------------------------------------------------
+
+    def watch(self) -> None:
+        """Wake wait() on any change under a local repo (watchdog); a no-op for mirrored remotes."""
+        if not self.local or self._observer is not None:
+            return
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:  # pragma: no cover - watchdog is a dependency
+            return
+        changed = self._changed
+
+        class _Wake(FileSystemEventHandler):
+            def on_any_event(self, event: object) -> None:
+                changed.set()
+
+        observer = Observer()
+        observer.schedule(_Wake(), self._resolved_gitdir(), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def wait(self, interval: float, stop: threading.Event | None = None) -> None:
+        """Sleep until the interval passes, the local repo changes, or stop is set."""
+        if stop is not None and stop.is_set():
+            return
+        self._changed.wait(interval)
+        self._changed.clear()
+
+    def close(self) -> None:
+        """Stop the watcher."""
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(2)
+            self._observer = None

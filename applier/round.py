@@ -1,0 +1,288 @@
+"""One round: fetch -> decode -> plan (order, prune) -> server-side apply -> record; and the loop of rounds.
+
+A round applies the newest commit there is when it starts; commits that land meanwhile go into the next
+round (group commit, as on the exporter side). State lives on the secondary (inventory, status, mode) and
+in Git, so killing the applier at any instant and starting it again converges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from applier import order
+from applier.apply import Applier, Outcome
+from applier.client import ApiError, Cluster
+from applier.decode import Decoder, Maps, Validator, map_ref
+from applier.fetch import FetchError, Source
+from applier.inventory import Inventory, guard
+from applier.standby import Mode, hold, read_mode, record_mode
+from applier.status import Failure, Status
+from applier.status import load as load_status
+from applier.status import save as save_status
+from kubedr import observe
+from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+
+log = logging.getLogger("kubedr.applier")
+
+
+@dataclass
+class Settings:
+    """What the operator asked for (flags, environment, config file)."""
+
+    repo: str
+    branch: str = "main"
+    revision: str | None = None
+    at: str | None = None
+    prune: bool = False
+    force_prune: bool = False
+    dry_run: bool = False
+    concurrency: int = 16
+    maps: Maps = field(default_factory=Maps)
+    mode_override: str | None = None  # "active" | "standby" | None (follow the recorded mode)
+    standby_replicas: int = 0
+    namespace_replicas: dict[str, int] = field(default_factory=dict)
+    identities: list[Any] | None = None
+    validate: bool = True
+
+
+@dataclass
+class Report:
+    """What one round did."""
+
+    commit: str
+    applied: int = 0
+    deleted: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    would_apply: list[str] = field(default_factory=list)
+    would_delete: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Engine:
+    """Applies the repo to one secondary, round after round."""
+
+    def __init__(self, cluster: Cluster, source: Source, settings: Settings) -> None:
+        self.cluster = cluster
+        self.source = source
+        self.settings = settings
+        self.applier = Applier(cluster, settings.concurrency, settings.dry_run)
+        self.validator: Validator | None = Validator(cluster.version()) if settings.validate else None
+        self._base_mode = Mode(replicas=settings.standby_replicas,
+                               namespace_replicas=dict(settings.namespace_replicas))
+        self._pinned: str | None = None
+        self.last_report: Report | None = None
+
+    def close(self) -> None:
+        self.applier.close()
+        self.source.close()
+
+    # ---- deciding ----------------------------------------------------------------------------------------
+
+    def target(self) -> str | None:
+        """The commit to apply: the pinned --revision/--at one, or the branch head."""
+        s = self.settings
+        if s.revision or s.at:
+            if self._pinned is None:
+                self._pinned = self.source.resolve(s.revision) if s.revision else self.source.at(str(s.at))
+            return self._pinned
+        return self.source.head()
+
+    def mode(self) -> Mode:
+        """The mode for this round: the recorded one, after recording an explicit --active/--standby once."""
+        override = self.settings.mode_override
+        if override and not self.settings.dry_run:
+            wanted = Mode(active=override == "active", replicas=self._base_mode.replicas,
+                          namespace_replicas=dict(self._base_mode.namespace_replicas))
+            current = read_mode(self.cluster, self._base_mode)
+            if current.fingerprint() != wanted.fingerprint():
+                record_mode(self.cluster, wanted, f"kubedr apply --{override}")
+            self.settings.mode_override = None
+            return wanted
+        if override:
+            return Mode(active=override == "active", replicas=self._base_mode.replicas,
+                        namespace_replicas=dict(self._base_mode.namespace_replicas))
+        return read_mode(self.cluster, self._base_mode)
+
+    def fingerprint(self, mode: Mode) -> str:
+        """Settings that change what is applied for an unchanged file; a change means apply everything."""
+        raw = self.settings.maps.fingerprint() + mode.fingerprint()
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def step(self) -> Report | None:
+        """Run a round when there is something to do (a new commit, failures to retry, new settings)."""
+        target = self.target()
+        if target is None:
+            log.info("repo %s has no commits on %s yet", self.settings.repo, self.settings.branch)
+            return None
+        status = load_status(self.cluster)
+        mode = self.mode()
+        fp = self.fingerprint(mode)
+        if (status is not None and status.commit == target and not status.failures and status.settings == fp
+                and not self.settings.dry_run):
+            return None
+        return self.run_round(target, status, mode, fp)
+
+    # ---- one round -------------------------------------------------------------------------------------------
+
+    def run_round(self, target: str, status: Status | None, mode: Mode, fp: str) -> Report:
+        """Apply the tree of one commit (only what changed since the last round), prune, record."""
+        started = time.monotonic()
+        s = self.settings
+        report = Report(commit=target)
+        tree = self.source.tree(target)
+        desired: dict[ObjectRef, str] = {}
+        path_ref: dict[str, ObjectRef] = {}
+        failures: list[Failure] = []
+        for path in tree:
+            try:
+                ref = ref_of_path(path)
+            except ManifestError as exc:
+                failures.append(Failure(path, exc.reason))
+                continue
+            if ref is None:
+                continue
+            mapped = map_ref(ref, s.maps)
+            desired[mapped] = path
+            path_ref[path] = mapped
+
+        todo = self._paths_to_apply(target, status, fp, path_ref)
+        inventory = Inventory(self.cluster).load()
+        before = set(inventory.refs)
+        inventory.refs |= {path_ref[p] for p in todo}
+        if not s.dry_run and inventory.refs != before:
+            inventory.save()  # remember before applying: a crash never leaves an object nobody knows
+
+        decoder = Decoder(s.maps, self.validator, s.identities, finish=lambda o: hold(o, mode))
+        blobs = dict(zip(todo, self.source.read_blobs([tree[p] for p in todo]), strict=True))
+
+        def apply_path(path: str) -> dict[str, Any]:
+            obj = decoder.decode(path, blobs.pop(path))
+            return self.applier.apply_one(obj)
+
+        for stage, paths in order.plan((path_ref[p], p) for p in todo):
+            outcomes = self.applier.run_stage(paths, apply_path)
+            self._count(outcomes, report, failures, "apply")
+            if stage == "crds":
+                names = [path_ref[o.item].name for o in outcomes if not o.error]
+                for name in self.applier.wait_established(names):
+                    failures.append(Failure(desired[ObjectRef("apiextensions.k8s.io", "CustomResourceDefinition",
+                                                              "", name)], "CRD not Established in time"))
+        report.would_apply = sorted(todo) if s.dry_run else []
+
+        if s.prune:
+            self._prune(inventory, desired, report, failures)
+
+        report.failures = failures
+        report.seconds = time.monotonic() - started
+        if not s.dry_run:
+            self._record(target, status, fp, mode, failures)
+        self.last_report = report
+        log.info("%s %s: %d applied, %d deleted, %d failed in %.2fs (%s)",
+                 "dry run of" if s.dry_run else "applied", target[:12], report.applied, report.deleted,
+                 len(failures), report.seconds, mode.name)
+        return report
+
+    def _paths_to_apply(self, target: str, status: Status | None, fp: str,
+                        path_ref: dict[str, ObjectRef]) -> list[str]:
+        """Everything on first start, after a restore or a settings change; otherwise the diff + retries."""
+        s = self.settings
+        if status is None or not status.commit or status.settings != fp or s.revision or s.at:
+            return sorted(path_ref)
+        changes = self.source.changes(status.commit, target)
+        if changes is None:
+            log.warning("last applied commit %s is not in the repo history; applying everything",
+                        status.commit[:12])
+            return sorted(path_ref)
+        todo = {c.path for c in changes if c.status == "A" and c.path in path_ref}
+        todo |= {f.path for f in status.failures if f.path in path_ref}
+        return sorted(todo)
+
+    def _prune(self, inventory: Inventory, desired: dict[ObjectRef, str], report: Report,
+               failures: list[Failure]) -> None:
+        gone = sorted(inventory.refs - desired.keys())
+        if not gone:
+            return
+        verdict = guard(len(gone), len(inventory.refs), self.settings.force_prune)
+        if not verdict.allowed:
+            log.error("%s", verdict.reason)
+            observe.APPLY_PRUNE_REFUSED.inc()
+            failures.append(Failure("(prune)", verdict.reason))
+            return
+        for _, refs in order.plan_deletes((r, r) for r in gone):
+            outcomes = self.applier.run_stage(refs, self.applier.delete_one)
+            for o in outcomes:
+                if o.error:
+                    failures.append(Failure(o.item.path, f"delete failed: {o.error}"))
+                    observe.APPLY_FAILURES.labels(o.reason).inc()
+                    log.error("delete failed: %s: %s", o.item.path, o.error)
+                    continue
+                if o.result == "foreign":
+                    log.warning("not deleting %s: it does not carry kubedr's label", o.item.display)
+                elif o.result == "deleted":
+                    report.deleted += 1
+                    report.would_delete.append(o.item.path)
+                    observe.APPLY_OBJECTS.labels("delete").inc()
+                inventory.refs.discard(o.item)
+            if any(r.kind == "CustomResourceDefinition" for r in refs):
+                self.cluster.forget()
+        if not self.settings.dry_run:
+            inventory.save()
+
+    def _count(self, outcomes: list[Outcome], report: Report, failures: list[Failure], action: str) -> None:
+        for o in outcomes:
+            if o.error:
+                failures.append(Failure(o.item, o.error))
+                observe.APPLY_FAILURES.labels(o.reason).inc()
+                log.error("%s failed: %s: %s", action, o.item, o.error)
+            else:
+                report.applied += 1
+                observe.APPLY_OBJECTS.labels(action if not self.settings.dry_run else "dry-run").inc()
+
+    def _record(self, target: str, status: Status | None, fp: str, mode: Mode, failures: list[Failure]) -> None:
+        commit_time = self.source.commit_time(target)
+        prev = status or Status()
+        now = time.time()
+        new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
+                     repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
+                     fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time)
+        if not failures:
+            new.fully_applied, new.fully_applied_time = target, commit_time
+            observe.APPLY_LAST_TIME.set(now)
+            observe.APPLY_LAST_COMMIT.clear()
+            observe.APPLY_LAST_COMMIT.labels(target).set(1)
+            observe.APPLY_LAG.set(max(0.0, now - commit_time))
+            observe.APPLY_LAG_HIST.observe(max(0.0, now - commit_time))
+        save_status(self.cluster, new)
+
+
+def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | None = None,
+         on_round: Callable[[Report], None] | None = None) -> int:
+    """Round after round until stopped; with once, one round. Exit code 1 when the last round had failures."""
+    stop = stop or threading.Event()
+    engine.source.watch()
+    failed = False
+    while not stop.is_set():
+        try:
+            report = engine.step()
+            if report is not None:
+                failed = bool(report.failures)
+                if on_round:
+                    on_round(report)
+        except (FetchError, ApiError, OSError) as exc:
+            log.error("round failed: %s", " ".join(str(exc).split()))
+            failed = True
+        except Exception as exc:  # urllib3 connection errors and the like: retried next round
+            if once:
+                raise
+            log.exception("round failed: %s", exc)
+            failed = True
+        if once:
+            break
+        engine.source.wait(interval, stop)
+    return 1 if failed else 0

@@ -1,0 +1,151 @@
+"""Standby: the secondary holds every workload at standby replicas, ready; switchover brings them up.
+
+The primary's replica count travels in an annotation, so a switchover needs nothing but the secondary
+itself. The mode (standby, or active for all or some namespaces) lives in the `kubedr-mode` ConfigMap on
+the secondary, so every later commit is applied in the mode the operator chose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from applier.client import ApiError, Cluster, get_state, put_state
+from applier.decode import MANAGED_LABEL
+
+log = logging.getLogger("kubedr.applier.standby")
+
+REPLICAS_ANNOTATION = "kubedr.io/primary-replicas"
+SUSPEND_ANNOTATION = "kubedr.io/primary-suspend"
+MODE_CONFIGMAP = "kubedr-mode"
+
+# (apiVersion, kind, plural): held at standby replicas (ReplicaSets only when no controller owns them)
+SCALED: tuple[tuple[str, str, str], ...] = (
+    ("apps/v1", "Deployment", "deployments"),
+    ("apps/v1", "StatefulSet", "statefulsets"),
+    ("apps/v1", "ReplicaSet", "replicasets"),
+)
+SUSPENDED: tuple[tuple[str, str, str], ...] = (("batch/v1", "CronJob", "cronjobs"),)
+_SCALED_KINDS = {("apps", kind) for _, kind, _ in SCALED}
+
+
+@dataclass
+class Mode:
+    """Standby everywhere, active everywhere, or standby except some active namespaces."""
+
+    active: bool = False
+    active_namespaces: set[str] = field(default_factory=set)
+    replicas: int = 0
+    namespace_replicas: dict[str, int] = field(default_factory=dict)
+
+    def is_active(self, namespace: str) -> bool:
+        return self.active or namespace in self.active_namespaces
+
+    @property
+    def name(self) -> str:
+        if self.active:
+            return "active"
+        return "standby" + (f" (active: {' '.join(sorted(self.active_namespaces))})"
+                            if self.active_namespaces else "")
+
+    def fingerprint(self) -> str:
+        return json.dumps([self.active, sorted(self.active_namespaces), self.replicas,
+                           self.namespace_replicas], sort_keys=True)
+
+    def standby_replicas(self, namespace: str) -> int:
+        return self.namespace_replicas.get(namespace, self.replicas)
+
+
+def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
+    """The object as it is applied in this mode: scaled workloads at standby replicas, CronJobs suspended."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or ""
+    if mode.is_active(ns):
+        return obj
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    kind = obj.get("kind")
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return obj
+    if (group, kind) in _SCALED_KINDS:
+        if kind == "ReplicaSet" and any(o.get("controller") for o in meta.get("ownerReferences") or []):
+            return obj
+        primary = spec.get("replicas", 1)
+        meta.setdefault("annotations", {})
+        meta["annotations"] = dict(meta["annotations"] or {}, **{REPLICAS_ANNOTATION: str(primary)})
+        spec["replicas"] = mode.standby_replicas(ns)
+    elif (group, kind) == ("batch", "CronJob"):
+        meta["annotations"] = dict(meta.get("annotations") or {},
+                                   **{SUSPEND_ANNOTATION: "true" if spec.get("suspend") else "false"})
+        spec["suspend"] = True
+    obj["metadata"] = meta
+    return obj
+
+
+# ---- the recorded mode -----------------------------------------------------------------------------------
+
+def read_mode(cluster: Cluster, base: Mode | None = None) -> Mode:
+    """The mode recorded on the secondary (standby when nothing is recorded), with base's replica settings."""
+    mode = Mode(replicas=base.replicas, namespace_replicas=dict(base.namespace_replicas)) if base else Mode()
+    data = get_state(cluster, MODE_CONFIGMAP) or {}
+    mode.active = data.get("mode") == "active"
+    mode.active_namespaces = set((data.get("activeNamespaces") or "").split())
+    return mode
+
+
+def record_mode(cluster: Cluster, mode: Mode, why: str) -> None:
+    """Write the mode so every later round (and `kubedr status`) follows it."""
+    put_state(cluster, MODE_CONFIGMAP, {
+        "mode": "active" if mode.active else "standby",
+        "activeNamespaces": " ".join(sorted(mode.active_namespaces)),
+        "changedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "reason": why,
+    })
+
+
+# ---- switchover ------------------------------------------------------------------------------------------
+
+def _list(cluster: Cluster, api_version: str, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+    base = "/apis/" + api_version + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
+    try:
+        return cluster.request("GET", base, query={"labelSelector": f"{MANAGED_LABEL}=true"}).get("items") or []
+    except ApiError as exc:
+        if exc.status == 404:
+            return []
+        raise
+
+
+def _patch(cluster: Cluster, api_version: str, plural: str, ns: str, name: str, spec: dict[str, Any]) -> None:
+    path = f"/apis/{api_version}/namespaces/{ns}/{plural}/{name}"
+    cluster.request("PATCH", path, {"spec": spec}, {"fieldManager": "kubedr-switchover"},
+                    "application/merge-patch+json")
+
+
+def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
+    """Bring workloads up to the primary's replicas and unsuspend CronJobs; (objects changed, failures)."""
+    changed, failures = 0, []
+    for ns in namespaces or [None]:
+        for api_version, kind, plural in SCALED + SUSPENDED:
+            for obj in _list(cluster, api_version, plural, ns):
+                meta = obj["metadata"]
+                ann = meta.get("annotations") or {}
+                spec: dict[str, Any] | None = None
+                if kind == "CronJob" and SUSPEND_ANNOTATION in ann:
+                    spec = {"suspend": ann[SUSPEND_ANNOTATION] == "true"}
+                elif REPLICAS_ANNOTATION in ann:
+                    try:
+                        spec = {"replicas": int(ann[REPLICAS_ANNOTATION])}
+                    except ValueError:
+                        failures.append(f"{kind} {meta['namespace']}/{meta['name']}: bad {REPLICAS_ANNOTATION}")
+                        continue
+                if spec is None:
+                    continue
+                try:
+                    _patch(cluster, api_version, plural, meta["namespace"], meta["name"], spec)
+                    changed += 1
+                except ApiError as exc:
+                    failures.append(f"{kind} {meta['namespace']}/{meta['name']}: {exc}")
+    return changed, failures

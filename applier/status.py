@@ -1,0 +1,107 @@
+"""The applier's record on the secondary (`kubedr-status` in kubedr-system): what is applied, what failed.
+
+`commit` is the last commit whose tree was worked through (the base for the next diff); `fullyApplied` is
+the last commit applied with no failure at all, and `fullyAppliedCommitTime` the primary's commit time of
+it, which is what replication lag is measured from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from applier.client import Cluster, get_state, put_state
+from applier.standby import MODE_CONFIGMAP
+
+STATUS_CONFIGMAP = "kubedr-status"
+MAX_FAILURES_KEPT = 200
+
+
+@dataclass
+class Failure:
+    """One object that did not apply: its repo path and the reason, in one line."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class Status:
+    """What the last round did."""
+
+    commit: str = ""
+    commit_time: float = 0.0
+    fully_applied: str = ""
+    fully_applied_time: float = 0.0
+    applied_at: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
+    settings: str = ""
+    repo: str = ""
+    branch: str = ""
+    mode: str = ""
+
+    def to_data(self) -> dict[str, str]:
+        iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
+        return {
+            "commit": self.commit, "commitTime": iso(self.commit_time),
+            "fullyApplied": self.fully_applied, "fullyAppliedCommitTime": iso(self.fully_applied_time),
+            "appliedAt": iso(self.applied_at), "mode": self.mode,
+            "repo": self.repo, "branch": self.branch, "settings": self.settings,
+            "failureCount": str(len(self.failures)),
+            "failures": json.dumps([{"path": f.path, "reason": f.reason}
+                                    for f in self.failures[:MAX_FAILURES_KEPT]], indent=1),
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, str]) -> Status:
+        failures = [Failure(f["path"], f["reason"]) for f in json.loads(data.get("failures") or "[]")]
+        return cls(commit=data.get("commit", ""), commit_time=_parse(data.get("commitTime", "")),
+                   fully_applied=data.get("fullyApplied", ""),
+                   fully_applied_time=_parse(data.get("fullyAppliedCommitTime", "")),
+                   applied_at=_parse(data.get("appliedAt", "")), failures=failures,
+                   settings=data.get("settings", ""), repo=data.get("repo", ""), branch=data.get("branch", ""),
+                   mode=data.get("mode", ""))
+
+
+def _parse(iso: str) -> float:
+    if not iso:
+        return 0.0
+    import calendar
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def load(cluster: Cluster) -> Status | None:
+    """The recorded status, None on a secondary kubedr never applied to."""
+    data = get_state(cluster, STATUS_CONFIGMAP)
+    return Status.from_data(data) if data is not None else None
+
+
+def save(cluster: Cluster, status: Status) -> None:
+    """Record the round on the secondary."""
+    put_state(cluster, STATUS_CONFIGMAP, status.to_data())
+
+
+def read_status(api_client: Any) -> dict[str, Any]:
+    """For `kubedr status`: the applier's record and mode as plain data ({} when kubedr never applied)."""
+    cluster = Cluster(api_client)
+    data = get_state(cluster, STATUS_CONFIGMAP)
+    mode = get_state(cluster, MODE_CONFIGMAP) or {}
+    if data is None and not mode:
+        return {}
+    st = Status.from_data(data or {})
+    lag = time.time() - st.fully_applied_time if st.fully_applied_time else None
+    return {
+        "commit": st.commit, "commitTime": st.commit_time or None,
+        "fullyAppliedCommit": st.fully_applied, "fullyAppliedCommitTime": st.fully_applied_time or None,
+        "appliedAt": st.applied_at or None, "lagSeconds": lag,
+        "failures": [{"path": f.path, "reason": f.reason} for f in st.failures],
+        "mode": mode.get("mode", "standby"),
+        "activeNamespaces": (mode.get("activeNamespaces") or "").split(),
+        "modeChangedAt": mode.get("changedAt"),
+        "repo": st.repo, "branch": st.branch,
+    }
