@@ -182,3 +182,43 @@ def test_every_file_under_manifests_is_referenced(tmp_path: Path) -> None:
     files = {p.resolve() for p in MANIFESTS.rglob("*.yaml") if p.name != "kustomization.yaml"}
     files |= {p.resolve() for p in MANIFESTS.rglob("*.txt")}
     assert files <= listed, f"not referenced by any kustomization: {sorted(map(str, files - listed))}"
+
+
+def _settings_for(command: str, config_file: Path, env: dict[str, str], monkeypatch) -> Any:
+    """Parse like `kubedr <command>` does inside the pod: no flags, KUBEDR_CONFIG + the Deployment's env."""
+    from kubedr import cli, config
+
+    for key in [k for k in __import__("os").environ if k.startswith("KUBEDR_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KUBEDR_CONFIG", str(config_file))
+    argv = [command] + (["save"] if command == "snapshot" else [])
+    parser = cli.build_parser(command)
+    args = parser.parse_args(argv)
+    config.apply_defaults(parser, args, argv)
+    return args
+
+
+@pytest.mark.parametrize("overlay,commands", [("primary", ("export", "snapshot")), ("secondary", ("apply",))])
+def test_overlay_config_is_accepted_by_the_real_commands(kubectl: str, overlay: str, commands: tuple[str, ...],
+                                                         monkeypatch) -> None:
+    docs = render(kubectl, overlay)
+    config_file = MANIFESTS / "overlays" / overlay / "config.yaml"
+    sections = yaml.safe_load(config_file.read_text())
+    assert set(sections) == set(commands)
+    for command in commands:
+        pytest.importorskip({"export": "exporter.cli", "apply": "applier.cli", "snapshot": "snapshot.cli"}[command])
+        workload = next(d for d in docs if d["kind"] in ("Deployment", "CronJob") and
+                        (d["spec"].get("template") or d["spec"]["jobTemplate"]["spec"]["template"])
+                        ["spec"]["containers"][0]["args"][0] == command)
+        pod = workload["spec"].get("template") or workload["spec"]["jobTemplate"]["spec"]["template"]
+        env = {e["name"]: e.get("value", "from-field") for e in pod["spec"]["containers"][0].get("env", [])}
+        assert env["KUBEDR_CONFIG"].startswith("/etc/kubedr/config/")
+        env.pop("KUBEDR_CONFIG")
+        args = _settings_for(command, config_file, env, monkeypatch)
+        for key, value in sections[command].items():
+            assert getattr(args, key) == value, f"{command}.{key} not picked up"
+        if command in ("export", "apply"):
+            assert args.metrics_listen == "0.0.0.0:9090"
+            assert args.repo and args.workdir.startswith("/var/lib/kubedr/")
