@@ -1,0 +1,309 @@
+"""The bundle: tar -> compress -> age, streamed through pipes so memory stays flat whatever the size.
+
+Writing runs three stages at once: a thread packs and compresses into a pipe, a thread age-encrypts that pipe
+into a second one, and the caller's thread hands the second pipe to the store while hashing what it stores.
+Reading mirrors it: the store's stream is hashed and decrypted in a thread, then decompressed and unpacked
+into a staging directory, checking each file's size and sha256 on the way.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+import pyrage
+
+from snapshot.store import Store
+
+CHUNK = 1 << 20
+PIPE_SIZE = 1 << 20
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+Progress = Callable[[int], None]
+
+
+class BundleError(Exception):
+    """The bundle could not be written or does not check out; the message names the object."""
+
+
+def zstd_available() -> bool:
+    """zstandard is optional: without it bundles are stored uncompressed (gzip is too slow for the goal)."""
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_compression() -> str:
+    return "zstd" if zstd_available() else "none"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file in the bundle: where it comes from (a path or bytes) and its name inside the tar."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+    mode: int = 0o600
+    sha256: str | None = None  # known already (the snapshot is hashed while it is checked)
+
+
+@dataclass
+class Written:
+    """What the store now holds: size and sha256 of the object, and the file list of the tar."""
+
+    size: int
+    sha256: str
+    files: list[dict[str, Any]]
+
+
+class _HashingReader:
+    """Reads through, hashing and counting; optionally reports progress."""
+
+    def __init__(self, reader: BinaryIO, progress: Progress | None = None, hashed: bool = True) -> None:
+        self.reader, self.progress = reader, progress
+        self.hash = hashlib.sha256() if hashed else None
+        self.total = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.reader.read(n)
+        if data:
+            if self.hash is not None:
+                self.hash.update(data)
+            self.total += len(data)
+            if self.progress:
+                self.progress(len(data))
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _pipe() -> tuple[BinaryIO, BinaryIO]:
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
+    return os.fdopen(r, "rb", buffering=CHUNK), os.fdopen(w, "wb", buffering=CHUNK)
+
+
+def _close(*files: Any) -> None:
+    for f in files:
+        try:
+            f.close()
+        except (OSError, ValueError):
+            pass
+
+
+class _Stage(threading.Thread):
+    """A pipeline stage in a thread that keeps its exception for the caller."""
+
+    def __init__(self, name: str, target: Callable[[], None], cleanup: Callable[[], None]) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn, self._cleanup = target, cleanup
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # reported by the caller after join
+            self.error = exc
+        finally:
+            self._cleanup()
+
+
+def _compressor(out: BinaryIO, compression: str) -> BinaryIO:
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=1).stream_writer(out, closefd=False, write_size=CHUNK)
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1)  # type: ignore[return-value]
+    if compression == "none":
+        return _NoClose(out)  # type: ignore[return-value]
+    raise BundleError(f"unknown compression {compression!r} (zstd, gzip, none)")
+
+
+class _NoClose(io.RawIOBase):
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        return self.out.write(b)
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dict[str, Any]],
+          progress: Progress | None) -> None:
+    comp = _compressor(out, compression)
+    with tarfile.open(fileobj=comp, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK,
+                      copybufsize=CHUNK) as tar:
+        for e in entries:
+            info = tarfile.TarInfo(e.name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if e.path is not None:
+                st = e.path.stat()
+                info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), stat.S_IMODE(st.st_mode)
+                with open(e.path, "rb") as fh:
+                    reader = _HashingReader(fh, progress, hashed=e.sha256 is None)
+                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                if reader.total != info.size:
+                    raise BundleError(f"{e.path}: changed size while being bundled")
+                sha = e.sha256 or reader.hash.hexdigest()  # type: ignore[union-attr]
+            else:
+                data = e.data or b""
+                info.size, info.mode = len(data), e.mode
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+                sha = hashlib.sha256(data).hexdigest()
+                if progress:
+                    progress(len(data))
+            files.append({"path": e.name, "size": info.size, "mode": f"{info.mode:04o}", "sha256": sha})
+    comp.close()
+
+
+def write(store: Store, key: str, entries: Iterable[Entry], recipients: list[Any], compression: str = "zstd",
+          progress: Progress | None = None) -> Written:
+    """Pack, compress, encrypt and store the entries under key; nothing is held whole in memory."""
+    entries = list(entries)
+    files: list[dict[str, Any]] = []
+    r1, w1 = _pipe()
+    r2, w2 = _pipe()
+    packer = _Stage("bundle-pack", lambda: _pack(entries, w1, compression, files, progress),
+                    lambda: _close(w1))
+    encrypter = _Stage("bundle-encrypt", lambda: pyrage.encrypt_io(r1, w2, recipients), lambda: _close(w2, r1))
+    packer.start()
+    encrypter.start()
+    stored = _HashingReader(r2)
+    try:
+        size = store.put_stream(key, stored)  # type: ignore[arg-type]
+    finally:
+        _close(r2)
+        packer.join()
+        encrypter.join()
+    for stage in (packer, encrypter):
+        if stage.error is not None:
+            raise BundleError(f"{store.url}/{key}: {stage.name} failed: {stage.error}") from stage.error
+    if size != stored.total:
+        raise BundleError(f"{store.url}/{key}: stored {size} bytes of {stored.total}")
+    return Written(size=stored.total, sha256=stored.hash.hexdigest(), files=files)  # type: ignore[union-attr]
+
+
+@dataclass
+class Read:
+    """What came back: size and sha256 of the stored object, and each extracted file's size and sha256."""
+
+    size: int
+    sha256: str
+    files: dict[str, dict[str, Any]]
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if path.is_absolute() or any(p in ("..", "") for p in path.parts) or not path.parts:
+        raise BundleError(f"unsafe path in bundle: {name!r}")
+    return path
+
+
+def _decompressor(reader: io.BufferedReader) -> BinaryIO:
+    head = reader.peek(4)[:4]
+    if head.startswith(ZSTD_MAGIC):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(reader, read_size=CHUNK)  # type: ignore[return-value]
+    if head.startswith(GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=reader, mode="rb")  # type: ignore[return-value]
+    return reader  # type: ignore[return-value]
+
+
+def _unpack(reader: io.BufferedReader, dest: Path, progress: Progress | None) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    with tarfile.open(fileobj=_decompressor(reader), mode="r|", bufsize=CHUNK) as tar:
+        for member in tar:
+            rel = _safe_name(member.name)
+            target = dest.joinpath(*rel.parts)
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if not member.isfile():
+                raise BundleError(f"bundle entry {member.name!r} is not a regular file")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            h = hashlib.sha256()
+            src = tar.extractfile(member)
+            assert src is not None
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+            os.chmod(target, stat.S_IMODE(member.mode) & 0o777)
+            files[str(rel)] = {"size": member.size, "sha256": h.hexdigest(), "mode": f"{member.mode & 0o777:04o}"}
+    return files
+
+
+def _explain(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "no matching keys" in text.lower() or "NoMatchingKeys" in text:
+        return "no identity matches the bundle's recipients (wrong --identity?)"
+    return text
+
+
+def read(store: Store, key: str, identities: list[Any], dest: Path, progress: Progress | None = None) -> Read:
+    """Download, hash, decrypt and unpack the bundle into dest (a staging directory)."""
+    source = store.get_stream(key)
+    try:
+        return _read(source, f"{store.url}/{key}", identities, dest, progress)
+    finally:
+        _close(source)
+
+
+def _read(source: BinaryIO, where: str, identities: list[Any], dest: Path, progress: Progress | None) -> Read:
+    hashed = _HashingReader(source)
+    r, w = _pipe()
+    decrypter = _Stage("bundle-decrypt", lambda: pyrage.decrypt_io(hashed, w, identities), lambda: _close(w))
+    decrypter.start()
+    files: dict[str, dict[str, Any]] = {}
+    unpack_error: BaseException | None = None
+    try:
+        buffered = io.BufferedReader(r, buffer_size=CHUNK) if not isinstance(r, io.BufferedReader) else r
+        files = _unpack(buffered, dest, progress)
+        while r.read(CHUNK):  # drain what follows the tar so the decrypter reaches the end
+            pass
+    except BaseException as exc:  # decided below, after the decrypter has spoken
+        unpack_error = exc
+    finally:
+        _close(r)
+        decrypter.join()
+    if decrypter.error is not None:
+        raise BundleError(f"{where}: cannot decrypt: {_explain(decrypter.error)}") from decrypter.error
+    if unpack_error is not None:
+        if isinstance(unpack_error, BundleError):
+            raise unpack_error
+        raise BundleError(f"{where}: cannot unpack: {unpack_error}") from unpack_error
+    while hashed.read(CHUNK):  # anything after the age stream still counts towards the checksum
+        pass
+    return Read(size=hashed.total, sha256=hashed.hash.hexdigest(), files=files)  # type: ignore[union-attr]

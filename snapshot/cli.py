@@ -1,0 +1,265 @@
+"""`kubedr snapshot save | list | verify | prune | restore`: flags, $KUBEDR_*, or the config's `snapshot:` section."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubedr import observe
+from kubedr.config import UsageError
+from snapshot import bundle, etcd, keys, manifest, restore, retention, save
+from snapshot.store import S3Options, Store, StoreError, open_store
+
+log = logging.getLogger("kubedr.snapshot")
+
+ACTIONS = {
+    "save": "take, check, bundle, encrypt and store a snapshot",
+    "list": "stored snapshots, newest first",
+    "verify": "download, checksum, decrypt and check a snapshot without restoring it",
+    "prune": "delete snapshots by retention (the newest is always kept)",
+    "restore": "verify, print the plan, restore etcd into a new data dir and put the kubeadm files back",
+}
+ALL = tuple(ACTIONS)
+STORED = ALL
+
+# dest -> (flags, argparse keywords, actions that take it). Every option also sits on the `snapshot` parser
+# so $KUBEDR_<DEST> and the config file's `snapshot:` section can set it (kubedr.config reads that parser).
+OPTIONS: dict[str, tuple[tuple[str, ...], dict, tuple[str, ...]]] = {
+    "store": (("--store",), {"help": "directory, file:// URL or s3://bucket/prefix"}, STORED),
+    "cluster": (("--cluster",), {"help": "cluster name: snapshots live under <store>/<cluster>/ (default "
+                                 "kubernetes)"}, STORED),
+    "endpoint_url": (("--endpoint-url",), {"help": "S3 endpoint (OCI, MinIO, Ceph, ...)"}, STORED),
+    "region": (("--region",), {"help": "S3 region"}, STORED),
+    "path_style": (("--path-style",), {"action": "store_true", "help": "S3 path-style addressing"}, STORED),
+    "part_size_mb": (("--part-size-mb",), {"type": int, "help": "S3 multipart part size in MiB (default 64)"},
+                     STORED),
+    "endpoints": (("--endpoints",), {"help": "etcd client URLs, comma separated (default "
+                                     "https://127.0.0.1:2379)"}, ("save",)),
+    "cacert": (("--cacert",), {"help": "etcd CA (default <root>/etc/kubernetes/pki/etcd/ca.crt)"}, ("save",)),
+    "cert": (("--cert",), {"help": "etcd client certificate (default kubeadm's healthcheck-client.crt)"},
+             ("save",)),
+    "key": (("--key",), {"help": "etcd client key"}, ("save",)),
+    "root": (("--root",), {"help": "node filesystem root holding etc/kubernetes (default /)"}, ("save",)),
+    "node": (("--node",), {"help": "node name recorded in the manifest (default the hostname)"}, ("save",)),
+    "recipient": (("--recipient", "-r"), {"action": "append", "help": "age recipient (age1... or ssh-...); "
+                                          "repeatable"}, ("save",)),
+    "recipients_file": (("--recipients-file", "-R"), {"action": "append", "help": "file of age recipients"},
+                        ("save",)),
+    "compression": (("--compression",), {"choices": ("zstd", "gzip", "none"),
+                                         "help": "bundle compression (default zstd when installed, else none)"},
+                    ("save",)),
+    "kubeconfig": (("--kubeconfig",), {"help": "kubeconfig for kubeadm-config and the node list (default "
+                                       "$KUBECONFIG, then <root>/etc/kubernetes/admin.conf, then in-cluster)"},
+                   ("save",)),
+    "no_cluster_info": (("--no-cluster-info",), {"action": "store_true",
+                                                 "help": "skip kubeadm-config and the node list"}, ("save",)),
+    "metrics_file": (("--metrics-file",), {"help": "write the snapshot metrics here (node-exporter textfile)"},
+                     ("save",)),
+    "keep_last": (("--keep-last",), {"type": int, "help": "retention: keep the newest N"}, ("save", "prune")),
+    "max_age": (("--max-age",), {"help": "retention: keep those younger than this (e.g. 7d, 36h)"},
+                ("save", "prune")),
+    "output": (("--output", "-o"), {"choices": ("table", "json"), "help": "list output (default table)"},
+               ("list",)),
+    "id": (("--id",), {"help": "snapshot id (default latest)"}, ("verify", "restore")),
+    "identity": (("--identity", "-i"), {"action": "append", "help": "age identity file; repeatable"},
+                 ("verify", "restore")),
+    "work_dir": (("--work-dir",), {"help": "scratch space for the snapshot while it is checked (default $TMPDIR)"},
+                 ("save", "verify", "restore")),
+    "data_dir": (("--data-dir",), {"help": "new etcd data dir to restore into (must not exist or be empty)"},
+                 ("restore",)),
+    "name": (("--name",), {"help": "etcd member name (default from the manifest)"}, ("restore",)),
+    "peer_urls": (("--peer-urls",), {"help": "member peer URLs, comma separated (default from the manifest)"},
+                  ("restore",)),
+    "initial_cluster_token": (("--initial-cluster-token",), {"help": "default etcd-cluster"}, ("restore",)),
+    "bump_revision": (("--bump-revision",), {"type": int, "help": "revision bump, etcdutl 3.5+ only (default "
+                                             "1000000000; 0 disables)"}, ("restore",)),
+    "target_root": (("--target-root",), {"help": "put PKI, confs, manifests and kubelet flags back under this "
+                                         "root (e.g. /); omitted: only etcd is restored"}, ("restore",)),
+    "dry_run": (("--dry-run",), {"action": "store_true", "help": "check everything and print the plan only"},
+                ("prune", "restore")),
+}
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """The `snapshot` parser: every option (for config and env), and one sub-parser per action."""
+    for dest, (flags, kw, _) in OPTIONS.items():
+        parser.add_argument(*flags, dest=dest, default=None if kw.get("action") != "store_true" else False,
+                            **{k: v for k, v in kw.items()})
+    sub = parser.add_subparsers(dest="snapshot_action", metavar="ACTION")
+    for action, help_text in ACTIONS.items():
+        p = sub.add_parser(action, help=help_text, description=help_text)
+        for dest, (flags, kw, actions) in OPTIONS.items():
+            if action in actions:
+                p.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kw)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    if not args.store:
+        raise UsageError("snapshot: --store is required (a directory, file:// or s3://bucket/prefix)")
+    opts = S3Options(endpoint_url=args.endpoint_url, region=args.region, path_style=bool(args.path_style),
+                     part_size=(args.part_size_mb or 64) << 20)
+    try:
+        return open_store(args.store, opts)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _client(args: argparse.Namespace, root: Path) -> etcd.Client:
+    endpoints = tuple(e.strip() for e in (args.endpoints or "https://127.0.0.1:2379").split(",") if e.strip())
+    cacert, cert, key = args.cacert, args.cert, args.key
+    if any(e.startswith("https://") for e in endpoints) and not (cacert and cert and key):
+        found = etcd.kubeadm_tls(root / "etc/kubernetes/pki")
+        if not found:
+            raise UsageError(f"etcd client TLS: give --cacert/--cert/--key, none found under "
+                             f"{root / 'etc/kubernetes/pki/etcd'}")
+        cacert, cert, key = cacert or found[0], cert or found[1], key or found[2]
+    for flag, value in (("--cacert", cacert), ("--cert", cert), ("--key", key)):
+        if value and not Path(value).is_file():
+            raise UsageError(f"{flag} {value}: no such file")
+    return etcd.Client(endpoints, cacert, cert, key)
+
+
+def _recipient_texts(args: argparse.Namespace) -> list[str]:
+    texts = list(args.recipient or [])
+    for name in args.recipients_file or []:
+        texts += [line.strip() for line in Path(name).read_text().splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    return texts
+
+
+def _prune(store: Store, cluster: str, keep_last: int | None, max_age: str | None, dry_run: bool) -> int:
+    if keep_last is not None and keep_last < 1:
+        raise UsageError("--keep-last must be at least 1")
+    age = retention.parse_duration(max_age) if max_age else None
+    if keep_last is None and age is None:
+        raise UsageError("snapshot prune: give --keep-last N and/or --max-age D")
+    doomed = retention.select(manifest.list_all(store, cluster), datetime.now(UTC), keep_last, age)
+    for m in doomed:
+        print(f"{'would delete' if dry_run else 'delete'} {m.cluster}/{m.id}")
+        if not dry_run:
+            keys_ = store.list(m.prefix)
+            # the manifest goes first, so a half-deleted snapshot is never listed
+            store.delete(sorted(keys_, key=lambda k: not k.endswith(manifest.MANIFEST)))
+    return len(doomed)
+
+
+def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
+    root = Path(args.root or "/")
+    recipients = keys.load_recipients(args.recipient, args.recipients_file)
+    req = save.SaveRequest(store=store, cluster=cluster, client=_client(args, root), recipients=recipients,
+                           recipient_texts=_recipient_texts(args), root=root,
+                           compression=args.compression or bundle.default_compression(), work_dir=args.work_dir,
+                           kubeconfig=args.kubeconfig, cluster_info=not args.no_cluster_info)
+    if args.node:
+        req.node = args.node
+    if args.keep_last is not None or args.max_age:  # check retention flags before spending a snapshot on them
+        if args.max_age:
+            retention.parse_duration(args.max_age)
+        if args.keep_last is not None and args.keep_last < 1:
+            raise UsageError("--keep-last must be at least 1")
+    done = save.save(req)
+    m = done.manifest
+    mbps = m.snapshot["size"] / 1e6 / done.bundle_seconds if done.bundle_seconds else 0.0
+    print(f"saved {m.cluster}/{m.id}: revision {m.snapshot['revision']}, {m.snapshot['total_keys']} keys, "
+          f"snapshot {m.snapshot['size']} bytes, stored {m.bundle['size']} bytes in {done.seconds:.2f}s "
+          f"(bundle {mbps:.0f} MB/s)")
+    observe.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
+    observe.SNAPSHOT_BYTES.set(m.bundle["size"])
+    if args.metrics_file:
+        from prometheus_client import REGISTRY, write_to_textfile
+
+        write_to_textfile(args.metrics_file, REGISTRY)
+    if args.keep_last is not None or args.max_age:
+        _prune(store, cluster, args.keep_last, args.max_age, False)
+    return 0
+
+
+def _age(created: datetime, now: datetime) -> str:
+    secs = int((now - created).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+def _run_list(args: argparse.Namespace, store: Store, cluster: str) -> int:
+    found = manifest.list_all(store, cluster)
+    if args.output == "json":
+        json.dump([json.loads(m.to_json()) for m in found], sys.stdout, indent=2)
+        print()
+        return 0
+    now = datetime.now(UTC)
+    print(f"{'ID':<22} {'AGE':>5} {'SIZE':>12} {'REVISION':>10} {'KEYS':>8}  NODE")
+    for m in found:
+        print(f"{m.id:<22} {_age(m.created_at, now):>5} {m.bundle.get('size', 0):>12} "
+              f"{m.snapshot.get('revision', 0):>10} {m.snapshot.get('total_keys', 0):>8}  {m.node}")
+    return 0
+
+
+def _verified(args: argparse.Namespace, store: Store, cluster: str, staging: Path) -> manifest.Manifest:
+    identities = keys.load_identities(args.identity)
+    m = manifest.find(store, cluster, args.id)
+    restore.fetch_and_verify(store, m, identities, staging)
+    return m
+
+
+def _run_verify(args: argparse.Namespace, store: Store, cluster: str) -> int:
+    staging = Path(tempfile.mkdtemp(prefix="kubedr-verify-", dir=args.work_dir))
+    try:
+        m = _verified(args, store, cluster, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"ok {m.cluster}/{m.id}: sha256 {m.bundle['sha256'][:16]}..., {len(m.files)} files, etcd revision "
+          f"{m.snapshot['revision']} hash {m.snapshot['hash']}")
+    return 0
+
+
+def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
+    if not args.data_dir:
+        raise UsageError("snapshot restore: --data-dir is required (a new etcd data dir)")
+    req = restore.RestoreRequest(
+        data_dir=Path(args.data_dir).absolute(),
+        target_root=Path(args.target_root).absolute() if args.target_root else None, name=args.name,
+        peer_urls=[u.strip() for u in args.peer_urls.split(",") if u.strip()] if args.peer_urls else None,
+        token=args.initial_cluster_token or "etcd-cluster",
+        bump_revision=1_000_000_000 if args.bump_revision is None else args.bump_revision)
+    staging = Path(tempfile.mkdtemp(prefix="kubedr-restore-", dir=args.work_dir))
+    try:
+        m = _verified(args, store, cluster, staging)
+        plan = restore.make_plan(m, staging, req)
+        print("\n".join(plan.lines()))
+        if args.dry_run:
+            print("dry run: nothing changed")
+            return 0
+        restore.execute(plan)
+        print(f"restored {m.cluster}/{m.id} into {plan.data_dir}"
+              + (f"; {len(plan.placements)} files placed under {req.target_root}" if plan.placements else ""))
+        return 0
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+RUNNERS = {"save": _run_save, "list": _run_list, "verify": _run_verify, "restore": _run_restore}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the action; every failure is one line naming the snapshot, file or store."""
+    action = getattr(args, "snapshot_action", None)
+    if not action:
+        raise UsageError(f"snapshot: choose an action: {', '.join(ACTIONS)}")
+    store = _store(args)
+    cluster = manifest.check_cluster(args.cluster or "kubernetes")
+    try:
+        if action == "prune":
+            _prune(store, cluster, args.keep_last, args.max_age, bool(args.dry_run))
+            return 0
+        return RUNNERS[action](args, store, cluster)
+    except (StoreError, etcd.EtcdError, bundle.BundleError, restore.VerifyError) as exc:
+        log.error("snapshot %s: %s", action, exc)
+        return 1

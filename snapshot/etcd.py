@@ -1,0 +1,185 @@
+"""Talk to etcd through its own tools: take a snapshot, check it, describe the member, restore a data dir."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# kubeadm's client certificate choices under pki/etcd, best first
+KUBEADM_CLIENT_CERTS = (("healthcheck-client.crt", "healthcheck-client.key"), ("server.crt", "server.key"))
+READ_CHUNK = 4 << 20
+
+
+class EtcdError(Exception):
+    """etcd or one of its tools failed; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class Client:
+    """How to reach etcd: endpoints and optional client TLS."""
+
+    endpoints: tuple[str, ...]
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    timeout: str = "30s"
+
+    def flags(self, single: bool = False) -> list[str]:
+        eps = self.endpoints[:1] if single else self.endpoints
+        out = [f"--endpoints={','.join(eps)}", "--dial-timeout=5s", f"--command-timeout={self.timeout}"]
+        out += [f"--{name}={value}" for name, value in
+                (("cacert", self.cacert), ("cert", self.cert), ("key", self.key)) if value]
+        return out
+
+
+@dataclass(frozen=True)
+class SnapshotStatus:
+    """What `etcdctl snapshot status` says about a snapshot file."""
+
+    hash: int
+    revision: int
+    total_keys: int
+    total_size: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """The member the snapshot came from: name, peer URLs, version and IDs."""
+
+    name: str = ""
+    peer_urls: list[str] = field(default_factory=list)
+    version: str = ""
+    member_id: str = ""
+    cluster_id: str = ""
+
+
+def kubeadm_tls(pki_dir: Path) -> tuple[str, str, str] | None:
+    """(cacert, cert, key) as kubeadm lays them out under pki/etcd, or None if absent."""
+    etcd = pki_dir / "etcd"
+    if not (etcd / "ca.crt").is_file():
+        return None
+    for crt, key in KUBEADM_CLIENT_CERTS:
+        if (etcd / crt).is_file() and (etcd / key).is_file():
+            return str(etcd / "ca.crt"), str(etcd / crt), str(etcd / key)
+    return None
+
+
+def _run(args: list[str], step: str, timeout: float = 3600) -> str:
+    env = dict(os.environ, ETCDCTL_API="3")
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise EtcdError(f"{step}: {args[0]} not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise EtcdError(f"{step}: timed out after {timeout}s") from exc
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise EtcdError(f"{step}: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+    return proc.stdout
+
+
+def take(client: Client, dest: Path) -> None:
+    """Stream a snapshot from the first endpoint into dest (etcdctl writes dest.part, then renames)."""
+    _run(["etcdctl", *client.flags(single=True), "snapshot", "save", str(dest)], f"etcdctl snapshot save {dest}")
+
+
+def status(path: Path) -> SnapshotStatus:
+    """Open the snapshot's bolt database and report hash, revision, keys and size."""
+    out = _run(["etcdctl", "snapshot", "status", str(path), "-w", "json"], f"etcdctl snapshot status {path}")
+    try:
+        doc = json.loads(out)
+        return SnapshotStatus(int(doc["hash"]), int(doc["revision"]), int(doc["totalKey"]), int(doc["totalSize"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EtcdError(f"etcdctl snapshot status {path}: unexpected output {out[:200]!r}") from exc
+
+
+def digest(path: Path) -> tuple[str, bool]:
+    """sha256 of the whole file, and whether etcd's trailing sha256 integrity hash matches, in one pass."""
+    size = path.stat().st_size
+    has_hash = size % 512 == 32  # etcd appends sha256 of the db to snapshots streamed over the API
+    body = size - 32 if has_hash else size
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        left = body
+        while left:
+            chunk = fh.read(min(READ_CHUNK, left))
+            if not chunk:
+                raise EtcdError(f"{path}: file shrank while reading")
+            h.update(chunk)
+            left -= len(chunk)
+        trailer = fh.read()
+    if not has_hash:
+        return h.hexdigest(), False
+    whole = h.copy()
+    whole.update(trailer)
+    if h.digest() != trailer:
+        raise EtcdError(f"{path}: snapshot integrity hash mismatch (corrupt snapshot)")
+    return whole.hexdigest(), True
+
+
+def check(path: Path) -> tuple[SnapshotStatus, str]:
+    """Refuse a snapshot that is corrupt or empty; returns its status and sha256."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise EtcdError(f"{path}: snapshot missing or empty")
+    sha, _ = digest(path)
+    st = status(path)
+    if st.revision < 1 or st.total_size <= 0:
+        raise EtcdError(f"{path}: snapshot has revision {st.revision} and size {st.total_size}: refusing it")
+    return st, sha
+
+
+def member(client: Client) -> Member:
+    """Describe the member behind the first endpoint (name, peer URLs, version, IDs)."""
+    single = client.flags(single=True)
+    st = json.loads(_run(["etcdctl", *single, "endpoint", "status", "-w", "json"], "etcdctl endpoint status"))
+    status_doc = st[0]["Status"]
+    header = status_doc.get("header", {})
+    mid = int(header.get("member_id", 0))
+    members = json.loads(_run(["etcdctl", *single, "member", "list", "-w", "json"], "etcdctl member list"))
+    me = next((m for m in members.get("members", []) if int(m.get("ID", 0)) == mid), {})
+    return Member(name=me.get("name", ""), peer_urls=list(me.get("peerURLs", [])),
+                  version=status_doc.get("version", ""), member_id=f"{mid:x}",
+                  cluster_id=f"{int(header.get('cluster_id', 0)):x}")
+
+
+@dataclass(frozen=True)
+class RestoreTool:
+    """The tool that restores a data dir, and whether it can bump the revision and mark it compacted."""
+
+    path: str
+    bump: bool
+
+
+def restore_tool() -> RestoreTool:
+    """etcdutl (3.5+) when installed, else etcdctl (3.4), with its revision-bump support detected."""
+    for name in ("etcdutl", "etcdctl"):
+        path = shutil.which(name)
+        if not path:
+            continue
+        help_text = subprocess.run([path, "snapshot", "restore", "--help"], capture_output=True, text=True,
+                                   env=dict(os.environ, ETCDCTL_API="3"))
+        text = help_text.stdout + help_text.stderr
+        return RestoreTool(path, "--bump-revision" in text and "--mark-compacted" in text)
+    raise EtcdError("neither etcdutl nor etcdctl found on PATH")
+
+
+def restore_command(tool: RestoreTool, snapshot: Path, data_dir: Path, name: str, peer_urls: list[str],
+                    token: str = "etcd-cluster", bump: int = 1_000_000_000) -> list[str]:
+    """The restore command line for a one-member cluster; bumps the revision when the tool can."""
+    urls = ",".join(peer_urls)
+    cmd = [tool.path, "snapshot", "restore", str(snapshot), f"--data-dir={data_dir}", f"--name={name}",
+           f"--initial-cluster={','.join(f'{name}={u}' for u in peer_urls)}",
+           f"--initial-advertise-peer-urls={urls}", f"--initial-cluster-token={token}"]
+    if tool.bump and bump > 0:
+        cmd += [f"--bump-revision={bump}", "--mark-compacted"]
+    return cmd
+
+
+def run_restore(cmd: list[str]) -> None:
+    """Run a restore command built by restore_command."""
+    _run(cmd, "snapshot restore")

@@ -1,0 +1,36 @@
+"""Retention: which snapshots to delete, by count and age; the newest complete one is never deleted."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from kubedr.config import UsageError
+from snapshot.manifest import Manifest
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90m', '36h', '7d', '2w' (or a sum like '1d12h') -> timedelta."""
+    parts = re.findall(r"(\d+)\s*([smhdw])", text or "")
+    if not parts or re.sub(r"\s*\d+\s*[smhdw]", "", text).strip():
+        raise UsageError(f"duration {text!r}: use a number and a unit s, m, h, d or w (e.g. 7d)")
+    return timedelta(seconds=sum(int(n) * UNITS[u] for n, u in parts))
+
+
+def select(manifests: Sequence[Manifest], now: datetime, keep_last: int | None = None,
+           max_age: timedelta | None = None) -> list[Manifest]:
+    """Those to delete: a snapshot stays if any given rule keeps it, and the newest always stays."""
+    if keep_last is None and max_age is None:
+        return []
+    ordered = sorted(manifests, key=lambda m: m.id, reverse=True)
+    doomed = []
+    for index, m in enumerate(ordered):
+        kept_by_count = keep_last is not None and index < keep_last
+        kept_by_age = max_age is not None and now - m.created_at <= max_age
+        if index == 0 or kept_by_count or kept_by_age:
+            continue
+        doomed.append(m)
+    return doomed

@@ -1,0 +1,218 @@
+"""Helpers for the snapshot tests: real etcd on loopback, kubeadm-style files under a fake root, age keys, the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import free_port, wait_until
+
+ETCD = "/usr/bin/etcd"
+
+
+@dataclass
+class Etcd:
+    """A running single-member etcd."""
+
+    name: str
+    data_dir: Path
+    client_url: str
+    peer_url: str
+    proc: subprocess.Popen
+    tls: dict[str, str] | None = None
+
+    def ctl(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
+        flags = [f"--endpoints={self.client_url}", "--dial-timeout=3s", "--command-timeout=30s"]
+        if self.tls:
+            flags += [f"--cacert={self.tls['ca']}", f"--cert={self.tls['cert']}", f"--key={self.tls['key']}"]
+        out = subprocess.run(["etcdctl", *flags, *args], capture_output=True, input=input,
+                             env=dict(os.environ, ETCDCTL_API="3"), check=check)
+        return out.stdout.decode()
+
+    def get(self, key: str) -> str:
+        return self.ctl("get", key, "--print-value-only").rstrip("\n")
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"etcd {self.name} exited with {self.proc.returncode}")
+        try:
+            return '"health":true' in self.ctl("endpoint", "health", "-w", "json", check=False).replace(" ", "")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_etcd(tmp: Path, name: str = "cp-1", data_dir: Path | None = None, tls: dict[str, str] | None = None,
+               peer_port: int | None = None, quota: int = 0) -> Etcd:
+    """Start etcd (new, or on a restored data dir when peer_port matches its member) and wait until healthy."""
+    data_dir = data_dir or tmp / f"etcd-{name}"
+    cport, pport = free_port(), peer_port or free_port()
+    scheme = "https" if tls else "http"
+    client_url, peer_url = f"{scheme}://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
+    args = [ETCD, f"--name={name}", f"--data-dir={data_dir}", f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}", f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster={name}={peer_url}",
+            "--log-level=error", "--logger=zap"]
+    if quota:
+        args.append(f"--quota-backend-bytes={quota}")
+    if tls:
+        args += [f"--cert-file={tls['server_cert']}", f"--key-file={tls['server_key']}",
+                 f"--trusted-ca-file={tls['ca']}", "--client-cert-auth"]
+    log = open(tmp / f"etcd-{name}-{cport}.log", "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    e = Etcd(name, data_dir, client_url, peer_url, proc, tls)
+    try:
+        wait_until(e.healthy, timeout=30, interval=0.05, what=f"etcd {name} healthy at {client_url}")
+    except BaseException:
+        e.stop()
+        raise
+    return e
+
+
+@dataclass
+class AgeKeys:
+    identity: Path
+    recipient: str
+
+
+def make_age_keys(path: Path) -> AgeKeys:
+    out = subprocess.run(["age-keygen", "-o", str(path)], capture_output=True, text=True, check=True)
+    return AgeKeys(path, out.stderr.strip().split()[-1])
+
+
+def fake_kubeadm_root(root: Path, with_etcd_pki: bool = False) -> dict[str, str] | None:
+    """etc/kubernetes as kubeadm leaves it (PKI, confs, static pod manifests) plus the kubelet flags file."""
+    k = root / "etc/kubernetes"
+    (k / "manifests").mkdir(parents=True, exist_ok=True)
+    (k / "pki/etcd").mkdir(parents=True, exist_ok=True)
+    for name in ("admin.conf", "controller-manager.conf", "scheduler.conf", "kubelet.conf"):
+        # a server that refuses at once: the cluster facts are optional and skipped with a log line
+        (k / name).write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+                              "    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n"
+                              "    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n")
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        (k / "manifests" / f"{name}.yaml").write_text(f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n")
+    for name in ("ca", "front-proxy-ca", "apiserver", "apiserver-kubelet-client"):
+        (k / "pki" / f"{name}.crt").write_text(f"cert {name}\n")
+        (k / "pki" / f"{name}.key").write_text(f"key {name}\n")
+        (k / "pki" / f"{name}.key").chmod(0o600)
+    (k / "pki/sa.key").write_text("sa key\n")
+    (k / "pki/sa.pub").write_text("sa pub\n")
+    kubelet = root / "var/lib/kubelet"
+    kubelet.mkdir(parents=True, exist_ok=True)
+    (kubelet / "kubeadm-flags.env").write_text('KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=x"\n')
+    return make_etcd_pki(k / "pki/etcd") if with_etcd_pki else None
+
+
+def make_etcd_pki(d: Path) -> dict[str, str]:
+    """etcd's CA, server and healthcheck-client certificates, named as kubeadm names them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def write(name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        (d / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                                          serialization.NoEncryption()))
+        (d / f"{name}.key").chmod(0o600)
+        (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "etcd-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False),
+                         critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    write("ca", ca_key, ca)
+    import ipaddress
+
+    for name, usages, sans in (
+            ("server", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+             [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            ("healthcheck-client", [ExtendedKeyUsageOID.CLIENT_AUTH], [])):
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"kube-etcd-{name}")]))
+             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+             .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        write(name, key, b.sign(ca_key, hashes.SHA256()))
+    return {"ca": str(d / "ca.crt"), "cert": str(d / "healthcheck-client.crt"),
+            "key": str(d / "healthcheck-client.key"), "server_cert": str(d / "server.crt"),
+            "server_key": str(d / "server.key")}
+
+
+def kubedr(*args: str, env: dict[str, str] | None = None, check: bool = True,
+           timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a CronJob would."""
+    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "snapshot", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubedr snapshot {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def listed(store: str, cluster: str = "kubernetes", env: dict[str, str] | None = None) -> list[dict]:
+    return json.loads(kubedr("list", "--store", store, "--cluster", cluster, "-o", "json", env=env).stdout)
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def fill_etcd(e: Etcd, total: int, value_size: int = 1 << 20, prefix: str = "/registry/bulk/") -> int:
+    """Write about `total` bytes of random values through etcd's v3 JSON gateway (no gRPC client needed)."""
+    import base64
+    import http.client
+    import ssl
+    from urllib.parse import urlparse
+
+    url = urlparse(e.client_url)
+    if url.scheme == "https":
+        ctx = ssl.create_default_context(cafile=e.tls["ca"])  # type: ignore[index]
+        ctx.load_cert_chain(e.tls["cert"], e.tls["key"])  # type: ignore[index]
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(url.hostname, url.port, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    written, i = 0, 0
+    while written < total:
+        body = json.dumps({"key": base64.b64encode(f"{prefix}{i:08d}".encode()).decode(),
+                           "value": base64.b64encode(os.urandom(value_size)).decode()})
+        conn.request("POST", "/v3/kv/put", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise AssertionError(f"etcd put failed: {resp.status} {data[:200]!r}")
+        written += value_size
+        i += 1
+    conn.close()
+    return i
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under root with its content, to show that nothing changed."""
+    if not root.exists():
+        return {}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
