@@ -1,0 +1,357 @@
+"""Every sanitize rule, shown on a real API object: the field is there before and gone after."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from exporter import sanitize as sz
+from exporter.sanitize import RULES, SKIPS, sanitize, skip_reason, strip
+from kubedr import contract
+from tests.conftest import load_fixture
+
+Obj = dict[str, Any]
+
+
+def fixture(name: str, obj_name: str) -> Obj:
+    """One object from a captured list (a fresh copy)."""
+    for item in load_fixture(f"objects/{name}")["items"]:
+        if item["metadata"]["name"] == obj_name:
+            return copy.deepcopy(item)
+    raise KeyError(f"{obj_name} not in {name}")
+
+
+def values_at(obj: Any, path: tuple[str, ...]) -> list[Any]:
+    """Every value at a rule path ("*" = each list item)."""
+    if not path:
+        return [obj]
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return [v for item in obj for v in values_at(item, rest)] if isinstance(obj, list) else []
+    if isinstance(obj, dict) and head in obj:
+        return values_at(obj[head], rest)
+    return []
+
+
+def ann(key: str, value: str) -> Callable[[Obj], None]:
+    def inject(obj: Obj) -> None:
+        obj["metadata"].setdefault("annotations", {})[key] = value
+    return inject
+
+
+def setpath(path: tuple[str, ...], value: Any) -> Callable[[Obj], None]:
+    def inject(obj: Obj) -> None:
+        node = obj
+        for step in path[:-1]:
+            node = node.setdefault(step, {})
+        node[path[-1]] = value
+    return inject
+
+
+def as_kind(kind: str, then: Callable[[Obj], None]) -> Callable[[Obj], None]:
+    def inject(obj: Obj) -> None:
+        obj["kind"] = kind
+        then(obj)
+    return inject
+
+
+# rule id -> (fixture file, object name, inject): inject is None when the real object already has the field;
+# otherwise the field is not in the v1.24 captures (noted) and is added to the real object first.
+STRIP_CASES: dict[str, tuple[str, str, Callable[[Obj], None] | None]] = {
+    "status": ("namespaced-deployment.json", "web", None),
+    "metadata.uid": ("namespaced-configmap.json", "app-config", None),
+    "metadata.resourceVersion": ("namespaced-configmap.json", "app-config", None),
+    "metadata.generation": ("namespaced-deployment.json", "web", None),
+    "metadata.creationTimestamp": ("namespaced-configmap.json", "app-config", None),
+    "metadata.managedFields": ("namespaced-deployment.json", "web", None),
+    # selfLink is gone since 1.20; older servers still send it
+    "metadata.selfLink": ("namespaced-configmap.json", "app-config",
+                          setpath(("metadata", "selfLink"), "/api/v1/namespaces/fixtures/configmaps/app-config")),
+    # an object being deleted (finalizer pending)
+    "metadata.deletionTimestamp": ("namespaced-persistentvolumeclaim.json", "static-claim",
+                                   setpath(("metadata", "deletionTimestamp"), "2026-11-24T16:50:00Z")),
+    "metadata.deletionGracePeriodSeconds": ("namespaced-persistentvolumeclaim.json", "static-claim",
+                                            setpath(("metadata", "deletionGracePeriodSeconds"), 0)),
+    # a non-controlling reference (controlling ones are skipped): the Deployment's own reference, controller=false
+    "metadata.ownerReferences": ("namespaced-configmap.json", "app-config", lambda o: o["metadata"].__setitem__(
+        "ownerReferences", [{**fixture("namespaced-replicaset.json", "web-87f8bbf8c")["metadata"]
+                             ["ownerReferences"][0], "controller": False}])),
+    "metadata.finalizers.*": ("namespaced-persistentvolumeclaim.json", "static-claim", None),
+    # the fixtures were applied server-side; client-side `kubectl apply` adds this annotation
+    "metadata.annotations.kubectl.kubernetes.io/last-applied-configuration": (
+        "namespaced-secret.json", "db-credentials",
+        ann("kubectl.kubernetes.io/last-applied-configuration",
+            '{"apiVersion":"v1","data":{"password":"bm90LWEtcmVhbC1wYXNzd29yZA=="},"kind":"Secret"}')),
+    "metadata.annotations.deployment.kubernetes.io/revision": ("namespaced-deployment.json", "web", None),
+    "metadata.annotations.deployment.kubernetes.io/desired-replicas": (
+        "namespaced-replicaset.json", "web-87f8bbf8c", None),
+    "metadata.annotations.deployment.kubernetes.io/max-replicas": (
+        "namespaced-replicaset.json", "web-87f8bbf8c", None),
+    # no DaemonSet in the captures: the StatefulSet, as a DaemonSet, with the controller's annotation
+    "metadata.annotations.deprecated.daemonset.template.generation": (
+        "namespaced-statefulset.json", "db", as_kind("DaemonSet", ann("deprecated.daemonset.template.generation", "1"))),
+    "metadata.annotations.pv.kubernetes.io/bind-completed": (
+        "namespaced-persistentvolumeclaim.json", "static-claim", None),
+    "metadata.annotations.pv.kubernetes.io/bound-by-controller": ("cluster-persistentvolume.json", "fixtures-pv", None),
+    # dynamic provisioning did not happen in the capture (static PV / no default class)
+    "metadata.annotations.volume.beta.kubernetes.io/storage-provisioner": (
+        "namespaced-persistentvolumeclaim.json", "data-db-0",
+        ann("volume.beta.kubernetes.io/storage-provisioner", "rancher.io/local-path")),
+    "metadata.annotations.volume.kubernetes.io/storage-provisioner": (
+        "namespaced-persistentvolumeclaim.json", "data-db-0",
+        ann("volume.kubernetes.io/storage-provisioner", "rancher.io/local-path")),
+    "metadata.annotations.volume.kubernetes.io/selected-node": (
+        "namespaced-persistentvolumeclaim.json", "data-db-0", ann("volume.kubernetes.io/selected-node", "node-a")),
+    # old-style leader election on a ConfigMap (kube-system components before Leases)
+    "metadata.annotations.control-plane.alpha.kubernetes.io/leader": (
+        "namespaced-configmap.json", "app-config",
+        ann("control-plane.alpha.kubernetes.io/leader", '{"holderIdentity":"cm-1","leaseDurationSeconds":15}')),
+    "metadata.annotations.endpoints.kubernetes.io/last-change-trigger-time": (
+        "namespaced-endpoints.json", "web", None),
+    "metadata.annotations.batch.kubernetes.io/job-tracking": ("namespaced-job.json", "migrate", None),
+    "spec.clusterIP": ("namespaced-service.json", "web", None),
+    "spec.clusterIPs": ("namespaced-service.json", "web", None),
+    "spec.ports.*.nodePort": ("namespaced-service.json", "web-nodeport", None),
+    # allocated for type=LoadBalancer with externalTrafficPolicy=Local (no cloud in the capture)
+    "spec.healthCheckNodePort": ("namespaced-service.json", "web-nodeport",
+                                 setpath(("spec", "healthCheckNodePort"), 31234)),
+    "spec.ipFamilies": ("namespaced-service.json", "web", None),
+    "spec.volumeName": ("namespaced-persistentvolumeclaim.json", "static-claim", None),
+    # the captured Pods were still Pending (no node)
+    "spec.nodeName": ("namespaced-pod.json", "db-0", setpath(("spec", "nodeName"), "node-a")),
+    "spec.claimRef.uid": ("cluster-persistentvolume.json", "fixtures-pv", None),
+    "spec.claimRef.resourceVersion": ("cluster-persistentvolume.json", "fixtures-pv", None),
+    "spec.selector": ("namespaced-job.json", "migrate", None),
+    "metadata.labels.controller-uid": ("namespaced-job.json", "migrate", None),
+    # 1.27+ adds the prefixed label next to the legacy one
+    "metadata.labels.batch.kubernetes.io/controller-uid": (
+        "namespaced-job.json", "migrate",
+        setpath(("metadata", "labels", "batch.kubernetes.io/controller-uid"), "3c886a4a-9593-42e5-8a61-cd0b1a4ab9d0")),
+    "spec.template.metadata.labels.controller-uid": ("namespaced-job.json", "migrate", None),
+    "spec.template.metadata.labels.batch.kubernetes.io/controller-uid": (
+        "namespaced-job.json", "migrate",
+        setpath(("spec", "template", "metadata", "labels", "batch.kubernetes.io/controller-uid"),
+                "3c886a4a-9593-42e5-8a61-cd0b1a4ab9d0")),
+    "secrets.*": ("namespaced-serviceaccount.json", "web-sa", None),
+    "spec.template.metadata.creationTimestamp": ("namespaced-deployment.json", "web", None),
+    # no PodTemplate in the captures: the Deployment's template as a PodTemplate object
+    "template.metadata.creationTimestamp": (
+        "namespaced-deployment.json", "web",
+        lambda o: (o.__setitem__("apiVersion", "v1"), o.__setitem__("kind", "PodTemplate"),
+                   o.__setitem__("template", o.pop("spec")["template"]))),
+    "spec.jobTemplate.metadata.creationTimestamp": ("namespaced-cronjob.json", "nightly", None),
+    "spec.jobTemplate.spec.template.metadata.creationTimestamp": ("namespaced-cronjob.json", "nightly", None),
+    "spec.volumeClaimTemplates.*.metadata.creationTimestamp": ("namespaced-statefulset.json", "db", None),
+    "spec.volumeClaimTemplates.*.status": ("namespaced-statefulset.json", "db", None),
+}
+
+
+def test_sanitize_every_rule_has_a_case_and_ids_are_unique() -> None:
+    ids = [r.id for r in RULES]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(STRIP_CASES), "each RULES entry needs a STRIP_CASES test (and no stale cases)"
+    assert all(r.keep is None or r.keep in sz.KEEP for r in RULES)
+    assert all(r.why for r in RULES)
+    skip_ids = [s.id for s in SKIPS]
+    assert len(skip_ids) == len(set(skip_ids)) and set(skip_ids) == set(SKIP_CASES)
+    assert all(s.when in sz.WHEN and s.why for s in SKIPS)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
+def test_sanitize_strip_rule(rule: sz.StripRule) -> None:
+    file, name, inject = STRIP_CASES[rule.id]
+    obj = fixture(file, name)
+    if inject:
+        inject(obj)
+    assert rule.kinds is None or sz.type_name(obj) in rule.kinds
+    assert values_at(obj, rule.path), f"{rule.id} should be present in {file} {name}"
+    before = json.dumps(obj, sort_keys=True)
+    out = strip(obj)
+    assert values_at(out, rule.path) == [], f"{rule.id} still present after strip"
+    assert json.dumps(obj, sort_keys=True) == before, "strip must not mutate its input"
+    assert out["metadata"]["name"] == name
+
+
+SKIP_CASES: dict[str, list[tuple[str, str, Callable[[Obj], None] | None]]] = {
+    "event": [("namespaced-event.json", "web.18eb08bbfe2c8a89", None)],
+    # the captured Lease list is empty: a node heartbeat Lease, as the kubelet writes it
+    "lease": [("namespaced-configmap.json", "app-config", lambda o: o.update(
+        apiVersion="coordination.k8s.io/v1", kind="Lease", data=None,
+        spec={"holderIdentity": "node-a", "leaseDurationSeconds": 40}))],
+    "controller-revision": [("namespaced-controllerrevision.json", "db-7f89fcd89", None)],
+    "kube-root-ca": [("namespaced-configmap.json", "kube-root-ca.crt", None)],
+    "service-account-token": [("namespaced-secret.json", "default-token-bm4bg", None),
+                              ("namespaced-secret.json", "web-sa-token-k2jdw", None)],
+    "controlled": [
+        ("namespaced-pod.json", "web-87f8bbf8c-86zm7", None),   # Pod of a ReplicaSet
+        ("namespaced-pod.json", "db-0", None),                  # Pod of a StatefulSet
+        ("namespaced-pod.json", "migrate-qld52", None),         # Pod of a Job
+        ("namespaced-replicaset.json", "web-87f8bbf8c", None),  # ReplicaSet of a Deployment
+        ("namespaced-endpointslice.json", "web-q92ft", None),   # EndpointSlice of a Service
+        # no CronJob-made Job was captured: the Job with the reference the CronJob controller sets
+        ("namespaced-job.json", "migrate", lambda o: o["metadata"].__setitem__("ownerReferences", [{
+            "apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "controller": True,
+            "blockOwnerDeletion": True, "uid": "301b9c35-fe17-4bfa-b6cb-14838d1725df"}])),
+        # a DaemonSet's Pod: the ReplicaSet Pod with the DaemonSet as controller
+        ("namespaced-pod.json", "web-87f8bbf8c-8n825", lambda o: o["metadata"]["ownerReferences"][0].update(
+            kind="DaemonSet", name="agent")),
+    ],
+    "endpoints-of-service": [("namespaced-endpoints.json", "web", None),
+                             ("namespaced-endpoints.json", "web-headless", None)],
+    "default-service-account": [("namespaced-serviceaccount.json", "default", None)],
+}
+
+
+@pytest.mark.parametrize("skip_id,case", [(k, c) for k, cases in SKIP_CASES.items() for c in cases],
+                         ids=lambda v: v if isinstance(v, str) else v[1])
+def test_sanitize_skip_rule(skip_id: str, case: tuple) -> None:
+    file, name, inject = case
+    obj = fixture(file, name)
+    if inject:
+        inject(obj)
+    reason = skip_reason(obj)
+    assert reason is not None and reason.startswith(skip_id + ": ")
+    assert sanitize(obj) is None
+
+
+def test_sanitize_exports_user_objects_of_every_captured_kind() -> None:
+    exported = {(o["kind"], o["metadata"]["name"]) for f in [
+        "cluster-clusterrole.json", "cluster-clusterrolebinding.json", "cluster-customresourcedefinition.json",
+        "cluster-persistentvolume.json", "cluster-priorityclass.json", "cluster-storageclass.json",
+        "namespaced-configmap.json", "namespaced-cronjob.json", "namespaced-deployment.json",
+        "namespaced-ingress.json", "namespaced-job.json", "namespaced-networkpolicy.json",
+        "namespaced-persistentvolumeclaim.json", "namespaced-role.json", "namespaced-rolebinding.json",
+        "namespaced-secret.json", "namespaced-service.json", "namespaced-serviceaccount.json",
+        "namespaced-statefulset.json", "namespaced-widget.json", "namespace.json"]
+        for doc in [load_fixture(f"objects/{f}")] for o in doc.get("items", [doc]) if sanitize(o) is not None}
+    assert exported == {
+        ("ClusterRole", "fixtures-reader"), ("ClusterRoleBinding", "fixtures-reader"),
+        ("CustomResourceDefinition", "widgets.example.com"), ("PersistentVolume", "fixtures-pv"),
+        ("PriorityClass", "fixtures-high"), ("StorageClass", "manual"), ("ConfigMap", "app-config"),
+        ("CronJob", "nightly"), ("Deployment", "web"), ("Ingress", "web"), ("Job", "migrate"),
+        ("NetworkPolicy", "web-allow"), ("PersistentVolumeClaim", "data-db-0"),
+        ("PersistentVolumeClaim", "static-claim"), ("Role", "web-reader"), ("RoleBinding", "web-reader"),
+        ("Secret", "db-credentials"), ("Service", "web"), ("Service", "web-headless"),
+        ("Service", "web-nodeport"), ("ServiceAccount", "web-sa"), ("StatefulSet", "db"), ("Widget", "blue"),
+        ("Namespace", "fixtures"),
+    }
+
+
+# ---- decisions around the keep predicates -----------------------------------------------------------
+
+def test_sanitize_headless_service_keeps_cluster_ip_none() -> None:
+    out = sanitize(fixture("namespaced-service.json", "web-headless"))
+    assert out["spec"]["clusterIP"] == "None" and out["spec"]["clusterIPs"] == ["None"]
+
+
+def _own(obj: Obj, manager: str, fields: dict) -> None:
+    obj["metadata"]["managedFields"].append(
+        {"apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": fields, "manager": manager, "operation": "Apply"})
+
+
+def test_sanitize_keeps_a_node_port_a_user_set() -> None:
+    svc = fixture("namespaced-service.json", "web-nodeport")
+    _own(svc, "helm", {"f:spec": {"f:ports": {'k:{"port":80,"protocol":"TCP"}': {"f:nodePort": {}}}}})
+    assert sanitize(svc)["spec"]["ports"][0]["nodePort"] == 32573
+    svc = fixture("namespaced-service.json", "web-nodeport")  # owned by a controller: still allocated state
+    _own(svc, "kube-controller-manager", {"f:spec": {"f:ports": {'k:{"port":80,"protocol":"TCP"}': {"f:nodePort": {}}}}})
+    assert "nodePort" not in sanitize(svc)["spec"]["ports"][0]
+    svc = fixture("namespaced-service.json", "web-nodeport")  # the user owns a different port's entry
+    _own(svc, "helm", {"f:spec": {"f:ports": {'k:{"port":443,"protocol":"TCP"}': {"f:nodePort": {}}}}})
+    assert "nodePort" not in sanitize(svc)["spec"]["ports"][0]
+
+
+def test_sanitize_keeps_a_volume_name_a_user_pre_bound() -> None:
+    pvc = fixture("namespaced-persistentvolumeclaim.json", "static-claim")
+    pvc["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:volumeName"] = {}
+    assert sanitize(pvc)["spec"]["volumeName"] == "fixtures-pv"
+
+
+def test_sanitize_job_with_manual_selector_keeps_selector_and_labels() -> None:
+    job = fixture("namespaced-job.json", "migrate")
+    job["spec"]["manualSelector"] = True
+    out = sanitize(job)
+    assert out["spec"]["selector"] == {"matchLabels": {"controller-uid": "3c886a4a-9593-42e5-8a61-cd0b1a4ab9d0"}}
+    assert "controller-uid" in out["spec"]["template"]["metadata"]["labels"]
+
+
+def test_sanitize_service_account_keeps_user_listed_secrets() -> None:
+    sa = fixture("namespaced-serviceaccount.json", "web-sa")
+    sa["secrets"].append({"name": "registry-pull"})
+    assert sanitize(sa)["secrets"] == [{"name": "registry-pull"}]
+
+
+def test_sanitize_default_service_account_is_exported_once_changed() -> None:
+    sa = fixture("namespaced-serviceaccount.json", "default")
+    sa["imagePullSecrets"] = [{"name": "registry-pull"}]
+    out = sanitize(sa)
+    assert out == {"apiVersion": "v1", "kind": "ServiceAccount", "imagePullSecrets": [{"name": "registry-pull"}],
+                   "metadata": {"name": "default", "namespace": "fixtures"}}
+
+
+def test_sanitize_keeps_user_finalizers_and_drops_system_ones() -> None:
+    cm = fixture("namespaced-configmap.json", "app-config")
+    cm["metadata"]["finalizers"] = ["kubernetes.io/pvc-protection", "example.com/cleanup"]
+    assert sanitize(cm)["metadata"]["finalizers"] == ["example.com/cleanup"]
+    assert "finalizers" not in sanitize(fixture("namespaced-persistentvolumeclaim.json", "static-claim"))["metadata"]
+
+
+def test_sanitize_hand_written_endpoints_are_exported() -> None:
+    ep = fixture("namespaced-endpoints.json", "web")
+    del ep["metadata"]["annotations"]
+    ep["metadata"]["managedFields"][0]["manager"] = "kubectl"
+    ep["subsets"] = [{"addresses": [{"ip": "10.0.0.5"}], "ports": [{"port": 5432}]}]
+    assert sanitize(ep)["subsets"][0]["addresses"] == [{"ip": "10.0.0.5"}]
+
+
+def test_sanitize_pv_keeps_claim_identity() -> None:
+    out = sanitize(fixture("cluster-persistentvolume.json", "fixtures-pv"))
+    assert out["spec"]["claimRef"] == {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "static-claim",
+                                       "namespace": "fixtures"}
+
+
+def test_sanitize_empty_maps_left_by_stripping_go() -> None:
+    out = sanitize(fixture("namespaced-cronjob.json", "nightly"))
+    assert "metadata" not in out["spec"]["jobTemplate"]
+    out = sanitize(fixture("namespaced-persistentvolumeclaim.json", "static-claim"))
+    assert "annotations" not in out["metadata"]
+
+
+# ---- status-only and bookkeeping-only changes give identical bytes ----------------------------------
+
+def test_sanitize_status_and_bookkeeping_changes_give_identical_bytes() -> None:
+    dep = fixture("namespaced-deployment.json", "web")
+    later = copy.deepcopy(dep)
+    later["metadata"]["resourceVersion"] = "9999"
+    later["metadata"]["generation"] = 7
+    later["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "5"
+    later["metadata"]["managedFields"].append({"manager": "kubectl-rollout", "operation": "Update",
+                                               "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {}})
+    later["status"] = {"replicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 7}
+    assert contract.dump(sanitize(dep)) == contract.dump(sanitize(later))
+    later["spec"]["replicas"] = 4  # a real change still shows
+    assert contract.dump(sanitize(dep)) != contract.dump(sanitize(later))
+
+
+def test_sanitize_rebinding_a_claim_gives_identical_bytes() -> None:
+    pending = fixture("namespaced-persistentvolumeclaim.json", "static-claim")
+    bound = copy.deepcopy(pending)
+    for obj in (pending,):
+        del obj["spec"]["volumeName"]
+        del obj["metadata"]["annotations"]
+        obj["status"] = {"phase": "Pending"}
+        obj["metadata"]["managedFields"] = obj["metadata"]["managedFields"][:1]
+    assert contract.dump(sanitize(pending)) == contract.dump(sanitize(bound))
+
+
+def test_sanitize_never_mutates_and_copies_deeply() -> None:
+    svc = fixture("namespaced-service.json", "web")
+    before = json.dumps(svc, sort_keys=True)
+    out = sanitize(svc)
+    out["spec"]["ports"][0]["port"] = 1
+    out["spec"]["selector"]["app"] = "x"
+    assert json.dumps(svc, sort_keys=True) == before
