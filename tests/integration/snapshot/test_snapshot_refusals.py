@@ -1,0 +1,85 @@
+"""Damaged or foreign bundles are refused before anything on the target is written."""
+
+from __future__ import annotations
+
+import pytest
+from snapshot_harness import fake_kubeadm_root, kubedr, listed, tree
+
+
+@pytest.fixture
+def saved(etcd_server, age_keys, tmp_path):
+    """One good snapshot of a cluster with a kubeadm tree, and a restore target that already has one."""
+    for i in range(20):
+        etcd_server.ctl("put", f"/registry/k{i}", f"v{i}")
+    root = tmp_path / "node"
+    fake_kubeadm_root(root)
+    store = tmp_path / "store"
+    kubedr("save", "--store", str(store), "--endpoints", etcd_server.client_url, "--root", str(root),
+           "-r", age_keys.recipient)
+    [m] = listed(str(store))
+    target = tmp_path / "target"
+    (target / "etc/kubernetes").mkdir(parents=True)
+    (target / "etc/kubernetes/admin.conf").write_text("the live admin.conf\n")
+    return store, store / "kubernetes" / m["id"] / "bundle.tar.age", target
+
+
+def truncate(obj):
+    obj.write_bytes(obj.read_bytes()[: obj.stat().st_size * 2 // 3])
+
+
+def flip_bit(obj):
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    obj.write_bytes(bytes(data))
+
+
+def append_garbage(obj):
+    obj.write_bytes(obj.read_bytes() + b"\0" * 16)
+
+
+@pytest.mark.parametrize("damage,expect", [
+    (truncate, "cannot decrypt"),
+    (flip_bit, "cannot decrypt"),
+    (append_garbage, "bundle.tar.age"),
+    (None, "wrong --identity"),
+], ids=["truncated", "bit-flipped", "trailing-bytes", "wrong-identity"])
+def test_restore_refuses_before_touching_anything(saved, damage, expect, age_keys, other_age_keys, tmp_path):
+    store, obj, target = saved
+    identity = age_keys.identity
+    if damage is None:
+        identity = other_age_keys.identity
+    else:
+        damage(obj)
+    before = tree(target)
+    data_dir = tmp_path / "new-etcd"
+    for action in (["verify"], ["restore", "--data-dir", str(data_dir), "--target-root", str(target)]):
+        out = kubedr(*action, "--store", str(store), "-i", str(identity), check=False)
+        assert out.returncode == 1, out.stderr
+        errors = [line for line in out.stderr.splitlines() if "ERROR" in line]
+        assert len(errors) == 1 and expect in errors[0], out.stderr
+        assert "restore plan" not in out.stdout
+    assert not data_dir.exists() and not data_dir.with_name(".new-etcd.kubedr-restore").exists()
+    assert tree(target) == before
+
+
+def test_restore_refuses_a_data_dir_in_use(saved, age_keys, tmp_path):
+    store, _, target = saved
+    used = tmp_path / "etcd-in-use"
+    used.mkdir()
+    (used / "member").write_text("x")
+    before = tree(target)
+    out = kubedr("restore", "--store", str(store), "-i", str(age_keys.identity), "--data-dir", str(used),
+                 "--target-root", str(target), check=False)
+    assert out.returncode == 1 and "not empty" in out.stderr
+    assert tree(target) == before and tree(used) == {"member": b"x"}
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(saved, age_keys, tmp_path):
+    store, _, target = saved
+    before = tree(target)
+    out = kubedr("restore", "--store", str(store), "-i", str(age_keys.identity), "--data-dir",
+                 str(tmp_path / "new-etcd"), "--target-root", str(target), "--dry-run")
+    assert "restore plan" in out.stdout and "dry run: nothing changed" in out.stdout
+    assert f"{target}/etc/kubernetes/admin.conf (replace)" in out.stdout
+    assert "cannot bump the revision" in out.stdout or "--bump-revision" in out.stdout
+    assert not (tmp_path / "new-etcd").exists() and tree(target) == before

@@ -1,0 +1,97 @@
+"""Retention deletes the right snapshots (never the newest), and a save killed half-way is never listed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from snapshot_harness import fill_etcd, kubedr, listed
+
+from tests.conftest import wait_until
+
+
+def _clone_at(store, src_id: str, when: datetime) -> str:
+    """A copy of a real snapshot, dated `when` (as if saved then)."""
+    from snapshot.manifest import new_id
+
+    sid = new_id(when)
+    src, dst = store / "kubernetes" / src_id, store / "kubernetes" / sid
+    shutil.copytree(src, dst)
+    doc = json.loads((dst / "manifest.json").read_text())
+    doc.update(id=sid, created=when.isoformat(), finished=when.isoformat())
+    (dst / "manifest.json").write_text(json.dumps(doc))
+    return sid
+
+
+def test_prune_by_count_and_age(etcd_server, age_keys, tmp_path):
+    etcd_server.ctl("put", "a", "b")
+    store = tmp_path / "store"
+    kubedr("save", "--store", str(store), "--endpoints", etcd_server.client_url, "--root", str(tmp_path),
+           "-r", age_keys.recipient, "--no-cluster-info")
+    [real] = listed(str(store))
+    now = datetime.now(UTC)
+    ids = {h: _clone_at(store, real["id"], now - timedelta(hours=h)) for h in (30, 50, 80, 200)}
+    shutil.rmtree(store / "kubernetes" / real["id"])  # the newest is now 30h old
+    # an interrupted save: a bundle and no manifest; never listed, never pruned as a snapshot
+    (store / "kubernetes" / "20000101T000000.000Z").mkdir()
+    (store / "kubernetes" / "20000101T000000.000Z" / "bundle.tar.age.partial").write_bytes(b"x")
+    assert [m["id"] for m in listed(str(store))] == [ids[30], ids[50], ids[80], ids[200]]
+
+    out = kubedr("prune", "--store", str(store), "--keep-last", "2", "--dry-run")
+    assert out.stdout.split() == ["would", "delete", f"kubernetes/{ids[80]}", "would", "delete",
+                                  f"kubernetes/{ids[200]}"]
+    assert len(listed(str(store))) == 4
+
+    kubedr("prune", "--store", str(store), "--max-age", "3d")  # 80h and 200h go
+    assert [m["id"] for m in listed(str(store))] == [ids[30], ids[50]]
+    assert not (store / "kubernetes" / ids[80]).exists()
+
+    kubedr("prune", "--store", str(store), "--keep-last", "1", "--max-age", "40h")  # 30h kept by both rules
+    assert [m["id"] for m in listed(str(store))] == [ids[30]]
+
+    kubedr("prune", "--store", str(store), "--max-age", "1h")  # all too old, but the newest always stays
+    assert [m["id"] for m in listed(str(store))] == [ids[30]]
+
+    bad = kubedr("prune", "--store", str(store), "--max-age", "7 days", check=False)
+    assert bad.returncode == 2 and "duration" in bad.stderr
+
+
+def test_save_after_retention_flags(etcd_server, age_keys, tmp_path):
+    store = tmp_path / "store"
+    for i in range(3):
+        etcd_server.ctl("put", "k", str(i))
+        kubedr("save", "--store", str(store), "--endpoints", etcd_server.client_url, "--root", str(tmp_path),
+               "-r", age_keys.recipient, "--keep-last", "2", "--no-cluster-info")
+    found = listed(str(store))
+    assert len(found) == 2 and found[0]["snapshot"]["revision"] > found[1]["snapshot"]["revision"]
+
+
+def test_save_killed_mid_upload_leaves_nothing_listed(etcd_factory, age_keys, tmp_path):
+    e = etcd_factory(name="big")
+    fill_etcd(e, 160 << 20)
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubedr.cli", "snapshot", "save", "--store", str(store), "--endpoints",
+         e.client_url, "--root", str(tmp_path / "none"), "-r", age_keys.recipient, "--compression", "none",
+         "--no-cluster-info"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def uploading():
+            if proc.poll() is not None:
+                raise AssertionError(f"save ended before it was stopped: {proc.stderr.read().decode()[-500:]}")
+            return [p for p in store.rglob("bundle.tar.age.partial") if p.stat().st_size > 0]
+
+        [partial] = wait_until(uploading, timeout=60, interval=0.001, what="the bundle upload to start")
+        os.kill(proc.pid, signal.SIGSTOP)  # frozen mid-upload: the manifest cannot have been written
+        assert not list(store.rglob("manifest.json"))
+        assert partial.stat().st_size < (160 << 20)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    assert listed(str(store)) == []
+    assert kubedr("verify", "--store", str(store), "-i", str(age_keys.identity), check=False).returncode == 1
