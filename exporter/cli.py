@@ -123,7 +123,7 @@ class Exporter:
             repo = os.path.abspath(repo)
         self.batch_window = parse_duration(args.batch_window)
         secrets, sealer = _secret_mode(args)
-        api = api_client(args.kubeconfig, args.context)
+        api = api_client(args.kubeconfig, args.context, pool=128)  # one connection per watch
         self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
         self.store = GitStore(Path(args.workdir or default_workdir(repo, args.branch)), repo, args.branch)
         self.selection = Selection(None if args.all_namespaces else _csv(args.namespaces),
@@ -134,6 +134,7 @@ class Exporter:
                                    on_commit=self.pusher.notify)
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
         self.ready = False
+        self.threads: list[threading.Thread] = []
 
     def reconcile(self) -> dict[ResourceType, str]:
         """List everything, rebuild the tree, and commit what changed while we were down as one resync."""
@@ -161,37 +162,51 @@ class Exporter:
                     out += [f"{top.name}/{sub.name}/{f.name}" for f in sub.iterdir() if f.is_file()]
         return out
 
-    def run(self, once: bool, metrics_listen: str | None) -> int:
+    def start(self, metrics_listen: str | None = None) -> None:
+        """Reconcile, then run committer, pusher and one watch per type in background threads."""
         if metrics_listen:
             observe.serve(metrics_listen, live=self.healthy, ready=lambda: self.ready)
         rvs = self.reconcile()
-        if once:
-            return 0 if self._push_with_retries(5) else 1
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        threads = [threading.Thread(target=self.committer.run, name="committer", daemon=True),
-                   threading.Thread(target=self.pusher.run, name="pusher", daemon=True)]
-        for t in threads:
+        self.threads = [threading.Thread(target=self.committer.run, name="committer", daemon=True),
+                        threading.Thread(target=self.pusher.run, name="pusher", daemon=True)]
+        for t in self.threads:
             t.start()
         self.observer.start(rvs, self.committer.queue.put)
         self.ready = True
         log.info("exporting to %s (branch %s) from %s", self.store.remote, self.store.branch, self.cluster)
+
+    def stop(self, drain: float = 10.0) -> None:
+        """Stop watching, commit what is queued, push once more."""
+        self.ready = False
+        self.observer.stop()
+        deadline = time.monotonic() + drain
+        while self.committer.queue.qsize() and time.monotonic() < deadline and self.healthy():
+            time.sleep(0.05)
+        self.committer.stopping.set()
+        self.threads[0].join(10)
+        self.pusher.stop()
+        self.threads[1].join(10)
+        if self.healthy():
+            self._push_with_retries(1)
+
+    def run(self, once: bool, metrics_listen: str | None) -> int:
+        """Until SIGTERM/SIGINT (or, with once, just the reconcile and a push)."""
+        if once:
+            if metrics_listen:
+                observe.serve(metrics_listen, live=self.healthy, ready=lambda: self.ready)
+            self.reconcile()
+            return 0 if self._push_with_retries(5) else 1
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        self.start(metrics_listen)
         while not stop.wait(0.5):
             if not self.healthy():
                 log.error("stopping: %s", self.committer.failed or self.pusher.failed)
                 self.observer.stop()
                 return 1
         log.info("stopping: draining %d queued changes", self.committer.queue.qsize())
-        self.observer.stop()
-        deadline = time.monotonic() + 10
-        while self.committer.queue.qsize() and time.monotonic() < deadline and self.healthy():
-            time.sleep(0.05)
-        self.committer.stopping.set()
-        threads[0].join(10)
-        self.pusher.stop()
-        threads[1].join(5)
-        self._push_with_retries(1)
+        self.stop()
         return 0
 
     def healthy(self) -> bool:

@@ -98,7 +98,7 @@ class Committer:
             changes.append((VERB_OF_STATUS.get(status[:1], "update"), p))
         if not changes:
             return None
-        sha = self.store.commit(format_message(changes, self.cluster, reason))
+        sha = self.store.commit(format_message(changes, self.cluster, reason), check_empty=False)
         if sha is None:
             return None
         now = time.monotonic()

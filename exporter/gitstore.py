@@ -44,6 +44,7 @@ class GitStore:
         self.branch = branch
         self.lock = threading.RLock()  # held while the work tree or HEAD moves
         self.env = {**DEFAULT_IDENTITY, **os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        self._head: str | None = None  # cached branch tip; only this process moves it
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
@@ -84,6 +85,7 @@ class GitStore:
             if ".git" not in tmp.relative_to(self.workdir).parts:
                 tmp.unlink(missing_ok=True)
         self.git("config", "remote.origin.url", self.remote)
+        self._head = None
         if self.head():
             self.git("read-tree", "HEAD")  # the index is rebuilt from the last commit; work tree is re-synced
         else:
@@ -91,8 +93,10 @@ class GitStore:
 
     def head(self) -> str | None:
         """The commit the branch points at, or None before the first commit."""
-        out = self.git("rev-parse", "-q", "--verify", f"refs/heads/{self.branch}^{{commit}}", check=False)
-        return out.strip() or None
+        if self._head is None:
+            out = self.git("rev-parse", "-q", "--verify", f"refs/heads/{self.branch}^{{commit}}", check=False)
+            self._head = out.strip() or None
+        return self._head
 
     def remote_head(self) -> str | None:
         """What the remote's branch is (ls-remote); None when the branch does not exist yet."""
@@ -115,11 +119,13 @@ class GitStore:
         if local is None:
             self.git("update-ref", f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}")
             self.git("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
+            self._head = None
             self.git("read-tree", "-u", "--reset", "HEAD")
             log.info("adopted %s of %s at %s", self.branch, self.remote, remote[:12])
         elif self.is_ancestor(local, remote):
             self.git("read-tree", "-u", "-m", local, remote)
             self.git("update-ref", f"refs/heads/{self.branch}", remote, local)
+            self._head = None
         elif not self.is_ancestor(remote, local):
             self.rebase_onto_remote()
 
@@ -144,6 +150,7 @@ class GitStore:
             upstream = f"refs/remotes/origin/{self.branch}"
             proc = subprocess.run(["git", "rebase", "-q", upstream], cwd=self.workdir, env=self.env,
                                   capture_output=True)
+            self._head = None
             if proc.returncode != 0:
                 subprocess.run(["git", "rebase", "--abort"], cwd=self.workdir, env=self.env, capture_output=True)
                 raise RemoteMoved(f"remote {self.remote} branch {self.branch} has commits that conflict with "
@@ -162,15 +169,19 @@ class GitStore:
         """Stage the whole work tree (used by the startup resync)."""
         self.git("add", "-A", ".")
 
-    def commit(self, message: str) -> str | None:
+    def commit(self, message: str, check_empty: bool = True) -> str | None:
         """Commit the index as a child of HEAD; None when the tree did not change."""
         tree = self.git("write-tree").strip()
         parent = self.head()
-        if parent and self.git("rev-parse", f"{parent}^{{tree}}").strip() == tree:
+        if check_empty and parent and self.git("rev-parse", f"{parent}^{{tree}}").strip() == tree:
             return None
         args = ["commit-tree", tree, "-F", "-"] + (["-p", parent] if parent else [])
         sha = self.git(*args, stdin=message.encode()).strip()
-        self.git("update-ref", "-m", "kubedr export", f"refs/heads/{self.branch}", sha, parent or "0" * 40)
+        try:
+            self.git("update-ref", "-m", "kubedr export", f"refs/heads/{self.branch}", sha, parent or "0" * 40)
+        finally:
+            self._head = None
+        self._head = sha
         return sha
 
     def ls_files(self) -> list[str]:

@@ -136,6 +136,8 @@ class Observer:
                 rv = self._watch(rtype, rv, stop)
                 delay = 0.2
             except ApiError as exc:
+                if stop.is_set():
+                    return
                 if exc.status == 410:
                     log.info("watch of %s: resourceVersion too old (410 Gone); re-listing", rtype)
                     observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
@@ -148,6 +150,8 @@ class Observer:
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
             except NETWORK_ERRORS as exc:
+                if stop.is_set():
+                    return
                 log.warning("watch of %s interrupted (%s); resuming from %s", rtype, exc, rv)
                 observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
                 stop.wait(delay)
