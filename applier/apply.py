@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from applier.client import ApiError, Cluster
-from applier.decode import MANAGED_LABEL
-from kubedr.contract import ObjectRef
+from applier.decode import MANAGED_LABEL, DecodeError
+from kubedr.contract import ManifestError, ObjectRef
 
 log = logging.getLogger("kubedr.applier.apply")
 
@@ -30,6 +30,8 @@ class Outcome:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, ManifestError | DecodeError):
+        return "invalid"
     if isinstance(exc, ApiError):
         return {400: "badrequest", 403: "forbidden", 404: "notfound", 409: "conflict",
                 422: "invalid"}.get(exc.status, "server" if exc.status >= 500 else "rejected")
@@ -107,7 +109,8 @@ class Applier:
             try:
                 return Outcome(item, fn(item))
             except Exception as exc:  # one bad object never stops the rest
-                return Outcome(item, None, " ".join(str(exc).split()) or type(exc).__name__, _reason(exc))
+                text = exc.reason if isinstance(exc, ManifestError) else str(exc)
+                return Outcome(item, None, " ".join(text.split()) or type(exc).__name__, _reason(exc))
         if len(items) == 1:
             return [one(items[0])]
         return list(self.pool.map(one, items))

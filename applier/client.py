@@ -63,8 +63,7 @@ class Cluster:
                                                          auth_settings=["BearerToken"])
         if query:
             url += "?" + urlencode(query)
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        resp = self.api.call_api(method, url, header_params=headers, body=data, _request_timeout=60)
+        resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=60)
         raw = resp.read()
         try:
             doc = json.loads(raw) if raw else {}

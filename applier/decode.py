@@ -96,7 +96,8 @@ class Validator:
         error = next(iter(validator.iter_errors(obj)), None)
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(root)"
-            raise DecodeError(f"invalid for Kubernetes {_minor(self.version)}: {where}: {error.message}")
+            minor = ".".join(self.version.split(".")[:2])
+            raise DecodeError(f"invalid for Kubernetes {minor}: {where}: {error.message}")
 
 
 def _minor(version: str) -> tuple[int, int] | None:

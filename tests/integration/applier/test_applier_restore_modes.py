@@ -1,0 +1,124 @@
+"""Restore to a past commit, standby and switchover, the namespace and image maps, diff, CRDs first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from applier.cli import run as _unused  # noqa: F401  (the module the CLI routes to imports cleanly)
+from kubedr.cli import main
+from tests.integration.applier.conftest import Repo, apply, configmap, deployment, live, namespace, status_of
+
+
+def test_restore_older_commit_brings_back_deleted_and_removes_newer(secondary: Any, repo: Repo) -> None:
+    for o in [namespace("shop")] + [configmap(f"cm-{i}") for i in range(6)]:
+        repo.put(o)
+    old = repo.commit("v1", date="2026-01-01T10:00:00Z")
+    repo.remove(configmap("cm-0"))
+    repo.put(configmap("newer"))
+    repo.put(configmap("cm-1", k="changed"))
+    repo.commit("v2", date="2026-01-02T10:00:00Z")
+    assert apply(secondary, repo, "--prune") == 0
+    assert live(secondary, "v1", "ConfigMap", "cm-0", "shop") is None
+    assert live(secondary, "v1", "ConfigMap", "newer", "shop") is not None
+
+    assert apply(secondary, repo, "--prune", "--revision", old) == 0
+    assert live(secondary, "v1", "ConfigMap", "cm-0", "shop") is not None
+    assert live(secondary, "v1", "ConfigMap", "newer", "shop") is None
+    assert live(secondary, "v1", "ConfigMap", "cm-1", "shop")["data"] == {"k": "cm-1"}
+    assert status_of(secondary)["fullyAppliedCommit"] == old
+
+    assert apply(secondary, repo, "--prune") == 0  # back to the head
+    assert live(secondary, "v1", "ConfigMap", "newer", "shop") is not None
+    assert apply(secondary, repo, "--prune", "--at", "2026-01-01T12:00:00Z") == 0
+    assert live(secondary, "v1", "ConfigMap", "newer", "shop") is None
+    assert status_of(secondary)["fullyAppliedCommit"] == old
+
+
+def test_standby_then_switchover_then_commits_respect_active(secondary: Any, repo: Repo) -> None:
+    sts = deployment("db", replicas=2)
+    sts["kind"] = "StatefulSet"
+    sts["spec"]["serviceName"] = "db"
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "report", "namespace": "shop"},
+            "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "r", "image": "busybox"}]}}}}}}
+    for o in (namespace("shop"), namespace("other"), deployment(), sts, cron, deployment("api", ns="other")):
+        repo.put(o)
+    repo.commit("workloads")
+    assert apply(secondary, repo, "--standby-replicas", "0", "--namespace-standby-replicas", "other=1") == 0
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 0
+    assert live(secondary, "apps/v1", "StatefulSet", "db", "shop")["spec"]["replicas"] == 0
+    assert live(secondary, "apps/v1", "Deployment", "api", "other")["spec"]["replicas"] == 1
+    assert live(secondary, "batch/v1", "CronJob", "report", "shop")["spec"]["suspend"] is True
+
+    assert main(["switchover", "--kubeconfig", secondary.kubeconfig_path, "--namespaces", "shop"]) == 0
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 3
+    assert live(secondary, "apps/v1", "StatefulSet", "db", "shop")["spec"]["replicas"] == 2
+    assert live(secondary, "batch/v1", "CronJob", "report", "shop")["spec"]["suspend"] is False
+    assert live(secondary, "apps/v1", "Deployment", "api", "other")["spec"]["replicas"] == 1
+    st = status_of(secondary)
+    assert st["mode"] == "standby" and st["activeNamespaces"] == ["shop"]
+
+    repo.put(deployment(image="nginx:1.28"))
+    repo.put(deployment("api", ns="other", image="nginx:1.28"))
+    repo.commit("new image")
+    assert apply(secondary, repo, "--namespace-standby-replicas", "other=1") == 0
+    web = live(secondary, "apps/v1", "Deployment", "web", "shop")
+    assert web["spec"]["replicas"] == 3
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.28"
+    assert live(secondary, "apps/v1", "Deployment", "api", "other")["spec"]["replicas"] == 1
+
+    assert main(["switchover", "--kubeconfig", secondary.kubeconfig_path]) == 0
+    assert live(secondary, "apps/v1", "Deployment", "api", "other")["spec"]["replicas"] == 3
+    assert status_of(secondary)["mode"] == "active"
+
+
+def test_namespace_and_image_maps(secondary: Any, repo: Repo) -> None:
+    for o in (namespace("shop"), configmap("settings"),
+              deployment(image="registry.primary.example.com/shop/web:1.0")):
+        repo.put(o)
+    repo.commit("seed")
+    assert apply(secondary, repo, "--namespace-map", "shop=shop-dr",
+                 "--image-map", "registry.primary.example.com=registry.dr.example.com") == 0
+    assert live(secondary, "v1", "Namespace", "shop-dr") is not None
+    assert live(secondary, "v1", "Namespace", "shop") is None
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop-dr") is not None
+    web = live(secondary, "apps/v1", "Deployment", "web", "shop-dr")
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.dr.example.com/shop/web:1.0"
+
+
+def test_diff_shows_the_pending_change(secondary: Any, repo: Repo, capsys: Any) -> None:
+    for o in (namespace("shop"), configmap("settings", mode="blue"), configmap("same")):
+        repo.put(o)
+    repo.commit("seed")
+    assert apply(secondary, repo) == 0
+    capsys.readouterr()
+    args = ["diff", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(repo.remote)]
+    assert main(args) == 0
+    assert capsys.readouterr().out == ""
+    repo.put(configmap("settings", mode="green"))
+    repo.put(configmap("brand-new"))
+    repo.commit("pending")
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "--- live/shop/ConfigMap/settings.yaml" in out and "+++ repo/shop/ConfigMap/settings.yaml" in out
+    assert "-  mode: blue" in out and "+  mode: green" in out
+    assert "+++ repo/shop/ConfigMap/brand-new.yaml" in out
+    assert "same.yaml" not in out
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop")["data"] == {"mode": "blue"}
+
+
+def test_crd_applied_and_established_before_its_custom_resources(secondary: Any, repo: Repo) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "schema": {"openAPIV3Schema": {"type": "object",
+                                                                 "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": "shop"},
+              "spec": {"size": 3}}
+    for o in (namespace("shop"), crd, widget):
+        repo.put(o)
+    repo.commit("crd and a widget")
+    assert apply(secondary, repo) == 0
+    assert live(secondary, "example.com/v1", "Widget", "w1", "shop")["spec"] == {"size": 3}
