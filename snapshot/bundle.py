@@ -272,16 +272,22 @@ def _explain(exc: BaseException) -> str:
     return text
 
 
-def read(store: Store, key: str, identities: list[Any], dest: Path, progress: Progress | None = None) -> Read:
-    """Download, hash, decrypt and unpack the bundle into dest (a staging directory)."""
+def read(store: Store, key: str, identities: list[Any], dest: Path, progress: Progress | None = None,
+         expect: tuple[int, str] | None = None) -> Read:
+    """Download, hash, decrypt and unpack the bundle into dest (a staging directory).
+
+    expect is the (size, sha256) the manifest recorded: when decryption fails, the error says whether the
+    object itself was damaged or truncated, or the identity is wrong.
+    """
     source = store.get_stream(key)
     try:
-        return _read(source, f"{store.url}/{key}", identities, dest, progress)
+        return _read(source, f"{store.url}/{key}", identities, dest, progress, expect)
     finally:
         _close(source)
 
 
-def _read(source: BinaryIO, where: str, identities: list[Any], dest: Path, progress: Progress | None) -> Read:
+def _read(source: BinaryIO, where: str, identities: list[Any], dest: Path, progress: Progress | None,
+          expect: tuple[int, str] | None) -> Read:
     hashed = _HashingReader(source)
     r, w = _pipe()
     decrypter = _Stage("bundle-decrypt", lambda: pyrage.decrypt_io(hashed, w, identities), lambda: _close(w))
@@ -299,6 +305,12 @@ def _read(source: BinaryIO, where: str, identities: list[Any], dest: Path, progr
         _close(r)
         decrypter.join()
     if decrypter.error is not None:
+        while hashed.read(CHUNK):
+            pass
+        got = (hashed.total, hashed.hash.hexdigest())  # type: ignore[union-attr]
+        if expect is not None and got != expect:
+            raise BundleError(f"{where}: damaged or truncated: {got[0]} bytes with sha256 {got[1][:12]}..., the "
+                              f"manifest says {expect[0]} bytes with sha256 {expect[1][:12]}...") from decrypter.error
         raise BundleError(f"{where}: cannot decrypt: {_explain(decrypter.error)}") from decrypter.error
     if unpack_error is not None:
         if isinstance(unpack_error, BundleError):

@@ -26,7 +26,8 @@ def fetch_and_verify(store: Store, m: Manifest, identities: list[Any], staging: 
     """Download, decrypt and unpack into staging; check the object, every file and the etcd snapshot."""
     where = f"{store.url}/{m.bundle_key}"
     with progress.bar(f"fetching {m.bundle_key}", sum(f["size"] for f in m.files) or None) as advance:
-        got = bundle.read(store, m.bundle_key, identities, staging, advance)
+        got = bundle.read(store, m.bundle_key, identities, staging, advance,
+                          (m.bundle.get("size", -1), m.bundle.get("sha256", "")))
     problems = []
     if got.size != m.bundle.get("size"):
         problems.append(f"size {got.size} != manifest {m.bundle.get('size')}")

@@ -38,9 +38,9 @@ def append_garbage(obj):
 
 
 @pytest.mark.parametrize("damage,expect", [
-    (truncate, "cannot decrypt"),
-    (flip_bit, "cannot decrypt"),
-    (append_garbage, "bundle.tar.age"),
+    (truncate, "damaged or truncated"),
+    (flip_bit, "damaged or truncated"),
+    (append_garbage, "damaged or truncated"),
     (None, "wrong --identity"),
 ], ids=["truncated", "bit-flipped", "trailing-bytes", "wrong-identity"])
 def test_restore_refuses_before_touching_anything(saved, damage, expect, age_keys, other_age_keys, tmp_path):
