@@ -213,7 +213,8 @@ def _sync(args: argparse.Namespace) -> int:
         repo = args.keep_repo or os.path.join(tmp, "repo.git")
         subprocess.run(["git", "init", "--bare", "-q", "-b", args.branch, repo], check=True)
         export = [sys.executable, "-m", "kubedr.cli", "export", "--once", "--kubeconfig", args.from_kubeconfig,
-                  "--namespaces", ",".join(namespaces), "--repo", repo, "--branch", args.branch]
+                  "--namespaces", ",".join(namespaces), "--repo", repo, "--branch", args.branch,
+                  "--workdir", os.path.join(tmp, "export")]
         if args.from_context:
             export += ["--context", args.from_context]
         identity_files = list(args.identity or [])

@@ -112,8 +112,20 @@ def test_decoder_marks_and_reports_bad_yaml_with_path() -> None:
         d.decode("shop/ConfigMap/x.yaml", b"a: [unclosed\n")
 
 
-def test_sealed_secret_without_identity_is_refused_naming_it() -> None:
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
-              "data": {"password": "-----BEGIN AGE ENCRYPTED FILE-----\nxyz\n-----END AGE ENCRYPTED FILE-----\n"}}
+def test_sealed_secret_without_identity_is_refused_naming_it_and_opens_with_one() -> None:
+    import pyrage
+
+    from kubedr import sealing
+
+    ident = pyrage.x25519.Identity.generate()
+    plain = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+             "type": "Opaque", "data": {"password": "aHVudGVyMg=="}}
+    sealed = sealing.Sealer([str(ident.to_public())], b"k" * 32).seal(plain)
     with pytest.raises(DecodeError, match="shop/db"):
-        Decoder(Maps()).decode("shop/Secret/db.yaml", contract.dump(secret))
+        Decoder(Maps()).decode("shop/Secret/db.yaml", contract.dump(sealed))
+    other = pyrage.x25519.Identity.generate()
+    with pytest.raises(DecodeError, match="shop/db"):
+        Decoder(Maps(), identities=[other]).decode("shop/Secret/db.yaml", contract.dump(sealed))
+    opened = Decoder(Maps(), Validator("1.30"), identities=[ident]).decode("shop/Secret/db.yaml",
+                                                                           contract.dump(sealed))
+    assert opened["data"] == {"password": "aHVudGVyMg=="} and "sealed" not in opened

@@ -1,0 +1,78 @@
+"""Exporter on the primary + applier on the secondary, as real processes, through a bare Git remote."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.integration.applier.conftest import configmap, deployment, live, namespace, status_of
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def kubedr(procs: list[subprocess.Popen], log: Path, *args: str) -> subprocess.Popen:
+    fh = open(log, "ab")  # noqa: SIM115 - the process owns it
+    p = subprocess.Popen([sys.executable, "-m", "kubedr.cli", *args], stdout=fh, stderr=subprocess.STDOUT,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    procs.append(p)
+    return p
+
+
+def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
+        primary: Any, secondary: Any, git_remote: Path, tmp_path: Path, procs: list[subprocess.Popen]) -> None:
+    api = primary.api
+    api.create(namespace("shop"))
+    for i in range(10):
+        api.create(configmap(f"cm-{i}"))
+    api.create(deployment())
+    kubedr(procs, tmp_path / "export.log", "export", "--kubeconfig", primary.kubeconfig_path,
+           "--namespaces", "shop", "--repo", str(git_remote), "--workdir", str(tmp_path / "export-work"))
+    apply_args = ("apply", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(git_remote),
+                  "--interval", "200ms", "--prune")
+    applier = kubedr(procs, tmp_path / "apply.log", *apply_args)
+
+    def log_tail() -> str:
+        return (tmp_path / "apply.log").read_text()[-2000:] + (tmp_path / "export.log").read_text()[-2000:]
+
+    wait_until(lambda: live(secondary, "v1", "ConfigMap", "cm-9", "shop"), timeout=30, what="initial mirror")
+    wait_until(lambda: live(secondary, "apps/v1", "Deployment", "web", "shop"), timeout=10, what="deployment")
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 0
+
+    api.update({**configmap("cm-1", k="updated"),
+                "metadata": {**api.get("v1", "ConfigMap", "cm-1", "shop")["metadata"]}})
+    api.delete("v1", "ConfigMap", "cm-2", "shop")
+    wait_until(lambda: (live(secondary, "v1", "ConfigMap", "cm-1", "shop") or {}).get("data") == {"k": "updated"},
+               timeout=15, what=f"update mirrored\n{log_tail()}")
+    wait_until(lambda: live(secondary, "v1", "ConfigMap", "cm-2", "shop") is None, timeout=15,
+               what=f"delete mirrored\n{log_tail()}")
+
+    applier.send_signal(signal.SIGKILL)
+    applier.wait(10)
+    api.create(configmap("while-down"))
+    api.delete("v1", "ConfigMap", "cm-3", "shop")
+    kubedr(procs, tmp_path / "apply.log", *apply_args)
+    wait_until(lambda: live(secondary, "v1", "ConfigMap", "while-down", "shop"), timeout=30,
+               what=f"converged after SIGKILL\n{log_tail()}")
+    wait_until(lambda: live(secondary, "v1", "ConfigMap", "cm-3", "shop") is None, timeout=15,
+               what="delete while down mirrored")
+    wait_until(lambda: status_of(secondary).get("failures") == [] and status_of(secondary)["fullyAppliedCommit"],
+               timeout=10, what="status recorded")

@@ -1,0 +1,56 @@
+"""Sealed Secrets on the applier side, and `kubedr sync` (one-shot export + apply) between two clusters."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pyrage
+
+from kubedr import sealing
+from kubedr.cli import main
+from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace, status_of
+
+
+def secret(name: str, value: bytes) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "shop"},
+            "type": "Opaque", "data": {"password": base64.b64encode(value).decode()}}
+
+
+def test_sealed_secret_without_identity_refused_by_name_rest_applies(secondary: Any, repo: Repo,
+                                                                     tmp_path: Path) -> None:
+    ident = pyrage.x25519.Identity.generate()
+    key_file = tmp_path / "applier.key"
+    key_file.write_text(f"# created: test\n{ident}\n")
+    sealer = sealing.Sealer([str(ident.to_public())], b"d" * 32)
+    repo.put(namespace("shop"))
+    repo.put(configmap("settings"))
+    path = repo.put(sealer.seal(secret("db", b"hunter2")))
+    repo.commit("sealed secret")
+
+    assert apply(secondary, repo) == 1
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop") is not None
+    assert live(secondary, "v1", "Secret", "db", "shop") is None
+    [failure] = status_of(secondary)["failures"]
+    assert failure["path"] == path and "shop/db" in failure["reason"] and "--identity" in failure["reason"]
+
+    assert apply(secondary, repo, "--identity", str(key_file)) == 0
+    got = live(secondary, "v1", "Secret", "db", "shop")
+    assert base64.b64decode(got["data"]["password"]) == b"hunter2"
+    assert "sealed" not in got
+
+
+def test_sync_carries_namespaces_and_secrets_in_one_command(primary: Any, secondary: Any) -> None:
+    api = primary.api
+    for ns in ("shop", "billing", "ignored"):
+        api.create(namespace(ns))
+        api.create(configmap("settings", ns=ns))
+    api.create(secret("db", b"s3cret"))
+    rc = main(["sync", "--from-kubeconfig", primary.kubeconfig_path, "--to-kubeconfig", secondary.kubeconfig_path,
+               "--namespaces", "shop billing"])
+    assert rc == 0
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop") is not None
+    assert live(secondary, "v1", "ConfigMap", "settings", "billing") is not None
+    assert live(secondary, "v1", "Namespace", "ignored") is None
+    assert base64.b64decode(live(secondary, "v1", "Secret", "db", "shop")["data"]["password"]) == b"s3cret"
