@@ -1,0 +1,58 @@
+"""Secrets: skipped without a recipient, sealed with one; unchanged values keep their ciphertext."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+from exporter_harness import export_args, remote_files, subjects
+
+from kubedr.cli import main
+from tests.conftest import wait_until
+
+SECRET = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+          "metadata": {"name": "db", "namespace": "shop"}, "stringData": {"password": "hunter2-xyzzy"}}
+PATH = "shop/Secret/db.yaml"
+
+
+def _all_blobs(remote: Path) -> bytes:
+    objs = subprocess.run(["git", "rev-list", "--objects", "--all"], cwd=remote, capture_output=True, text=True,
+                          check=True).stdout.split("\n")
+    shas = "".join(line.split()[0] + "\n" for line in objs if line.strip())
+    return subprocess.run(["git", "cat-file", "--batch"], cwd=remote, input=shas.encode(), capture_output=True,
+                          check=True).stdout
+
+
+def test_without_recipient_secrets_are_skipped(primary, git_remote: Path, tmp_path: Path, capfd) -> None:
+    primary.api.create(SECRET)
+    argv = export_args(primary, git_remote, tmp_path / "clone", "--namespaces", "shop", "--once")
+    assert main(argv) == 0
+    assert PATH not in remote_files(git_remote)
+    assert "Secrets are not exported: no --recipient" in capfd.readouterr().err
+
+
+def test_sealed_secret_opens_with_age_and_is_stable(primary, git_remote: Path, tmp_path: Path) -> None:
+    key = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    recipient = next(ln.split(": ")[1] for ln in key.read_text().splitlines() if "public key" in ln)
+    digest_key = tmp_path / "digest.key"
+    digest_key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    api = primary.api
+    api.create(SECRET)
+    argv = export_args(primary, git_remote, tmp_path / "clone", "--namespaces", "shop", "--once",
+                       "--recipient", recipient, "--digest-key-file", str(digest_key))
+    assert main(argv) == 0
+    doc = yaml.safe_load(remote_files(git_remote)[PATH])
+    armored = doc["sealed"]["values"]["password"]["age"]
+    plain = subprocess.run(["age", "-d", "-i", str(key)], input=armored.encode(), capture_output=True, check=True)
+    assert plain.stdout == b"hunter2-xyzzy"
+    live = api.get("v1", "Secret", "db", "shop")
+    live["metadata"]["labels"] = {"tier": "db"}
+    api.update(live)
+    assert main(argv) == 0
+    after = yaml.safe_load(remote_files(git_remote)[PATH])
+    assert after["metadata"]["labels"] == {"tier": "db"}
+    assert after["sealed"]["values"]["password"]["age"] == armored  # unchanged value, unchanged ciphertext
+    assert subjects(git_remote)[0].startswith("resync 1 object: 1 update")
+    wait_until(lambda: b"hunter2-xyzzy" not in _all_blobs(git_remote), what="no clear text in any blob")
