@@ -37,8 +37,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict, tuple[str, ...]]] = {
     "endpoint_url": (("--endpoint-url",), {"help": "S3 endpoint (OCI, MinIO, Ceph, ...)"}, STORED),
     "region": (("--region",), {"help": "S3 region"}, STORED),
     "path_style": (("--path-style",), {"action": "store_true", "help": "S3 path-style addressing"}, STORED),
-    "part_size_mb": (("--part-size-mb",), {"type": int, "help": "S3 multipart part size in MiB (default 64)"},
-                     STORED),
+    "part_size_mb": (("--part-size-mb",), {"type": int, "help": "S3 multipart part size in MiB (default 16; "
+                                           "memory is about 5 parts)"}, STORED),
     "endpoints": (("--endpoints",), {"help": "etcd client URLs, comma separated (default "
                                      "https://127.0.0.1:2379)"}, ("save",)),
     "cacert": (("--cacert",), {"help": "etcd CA (default <root>/etc/kubernetes/pki/etcd/ca.crt)"}, ("save",)),
@@ -103,7 +103,7 @@ def _store(args: argparse.Namespace) -> Store:
     if not args.store:
         raise UsageError("snapshot: --store is required (a directory, file:// or s3://bucket/prefix)")
     opts = S3Options(endpoint_url=args.endpoint_url, region=args.region, path_style=bool(args.path_style),
-                     part_size=(args.part_size_mb or 64) << 20)
+                     part_size=(args.part_size_mb or 16) << 20)
     try:
         return open_store(args.store, opts)
     except StoreError as exc:
@@ -169,6 +169,9 @@ def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     print(f"saved {m.cluster}/{m.id}: revision {m.snapshot['revision']}, {m.snapshot['total_keys']} keys, "
           f"snapshot {m.snapshot['size']} bytes, stored {m.bundle['size']} bytes in {done.seconds:.2f}s "
           f"(bundle {mbps:.0f} MB/s)")
+    import resource
+
+    log.debug("peak RSS of the save process: %.0f MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     observe.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
     observe.SNAPSHOT_BYTES.set(m.bundle["size"])
     if args.metrics_file:

@@ -93,7 +93,7 @@ class S3Options:
     endpoint_url: str | None = None
     region: str | None = None
     path_style: bool = False
-    part_size: int = 64 << 20
+    part_size: int = 16 << 20
     concurrency: int = 4
 
 
