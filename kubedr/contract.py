@@ -22,7 +22,8 @@ Canonical YAML (``dump``): block style, UTF-8, no aliases, no line folding, mult
 blocks. Key order: ``apiVersion``, ``kind``, ``metadata``, then the other top-level keys alphabetically;
 in ``metadata``: ``name``, ``namespace``, ``labels``, ``annotations``, then the rest alphabetically; every
 other mapping is sorted alphabetically (as ``kubectl get -o yaml`` does). The same object always gives the
-same bytes, whatever the key order of the input.
+same bytes, whatever the key order of the input. Strings that Go's YAML (kubectl) would read as booleans or
+numbers (``y``, ``on``, ``1e3``) are quoted, so a file also works with ``kubectl apply -f``.
 """
 
 from __future__ import annotations
@@ -178,11 +179,25 @@ def _libyaml_scalar(value: Any) -> str:
     return text
 
 
+def _go_number(value: str) -> bool:
+    """Go's YAML (kubectl) reads plain `1e3` as a float where YAML 1.1/PyYAML sees a string."""
+    if not value or value[0] not in "+-.0123456789":
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
 @lru_cache(maxsize=65536)
 def _str_scalar(value: str) -> str:
     if _PLAIN_RE.fullmatch(value):
         return f"'{value}'" if value in _RESERVED else value
-    return _libyaml_scalar(value)
+    text = _libyaml_scalar(value)
+    if text == value and _go_number(value):
+        return f"'{value}'"
+    return text
 
 
 def _literal_ok(value: str) -> bool:

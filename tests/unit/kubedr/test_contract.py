@@ -144,9 +144,13 @@ def test_contract_tricky_strings_round_trip(value: str) -> None:
     assert contract.dump(contract.load(data, "-")) == data
 
 
-def test_contract_go_yaml_booleans_are_quoted() -> None:
-    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "y", "b": "On"}}
-    assert b"a: 'y'\n" in contract.dump(obj) and b"b: 'On'\n" in contract.dump(obj)
+def test_contract_go_yaml_booleans_and_numbers_are_quoted() -> None:
+    """kubectl reads YAML with Go rules: `y` is a boolean and `1e3` a number there; both must stay strings."""
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
+           "data": {"a": "y", "b": "On", "c": "1e3", "d": "1E+3", "e": "100m", "f": "64Mi"}}
+    text = contract.dump(obj)
+    for line in (b"a: 'y'\n", b"b: 'On'\n", b"c: '1e3'\n", b"d: '1E+3'\n", b"e: 100m\n", b"f: 64Mi\n"):
+        assert line in text
 
 
 @pytest.mark.parametrize("data,reason", [
