@@ -57,9 +57,9 @@ def ref_name(schema: dict) -> str | None:
     ref = schema.get("$ref")
     if not ref:
         all_of = schema.get("allOf")
-        if all_of and len(all_of) == 1:
+        if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict):
             ref = all_of[0].get("$ref")
-    if not ref:
+    if not isinstance(ref, str) or not ref:
         return None
     for prefix in REF_PREFIXES:
         if ref.startswith(prefix):

@@ -111,9 +111,9 @@ def _convert(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
-    ref = k8s_schema.ref_name(node) if "$ref" in node else None
+    ref = k8s_schema.ref_name(node) if isinstance(node.get("$ref"), str) else None
     for key, value in node.items():
-        if key == "$ref":
+        if key == "$ref" and ref is not None:
             continue
         if key == "type" and isinstance(value, list):
             types = [t for t in value if t != "null"]
@@ -138,10 +138,9 @@ def _convert(node: Any) -> Any:
 
 def _refs(node: Any, found: set[str]) -> None:
     if isinstance(node, dict):
-        if "$ref" in node:
-            name = k8s_schema.ref_name(node)
-            if name:
-                found.add(name)
+        name = k8s_schema.ref_name(node) if isinstance(node.get("$ref"), str) else None
+        if name:
+            found.add(name)
         for value in node.values():
             _refs(value, found)
     elif isinstance(node, list):
