@@ -194,3 +194,30 @@ def test_sealing_reseal_refuses_when_a_secret_does_not_open(tmp_path: Path) -> N
     assert done.returncode == 1
     assert b"Secret fixtures/two: cannot unseal key 'v'" in done.stderr and b"nothing written" in done.stderr
     assert run_git("status", "--porcelain", cwd=repo) == "" and run_git("rev-list", "--count", "HEAD", cwd=repo).strip() == "1"
+
+
+def test_sealing_reseal_seals_plain_secrets_and_refuses_dirty_files(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    run_git("init", "-q", "-b", "main", str(repo))
+    key = tmp_path / "a.key"
+    recipient = keygen(key)
+    plain = repo / "fixtures" / "Secret" / "plain.yaml"
+    plain.parent.mkdir(parents=True)
+    plain.write_bytes(contract.dump(secret("plain", v=PLAINTEXTS[2])))  # as --secrets=plaintext left it
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", "init", cwd=repo)
+    left = kubedr("reseal", "--repo", str(repo), "--identity", str(key), "--recipient", recipient)
+    assert left.returncode == 0 and b"plain Secret left as is" in left.stderr
+    digest = tmp_path / "digest.key"
+    sealing.load_digest_key(str(digest), create=True)
+    plain.write_bytes(plain.read_bytes() + b"# local edit\n")
+    dirty = kubedr("reseal", "--repo", str(repo), "--identity", str(key), "--recipient", recipient,
+                   "--digest-key-file", str(digest))
+    assert dirty.returncode == 1 and b"fixtures/Secret/plain.yaml: has uncommitted changes" in dirty.stderr
+    run_git("checkout", "--", ".", cwd=repo)
+    done = kubedr("reseal", "--repo", str(repo), "--identity", str(key), "--recipient", recipient,
+                  "--digest-key-file", str(digest))
+    assert done.returncode == 0, done.stderr
+    obj = contract.load(plain.read_bytes(), "fixtures/Secret/plain.yaml")
+    assert sealing.is_sealed(obj) and PLAINTEXTS[2] not in plain.read_bytes()
+    assert base64.b64decode(sealing.unseal(obj, sealing.load_identities(str(key)))["data"]["v"]) == PLAINTEXTS[2]
