@@ -75,6 +75,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
                             help="how often to poll the remote (default 1s)")
         parser.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
         parser.add_argument("--metrics-listen", help="serve /metrics /healthz /readyz on host:port")
+        from kubedr import leader
+        leader.add_arguments(parser, "kubedr-applier")
 
 
 def _namespaces(text: str | None) -> list[str]:
@@ -163,7 +165,13 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
         for f in report.failures:
             print(f"would fail {f}")
         return 1 if report.failures else 0
-    return loop(engine, args.interval, args.once)
+    from kubedr import leader
+    from kubedr.kube import api_client
+
+    def work(stop: Any) -> int:
+        return loop(engine, args.interval, args.once, stop)
+
+    return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context), work)
 
 
 def _diff(engine: Any, args: argparse.Namespace) -> int:

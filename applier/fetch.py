@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,9 +199,11 @@ class Source:
 
     def wait(self, interval: float, stop: threading.Event | None = None) -> None:
         """Sleep until the interval passes, the local repo changes, or stop is set."""
-        if stop is not None and stop.is_set():
-            return
-        self._changed.wait(interval)
+        deadline = time.monotonic() + interval
+        while not (stop is not None and stop.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0 or self._changed.wait(min(left, 0.25)):
+                break
         self._changed.clear()
 
     def close(self) -> None:

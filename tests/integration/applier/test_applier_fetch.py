@@ -1,0 +1,83 @@
+"""Fetch: a git:// remote mirrored and polled with ls-remote; a local checkout followed with watchdog."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from applier.fetch import Change, Source
+from tests.conftest import wait_until
+from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace, status_of
+
+
+def test_remote_url_mirrored_diffed_tags_and_times(git_daemon: Any, tmp_path: Path) -> None:
+    bare, url = git_daemon("config.git")
+    repo = Repo(bare, tmp_path / "work")
+    repo.put(namespace("shop"))
+    repo.put(configmap("a"))
+    first = repo.commit("one", date="2026-03-01T00:00:00Z")
+    subprocess.run(["git", "tag", "v1"], cwd=repo.work, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "v1"], cwd=repo.work, check=True)
+    repo.remove(configmap("a"))
+    repo.put(configmap("b"))
+    second = repo.commit("two", date="2026-03-02T00:00:00Z")
+
+    src = Source(url, "main", str(tmp_path / "mirror"))
+    assert src.head() == second
+    assert src.head() == second  # unchanged: one ls-remote, no fetch
+    assert set(src.tree(second)) == {"_cluster/Namespace/shop.yaml", "shop/ConfigMap/b.yaml"}
+    assert sorted(src.changes(first, second), key=lambda c: c.path) == [
+        Change("D", "shop/ConfigMap/a.yaml"), Change("A", "shop/ConfigMap/b.yaml")]
+    assert src.resolve("v1") == first
+    assert src.at("2026-03-01T12:00:00Z") == first
+    assert src.changes("0" * 40, second) is None
+    [blob] = src.read_blobs([src.tree(second)["shop/ConfigMap/b.yaml"]])
+    assert b"name: b" in blob
+
+
+def test_applier_follows_a_local_checkout_and_wakes_on_change(secondary: Any, git_remote: Path,
+                                                              tmp_path: Path) -> None:
+    """A git-sync style checkout: the applier reads it in place and watchdog wakes it on a new commit."""
+    repo = Repo(git_remote, tmp_path / "checkout")
+    repo.put(namespace("shop"))
+    repo.put(configmap("a"))
+    repo.commit("one")
+    import argparse
+
+    from applier.cli import _engine, add_arguments
+    from applier.round import loop
+
+    parser = argparse.ArgumentParser()
+    add_arguments("apply", parser)
+    args = parser.parse_args(["--repo", str(repo.work)])
+    engine = _engine(secondary.kubeconfig_path, None, args, str(repo.work))
+    stop = threading.Event()
+    thread = threading.Thread(target=loop, args=(engine, 30.0, False, stop), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: live(secondary, "v1", "ConfigMap", "a", "shop"), what="first round")
+        started = time.monotonic()
+        repo.put(configmap("b"))
+        repo.commit("two")
+        wait_until(lambda: live(secondary, "v1", "ConfigMap", "b", "shop"), timeout=10, what="woken by watchdog")
+        assert time.monotonic() - started < 10  # well before the 30 s poll interval
+    finally:
+        stop.set()
+        engine.source._changed.set()
+        thread.join(10)
+        engine.close()
+
+
+def test_server_rejection_is_reported_and_skipped(secondary: Any, repo: Repo) -> None:
+    """What the schema cannot see (a name the API server refuses) is the server's 422, reported by path."""
+    repo.put(namespace("shop"))
+    repo.put(configmap("good"))
+    path = repo.put(configmap("Not_A_Valid_Name"))
+    repo.commit("bad name")
+    assert apply(secondary, repo) == 1
+    assert live(secondary, "v1", "ConfigMap", "good", "shop") is not None
+    [failure] = status_of(secondary)["failures"]
+    assert failure["path"] == path and "Not_A_Valid_Name" in failure["reason"] and "\n" not in failure["reason"]
