@@ -122,7 +122,8 @@ def _item_element(shape: Shape, item: Any) -> str:
         else:
             default = shape.key_default(name)
             if default is None:
-                raise FieldsError(f"associative list with keys has an element that omits key field {name!r}")
+                raise FieldsError(f"associative list with keys has an element that omits key field {json.dumps(name)} "
+                                  "(and doesn't have default value)")
             key[name] = default
     return "k:" + _go_json(key)
 
@@ -228,8 +229,11 @@ def _field_set(value: Any, shape: Shape, path: Path, out: set[Path]) -> None:
             out.add(path)
             return
         item_shape = shape.item()
-        for item in value:
-            p = path + (_item_element(shape, item),)
+        for i, item in enumerate(value):
+            try:
+                p = path + (_item_element(shape, item),)
+            except FieldsError as exc:
+                raise FieldsError(f"{path_string(path)}: element {i}: {exc}") from None
             _field_set(item, item_shape, p, out)
             out.add(p)
         return
@@ -505,8 +509,15 @@ def _without_meta(obj: dict | None) -> Any:
     return out
 
 
-def _strip(paths: set[Path], subresource: str | None) -> set[Path]:
+def _ignored(shape: Shape, subresource: str | None) -> Path | None:
+    """The part of the object this write path may not own: status on the main resource, spec on status."""
     ignored = IGNORED_PREFIX.get(subresource)
+    if ignored and shape.kind == "struct" and "status" in (shape.schema.get("properties") or {}):
+        return ignored
+    return None
+
+
+def _strip(paths: set[Path], ignored: Path | None) -> set[Path]:
     return {p for p in paths
             if p not in STRIPPED and not (ignored and p[:len(ignored)] == ignored)}
 
@@ -539,8 +550,11 @@ def track_update(old: dict | None, new: dict, manager: str, api_version: str, ki
         diff = compare(lhs, _without_meta(new), shape)
     except FieldsError:
         return copy.deepcopy(((old or {}).get("metadata") or {}).get("managedFields") or [])
-    changed = _strip(diff.added | diff.modified, subresource)
-    entries = decode_entries(old)
+    changed = _strip(diff.added | diff.modified, _ignored(shape, subresource))
+    # Like the apiserver: managedFields sent with a main-resource write replace the stored ones
+    # ([{}] clears them); otherwise, and always for subresources, the stored ones carry on.
+    incoming = (new.get("metadata") or {}).get("managedFields")
+    entries = decode_entries(new if incoming and subresource is None else old)
     me = Entry(manager, "Update", api_version, subresource or "", _entry_time(now, subresource), set())
     for entry in entries:
         if entry.identity() == me.identity():
@@ -570,12 +584,12 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
     if isinstance(meta, dict):
         for name in SERVER_METADATA:
             meta.pop(name, None)
-    ignored = IGNORED_PREFIX.get(subresource)
-    if ignored and shape.kind == "struct" and ignored[0][2:] in (shape.schema.get("properties") or {}):
+    ignored = _ignored(shape, subresource)
+    if ignored:
         cfg.pop(ignored[0][2:], None)
+    applied = _strip(field_set(cfg, shape), ignored)
     live_body = _without_meta(live) if live is not None else {}
     merged = merge(live_body, cfg, shape)
-    applied = _strip(field_set(cfg, shape), subresource)
 
     entries = decode_entries(live)
     me = Entry(manager, "Apply", api_version, subresource or "", now, applied)

@@ -9,6 +9,7 @@ import pytest
 from emulator import k8s_schema
 from emulator.managed_fields import (
     ApplyConflict,
+    FieldsError,
     extract,
     field_set,
     from_fields_v1,
@@ -250,3 +251,29 @@ def test_path_strings_print_like_structured_merge_diff():
     assert path_string(("f:spec", "f:containers", 'k:{"name":"web"}', "f:image")) == '.spec.containers[name="web"].image'
     assert path_string(("f:ports", 'k:{"containerPort":8080,"protocol":"TCP"}')) == '.ports[containerPort=8080,protocol="TCP"]'
     assert path_string(("f:metadata", "f:finalizers", 'v:"a"')) == '.metadata.finalizers[="a"]'
+
+
+def test_managed_fields_sent_with_an_update_replace_the_stored_ones():
+    live = server_side_apply(None, cm(a="1"), "applier", False, "v1", "ConfigMap", T0)
+    cleared = json.loads(json.dumps(live))
+    cleared["metadata"]["managedFields"] = [{}]
+    assert track_update(live, cleared, "editor", "v1", "ConfigMap", T1) == []
+    absent = json.loads(json.dumps(live))
+    del absent["metadata"]["managedFields"]
+    absent["data"]["b"] = "2"
+    managed = track_update(live, absent, "editor", "v1", "ConfigMap", T1)
+    assert [m["manager"] for m in managed] == ["applier", "editor"]
+
+
+def test_an_item_without_its_key_is_a_clear_error():
+    config = json.loads(json.dumps(WEB_CONFIG))
+    del config["spec"]["template"]["spec"]["containers"][0]["name"]
+    with pytest.raises(FieldsError, match=r'^\.spec\.template\.spec\.containers: element 0: associative list with keys '
+                                          r'has an element that omits key field "name"'):
+        server_side_apply(None, config, "kubectl", False, "apps/v1", "Deployment", T0)
+
+
+def test_status_is_an_ordinary_field_of_kinds_without_a_status_schema():
+    widget = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "status": {"x": "1"}}
+    obj = server_side_apply(None, widget, "kubectl", False, "example.com/v1", "Gadget", T0)
+    assert obj["status"] == {"x": "1"}
