@@ -79,21 +79,30 @@ def cluster_facts(kubeconfig: str | None) -> tuple[list[Entry], list[str]]:
         from kubedr.kube import api_client
 
         api = api_client(kubeconfig)
-        core = client.CoreV1Api(api)
-        entries: list[Entry] = []
-        try:
-            cm = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=(5, 15))
-            doc = api.sanitize_for_serialization(cm)
-            entries.append(Entry(f"{CLUSTER_PREFIX}/kubeadm-config.json",
-                                 data=json.dumps(doc, indent=2, sort_keys=True).encode(), mode=0o644))
-        except client.ApiException as exc:
-            log.info("kubeadm-config ConfigMap not read (%s): not included", exc.status)
+    except Exception as exc:  # a broken kubeconfig must not cost the snapshot
+        log.warning("kubeconfig %s not usable (%s): kubeadm-config and node list not included", kubeconfig,
+                    _first_line(exc))
+        return [], []
+    core = client.CoreV1Api(api)
+    entries: list[Entry] = []
+    names: list[str] = []
+    try:
+        cm = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=(5, 15))
+        doc = api.sanitize_for_serialization(cm)
+        entries.append(Entry(f"{CLUSTER_PREFIX}/kubeadm-config.json",
+                             data=json.dumps(doc, indent=2, sort_keys=True).encode(), mode=0o644))
+    except Exception as exc:  # optional: say why it is missing
+        log.warning("kubeadm-config ConfigMap not read (%s): not included", _first_line(exc))
+    try:
         nodes = core.list_node(_request_timeout=(5, 30))
         names = sorted(n.metadata.name for n in nodes.items)
-        doc = api.sanitize_for_serialization(nodes)
-        entries.append(Entry(f"{CLUSTER_PREFIX}/nodes.json", data=json.dumps(doc, indent=2).encode(), mode=0o644))
-        return entries, names
-    except Exception as exc:  # the API is optional for a snapshot; say why it was skipped
-        log.warning("cluster API not reachable (%s): kubeadm-config and node list not included",
-                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-        return [], []
+        entries.append(Entry(f"{CLUSTER_PREFIX}/nodes.json", mode=0o644,
+                             data=json.dumps(api.sanitize_for_serialization(nodes), indent=2).encode()))
+    except Exception as exc:
+        log.warning("node list not read (%s): not included", _first_line(exc))
+    return entries, names
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
