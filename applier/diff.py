@@ -46,6 +46,9 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     if target is None:
         return [], [f"{engine.settings.repo}: no commits on {engine.settings.branch}"]
     s = engine.settings
+    if engine.validator is None and s.validate:
+        from applier.decode import Validator
+        engine.validator = Validator(engine.cluster.version())
     mode = engine.mode()
     tree = engine.source.tree(target)
     applier = Applier(engine.cluster, s.concurrency, dry_run=True)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
+
 from applier import order
 from applier.apply import Applier, Outcome
 from applier.client import ApiError, Cluster
@@ -29,6 +31,8 @@ from kubedr import observe
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 
 log = logging.getLogger("kubedr.applier")
+
+RETRY_AFTER = 10.0  # a daemon retries failed objects of an unchanged commit this often, not every poll
 
 
 @dataclass
@@ -72,7 +76,8 @@ class Engine:
         self.source = source
         self.settings = settings
         self.applier = Applier(cluster, settings.concurrency, settings.dry_run)
-        self.validator: Validator | None = Validator(cluster.version()) if settings.validate else None
+        self.validator: Validator | None = None
+        self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
         self._base_mode = Mode(replicas=settings.standby_replicas,
                                namespace_replicas=dict(settings.namespace_replicas))
         self._pinned: str | None = None
@@ -120,12 +125,14 @@ class Engine:
         if target is None:
             log.info("repo %s has no commits on %s yet", self.settings.repo, self.settings.branch)
             return None
+        if self.validator is None and self.settings.validate:
+            self.validator = Validator(self.cluster.version())
         status = load_status(self.cluster)
         mode = self.mode()
         fp = self.fingerprint(mode)
-        if (status is not None and status.commit == target and not status.failures and status.settings == fp
-                and not self.settings.dry_run):
-            return None
+        if status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run:
+            if not status.failures or time.time() - status.applied_at < self.retry_after:
+                return None
         return self.run_round(target, status, mode, fp)
 
     # ---- one round -------------------------------------------------------------------------------------------
@@ -277,6 +284,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     stop = stop or threading.Event()
     if not once:
         engine.source.watch()
+        engine.retry_after = max(engine.retry_after, RETRY_AFTER)
     failed = False
     while not stop.is_set():
         try:
@@ -285,7 +293,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
                 failed = bool(report.failures)
                 if on_round:
                     on_round(report)
-        except (FetchError, ApiError, OSError) as exc:
+        except (FetchError, ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
             log.error("round failed: %s", " ".join(str(exc).split()))
             failed = True
         except Exception as exc:  # urllib3 connection errors and the like: retried next round
