@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.integration.applier.conftest import configmap, deployment, live, namespace, status_of
 
 
@@ -46,8 +47,9 @@ def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
     api.create(deployment())
     kubedr(procs, tmp_path / "export.log", "export", "--kubeconfig", primary.kubeconfig_path,
            "--namespaces", "shop", "--repo", str(git_remote), "--workdir", str(tmp_path / "export-work"))
+    port = free_port()
     apply_args = ("apply", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(git_remote),
-                  "--interval", "200ms", "--prune")
+                  "--interval", "200ms", "--prune", "--metrics-listen", f"127.0.0.1:{port}")
     applier = kubedr(procs, tmp_path / "apply.log", *apply_args)
 
     def log_tail() -> str:
@@ -76,3 +78,6 @@ def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
                what="delete while down mirrored")
     wait_until(lambda: status_of(secondary).get("failures") == [] and status_of(secondary)["fullyAppliedCommit"],
                timeout=10, what="status recorded")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "kubedr_applier_objects_total" in metrics and 'action="apply"' in metrics
+    assert "kubedr_applier_replication_lag_seconds" in metrics
