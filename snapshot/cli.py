@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -46,7 +48,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict, tuple[str, ...]]] = {
              ("save",)),
     "key": (("--key",), {"help": "etcd client key"}, ("save",)),
     "root": (("--root",), {"help": "node filesystem root holding etc/kubernetes (default /)"}, ("save",)),
-    "node": (("--node",), {"help": "node name recorded in the manifest (default the hostname)"}, ("save",)),
+    "node": (("--node",), {"help": "node name recorded in the manifest (default $NODE_NAME, then the hostname)"},
+             ("save",)),
     "recipient": (("--recipient", "-r"), {"action": "append", "help": "age recipient (age1... or ssh-...); "
                                           "repeatable"}, ("save",)),
     "recipients_file": (("--recipients-file", "-R"), {"action": "append", "help": "file of age recipients"},
@@ -139,13 +142,22 @@ def _prune(store: Store, cluster: str, keep_last: int | None, max_age: str | Non
     age = retention.parse_duration(max_age) if max_age else None
     if keep_last is None and age is None:
         raise UsageError("snapshot prune: give --keep-last N and/or --max-age D")
-    doomed = retention.select(manifest.list_all(store, cluster), datetime.now(UTC), keep_last, age)
+    now = datetime.now(UTC)
+    doomed = retention.select(manifest.list_all(store, cluster), now, keep_last, age)
+    verb = "would delete" if dry_run else "delete"
     for m in doomed:
-        print(f"{'would delete' if dry_run else 'delete'} {m.cluster}/{m.id}")
+        print(f"{verb} {m.cluster}/{m.id}")
         if not dry_run:
             keys_ = store.list(m.prefix)
             # the manifest goes first, so a half-deleted snapshot is never listed
             store.delete(sorted(keys_, key=lambda k: not k.endswith(manifest.MANIFEST)))
+    # saves that died before their manifest: unlisted, removed once surely not in progress any more
+    for sid, keys_ in sorted(manifest.incomplete(store, cluster).items()):
+        started = manifest.id_time(sid)
+        if started is not None and now - started > retention.INCOMPLETE_AFTER:
+            print(f"{verb} incomplete {cluster}/{sid}")
+            if not dry_run:
+                store.delete(keys_)
     return len(doomed)
 
 
@@ -156,8 +168,7 @@ def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
                            recipient_texts=_recipient_texts(args), root=root,
                            compression=args.compression or bundle.default_compression(), work_dir=args.work_dir,
                            kubeconfig=args.kubeconfig, cluster_info=not args.no_cluster_info)
-    if args.node:
-        req.node = args.node
+    req.node = args.node or os.environ.get("NODE_NAME") or req.node
     if args.keep_last is not None or args.max_age:  # check retention flags before spending a snapshot on them
         if args.max_age:
             retention.parse_duration(args.max_age)
@@ -169,8 +180,6 @@ def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     print(f"saved {m.cluster}/{m.id}: revision {m.snapshot['revision']}, {m.snapshot['total_keys']} keys, "
           f"snapshot {m.snapshot['size']} bytes, stored {m.bundle['size']} bytes in {done.seconds:.2f}s "
           f"(bundle {mbps:.0f} MB/s)")
-    import resource
-
     log.debug("peak RSS of the save process: %.0f MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     observe.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
     observe.SNAPSHOT_BYTES.set(m.bundle["size"])

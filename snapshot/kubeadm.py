@@ -57,11 +57,13 @@ def destination(name: str, target_root: Path) -> tuple[Source, Path] | None:
 
 
 def default_kubeconfig(root: Path, given: str | None) -> str | None:
-    """The kubeconfig to read cluster facts with: the flag, $KUBECONFIG, then the node's admin.conf."""
+    """The kubeconfig for cluster facts: the flag, $KUBECONFIG, in-cluster (None), then the node's admin.conf."""
     if given:
         return given
     if os.environ.get("KUBECONFIG"):
         return os.environ["KUBECONFIG"]
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None  # a CronJob: its service account has just the read access it needs
     for name in ("admin.conf", "super-admin.conf"):
         if (root / "etc/kubernetes" / name).is_file():
             return str(root / "etc/kubernetes" / name)

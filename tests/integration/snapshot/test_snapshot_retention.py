@@ -12,13 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 from snapshot_harness import fill_etcd, kubedr, listed
 
+from snapshot.manifest import new_id
 from tests.conftest import wait_until
 
 
 def _clone_at(store, src_id: str, when: datetime) -> str:
     """A copy of a real snapshot, dated `when` (as if saved then)."""
-    from snapshot.manifest import new_id
-
     sid = new_id(when)
     src, dst = store / "kubernetes" / src_id, store / "kubernetes" / sid
     shutil.copytree(src, dst)
@@ -37,19 +36,22 @@ def test_prune_by_count_and_age(etcd_server, age_keys, tmp_path):
     now = datetime.now(UTC)
     ids = {h: _clone_at(store, real["id"], now - timedelta(hours=h)) for h in (30, 50, 80, 200)}
     shutil.rmtree(store / "kubernetes" / real["id"])  # the newest is now 30h old
-    # an interrupted save: a bundle and no manifest; never listed, never pruned as a snapshot
-    (store / "kubernetes" / "20000101T000000.000Z").mkdir()
-    (store / "kubernetes" / "20000101T000000.000Z" / "bundle.tar.age.partial").write_bytes(b"x")
+    # interrupted saves: a bundle and no manifest; never listed; removed by prune once a day old
+    for sid in ("20000101T000000.000Z", new_id(now - timedelta(minutes=5))):
+        (store / "kubernetes" / sid).mkdir()
+        (store / "kubernetes" / sid / "bundle.tar.age.partial").write_bytes(b"x")
     assert [m["id"] for m in listed(str(store))] == [ids[30], ids[50], ids[80], ids[200]]
 
     out = kubedr("prune", "--store", str(store), "--keep-last", "2", "--dry-run")
-    assert out.stdout.split() == ["would", "delete", f"kubernetes/{ids[80]}", "would", "delete",
-                                  f"kubernetes/{ids[200]}"]
+    assert out.stdout.splitlines() == [f"would delete kubernetes/{ids[80]}", f"would delete kubernetes/{ids[200]}",
+                                       "would delete incomplete kubernetes/20000101T000000.000Z"]
     assert len(listed(str(store))) == 4
 
     kubedr("prune", "--store", str(store), "--max-age", "3d")  # 80h and 200h go
     assert [m["id"] for m in listed(str(store))] == [ids[30], ids[50]]
     assert not (store / "kubernetes" / ids[80]).exists()
+    assert not (store / "kubernetes" / "20000101T000000.000Z").exists()
+    assert len(list(store.glob("kubernetes/*/bundle.tar.age.partial"))) == 1  # the recent one may be running
 
     kubedr("prune", "--store", str(store), "--keep-last", "1", "--max-age", "40h")  # 30h kept by both rules
     assert [m["id"] for m in listed(str(store))] == [ids[30]]
