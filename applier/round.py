@@ -267,9 +267,11 @@ class Engine:
         now = time.time()
         new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
                      repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
-                     fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time)
+                     fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag)
         if not failures:
             new.fully_applied, new.fully_applied_time = target, commit_time
+            if target != prev.fully_applied:
+                new.lag = max(0.0, now - commit_time)
             observe.APPLY_LAST_TIME.set(now)
             observe.APPLY_LAST_COMMIT.clear()
             observe.APPLY_LAST_COMMIT.labels(target).set(1)

@@ -44,6 +44,7 @@ class Status:
     repo: str = ""
     branch: str = ""
     mode: str = ""
+    lag: float | None = None  # primary commit -> fully applied, measured when it was applied
 
     def to_data(self) -> dict[str, str]:
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
@@ -53,6 +54,7 @@ class Status:
             "appliedAt": iso(self.applied_at), "mode": self.mode,
             "repo": self.repo, "branch": self.branch, "settings": self.settings,
             "failureCount": str(len(self.failures)),
+            "lagSeconds": "" if self.lag is None else f"{self.lag:.3f}",
             "failures": json.dumps([{"path": f.path, "reason": f.reason}
                                     for f in self.failures[:MAX_FAILURES_KEPT]], indent=1),
         }
@@ -65,7 +67,7 @@ class Status:
                    fully_applied_time=_parse(data.get("fullyAppliedCommitTime", "")),
                    applied_at=_parse(data.get("appliedAt", "")), failures=failures,
                    settings=data.get("settings", ""), repo=data.get("repo", ""), branch=data.get("branch", ""),
-                   mode=data.get("mode", ""))
+                   mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None)
 
 
 def _parse(iso: str) -> float:
@@ -94,11 +96,10 @@ def read_status(api_client: Any) -> dict[str, Any]:
     if data is None and not mode:
         return {}
     st = Status.from_data(data or {})
-    lag = time.time() - st.fully_applied_time if st.fully_applied_time else None
     return {
         "commit": st.commit, "commitTime": st.commit_time or None,
         "fullyAppliedCommit": st.fully_applied, "fullyAppliedCommitTime": st.fully_applied_time or None,
-        "appliedAt": st.applied_at or None, "lagSeconds": lag,
+        "appliedAt": st.applied_at or None, "lagSeconds": st.lag,
         "failures": [{"path": f.path, "reason": f.reason} for f in st.failures],
         "mode": mode.get("mode", "standby"),
         "activeNamespaces": (mode.get("activeNamespaces") or "").split(),

@@ -25,6 +25,7 @@ def test_first_apply_in_order_standby_and_recorded(secondary: Any, repo: Repo) -
     assert dep["metadata"]["labels"]["kubedr.io/managed"] == "true"
     st = status_of(secondary)
     assert st["fullyAppliedCommit"] == sha and st["failures"] == [] and st["mode"] == "standby"
+    assert 0 <= st["lagSeconds"] < 60
     managers = {m["manager"] for m in dep["metadata"]["managedFields"]}
     assert "kubedr" in managers
 
