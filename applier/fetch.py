@@ -70,16 +70,23 @@ class Source:
     # ---- resolving -------------------------------------------------------------------------------------
 
     def _g(self, *args: str, input_bytes: bytes | None = None) -> bytes:
-        return _git(["--git-dir", self._resolved_gitdir(), *args], input_bytes=input_bytes)
+        where = ["-C", self.gitdir] if self.local else ["--git-dir", self.gitdir]
+        return _git([*where, *args], input_bytes=input_bytes)
 
-    def _resolved_gitdir(self) -> str:
-        dot = Path(self.gitdir, ".git")
-        return str(dot) if dot.exists() else self.gitdir
+    @property
+    def checkout(self) -> bool:
+        """A local working tree (e.g. git-sync's): what is checked out (HEAD) is what gets applied."""
+        return self.local and Path(self.gitdir, ".git").exists()
+
+    def _watch_dirs(self) -> list[str]:
+        common = self._g("rev-parse", "--git-common-dir").decode().strip()
+        return [str(Path(self.gitdir, common).resolve()) if not os.path.isabs(common) else common]
 
     def head(self) -> str | None:
         """The newest commit of the branch (fetching it when the remote moved); None for an empty repo."""
         if self.local:
-            for ref in (f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}", "HEAD"):
+            refs = [f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}", "HEAD"]
+            for ref in (["HEAD"] if self.checkout else []) + refs:
                 try:
                     return self._g("rev-parse", "-q", "--verify", ref + "^{commit}").decode().strip()
                 except FetchError:
@@ -192,7 +199,10 @@ class Source:
                 changed.set()
 
         observer = Observer()
-        observer.schedule(_Wake(), self._resolved_gitdir(), recursive=True)
+        for path in self._watch_dirs():
+            observer.schedule(_Wake(), path, recursive=True)
+        if os.path.islink(self.gitdir.rstrip("/")):  # git-sync swaps a symlink to the new worktree
+            observer.schedule(_Wake(), os.path.dirname(os.path.abspath(self.gitdir.rstrip("/"))), recursive=False)
         observer.daemon = True
         observer.start()
         self._observer = observer

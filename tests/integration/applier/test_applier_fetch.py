@@ -81,3 +81,30 @@ def test_server_rejection_is_reported_and_skipped(secondary: Any, repo: Repo) ->
     assert live(secondary, "v1", "ConfigMap", "good", "shop") is not None
     [failure] = status_of(secondary)["failures"]
     assert failure["path"] == path and "Not_A_Valid_Name" in failure["reason"] and "\n" not in failure["reason"]
+
+
+def test_git_sync_style_symlinked_worktree(secondary: Any, repo: Repo, tmp_path: Path) -> None:
+    """git-sync keeps worktrees of one root repo and swaps a `current` symlink to the newest one."""
+    repo.put(namespace("shop"))
+    repo.put(configmap("a"))
+    first = repo.commit("one")
+    root = tmp_path / "sync" / ".git-root"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.remote), str(root)], check=True)
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tmp_path / "sync" / "wt1"), first], cwd=root,
+                   check=True)
+    current = tmp_path / "sync" / "current"
+    current.symlink_to(tmp_path / "sync" / "wt1")
+    assert apply(secondary, current) == 0
+    assert live(secondary, "v1", "ConfigMap", "a", "shop") is not None
+
+    repo.put(configmap("b"))
+    second = repo.commit("two")
+    subprocess.run(["git", "fetch", "-q", str(repo.remote), "+main:main"], cwd=root, check=True)
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tmp_path / "sync" / "wt2"), second], cwd=root,
+                   check=True)
+    tmp_link = tmp_path / "sync" / "current.tmp"
+    tmp_link.symlink_to(tmp_path / "sync" / "wt2")
+    tmp_link.replace(current)
+    assert apply(secondary, current) == 0
+    assert live(secondary, "v1", "ConfigMap", "b", "shop") is not None
+    assert status_of(secondary)["fullyAppliedCommit"] == second
