@@ -141,12 +141,13 @@ class Exporter:
         started = time.monotonic()
         with self.store.lock:
             self.store.open()
-            self.recorder.load_index(sorted(set(self.store.ls_files()) | set(self._work_tree_files())))
+            known = set(self.store.ls_files()) | set(self._work_tree_files())
+            self.recorder.load_index(sorted(known))
             types = self.observer.discover()
             rvs = {rtype: self.observer.list(rtype, self.committer.handle) for rtype in types}
             keep = {t.key for t in types} | {k for k in self.recorder.index if k[0] in self.observer.failed_groups}
             self.recorder.drop_types(keep, time.monotonic())
-            sha = self.committer.commit(reason="resync", stage_all=True)
+            sha = self.committer.commit(reason="resync", paths=known)
         log.info("startup reconcile: %d types, %s in %.1fs", len(types),
                  f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
         return rvs

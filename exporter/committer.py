@@ -17,7 +17,6 @@ from kubedr import contract, observe
 
 log = logging.getLogger("kubedr.exporter.committer")
 
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 VERB_OF_STATUS = {"A": "create", "M": "update", "T": "update", "D": "delete"}
 VERB_ORDER = ("create", "update", "delete")
 
@@ -75,30 +74,25 @@ class Committer:
             name = ((event.obj or {}).get("metadata") or {}).get("name", "?")
             log.error("cannot export %s %s %s: %s", event.type, event.rtype, name, exc)
 
-    def commit(self, reason: str = "", stage_all: bool = False) -> str | None:
-        """Stage what the recorder changed, commit it with a message built from the real diff."""
+    def commit(self, reason: str = "", paths: set[str] | None = None) -> str | None:
+        """Commit what the recorder changed (plus any extra paths), the message built from the real diff."""
         pending = self.recorder.take_pending()
-        if stage_all:
-            self.store.stage_all()
-        elif pending:
-            self.store.stage(sorted(pending))
-        else:
+        candidates = set(pending) | (paths or set())
+        if not candidates:
             return None
-        base = self.store.head() or EMPTY_TREE
-        out = self.store.git("diff-index", "--cached", "--no-renames", "--name-status", "-z", base)
-        fields = [f for f in out.split("\0") if f]
         changes: list[tuple[str, Pending]] = []
-        for status, path in zip(fields[::2], fields[1::2], strict=False):
-            p = pending.get(path)
-            if p is None:
-                ref = contract.ref_of_path(path)
-                if ref is None:
-                    continue
-                p = Pending(ref)
-            changes.append((VERB_OF_STATUS.get(status[:1], "update"), p))
-        if not changes:
-            return None
-        sha = self.store.commit(format_message(changes, self.cluster, reason), check_empty=False)
+
+        def message(diff: list[tuple[str, str]]) -> str:
+            for status, path in diff:
+                p = pending.get(path)
+                if p is None:
+                    ref = contract.ref_of_path(path)
+                    p = Pending(ref) if ref is not None else None
+                if p is not None:
+                    changes.append((VERB_OF_STATUS.get(status, "update"), p))
+            return format_message(changes, self.cluster, reason)
+
+        sha = self.store.commit_paths(sorted(candidates), message)
         if sha is None:
             return None
         now = time.monotonic()

@@ -7,7 +7,10 @@ import logging
 import os
 import subprocess
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from exporter.gittree import ObjectStore, TreeModel, commit_object
 
 log = logging.getLogger("kubedr.exporter.git")
 
@@ -45,6 +48,8 @@ class GitStore:
         self.lock = threading.RLock()  # held while the work tree or HEAD moves
         self.env = {**DEFAULT_IDENTITY, **os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         self._head: str | None = None  # cached branch tip; only this process moves it
+        self._tree: TreeModel | None = None  # HEAD's tree in memory (loaded on first commit)
+        self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
@@ -85,11 +90,23 @@ class GitStore:
             if ".git" not in tmp.relative_to(self.workdir).parts:
                 tmp.unlink(missing_ok=True)
         self.git("config", "remote.origin.url", self.remote)
-        self._head = None
+        self._moved()
         if self.head():
             self.git("read-tree", "HEAD")  # the index is rebuilt from the last commit; work tree is re-synced
         else:
             self.git("read-tree", "--empty")
+
+    def _moved(self) -> None:
+        """HEAD moved outside commit_paths (adopt, fast-forward, rebase): forget cached state."""
+        self._head = None
+        self._tree = None
+
+    def sync_index(self) -> None:
+        """Make the index equal HEAD again before a porcelain command (rebase) looks at it."""
+        if self._index_stale and self.head():
+            self.git("read-tree", "HEAD")
+            self.git("update-index", "-q", "--refresh", check=False)
+        self._index_stale = False
 
     def head(self) -> str | None:
         """The commit the branch points at, or None before the first commit."""
@@ -119,13 +136,13 @@ class GitStore:
         if local is None:
             self.git("update-ref", f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}")
             self.git("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
-            self._head = None
+            self._moved()
             self.git("read-tree", "-u", "--reset", "HEAD")
             log.info("adopted %s of %s at %s", self.branch, self.remote, remote[:12])
         elif self.is_ancestor(local, remote):
             self.git("read-tree", "-u", "-m", local, remote)
             self.git("update-ref", f"refs/heads/{self.branch}", remote, local)
-            self._head = None
+            self._moved()
         elif not self.is_ancestor(remote, local):
             self.rebase_onto_remote()
 
@@ -148,9 +165,10 @@ class GitStore:
         """Replay local commits on the remote's; a conflict aborts and raises (never force-push)."""
         with self.lock:
             upstream = f"refs/remotes/origin/{self.branch}"
+            self.sync_index()
             proc = subprocess.run(["git", "rebase", "-q", upstream], cwd=self.workdir, env=self.env,
                                   capture_output=True)
-            self._head = None
+            self._moved()
             if proc.returncode != 0:
                 subprocess.run(["git", "rebase", "--abort"], cwd=self.workdir, env=self.env, capture_output=True)
                 raise RemoteMoved(f"remote {self.remote} branch {self.branch} has commits that conflict with "
@@ -159,28 +177,44 @@ class GitStore:
                         self.git("rev-parse", "--short", upstream).strip())
 
     # -- commits
-    def stage(self, paths: list[str]) -> None:
-        """Bring the index in line with the work tree for these paths (adds, updates, removals)."""
-        if paths:
-            self.git("update-index", "--add", "--remove", "-z", "--stdin",
-                     stdin=b"".join(p.encode() + b"\0" for p in paths))
+    def _model(self) -> TreeModel:
+        if self._tree is None:
+            tree = TreeModel(ObjectStore(self.workdir / ".git"))
+            tree.store.write("tree", b"")  # the empty tree an empty index refers to
+            if self.head():
+                tree.load(self.git("ls-tree", "-r", "-z", "--full-tree", self.head()))
+            self._tree = tree
+        return self._tree
 
-    def stage_all(self) -> None:
-        """Stage the whole work tree (used by the startup resync)."""
-        self.git("add", "-A", ".")
+    def commit_paths(self, paths: Iterable[str], message: Callable[[list[tuple[str, str]]], str]) -> str | None:
+        """Commit the work-tree state of these paths on top of HEAD; None when nothing differs.
 
-    def commit(self, message: str, check_empty: bool = True) -> str | None:
-        """Commit the index as a child of HEAD; None when the tree did not change."""
-        tree = self.git("write-tree").strip()
-        parent = self.head()
-        if check_empty and parent and self.git("rev-parse", f"{parent}^{{tree}}").strip() == tree:
+        message gets [(status A/M/D, path)] and returns the commit message.
+        """
+        tree = self._model()
+        changes: list[tuple[str, str]] = []
+        for path in paths:
+            try:
+                data = (self.workdir / path).read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                data = None
+            old = tree.get(path)
+            new = tree.store.write("blob", data) if data is not None else None
+            if old == new:
+                continue
+            tree.set(path, new)
+            changes.append(("D" if new is None else "M" if old else "A", path))
+        if not changes:
             return None
-        args = ["commit-tree", tree, "-F", "-"] + (["-p", parent] if parent else [])
-        sha = self.git(*args, stdin=message.encode()).strip()
+        parent = self.head()
+        root = tree.write_tree()
+        sha = tree.store.write("commit", commit_object(root, parent, message(changes), self.env))
+        self._index_stale = True
         try:
             self.git("update-ref", "-m", "kubedr export", f"refs/heads/{self.branch}", sha, parent or "0" * 40)
-        finally:
-            self._head = None
+        except GitError:
+            self._moved()
+            raise
         self._head = sha
         return sha
 

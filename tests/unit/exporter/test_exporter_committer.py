@@ -80,6 +80,10 @@ def test_group_commit_writes_commits_and_pushes_with_git_trailers(tmp_path: Path
     assert trailers.strip().splitlines() == ["Source-Cluster: prod", "Resource-Version: 10", "Field-Managers: kubectl"]
     assert git("ls-tree", "-r", "--name-only", "main", cwd=git_remote).split() == ["shop/ConfigMap/a.yaml"]
     assert "k: '2'" in git("show", "main:shop/ConfigMap/a.yaml", cwd=git_remote)
+    git("fsck", "--strict", "--no-dangling", cwd=store.workdir)  # objects written without git are valid
+    git("fsck", "--strict", cwd=git_remote)
+    store.sync_index()  # the index is refreshed lazily, before porcelain commands
+    assert git("status", "--porcelain", cwd=store.workdir) == ""
 
 
 def test_repair_after_crash_removes_stale_lock_and_temp_files(tmp_path: Path, git_remote: Path) -> None:

@@ -1,0 +1,187 @@
+"""Benchmark: the exporter against `kubedr emulate` in its own process, a bare remote on disk.
+
+Prints: change -> commit-in-remote latency p50/p99 at 100 changes/s, sustained throughput, initial export of
+10,000 objects beside a `kubectl get -o yaml`-per-object baseline (a 200-object sample, extrapolated), and
+the exporter's peak RSS with 10,000 objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import urllib3
+import yaml
+
+from tests.conftest import wait_until
+
+N_OBJECTS = int(os.environ.get("KUBEDR_BENCH_OBJECTS", "10000"))
+NS = "bench"
+BASELINE_SAMPLE = 200
+
+
+def _kubedr(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kubedr.cli", *args], **kw)
+
+
+class Writer:
+    """Raw HTTP writes to the emulator (what any client does), kept cheap so it is not the bottleneck."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        conf = yaml.safe_load(kubeconfig.read_text())
+        self.url = conf["clusters"][0]["cluster"]["server"]
+        self.headers = {"Authorization": f"Bearer {conf['users'][0]['user']['token']}",
+                        "Content-Type": "application/json", "Accept": "application/json"}
+        self.http = urllib3.PoolManager(maxsize=16)
+
+    def _req(self, method: str, path: str, body: dict) -> dict:
+        r = self.http.request(method, self.url + path, body=json.dumps(body).encode(), headers=self.headers)
+        assert 200 <= r.status < 300, (r.status, r.data[:300])
+        return json.loads(r.data)
+
+    def namespace(self, name: str) -> None:
+        self._req("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                 "metadata": {"name": name}})
+
+    def put_cm(self, name: str, value: str, create: bool = False) -> None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS,
+                                                                      "labels": {"app": "bench"}},
+                "data": {"value": value, "settings.yaml": "mode: bench\nreplicas: 3\nfeature: on\n"}}
+        base = f"/api/v1/namespaces/{NS}/configmaps"
+        self._req("POST", base, body) if create else self._req("PUT", f"{base}/{name}", body)
+
+
+class RemoteWatcher(threading.Thread):
+    """Polls the bare remote's branch ref; records when each object path first changes in a pushed commit."""
+
+    def __init__(self, remote: Path) -> None:
+        super().__init__(daemon=True)
+        self.remote, self.arrived, self.stop = remote, {}, threading.Event()
+        self.ref = remote / "refs" / "heads" / "main"
+        self.last = self._read()
+
+    def _read(self) -> str:
+        try:
+            return self.ref.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            sha = self._read()
+            if sha and sha != self.last:
+                now = time.monotonic()
+                args = ["git", "diff-tree", "-r", "--name-only", "--no-commit-id"] + (
+                    [self.last, sha] if self.last else ["--root", sha])
+                out = subprocess.run(args, cwd=self.remote, capture_output=True, text=True).stdout
+                for path in out.split():
+                    self.arrived.setdefault(path, now)
+                self.last = sha
+            time.sleep(0.002)  # polling interval of the probe, not a wait for a condition
+
+
+def _path(name: str) -> str:
+    return f"{NS}/ConfigMap/{name}.yaml"
+
+
+def _rss_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.bench
+def test_bench_exporter(tmp_path: Path, git_remote: Path, kubectl: str) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    emu = _kubedr("emulate", "--listen", "127.0.0.1:0", "--kubeconfig", str(kubeconfig), "--no-controllers",
+                  "--history", "100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    exporter = None
+    try:
+        wait_until(lambda: kubeconfig.exists() and "token" in kubeconfig.read_text(), timeout=30, what="emulator")
+        w = Writer(kubeconfig)
+        w.namespace(NS)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: w.put_cm(f"cm-{i}", "0", create=True), range(N_OBJECTS)))
+        print(f"\nexporter bench: {N_OBJECTS} ConfigMaps created over HTTP in {time.perf_counter() - start:.1f} s")
+
+        # 1. initial export of 10,000 objects (--once), with its peak RSS
+        base = ["export", "--kubeconfig", str(kubeconfig), "--namespaces", NS, "--repo", str(git_remote),
+                "--workdir", str(tmp_path / "clone"), "--cluster-name", "bench"]
+        start = time.perf_counter()
+        once = _kubedr("--log-level", "WARNING", *base, "--once")
+        _, status, usage = os.wait4(once.pid, 0)
+        initial_s = time.perf_counter() - start
+        once.returncode = os.waitstatus_to_exitcode(status)
+        assert once.returncode == 0
+        files = subprocess.run(["git", "ls-tree", "-r", "--name-only", "main"], cwd=git_remote,
+                               capture_output=True, text=True).stdout.split()
+        assert len([f for f in files if f.startswith(f"{NS}/ConfigMap/")]) == N_OBJECTS
+        once_rss = usage.ru_maxrss / 1024
+
+        # baseline: one `kubectl get -o yaml` per object (the seed's script), on a sample
+        start = time.perf_counter()
+        for i in range(BASELINE_SAMPLE):
+            subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "get", "configmap", f"cm-{i}", "-n", NS,
+                            "-o", "yaml"], check=True, capture_output=True)
+        per_object = (time.perf_counter() - start) / BASELINE_SAMPLE
+        print(f"initial export of {N_OBJECTS} objects: kubedr export --once {initial_s:.1f} s "
+              f"(peak RSS {once_rss:.0f} MB) vs kubectl get -o yaml per object {per_object * 1e3:.0f} ms/object "
+              f"-> {per_object * N_OBJECTS:.0f} s extrapolated from a {BASELINE_SAMPLE}-object sample "
+              f"(goal <= 20 s)")
+
+        # 2. latency at 100 changes/s (the running exporter, 10,000 objects already in the repo)
+        exporter = _kubedr("--log-level", "WARNING", *base, stderr=(tmp_path / "exporter.log").open("wb"))
+        probe = RemoteWatcher(git_remote)
+        probe.start()
+        marker = "cm-0"
+        w.put_cm(marker, "ready")
+        wait_until(lambda: _path(marker) in probe.arrived, timeout=60, what="exporter watching")
+        sent: dict[str, float] = {}
+        t0 = time.monotonic()
+        for i in range(1, 1001):
+            due = t0 + i * 0.01
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the load generator at 100 changes/s
+            sent[f"cm-{i}"] = time.monotonic()
+            w.put_cm(f"cm-{i}", "lat")
+        wait_until(lambda: all(_path(n) in probe.arrived for n in sent), timeout=60, what="latency changes pushed")
+        lat = sorted((probe.arrived[_path(n)] - t) * 1e3 for n, t in sent.items())
+        p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
+        print(f"change -> commit in remote at 100 changes/s ({len(lat)} changes): p50 {p50:.0f} ms, "
+              f"p99 {p99:.0f} ms, max {lat[-1]:.0f} ms (goal p50 <= 100 ms, p99 <= 500 ms)")
+
+        # 3. sustained throughput: every object changed once, as fast as 4 writers can
+        names = [f"cm-{i}" for i in range(1001, N_OBJECTS)]
+        start = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda n: w.put_cm(n, "tput"), names))
+        written = time.monotonic()
+        wait_until(lambda: all(_path(n) in probe.arrived for n in names), timeout=120, what="throughput pushed")
+        done = max(probe.arrived[_path(n)] for n in names)
+        print(f"sustained: {len(names)} changes written in {written - start:.1f} s "
+              f"({len(names) / (written - start):.0f}/s offered), all in the remote after {done - start:.1f} s "
+              f"-> {len(names) / (done - start):.0f} changes/s committed and pushed (goal >= 2,000/s)")
+        rss = _rss_hwm_mb(exporter.pid)
+        print(f"exporter peak RSS with {N_OBJECTS} objects: --once {once_rss:.0f} MB, "
+              f"running (after latency + throughput) {rss:.0f} MB (goal <= 150 MB)")
+        probe.stop.set()
+    finally:
+        for proc in (exporter, emu):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
