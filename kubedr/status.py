@@ -1,0 +1,325 @@
+"""`kubedr status`: one table for both regions — repo head, exporter leader, applied commit and lag, last snapshot.
+
+Each source is optional and read independently, so one unreachable side never hides the others:
+  --repo                   the config repo's head (sha, time, subject), and how far the secondary is behind
+  --primary-kubeconfig     the exporter's Lease on the primary (who leads, when it last renewed)
+  --secondary-kubeconfig   the applier's record (kubedr-status ConfigMap): applied commit, failures, mode
+  --snapshot-store         the newest etcd snapshot (id, age, size, revision) from the snapshot store
+
+Replication lag, when the repo is known: 0 when the secondary applied the head (and the figure measured for it:
+head commit -> applied), else the age of the oldest commit still waiting. Exit code 1 when something could
+not be read, an object failed to apply, or the lag exceeds --max-lag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kubedr.config import UsageError
+
+EXPORTER_LEASE = ("kubedr-system", "kubedr-exporter")
+APPLIER_LEASE = ("kubedr-system", "kubedr-applier")
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    side: str
+    component: str
+    state: str = ""
+    commit: str = ""
+    lag: str = ""
+    failures: str = ""
+    detail: str = ""
+    problem: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of `kubedr status` (also $KUBEDR_* and the config file's `status:` section)."""
+    parser.add_argument("--primary-kubeconfig", help="kubeconfig of the primary (exporter Lease)")
+    parser.add_argument("--primary-context", help="context in the primary's kubeconfig")
+    parser.add_argument("--secondary-kubeconfig", help="kubeconfig of the secondary (applier record)")
+    parser.add_argument("--secondary-context", help="context in the secondary's kubeconfig")
+    parser.add_argument("--repo", help="the config repo (path or URL): head commit and commits not yet applied")
+    parser.add_argument("--branch", default="main", help="branch the exporter writes (default main)")
+    parser.add_argument("--snapshot-store", help="snapshot store: directory, file:// or s3://bucket/prefix")
+    parser.add_argument("--snapshot-cluster", default="kubernetes", help="cluster name in the snapshot store")
+    parser.add_argument("--endpoint-url", help="S3 endpoint of the snapshot store")
+    parser.add_argument("--region", help="S3 region of the snapshot store")
+    parser.add_argument("--path-style", action="store_true", help="S3 path-style addressing")
+    parser.add_argument("--max-lag", type=float, help="exit 1 when the replication lag exceeds this many seconds")
+    parser.add_argument("--output", "-o", choices=("table", "json"), default="table", help="table or json")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Gather every side that was named, print one table (or JSON); 1 when something is wrong."""
+    if not (args.primary_kubeconfig or args.secondary_kubeconfig or args.repo or args.snapshot_store):
+        raise UsageError("status: name at least one of --repo, --primary-kubeconfig, --secondary-kubeconfig, "
+                         "--snapshot-store")
+    rows = gather(args)
+    lag = next((r.data.get("lag_seconds") for r in rows if r.component == "applier"), None)
+    if args.max_lag is not None and lag is not None and lag > args.max_lag:
+        for r in rows:
+            if r.component == "applier":
+                r.problem = True
+                r.detail = (r.detail + f"; lag above --max-lag {args.max_lag:g}s").lstrip("; ")
+    if args.output == "json":
+        json.dump([asdict(r) for r in rows], sys.stdout, indent=2, default=str)
+        print()
+    else:
+        render(rows)
+    return 1 if any(r.problem for r in rows) else 0
+
+
+def gather(args: argparse.Namespace) -> list[Row]:
+    """Every row, in a fixed order: repo, primary, secondary, snapshot."""
+    head = repo_head(args.repo, args.branch) if args.repo else None
+    rows: list[Row] = []
+    if head is not None:
+        rows.append(head_row(args.repo, args.branch, head))
+    if args.primary_kubeconfig:
+        rows.append(exporter_row(args.primary_kubeconfig, args.primary_context, head))
+    if args.secondary_kubeconfig:
+        rows.append(applier_row(args.secondary_kubeconfig, args.secondary_context, head))
+    if args.snapshot_store:
+        rows.append(snapshot_row(args))
+    return rows
+
+
+# -- the repo -------------------------------------------------------------------------------------------
+@dataclass
+class RepoHead:
+    """The head of the branch and a way to ask about older commits."""
+
+    sha: str = ""
+    time: float = 0.0
+    subject: str = ""
+    error: str = ""
+    gitdir: str = ""
+    log: list[tuple[str, float]] = field(default_factory=list)   # (sha, commit time), newest first
+
+    def waiting_since(self, applied: str) -> tuple[int, float | None] | None:
+        """(commits after `applied`, commit time of the oldest of them); None when applied is unknown here."""
+        shas = [s for s, _ in self.log]
+        if not applied:
+            return len(shas), (self.log[-1][1] if self.log else None)
+        for i, sha in enumerate(shas):
+            if sha.startswith(applied) or applied.startswith(sha):
+                return i, (self.log[i - 1][1] if i else None)
+        return None
+
+
+def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
+    """Fetch the branch (blobless) into a scratch repo and read its recent history."""
+    scratch = tempfile.mkdtemp(prefix="kubedr-status-")
+    try:
+        _git(["init", "--quiet", "--bare", scratch])
+        _git(["-C", scratch, "fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
+              f"refs/heads/{branch}:refs/heads/{branch}"])
+        out = _git(["-C", scratch, "log", "--format=%H%x00%ct%x00%s", branch])
+    except RuntimeError as exc:
+        return RepoHead(error=str(exc))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log = []
+    subject = ""
+    for i, line in enumerate(out.splitlines()):
+        sha, ts, subj = line.split("\x00", 2)
+        log.append((sha, float(ts)))
+        if i == 0:
+            subject = subj
+    if not log:
+        return RepoHead(error=f"branch {branch} has no commits")
+    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log)
+
+
+def _git(args: list[str]) -> str:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        why = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))), lines[-1] if lines else "")
+        raise RuntimeError(f"git {args[2] if args[0] == '-C' else args[0]}: {why or proc.returncode}")
+    return proc.stdout
+
+
+def head_row(repo: str, branch: str, head: RepoHead) -> Row:
+    if head.error:
+        return Row("repo", "git", "unreachable", detail=f"{repo}: {head.error}", problem=True)
+    return Row("repo", "git", branch, commit=head.sha[:12], lag="",
+               detail=f"{ago(head.time)}: {head.subject}",
+               data={"sha": head.sha, "time": head.time, "subject": head.subject, "repo": repo})
+
+
+# -- the primary ----------------------------------------------------------------------------------------
+def exporter_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> Row:
+    """Who holds the exporter Lease and when it was last renewed; the repo head is what it last pushed."""
+    try:
+        lease = read_lease(kubeconfig, context, *EXPORTER_LEASE)
+    except Exception as exc:  # noqa: BLE001 - one line for the table, whatever broke
+        return Row("primary", "exporter", "unreachable", detail=_one_line(exc), problem=True)
+    commit = head.sha[:12] if head and head.sha else ""
+    last = f"last commit {ago(head.time)}" if head and head.sha else ""
+    if lease is None:
+        return Row("primary", "exporter", "no lease", commit=commit,
+                   detail="; ".join(filter(None, ["no kubedr-exporter Lease (not deployed or single replica)", last])))
+    state, detail, problem = lease_state(lease)
+    return Row("primary", "exporter", state, commit=commit, detail="; ".join(filter(None, [detail, last])),
+               problem=problem, data={"lease": lease})
+
+
+def read_lease(kubeconfig: str, context: str | None, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Lease's spec, None when it does not exist."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from kubedr.kube import api_client
+
+    api = client.CoordinationV1Api(api_client(kubeconfig, context))
+    try:
+        resp = api.read_namespaced_lease(name, namespace, _preload_content=False, _request_timeout=10)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return json.loads(resp.data).get("spec") or {}
+
+
+def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
+    """('leading'|'no leader'|'expired', detail, problem) from a Lease spec (wall clock, for display only)."""
+    from kubedr.leader import parse_micro_time
+
+    holder = spec.get("holderIdentity") or ""
+    renewed = parse_micro_time(spec.get("renewTime"))
+    duration = float(spec.get("leaseDurationSeconds") or 0)
+    if not holder:
+        return "no leader", "Lease released", True
+    if renewed is None or time.time() - renewed > duration * 2:
+        return "expired", f"{holder} last renewed {ago(renewed) if renewed else 'never'}", True
+    return "leading", f"{holder} renewed {ago(renewed)}, {spec.get('leaseTransitions', 0)} transitions", False
+
+
+# -- the secondary --------------------------------------------------------------------------------------
+def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> Row:
+    """The applier's own record: applied commit, failures, mode; lag against the repo head when known."""
+    try:
+        from applier.status import read_status
+        from kubedr.kube import api_client
+
+        st = read_status(api_client(kubeconfig, context))
+    except ImportError:
+        return Row("secondary", "applier", "unknown", detail="the applier is not installed", problem=True)
+    except Exception as exc:  # noqa: BLE001
+        return Row("secondary", "applier", "unreachable", detail=_one_line(exc), problem=True)
+    if not st:
+        return Row("secondary", "applier", "never applied", detail="no kubedr-status ConfigMap in kubedr-system",
+                   problem=True)
+    applied = st.get("fullyAppliedCommit") or st.get("commit") or ""
+    failures = st.get("failures") or []
+    mode = st.get("mode") or ""
+    if st.get("activeNamespaces"):
+        mode += f" (active: {' '.join(st['activeNamespaces'])})"
+    lag, lag_text, detail = replication_lag(st, head)
+    parts = [detail]
+    if failures:
+        parts.append(f"first failure: {failures[0]['path']}: {failures[0]['reason']}")
+    if st.get("appliedAt"):
+        parts.append(f"applied {ago(st['appliedAt'])}")
+    return Row("secondary", "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
+               detail="; ".join(p for p in parts if p), problem=bool(failures),
+               data={**st, "lag_seconds": lag})
+
+
+def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | None, str, str]:
+    """(seconds, text, detail): 0-behind uses the lag measured when the head was applied."""
+    applied = st.get("fullyAppliedCommit") or ""
+    if head is None or not head.sha:
+        lag = st.get("lagSeconds")
+        return lag, (f"{lag:.1f}s" if lag is not None else ""), "since the last applied commit (no --repo)"
+    waiting = head.waiting_since(applied)
+    if waiting is None:
+        return None, "?", f"applied commit {applied[:12]} is not on the repo's branch"
+    behind, oldest = waiting
+    if behind == 0:
+        commit_time, applied_at = st.get("fullyAppliedCommitTime"), st.get("appliedAt")
+        measured = max(0.0, applied_at - commit_time) if commit_time and applied_at else 0.0
+        return measured, f"{measured:.1f}s", "in sync with the repo head"
+    lag = time.time() - oldest if oldest else None
+    return lag, (f"{lag:.1f}s" if lag is not None else "?"), f"{behind} commit{'s' if behind > 1 else ''} behind"
+
+
+# -- snapshots ------------------------------------------------------------------------------------------
+def snapshot_row(args: argparse.Namespace) -> Row:
+    """The newest complete snapshot in the store (manifest written last, so listed means complete)."""
+    try:
+        from snapshot import manifest
+        from snapshot.store import S3Options, open_store
+
+        store = open_store(args.snapshot_store, S3Options(endpoint_url=args.endpoint_url, region=args.region,
+                                                          path_style=bool(args.path_style)))
+        found = manifest.list_all(store, args.snapshot_cluster)
+    except ImportError:
+        return Row("primary", "snapshot", "unknown", detail="the snapshot job is not installed", problem=True)
+    except Exception as exc:  # noqa: BLE001
+        return Row("primary", "snapshot", "unreachable", detail=_one_line(exc), problem=True)
+    if not found:
+        return Row("primary", "snapshot", "none", detail=f"no snapshot of {args.snapshot_cluster} in "
+                   f"{args.snapshot_store}", problem=True)
+    m = found[0]
+    created = m.created_at.timestamp()
+    size = int(m.bundle.get("size") or 0)
+    return Row("primary", "snapshot", f"{len(found)} stored", commit=m.id, lag=ago(created, suffix=""),
+               detail=f"rev {m.snapshot.get('revision', '?')}, {human_bytes(size)}, node {m.node}",
+               data={"id": m.id, "created": m.created, "size": size, "revision": m.snapshot.get("revision"),
+                     "count": len(found)})
+
+
+# -- output ---------------------------------------------------------------------------------------------
+def render(rows: list[Row]) -> None:
+    """One rich table; wide enough in a pipe (CI logs) that nothing is cut."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(box=box.SIMPLE_HEAD, title="kubedr status", title_justify="left")
+    for col in ("SIDE", "COMPONENT", "STATE", "COMMIT", "LAG", "FAILURES", "DETAIL"):
+        table.add_column(col, no_wrap=col != "DETAIL", overflow="fold")
+    for r in rows:
+        style = "red" if r.problem else None
+        table.add_row(r.side, r.component, r.state, r.commit, r.lag, r.failures, r.detail, style=style)
+    console.print(table)
+
+
+def ago(ts: float | None, suffix: str = " ago") -> str:
+    """'3s ago', '5m ago', '2h ago', '4d ago'."""
+    if not ts:
+        return "never"
+    secs = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}{suffix}"
+    return f"{secs}s{suffix}"
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
