@@ -89,6 +89,8 @@ class GitStore:
         for tmp in self.workdir.rglob(TMP_PREFIX + "*"):
             if ".git" not in tmp.relative_to(self.workdir).parts:
                 tmp.unlink(missing_ok=True)
+        for tmp in (gitdir / "objects").glob("??/tmp_obj_*"):
+            tmp.unlink(missing_ok=True)
         self.git("config", "remote.origin.url", self.remote)
         self._moved()
         if self.head():
@@ -217,6 +219,13 @@ class GitStore:
             raise
         self._head = sha
         return sha
+
+    def maintain(self) -> None:
+        """Pack loose objects once there are many (git's own threshold); safe beside commits and pushes."""
+        proc = subprocess.run(["git", "-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
+                              cwd=self.workdir, env=self.env, capture_output=True, timeout=600)
+        if proc.returncode != 0:
+            log.warning("git gc --auto: %s", proc.stderr.decode(errors="replace").strip())
 
     def ls_files(self) -> list[str]:
         """Every path in the last commit."""

@@ -24,6 +24,7 @@ class Pusher:
         self._received: list[float] = []
         self._dirty = True  # push whatever HEAD is at start (unpushed commits from a previous run)
         self.pushed: str | None = None
+        self.pushes = 0
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
 
@@ -70,6 +71,9 @@ class Pusher:
                         str(exc).splitlines()[0] if str(exc) else exc)
             return False
         self.pushed = head
+        self.pushes += 1
+        if self.pushes % 500 == 0:
+            self.store.maintain()
         now = time.monotonic()
         for r in received:
             observe.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from exporter_harness import export_args, remote_files, subjects
 
 from kubedr import observe
 from kubedr.cli import main
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 
 
 def cm(name: str, value: str) -> dict:
@@ -110,3 +111,41 @@ def test_remote_that_moved_is_rebased_onto_never_overwritten(primary, start_expo
     wait_until(lambda: "shop/ConfigMap/b.yaml" in remote_files(git_remote), what="pushed after rebase")
     assert "README.md" in remote_files(git_remote)
     assert subjects(git_remote)[:2] == ["create ConfigMap shop/b", "docs: readme"]
+
+
+def _daemon(base: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
+                             f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def reachable() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(reachable, what="git daemon")
+    return proc
+
+
+def test_git_daemon_stopped_and_restarted_receives_everything(primary, start_exporter, tmp_path: Path) -> None:
+    base = tmp_path / "daemon"
+    base.mkdir()
+    bare = base / "repo.git"
+    subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(bare)], check=True)
+    port = free_port()
+    daemon = _daemon(base, port)
+    try:
+        api = primary.api
+        start_exporter(f"git://127.0.0.1:{port}/repo.git")
+        api.create(cm("a", "1"))
+        wait_until(lambda: "shop/ConfigMap/a.yaml" in remote_files(bare), what="push over git://")
+        daemon.terminate()
+        daemon.wait(10)
+        for i in range(20):
+            api.create(cm(f"while-down-{i}", str(i)))
+        api.delete("v1", "ConfigMap", "a", "shop")
+        daemon = _daemon(base, port)
+        wait_until(lambda: "shop/ConfigMap/while-down-19.yaml" in remote_files(bare)
+                   and "shop/ConfigMap/a.yaml" not in remote_files(bare), timeout=20, what="caught up")
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
