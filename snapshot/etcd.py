@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +85,82 @@ def _run(args: list[str], step: str, timeout: float = 3600) -> str:
     return proc.stdout
 
 
-def take(client: Client, dest: Path) -> None:
-    """Stream a snapshot from the first endpoint into dest (etcdctl writes dest.part, then renames)."""
-    _run(["etcdctl", *client.flags(single=True), "snapshot", "save", str(dest)], f"etcdctl snapshot save {dest}")
+def take(client: Client, dest: Path) -> tuple[str, bool]:
+    """Stream a snapshot from the first endpoint into dest, hashing it while etcdctl writes it.
+
+    Returns the file's sha256 and whether etcd's trailing integrity hash was present (it is checked: a
+    mismatch raises). etcdctl writes dest.part, then renames it; the reader follows the growing file.
+    """
+    part = dest.with_name(dest.name + ".part")
+    env = dict(os.environ, ETCDCTL_API="3")
+    args = ["etcdctl", *client.flags(single=True), "snapshot", "save", str(dest)]
+    step = f"etcdctl snapshot save {dest}"
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    except FileNotFoundError as exc:
+        raise EtcdError(f"{step}: etcdctl not found") from exc
+    hasher = _TailHasher()
+    try:
+        fh = None
+        while fh is None and proc.poll() is None:
+            try:
+                fh = open(part, "rb")
+            except FileNotFoundError:
+                time.sleep(0.005)
+        if fh is None and dest.exists():
+            fh = open(dest, "rb")  # finished before we looked
+        if fh is not None:
+            with fh:
+                while True:
+                    chunk = fh.read(READ_CHUNK)
+                    if chunk:
+                        hasher.update(chunk)
+                    elif proc.poll() is not None:
+                        if not (rest := fh.read()):
+                            break
+                        hasher.update(rest)
+                    else:
+                        time.sleep(0.005)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        lines = err.strip().splitlines()
+        raise EtcdError(f"{step}: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+    if not dest.is_file() or dest.stat().st_size != hasher.size:
+        raise EtcdError(f"{step}: snapshot file changed while it was read")
+    return hasher.result(dest)
+
+
+class _TailHasher:
+    """sha256 of a stream, keeping the last 32 bytes apart to check etcd's appended sha256 at the end."""
+
+    def __init__(self) -> None:
+        self.body = hashlib.sha256()
+        self.tail = b""
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if len(chunk) >= 32:
+            self.body.update(self.tail)
+            self.body.update(chunk[:-32])
+            self.tail = chunk[-32:]
+        else:
+            joined = self.tail + chunk
+            self.body.update(joined[:-32])
+            self.tail = joined[-32:]
+
+    def result(self, path: Path) -> tuple[str, bool]:
+        whole = self.body.copy()
+        whole.update(self.tail)
+        has_hash = self.size % 512 == 32  # etcd appends sha256 of the db to snapshots streamed over the API
+        if has_hash and self.body.digest() != self.tail:
+            raise EtcdError(f"{path}: snapshot integrity hash mismatch (corrupt snapshot)")
+        return whole.hexdigest(), has_hash
 
 
 def status(path: Path) -> SnapshotStatus:
@@ -99,35 +174,22 @@ def status(path: Path) -> SnapshotStatus:
 
 
 def digest(path: Path) -> tuple[str, bool]:
-    """sha256 of the whole file, and whether etcd's trailing sha256 integrity hash matches, in one pass."""
-    size = path.stat().st_size
-    has_hash = size % 512 == 32  # etcd appends sha256 of the db to snapshots streamed over the API
-    body = size - 32 if has_hash else size
-    h = hashlib.sha256()
+    """sha256 of the whole file, and whether etcd's trailing sha256 integrity hash is there (checked)."""
+    hasher = _TailHasher()
     with open(path, "rb") as fh:
-        left = body
-        while left:
-            chunk = fh.read(min(READ_CHUNK, left))
-            if not chunk:
-                raise EtcdError(f"{path}: file shrank while reading")
-            h.update(chunk)
-            left -= len(chunk)
-        trailer = fh.read()
-    if not has_hash:
-        return h.hexdigest(), False
-    whole = h.copy()
-    whole.update(trailer)
-    if h.digest() != trailer:
-        raise EtcdError(f"{path}: snapshot integrity hash mismatch (corrupt snapshot)")
-    return whole.hexdigest(), True
+        while chunk := fh.read(READ_CHUNK):
+            hasher.update(chunk)
+    return hasher.result(path)
 
 
-def check(path: Path) -> tuple[SnapshotStatus, str]:
-    """Refuse a snapshot that is corrupt or empty; returns its status and sha256."""
+def check(path: Path, sha256: str | None = None) -> tuple[SnapshotStatus, str]:
+    """Refuse a snapshot that is corrupt or empty; returns its status and sha256 (hashed unless given)."""
     if not path.is_file() or path.stat().st_size == 0:
         raise EtcdError(f"{path}: snapshot missing or empty")
-    sha, _ = digest(path)
-    st = status(path)
+    with ThreadPoolExecutor(1) as pool:  # etcdctl reads the bolt db while we hash the file
+        pending = pool.submit(status, path)
+        sha = sha256 or digest(path)[0]
+        st = pending.result()
     if st.revision < 1 or st.total_size <= 0:
         raise EtcdError(f"{path}: snapshot has revision {st.revision} and size {st.total_size}: refusing it")
     return st, sha

@@ -46,7 +46,7 @@ def fetch_and_verify(store: Store, m: Manifest, identities: list[Any], staging: 
         raise VerifyError(f"{where}: " + "; ".join(problems))
     db = staging / SNAPSHOT_NAME
     try:
-        st, sha = etcd.check(db)
+        st, sha = etcd.check(db, got.files.get(SNAPSHOT_NAME, {}).get("sha256"))  # hashed while unpacked
     except etcd.EtcdError as exc:
         raise VerifyError(f"{where}: etcd snapshot check failed: {exc}") from exc
     if sha != m.snapshot.get("sha256") or st.hash != m.snapshot.get("hash") \

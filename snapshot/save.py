@@ -60,9 +60,9 @@ def save(req: SaveRequest) -> Saved:
     work = Path(tempfile.mkdtemp(prefix="kubedr-snapshot-", dir=req.work_dir))
     try:
         db = work / "snapshot.db"
-        etcd.take(req.client, db)
+        sha, _ = etcd.take(req.client, db)  # hashed, and etcd's integrity hash checked, as it streams in
         member = etcd.member(req.client)
-        st, sha = etcd.check(db)  # before anything leaves the node
+        st, sha = etcd.check(db, sha)  # before anything leaves the node
         size = db.stat().st_size
         log.info("snapshot taken: revision %d, %d keys, %d bytes, etcd %s", st.revision, st.total_keys, size,
                  member.version)

@@ -133,3 +133,27 @@ def test_keys_are_checked():
         keys.load_recipients([], [])
     with pytest.raises(UsageError, match="--identity"):
         keys.load_identities([])
+
+
+def test_integrity_hash_follows_a_stream(tmp_path):
+    import hashlib
+    import os
+    import random
+
+    from snapshot import etcd
+
+    body = os.urandom(512 * 37)
+    good = body + hashlib.sha256(body).digest()  # as etcd streams a snapshot: db + sha256(db)
+    for data, has in ((good, True), (body, False)):
+        h = etcd._TailHasher()
+        rest = data
+        while rest:
+            n = random.choice((1, 7, 31, 32, 33, 4096))
+            h.update(rest[:n])
+            rest = rest[n:]
+        assert h.result(tmp_path) == (hashlib.sha256(data).hexdigest(), has)
+        (tmp_path / "db").write_bytes(data)
+        assert etcd.digest(tmp_path / "db") == (hashlib.sha256(data).hexdigest(), has)
+    (tmp_path / "db").write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
+    with pytest.raises(etcd.EtcdError, match="integrity"):
+        etcd.digest(tmp_path / "db")
