@@ -81,3 +81,37 @@ def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "kubedr_applier_objects_total" in metrics and 'action="apply"' in metrics
     assert "kubedr_applier_replication_lag_seconds" in metrics
+
+
+def test_killed_mid_round_restart_converges(secondary: Any, git_remote: Path, tmp_path: Path,
+                                            procs: list[subprocess.Popen]) -> None:
+    from applier.client import Cluster
+    from applier.inventory import Inventory
+    from kubedr.kube import api_client
+    from tests.integration.applier.conftest import Repo
+
+    repo = Repo(git_remote, tmp_path / "work")
+    repo.put(namespace("shop"))
+    for i in range(400):
+        repo.put(configmap(f"cm-{i}"))
+    head = repo.commit("400 objects")
+    args = ("apply", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(git_remote), "--concurrency", "2")
+    first = kubedr(procs, tmp_path / "apply.log", *args, "--once")
+
+    def applied() -> int:
+        try:
+            return len(secondary.api.list("v1", "ConfigMap", "shop", label_selector="kubedr.io/managed=true"))
+        except Exception:
+            return 0
+
+    wait_until(lambda: applied() >= 20, timeout=30, what="round under way")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert applied() < 400, "the round finished before the kill; the test proves nothing"
+    assert status_of(secondary).get("fullyAppliedCommit", "") != head
+
+    assert kubedr(procs, tmp_path / "apply.log", *args, "--once").wait(60) == 0
+    assert applied() == 400
+    assert status_of(secondary)["fullyAppliedCommit"] == head
+    inventory = Inventory(Cluster(api_client(secondary.kubeconfig_path))).load()
+    assert len(inventory.refs) == 401
