@@ -116,3 +116,25 @@ def test_dry_run_changes_nothing(secondary: Any, repo: Repo, capsys: Any) -> Non
     assert live(secondary, "v1", "Namespace", "shop") is None
     assert live(secondary, "v1", "ConfigMap", "kubedr-status", "kubedr-system") is None
     assert "would apply shop/ConfigMap/cm-0.yaml" in capsys.readouterr().out
+
+
+def test_dry_run_with_prune_lists_deletions_and_changes_nothing(secondary: Any, repo: Repo, capsys: Any) -> None:
+    seed(repo)
+    repo.commit("seed")
+    assert apply(secondary, repo, "--prune") == 0
+    before = status_of(secondary)
+    repo.remove(configmap("cm-0"))
+    repo.put(configmap("cm-new"))
+    repo.commit("pending")
+    capsys.readouterr()
+    assert apply(secondary, repo, "--prune", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would apply shop/ConfigMap/cm-new.yaml" in out and "would delete shop/ConfigMap/cm-0.yaml" in out
+    assert live(secondary, "v1", "ConfigMap", "cm-0", "shop") is not None
+    assert live(secondary, "v1", "ConfigMap", "cm-new", "shop") is None
+    assert status_of(secondary)["commit"] == before["commit"]
+
+    from kubedr.cli import main
+    assert main(["diff", "--prune", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(repo.remote)]) == 1
+    out = capsys.readouterr().out
+    assert "--- live/shop/ConfigMap/cm-0.yaml" in out and "+++ repo/shop/ConfigMap/cm-new.yaml" in out
