@@ -222,3 +222,17 @@ def test_overlay_config_is_accepted_by_the_real_commands(kubectl: str, overlay: 
         if command in ("export", "apply"):
             assert args.metrics_listen == "0.0.0.0:9090"
             assert args.repo and args.workdir.startswith("/var/lib/kubedr/")
+
+
+@pytest.mark.parametrize("command,lease", [("export", "kubedr-exporter"), ("apply", "kubedr-applier")])
+def test_the_commands_the_deployments_run_accept_leader_election(command: str, lease: str, monkeypatch) -> None:
+    """The Deployments run 2 replicas and set $KUBEDR_LEADER_ELECT; the command must honour it."""
+    from kubedr import cli
+
+    parser = cli.build_parser(command)
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    dests = {a.dest: a.default for a in sub._actions}
+    if "leader_elect" not in dests:
+        pytest.xfail(f"`kubedr {command}` has no --leader-elect yet: both replicas would run active "
+                     "(wire kubedr.leader.add_arguments + run_elected)")
+    assert dests["leader_election_name"] == lease
