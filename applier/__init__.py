@@ -1,1 +1,15 @@
-"""Applier: fetch -> decode/unseal -> plan -> server-side apply -> record."""
+"""Applier: fetch -> decode/unseal -> plan -> server-side apply -> record.
+
+Read in this order:
+    fetch.py      which commit, which paths changed (git ls-remote / watchdog on a local checkout)
+    decode.py     file -> object: repo contract, unseal, kubernetes-validate, namespace/image/storage maps
+    standby.py    workloads at standby replicas, CronJobs suspended; switchover; the recorded mode
+    order.py      the apply order as one table (deletions reversed)
+    apply.py      server-side apply as field manager `kubedr` (force), concurrent within a stage
+    inventory.py  what kubedr applied (on the secondary) and the prune guard
+    status.py     the kubedr-status record on the secondary; read_status() for `kubedr status`
+    round.py      one round end to end, and the loop of rounds
+    diff.py       `kubedr diff`
+    client.py     raw REST + discovery against the secondary, and kubedr's state ConfigMaps
+    cli.py        `kubedr apply | diff | switchover | sync`
+"""

@@ -152,9 +152,13 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
     from kubedr import observe
 
     if args.metrics_listen:
-        observe.serve(args.metrics_listen, ready=lambda: engine.last_report is not None)
+        observe.serve(args.metrics_listen, ready=lambda: engine.caught_up)
     if args.dry_run:
-        report = engine.step()
+        try:
+            report = engine.step()
+        except Exception as exc:  # the cluster or the repo is unreachable: one line
+            log.error("dry run failed: %s", " ".join(str(exc).split()))
+            return 1
         if report is None:
             print("nothing to apply")
             return 0

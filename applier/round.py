@@ -82,6 +82,7 @@ class Engine:
                                namespace_replicas=dict(settings.namespace_replicas))
         self._pinned: str | None = None
         self.last_report: Report | None = None
+        self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
 
     def close(self) -> None:
         self.applier.close()
@@ -291,6 +292,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     while not stop.is_set():
         try:
             report = engine.step()
+            engine.caught_up = True
             if report is not None:
                 failed = bool(report.failures)
                 if on_round:
