@@ -76,6 +76,9 @@ def save(req: SaveRequest) -> Saved:
         try:
             with progress.bar(f"storing {m.bundle_key}", total) as advance:
                 written = bundle.write(req.store, m.bundle_key, entries, req.recipients, req.compression, advance)
+            if (stored := req.store.size(m.bundle_key)) != written.size:
+                raise StoreError(f"{req.store.url}/{m.bundle_key}: store holds {stored} bytes, "
+                                 f"{written.size} were sent")
         except BaseException:
             _remove_partial(req.store, m)
             raise

@@ -25,6 +25,7 @@ class Store(Protocol):
     def get_stream(self, key: str) -> BinaryIO: ...
     def get_bytes(self, key: str) -> bytes: ...
     def list(self, prefix: str) -> list[str]: ...
+    def size(self, key: str) -> int: ...
     def delete(self, keys: list[str]) -> None: ...
 
 
@@ -69,6 +70,12 @@ class DirStore:
     def get_bytes(self, key: str) -> bytes:
         with self.get_stream(key) as fh:
             return fh.read()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise StoreError(f"{self.url}: object {key} not found") from exc
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix.strip("/") else self.root
@@ -151,6 +158,12 @@ class S3Store:
             return body.read()
         finally:
             body.close()
+
+    def size(self, key: str) -> int:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except Exception as exc:
+            raise self._fail("head", key, exc) from exc
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix)

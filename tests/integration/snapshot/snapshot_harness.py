@@ -182,33 +182,38 @@ def listed(store: str, cluster: str = "kubernetes", env: dict[str, str] | None =
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def fill_etcd(e: Etcd, total: int, value_size: int = 1 << 20, prefix: str = "/registry/bulk/") -> int:
+def fill_etcd(e: Etcd, total: int, value_size: int = 1 << 20, prefix: str = "/registry/bulk/",
+              workers: int = 3) -> int:
     """Write about `total` bytes of random values through etcd's v3 JSON gateway (no gRPC client needed)."""
     import base64
     import http.client
     import ssl
+    from concurrent.futures import ThreadPoolExecutor
     from urllib.parse import urlparse
 
     url = urlparse(e.client_url)
-    if url.scheme == "https":
-        ctx = ssl.create_default_context(cafile=e.tls["ca"])  # type: ignore[index]
-        ctx.load_cert_chain(e.tls["cert"], e.tls["key"])  # type: ignore[index]
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(url.hostname, url.port, context=ctx)
-    else:
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-    written, i = 0, 0
-    while written < total:
-        body = json.dumps({"key": base64.b64encode(f"{prefix}{i:08d}".encode()).decode(),
-                           "value": base64.b64encode(os.urandom(value_size)).decode()})
-        conn.request("POST", "/v3/kv/put", body=body, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            raise AssertionError(f"etcd put failed: {resp.status} {data[:200]!r}")
-        written += value_size
-        i += 1
-    conn.close()
-    return i
+    count = -(-total // value_size)
+
+    def put_range(first: int) -> None:
+        if url.scheme == "https":
+            ctx = ssl.create_default_context(cafile=e.tls["ca"])  # type: ignore[index]
+            ctx.load_cert_chain(e.tls["cert"], e.tls["key"])  # type: ignore[index]
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(url.hostname, url.port, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        for i in range(first, count, workers):
+            body = json.dumps({"key": base64.b64encode(f"{prefix}{i:08d}".encode()).decode(),
+                               "value": base64.b64encode(os.urandom(value_size)).decode()})
+            conn.request("POST", "/v3/kv/put", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise AssertionError(f"etcd put failed: {resp.status} {data[:200]!r}")
+        conn.close()
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(put_range, range(workers)))
+    return count
 
 
 def tree(root: Path) -> dict[str, bytes]:

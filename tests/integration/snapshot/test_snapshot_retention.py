@@ -1,19 +1,14 @@
-"""Retention deletes the right snapshots (never the newest), and a save killed half-way is never listed."""
+"""Retention deletes the right snapshots, never the newest; saves that died are removed after a day."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
-from snapshot_harness import fill_etcd, kubedr, listed
+from snapshot_harness import kubedr, listed
 
 from snapshot.manifest import new_id
-from tests.conftest import wait_until
 
 
 def _clone_at(store, src_id: str, when: datetime) -> str:
@@ -71,29 +66,3 @@ def test_save_after_retention_flags(etcd_server, age_keys, tmp_path):
                "-r", age_keys.recipient, "--keep-last", "2", "--no-cluster-info")
     found = listed(str(store))
     assert len(found) == 2 and found[0]["snapshot"]["revision"] > found[1]["snapshot"]["revision"]
-
-
-def test_save_killed_mid_upload_leaves_nothing_listed(etcd_factory, age_keys, tmp_path):
-    e = etcd_factory(name="big")
-    fill_etcd(e, 160 << 20)
-    store = tmp_path / "store"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kubedr.cli", "snapshot", "save", "--store", str(store), "--endpoints",
-         e.client_url, "--root", str(tmp_path / "none"), "-r", age_keys.recipient, "--compression", "none",
-         "--no-cluster-info"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        def uploading():
-            if proc.poll() is not None:
-                raise AssertionError(f"save ended before it was stopped: {proc.stderr.read().decode()[-500:]}")
-            return [p for p in store.rglob("bundle.tar.age.partial") if p.stat().st_size > 0]
-
-        [partial] = wait_until(uploading, timeout=60, interval=0.001, what="the bundle upload to start")
-        os.kill(proc.pid, signal.SIGSTOP)  # frozen mid-upload: the manifest cannot have been written
-        assert not list(store.rglob("manifest.json"))
-        assert partial.stat().st_size < (160 << 20)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    assert proc.returncode == -signal.SIGKILL
-    assert listed(str(store)) == []
-    assert kubedr("verify", "--store", str(store), "-i", str(age_keys.identity), check=False).returncode == 1
