@@ -31,6 +31,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from kubedr import observe
+
 log = logging.getLogger("kubedr.leader")
 
 LEASE_API = "coordination.k8s.io/v1"
@@ -79,6 +81,8 @@ class LeaderElector:
         self._observed: dict[str, Any] = {}             # its spec (the election record)
         self._observed_at = 0.0                         # monotonic time the record last changed
         self._lock = threading.Lock()
+        self._lease_label = f"{namespace}/{name}"
+        observe.LEADER.labels(lease=self._lease_label).set(0)
 
     # -- what a caller may ask -------------------------------------------------------------
     @property
@@ -148,6 +152,7 @@ class LeaderElector:
             log.warning("lease %s/%s: release failed; it will expire instead", self.namespace, self.name)
             return False
         log.info("lease %s/%s: released by %s", self.namespace, self.name, self.identity)
+        self._report("released")
         return True
 
     # -- loops -----------------------------------------------------------------------------
@@ -158,6 +163,7 @@ class LeaderElector:
         while not stop.is_set():
             if self.try_acquire_or_renew():
                 log.info("lease %s/%s: %s became leader", self.namespace, self.name, self.identity)
+                self._report("acquired")
                 return True
             if self.leader != last_leader:
                 last_leader = self.leader
@@ -172,14 +178,20 @@ class LeaderElector:
             while not self.try_acquire_or_renew():
                 if self.leader and not self.is_leader():
                     log.error("lease %s/%s: taken over by %s", self.namespace, self.name, self.leader)
+                    self._report("lost")
                     return False
                 if time.monotonic() + self.timing.retry_period >= deadline:
                     log.error("lease %s/%s: not renewed within %.1fs; stepping down",
                               self.namespace, self.name, self.timing.renew_deadline)
+                    self._report("lost")
                     return False
                 if stop.wait(self.timing.retry_period):
                     return True
         return True
+
+    def _report(self, event: str) -> None:
+        observe.LEADER.labels(lease=self._lease_label).set(1 if event == "acquired" else 0)
+        observe.LEADER_TRANSITIONS.labels(lease=self._lease_label, event=event).inc()
 
     # -- API calls -------------------------------------------------------------------------
     def _timeout(self) -> float:

@@ -37,6 +37,11 @@ APPLY_PRUNE_REFUSED = Counter("kubedr_applier_prune_refused_total", "Prunes refu
 SNAPSHOT_LAST = Gauge("kubedr_snapshot_last_success_timestamp_seconds", "Unix time of the last stored snapshot")
 SNAPSHOT_BYTES = Gauge("kubedr_snapshot_last_size_bytes", "Size of the last stored bundle")
 
+# leader election (kubedr/leader.py)
+LEADER = Gauge("kubedr_leader_is_leader", "1 while this process holds the Lease, else 0", ["lease"])
+LEADER_TRANSITIONS = Counter("kubedr_leader_transitions_total", "Times this process gained or lost the Lease",
+                             ["lease", "event"])
+
 
 class _Handler(BaseHTTPRequestHandler):
     live: Callable[[], bool] = staticmethod(lambda: True)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from kubedr import kube, leader
 from tests.conftest import wait_until
@@ -226,14 +227,19 @@ def test_run_elected_from_cli_flags_and_env(kubeconfig: str, monkeypatch) -> Non
     config.apply_defaults(parser, args, argv)
     assert args.leader_elect is True and args.leader_election_name == "kubedr-exporter"
 
-    seen: list[str] = []
+    seen: list[Any] = []
+    label = {"lease": f"{NS}/kubedr-exporter"}
+    released = REGISTRY.get_sample_value("kubedr_leader_transitions_total", {**label, "event": "released"}) or 0
 
     def work(stop: threading.Event) -> int:
         seen.append(read_lease(kubeconfig, "kubedr-exporter")["spec"]["holderIdentity"])
+        seen.append(REGISTRY.get_sample_value("kubedr_leader_is_leader", label))
         return 7
 
     assert leader.run_elected(args, lambda: kube.api_client(kubeconfig), work) == 7
-    assert seen == ["pod-x"]
+    assert seen == ["pod-x", 1.0]
+    assert REGISTRY.get_sample_value("kubedr_leader_is_leader", label) == 0
+    assert REGISTRY.get_sample_value("kubedr_leader_transitions_total", {**label, "event": "released"}) == released + 1
     # released on the way out: the next candidate need not wait for expiry
     spec = read_lease(kubeconfig, "kubedr-exporter")["spec"]
     assert spec["holderIdentity"] == "" and spec["leaseDurationSeconds"] == 1
