@@ -252,7 +252,8 @@ def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | 
     if behind == 0:
         commit_time, applied_at = st.get("fullyAppliedCommitTime"), st.get("appliedAt")
         measured = max(0.0, applied_at - commit_time) if commit_time and applied_at else 0.0
-        return measured, f"{measured:.1f}s", "in sync with the repo head"
+        # both times are whole seconds (git, and the applier's record), so one second is the resolution
+        return measured, ("<=1s" if measured <= 1 else f"{measured:.0f}s"), "in sync with the repo head"
     lag = time.time() - oldest if oldest else None
     return lag, (f"{lag:.1f}s" if lag is not None else "?"), f"{behind} commit{'s' if behind > 1 else ''} behind"
 
