@@ -32,14 +32,21 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="hold workloads at standby replicas (recorded on the secondary)")
     g.add_argument("--active", dest="mode", action="store_const", const="active",
                    help="apply workloads at the primary's replicas (recorded on the secondary)")
-    p.add_argument("--standby-replicas", type=int, default=0, metavar="N", help="replicas in standby (default 0)")
+    p.add_argument("--standby-replicas", type=int, metavar="N", help="replicas in standby (default 0)")
     p.add_argument("--namespace-standby-replicas", action="append", metavar="NS=N",
                    help="per-namespace standby replicas")
     p.add_argument("--namespace-map", action="append", metavar="A=B", help="apply namespace A as B")
     p.add_argument("--image-map", action="append", metavar="OLD=NEW", help="swap an image registry prefix")
     p.add_argument("--storage-class-map", action="append", metavar="A=B", help="use storage class B for A")
-    p.add_argument("--prune", action="store_true", help="delete what kubedr applied and left the repo")
+    prune = p.add_mutually_exclusive_group()
+    prune.add_argument("--prune", action="store_true", default=None,
+                       help="delete what kubedr applied and left the repo (default: the repo policy, else off)")
+    prune.add_argument("--no-prune", dest="prune", action="store_false", default=None, help="never delete")
     p.add_argument("--force-prune", action="store_true", help="prune even past the safety threshold")
+    p.add_argument("--prune-max-fraction", type=float, metavar="F",
+                   help="refuse a prune of more than this share of the inventory (default 0.25)")
+    p.add_argument("--prune-max-objects", type=int, metavar="N",
+                   help="refuse a prune of more than this many objects (default 50)")
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests within a stage")
     p.add_argument("--no-validate", dest="validate", action="store_false",
                    help="skip kubernetes-validate schema checks")
@@ -108,12 +115,20 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
                        parse_map(args.namespace_standby_replicas, "namespace-standby-replicas").items()}
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    # what the operator set (flags, $KUBEDR_*, config file); the repo's policy file fills in the rest
+    given = {"prune": args.prune, "prune_max_fraction": args.prune_max_fraction,
+             "prune_max_objects": args.prune_max_objects, "standby_replicas": args.standby_replicas,
+             "namespace_replicas": args.namespace_standby_replicas, "maps.namespaces": args.namespace_map,
+             "maps.images": args.image_map, "maps.storage_classes": args.storage_class_map}
+    explicit = frozenset(k for k, v in given.items() if v is not None)
+    optional = {k: v for k, v in (("prune", args.prune), ("prune_max_fraction", args.prune_max_fraction),
+                                  ("prune_max_objects", args.prune_max_objects),
+                                  ("standby_replicas", args.standby_replicas)) if v is not None}
     return Settings(repo=repo, branch=args.branch, revision=getattr(args, "revision", None),
-                    at=getattr(args, "at", None), prune=args.prune, force_prune=args.force_prune,
+                    at=getattr(args, "at", None), force_prune=args.force_prune,
                     dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
-                    mode_override=args.mode, standby_replicas=args.standby_replicas,
-                    namespace_replicas=ns_replicas, identities=_identities(args.identity),
-                    validate=args.validate)
+                    mode_override=args.mode, namespace_replicas=ns_replicas,
+                    identities=_identities(args.identity), validate=args.validate, explicit=explicit, **optional)
 
 
 def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Any:
@@ -181,7 +196,7 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
 def _diff(engine: Any, args: argparse.Namespace) -> int:
     from applier.diff import diff
 
-    out, errors = diff(engine, prune=args.prune)
+    out, errors = diff(engine, prune=bool(engine.settings.prune))
     for chunk in out:
         sys.stdout.write(chunk)
     for e in errors:

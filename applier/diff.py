@@ -45,7 +45,9 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     target = engine.target()
     if target is None:
         return [], [f"{engine.settings.repo}: no commits on {engine.settings.branch}"]
+    engine.settings = engine._effective(target)
     s = engine.settings
+    prune = prune or bool(s.prune)
     if engine.validator is None and s.validate:
         from applier.decode import Validator
         engine.validator = Validator(engine.cluster.version())

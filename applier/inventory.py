@@ -78,16 +78,17 @@ class PruneVerdict:
     reason: str = ""
 
 
-def guard(deletions: int, inventory_size: int, force: bool = False) -> PruneVerdict:
+def guard(deletions: int, inventory_size: int, force: bool = False, max_fraction: float = MAX_PRUNE_FRACTION,
+          max_count: int = MAX_PRUNE_COUNT) -> PruneVerdict:
     """Refuse deleting more than 25% of the inventory or more than 50 objects in one run, unless forced."""
     if deletions == 0 or force:
         return PruneVerdict(True)
-    if deletions > MAX_PRUNE_COUNT:
+    if deletions > max_count:
         return PruneVerdict(False, f"prune refused: would delete {deletions} objects (more than "
-                                   f"{MAX_PRUNE_COUNT}); check the repo, or pass --force-prune")
+                                   f"{max_count}); check the repo, or pass --force-prune")
     share = deletions / max(inventory_size, 1)
-    if share > MAX_PRUNE_FRACTION:
+    if share > max_fraction:
         return PruneVerdict(False, f"prune refused: would delete {deletions} of {inventory_size} objects "
-                                   f"({share:.0%}, more than {MAX_PRUNE_FRACTION:.0%} of what kubedr "
+                                   f"({share:.0%}, more than {max_fraction:.0%} of what kubedr "
                                    f"applied); check the repo, or pass --force-prune")
     return PruneVerdict(True)

@@ -22,7 +22,8 @@ from applier.apply import Applier, Outcome
 from applier.client import ApiError, Cluster
 from applier.decode import Decoder, Maps, Validator, map_ref
 from applier.fetch import FetchError, Source
-from applier.inventory import Inventory, guard
+from applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
+from applier.policy import POLICY_PATH, PolicyError, merge, parse
 from applier.standby import Mode, hold, read_mode, record_mode
 from applier.status import Failure, Status
 from applier.status import load as load_status
@@ -53,6 +54,10 @@ class Settings:
     namespace_replicas: dict[str, int] = field(default_factory=dict)
     identities: list[Any] | None = None
     validate: bool = True
+    prune_max_fraction: float = MAX_PRUNE_FRACTION
+    prune_max_objects: int = MAX_PRUNE_COUNT
+    default_standby: bool = True  # the mode when none is recorded on the secondary and none is given
+    explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
 
 
 @dataclass
@@ -74,12 +79,12 @@ class Engine:
     def __init__(self, cluster: Cluster, source: Source, settings: Settings) -> None:
         self.cluster = cluster
         self.source = source
-        self.settings = settings
+        self.user = settings  # as the operator gave them
+        self.settings = settings  # with the repo policy of the commit being applied merged in
+        self._policy_failure: Failure | None = None
         self.applier = Applier(cluster, settings.concurrency, settings.dry_run)
         self.validator: Validator | None = None
         self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
-        self._base_mode = Mode(replicas=settings.standby_replicas,
-                               namespace_replicas=dict(settings.namespace_replicas))
         self._pinned: str | None = None
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
@@ -99,21 +104,40 @@ class Engine:
             return self._pinned
         return self.source.head()
 
+    @property
+    def _base_mode(self) -> Mode:
+        return Mode(replicas=self.settings.standby_replicas, namespace_replicas=dict(self.settings.namespace_replicas))
+
+    def _effective(self, target: str) -> Settings:
+        """The operator's settings, with the policy file of the commit filling what they left open."""
+        self._policy_failure = None
+        blob = self.source.tree(target).get(POLICY_PATH)
+        if blob is None:
+            return self.user
+        try:
+            return merge(self.user, parse(next(iter(self.source.read_blobs([blob])))))
+        except PolicyError as exc:
+            log.error("%s: %s (ignored)", POLICY_PATH, exc)
+            self._policy_failure = Failure(POLICY_PATH, f"{exc} (policy ignored)")
+            return self.user
+
     def mode(self) -> Mode:
         """The mode for this round: the recorded one, after recording an explicit --active/--standby once."""
-        override = self.settings.mode_override
-        if override and not self.settings.dry_run:
-            wanted = Mode(active=override == "active", replicas=self._base_mode.replicas,
-                          namespace_replicas=dict(self._base_mode.namespace_replicas))
-            current = read_mode(self.cluster, self._base_mode)
-            if current.fingerprint() != wanted.fingerprint():
-                record_mode(self.cluster, wanted, f"kubedr apply --{override}")
-            self.settings.mode_override = None
-            return wanted
+        override = self.user.mode_override
+        base = self._base_mode
         if override:
-            return Mode(active=override == "active", replicas=self._base_mode.replicas,
-                        namespace_replicas=dict(self._base_mode.namespace_replicas))
-        return read_mode(self.cluster, self._base_mode)
+            wanted = Mode(active=override == "active", replicas=base.replicas,
+                          namespace_replicas=dict(base.namespace_replicas))
+            if not self.settings.dry_run:
+                current = read_mode(self.cluster, base)
+                if current.fingerprint() != wanted.fingerprint() or not current.recorded:
+                    record_mode(self.cluster, wanted, f"kubedr apply --{override}")
+                self.user.mode_override = None
+            return wanted
+        mode = read_mode(self.cluster, base)
+        if not mode.recorded and not self.settings.default_standby:
+            mode.active = True
+        return mode
 
     def fingerprint(self, mode: Mode) -> str:
         """Settings that change what is applied for an unchanged file; a change means apply everything."""
@@ -126,6 +150,7 @@ class Engine:
         if target is None:
             log.info("repo %s has no commits on %s yet", self.settings.repo, self.settings.branch)
             return None
+        self.settings = self._effective(target)
         if self.validator is None and self.settings.validate:
             self.validator = Validator(self.cluster.version())
         status = load_status(self.cluster)
@@ -146,7 +171,7 @@ class Engine:
         tree = self.source.tree(target)
         desired: dict[ObjectRef, str] = {}
         path_ref: dict[str, ObjectRef] = {}
-        failures: list[Failure] = []
+        failures: list[Failure] = [self._policy_failure] if self._policy_failure else []
         for path in tree:
             try:
                 ref = ref_of_path(path)
@@ -226,7 +251,8 @@ class Engine:
         gone = sorted(inventory.refs - desired.keys())
         if not gone:
             return
-        verdict = guard(len(gone), len(inventory.refs), self.settings.force_prune)
+        s = self.settings
+        verdict = guard(len(gone), len(inventory.refs), s.force_prune, s.prune_max_fraction, s.prune_max_objects)
         if not verdict.allowed:
             log.error("%s", verdict.reason)
             observe.APPLY_PRUNE_REFUSED.inc()

@@ -40,6 +40,7 @@ class Mode:
     active_namespaces: set[str] = field(default_factory=set)
     replicas: int = 0
     namespace_replicas: dict[str, int] = field(default_factory=dict)
+    recorded: bool = False  # read from the secondary (not a default)
 
     def is_active(self, namespace: str) -> bool:
         return self.active or namespace in self.active_namespaces
@@ -90,7 +91,9 @@ def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
 def read_mode(cluster: Cluster, base: Mode | None = None) -> Mode:
     """The mode recorded on the secondary (standby when nothing is recorded), with base's replica settings."""
     mode = Mode(replicas=base.replicas, namespace_replicas=dict(base.namespace_replicas)) if base else Mode()
-    data = get_state(cluster, MODE_CONFIGMAP) or {}
+    data = get_state(cluster, MODE_CONFIGMAP)
+    mode.recorded = data is not None
+    data = data or {}
     mode.active = data.get("mode") == "active"
     mode.active_namespaces = set((data.get("activeNamespaces") or "").split())
     return mode

@@ -122,3 +122,24 @@ def test_crd_applied_and_established_before_its_custom_resources(secondary: Any,
     repo.commit("crd and a widget")
     assert apply(secondary, repo) == 0
     assert live(secondary, "example.com/v1", "Widget", "w1", "shop")["spec"] == {"size": 3}
+
+
+def test_repo_policy_supplies_defaults_flags_override(secondary: Any, repo: Repo) -> None:
+    repo.write(".kubedr/policy.yaml", b"apply:\n  prune: true\n  prune_max_objects: 1\n"
+                                      b"  namespace_map: {shop: shop-dr}\n  standby_replicas: 2\n")
+    for o in [namespace("shop"), deployment()] + [configmap(f"cm-{i}") for i in range(8)]:
+        repo.put(o)
+    repo.commit("seed with policy")
+    assert apply(secondary, repo) == 0
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop-dr")["spec"]["replicas"] == 2
+    repo.remove(configmap("cm-0"))
+    repo.remove(configmap("cm-1"))
+    repo.commit("two deletions")
+    assert apply(secondary, repo) == 1  # the policy prunes, and its guard allows one deletion per run
+    assert "more than 1" in status_of(secondary)["failures"][0]["reason"]
+    assert apply(secondary, repo, "--prune-max-objects", "5") == 0
+    assert live(secondary, "v1", "ConfigMap", "cm-0", "shop-dr") is None
+    repo.remove(configmap("cm-2"))
+    repo.commit("one more")
+    assert apply(secondary, repo, "--no-prune") == 0
+    assert live(secondary, "v1", "ConfigMap", "cm-2", "shop-dr") is not None

@@ -1,0 +1,91 @@
+"""The repo's `.kubedr/policy.yaml` (apply section): defaults for whatever the secondary's own settings leave open.
+
+Flags, $KUBEDR_* variables and the deployment's config file always win; the policy at the commit being
+applied fills in the rest, so a repo can carry its prune guard, standby replicas and maps with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from applier.decode import Maps
+
+POLICY_PATH = ".kubedr/policy.yaml"
+
+
+class PolicyError(Exception):
+    """The policy file is unusable; one line (it is then ignored, and reported as a failure)."""
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    if isinstance(value, list):  # ["a=b", ...] as on the command line
+        return dict(str(v).split("=", 1) for v in value if "=" in str(v))
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping old: new")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+# policy key -> (Settings field, converter). Maps are fields of Settings.maps ("maps.<field>").
+FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "prune": ("prune", _bool),
+    "prune_max_fraction": ("prune_max_fraction", float),
+    "prune_max_objects": ("prune_max_objects", int),
+    "standby": ("default_standby", _bool),
+    "standby_replicas": ("standby_replicas", int),
+    "standby_replicas_by_namespace": ("namespace_replicas", lambda v: {k: int(n) for k, n in _str_map(v).items()}),
+    "namespace_map": ("maps.namespaces", _str_map),
+    "image_map": ("maps.images", _str_map),
+    "storage_class_map": ("maps.storage_classes", _str_map),
+}
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """The apply section as Settings field -> value; PolicyError names the bad key."""
+    try:
+        doc = yaml.safe_load(data) or {}
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"invalid YAML: {' '.join(str(exc).split())}") from exc
+    section = doc.get("apply") if isinstance(doc, dict) else None
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise PolicyError("apply: expected a mapping")
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in FIELDS or value is None:
+            continue  # unknown keys belong to newer kubedr versions; null means "not set"
+        field, convert = FIELDS[key]
+        try:
+            out[field] = convert(value)
+        except (TypeError, ValueError) as exc:
+            raise PolicyError(f"apply.{key}: {exc}") from exc
+    return out
+
+
+def merge(settings: Any, policy: dict[str, Any]) -> Any:
+    """Settings with the policy's values for every field the operator did not set explicitly."""
+    top: dict[str, Any] = {}
+    maps: dict[str, Any] = {}
+    for field, value in policy.items():
+        if field in settings.explicit:
+            continue
+        if field.startswith("maps."):
+            maps[field[5:]] = value
+        else:
+            top[field] = value
+    if maps:
+        top["maps"] = dataclasses.replace(settings.maps, **maps)
+    return dataclasses.replace(settings, **top) if top else settings
+
+
+__all__ = ["POLICY_PATH", "FIELDS", "PolicyError", "parse", "merge", "Maps"]
