@@ -25,7 +25,7 @@ class VerifyError(Exception):
 def fetch_and_verify(store: Store, m: Manifest, identities: list[Any], staging: Path) -> etcd.SnapshotStatus:
     """Download, decrypt and unpack into staging; check the object, every file and the etcd snapshot."""
     where = f"{store.url}/{m.bundle_key}"
-    with progress.bar(f"fetching {m.bundle_key}", sum(f["size"] for f in m.files) or None) as advance:
+    with progress.bar(f"fetch {m.id}", sum(f["size"] for f in m.files) or None) as advance:
         got = bundle.read(store, m.bundle_key, identities, staging, advance,
                           (m.bundle.get("size", -1), m.bundle.get("sha256", "")))
     problems = []
@@ -85,15 +85,22 @@ class Plan:
         m = self.manifest
         out = [f"restore plan for snapshot {m.cluster}/{m.id} (node {m.node}, etcd {m.snapshot.get('etcd_version')},"
                f" revision {m.snapshot.get('revision')}, {m.snapshot.get('total_keys')} keys)",
-               f"  checks: object sha256, {len(m.files)} files, etcd snapshot hash and revision: passed",
-               f"  1. etcd data dir {self.data_dir} (new) for member {self.name} at {','.join(self.peer_urls)}:",
+               f"  checks passed: object size and sha256, {len(m.files)} files, etcd snapshot hash and revision",
+               f"  1. new etcd data dir {self.data_dir} for member {self.name} at {','.join(self.peer_urls)}:",
                f"     {' '.join(self.command)}"]
+        step = 2
         if self.backups:
-            out.append("  2. keep a copy of what is there now:")
+            out.append(f"  {step}. keep a copy of what is there now:")
             out += [f"     {what} -> {copy}" for what, copy in self.backups]
-        out.append(f"  3. place {len(self.placements)} files"
-                   f" ({sum(p.exists for p in self.placements)} replace existing ones):")
-        out += [f"     {p.dest}{' (replace)' if p.exists else ''}" for p in self.placements]
+            step += 1
+        if self.placements:
+            out.append(f"  {step}. place {len(self.placements)} files"
+                       f" ({sum(p.exists for p in self.placements)} replace existing ones):")
+            out += [f"     {p.dest}{' (replace)' if p.exists else ''}" for p in self.placements]
+        else:
+            out.append("  kubeadm files: not placed (no --target-root)")
+        if m.nodes:
+            out.append(f"  nodes at snapshot time: {', '.join(m.nodes)}")
         out += [f"  note: {n}" for n in self.notes]
         return out
 

@@ -74,7 +74,7 @@ def save(req: SaveRequest) -> Saved:
         total = sum(e.path.stat().st_size if e.path else len(e.data or b"") for e in entries)
         t1 = time.monotonic()
         try:
-            with progress.bar(f"storing {m.bundle_key}", total) as advance:
+            with progress.bar(f"store {m.id}", total) as advance:
                 written = bundle.write(req.store, m.bundle_key, entries, req.recipients, req.compression, advance)
             if (stored := req.store.size(m.bundle_key)) != written.size:
                 raise StoreError(f"{req.store.url}/{m.bundle_key}: store holds {stored} bytes, "
