@@ -234,9 +234,22 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> 
         parts.append(f"first failure: {failures[0]['path']}: {failures[0]['reason']}")
     if st.get("appliedAt"):
         parts.append(f"applied {ago(st['appliedAt'])}")
+    parts.append(_applier_leader(kubeconfig, context))
     return Row("secondary", "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
                detail="; ".join(p for p in parts if p), problem=bool(failures),
                data={**st, "lag_seconds": lag})
+
+
+def _applier_leader(kubeconfig: str, context: str | None) -> str:
+    """'leader <pod>' from the applier's Lease; '' when there is none (a single replica) or it is unreadable."""
+    try:
+        lease = read_lease(kubeconfig, context, *APPLIER_LEASE)
+    except Exception:  # noqa: BLE001 - the record above already says whether the secondary answers
+        return ""
+    if not lease:
+        return ""
+    state, detail, _ = lease_state(lease)
+    return f"Lease {state}: {detail}"
 
 
 def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | None, str, str]:

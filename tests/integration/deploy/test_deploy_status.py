@@ -156,3 +156,16 @@ def test_one_unreachable_side_does_not_hide_the_others(tmp_path: Path, repo: tup
 def test_status_without_any_source_is_a_usage_error() -> None:
     proc = kubedr("status")
     assert proc.returncode == 2 and "--repo" in proc.stderr
+
+
+def test_applier_lease_is_shown_next_to_its_record(emulator: Any, tmp_path: Path, repo: tuple[Path, Path]) -> None:
+    remote, _ = repo
+    kc = str(emulator.write_kubeconfig(tmp_path / "secondary.kubeconfig"))
+    kube.client.CoreV1Api(kube.api_client(kc)).create_namespace({"metadata": {"name": "kubedr-system"}})
+    applied = kubedr("apply", "--once", "--leader-elect", "--leader-election-identity", "applier-0",
+                     "--leader-election-namespace", "kubedr-system", "--kubeconfig", kc, "--repo", str(remote),
+                     "--workdir", str(tmp_path / "aw"))
+    assert applied.returncode == 0, applied.stderr
+    code, rows = status_json("--secondary-kubeconfig", kc)
+    # a clean exit released the Lease, so nobody applies now: the table says so
+    assert "Lease no leader" in rows["applier"]["detail"], rows["applier"]
