@@ -66,6 +66,7 @@ class Source:
             if not Path(self.gitdir, "HEAD").exists():
                 _git(["init", "--bare", "-q", self.gitdir])
         self._last_remote: str | None = None
+        self._tree: tuple[str, dict[str, str]] | None = None
 
     # ---- resolving -------------------------------------------------------------------------------------
 
@@ -142,7 +143,9 @@ class Source:
     # ---- reading -----------------------------------------------------------------------------------------
 
     def tree(self, sha: str) -> dict[str, str]:
-        """Every file of a commit: path -> blob sha."""
+        """Every file of a commit: path -> blob sha (the last one is remembered: a commit never changes)."""
+        if self._tree is not None and self._tree[0] == sha:
+            return dict(self._tree[1])
         out = self._g("ls-tree", "-r", "-z", "--full-tree", sha)
         files: dict[str, str] = {}
         for entry in out.split(b"\0"):
@@ -152,7 +155,8 @@ class Source:
             mode, typ, blob = meta.split()
             if typ == b"blob":
                 files[path.decode()] = blob.decode()
-        return files
+        self._tree = (sha, files)
+        return dict(files)
 
     def changes(self, old: str, new: str) -> list[Change] | None:
         """Paths changed from old to new; None when old is unknown here (history rewritten): apply all."""

@@ -82,6 +82,7 @@ class Engine:
         self.user = settings  # as the operator gave them
         self.settings = settings  # with the repo policy of the commit being applied merged in
         self._policy_failure: Failure | None = None
+        self._policy_for = ""
         self.applier = Applier(cluster, settings.concurrency, settings.dry_run)
         self.validator: Validator | None = None
         self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
@@ -110,6 +111,9 @@ class Engine:
 
     def _effective(self, target: str) -> Settings:
         """The operator's settings, with the policy file of the commit filling what they left open."""
+        if self._policy_for == target:
+            return self.settings
+        self._policy_for = target
         self._policy_failure = None
         blob = self.source.tree(target).get(POLICY_PATH)
         if blob is None:
