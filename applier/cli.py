@@ -115,6 +115,8 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
                        parse_map(args.namespace_standby_replicas, "namespace-standby-replicas").items()}
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if (getattr(args, "revision", None) or getattr(args, "at", None)) and args.prune is None:
+        args.prune = True  # a restore applies that tree exactly: it prunes back to it (guard still on)
     # what the operator set (flags, $KUBEDR_*, config file); the repo's policy file fills in the rest
     given = {"prune": args.prune, "prune_max_fraction": args.prune_max_fraction,
              "prune_max_objects": args.prune_max_objects, "standby_replicas": args.standby_replicas,
