@@ -29,9 +29,10 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--identity", action="append", metavar="FILE", help="age identity file to unseal Secrets")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--standby", dest="mode", action="store_const", const="standby",
-                   help="hold workloads at standby replicas (recorded on the secondary)")
+                   help="record standby mode now (undoes a switchover); by default the mode recorded on "
+                        "the secondary is followed, standby when none is")
     g.add_argument("--active", dest="mode", action="store_const", const="active",
-                   help="apply workloads at the primary's replicas (recorded on the secondary)")
+                   help="record active mode now: workloads at the primary's replicas")
     p.add_argument("--standby-replicas", type=int, metavar="N", help="replicas in standby (default 0)")
     p.add_argument("--namespace-standby-replicas", action="append", metavar="NS=N",
                    help="per-namespace standby replicas")
