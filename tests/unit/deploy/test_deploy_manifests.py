@@ -103,6 +103,7 @@ def test_deployments_are_hardened_probed_and_elected(kubectl: str, overlay: str,
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     (container,) = pod["containers"]
+    assert container["args"][0] == "--log-json"     # structured logs for the log shipper
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
@@ -153,7 +154,7 @@ def test_snapshot_cronjob_runs_on_control_plane_with_host_paths(kubectl: str) ->
     host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     assert {"/etc/kubernetes", "/etc/kubernetes/pki/etcd"} <= host_paths
     (container,) = pod["containers"]
-    assert container["args"][:2] == ["snapshot", "save"]
+    assert container["args"] == ["--log-json", "snapshot", "save"]
     assert all(m.get("readOnly") for m in container["volumeMounts"] if m["name"] not in ("tmp",))
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
@@ -193,9 +194,10 @@ def _settings_for(command: str, config_file: Path, env: dict[str, str], monkeypa
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("KUBEDR_CONFIG", str(config_file))
-    argv = [command] + (["save"] if command == "snapshot" else [])
+    argv = ["--log-json", command] + (["save"] if command == "snapshot" else [])
     parser = cli.build_parser(command)
     args = parser.parse_args(argv)
+    assert args.log_json is True
     config.apply_defaults(parser, args, argv)
     return args
 
@@ -211,7 +213,7 @@ def test_overlay_config_is_accepted_by_the_real_commands(kubectl: str, overlay: 
         pytest.importorskip({"export": "exporter.cli", "apply": "applier.cli", "snapshot": "snapshot.cli"}[command])
         workload = next(d for d in docs if d["kind"] in ("Deployment", "CronJob") and
                         (d["spec"].get("template") or d["spec"]["jobTemplate"]["spec"]["template"])
-                        ["spec"]["containers"][0]["args"][0] == command)
+                        ["spec"]["containers"][0]["args"][1] == command)
         pod = workload["spec"].get("template") or workload["spec"]["jobTemplate"]["spec"]["template"]
         env = {e["name"]: e.get("value", "from-field") for e in pod["spec"]["containers"][0].get("env", [])}
         assert env["KUBEDR_CONFIG"].startswith("/etc/kubedr/config/")
