@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -180,7 +179,6 @@ def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     print(f"saved {m.cluster}/{m.id}: revision {m.snapshot['revision']}, {m.snapshot['total_keys']} keys, "
           f"snapshot {m.snapshot['size']} bytes, stored {m.bundle['size']} bytes in {done.seconds:.2f}s "
           f"(bundle {mbps:.0f} MB/s)")
-    log.debug("peak RSS of the save process: %.0f MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     observe.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
     observe.SNAPSHOT_BYTES.set(m.bundle["size"])
     if args.metrics_file:
@@ -257,6 +255,16 @@ def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _peak_rss() -> str:
+    """VmHWM: unlike ru_maxrss it is not inherited from the parent across fork and exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+        return f"{kb / 1024:.0f} MiB"
+    except (OSError, StopIteration, ValueError):
+        return "unknown"
+
+
 RUNNERS = {"save": _run_save, "list": _run_list, "verify": _run_verify, "restore": _run_restore}
 
 
@@ -275,3 +283,5 @@ def run(args: argparse.Namespace) -> int:
     except (StoreError, etcd.EtcdError, bundle.BundleError, restore.VerifyError) as exc:
         log.error("snapshot %s: %s", action, exc)
         return 1
+    finally:
+        log.debug("peak RSS of kubedr (this process, children not counted): %s", _peak_rss())

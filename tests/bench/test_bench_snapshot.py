@@ -1,8 +1,8 @@
 """Snapshot save/restore throughput, time and peak memory on a real etcd of 256 MiB and 1 GiB of values.
 
 Prints, per size: etcd's own snapshot stream (etcdctl snapshot save), bundle+encrypt+store throughput (the
-kubedr part), end-to-end save time, restore time, and the peak RSS of the save and restore process trees
-(os.wait4 on the subprocess: kubedr plus the etcdctl it runs).
+kubedr part), end-to-end save time, restore time, and the peak RSS (VmHWM) of kubedr and of the etcdctl it runs.
+Sizes: KUBEDR_BENCH_SNAPSHOT_MIB=256,1024 (the default).
 """
 
 from __future__ import annotations
@@ -25,19 +25,54 @@ MiB = 1 << 20
 SIZES = [int(s) * MiB for s in os.environ.get("KUBEDR_BENCH_SNAPSHOT_MIB", "256,1024").split(",")]
 
 
-def run_rss(args: list[str]) -> tuple[float, float, str]:
-    """Wall time, peak RSS (MiB) of the process tree via wait4, and stdout."""
+def _hwm_kib(pid: int) -> tuple[str, int]:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        return fields["Name"].strip(), int(fields.get("VmHWM", "0 kB").split()[0])
+    except (OSError, ValueError, KeyError):
+        return "", 0
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def run_rss(args: list[str]) -> tuple[float, dict[str, float], str]:
+    """Wall time, peak RSS (MiB, VmHWM sampled every 5 ms) per program of the process tree, and stdout.
+
+    ru_maxrss from wait4 would not do: Linux carries the parent's (pytest's) high-water mark over fork+exec.
+    """
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"kubedr-bench-{os.getpid()}.out"
+    peaks: dict[str, int] = {}
     with open(out_path, "wb") as out, open(str(out_path) + ".err", "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(args, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while proc.poll() is None:
+            for pid in [proc.pid, *_children(proc.pid)]:
+                name, kib = _hwm_kib(pid)
+                if name:
+                    peaks[name] = max(peaks.get(name, 0), kib)
+            time.sleep(0.005)  # sampling a running process, not waiting for a condition
         seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
     text = out_path.read_text()
+    own = [line for line in Path(str(out_path) + ".err").read_text().splitlines() if "peak RSS of kubedr" in line]
+    if own:  # the exact figure kubedr reports for itself at exit
+        peaks["kubedr"] = int(own[-1].rsplit(": ", 1)[1].split()[0]) * 1024
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args[:6])} -> {proc.returncode}: {Path(str(out_path) + '.err').read_text()[-800:]}")
-    return seconds, usage.ru_maxrss / 1024, text
+        raise AssertionError(f"{' '.join(args[:6])} -> {proc.returncode}: "
+                             f"{Path(str(out_path) + '.err').read_text()[-800:]}")
+    return seconds, {k: v / 1024 for k, v in peaks.items()}, text
+
+
+def _fmt(peaks: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(peaks.items()) if k in ("kubedr", "etcdctl", "etcdutl"))
 
 
 @pytest.mark.bench
@@ -54,7 +89,7 @@ def test_bench_snapshot_save_restore(tmp_path, size):
         db_bytes = (tmp_path / "raw.db").stat().st_size
         (tmp_path / "raw.db").unlink()
         store = tmp_path / "store"
-        cli = [sys.executable, "-m", "kubedr.cli", "snapshot"]
+        cli = [sys.executable, "-m", "kubedr.cli", "--log-level", "DEBUG", "snapshot"]
         save_s, save_rss, out = run_rss([*cli, "save", "--store", str(store), "--endpoints", e.client_url,
                                          "--root", str(tmp_path / "root"), "-r", keys.recipient,
                                          "--no-cluster-info", "--work-dir", str(tmp_path)])
@@ -64,7 +99,7 @@ def test_bench_snapshot_save_restore(tmp_path, size):
     m = json.loads(manifest_path.read_text())
     bundle_mbps = float(out.rsplit("(bundle ", 1)[1].split(" MB/s")[0])
     peer = free_port()
-    restore_s, restore_rss, _ = run_rss([*cli, "restore", "--store", str(store), "-i", str(keys.identity),
+    restore_s, restore_rss, rout = run_rss([*cli, "restore", "--store", str(store), "-i", str(keys.identity),
                                          "--data-dir", str(tmp_path / "restored"), "--peer-urls",
                                          f"http://127.0.0.1:{peer}", "--work-dir", str(tmp_path)])
     restored = start_etcd(tmp_path, name="bench", data_dir=tmp_path / "restored", peer_port=peer)
@@ -76,10 +111,11 @@ def test_bench_snapshot_save_restore(tmp_path, size):
     gib = db_bytes / (1 << 30)
     print(f"\nsnapshot bench, values {size // MiB} MiB -> etcd db {db_bytes / MiB:.0f} MiB "
           f"(fill {fill:.1f}s, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f})\n"
-          f"  etcd stream only (etcdctl snapshot save): {raw_s:.2f}s = {mb / raw_s:.0f} MB/s, peak RSS {raw_rss:.0f} MiB\n"
+          f"  etcd stream only (etcdctl snapshot save): {raw_s:.2f}s = {mb / raw_s:.0f} MB/s, peak RSS {_fmt(raw_rss)}\n"
           f"  kubedr bundle+encrypt+store:              {bundle_mbps:.0f} MB/s "
           f"(stored {m['bundle']['size'] / MiB:.0f} MiB, {m['bundle']['compression']})\n"
           f"  kubedr save end to end:                   {save_s:.2f}s = {mb / save_s:.0f} MB/s, "
-          f"peak RSS {save_rss:.0f} MiB (1 GiB extrapolated: {save_s / gib:.1f}s)\n"
-          f"  kubedr restore (fetch, verify, etcdctl):  {restore_s:.2f}s, peak RSS {restore_rss:.0f} MiB")
+          f"(1 GiB: {save_s / gib:.1f}s)\n"
+          f"    peak RSS {_fmt(save_rss)}\n"
+          f"  kubedr restore (fetch, verify, etcdctl):  {restore_s:.2f}s, peak RSS {_fmt(restore_rss)}")
     assert bundle_mbps > 0
