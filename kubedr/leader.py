@@ -82,6 +82,7 @@ class LeaderElector:
         self._observed_at = 0.0                         # monotonic time the record last changed
         self._lock = threading.Lock()
         self._lease_label = f"{namespace}/{name}"
+        self.last_contact = 0.0                         # monotonic time the API last answered us
         observe.LEADER.labels(lease=self._lease_label).set(0)
 
     # -- what a caller may ask -------------------------------------------------------------
@@ -94,6 +95,10 @@ class LeaderElector:
     def is_leader(self) -> bool:
         """True if the last observed record names this candidate."""
         return self.leader == self.identity
+
+    def healthy_spare(self) -> bool:
+        """Waiting, not leading, and the API answered within one lease duration: ready to take over."""
+        return not self.is_leader() and time.monotonic() - self.last_contact < self.timing.lease_duration
 
     def lease_valid(self, now: float | None = None) -> bool:
         """The observed record has not expired on our clock."""
@@ -198,8 +203,13 @@ class LeaderElector:
         return max(self.timing.retry_period, self.timing.renew_deadline / 2)
 
     def _read(self) -> dict[str, Any]:
-        resp = self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
-                                              _request_timeout=self._timeout())
+        try:
+            resp = self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
+                                                  _request_timeout=self._timeout())
+        except ApiException:
+            self.last_contact = time.monotonic()
+            raise
+        self.last_contact = time.monotonic()
         return json.loads(resp.data)
 
     def _create(self, record: dict[str, Any]) -> bool:
@@ -209,8 +219,10 @@ class LeaderElector:
             resp = self.api.create_namespaced_lease(self.namespace, body, _preload_content=False,
                                                     _request_timeout=self._timeout())
         except Exception as exc:  # noqa: BLE001 - AlreadyExists when another candidate won the race
+            self._answered(exc)
             log.info("lease %s/%s: create failed: %s", self.namespace, self.name, _reason(exc))
             return False
+        self.last_contact = time.monotonic()
         self._lease = json.loads(resp.data)
         self._set_observed(dict(self._lease.get("spec") or record))
         return True
@@ -223,11 +235,17 @@ class LeaderElector:
             resp = self.api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False,
                                                      _request_timeout=self._timeout())
         except Exception as exc:  # noqa: BLE001 - a 409 means someone else wrote first
+            self._answered(exc)
             log.debug("lease %s/%s: update failed: %s", self.namespace, self.name, _reason(exc))
             return False
+        self.last_contact = time.monotonic()
         self._lease = json.loads(resp.data)
         self._set_observed(dict(self._lease.get("spec") or body["spec"]))
         return True
+
+    def _answered(self, exc: Exception) -> None:
+        if isinstance(exc, ApiException) and exc.status:
+            self.last_contact = time.monotonic()
 
     def _set_observed(self, spec: dict[str, Any]) -> None:
         with self._lock:
@@ -270,19 +288,43 @@ def elected(api_client: client.ApiClient, namespace: str, name: str, identity: s
     If stop is set before we lead, raises NotElected. When the Lease is lost, `lead.lost` is set and
     on_lost is called (from the renew thread); the block should then wind down promptly.
     """
+    global _current
     elector = LeaderElector(api_client, namespace, name, identity or default_identity(), timing)
-    if not elector.acquire(stop or threading.Event()):
-        raise NotElected(f"lease {namespace}/{name}: stopped before {elector.identity} became leader")
-    lead = Leadership(elector)
-    lead._thread = threading.Thread(target=lead._renew, args=(on_lost,), name=f"lease-{name}", daemon=True)
-    lead._thread.start()
+    _current = elector
     try:
-        yield lead
+        if not elector.acquire(stop or threading.Event()):
+            raise NotElected(f"lease {namespace}/{name}: stopped before {elector.identity} became leader")
+        lead = Leadership(elector)
+        lead._thread = threading.Thread(target=lead._renew, args=(on_lost,), name=f"lease-{name}", daemon=True)
+        lead._thread.start()
+        try:
+            yield lead
+        finally:
+            lead.stop()
+            lead._thread.join()
+            if release and not lead.lost.is_set():
+                elector.release()
     finally:
-        lead.stop()
-        lead._thread.join()
-        if release and not lead.lost.is_set():
-            elector.release()
+        _current = None
+
+
+_current: LeaderElector | None = None   # the election this process takes part in (one per process)
+
+
+def readiness(ready: Callable[[], bool]) -> Callable[[], bool]:
+    """Wrap a /readyz check so a healthy spare is Ready too.
+
+    A spare that waits for the Lease and can reach the API is exactly what a rollout or a node drain needs
+    to see as Ready; if /readyz said "not ready" until it leads, the Deployment's rolling update (and a
+    PodDisruptionBudget) would wait for it forever. The leader is Ready when `ready()` says so.
+    """
+    def check() -> bool:
+        elector = _current
+        if elector is not None and not elector.is_leader():
+            return elector.healthy_spare()
+        return ready()
+
+    return check
 
 
 class NotElected(Exception):

@@ -256,3 +256,28 @@ def test_micro_time_round_trips() -> None:
     assert abs(leader.parse_micro_time(text) - 1700000000.123456) < 1e-6
     with pytest.raises(ValueError):
         leader.Timing(lease_duration=1, renew_deadline=2, retry_period=0.5)
+
+
+def test_a_waiting_spare_is_ready_and_the_leader_is_ready_when_its_work_is(kubeconfig: str) -> None:
+    """/readyz wrapped with leader.readiness: a rollout or drain is never blocked by the spare."""
+    check = leader.readiness(lambda: False)            # the work itself never becomes ready in this test
+    assert check() is False                            # no election in this process: the work decides
+    args = argparse.Namespace(leader_elect=True, leader_election_namespace=NS, leader_election_name=NAME,
+                              leader_election_identity="pod-b", leader_election_lease_duration=2.0,
+                              leader_election_renew_deadline=1.5, leader_election_retry_period=0.2)
+    seen: list[bool] = []
+
+    def work(stop: threading.Event) -> int:
+        seen.append(check())
+        return 0
+
+    with Candidate(kubeconfig, "pod-a") as a:
+        wait_until(a.leading.is_set, what="pod-a leads")
+        spare = threading.Thread(target=leader.run_elected, args=(args, lambda: kube.api_client(kubeconfig), work))
+        spare.start()
+        wait_until(check, what="the waiting spare reports ready")
+        assert not seen                                 # still waiting: pod-a holds the Lease
+    spare.join(10)                                      # pod-a released; pod-b led, ran its work, released
+    assert seen == [False]                              # as leader, readiness is the work's own
+    assert check() is False
+
