@@ -1,0 +1,48 @@
+"""Small pure pieces: durations, the diff's normalization and rendering, status round trip."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from applier.cli import parse_duration
+from applier.diff import normalize, unified
+from applier.status import Failure, Status
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1s", 1.0), ("500ms", 0.5), ("2m", 120.0), ("1.5", 1.5)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_parse_duration_rejects_garbage() -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration("soon")
+
+
+def test_normalize_drops_volatile_fields_only() -> None:
+    live = {"apiVersion": "v1", "kind": "ConfigMap", "status": {"x": 1},
+            "metadata": {"name": "a", "resourceVersion": "7", "managedFields": [], "uid": "u", "labels": {"l": "1"}},
+            "data": {"k": "v"}}
+    assert normalize(live) == {"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": "a", "labels": {"l": "1"}}, "data": {"k": "v"}}
+    assert normalize(None) is None
+
+
+def test_unified_diff_headers_and_equal_objects() -> None:
+    a = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "old"}}
+    b = {**a, "data": {"k": "new"}}
+    out = unified("shop/ConfigMap/a.yaml", a, b)
+    assert out.startswith("--- live/shop/ConfigMap/a.yaml\n+++ repo/shop/ConfigMap/a.yaml\n")
+    assert "-  k: old\n" in out and "+  k: new\n" in out
+    assert unified("p", a, dict(a)) == ""
+    assert "+kind: ConfigMap" in unified("p", None, a)
+
+
+def test_status_round_trip() -> None:
+    st = Status(commit="c" * 40, commit_time=1700000000, fully_applied="b" * 40, fully_applied_time=1690000000,
+                applied_at=1700000005, failures=[Failure("shop/x.yaml", "bad: thing")], settings="s", mode="standby",
+                lag=0.25)
+    back = Status.from_data(st.to_data())
+    assert back == st
