@@ -157,6 +157,10 @@ def _prune(store: Store, cluster: str, keep_last: int | None, max_age: str | Non
             print(f"{verb} incomplete {cluster}/{sid}")
             if not dry_run:
                 store.delete(keys_)
+    abort = getattr(store, "abort_uploads", None)  # S3: parts of uploads that were killed
+    if abort is not None and not dry_run:
+        for key in abort(cluster, retention.INCOMPLETE_AFTER.total_seconds()):
+            print(f"abort incomplete upload {key}")
     return len(doomed)
 
 

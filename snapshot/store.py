@@ -178,6 +178,24 @@ class S3Store:
         cut = len(self.prefix) + 1 if self.prefix else 0
         return sorted(k[cut:] for k in keys)
 
+    def abort_uploads(self, prefix: str, older_than: float) -> list[str]:
+        """Abort multipart uploads under prefix started more than older_than seconds ago (killed saves)."""
+        import datetime as dt
+
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)
+        aborted: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                 Prefix=self._key(prefix) + "/")
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    if up["Initiated"] < cutoff:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        aborted.append(up["Key"])
+        except Exception as exc:
+            raise self._fail("abort uploads under", prefix, exc) from exc
+        return aborted
+
     def delete(self, keys: list[str]) -> None:
         # one DeleteObject per key: DeleteObjects needs a checksum some S3 implementations reject
         for key in keys:

@@ -79,3 +79,7 @@ def test_s3_store(big_etcd, age_keys, tmp_path, s3_endpoint):
     assert "Contents" not in s3.list_objects_v2(Bucket="killed")  # parts are not objects until completed
     env = {**S3_ENV, "KUBEDR_ENDPOINT_URL": s3_endpoint, "KUBEDR_PATH_STYLE": "1"}
     assert listed("s3://killed/etcd", env=env) == []
+    # prune aborts such uploads once they are a day old (moto dates every upload 2010-11-10: old enough)
+    out = kubedr("prune", "--store", "s3://killed/etcd", "--keep-last", "1", env=env)
+    assert out.stdout.splitlines() == [f"abort incomplete upload {upload['Key']}"]
+    assert not s3.list_multipart_uploads(Bucket="killed").get("Uploads")
