@@ -86,7 +86,7 @@ class Source:
     def head(self) -> str | None:
         """The newest commit of the branch (fetching it when the remote moved); None for an empty repo."""
         if self.local:
-            refs = [f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}", "HEAD"]
+            refs = [f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}"]
             for ref in (["HEAD"] if self.checkout else []) + refs:
                 try:
                     return self._g("rev-parse", "-q", "--verify", ref + "^{commit}").decode().strip()
