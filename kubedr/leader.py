@@ -15,6 +15,7 @@ exit it releases the Lease (empty holder, duration 1 s) so the spare takes over 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -74,7 +75,7 @@ class LeaderElector:
 
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, identity: str,
                  timing: Timing | None = None) -> None:
-        self.api = client.CoordinationV1Api(api_client)
+        self.api = client.CoordinationV1Api(_without_retries(api_client))
         self.namespace, self.name, self.identity = namespace, name, identity
         self.timing = timing or Timing()
         self._lease: dict[str, Any] | None = None      # the last Lease object read or written
@@ -83,6 +84,7 @@ class LeaderElector:
         self._lock = threading.Lock()
         self._lease_label = f"{namespace}/{name}"
         self.last_contact = 0.0                         # monotonic time the API last answered us
+        self._until: float | None = None                # while renewing: every call ends by the deadline
         observe.LEADER.labels(lease=self._lease_label).set(0)
 
     # -- what a caller may ask -------------------------------------------------------------
@@ -178,8 +180,14 @@ class LeaderElector:
 
     def renew(self, stop: threading.Event) -> bool:
         """Renew every retry period until stop is set (True) or leadership is lost (False)."""
+        try:
+            return self._renew_loop(stop)
+        finally:
+            self._until = None
+
+    def _renew_loop(self, stop: threading.Event) -> bool:
         while not stop.wait(self.timing.retry_period):
-            deadline = time.monotonic() + self.timing.renew_deadline
+            deadline = self._until = time.monotonic() + self.timing.renew_deadline
             while not self.try_acquire_or_renew():
                 if self.leader and not self.is_leader():
                     log.error("lease %s/%s: taken over by %s", self.namespace, self.name, self.leader)
@@ -200,7 +208,11 @@ class LeaderElector:
 
     # -- API calls -------------------------------------------------------------------------
     def _timeout(self) -> float:
-        return max(self.timing.retry_period, self.timing.renew_deadline / 2)
+        """Per-request timeout; while renewing, never past the renew deadline (client-go's context timeout)."""
+        timeout = max(self.timing.retry_period, self.timing.renew_deadline / 2)
+        if self._until is not None:
+            timeout = min(timeout, max(0.05, self._until - time.monotonic()))
+        return timeout
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -251,6 +263,14 @@ class LeaderElector:
         with self._lock:
             self._observed = spec
             self._observed_at = time.monotonic()
+
+
+def _without_retries(api_client: client.ApiClient) -> client.ApiClient:
+    """The same cluster and credentials, but no urllib3 retries: a renewal attempt must fail fast, not hold
+    the Lease past the renew deadline while it retries a dead connection."""
+    conf = copy.copy(api_client.configuration)
+    conf.retries = 0
+    return client.ApiClient(conf)
 
 
 def _reason(exc: Exception) -> str:

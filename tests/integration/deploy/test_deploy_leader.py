@@ -140,6 +140,7 @@ class Partition:
         self.port = self.listener.getsockname()[1]
         self.conns: list[socket.socket] = []
         self.cut_off = False
+        self.frozen = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -153,11 +154,11 @@ class Partition:
             for a, b in ((client_sock, upstream), (upstream, client_sock)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self.frozen:          # frozen: bytes vanish, connections stay open (a black hole)
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -176,14 +177,30 @@ class Partition:
             s.close()
 
 
-def test_leader_steps_down_within_the_renew_deadline_when_the_api_is_gone(kubeconfig: str, tmp_path: Path) -> None:
+def through_relay(kubeconfig: str, tmp_path: Path) -> tuple[Partition, str]:
     cfg = yaml.safe_load(Path(kubeconfig).read_text())
     server = urlsplit(cfg["clusters"][0]["cluster"]["server"])
     relay = Partition((server.hostname, server.port))
     cfg["clusters"][0]["cluster"]["server"] = f"{server.scheme}://{server.hostname}:{relay.port}"
     via_relay = tmp_path / "relay-kubeconfig"
     via_relay.write_text(yaml.safe_dump(cfg))
-    with leader.elected(kube.api_client(str(via_relay)), NS, NAME, "pod-a", FAST) as lead:
+    return relay, str(via_relay)
+
+
+def test_leader_steps_down_before_the_lease_expires_when_the_api_hangs(kubeconfig: str, tmp_path: Path) -> None:
+    """Requests that never answer must not hold the leader past the renew deadline (timeouts are bounded)."""
+    relay, via_relay = through_relay(kubeconfig, tmp_path)
+    with leader.elected(kube.api_client(via_relay), NS, NAME, "pod-a", FAST) as lead:
+        relay.frozen = True
+        frozen = time.monotonic()
+        wait_until(lead.lost.is_set, timeout=10, what="step-down")
+        assert time.monotonic() - frozen < FAST.lease_duration
+    relay.cut()
+
+
+def test_leader_steps_down_within_the_renew_deadline_when_the_api_is_gone(kubeconfig: str, tmp_path: Path) -> None:
+    relay, via_relay = through_relay(kubeconfig, tmp_path)
+    with leader.elected(kube.api_client(via_relay), NS, NAME, "pod-a", FAST) as lead:
         relay.cut()
         gone = time.monotonic()
         wait_until(lead.lost.is_set, timeout=10, what="step-down")
