@@ -170,6 +170,23 @@ def test_dockerfile_installs_what_runs_and_drops_root() -> None:
     assert "USER 65532" in text and 'ENTRYPOINT ["kubedr"]' in text
 
 
+def test_dockerfile_copies_every_package_the_wheel_needs() -> None:
+    import tomllib
+
+    text = (ROOT / "Dockerfile").read_text()
+    copied = {src for line in text.splitlines() if line.startswith("COPY ") and "--from" not in line
+              for src in line.split()[1:-1]}
+    for src in copied:
+        assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+    ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip()}
+    assert not copied & ignored
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in patterns}
+    assert packages <= copied, f"packages missing from the image build: {sorted(packages - copied)}"
+    assert {"pyproject.toml", "README.md", "repo-template"} <= copied   # the template link points there
+
+
 def test_every_file_under_manifests_is_referenced(tmp_path: Path) -> None:
     listed = set()
     for kust in MANIFESTS.rglob("kustomization.yaml"):
