@@ -131,7 +131,8 @@ class Exporter:
         self.recorder = Recorder(self.store.workdir, secrets, sealer)
         self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
         self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
-                                   on_commit=self.pusher.notify)
+                                   on_commit=self.pusher.notify, push_idle=self.pusher.idle)
+        self.pusher.on_idle = lambda: self.committer.queue.put(None)
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
         self.ready = False
         self.threads: list[threading.Thread] = []
@@ -185,6 +186,9 @@ class Exporter:
             time.sleep(0.05)
         self.committer.stopping.set()
         self.threads[0].join(10)
+        if self.healthy():
+            with self.store.lock:
+                self.committer.commit()  # what waited for the last push
         self.pusher.stop()
         self.threads[1].join(10)
         if self.healthy():

@@ -52,14 +52,16 @@ class Committer:
     """Owns the work tree: applies events through selection and recorder, then commits what changed."""
 
     def __init__(self, store: GitStore, recorder: Recorder, selection: Selection, cluster: str,
-                 batch_window: float = 0.1, on_commit: Callable[[str, list[float]], None] | None = None) -> None:
+                 batch_window: float = 0.1, on_commit: Callable[[str, list[float]], None] | None = None,
+                 push_idle: Callable[[], bool] | None = None) -> None:
         self.store = store
         self.recorder = recorder
         self.selection = selection
         self.cluster = cluster
         self.batch_window = batch_window
         self.on_commit = on_commit or (lambda sha, received: None)
-        self.queue: queue.Queue[Event] = queue.Queue()
+        self.push_idle = push_idle or (lambda: True)  # the previous commit reached the remote (or it is down)
+        self.queue: queue.Queue[Event | None] = queue.Queue()  # None only wakes the loop (a push finished)
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
 
@@ -108,23 +110,31 @@ class Committer:
         return sha
 
     def run(self) -> None:
-        """The group-commit loop: take everything queued (no longer than the batch window), commit, repeat."""
+        """The group-commit loop: keep writing what arrives; commit whenever the previous push is done.
+
+        Files are written while a push is in flight, so the next commit holds everything that arrived
+        meanwhile; the batch window only caps how long one pass drains the queue without committing.
+        """
         try:
             while not self.stopping.is_set():
                 try:
-                    first = self.queue.get(timeout=0.2)
+                    item = self.queue.get(timeout=0.2)
                 except queue.Empty:
-                    continue
-                start = time.monotonic()
+                    item = None
                 with self.store.lock:
-                    self.handle(first)
-                    while time.monotonic() - start < self.batch_window:
-                        try:
-                            self.handle(self.queue.get_nowait())
-                        except queue.Empty:
-                            break
+                    if item is not None:
+                        self.handle(item)
+                        start = time.monotonic()
+                        while time.monotonic() - start < self.batch_window:
+                            try:
+                                nxt = self.queue.get_nowait()
+                            except queue.Empty:
+                                break
+                            if nxt is not None:
+                                self.handle(nxt)
                     observe.EXPORT_QUEUE.set(self.queue.qsize())
-                    self.commit()
+                    if self.recorder.pending and self.push_idle():
+                        self.commit()
         except BaseException as exc:
             self.failed = exc
             log.exception("committer stopped")

@@ -6,6 +6,7 @@ import logging
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
 from exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
 from kubedr import observe
@@ -25,6 +26,8 @@ class Pusher:
         self._dirty = True  # push whatever HEAD is at start (unpushed commits from a previous run)
         self.pushed: str | None = None
         self.pushes = 0
+        self.failing = False  # the last push failed: commits go on locally without waiting for pushes
+        self.on_idle: Callable[[], None] = lambda: None  # wakes the committer after a push or a failure
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
 
@@ -34,6 +37,10 @@ class Pusher:
             self._received.extend(received)
             self._dirty = True
             self._cond.notify()
+
+    def idle(self) -> bool:
+        """True when the last commit is on the remote, or the remote is failing (commits then stay local)."""
+        return self.failing or self.pushed == self.store.head()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -48,6 +55,7 @@ class Pusher:
         head = self.store.head()
         if head is None or head == self.pushed:
             return True
+        started = time.monotonic()
         try:
             for _ in range(3):
                 try:
@@ -66,11 +74,14 @@ class Pusher:
             with self._cond:
                 self._received = received + self._received
                 self._dirty = True
+            self._set_failing(True)
             observe.EXPORT_PUSH_FAILURES.inc()
             log.warning("push to %s failed, commits stay in %s: %s", self.store.remote, self.store.workdir,
                         str(exc).splitlines()[0] if str(exc) else exc)
             return False
+        log.debug("pushed %s (%d changes) in %.0f ms", head[:12], len(received), (time.monotonic() - started) * 1e3)
         self.pushed = head
+        self._set_failing(False)
         self.pushes += 1
         if self.pushes % 500 == 0:
             self.store.maintain()
@@ -79,6 +90,10 @@ class Pusher:
             observe.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))
         observe.EXPORT_UNPUSHED.set(0)
         return True
+
+    def _set_failing(self, failing: bool) -> None:
+        self.failing = failing
+        self.on_idle()
 
     def run(self) -> None:
         """Push loop: wait for a commit, push, back off exponentially while the remote is unreachable."""
