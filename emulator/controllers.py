@@ -1,0 +1,338 @@
+"""The control-plane noise a real cluster makes, written through the store as kube-controller-manager would.
+
+One worker thread consumes the store's events for the few kinds it cares about (writes of other kinds cost one
+dict lookup), so watch-heavy benchmarks are not slowed by it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import queue
+import threading
+
+from emulator.errors import ApiError
+from emulator.selectors import selector_matches
+from emulator.store import Event, NamespaceFinalizer, Store, now_iso
+
+log = logging.getLogger("kubedr.emulator.controllers")
+KCM = "kube-controller-manager"
+ROOT_CA_DESCRIPTION = ("Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+                       "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+                       "guaranteed across distributions of Kubernetes clusters.")
+FAKE_CA = ("-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrdWJlZHItZW11bGF0b3It"
+           "Y2EwHhcNMjQwMTAxMDAwMDAwWhcNMzQwMTAxMDAwMDAwWjAjMSEwHwYDVQQDDBhrdWJlZHItZW11bGF0b3ItY2E=\n"
+           "-----END CERTIFICATE-----\n")
+WATCHED = {("", "namespaces"), ("apps", "deployments"), ("apps", "replicasets"), ("", "services"), ("", "pods")}
+
+
+class Controllers(NamespaceFinalizer):
+    """Namespace, deployment, replicaset and endpoint controllers in one worker thread."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="emulator-controllers", daemon=True)
+        self.stopped = False
+
+    def start(self) -> None:
+        self.store.hooks.append(self)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self in self.store.hooks:
+            self.store.hooks.remove(self)
+        self.queue.put(None)
+        self.thread.join(5)
+
+    def __call__(self, ev: Event) -> None:
+        if ev.key in WATCHED:
+            self.queue.put(("event", ev))
+
+    def request(self, name: str) -> None:
+        self.queue.put(("finalize", name))
+
+    def idle(self, timeout: float = 5.0) -> bool:
+        """Wait until the controllers have handled everything queued so far (for tests)."""
+        done = threading.Event()
+        self.queue.put(("mark", done))
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        while not self.stopped:
+            item = self.queue.get()
+            if item is None:
+                return
+            what, arg = item
+            try:
+                if what == "mark":
+                    arg.set()
+                elif what == "finalize":
+                    self.store.finalize_namespace(arg)
+                else:
+                    self._handle(arg)
+            except ApiError as exc:
+                log.debug("controller write refused: %s", exc.message)
+            except Exception:
+                log.exception("emulator controller failed")
+
+    def _handle(self, ev: Event) -> None:
+        obj = ev.entry.obj
+        kind = obj["kind"]
+        if kind == "Namespace" and ev.type == "ADDED":
+            self._namespace(obj)
+        elif kind == "Deployment" and ev.type != "DELETED":
+            self._deployment(obj)
+        elif kind == "ReplicaSet":
+            if ev.type != "DELETED":
+                self._replicaset(obj)
+            self._owner_status(obj)
+        elif kind == "Service" and ev.type != "DELETED":
+            self._service(obj)
+        elif kind == "Pod":
+            self._pod_changed(obj)
+
+    # ------------------------------------------------------------ namespaces
+
+    def _namespace(self, ns: dict) -> None:
+        name = ns["metadata"]["name"]
+        s = self.store
+        if ns["metadata"].get("deletionTimestamp"):
+            return
+        for obj in (
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "kube-root-ca.crt", "namespace": name,
+                "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}}, "data": {"ca.crt": FAKE_CA}},
+        ):
+            rt = s.kind(obj["apiVersion"], obj["kind"])
+            if s._entry(rt, name, obj["metadata"]["name"]) is None:
+                try:
+                    fields_done = obj["kind"] == "ServiceAccount"  # the real default SA carries no managedFields
+                    s.create_rt(rt, obj, name, KCM, fields_done=fields_done)
+                except ApiError:
+                    pass
+
+    # ------------------------------------------------------------ deployments -> replicasets -> pods
+
+    def _owned(self, kind: str, owner: dict) -> list[dict]:
+        s = self.store
+        uid = owner["metadata"]["uid"]
+        out = []
+        for group, plural, ns, name in sorted(s.owners.get(uid, ())):
+            rt = s._any_rt(group, plural)
+            e = s._entry(rt, ns, name) if rt else None
+            if e is not None and e.obj["kind"] == kind:
+                out.append(e.obj)
+        return out
+
+    @staticmethod
+    def _owner_ref(obj: dict) -> dict:
+        return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+                "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+    def _deployment(self, d: dict) -> None:
+        s = self.store
+        if d["metadata"].get("deletionTimestamp"):
+            return
+        spec = d.get("spec") or {}
+        template = copy.deepcopy(spec.get("template") or {})
+        tpl_hash = hashlib.sha256(repr(sorted(_flat(template))).encode()).hexdigest()
+        tpl_hash = "".join("bcdfghjklmnpqrstvwxz2456789"[int(c, 16)] for c in tpl_hash[:10])
+        replicas = spec.get("replicas", 1)
+        owned = self._owned("ReplicaSet", d)
+        current = next((r for r in owned if r["metadata"].get("labels", {}).get("pod-template-hash") == tpl_hash),
+                       None)
+        revisions = [int(r["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "0"))
+                     for r in owned]
+        rs_rt = s.kind("apps/v1", "ReplicaSet")
+        ns = d["metadata"]["namespace"]
+        if current is None:
+            revision = str(max(revisions, default=0) + 1)
+            labels = {**(template.get("metadata", {}).get("labels") or {}), "pod-template-hash": tpl_hash}
+            template.setdefault("metadata", {})["labels"] = labels
+            selector = copy.deepcopy(spec.get("selector") or {})
+            selector.setdefault("matchLabels", {})["pod-template-hash"] = tpl_hash
+            annotations = {**(d["metadata"].get("annotations") or {}),
+                           "deployment.kubernetes.io/desired-replicas": str(replicas),
+                           "deployment.kubernetes.io/max-replicas": str(replicas + max(1, -(-replicas // 4))),
+                           "deployment.kubernetes.io/revision": revision}
+            annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+            rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+                "name": f"{d['metadata']['name']}-{tpl_hash}", "namespace": ns,
+                "labels": labels, "annotations": annotations, "ownerReferences": [self._owner_ref(d)]},
+                "spec": {"replicas": replicas, "selector": selector, "template": template}}
+            try:
+                current = s.create_rt(rs_rt, rs, ns, KCM).obj
+            except ApiError:
+                return
+        elif current["spec"].get("replicas") != replicas:
+            new = copy.deepcopy(current)
+            new["spec"]["replicas"] = replicas
+            new["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/desired-replicas"] = str(replicas)
+            current = s.update_rt(rs_rt, new, new["metadata"]["name"], ns, KCM).obj
+        for old in owned:
+            if old is not current and old["metadata"]["uid"] != current["metadata"]["uid"] \
+                    and old["spec"].get("replicas"):
+                new = copy.deepcopy(old)
+                new["spec"]["replicas"] = 0
+                s.update_rt(rs_rt, new, new["metadata"]["name"], ns, KCM)
+        revision = current["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "1")
+        if (d["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision") != revision:
+            dep_rt = s.kind("apps/v1", "Deployment")
+            live = s._entry(dep_rt, ns, d["metadata"]["name"])
+            if live is not None:
+                new = copy.deepcopy(live.obj)
+                new["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = revision
+                s.update_rt(dep_rt, new, new["metadata"]["name"], ns, KCM)
+        self._deployment_status(d["metadata"]["namespace"], d["metadata"]["name"])
+
+    def _replicaset(self, rs: dict) -> None:
+        s = self.store
+        if rs["metadata"].get("deletionTimestamp"):
+            return
+        ns = rs["metadata"]["namespace"]
+        want = (rs.get("spec") or {}).get("replicas", 1)
+        pods = [p for p in self._owned("Pod", rs) if not p["metadata"].get("deletionTimestamp")]
+        pod_rt = s.kind("v1", "Pod")
+        template = (rs.get("spec") or {}).get("template") or {}
+        for _ in range(want - len(pods)):
+            meta = copy.deepcopy(template.get("metadata") or {})
+            meta.pop("creationTimestamp", None)
+            meta.update({"generateName": rs["metadata"]["name"] + "-", "namespace": ns,
+                         "ownerReferences": [self._owner_ref(rs)]})
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                   "spec": copy.deepcopy(template.get("spec") or {})}
+            try:
+                s.create_rt(pod_rt, pod, ns, KCM)
+            except ApiError:
+                return
+        for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)[:max(0, len(pods)
+                                                                                                      - want)]:
+            try:
+                s.delete_rt(pod_rt, pod["metadata"]["name"], ns)
+            except ApiError:
+                pass
+        self._rs_status(ns, rs["metadata"]["name"])
+
+    def _rs_status(self, ns: str, name: str) -> None:
+        s = self.store
+        rt = s.kind("apps/v1", "ReplicaSet")
+        with s.lock:
+            live = s._entry(rt, ns, name)
+            if live is None:
+                return
+            rs = live.obj
+            n = len([p for p in self._owned("Pod", rs) if not p["metadata"].get("deletionTimestamp")])
+            status = {"fullyLabeledReplicas": n, "observedGeneration": rs["metadata"].get("generation", 1),
+                      "replicas": n} if n else {"observedGeneration": rs["metadata"].get("generation", 1),
+                                                "replicas": 0}
+            if rs.get("status") != status:
+                s.update_rt(rt, {**rs, "status": status}, name, ns, KCM, subresource="status")
+
+    def _owner_status(self, rs: dict) -> None:
+        for ref in rs["metadata"].get("ownerReferences") or ():
+            if ref.get("kind") == "Deployment" and ref.get("controller"):
+                self._deployment_status(rs["metadata"]["namespace"], ref["name"])
+
+    def _deployment_status(self, ns: str, name: str) -> None:
+        s = self.store
+        rt = s.kind("apps/v1", "Deployment")
+        with s.lock:
+            live = s._entry(rt, ns, name)
+            if live is None:
+                return
+            d = live.obj
+            owned = self._owned("ReplicaSet", d)
+            replicas = sum((r.get("status") or {}).get("replicas", 0) for r in owned)
+            want = (d.get("spec") or {}).get("replicas", 1)
+            newest = max(owned, key=lambda r: int(r["metadata"].get("annotations", {}).get(
+                "deployment.kubernetes.io/revision", "0")), default=None)
+            updated = (newest.get("status") or {}).get("replicas", 0) if newest else 0
+            now = now_iso()
+            old_conds = {c["type"]: c for c in (d.get("status") or {}).get("conditions") or ()}
+
+            def cond(type_: str, status: str, reason: str, message: str) -> dict:
+                prev = old_conds.get(type_)
+                same = prev and prev.get("status") == status
+                return {"lastTransitionTime": prev["lastTransitionTime"] if same else now,
+                        "lastUpdateTime": prev["lastUpdateTime"] if same and prev.get("reason") == reason else now,
+                        "message": message, "reason": reason, "status": status, "type": type_}
+
+            available = want == 0
+            conds = [cond("Available", "True" if available else "False",
+                          "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                          "Deployment has minimum availability." if available else
+                          "Deployment does not have minimum availability.")]
+            if newest is not None:
+                conds.append(cond("Progressing", "True", "ReplicaSetUpdated",
+                                  f'ReplicaSet "{newest["metadata"]["name"]}" is progressing.'))
+            status: dict = {"conditions": conds, "observedGeneration": d["metadata"].get("generation", 1)}
+            if replicas:
+                status["replicas"] = replicas
+                status["unavailableReplicas"] = replicas
+            if updated:
+                status["updatedReplicas"] = updated
+            old = dict(d.get("status") or {})
+            if _strip_times(old) != _strip_times(status):
+                s.update_rt(rt, {**d, "status": status}, name, ns, KCM, subresource="status")
+
+    # ------------------------------------------------------------ services -> endpoints, endpointslices
+
+    def _service(self, svc: dict) -> None:
+        s = self.store
+        spec = svc.get("spec") or {}
+        if not spec.get("selector") or svc["metadata"].get("deletionTimestamp"):
+            return
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        headless = spec.get("clusterIP") == "None"
+        ep_rt, eps_rt = s.kind("v1", "Endpoints"), s.kind("discovery.k8s.io/v1", "EndpointSlice")
+        if s._entry(ep_rt, ns, name) is None:
+            labels = {"service.kubernetes.io/headless": ""} if headless else {}
+            meta: dict = {"name": name, "namespace": ns}
+            if labels:
+                meta["labels"] = labels
+            meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": now_iso()}
+            try:
+                s.create_rt(ep_rt, {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta}, ns, KCM)
+            except ApiError:
+                pass
+        if not [e for e in self._owned("EndpointSlice", svc)]:
+            labels = {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                      "kubernetes.io/service-name": name}
+            if headless:
+                labels["service.kubernetes.io/headless"] = ""
+            slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {
+                "generateName": name + "-", "namespace": ns, "labels": labels,
+                "ownerReferences": [self._owner_ref(svc)]}, "addressType": "IPv4", "endpoints": None, "ports": None}
+            try:
+                s.create_rt(eps_rt, slice_, ns, KCM)
+            except ApiError:
+                pass
+
+    def _pod_changed(self, pod: dict) -> None:
+        for ref in pod["metadata"].get("ownerReferences") or ():
+            if ref.get("kind") == "ReplicaSet" and ref.get("controller"):
+                rs_rt = self.store.kind("apps/v1", "ReplicaSet")
+                live = self.store._entry(rs_rt, pod["metadata"]["namespace"], ref["name"])
+                if live is not None:
+                    self._replicaset(live.obj)
+
+
+def _flat(value: object, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _flat(v, f"{prefix}.{k}")]
+    if isinstance(value, list):
+        return [t for i, v in enumerate(value) for t in _flat(v, f"{prefix}[{i}]")]
+    return [(prefix, repr(value))]
+
+
+def _strip_times(status: dict) -> dict:
+    conds = [{k: v for k, v in c.items() if k not in ("lastTransitionTime", "lastUpdateTime")}
+             for c in status.get("conditions") or ()]
+    return {**status, "conditions": conds}
+
+
+__all__ = ["Controllers", "selector_matches"]

@@ -1,0 +1,228 @@
+"""Conformance of the emulator through the kubernetes Python client (typed, dynamic, raw HTTP)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from emulator.server import Emulator
+from kubedr.kube import api_client
+from tests.conftest import free_port, load_fixture, wait_until
+
+
+def _raw(emu, path: str, method: str = "GET", body: dict | None = None, headers: dict | None = None,
+         token: str | None = "default"):
+    req = urllib.request.Request(emu.url + path, method=method, data=json.dumps(body).encode() if body else None)
+    if token:
+        req.add_header("Authorization", f"Bearer {emu.token if token == 'default' else token}")
+    req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _cm(name: str, ns: str = "default", **labels: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "data": {"k": name}}
+
+
+@pytest.fixture
+def core(emulator) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client(str(emulator.kubeconfig)))
+
+
+def test_discovery_matches_the_real_server(emulator):
+    for path, fixture in (("/api/v1", "discovery/api-v1.json"), ("/apis/apps/v1", "discovery/apis-apps_v1.json"),
+                          ("/apis/rbac.authorization.k8s.io/v1", "discovery/apis-rbac.authorization.k8s.io_v1.json")):
+        code, ours = _raw(emulator, path)
+        assert code == 200
+        real = {r["name"]: r for r in load_fixture(fixture)["resources"]}
+        for r in ours["resources"]:
+            want = real[r["name"]]
+            for key in ("namespaced", "kind", "verbs", "shortNames", "categories", "storageVersionHash", "group",
+                        "version"):
+                assert r.get(key) == want.get(key), (path, r["name"], key)
+    code, api = _raw(emulator, "/api")
+    assert api["kind"] == "APIVersions" and api["versions"] == ["v1"]
+    code, groups = _raw(emulator, "/apis")
+    names = [g["name"] for g in groups["groups"]]
+    assert names[:2] == ["apps", "batch"] and "apiextensions.k8s.io" in names
+
+
+def test_dynamic_client_crud_and_errors_shaped_like_the_real_server(emulator):
+    dyn = DynamicClient(api_client(str(emulator.kubeconfig)))
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    created = cms.create(body=_cm("app-config"), namespace="default")
+    meta = created.metadata
+    assert meta.uid and meta.resourceVersion and meta.creationTimestamp
+    assert created.metadata.managedFields[0].manager == "OpenAPI-Generator"
+    with pytest.raises(ApiException) as exc:
+        cms.create(body=_cm("app-config"), namespace="default")
+    assert exc.value.status == 409
+    want = load_fixture("errors/409-already-exists.json")
+    assert json.loads(exc.value.body) == want
+    with pytest.raises(ApiException) as exc:
+        cms.get(name="missing", namespace="default")
+    assert json.loads(exc.value.body) == load_fixture("errors/404-not-found.json")
+    with pytest.raises(ApiException) as exc:
+        cms.create(body=_cm("x", "no-such-ns"), namespace="no-such-ns")
+    assert json.loads(exc.value.body) == load_fixture("errors/404-namespace-missing.json")
+    bad = _cm("Bad_Name")
+    with pytest.raises(ApiException) as exc:
+        cms.create(body=bad, namespace="default")
+    assert json.loads(exc.value.body) == load_fixture("errors/422-invalid.json")
+
+
+def test_update_with_stale_resource_version_is_a_conflict(emulator, core):
+    created = core.create_namespaced_config_map("default", _cm("app-config"))
+    created.data = {"k": "new"}
+    updated = core.replace_namespaced_config_map("app-config", "default", created)
+    assert int(updated.metadata.resource_version) > int(created.metadata.resource_version)
+    with pytest.raises(ApiException) as exc:
+        core.replace_namespaced_config_map("app-config", "default", created)  # still carries the old rv
+    assert json.loads(exc.value.body) == load_fixture("errors/409-conflict-stale-resourceversion.json")
+    same = core.replace_namespaced_config_map("app-config", "default", updated)
+    assert same.metadata.resource_version == updated.metadata.resource_version  # a no-op write bumps nothing
+
+
+def test_list_selectors_and_pagination(emulator, core):
+    for i in range(5):
+        core.create_namespaced_config_map("default", _cm(f"c{i}", tier="a" if i % 2 else "b"))
+    names = [c.metadata.name for c in core.list_namespaced_config_map("default", label_selector="tier=a").items]
+    assert names == ["c1", "c3"]
+    names = [c.metadata.name for c in core.list_namespaced_config_map("default", label_selector="tier in (a,b),"
+                                                                      "tier!=b").items]
+    assert names == ["c1", "c3"]
+    got = core.list_namespaced_config_map("default", field_selector="metadata.name=c2").items
+    assert [c.metadata.name for c in got] == ["c2"]
+    page = core.list_namespaced_config_map("default", limit=2)
+    assert [c.metadata.name for c in page.items] == ["c0", "c1"]
+    assert page.metadata.remaining_item_count == 4 and page.metadata._continue
+    seen = [c.metadata.name for c in page.items]
+    while page.metadata._continue:
+        page = core.list_namespaced_config_map("default", limit=2, _continue=page.metadata._continue)
+        seen += [c.metadata.name for c in page.items]
+    assert seen == ["c0", "c1", "c2", "c3", "c4", "kube-root-ca.crt"]
+    everywhere = core.list_config_map_for_all_namespaces(label_selector="tier")
+    assert len(everywhere.items) == 5
+
+
+def test_dry_run_stores_nothing_and_bumps_nothing(emulator, core):
+    rv = emulator.store.rv
+    out = core.create_namespaced_config_map("default", _cm("dry"), dry_run="All")
+    assert out.metadata.name == "dry" and out.metadata.uid
+    assert emulator.store.rv == rv
+    with pytest.raises(ApiException):
+        core.read_namespaced_config_map("dry", "default")
+
+
+def test_watch_from_resource_version_and_bookmarks(emulator, core):
+    first = core.create_namespaced_config_map("default", _cm("watched"))
+    core.patch_namespaced_config_map("watched", "default", {"data": {"k": "2"}})
+    core.delete_namespaced_config_map("watched", "default")
+    w = watch.Watch()
+    events = []
+    for ev in w.stream(core.list_namespaced_config_map, "default", resource_version=first.metadata.resource_version,
+                       allow_watch_bookmarks=True, timeout_seconds=3):
+        events.append(ev)
+        if ev["type"] == "BOOKMARK":
+            break
+    types = [e["type"] for e in events]
+    assert types == ["MODIFIED", "DELETED", "BOOKMARK"]
+    assert events[1]["object"].metadata.name == "watched"
+    assert int(events[1]["object"].metadata.resource_version) > int(events[0]["object"].metadata.resource_version)
+
+
+def test_watch_without_resource_version_starts_with_synthetic_added(emulator, core):
+    core.create_namespaced_config_map("default", _cm("one"))
+    got = []
+
+    def consume():
+        for ev in watch.Watch().stream(core.list_namespaced_config_map, "default", timeout_seconds=5):
+            got.append((ev["type"], ev["object"].metadata.name))
+            if ev["object"].metadata.name == "two":
+                return
+
+    t = threading.Thread(target=consume)
+    t.start()
+    wait_until(lambda: len(got) >= 2, what="synthetic ADDED events")
+    core.create_namespaced_config_map("default", _cm("two"))
+    t.join(10)
+    assert ("ADDED", "one") in got and ("ADDED", "kube-root-ca.crt") in got and got[-1] == ("ADDED", "two")
+
+
+def test_watch_from_compacted_resource_version_is_410_expired(tmp_path):
+    with Emulator(listen=f"127.0.0.1:{free_port()}", history=20) as emu:
+        emu.write_kubeconfig(tmp_path / "kc")
+        for i in range(40):
+            emu.api.create(_cm(f"c{i}"))
+        raw = urllib.request.Request(emu.url + "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=2",
+                                     headers={"Authorization": f"Bearer {emu.token}"})
+        with urllib.request.urlopen(raw) as resp:
+            lines = resp.read().decode().splitlines()
+        want = json.loads(load_fixture_line("watch/too-old-resourceversion.jsonl"))
+        got = json.loads(lines[0])
+        assert got["type"] == "ERROR" and got["object"]["code"] == 410 and got["object"]["reason"] == "Expired"
+        assert set(got["object"]) == set(want["object"])
+        assert got["object"]["message"].startswith("too old resource version: 2 (")
+        core = client.CoreV1Api(api_client(str(emu.kubeconfig)))
+        with pytest.raises(ApiException) as exc:
+            for _ in watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version="2",
+                                          timeout_seconds=2):
+                pass
+        assert exc.value.status == 410
+
+
+def load_fixture_line(rel: str) -> str:
+    from tests.conftest import FIXTURES
+    return (FIXTURES / rel).read_text().splitlines()[0]
+
+
+def test_namespace_lifecycle_and_terminating_forbids_creates(emulator, core):
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="shop")))
+    wait_until(lambda: emulator.api.list("v1", "ServiceAccount", "shop"), what="default ServiceAccount")
+    ns = core.read_namespace("shop")
+    assert ns.status.phase == "Active" and ns.metadata.labels["kubernetes.io/metadata.name"] == "shop"
+    core.create_namespaced_config_map("shop", _cm("a", "shop"))
+    held = _cm("held", "shop")
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    core.create_namespaced_config_map("shop", held)
+    core.delete_namespace("shop")
+    ns = core.read_namespace("shop")
+    assert ns.status.phase == "Terminating" and ns.metadata.deletion_timestamp
+    wait_until(lambda: [c.metadata.name for c in core.list_namespaced_config_map("shop").items] == ["held"],
+               what="namespace emptied but for the object with a finalizer")
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_config_map("shop", _cm("b", "shop"))
+    assert exc.value.status == 403 and json.loads(exc.value.body)["reason"] == "Forbidden"
+    assert core.read_namespace("shop").status.phase == "Terminating"
+    core.patch_namespaced_config_map("held", "shop", {"metadata": {"finalizers": None}})
+    wait_until(lambda: "shop" not in [n.metadata.name for n in core.list_namespace().items], what="namespace gone")
+    assert core.list_namespaced_config_map("shop").items == []
+
+
+def test_bearer_token_checked(tmp_path):
+    with Emulator(listen=f"127.0.0.1:{free_port()}") as emu:
+        code, body = _raw(emu, "/api/v1/namespaces", token="wrong")
+        assert code == 401 and body["reason"] == "Unauthorized" and body["kind"] == "Status"
+        assert _raw(emu, "/version", token=None)[0] == 200
+    with Emulator(listen=f"127.0.0.1:{free_port()}", require_auth=True) as emu:
+        assert _raw(emu, "/api/v1/namespaces", token=None)[0] == 401
+        assert _raw(emu, "/api/v1/namespaces")[0] == 200
+
+
+def test_tls_with_kubeconfig_ca(tmp_path):
+    with Emulator(listen=f"127.0.0.1:{free_port()}", tls=True) as emu:
+        kc = emu.write_kubeconfig(tmp_path / "kc")
+        core = client.CoreV1Api(api_client(str(kc)))
+        assert "default" in [n.metadata.name for n in core.list_namespace().items]

@@ -1,0 +1,133 @@
+"""Conformance of the emulator driven by the real kubectl."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from tests.conftest import wait_until
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: registry.example.com/shop/web:1.4.2
+        ports: [{containerPort: 8080, name: http}]
+        env: [{name: MODE, value: prod}]
+"""
+
+CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, listKind: WidgetList, plural: widgets, singular: widget, shortNames: [wd]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+          status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+
+@pytest.fixture
+def k(emulator, kubectl):
+    def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([kubectl, "--kubeconfig", str(emulator.kubeconfig), *args], input=stdin,
+                              capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+    return run
+
+
+def _get(k, *args: str) -> dict:
+    return json.loads(k("get", *args, "-o", "json", "--show-managed-fields").stdout)
+
+
+def test_create_get_list_delete(k):
+    k("create", "-f", "-", stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, labels: {app: web}}\n"
+                                  "data: {a: '1'}\n")
+    cm = _get(k, "configmap", "app")
+    assert cm["data"] == {"a": "1"} and cm["metadata"]["managedFields"][0]["manager"] == "kubectl-create"
+    names = [i["metadata"]["name"] for i in _get(k, "cm", "-l", "app=web")["items"]]
+    assert names == ["app"]
+    assert "app" in k("get", "cm").stdout
+    out = k("get", "cm", "missing", check=False)
+    assert out.returncode != 0 and 'configmaps "missing" not found' in out.stderr
+    k("delete", "cm", "app")
+    assert k("get", "cm", "app", check=False).returncode != 0
+
+
+def test_apply_server_side_and_patches(k, emulator):
+    k("apply", "--server-side", "-f", "-", stdin=DEPLOYMENT)
+    dep = _get(k, "deployment", "web")
+    managers = {(f["manager"], f["operation"]) for f in dep["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers
+    assert dep["metadata"]["generation"] == 1
+    k("patch", "deployment", "web", "--type=merge", "-p", '{"metadata":{"labels":{"tier":"front"}}}')
+    k("patch", "deployment", "web", "--type=json", "-p",
+      '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"web:2"}]')
+    k("patch", "deployment", "web", "-p",
+      '{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"EXTRA","value":"1"}]}]}}}}')
+    dep = _get(k, "deployment", "web")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert dep["metadata"]["labels"] == {"app": "web", "tier": "front"}
+    assert container["image"] == "web:2"
+    assert {e["name"] for e in container["env"]} == {"MODE", "EXTRA"}  # strategic merge by name
+    assert dep["metadata"]["generation"] == 3
+
+
+def test_get_watch_streams_changes(k, emulator, kubectl):
+    proc = subprocess.Popen([kubectl, "--kubeconfig", str(emulator.kubeconfig), "get", "cm", "-w", "-o",
+                             "custom-columns=NAME:.metadata.name,A:.data.a", "--no-headers"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(line.split()) for line in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: ["kube-root-ca.crt", "<none>"] in lines, what="initial state in kubectl get -w")
+        emulator.api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w", "namespace":
+                                                                                   "default"}, "data": {"a": "1"}})
+        emulator.api.patch("v1", "ConfigMap", "w", {"data": {"a": "2"}}, namespace="default")
+        wait_until(lambda: ["w", "2"] in lines, what="MODIFIED event printed by kubectl get -w")
+        assert ["w", "1"] in lines
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_crd_then_custom_resource_round_trip(k):
+    k("apply", "--server-side", "-f", "-", stdin=CRD)
+    crd = _get(k, "crd", "widgets.example.com")
+    conds = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conds == {"NamesAccepted": "True", "Established": "True"}
+    k("apply", "--server-side", "-f", "-", stdin="apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: blue}\n"
+                                                  "spec: {color: blue}\n")
+    w = _get(k, "wd", "blue")
+    assert w["spec"] == {"color": "blue"} and w["metadata"]["generation"] == 1
+    assert [i["metadata"]["name"] for i in _get(k, "widgets")["items"]] == ["blue"]
+    k("delete", "crd", "widgets.example.com")
+    assert k("get", "widgets", check=False).returncode != 0
