@@ -135,6 +135,7 @@ class Demo:
         self.logs: dict[str, Path] = {}
         self.emulators: list[Any] = []
         self.step_no = 0
+        self.saved_env: dict[str, str | None] = {}
 
     # -- narrative --------------------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -148,6 +149,7 @@ class Demo:
         started = time.monotonic()
         self.say("kubedr demo: two emulated clusters, one Git repo, the real exporter and applier\n")
         try:
+            self.isolate_git()
             self.start_clusters()
             self.make_repo()
             self.make_keys()
@@ -162,6 +164,15 @@ class Demo:
         self.report(lags)
         self.say(f"\ndemo OK: the secondary converged on every step ({time.monotonic() - started:.1f} s in all)")
         return 0
+
+    def isolate_git(self) -> None:
+        """The demo's own Git settings (identity, no signing prompts), whatever the user's ~/.gitconfig says."""
+        gitconfig = self.root / "gitconfig"
+        gitconfig.write_text("[user]\n\tname = kubedr demo\n\temail = demo@kubedr.invalid\n"
+                             "[commit]\n\tgpgsign = false\n[init]\n\tdefaultBranch = main\n")
+        self.saved_env = {k: os.environ.get(k) for k in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM")}
+        os.environ["GIT_CONFIG_GLOBAL"] = str(gitconfig)
+        os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
 
     # -- 1. clusters ------------------------------------------------------------------------------------
     def start_clusters(self) -> None:
@@ -451,6 +462,11 @@ class Demo:
                 proc.wait(5)
         for emu in self.emulators:
             emu.stop()
+        for key, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def describe(obj: dict[str, Any] | None) -> str:
