@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 # kubeadm's client certificate choices under pki/etcd, best first
 KUBEADM_CLIENT_CERTS = (("healthcheck-client.crt", "healthcheck-client.key"), ("server.crt", "server.key"))
 READ_CHUNK = 4 << 20
+SAVE_TIMEOUT = "2h"
 
 
 class EtcdError(Exception):
@@ -31,9 +33,9 @@ class Client:
     key: str | None = None
     timeout: str = "30s"
 
-    def flags(self, single: bool = False) -> list[str]:
+    def flags(self, single: bool = False, timeout: str | None = None) -> list[str]:
         eps = self.endpoints[:1] if single else self.endpoints
-        out = [f"--endpoints={','.join(eps)}", "--dial-timeout=5s", f"--command-timeout={self.timeout}"]
+        out = [f"--endpoints={','.join(eps)}", "--dial-timeout=5s", f"--command-timeout={timeout or self.timeout}"]
         out += [f"--{name}={value}" for name, value in
                 (("cacert", self.cacert), ("cert", self.cert), ("key", self.key)) if value]
         return out
@@ -93,10 +95,12 @@ def take(client: Client, dest: Path) -> tuple[str, bool]:
     """
     part = dest.with_name(dest.name + ".part")
     env = dict(os.environ, ETCDCTL_API="3")
-    args = ["etcdctl", *client.flags(single=True), "snapshot", "save", str(dest)]
+    # etcdctl bounds the whole transfer by --command-timeout: give a large database time to stream
+    args = ["etcdctl", *client.flags(single=True, timeout=SAVE_TIMEOUT), "snapshot", "save", str(dest)]
     step = f"etcdctl snapshot save {dest}"
     try:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty etcdctl cannot block on it
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors, env=env)
     except FileNotFoundError as exc:
         raise EtcdError(f"{step}: etcdctl not found") from exc
     hasher = _TailHasher()
@@ -111,18 +115,21 @@ def take(client: Client, dest: Path) -> tuple[str, bool]:
             fh = open(dest, "rb")  # finished before we looked
         if fh is not None:
             with fh:
+                exited = False
                 while True:
                     chunk = fh.read(READ_CHUNK)
                     if chunk:
                         hasher.update(chunk)
+                    elif exited:
+                        break  # etcdctl is done and everything it wrote has been read
                     elif proc.poll() is not None:
-                        if not (rest := fh.read()):
-                            break
-                        hasher.update(rest)
+                        exited = True  # one more pass reads what it wrote last
                     else:
-                        time.sleep(0.005)
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                        time.sleep(0.005)  # caught up with the writer
         proc.wait()
+        errors.seek(0)
+        err = errors.read().decode(errors="replace")
+        errors.close()
     finally:
         if proc.poll() is None:
             proc.kill()
