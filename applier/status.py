@@ -57,11 +57,14 @@ class Status:
             "lagSeconds": "" if self.lag is None else f"{self.lag:.3f}",
             "failures": json.dumps([{"path": f.path, "reason": f.reason}
                                     for f in self.failures[:MAX_FAILURES_KEPT]], indent=1),
+            # every failed path (reasons only for the first MAX_FAILURES_KEPT): all are retried next round
+            "retryPaths": "\n".join(f.path for f in self.failures[MAX_FAILURES_KEPT:]),
         }
 
     @classmethod
     def from_data(cls, data: dict[str, str]) -> Status:
         failures = [Failure(f["path"], f["reason"]) for f in json.loads(data.get("failures") or "[]")]
+        failures += [Failure(p, "failed (reason not kept)") for p in (data.get("retryPaths") or "").splitlines()]
         return cls(commit=data.get("commit", ""), commit_time=_parse(data.get("commitTime", "")),
                    fully_applied=data.get("fullyApplied", ""),
                    fully_applied_time=_parse(data.get("fullyAppliedCommitTime", "")),

@@ -46,3 +46,13 @@ def test_status_round_trip() -> None:
                 lag=0.25)
     back = Status.from_data(st.to_data())
     assert back == st
+
+
+def test_status_keeps_every_failed_path_for_retry_but_reasons_only_for_the_first() -> None:
+    from applier.status import MAX_FAILURES_KEPT
+
+    st = Status(commit="c", failures=[Failure(f"ns/ConfigMap/c{i}.yaml", "boom") for i in range(MAX_FAILURES_KEPT + 50)])
+    data = st.to_data()
+    assert len(data["failures"]) < 100_000
+    back = Status.from_data(data)
+    assert [f.path for f in back.failures] == [f.path for f in st.failures]
