@@ -227,14 +227,17 @@ class Demo:
             env.setdefault(var, value)
         env = {k: v for k, v in env.items() if not k.startswith("KUBEDR_")}   # the demo's settings only
         began = time.monotonic()
+        self.metrics = {"exporter": f"127.0.0.1:{_free_port()}", "applier": f"127.0.0.1:{_free_port()}"}
         self.spawn("exporter", ["export", "--kubeconfig", str(self.kubeconfigs["primary"]),
                                 "--namespaces", NAMESPACE, "--repo", str(self.remote), "--branch", "main",
                                 "--workdir", str(self.root / "exporter-clone"), "--cluster-name", "primary",
-                                "--recipient", self.recipient, "--batch-window", "50ms"], env)
+                                "--recipient", self.recipient, "--batch-window", "50ms",
+                                "--metrics-listen", self.metrics["exporter"]], env)
         self.spawn("applier", ["apply", "--kubeconfig", str(self.kubeconfigs["secondary"]),
                                "--repo", str(self.remote), "--branch", "main", "--workdir",
                                str(self.root / "applier-clone"), "--identity", str(self.identity_file),
-                               "--interval", "100ms", "--prune", "--standby"], env)
+                               "--interval", "100ms", "--prune", "--standby",
+                               "--metrics-listen", self.metrics["applier"]], env)
         self.step("exporter (primary -> Git) and applier (Git -> secondary, standby mode) started")
         self.wait_for("the initial sync", self.initial_state_arrived)
         self.say(f"      secondary converged {time.monotonic() - began:.2f} s after start "
@@ -346,6 +349,8 @@ class Demo:
             self.say("\n".join(sealed.splitlines()[:16]) + ("\n..." if len(sealed.splitlines()) > 16 else ""))
         self.say("\n== Secondary cluster state ==")
         self.print_secondary()
+        self.say("\n== Metrics (Prometheus /metrics of the exporter and the applier) ==")
+        self.print_metrics()
         self.say("\n== kubedr status ==")
         self.print_status()
         if self.keep:
@@ -372,6 +377,40 @@ class Demo:
             shown = name if not PATHS[(api_version, kind)][2] else f"{NAMESPACE}/{name}"
             table.add_row(kind, shown, describe(obj))
         Console(width=None if sys.stdout.isatty() else 120).print(table)
+
+    def print_metrics(self) -> None:
+        """A few figures from each process's /metrics, read with the Prometheus text parser."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        wanted = {
+            "exporter": ("kubedr_exporter_commits", "kubedr_exporter_object_changes",
+                         "kubedr_exporter_change_to_commit_seconds", "kubedr_exporter_change_to_push_seconds"),
+            "applier": ("kubedr_applier_objects", "kubedr_applier_replication_lag_distribution_seconds",
+                        "kubedr_applier_apply_failures"),
+        }
+        for name, listen in self.metrics.items():
+            try:
+                with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as resp:
+                    families = list(text_string_to_metric_families(resp.read().decode()))
+            except OSError as exc:
+                self.say(f"  {name}: /metrics unreachable ({exc})")
+                continue
+            for fam in families:
+                if fam.name not in wanted[name]:
+                    continue
+                if fam.type == "histogram":
+                    total = sum(x.value for x in fam.samples if x.name.endswith("_sum"))
+                    count = sum(x.value for x in fam.samples if x.name.endswith("_count"))
+                    mean = f", mean {total / count * 1000:.0f} ms" if count else ""
+                    self.say(f"  {fam.name}: {count:.0f} observed{mean}")
+                else:
+                    for x in fam.samples:
+                        if x.name.endswith("_created"):
+                            continue
+                        labels = ",".join(f'{k}="{v}"' for k, v in sorted(x.labels.items()))
+                        self.say(f"  {x.name}{{{labels}}} {x.value:g}")
 
     def print_status(self) -> None:
         from kubedr import status
@@ -467,6 +506,14 @@ class Demo:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def describe(obj: dict[str, Any] | None) -> str:

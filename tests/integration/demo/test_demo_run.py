@@ -63,6 +63,12 @@ def test_demo_runs_to_completion_and_prints_what_it_promises(tmp_path: Path) -> 
     assert 0 < p50 <= worst == max(int(v) for v in per_change)
     assert worst < 10_000
 
+    # Prometheus metrics scraped from both processes
+    metrics = out.split("== Metrics (Prometheus /metrics of the exporter and the applier) ==")[1]
+    assert 'kubedr_exporter_commits_total{reason="change"} 5' in metrics
+    assert re.search(r"kubedr_exporter_change_to_commit_seconds: \d+ observed, mean \d+ ms", metrics)
+    assert re.search(r'kubedr_applier_objects_total\{action="delete"\} 1\b', metrics)
+
     # kubedr status, and what was kept for exploring
     assert re.search(r"secondary\s+applier\s+active\s+[0-9a-f]{12}", out), out
     assert (keep / "config.git").is_dir() and (keep / "exporter.log").is_file() and (keep / "applier.log").is_file()
