@@ -143,3 +143,19 @@ def test_repo_policy_supplies_defaults_flags_override(secondary: Any, repo: Repo
     repo.commit("one more")
     assert apply(secondary, repo, "--no-prune") == 0
     assert live(secondary, "v1", "ConfigMap", "cm-2", "shop-dr") is not None
+
+
+def test_active_flag_is_recorded_and_followed_by_later_rounds(secondary: Any, repo: Repo) -> None:
+    repo.put(namespace("shop"))
+    repo.put(deployment())
+    repo.commit("one")
+    assert apply(secondary, repo, "--active") == 0
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 3
+    assert status_of(secondary)["mode"] == "active"
+    repo.put(deployment("api"))
+    repo.commit("two")
+    assert apply(secondary, repo) == 0  # no flag: the recorded mode holds
+    assert live(secondary, "apps/v1", "Deployment", "api", "shop")["spec"]["replicas"] == 3
+    assert apply(secondary, repo, "--standby") == 0  # failback: everything re-applied at standby
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 0
+    assert live(secondary, "apps/v1", "Deployment", "api", "shop")["spec"]["replicas"] == 0
