@@ -157,3 +157,17 @@ def test_integrity_hash_follows_a_stream(tmp_path):
     (tmp_path / "db").write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
     with pytest.raises(etcd.EtcdError, match="integrity"):
         etcd.digest(tmp_path / "db")
+
+
+def test_restore_command_bumps_only_where_the_tool_can():
+    from snapshot import etcd
+
+    found = etcd.restore_tool()
+    assert Path(found.path).name in ("etcdutl", "etcdctl")
+    if Path(found.path).name == "etcdctl":
+        assert not found.bump  # etcdctl 3.4 has no --bump-revision; etcdutl has it from 3.5.x
+    args = ("snap.db", Path("/var/lib/etcd-new"), "cp-1", ["https://10.0.0.1:2380"])
+    old = etcd.restore_command(etcd.RestoreTool("/usr/bin/etcdctl", False), *args)
+    new = etcd.restore_command(etcd.RestoreTool("/usr/bin/etcdutl", True), *args, bump=5000)
+    assert "--initial-cluster=cp-1=https://10.0.0.1:2380" in old and not any("bump" in a for a in old)
+    assert new[-2:] == ["--bump-revision=5000", "--mark-compacted"]
