@@ -54,6 +54,11 @@ class DirStore:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a crash
+        finally:
+            os.close(fd)
         return total
 
     def put_bytes(self, key: str, data: bytes) -> None:
