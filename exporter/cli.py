@@ -129,6 +129,7 @@ class Exporter:
         self.selection = Selection(None if args.all_namespaces else _csv(args.namespaces),
                                    _csv(args.exclude_namespaces), _csv(args.cluster_scoped_kinds))
         self.recorder = Recorder(self.store.workdir, secrets, sealer)
+        self.store.on_moved = self.recorder.digests.clear
         self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
         self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
                                    on_commit=self.pusher.notify, push_idle=self.pusher.idle)

@@ -94,7 +94,9 @@ class Committer:
                     changes.append((VERB_OF_STATUS.get(status, "update"), p))
             return format_message(changes, self.cluster, reason)
 
-        sha = self.store.commit_paths(sorted(candidates), message)
+        contents = {p: None if pd.deleted else pd.data for p, pd in pending.items()
+                    if pd.deleted or pd.data is not None}
+        sha = self.store.commit_paths(sorted(candidates), message, contents)
         if sha is None:
             return None
         now = time.monotonic()

@@ -50,6 +50,7 @@ class GitStore:
         self._head: str | None = None  # cached branch tip; only this process moves it
         self._tree: TreeModel | None = None  # HEAD's tree in memory (loaded on first commit)
         self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
+        self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
@@ -102,6 +103,7 @@ class GitStore:
         """HEAD moved outside commit_paths (adopt, fast-forward, rebase): forget cached state."""
         self._head = None
         self._tree = None
+        self.on_moved()
 
     def sync_index(self) -> None:
         """Make the index equal HEAD again before a porcelain command (rebase) looks at it."""
@@ -188,18 +190,26 @@ class GitStore:
             self._tree = tree
         return self._tree
 
-    def commit_paths(self, paths: Iterable[str], message: Callable[[list[tuple[str, str]]], str]) -> str | None:
+    def commit_paths(self, paths: Iterable[str], message: Callable[[list[tuple[str, str]]], str],
+                     contents: dict[str, bytes | None] | None = None) -> str | None:
         """Commit the work-tree state of these paths on top of HEAD; None when nothing differs.
 
-        message gets [(status A/M/D, path)] and returns the commit message.
+        message gets [(status A/M/D, path)] and returns the commit message; contents holds bytes the
+        caller just wrote (None: deleted), other paths are read from the work tree.
         """
         tree = self._model()
         changes: list[tuple[str, str]] = []
+        contents = contents or {}
+        root = str(self.workdir)
         for path in paths:
-            try:
-                data = (self.workdir / path).read_bytes()
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                data = None
+            if path in contents:
+                data = contents[path]
+            else:
+                try:
+                    with open(os.path.join(root, path), "rb") as fh:
+                        data = fh.read()
+                except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                    data = None
             old = tree.get(path)
             new = tree.store.write("blob", data) if data is not None else None
             if old == new:
@@ -209,8 +219,8 @@ class GitStore:
         if not changes:
             return None
         parent = self.head()
-        root = tree.write_tree()
-        sha = tree.store.write("commit", commit_object(root, parent, message(changes), self.env))
+        top = tree.write_tree()
+        sha = tree.store.write("commit", commit_object(top, parent, message(changes), self.env))
         self._index_stale = True
         try:
             self.git("update-ref", "-m", "kubedr export", f"refs/heads/{self.branch}", sha, parent or "0" * 40)

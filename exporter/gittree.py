@@ -29,17 +29,22 @@ class ObjectStore:
     """Writes loose objects into a repository's object directory."""
 
     def __init__(self, gitdir: Path) -> None:
-        self.objects = Path(gitdir) / "objects"
+        self.objects = os.path.join(gitdir, "objects")
+        self._dirs: set[str] = set()
 
     def write(self, kind: str, data: bytes) -> str:
         """Store one object; returns its SHA-1 (nothing is written when it already exists)."""
         raw = f"{kind} {len(data)}\0".encode() + data
         sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
-        path = self.objects / sha[:2] / sha[2:]
-        if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_name(f"tmp_obj_{os.getpid()}_{sha[2:8]}")
-            tmp.write_bytes(zlib.compress(raw, 1))
+        folder = os.path.join(self.objects, sha[:2])
+        path = os.path.join(folder, sha[2:])
+        if not os.path.exists(path):
+            if folder not in self._dirs:
+                os.makedirs(folder, exist_ok=True)
+                self._dirs.add(folder)
+            tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{sha[2:8]}")
+            with open(tmp, "wb") as fh:
+                fh.write(zlib.compress(raw, 1))
             os.replace(tmp, path)
         return sha
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -29,6 +30,8 @@ class Pending:
     resource_version: str = ""
     managers: tuple[str, ...] = ()
     received: float = field(default_factory=time.monotonic)
+    data: bytes | None = None  # the bytes written (so the commit need not read the file back)
+    deleted: bool = False
 
 
 def field_managers(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -54,6 +57,7 @@ class Recorder:
         self.index: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.pending: dict[str, Pending] = {}
         self.skipped_secrets = 0
+        self.digests: dict[str, bytes] = {}  # path -> digest of the bytes in the work tree (saves a read)
 
     @property
     def frozen_types(self) -> set[tuple[str, str]]:
@@ -107,26 +111,37 @@ class Recorder:
 
     def write(self, path: str, key: tuple[str, str], data: bytes, pending: Pending) -> None:
         """Atomic write (temp file + rename); nothing happens when the bytes are already there."""
-        target = self.root / path
         self.index[key].add(path)
-        try:
-            if target.read_bytes() == data:
-                return
-        except FileNotFoundError:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{TMP_PREFIX}{os.getpid()}-{target.name}")
-        tmp.write_bytes(data)
+        target = os.path.join(self.root, path)
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        known = self.digests.get(path)
+        if known is None:
+            try:
+                with open(target, "rb") as fh:
+                    known = hashlib.blake2b(fh.read(), digest_size=16).digest()
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+        if known == digest:
+            self.digests[path] = digest
+            return
+        tmp = os.path.join(os.path.dirname(target), f"{TMP_PREFIX}{os.getpid()}-{os.path.basename(target)}")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, target)
+        self.digests[path] = digest
+        pending.data = data
         self.pending[path] = pending
 
     def remove(self, path: str, key: tuple[str, str], pending: Pending) -> None:
         """Delete the file if it exists (its directory too once empty)."""
         self.index[key].discard(path)
+        self.digests.pop(path, None)
         target = self.root / path
         try:
             target.unlink()
         except FileNotFoundError:
             return
+        pending.deleted = True
         self.pending[path] = pending
         try:
             target.parent.rmdir()
