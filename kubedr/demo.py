@@ -243,6 +243,11 @@ class Demo:
         self.say(f"      secondary converged {time.monotonic() - began:.2f} s after start "
                  f"(initial sync of {len(APP)} objects, Secrets unsealed, Deployment held at 0 replicas)")
         children = self.owned_children()
+        tree = subprocess.run(["git", "--git-dir", str(self.remote), "ls-tree", "-r", "--name-only", "main"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        leaked = [f for f in tree if "/ReplicaSet.apps/" in f or "/Pod/" in f]
+        if leaked:
+            raise NotConverged(f"objects owned by a controller reached Git: {', '.join(leaked)}")
         if children:
             self.say(f"      owned children on the primary ({children}) stayed out of Git: "
                      "controllers recreate them on the secondary")
