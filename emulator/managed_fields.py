@@ -206,21 +206,26 @@ def _list_atomic(shape: Shape) -> bool:
     return shape.kind != "list" or shape.atomic
 
 
-def field_set(obj: Any, shape: Shape, prefix: Path = ()) -> set[Path]:
-    """The paths an applied configuration sets (structured-merge-diff ToFieldSet)."""
+def field_set(obj: Any, shape: Shape, prefix: Path = (), strict: bool = False) -> set[Path]:
+    """The paths an applied configuration sets (structured-merge-diff ToFieldSet); strict refuses unknown fields."""
     out: set[Path] = set()
-    _field_set(obj, shape, prefix, out)
+    _field_set(obj, shape, prefix, out, strict)
     return out
 
 
-def _field_set(value: Any, shape: Shape, path: Path, out: set[Path]) -> None:
+def _field_set(value: Any, shape: Shape, path: Path, out: set[Path], strict: bool = False) -> None:
     if isinstance(value, dict) and _is_map(shape, value):
         if shape.atomic:
             out.add(path)
             return
+        props = None
+        if strict and shape.kind == "struct" and not shape.schema.get("x-kubernetes-preserve-unknown-fields"):
+            props = shape.schema.get("properties") or {}
         for key, child in value.items():
             p = path + ("f:" + key,)
-            _field_set(child, shape.field(key), p, out)
+            if props is not None and key not in props:
+                raise FieldsError(f"{path_string(p)}: field not declared in schema")
+            _field_set(child, shape.field(key), p, out, strict)
             if child is None or (isinstance(child, dict) and not child):
                 out.add(p)
         return
@@ -234,7 +239,7 @@ def _field_set(value: Any, shape: Shape, path: Path, out: set[Path]) -> None:
                 p = path + (_item_element(shape, item),)
             except FieldsError as exc:
                 raise FieldsError(f"{path_string(path)}: element {i}: {exc}") from None
-            _field_set(item, item_shape, p, out)
+            _field_set(item, item_shape, p, out, strict)
             out.add(p)
         return
     out.add(path)
@@ -587,7 +592,9 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
     ignored = _ignored(shape, subresource)
     if ignored:
         cfg.pop(ignored[0][2:], None)
-    applied = _strip(field_set(cfg, shape), ignored)
+    # Built-in kinds refuse undeclared fields (custom resources are pruned by their schema instead).
+    strict = k8s_schema.definition_name(api_version, kind) is not None
+    applied = _strip(field_set(cfg, shape, strict=strict), ignored)
     live_body = _without_meta(live) if live is not None else {}
     merged = merge(live_body, cfg, shape)
 

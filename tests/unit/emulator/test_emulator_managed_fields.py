@@ -277,3 +277,11 @@ def test_status_is_an_ordinary_field_of_kinds_without_a_status_schema():
     widget = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "status": {"x": "1"}}
     obj = server_side_apply(None, widget, "kubectl", False, "example.com/v1", "Gadget", T0)
     assert obj["status"] == {"x": "1"}
+
+
+def test_apply_refuses_fields_the_schema_does_not_declare():
+    config = json.loads(json.dumps(WEB_CONFIG))
+    config["spec"]["template"]["spec"]["containers"][0]["imagePullPolice"] = "Always"
+    with pytest.raises(FieldsError, match=r'^\.spec\.template\.spec\.containers\[name="web"\]\.imagePullPolice: '
+                                          r"field not declared in schema$"):
+        server_side_apply(None, config, "kubectl", False, "apps/v1", "Deployment", T0)

@@ -1,0 +1,48 @@
+"""Server-side field validation (fieldValidation=Strict|Warn): fields the kind's schema does not declare."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator import k8s_schema
+from emulator.k8s_schema import Shape
+
+
+def unknown_fields(obj: dict, api_version: str, kind: str) -> list[str]:
+    """Paths of fields the schema does not know, spelled as the apiserver's strict decoder spells them."""
+    shape = k8s_schema.kind_shape(api_version, kind)
+    if shape.kind != "struct":
+        return []
+    out: list[str] = []
+    _walk(obj, shape, "", out)
+    return out
+
+
+def _walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
+    if isinstance(value, dict) and shape.kind == "struct":
+        props = shape.schema.get("properties") or {}
+        for key, child in value.items():
+            where = f"{path}.{key}" if path else key
+            if key not in props:
+                if not shape.schema.get("x-kubernetes-preserve-unknown-fields"):
+                    out.append(where)
+                continue
+            _walk(child, shape.field(key), where, out)
+    elif isinstance(value, dict) and shape.kind == "map":
+        item = shape.field("")
+        for key, child in value.items():
+            _walk(child, item, f"{path}.{key}" if path else key, out)
+    elif isinstance(value, list) and shape.kind == "list":
+        item = shape.item()
+        for i, child in enumerate(value):
+            _walk(child, item, f"{path}[{i}]", out)
+
+
+def strict_message(paths: list[str]) -> str:
+    """The error text of a Strict request with unknown fields (the server answers 400 BadRequest)."""
+    return "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in paths)
+
+
+def warnings(paths: list[str]) -> list[str]:
+    """Warning header values for fieldValidation=Warn (the default of the API for clients that send none)."""
+    return [f'unknown field "{p}"' for p in paths]
