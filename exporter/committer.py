@@ -19,6 +19,7 @@ log = logging.getLogger("kubedr.exporter.committer")
 
 VERB_OF_STATUS = {"A": "create", "M": "update", "T": "update", "D": "delete"}
 VERB_ORDER = ("create", "update", "delete")
+MAX_OBJECT_TRAILERS = 500  # a resync of 10,000 objects lists them all, but not 20,000 trailer lines
 
 
 def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str = "") -> str:
@@ -39,6 +40,9 @@ def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str
     lines = [f"{reason or 'export'} {len(changes)} {noun}: {summary}", ""]
     lines += [f"{verb} {p.ref.display}" for verb, p in changes]
     lines.append("")
+    if len(changes) > MAX_OBJECT_TRAILERS:
+        lines += [f"Per-object Resource-Version and Field-Managers trailers omitted for {len(changes)} objects.", ""]
+        changes = []
     for _, p in changes:
         if p.resource_version:
             trailers.append(f"Resource-Version: {p.ref.display}={p.resource_version}")

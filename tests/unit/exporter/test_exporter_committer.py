@@ -95,3 +95,11 @@ def test_repair_after_crash_removes_stale_lock_and_temp_files(tmp_path: Path, gi
     store.open()
     assert not (store.workdir / ".git" / "index.lock").exists()
     assert not (store.workdir / "shop" / ".kubedr-tmp-1-x.yaml").exists()
+
+
+def test_huge_commits_list_every_object_but_skip_per_object_trailers() -> None:
+    changes = [("create", Pending(ObjectRef("", "ConfigMap", "big", f"cm-{i}"), str(i), ("kubectl",)))
+               for i in range(600)]
+    msg = format_message(changes, "prod", "resync")
+    assert msg.count("\ncreate ConfigMap big/") == 600
+    assert "Resource-Version:" not in msg and msg.endswith("Source-Cluster: prod\n")

@@ -53,3 +53,10 @@ def test_storage_class_and_volume_follow_claims_and_crd_follows_custom_resources
     assert names(sel.process(Event("ADDED", WIDGET, obj(WIDGET, "w", "shop")))) == {
         "w": True, "widgets.example.com": True}
     assert names(sel.process(Event("SYNCED", PVC, None, 0.0, set()))) == {"fast": False, "pv1": False}
+
+
+def test_all_namespaces_minus_excluded() -> None:
+    sel = Selection(None, exclude=["kube-system"])
+    assert names(sel.process(Event("ADDED", NS, obj(NS, "kube-system")))) == {"kube-system": False}
+    assert names(sel.process(Event("ADDED", NS, obj(NS, "anything")))) == {"anything": True}
+    assert names(sel.process(Event("ADDED", PVC, obj(PVC, "x", "kube-system")))) == {"x": False}
