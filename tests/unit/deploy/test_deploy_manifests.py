@@ -255,3 +255,19 @@ def test_the_commands_the_deployments_run_accept_leader_election(command: str, l
         pytest.xfail(f"`kubedr {command}` has no --leader-elect yet: both replicas would run active "
                      "(wire kubedr.leader.add_arguments + run_elected)")
     assert dests["leader_election_name"] == lease
+
+
+def test_snapshot_job_uses_its_service_account_not_the_nodes_admin_conf(kubectl: str) -> None:
+    docs = render(kubectl, "primary")
+    cron = by_kind(docs, "CronJob")["kubedr-snapshot"]
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kubedr-snapshot" and pod.get("automountServiceAccountToken") is not False
+    config_name = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
+    data = by_kind(docs, "ConfigMap")[config_name]["data"]
+    settings = yaml.safe_load(data["config.yaml"])["snapshot"]
+    assert settings["kubeconfig"] == "/etc/kubedr/config/sa.kubeconfig"
+    kubeconfig = yaml.safe_load(data["sa.kubeconfig"])
+    (user,) = kubeconfig["users"]
+    assert user["user"] == {"tokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://kubernetes.default.svc"
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"    # cluster DNS despite hostNetwork
