@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 from exporter.committer import Committer
 from exporter.events import ResourceType
 from exporter.gitstore import GitError, GitStore, default_workdir
-from exporter.kubeapi import KubeHTTP
-from exporter.observer import Observer
+from exporter.kubeapi import ApiError, KubeHTTP
+from exporter.observer import NETWORK_ERRORS, Observer
 from exporter.pusher import Pusher
 from exporter.recorder import SECRET_MODES, Recorder
 from exporter.selection import Selection
@@ -135,6 +135,7 @@ class Exporter:
                                    on_commit=self.pusher.notify, push_idle=self.pusher.idle)
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
+        self.observer.skip_keys = set(self.recorder.frozen_types)
         self.ready = False
         self.threads: list[threading.Thread] = []
 
@@ -146,8 +147,17 @@ class Exporter:
             known = set(self.store.ls_files()) | set(self._work_tree_files())
             self.recorder.load_index(sorted(known))
             types = self.observer.discover()
-            rvs = {rtype: self.observer.list(rtype, self.committer.handle) for rtype in types}
+            rvs: dict[ResourceType, str] = {}
+            unlisted: set[tuple[str, str]] = set()
+            for rtype in types:
+                try:
+                    rvs[rtype] = self.observer.list(rtype, self.committer.handle)
+                except (ApiError, *NETWORK_ERRORS) as exc:  # e.g. 403: its files stay, its watch retries
+                    log.warning("cannot list %s, its files are kept as they are: %s", rtype, exc)
+                    rvs[rtype] = ""
+                    unlisted.add(rtype.key)
             keep = {t.key for t in types} | {k for k in self.recorder.index if k[0] in self.observer.failed_groups}
+            keep |= unlisted
             self.recorder.drop_types(keep, time.monotonic())
             sha = self.committer.commit(reason="resync", paths=known)
         log.info("startup reconcile: %d types, %s in %.1fs", len(types),

@@ -51,6 +51,7 @@ class Observer:
         self.stopping = threading.Event()
         self.watchers: dict[ResourceType, threading.Event] = {}
         self.failed_groups: set[str] = set()
+        self.skip_keys: set[tuple[str, str]] = set()  # (group, kind) not watched at all (Secrets nobody seals)
         self._rediscover = threading.Event()
         self._lock = threading.Lock()
 
@@ -75,7 +76,7 @@ class Observer:
                 if (group, name) in SKIP_RESOURCES:
                     continue
                 rtype = ResourceType(group, version, name, r["kind"], bool(r.get("namespaced")))
-                if self.selection.watches(rtype):
+                if rtype.key not in self.skip_keys and self.selection.watches(rtype):
                     found.append(rtype)
         self.failed_groups = failed
         return sorted(found, key=startup_rank)
