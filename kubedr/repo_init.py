@@ -1,7 +1,7 @@
 """`kubedr init --repo PATH|URL`: start a config repo from the template (README for auditors, policy, .gitattributes).
 
 A path that is not a repository becomes one (git init); an existing working tree gets the template files it
-lacks; a URL (or a bare repository on disk) is cloned into a temporary directory, given the template,
+lacks (and is pushed to its origin, if it has one); a URL (or a bare repository on disk) is cloned into a temporary directory, given the template,
 committed and pushed. Existing files are never overwritten unless --force; nothing is force-pushed.
 """
 
@@ -94,7 +94,12 @@ def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool =
     else:
         _checkout(work, branch)
     written = copy_template(work, force)
-    return _summary(repo, branch, written, _commit(work, written), pushed=False)
+    sha = _commit(work, written)
+    has_origin = subprocess.run(["git", "-C", str(work), "remote", "get-url", "origin"],
+                                capture_output=True).returncode == 0
+    if sha and push and has_origin:
+        _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+    return _summary(repo, branch, written, sha, pushed=bool(sha and push and has_origin))
 
 
 def copy_template(work: Path, force: bool = False) -> list[str]:

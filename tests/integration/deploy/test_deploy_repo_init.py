@@ -96,3 +96,13 @@ def test_cli_without_repo_is_one_line_usage_error() -> None:
 def test_unreachable_remote_is_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="git clone failed"):
         repo_init.init_repo(f"file://{tmp_path}/missing.git")
+
+
+def test_a_working_clone_with_an_origin_is_pushed(tmp_path: Path, git_remote: Path) -> None:
+    clone = tmp_path / "clone"
+    run_git("clone", "-q", str(git_remote), str(clone))
+    line = repo_init.init_repo(str(clone))
+    assert "pushed" in line
+    files = run_git("--git-dir", str(git_remote), "ls-tree", "-r", "--name-only", "main").split()
+    assert set(files) == EXPECTED
+    assert "committed" in repo_init.init_repo(str(tmp_path / "other"), push=True)   # no origin: nothing to push
