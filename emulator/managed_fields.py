@@ -606,6 +606,13 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
         owned = set(applied).union(*(e.paths for e in others))
         stale = {p for p in previous.paths if p not in owned}
         if stale:
+            # Only what the merged object itself holds as a member (leaves, list items, empty maps) can go:
+            # a list or map path an old entry owned never drops the items a current config still applies.
+            try:
+                stale &= field_set(merged, shape)
+            except FieldsError:
+                pass
+        if stale:
             merged = remove_paths(merged, stale, shape)
     diff = compare(live_body if live is not None else MISSING, merged, shape)
     touched = diff.added | diff.modified

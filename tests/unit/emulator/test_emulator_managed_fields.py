@@ -285,3 +285,20 @@ def test_apply_refuses_fields_the_schema_does_not_declare():
     with pytest.raises(FieldsError, match=r'^\.spec\.template\.spec\.containers\[name="web"\]\.imagePullPolice: '
                                           r"field not declared in schema$"):
         server_side_apply(None, config, "kubectl", False, "apps/v1", "Deployment", T0)
+
+
+def test_a_list_path_owned_from_an_update_does_not_prune_applied_items():
+    # kubectl apply --server-side after client-side apply moves the Update entry's fields (including the
+    # list path ".spec.ports" itself) to the Apply entry; the next apply must keep the ports it applies.
+    config = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"},
+              "spec": {"selector": {"app": "x"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    created = json.loads(json.dumps(config))
+    created["spec"].update(ports=[{"port": 80, "protocol": "TCP", "targetPort": 8080}], type="ClusterIP")
+    update = track_update(None, created, "kubectl-client-side-apply", "v1", "Service", T0)
+    upgraded = {**created, "metadata": {**created["metadata"], "managedFields": [
+        {**update[0], "manager": "kubectl", "operation": "Apply"}]}}
+    obj = server_side_apply(upgraded, config, "kubectl", False, "v1", "Service", T1)
+    # protocol and type were owned before, are applied no more and owned by nobody: pruned (the server's
+    # defaulting puts them back, as csaupgrade expects).
+    assert obj["spec"]["ports"] == [{"port": 80, "targetPort": 8080}]
+    assert "type" not in obj["spec"]
