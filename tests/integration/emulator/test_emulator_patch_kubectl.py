@@ -123,3 +123,15 @@ def test_server_side_apply_prunes_what_the_manager_stopped_applying(kubectl, emu
     live = get(kubectl, emulator, "configmap", "c")
     assert live["data"] == {"a": "1"}
     assert [m["fieldsV1"] for m in live["metadata"]["managedFields"]] == [{"f:data": {"f:a": {}}}]
+
+
+def test_server_side_apply_after_client_side_apply_keeps_the_object(kubectl, emulator, manifest):
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "default"},
+           "spec": {"selector": {"app": "x"}, "ports": [{"port": 80, "targetPort": 8080}, {"port": 81}]}}
+    path = manifest(json.dumps(svc))
+    run(kubectl, emulator, "apply", "-f", path)
+    run(kubectl, emulator, "apply", "--server-side", "-f", path)
+    live = get(kubectl, emulator, "service", "s")
+    assert [(p["port"], p["protocol"]) for p in live["spec"]["ports"]] == [(80, "TCP"), (81, "TCP")]
+    managers = {(m["manager"], m["operation"]) for m in live["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers and ("kubectl-client-side-apply", "Update") not in managers
