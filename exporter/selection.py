@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -87,7 +89,8 @@ class Selection:
         self.cluster_kinds = parse_kinds(cluster_kinds)
         self._sources: dict[str, frozenset[Target]] = {}
         self._counts: Counter[Target] = Counter()
-        self._candidates: dict[Target, dict[str, Any]] = {}
+        # cluster-scoped objects of the dependency kinds, kept compressed (CRD schemas are large)
+        self._candidates: dict[Target, bytes] = {}
 
     def namespace_selected(self, ns: str) -> bool:
         """True for a namespace this exporter covers."""
@@ -122,7 +125,7 @@ class Selection:
             if deleted:
                 self._candidates.pop(target, None)
             else:
-                self._candidates[target] = obj
+                self._candidates[target] = zlib.compress(json.dumps(obj).encode(), 1)
             return self._cluster(obj, ref, deleted)
         return [(obj, not deleted and self.named_by_user(event.rtype))]
 
@@ -164,18 +167,21 @@ class Selection:
         return out
 
     def _reevaluate(self, target: Target) -> list[Decision]:
-        obj = self._candidates.get(target)
-        return self._cluster(obj, ref_of(obj), False) if obj is not None else []
+        packed = self._candidates.get(target)
+        if packed is None:
+            return []
+        obj = json.loads(zlib.decompress(packed))
+        return self._cluster(obj, ref_of(obj), False)
 
     def _synced(self, event: Event) -> list[Decision]:
         """After a full list: forget objects of that type that were not listed (deleted while away)."""
         group, kind = event.rtype.key
         out: list[Decision] = []
         for target in [t for t in self._candidates if t[:2] == (group, kind)]:
-            obj = self._candidates[target]
-            if ref_of(obj).path not in event.seen:
-                del self._candidates[target]
-                out += self._cluster(obj, ref_of(obj), True)
+            ref = ObjectRef(group, kind, "", target[2])
+            if ref.path not in event.seen:
+                obj = json.loads(zlib.decompress(self._candidates.pop(target)))
+                out += self._cluster(obj, ref, True)
         type_dir = f"/{kind}.{group}/" if group else f"/{kind}/"
         for source in [s for s in self._sources if type_dir in s and s not in event.seen]:
             ref = ref_of_path(source)
