@@ -7,9 +7,13 @@ from typing import Any
 from emulator import k8s_schema
 from emulator.k8s_schema import Shape
 
+# Strategic merge patch directives: keys of a patch body, never fields of an object.
+DIRECTIVES = ("$patch", "$retainKeys")
+DIRECTIVE_PREFIXES = ("$setElementOrder/", "$deleteFromPrimitiveList/")
+
 
 def unknown_fields(obj: dict, api_version: str, kind: str) -> list[str]:
-    """Paths of fields the schema does not know, spelled as the apiserver's strict decoder spells them."""
+    """Paths of fields the schema does not know, as the strict decoder spells them (SMP directives skipped)."""
     shape = k8s_schema.kind_shape(api_version, kind)
     if shape.kind != "struct":
         return []
@@ -22,6 +26,8 @@ def _walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
     if isinstance(value, dict) and shape.kind == "struct":
         props = shape.schema.get("properties") or {}
         for key, child in value.items():
+            if key in DIRECTIVES or key.startswith(DIRECTIVE_PREFIXES):
+                continue
             where = f"{path}.{key}" if path else key
             if key not in props:
                 if not shape.schema.get("x-kubernetes-preserve-unknown-fields"):

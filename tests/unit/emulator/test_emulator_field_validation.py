@@ -28,3 +28,12 @@ def test_messages():
     paths = ["spec.foo", "spec.bar"]
     assert strict_message(paths) == 'strict decoding error: unknown field "spec.foo", unknown field "spec.bar"'
     assert warnings(paths) == ['unknown field "spec.foo"', 'unknown field "spec.bar"']
+
+
+def test_strategic_merge_patch_directives_are_not_fields():
+    patch = {"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "c"}],
+        "containers": [{"name": "c", "$setElementOrder/ports": [], "$deleteFromPrimitiveList/args": ["x"]},
+                       {"name": "b", "$patch": "delete"}],
+        "$retainKeys": ["containers"]}}}}
+    assert unknown_fields(patch, "apps/v1", "Deployment") == []
