@@ -179,14 +179,6 @@ class Controllers(NamespaceFinalizer):
                 new = copy.deepcopy(old)
                 new["spec"]["replicas"] = 0
                 s.update_rt(rs_rt, new, new["metadata"]["name"], ns, KCM)
-        revision = current["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "1")
-        if (d["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision") != revision:
-            dep_rt = s.kind("apps/v1", "Deployment")
-            live = s._entry(dep_rt, ns, d["metadata"]["name"])
-            if live is not None:
-                new = copy.deepcopy(live.obj)
-                new["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = revision
-                s.update_rt(dep_rt, new, new["metadata"]["name"], ns, KCM)
         self._deployment_status(d["metadata"]["namespace"], d["metadata"]["name"])
 
     def _replicaset(self, rs: dict) -> None:
@@ -276,8 +268,13 @@ class Controllers(NamespaceFinalizer):
             if updated:
                 status["updatedReplicas"] = updated
             old = dict(d.get("status") or {})
-            if _strip_times(old) != _strip_times(status):
-                s.update_rt(rt, {**d, "status": status}, name, ns, KCM, subresource="status")
+            annotations = dict(d["metadata"].get("annotations") or {})
+            if newest is not None:
+                annotations["deployment.kubernetes.io/revision"] = newest["metadata"].get("annotations", {}).get(
+                    "deployment.kubernetes.io/revision", "1")
+            if _strip_times(old) != _strip_times(status) or annotations != (d["metadata"].get("annotations") or {}):
+                meta = {**d["metadata"], "annotations": annotations}
+                s.update_rt(rt, {**d, "metadata": meta, "status": status}, name, ns, KCM, subresource="status")
 
     # ------------------------------------------------------------ services -> endpoints, endpointslices
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from emulator import errors, resources
+from emulator import errors, protobuf, resources, tables
 from emulator.errors import ApiError
 from emulator.resources import ResourceType
 from emulator.store import PATCH_TYPES, Store, dumps
@@ -35,6 +35,10 @@ try:
     from emulator import openapi as _openapi
 except Exception:  # pragma: no cover - the openapi helper's module may be absent
     _openapi = None
+try:
+    from emulator import field_validation as _fv
+except Exception:  # pragma: no cover
+    _fv = None
 
 
 def _bool(q: dict, key: str) -> bool:
@@ -67,6 +71,10 @@ class Handler(BaseHTTPRequestHandler):
                 f"Cache-Control: no-cache, private\r\nContent-Length: {len(body)}\r\n")
         if self.close_connection:
             head += "Connection: close\r\n"
+        for text in getattr(self, "warnings", None) or ():
+            escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+            head += f'Warning: 299 - "{escaped}"\r\n'
+        self.warnings = None
         self.wfile.write(head.encode() + b"\r\n" + body)
 
     def _json(self, code: int, obj: object) -> None:
@@ -80,7 +88,12 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def _decode(self, raw: bytes, ctype: str) -> object:
-        if "protobuf" in ctype or "cbor" in ctype:
+        if "protobuf" in ctype:
+            try:
+                return protobuf.decode(raw)
+            except (protobuf.ProtobufError, UnicodeDecodeError, IndexError) as exc:
+                raise errors.unsupported_media_type(ctype, ("application/json", "application/yaml")) from exc
+        if "cbor" in ctype:
             raise errors.unsupported_media_type(ctype, ("application/json", "application/yaml"))
         if not raw:
             raise errors.bad_request("the body of the request was empty")
@@ -243,6 +256,9 @@ class Handler(BaseHTTPRequestHandler):
                                                int(limit) if limit and limit.isdigit() else None, _one(q, "continue"),
                                                _one(q, "resourceVersion"), _one(q, "resourceVersionMatch"))
             meta = {"resourceVersion": str(rv), **extra}
+            if tables.wants_table(self.headers.get("Accept") or ""):
+                return self._json(200, tables.table(rt.kind, [e.obj for e in entries], meta,
+                                                    _one(q, "includeObject") or "Metadata"))
             list_kind = rt.extra.get("listKind") or rt.kind + "List"
             head = dumps({"kind": list_kind, "apiVersion": rt.api_version, "metadata": meta})[:-1]
             body = head + b',"items":[' + b",".join(e.item(rt.builtin) for e in entries) + b"]}"
@@ -254,6 +270,7 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request was not an object")
             self._check_type(rt, obj)
+            self._validate_fields(rt, q, obj)
             entry = store.create_rt(rt, obj, ns, self._manager(q), self._dry_run(q))
             return self._send(201, entry.data)
         if method == "DELETE":
@@ -287,6 +304,18 @@ class Handler(BaseHTTPRequestHandler):
                                      f"version ({rt.api_version})" if kind == rt.kind else
                                      f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
 
+    def _validate_fields(self, rt: ResourceType, q: dict, obj: object) -> None:
+        """fieldValidation=Strict: unknown fields are a 400; Warn: a Warning header (only when asked for)."""
+        mode = _one(q, "fieldValidation")
+        if _fv is None or mode not in ("Strict", "Warn") or not rt.builtin or not isinstance(obj, dict):
+            return
+        paths = [p for p in _fv.unknown_fields(obj, rt.api_version, rt.kind) if "$" not in p]  # SMP directives
+        if not paths:
+            return
+        if mode == "Strict":
+            raise errors.bad_request(_fv.strict_message(paths))
+        self.warnings = _fv.warnings(paths)
+
     def _dry_run(self, q: dict) -> bool:
         values = q.get("dryRun") or []
         for v in values:
@@ -319,6 +348,9 @@ class Handler(BaseHTTPRequestHandler):
             entry = store.get_rt(rt, name, ns)
             if sub == "scale":
                 return self._json(200, store.scale_of(rt, entry))
+            if tables.wants_table(self.headers.get("Accept") or ""):
+                return self._json(200, tables.table(rt.kind, [entry.obj], {"resourceVersion": str(store.rv)},
+                                                    _one(q, "includeObject") or "Metadata"))
             return self._send(200, entry.data)
         if method == "PUT":
             self._check_verb(rt, "update")
@@ -329,6 +361,7 @@ class Handler(BaseHTTPRequestHandler):
                 entry = store.scale_update_rt(rt, name, ns, obj, manager, self._dry_run(q))
                 return self._json(200, store.scale_of(rt, entry))
             self._check_type(rt, obj)
+            self._validate_fields(rt, q, obj)
             entry = store.update_rt(rt, obj, name, ns, manager, self._dry_run(q), sub if sub == "status" else None)
             return self._send(200, entry.data)
         if method == "PATCH":
@@ -345,6 +378,8 @@ class Handler(BaseHTTPRequestHandler):
                                "is required for apply patch", {"group": "meta.k8s.io", "kind": "PatchOptions",
                                "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required "
                                            "for apply patch", "field": "fieldManager"}]})
+            if kind in ("apply", "merge", "strategic") and sub is None:
+                self._validate_fields(rt, q, patch)
             existed = store._entry(rt, ns if rt.namespaced else "", name) is not None
             entry = store.patch_rt(rt, name, ns, patch, kind, manager, _bool(q, "force"), self._dry_run(q), sub)
             if sub == "scale":
@@ -387,10 +422,18 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(dumps({"type": "ERROR", "object": exc.status()}) + b"\n")
             return self._end_stream()
         self.server.watchers.add(w)
+        as_table = tables.wants_table(self.headers.get("Accept") or "")
+        include = _one(q, "includeObject") or "Metadata"
+
+        def emit(lines: list[bytes]) -> None:
+            if as_table:
+                lines = [_table_event(line, rt.kind, include) for line in lines]
+            self._chunk(b"".join(lines))
+
         try:
             self._start_stream()
             if first:
-                self._chunk(b"".join(first))
+                emit(first)
             next_bm = time.monotonic() + interval
             while not w.closed and not self.server.stopping:
                 now = time.monotonic()
@@ -398,7 +441,7 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 lines = w.take(min(deadline, next_bm if bookmarks else deadline) - now)
                 if lines:
-                    self._chunk(b"".join(lines))
+                    emit(lines)
                 if bookmarks and time.monotonic() >= next_bm:
                     self._chunk(w.bookmark())
                     next_bm = time.monotonic() + interval
@@ -419,6 +462,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def _end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
+
+
+def _table_event(line: bytes, kind: str, include: str) -> bytes:
+    ev = json.loads(line)
+    obj = ev["object"]
+    if ev["type"] in ("ADDED", "MODIFIED", "DELETED") and obj.get("kind") == kind:
+        ev["object"] = tables.table(kind, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                                    include)
+    return dumps(ev) + b"\n"
 
 
 def _version_priority(v: str) -> tuple:

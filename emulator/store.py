@@ -236,7 +236,7 @@ class Store:
         meta = obj["metadata"]
         meta["resourceVersion"] = str(rv)
         data = dumps(obj)
-        head = b'{"kind":' + dumps(obj["kind"]) + b',"apiVersion":' + dumps(obj["apiVersion"]) + b","
+        head = f'{{"kind":"{obj["kind"]}","apiVersion":"{obj["apiVersion"]}",'.encode()
         entry = Entry(obj, data, len(head) if data.startswith(head) else 0)
         key = (rt.group, rt.plural)
         ns = meta.get("namespace", "")
@@ -461,6 +461,10 @@ class Store:
             new["metadata"] = dict(ometa)
             if obj.get("metadata", {}).get("managedFields") is not None:
                 new["metadata"]["managedFields"] = obj["metadata"]["managedFields"]
+            if "annotations" in obj.get("metadata", {}):  # as the workload status strategies: labels are kept
+                new["metadata"]["annotations"] = obj["metadata"]["annotations"]
+                if not new["metadata"]["annotations"]:
+                    del new["metadata"]["annotations"]
             if "status" in obj:
                 new["status"] = obj["status"]
             else:

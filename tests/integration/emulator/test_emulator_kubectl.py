@@ -131,3 +131,58 @@ def test_crd_then_custom_resource_round_trip(k):
     assert [i["metadata"]["name"] for i in _get(k, "widgets")["items"]] == ["blue"]
     k("delete", "crd", "widgets.example.com")
     assert k("get", "widgets", check=False).returncode != 0
+
+
+def test_scale_and_server_side_apply_conflict(k, emulator):
+    k("apply", "--server-side", "-f", "-", stdin=DEPLOYMENT)
+    k("scale", "deployment", "web", "--replicas=3")
+    wait_until(lambda: len(emulator.api.list("v1", "Pod", "default", label_selector="app=web")) == 3,
+               what="three pods after kubectl scale")
+    out = k("apply", "--server-side", "--field-manager=other", "-f", "-", stdin=DEPLOYMENT, check=False)
+    assert out.returncode != 0
+    assert 'conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas' in out.stderr
+    k("apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-", stdin=DEPLOYMENT)
+    assert _get(k, "deployment", "web")["spec"]["replicas"] == 2
+    wait_until(lambda: len(emulator.api.list("v1", "Pod", "default", label_selector="app=web")) == 2,
+               what="rescaled to two pods")
+
+
+def test_garbage_collection_of_owned_objects(k, emulator):
+    k("apply", "--server-side", "-f", "-", stdin=DEPLOYMENT)
+    wait_until(lambda: len(emulator.api.list("v1", "Pod", "default")) == 2, what="pods of the deployment")
+    rs = _get(k, "rs")["items"][0]
+    owner = rs["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "Deployment" and owner["controller"] and owner["blockOwnerDeletion"]
+    assert rs["metadata"]["labels"]["pod-template-hash"] in rs["metadata"]["name"]
+    assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    k("delete", "deployment", "web")
+    wait_until(lambda: not emulator.api.list("v1", "Pod", "default") and
+               not emulator.api.list("apps/v1", "ReplicaSet", "default"), what="replicaset and pods collected")
+
+
+def test_imperative_creates_table_output_and_namespace_deletion(k, emulator):
+    k("create", "namespace", "shop")  # kubectl posts protobuf here
+    k("create", "configmap", "cfg", "-n", "shop", "--from-literal=a=1", "--from-literal=b=2")
+    k("create", "secret", "generic", "pw", "-n", "shop", "--from-literal=pw=s3cret")
+    k("create", "deployment", "api", "-n", "shop", "--image=registry.example.com/api:1", "--replicas=1")
+    assert _get(k, "secret", "pw", "-n", "shop")["data"] == {"pw": "czNjcmV0"}
+    table = k("get", "cm", "-n", "shop").stdout.splitlines()
+    assert table[0].split() == ["NAME", "DATA", "AGE"]
+    assert ["cfg", "2"] == table[1].split()[:2]
+    deploy = k("get", "deploy", "-n", "shop").stdout.splitlines()
+    assert deploy[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    k("delete", "namespace", "shop")  # waits until the namespace is gone
+    assert k("get", "namespace", "shop", check=False).returncode != 0
+    assert emulator.api.list("v1", "ConfigMap", "shop") == []
+
+
+def test_client_side_apply_uses_openapi(k):
+    k("apply", "-f", "-", stdin=DEPLOYMENT)
+    assert "unchanged" in k("apply", "-f", "-", stdin=DEPLOYMENT).stdout
+    changed = DEPLOYMENT.replace("value: prod", "value: staging")
+    assert "configured" in k("apply", "-f", "-", stdin=changed).stdout
+    dep = _get(k, "deployment", "web")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "MODE", "value": "staging"}]
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+    managers = {f["manager"] for f in dep["metadata"]["managedFields"]}
+    assert "kubectl-client-side-apply" in managers
