@@ -213,6 +213,12 @@ def field_set(obj: Any, shape: Shape, prefix: Path = (), strict: bool = False) -
     return out
 
 
+def fields_v1(obj: dict, api_version: str, kind: str) -> dict:
+    """The FieldsV1 an apply of this object would own (server-owned metadata and status left out)."""
+    shape = k8s_schema.kind_shape(api_version, kind)
+    return to_fields_v1(_strip(field_set(_without_meta(obj), shape), _ignored(shape, None)))
+
+
 def _field_set(value: Any, shape: Shape, path: Path, out: set[Path], strict: bool = False) -> None:
     if isinstance(value, dict) and _is_map(shape, value):
         if shape.atomic:

@@ -302,3 +302,13 @@ def test_a_list_path_owned_from_an_update_does_not_prune_applied_items():
     # defaulting puts them back, as csaupgrade expects).
     assert obj["spec"]["ports"] == [{"port": 80, "targetPort": 8080}]
     assert "type" not in obj["spec"]
+
+
+def test_fields_v1_of_an_object():
+    from emulator.managed_fields import fields_v1
+
+    real = load_fixture("objects/ssa-response-configmap.json")
+    assert fields_v1(real, "v1", "ConfigMap") == {"f:data": {"f:a": {}}}
+    deploy = json.loads(json.dumps(WEB_CONFIG))
+    deploy["status"] = {"replicas": 1}
+    assert "f:status" not in fields_v1(deploy, "apps/v1", "Deployment")
