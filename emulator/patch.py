@@ -182,7 +182,7 @@ def _smp_map(original: dict, patch: dict, shape: Shape) -> dict | None:
     if directive == "delete":
         return None
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != DIRECTIVE}
+        return _strip_directives(patch)
     if directive not in (None, "merge"):
         raise PatchError(f"unknown patch type {directive!r} in map")
     retain = patch.get(RETAIN_KEYS)
@@ -249,8 +249,8 @@ def _smp_list(original: list, patch: list, shape: Shape) -> list:
     if merge_key is None:
         if any(isinstance(p, dict) for p in patch):
             raise PatchError("merging a list of maps needs a patch merge key")
-        result = list(original)
-        for value in patch:
+        result: list = []
+        for value in [*original, *patch]:  # a set: deduplicated, then merged
             if value not in result:
                 result.append(copy.deepcopy(value))
         return result
@@ -282,6 +282,8 @@ def _smp_list(original: list, patch: list, shape: Shape) -> list:
 def _strip_directives(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_directives(v) for k, v in value.items() if k != DIRECTIVE}
+    if isinstance(value, list):
+        return [_strip_directives(v) for v in value]
     return copy.deepcopy(value)
 
 

@@ -197,3 +197,17 @@ def test_smp_merge_key_missing_is_an_error():
 def test_smp_on_custom_resources_is_unsupported():
     with pytest.raises(UnsupportedPatch, match="unknown format"):
         strategic_merge_patch({"spec": {}}, {"spec": {"size": 1}}, "example.com/v1", "Widget")
+
+
+def test_smp_set_element_order_of_a_primitive_set():
+    # The example of the strategic merge patch design document (finalizers: a, b, c -> b, c, a).
+    live = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"finalizers": ["a", "b", "c"]}}
+    out = strategic_merge_patch(live, {"metadata": {"$setElementOrder/finalizers": ["b", "c", "a"]}}, "v1", "ConfigMap")
+    assert out["metadata"]["finalizers"] == ["b", "c", "a"]
+
+
+def test_smp_replace_directive_is_recursive():
+    live = deployment({"name": "a", "image": "a:1"})
+    patch = {"spec": {"template": {"$patch": "replace", "spec": {"containers": [{"name": "x", "$patch": "delete"}]}}}}
+    out = strategic_merge_patch(live, patch, "apps/v1", "Deployment")
+    assert out["spec"]["template"] == {"spec": {"containers": [{"name": "x"}]}}
