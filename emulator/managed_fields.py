@@ -542,6 +542,8 @@ def _zero(shape: Shape, depth: int) -> Any:
     if shape.kind != "struct" or depth > 12:
         return None
     out: dict[str, Any] = {}
+    if (shape.name or "").endswith(".ObjectMeta"):
+        out["creationTimestamp"] = None  # a zero metav1.Time still serializes, as null
     required = set(shape.schema.get("required") or ())
     for name in shape.schema.get("properties") or {}:
         child = shape.field(name)

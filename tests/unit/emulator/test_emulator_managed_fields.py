@@ -312,3 +312,12 @@ def test_fields_v1_of_an_object():
     deploy = json.loads(json.dumps(WEB_CONFIG))
     deploy["status"] = {"replicas": 1}
     assert "f:status" not in fields_v1(deploy, "apps/v1", "Deployment")
+
+
+def test_create_does_not_own_the_null_creation_timestamp_of_a_template():
+    real = load_fixture("objects/namespaced-replicaset.json")["items"][0]
+    created = body(real)
+    assert created["spec"]["template"]["metadata"]["creationTimestamp"] is None
+    managed = track_update(None, created, "kube-controller-manager", "apps/v1", "ReplicaSet", T0)
+    template_meta = managed[0]["fieldsV1"]["f:spec"]["f:template"]["f:metadata"]
+    assert "f:creationTimestamp" not in template_meta and "f:labels" in template_meta
