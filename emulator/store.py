@@ -419,6 +419,8 @@ class Store:
                 obj.pop("status", None)
             from emulator import defaults
             defaults.apply(rt, obj, None)
+            if rt.builtin and "status" in rt.subresources:
+                obj.setdefault("status", {})  # a Go struct, never omitted
             if not fields_done:
                 self._manager_fields(None, obj, manager, rt, None)
             if dry_run:

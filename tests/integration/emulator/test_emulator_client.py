@@ -226,3 +226,119 @@ def test_tls_with_kubeconfig_ca(tmp_path):
         kc = emu.write_kubeconfig(tmp_path / "kc")
         core = client.CoreV1Api(api_client(str(kc)))
         assert "default" in [n.metadata.name for n in core.list_namespace().items]
+
+
+def test_status_and_spec_split_between_main_resource_and_status(emulator, core):
+    emulator.controllers.stop()  # the deployment controller would rewrite the status we check here
+    apps = client.AppsV1Api(api_client(str(emulator.kubeconfig)))
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c",
+                                                                                          "image": "i:1"}]}}},
+           "status": {"replicas": 42}}
+    created = apps.create_namespaced_deployment("default", dep)
+    assert created.status.replicas is None  # status dropped on create
+    assert created.spec.template.spec.containers[0].termination_message_path == "/dev/termination-log"
+    live = apps.patch_namespaced_deployment_status("d", "default", {"status": {"replicas": 7},
+                                                                    "spec": {"replicas": 9}})
+    assert live.status.replicas == 7 and live.spec.replicas == 0 and live.metadata.generation == 1
+    live = apps.patch_namespaced_deployment("d", "default", {"status": {"replicas": 1}, "spec": {"replicas": 0,
+                                                                                                "paused": True}})
+    assert live.status.replicas == 7 and live.spec.paused and live.metadata.generation == 2
+    scale = apps.read_namespaced_deployment_scale("d", "default")
+    assert scale.spec.replicas == 0 and scale.status.selector == "a=b"
+
+
+def test_custom_resources_via_dynamic_client(emulator):
+    dyn = DynamicClient(api_client(str(emulator.kubeconfig)))
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    crd = load_fixture("objects/cluster-customresourcedefinition.json")["items"][0]
+    body = {"apiVersion": crd["apiVersion"], "kind": crd["kind"], "metadata": {"name": crd["metadata"]["name"]},
+            "spec": crd["spec"]}
+    crds.create(body=body)
+    live = crds.get(name="widgets.example.com")
+    want = {c["type"]: (c["status"], c["reason"]) for c in crd["status"]["conditions"]}
+    assert {c.type: (c.status, c.reason) for c in live.status.conditions} == want
+    assert live.status.acceptedNames.kind == "Widget"
+    dyn = DynamicClient(api_client(str(emulator.kubeconfig)))  # fresh discovery
+    widgets = dyn.resources.get(api_version="example.com/v1", kind="Widget")
+    w = widgets.create(body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "blue"},
+                             "spec": {"size": 1}}, namespace="default")
+    assert w.metadata.generation == 1
+    widgets.patch(name="blue", namespace="default", body={"spec": {"size": 2}},
+                  content_type="application/merge-patch+json")
+    assert widgets.get(name="blue", namespace="default").metadata.generation == 2
+    items = widgets.get(namespace="default").items
+    assert [i.metadata.name for i in items] == ["blue"] and items[0].kind == "Widget"
+    code, body = _raw(emulator, "/apis/example.com/v1", token="default")
+    assert [r["name"] for r in body["resources"]] == ["widgets", "widgets/status"]
+    crds.delete(name="widgets.example.com")
+    assert _raw(emulator, "/apis/example.com/v1/namespaces/default/widgets")[0] == 404
+    assert "example.com" not in [g["name"] for g in _raw(emulator, "/apis")[1]["groups"]]
+
+
+def test_propagation_policies(emulator):
+    api = emulator.api
+    owner = api.create(_cm("owner"))
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    for name in ("dep1", "dep2"):
+        obj = _cm(name)
+        obj["metadata"]["ownerReferences"] = [ref]
+        api.create(obj)
+    api.delete("v1", "ConfigMap", "owner", "default", propagation="Orphan")
+    left = {c["metadata"]["name"]: c["metadata"].get("ownerReferences") for c in api.list("v1", "ConfigMap",
+                                                                                            "default")}
+    assert left["dep1"] is None and left["dep2"] is None and "owner" not in left
+    owner = api.create(_cm("owner"))
+    ref["uid"] = owner["metadata"]["uid"]
+    obj = _cm("dep3")
+    obj["metadata"]["ownerReferences"] = [ref]
+    api.create(obj)
+    w = api.watch("v1", "ConfigMap", "default", resource_version=str(emulator.store.rv))
+    api.delete("v1", "ConfigMap", "owner", "default", propagation="Foreground")
+    lines = [json.loads(x) for x in w.take(1)]
+    w.close()
+    seen = [(e["type"], e["object"]["metadata"]["name"]) for e in lines]
+    assert seen[0] == ("MODIFIED", "owner") and ("DELETED", "dep3") in seen and seen[-1] == ("DELETED", "owner")
+    assert lines[0]["object"]["metadata"]["finalizers"] == ["foregroundDeletion"]
+
+
+def test_controller_noise_matches_the_real_shapes(emulator, core):
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="fixtures")))
+    wait_until(lambda: len(emulator.api.list("v1", "ConfigMap", "fixtures")) == 1, what="kube-root-ca.crt")
+    real = {c["metadata"]["name"]: c for c in load_fixture("objects/namespaced-configmap.json")["items"]}
+    ours = emulator.api.get("v1", "ConfigMap", "kube-root-ca.crt", "fixtures")
+    assert ours["metadata"]["annotations"] == real["kube-root-ca.crt"]["metadata"]["annotations"]
+    assert ours["metadata"]["managedFields"][0]["fieldsV1"] == real["kube-root-ca.crt"]["metadata"][
+        "managedFields"][0]["fieldsV1"]
+    assert ours["metadata"]["managedFields"][0]["manager"] == "kube-controller-manager"
+    svc = load_fixture("objects/namespaced-service.json")["items"][0]
+    created = emulator.api.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web",
+                                   "namespace": "fixtures"}, "spec": {"selector": {"app": "web"}, "ports": [
+                                       {"name": "http", "port": 80, "targetPort": "http"}]}}, manager="kubectl")
+    assert set(created["spec"]) == set(svc["spec"])
+    assert created["spec"]["clusterIP"].startswith("10.")
+    wait_until(lambda: emulator.api.list("discovery.k8s.io/v1", "EndpointSlice", "fixtures"), what="slice")
+    eps = emulator.api.list("discovery.k8s.io/v1", "EndpointSlice", "fixtures")[0]
+    real_eps = load_fixture("objects/namespaced-endpointslice.json")["items"][2]
+    assert set(eps) == set(real_eps) and eps["metadata"]["labels"] == real_eps["metadata"]["labels"]
+    assert eps["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    wait_until(lambda: emulator.api.list("v1", "Endpoints", "fixtures"), what="endpoints")
+
+
+def test_list_at_exact_resource_version_and_error_statuses(emulator, core):
+    core.create_namespaced_config_map("default", _cm("a"))
+    rv = core.list_namespaced_config_map("default").metadata.resource_version
+    core.create_namespaced_config_map("default", _cm("b"))
+    core.delete_namespaced_config_map("a", "default")
+    code, old = _raw(emulator, f"/api/v1/namespaces/default/configmaps?resourceVersion={rv}"
+                               "&resourceVersionMatch=Exact")
+    assert code == 200 and [i["metadata"]["name"] for i in old["items"]] == ["a", "kube-root-ca.crt"]
+    assert old["metadata"]["resourceVersion"] == rv and "kind" not in old["items"][0]
+    code, body = _raw(emulator, "/api/v1/namespaces/default/configmaps/b", method="PATCH", body={"data": {}},
+                      headers={"Content-Type": "text/plain"})
+    assert code == 415 and body["reason"] == "UnsupportedMediaType"
+    code, body = _raw(emulator, "/api/v1/namespaces/default/configmaps/b", method="POST", body={})
+    assert code == 405 and body["reason"] == "MethodNotAllowed"
+    code, body = _raw(emulator, "/apis/nope.example.com/v1")
+    assert code == 404
