@@ -554,13 +554,26 @@ def _zero(shape: Shape, depth: int) -> Any:
     return out
 
 
+def _nulls_like(zero: dict, new: Any) -> dict:
+    """A field the new object holds as null has no omitempty in Go: the zero object holds it as null too."""
+    if not isinstance(new, dict):
+        return zero
+    for key, value in new.items():
+        if value is None and key not in zero:
+            zero[key] = None
+        elif isinstance(value, dict) and isinstance(zero.get(key), dict):
+            _nulls_like(zero[key], value)
+    return zero
+
+
 def track_update(old: dict | None, new: dict, manager: str, api_version: str, kind: str, now: str,
                  subresource: str | None = None) -> list:
     """managedFields after a non-apply write: the writer owns what it changed, others lose it."""
     shape = k8s_schema.kind_shape(api_version, kind)
     try:
-        lhs = _without_meta(old) if old is not None else zero_object(shape)
-        diff = compare(lhs, _without_meta(new), shape)
+        rhs = _without_meta(new)
+        lhs = _without_meta(old) if old is not None else _nulls_like(zero_object(shape), rhs)
+        diff = compare(lhs, rhs, shape)
     except FieldsError:
         return copy.deepcopy(((old or {}).get("metadata") or {}).get("managedFields") or [])
     changed = _strip(diff.added | diff.modified, _ignored(shape, subresource))

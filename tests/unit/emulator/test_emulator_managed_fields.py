@@ -321,3 +321,28 @@ def test_create_does_not_own_the_null_creation_timestamp_of_a_template():
     managed = track_update(None, created, "kube-controller-manager", "apps/v1", "ReplicaSet", T0)
     template_meta = managed[0]["fieldsV1"]["f:spec"]["f:template"]["f:metadata"]
     assert "f:creationTimestamp" not in template_meta and "f:labels" in template_meta
+
+
+WHOLE_CREATES = {"ReplicaSet", "EndpointSlice", "Endpoints", "ControllerRevision"}
+SERVER_ADDED_LATER = "Pods, Events, PVCs, Namespaces get fields from admission/strategy after the field manager ran"
+
+
+def created_by_controllers() -> list:
+    if not (FIXTURES / "objects").is_dir():
+        return []
+    cases = []
+    for obj in fixture_objects():
+        managed = obj["metadata"].get("managedFields", [])
+        main = [m for m in managed if m["operation"] == "Update" and not m.get("subresource")]
+        wanted = obj["kind"] in WHOLE_CREATES or obj["metadata"]["name"] == "kube-root-ca.crt" or (
+            obj.get("type") == "kubernetes.io/service-account-token")
+        if wanted and len(main) == 1:
+            cases.append(pytest.param(obj, main[0], id=f"{obj['kind']}/{obj['metadata']['name']}"))
+    return cases
+
+
+@pytest.mark.parametrize("obj, entry", created_by_controllers())
+def test_whole_objects_created_by_controllers_get_the_real_entry(obj, entry):
+    """The stored object, created as a whole, yields the real create entry (null fields, value structs)."""
+    managed = track_update(None, body(obj), entry["manager"], obj["apiVersion"], obj["kind"], T0)
+    assert [m["fieldsV1"] for m in managed] == [entry["fieldsV1"]], SERVER_ADDED_LATER
