@@ -198,8 +198,18 @@ class GitStore:
         caller just wrote (None: deleted), other paths are read from the work tree.
         """
         tree = self._model()
+        tree.store.begin()
+        try:
+            return self._commit_paths(tree, paths, message, contents or {})
+        except BaseException:
+            self._tree = None  # its cached tree ids may name objects that were never written
+            raise
+        finally:
+            tree.store.discard()
+
+    def _commit_paths(self, tree: TreeModel, paths: Iterable[str], message: Callable[[list[tuple[str, str]]], str],
+                      contents: dict[str, bytes | None]) -> str | None:
         changes: list[tuple[str, str]] = []
-        contents = contents or {}
         root = str(self.workdir)
         for path in paths:
             if path in contents:
@@ -221,6 +231,7 @@ class GitStore:
         parent = self.head()
         top = tree.write_tree()
         sha = tree.store.write("commit", commit_object(top, parent, message(changes), self.env))
+        tree.store.flush()
         self._index_stale = True
         try:
             self.git("update-ref", "-m", "kubedr export", f"refs/heads/{self.branch}", sha, parent or "0" * 40)
@@ -231,11 +242,17 @@ class GitStore:
         return sha
 
     def maintain(self) -> None:
-        """Pack loose objects once there are many (git's own threshold); safe beside commits and pushes."""
-        proc = subprocess.run(["git", "-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
-                              cwd=self.workdir, env=self.env, capture_output=True, timeout=600)
-        if proc.returncode != 0:
-            log.warning("git gc --auto: %s", proc.stderr.decode(errors="replace").strip())
+        """Keep the object store compact: pack loose objects, roll small packs up geometrically."""
+        objects = self.workdir / ".git" / "objects"
+        packs = len(list((objects / "pack").glob("pack-*.idx")))
+        loose = sum(1 for _ in (objects / "17").glob("*")) if (objects / "17").is_dir() else 0
+        for needed, args in ((loose > 27, ["repack", "-d", "-q"]),  # ~7,000 loose objects, as gc.auto estimates
+                             (packs > 16, ["repack", "-d", "-q", "--geometric=2"])):
+            if needed:
+                proc = subprocess.run(["git", *args], cwd=self.workdir, env=self.env, capture_output=True,
+                                      timeout=600)
+                if proc.returncode != 0:
+                    log.warning("git %s: %s", " ".join(args), proc.stderr.decode(errors="replace").strip())
 
     def ls_files(self) -> list[str]:
         """Every path in the last commit."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import time
 import zlib
 from pathlib import Path
@@ -25,17 +26,47 @@ class _Dir:
         self.sha: str | None = None  # None: changed since last serialised
 
 
+PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3}
+PACK_THRESHOLD = 32  # a commit with more new objects than this is written as one pack, not loose files
+
+
 class ObjectStore:
-    """Writes loose objects into a repository's object directory."""
+    """Writes objects into a repository: loose files, or one pack per large batch (one file, not thousands)."""
 
     def __init__(self, gitdir: Path) -> None:
         self.objects = os.path.join(gitdir, "objects")
         self._dirs: set[str] = set()
+        self._batch: dict[str, tuple[str, bytes]] | None = None
+
+    def begin(self) -> None:
+        """Collect the objects of one commit in memory until flush()."""
+        self._batch = {}
+
+    def discard(self) -> None:
+        """Forget unflushed objects (a batch that made no commit)."""
+        self._batch = None
+
+    def flush(self) -> None:
+        """Write what begin() collected: a pack when large, loose objects otherwise."""
+        batch, self._batch = self._batch or {}, None
+        if len(batch) > PACK_THRESHOLD:
+            write_pack(os.path.join(self.objects, "pack"), batch)
+        else:
+            for sha, (kind, data) in batch.items():
+                self._loose(sha, f"{kind} {len(data)}\0".encode() + data)
 
     def write(self, kind: str, data: bytes) -> str:
-        """Store one object; returns its SHA-1 (nothing is written when it already exists)."""
+        """Store one object; returns its SHA-1 (nothing is written when it already exists loose)."""
         raw = f"{kind} {len(data)}\0".encode() + data
         sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        if self._batch is not None:
+            if not os.path.exists(os.path.join(self.objects, sha[:2], sha[2:])):
+                self._batch[sha] = (kind, data)
+        else:
+            self._loose(sha, raw)
+        return sha
+
+    def _loose(self, sha: str, raw: bytes) -> None:
         folder = os.path.join(self.objects, sha[:2])
         path = os.path.join(folder, sha[2:])
         if not os.path.exists(path):
@@ -46,7 +77,52 @@ class ObjectStore:
             with open(tmp, "wb") as fh:
                 fh.write(zlib.compress(raw, 1))
             os.replace(tmp, path)
-        return sha
+
+
+def _entry_header(kind: str, size: int) -> bytes:
+    byte = (PACK_TYPES[kind] << 4) | (size & 0x0F)
+    size >>= 4
+    out = bytearray()
+    while size:
+        out.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    out.append(byte)
+    return bytes(out)
+
+
+def write_pack(pack_dir: str, objects: dict[str, tuple[str, bytes]]) -> str:
+    """Write objects as pack v2 + idx v2 (no deltas); the .idx appears last, so git never sees half a pack."""
+    os.makedirs(pack_dir, exist_ok=True)
+    body = bytearray(b"PACK" + struct.pack(">II", 2, len(objects)))
+    entries = []
+    for sha, (kind, data) in objects.items():
+        record = _entry_header(kind, len(data)) + zlib.compress(data, 1)
+        entries.append((bytes.fromhex(sha), zlib.crc32(record), len(body)))
+        body += record
+    checksum = hashlib.sha1(body, usedforsecurity=False).digest()
+    body += checksum
+    entries.sort()
+    fanout = [0] * 256
+    for name, _, _ in entries:
+        fanout[name[0]] += 1
+    total = 0
+    for i in range(256):
+        total += fanout[i]
+        fanout[i] = total
+    idx = bytearray(b"\377tOc" + struct.pack(">I", 2) + struct.pack(">256I", *fanout))
+    idx += b"".join(name for name, _, _ in entries)
+    idx += b"".join(struct.pack(">I", crc) for _, crc, _ in entries)
+    idx += b"".join(struct.pack(">I", offset) for _, _, offset in entries)
+    idx += checksum
+    idx += hashlib.sha1(idx, usedforsecurity=False).digest()
+    base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
+    for suffix, data in ((".pack", body), (".idx", idx)):
+        tmp = f"{base}{suffix}.tmp{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, base + suffix)
+    return base
 
 
 class TreeModel:

@@ -83,7 +83,7 @@ class Pusher:
         self.pushed = head
         self._set_failing(False)
         self.pushes += 1
-        if self.pushes % 500 == 0:
+        if self.pushes % 50 == 0:
             self.store.maintain()
         now = time.monotonic()
         for r in received:

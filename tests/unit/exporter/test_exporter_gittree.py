@@ -37,3 +37,21 @@ def test_tree_model_matches_git_write_tree(tmp_path: Path) -> None:
     reloaded = TreeModel(model.store)
     reloaded.load(git(repo, "ls-tree", "-r", "-z", "--full-tree", git(repo, "write-tree").strip()))
     assert reloaded.write_tree() == model.write_tree()
+
+
+def test_large_batches_become_one_valid_pack(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    model = TreeModel(ObjectStore(repo / ".git"))
+    model.store.begin()
+    for i in range(300):
+        model.set(f"ns/ConfigMap/cm-{i}.yaml", model.store.write("blob", f"value {i}\n".encode() * (i + 1)))
+    tree = model.write_tree()
+    model.store.flush()
+    assert not any(p.is_dir() and p.name != "pack" and p.name != "info" for p in (repo / ".git/objects").iterdir())
+    assert len(list((repo / ".git/objects/pack").glob("*.idx"))) == 1
+    git(repo, "verify-pack", str(next((repo / ".git/objects/pack").glob("*.idx"))))
+    assert git(repo, "cat-file", "-p", f"{tree}:ns/ConfigMap/cm-299.yaml") == "value 299\n" * 300
+    commit = git(repo, "commit-tree", tree, "-m", "x").strip()
+    git(repo, "update-ref", "refs/heads/main", commit)
+    git(repo, "fsck", "--strict", "--no-dangling")
