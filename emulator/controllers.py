@@ -11,6 +11,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 
 from emulator.errors import ApiError
 from emulator.selectors import selector_matches
@@ -128,6 +129,23 @@ class Controllers(NamespaceFinalizer):
                 out.append(e.obj)
         return out
 
+    def _event(self, obj: dict, reason: str, message: str, component: str) -> None:
+        """A core/v1 Event about obj, as the controllers' event recorders write them."""
+        now = now_iso()
+        meta = obj["metadata"]
+        ev = {"apiVersion": "v1", "kind": "Event", "metadata": {
+            "name": f"{meta['name']}.{time.time_ns():x}", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "resourceVersion": meta.get("resourceVersion", ""),
+                               "uid": meta["uid"]},
+            "reason": reason, "message": message, "source": {"component": component}, "firstTimestamp": now,
+            "lastTimestamp": now, "count": 1, "type": "Normal", "eventTime": None, "reportingComponent": "",
+            "reportingInstance": ""}
+        try:
+            self.store.create_rt(self.store.kind("v1", "Event"), ev, meta["namespace"], KCM)
+        except ApiError:
+            pass
+
     @staticmethod
     def _owner_ref(obj: dict) -> dict:
         return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
@@ -168,11 +186,16 @@ class Controllers(NamespaceFinalizer):
                 current = s.create_rt(rs_rt, rs, ns, KCM).obj
             except ApiError:
                 return
+            self._event(d, "ScalingReplicaSet", f"Scaled up replica set {current['metadata']['name']} to {replicas}",
+                        "deployment-controller")
         elif current["spec"].get("replicas") != replicas:
             new = copy.deepcopy(current)
             new["spec"]["replicas"] = replicas
             new["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/desired-replicas"] = str(replicas)
+            up = replicas > (current["spec"].get("replicas") or 0)
             current = s.update_rt(rs_rt, new, new["metadata"]["name"], ns, KCM).obj
+            self._event(d, "ScalingReplicaSet", f"Scaled {'up' if up else 'down'} replica set "
+                        f"{current['metadata']['name']} to {replicas}", "deployment-controller")
         for old in owned:
             if old is not current and old["metadata"]["uid"] != current["metadata"]["uid"] \
                     and old["spec"].get("replicas"):
@@ -198,15 +221,18 @@ class Controllers(NamespaceFinalizer):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
                    "spec": copy.deepcopy(template.get("spec") or {})}
             try:
-                s.create_rt(pod_rt, pod, ns, KCM)
+                created = s.create_rt(pod_rt, pod, ns, KCM).obj
             except ApiError:
                 return
+            self._event(rs, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
+                        "replicaset-controller")
         for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)[:max(0, len(pods)
                                                                                                       - want)]:
             try:
                 s.delete_rt(pod_rt, pod["metadata"]["name"], ns)
             except ApiError:
-                pass
+                continue
+            self._event(rs, "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}", "replicaset-controller")
         self._rs_status(ns, rs["metadata"]["name"])
 
     def _rs_status(self, ns: str, name: str) -> None:

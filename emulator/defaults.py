@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import random
 from collections.abc import Callable
@@ -177,7 +178,14 @@ def namespace(obj: dict, old: dict | None) -> None:
 
 
 def secret(obj: dict, old: dict | None) -> None:
+    """stringData is write-only: the server folds it into data (base64) and never stores it."""
     _set(obj, "type", "Opaque")
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = dict(obj.get("data") or {})
+        for k, v in string_data.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+        obj["data"] = data
 
 
 def pvc(obj: dict, old: dict | None) -> None:

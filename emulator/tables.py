@@ -76,6 +76,11 @@ COLUMNS: dict[str, list[tuple[str, str, str, Cell]]] = {
     "Endpoints": [NAME, ("Endpoints", "string", "", lambda o: "<none>"), AGE],
     "CustomResourceDefinition": [NAME, ("Created At", "date", "",
                                         lambda o: o["metadata"].get("creationTimestamp", ""))],
+    "Event": [("Last Seen", "string", "", lambda o: age({"metadata": {"creationTimestamp": o.get("lastTimestamp")}})),
+              ("Type", "string", "", lambda o: o.get("type", "")), ("Reason", "string", "", lambda o: o.get("reason")),
+              ("Object", "string", "", lambda o: f"{_g(o, 'involvedObject', 'kind', default='').lower()}/"
+                                                 f"{_g(o, 'involvedObject', 'name', default='')}"),
+              ("Message", "string", "", lambda o: o.get("message", ""))],
     "PersistentVolumeClaim": [NAME, ("Status", "string", "", lambda o: _g(o, "status", "phase", default="")),
                               ("Volume", "string", "", lambda o: _g(o, "spec", "volumeName", default="")), AGE],
 }
