@@ -142,13 +142,18 @@ def _compressor(out: BinaryIO, compression: str) -> BinaryIO:
 
 class _NoClose(io.RawIOBase):
     def __init__(self, out: BinaryIO) -> None:
-        self.out = out
+        self.out, self.pos = out, 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, b: Any) -> int:
-        return self.out.write(b)
+        n = self.out.write(b)
+        self.pos += n
+        return n
+
+    def tell(self) -> int:
+        return self.pos
 
     def close(self) -> None:
         self.out.flush()
@@ -157,8 +162,8 @@ class _NoClose(io.RawIOBase):
 def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dict[str, Any]],
           progress: Progress | None) -> None:
     comp = _compressor(out, compression)
-    with tarfile.open(fileobj=comp, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK,
-                      copybufsize=CHUNK) as tar:
+    # "w", not the "w|" stream mode: it writes straight through instead of re-buffering every block
+    with tarfile.open(fileobj=comp, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
         for e in entries:
             info = tarfile.TarInfo(e.name)
             info.uid = info.gid = 0
@@ -184,31 +189,46 @@ def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dic
     comp.close()
 
 
+class _HashingWriter:
+    """Writes through, hashing and counting what the store receives."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.hash, self.total = out, hashlib.sha256(), 0
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        self.total += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def write(store: Store, key: str, entries: Iterable[Entry], recipients: list[Any], compression: str = "zstd",
           progress: Progress | None = None) -> Written:
-    """Pack, compress, encrypt and store the entries under key; nothing is held whole in memory."""
+    """Pack, compress, encrypt and store the entries under key; nothing is held whole in memory.
+
+    A thread packs and compresses into a pipe; this thread encrypts from the pipe straight into the store's
+    writer, hashing what it writes. Any failure leaves no object behind (the store's writer is abandoned).
+    """
     entries = list(entries)
     files: list[dict[str, Any]] = []
     r1, w1 = _pipe()
-    r2, w2 = _pipe()
     packer = _Stage("bundle-pack", lambda: _pack(entries, w1, compression, files, progress),
                     lambda: _close(w1))
-    encrypter = _Stage("bundle-encrypt", lambda: pyrage.encrypt_io(r1, w2, recipients), lambda: _close(w2, r1))
     packer.start()
-    encrypter.start()
-    stored = _HashingReader(r2)
     try:
-        size = store.put_stream(key, stored)  # type: ignore[arg-type]
+        with store.writer(key) as out:
+            stored = _HashingWriter(out)
+            pyrage.encrypt_io(r1, stored, recipients)
+            packer.join()
+            if packer.error is not None:  # raised inside the block: the object is not committed
+                raise BundleError(f"{store.url}/{key}: packing failed: {packer.error}") from packer.error
     finally:
-        _close(r2)
+        _close(r1)
         packer.join()
-        encrypter.join()
-    for stage in (packer, encrypter):
-        if stage.error is not None:
-            raise BundleError(f"{store.url}/{key}: {stage.name} failed: {stage.error}") from stage.error
-    if size != stored.total:
-        raise BundleError(f"{store.url}/{key}: stored {size} bytes of {stored.total}")
-    return Written(size=stored.total, sha256=stored.hash.hexdigest(), files=files)  # type: ignore[union-attr]
+    return Written(size=stored.total, sha256=stored.hash.hexdigest(), files=files)
 
 
 @dataclass

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -21,6 +24,7 @@ class Store(Protocol):
     url: str
 
     def put_stream(self, key: str, reader: BinaryIO) -> int: ...
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_stream(self, key: str) -> BinaryIO: ...
     def get_bytes(self, key: str) -> bytes: ...
@@ -42,24 +46,30 @@ class DirStore:
             raise StoreError(f"{self.url}: invalid key {key!r}")
         return self.root.joinpath(*parts)
 
-    def put_stream(self, key: str, reader: BinaryIO) -> int:
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        """Write '<name>.partial'; renamed into place only when the block ends without an exception."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".partial")
-        total = 0
-        with open(tmp, "wb") as out:
-            while chunk := reader.read(CHUNK):
-                out.write(chunk)
-                total += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with open(tmp, "wb", buffering=CHUNK) as out:
+                yield out  # type: ignore[misc]
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)  # the rename itself survives a crash
         finally:
             os.close(fd)
-        return total
+
+    def put_stream(self, key: str, reader: BinaryIO) -> int:
+        with self.writer(key) as out:
+            return copy_stream(reader, out)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         import io
@@ -145,6 +155,41 @@ class S3Store:
             raise self._fail("upload", key, exc) from exc
         return counted.total
 
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        """A pipe into upload_fileobj in a thread; an exception in the block aborts the upload."""
+        r, w = os.pipe()
+        reader = _Abortable(os.fdopen(r, "rb", buffering=CHUNK))
+        failure: list[BaseException] = []
+
+        def upload() -> None:
+            try:
+                self.put_stream(key, reader)  # type: ignore[arg-type]
+            except BaseException as exc:  # reported by the writer below
+                failure.append(exc)
+            finally:
+                reader.close()
+
+        thread = threading.Thread(target=upload, name="s3-upload", daemon=True)
+        thread.start()
+        out = os.fdopen(w, "wb", buffering=CHUNK)
+        try:
+            yield out  # type: ignore[misc]
+            out.close()
+        except BaseException as exc:
+            reader.aborted = True  # the uploader fails its next read: a multipart upload is aborted
+            try:
+                out.close()
+            except OSError:
+                pass
+            thread.join()
+            if failure and isinstance(exc, OSError):  # the upload failed first, then the pipe closed
+                raise failure[0] from None
+            raise
+        thread.join()
+        if failure:
+            raise failure[0]
+
     def put_bytes(self, key: str, data: bytes) -> None:
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
@@ -208,6 +253,24 @@ class S3Store:
                 self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
             except Exception as exc:
                 raise self._fail("delete", key, exc) from exc
+
+
+class _Abortable:
+    """A reader that fails once the writer gave up, so a half-written object is never completed."""
+
+    def __init__(self, reader: BinaryIO) -> None:
+        self.reader, self.aborted = reader, False
+
+    def read(self, n: int = -1) -> bytes:
+        if self.aborted:
+            raise StoreError("upload aborted by the writer")
+        data = self.reader.read(n)
+        if self.aborted:  # the EOF that closing the pipe produced: not the end of the object
+            raise StoreError("upload aborted by the writer")
+        return data
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 class _Counting:

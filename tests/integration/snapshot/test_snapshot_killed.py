@@ -83,3 +83,26 @@ def test_s3_store(big_etcd, age_keys, tmp_path, s3_endpoint):
     out = kubedr("prune", "--store", "s3://killed/etcd", "--keep-last", "1", env=env)
     assert out.stdout.splitlines() == [f"abort incomplete upload {upload['Key']}"]
     assert not s3.list_multipart_uploads(Bucket="killed").get("Uploads")
+
+
+@pytest.mark.parametrize("size", [1 << 20, 24 << 20], ids=["single-put", "multipart"])
+def test_s3_failed_bundle_leaves_no_object(tmp_path, s3_endpoint, size):
+    from pyrage import x25519
+
+    from snapshot import bundle
+    from snapshot.store import S3Options, S3Store
+
+    for k, v in S3_ENV.items():
+        os.environ.setdefault(k, v)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    bucket = f"failed-{size}"
+    s3.create_bucket(Bucket=bucket)
+    store = S3Store(bucket, "etcd", S3Options(endpoint_url=s3_endpoint, path_style=True, part_size=5 << 20))
+    big = tmp_path / "db"
+    big.write_bytes(os.urandom(size))
+    with pytest.raises(bundle.BundleError, match="packing failed"):
+        bundle.write(store, "c/1/bundle.tar.age", [bundle.Entry("etcd/snapshot.db", path=big),
+                                                   bundle.Entry("gone", path=tmp_path / "missing")],
+                     [x25519.Identity.generate().to_public()], "none")
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -101,6 +101,12 @@ def test_s3_store_over_http(etcd_factory, etcd_server, age_keys, tmp_path, s3_en
     assert m["bundle"]["size"] == s3.head_object(Bucket="dr-backups", Key=keys[0])["ContentLength"]
     restore_and_read(etcd_factory, tmp_path, store, age_keys.identity, common, env=S3_ENV)
 
+    missing = kubedr("save", "--store", "s3://no-such-bucket/etcd", *common[2:], "--endpoints",
+                     etcd_server.client_url, "-r", age_keys.recipient, "--root", str(tmp_path), env=S3_ENV,
+                     check=False)
+    errors = [line for line in missing.stderr.splitlines() if "ERROR" in line]
+    assert missing.returncode == 1 and len(errors) == 1 and "NoSuchBucket" in errors[0], missing.stderr
+
 
 def test_kubeadm_client_tls(etcd_factory, age_keys, tmp_path):
     root = tmp_path / "node"

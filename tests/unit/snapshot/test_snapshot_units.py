@@ -171,3 +171,12 @@ def test_restore_command_bumps_only_where_the_tool_can():
     new = etcd.restore_command(etcd.RestoreTool("/usr/bin/etcdutl", True), *args, bump=5000)
     assert "--initial-cluster=cp-1=https://10.0.0.1:2380" in old and not any("bump" in a for a in old)
     assert new[-2:] == ["--bump-revision=5000", "--mark-compacted"]
+
+
+def test_a_failed_bundle_leaves_no_object(tmp_path):
+    ident = x25519.Identity.generate()
+    store = DirStore(tmp_path / "store")
+    with pytest.raises(bundle.BundleError, match="packing failed"):
+        bundle.write(store, "c/1/b.age", [bundle.Entry("a", data=b"x" * 100_000),
+                                          bundle.Entry("gone", path=tmp_path / "missing")], [ident.to_public()])
+    assert store.list("c") == []
