@@ -1,4 +1,9 @@
-"""Server-side apply and managedFields with structured-merge-diff semantics, over FieldsV1 path sets."""
+"""Server-side apply and managedFields with structured-merge-diff semantics, over FieldsV1 path sets.
+
+Not emulated: the cap of 10 Update managers ("ancient-changes" buckets), conversion between API versions
+of one kind (entries keep the apiVersion they were written with), and managers' fields of removed
+versions. A custom kind without a registered CRD schema is deduced: maps granular, lists atomic.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ IGNORED_PREFIX: dict[str | None, Path] = {None: ("f:status",), "status": ("f:spe
 
 
 class FieldsError(ValueError):
-    """An object the schema cannot key (an associative list item without its key): a 422 for apply."""
+    """An apply the schema refuses: a list item without its key, or a field a built-in kind does not declare."""
 
 
 @dataclass(frozen=True)
