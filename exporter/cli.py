@@ -68,6 +68,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-listen", help="host:port for /metrics /healthz /readyz, e.g. :9090")
     p.add_argument("--push-backoff-max", default="30s", help="longest wait between push retries")
     p.add_argument("--page-size", type=int, default=500, help="objects per list page")
+    from kubedr import leader
+
+    leader.add_arguments(p, "kubedr-exporter")
 
 
 def _recipients(args: argparse.Namespace) -> list[str]:
@@ -175,10 +178,8 @@ class Exporter:
                     out += [f"{top.name}/{sub.name}/{f.name}" for f in sub.iterdir() if f.is_file()]
         return out
 
-    def start(self, metrics_listen: str | None = None) -> None:
+    def start(self) -> None:
         """Reconcile, then run committer, pusher and one watch per type in background threads."""
-        if metrics_listen:
-            observe.serve(metrics_listen, live=self.healthy, ready=lambda: self.ready)
         rvs = self.reconcile()
         self.threads = [threading.Thread(target=self.committer.run, name="committer", daemon=True),
                         threading.Thread(target=self.pusher.run, name="pusher", daemon=True)]
@@ -205,17 +206,14 @@ class Exporter:
         if self.healthy():
             self._push_with_retries(1)
 
-    def run(self, once: bool, metrics_listen: str | None) -> int:
-        """Until SIGTERM/SIGINT (or, with once, just the reconcile and a push)."""
+    def work(self, stop: threading.Event, once: bool) -> int:
+        """Until stop is set (SIGTERM, lost Lease); with once, just the reconcile and a push."""
         if once:
-            if metrics_listen:
-                observe.serve(metrics_listen, live=self.healthy, ready=lambda: self.ready)
             self.reconcile()
             return 0 if self._push_with_retries(5) else 1
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        self.start(metrics_listen)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+        self.start()
         while not stop.wait(0.5):
             if not self.healthy():
                 log.error("stopping: %s", self.committer.failed or self.pusher.failed)
@@ -241,9 +239,16 @@ class Exporter:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of `kubedr export`."""
+    """Entry point of `kubedr export` (with --leader-elect: only while holding the Lease)."""
+    from kubedr import leader
+    from kubedr.kube import api_client
+
     try:
-        return Exporter(args).run(args.once, args.metrics_listen)
+        exporter = Exporter(args)
+        if args.metrics_listen:
+            observe.serve(args.metrics_listen, live=exporter.healthy, ready=leader.readiness(lambda: exporter.ready))
+        return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context),
+                                  lambda stop: exporter.work(stop, args.once))
     except GitError as exc:
         log.error("%s", exc)
         return 1
