@@ -25,7 +25,8 @@ ROOT_CA_DESCRIPTION = ("Contains a CA bundle that can be used to verify the kube
 FAKE_CA = ("-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrdWJlZHItZW11bGF0b3It"
            "Y2EwHhcNMjQwMTAxMDAwMDAwWhcNMzQwMTAxMDAwMDAwWjAjMSEwHwYDVQQDDBhrdWJlZHItZW11bGF0b3ItY2E=\n"
            "-----END CERTIFICATE-----\n")
-WATCHED = {("", "namespaces"), ("apps", "deployments"), ("apps", "replicasets"), ("", "services"), ("", "pods")}
+WATCHED = {("", "namespaces"), ("apps", "deployments"), ("apps", "replicasets"), ("", "services"), ("", "pods"),
+           ("apps", "statefulsets"), ("batch", "jobs")}
 
 
 class Controllers(NamespaceFinalizer):
@@ -94,6 +95,10 @@ class Controllers(NamespaceFinalizer):
             self._service(obj)
         elif kind == "Pod":
             self._pod_changed(obj)
+        elif kind == "StatefulSet" and ev.type != "DELETED":
+            self._statefulset(obj)
+        elif kind == "Job" and ev.type == "ADDED":
+            self._job(obj)
 
     # ------------------------------------------------------------ namespaces
 
@@ -342,6 +347,101 @@ class Controllers(NamespaceFinalizer):
                 live = self.store._entry(rs_rt, pod["metadata"]["namespace"], ref["name"])
                 if live is not None:
                     self._replicaset(live.obj)
+
+
+    # ------------------------------------------------------------ statefulsets, jobs
+
+    def _statefulset(self, sts: dict) -> None:
+        """Pods <name>-<i> with a ControllerRevision and (unowned) PVCs from volumeClaimTemplates."""
+        s = self.store
+        meta = sts["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        ns, name = meta["namespace"], meta["name"]
+        spec = sts.get("spec") or {}
+        template = copy.deepcopy(spec.get("template") or {})
+        digest = _hash(template)
+        revision = f"{name}-{digest}"
+        selector_labels = (spec.get("selector") or {}).get("matchLabels") or {}
+        cr_rt, pod_rt, pvc_rt = (s.kind("apps/v1", "ControllerRevision"), s.kind("v1", "Pod"),
+                                 s.kind("v1", "PersistentVolumeClaim"))
+        if s._entry(cr_rt, ns, revision) is None:
+            s.create_rt(cr_rt, {"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {
+                "name": revision, "namespace": ns, "labels": {**selector_labels, "controller.kubernetes.io/hash": digest},
+                "ownerReferences": [self._owner_ref(sts)]},
+                "data": {"spec": {"template": {"$patch": "replace", **template}}}, "revision": 1}, ns, KCM)
+        want = spec.get("replicas", 1)
+        for i in range(want):
+            pod_name = f"{name}-{i}"
+            for claim in spec.get("volumeClaimTemplates") or ():
+                claim_name = f"{claim['metadata']['name']}-{pod_name}"
+                if s._entry(pvc_rt, ns, claim_name) is None:
+                    s.create_rt(pvc_rt, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {
+                        "name": claim_name, "namespace": ns, "labels": dict(selector_labels)},
+                        "spec": copy.deepcopy(claim.get("spec") or {})}, ns, KCM)
+            if s._entry(pod_rt, ns, pod_name) is None:
+                pmeta = copy.deepcopy(template.get("metadata") or {})
+                pmeta.pop("creationTimestamp", None)
+                pmeta["labels"] = {**(pmeta.get("labels") or {}), "apps.kubernetes.io/pod-index": str(i),
+                                   "controller-revision-hash": revision,
+                                   "statefulset.kubernetes.io/pod-name": pod_name}
+                pmeta.update({"name": pod_name, "generateName": f"{name}-", "namespace": ns,
+                              "ownerReferences": [self._owner_ref(sts)]})
+                pspec = copy.deepcopy(template.get("spec") or {})
+                pspec["hostname"] = pod_name
+                if spec.get("serviceName"):
+                    pspec["subdomain"] = spec["serviceName"]
+                pspec["volumes"] = [*(pspec.get("volumes") or []), *[
+                    {"name": c["metadata"]["name"], "persistentVolumeClaim": {
+                        "claimName": f"{c['metadata']['name']}-{pod_name}"}}
+                    for c in spec.get("volumeClaimTemplates") or ()]] or None
+                if pspec["volumes"] is None:
+                    del pspec["volumes"]
+                s.create_rt(pod_rt, {"apiVersion": "v1", "kind": "Pod", "metadata": pmeta, "spec": pspec}, ns, KCM)
+                self._event(sts, "SuccessfulCreate", f"create Pod {pod_name} in StatefulSet {name} successful",
+                            "statefulset-controller")
+        for pod in self._owned("Pod", sts):
+            idx = pod["metadata"]["name"].rsplit("-", 1)[-1]
+            if idx.isdigit() and int(idx) >= want:
+                s.delete_rt(pod_rt, pod["metadata"]["name"], ns)
+        n = min(want, len(self._owned("Pod", sts)))
+        status = {"availableReplicas": 0, "collisionCount": 0, "currentReplicas": n, "currentRevision": revision,
+                  "observedGeneration": meta.get("generation", 1), "replicas": n, "updateRevision": revision,
+                  "updatedReplicas": n}
+        sts_rt = s.kind("apps/v1", "StatefulSet")
+        with s.lock:
+            live = s._entry(sts_rt, ns, name)
+            if live is not None and live.obj.get("status") != status:
+                s.update_rt(sts_rt, {**live.obj, "status": status}, name, ns, KCM, subresource="status")
+
+    def _job(self, job: dict) -> None:
+        """One pod per parallelism, never finishing (no kubelet); status active as the job controller sets it."""
+        s = self.store
+        meta = job["metadata"]
+        ns = meta["namespace"]
+        spec = job.get("spec") or {}
+        template = spec.get("template") or {}
+        pod_rt = s.kind("v1", "Pod")
+        for _ in range(spec.get("parallelism", 1) - len(self._owned("Pod", job))):
+            pmeta = copy.deepcopy(template.get("metadata") or {})
+            pmeta.pop("creationTimestamp", None)
+            pmeta.update({"generateName": f"{meta['name']}-", "namespace": ns, "ownerReferences": [
+                self._owner_ref(job)]})
+            pod = s.create_rt(pod_rt, {"apiVersion": "v1", "kind": "Pod", "metadata": pmeta,
+                                       "spec": copy.deepcopy(template.get("spec") or {})}, ns, KCM).obj
+            self._event(job, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", "job-controller")
+        job_rt = s.kind("batch/v1", "Job")
+        with s.lock:
+            live = s._entry(job_rt, ns, meta["name"])
+            if live is not None:
+                status = {"active": len(self._owned("Pod", job)), "startTime": now_iso(),
+                          "uncountedTerminatedPods": {}}
+                s.update_rt(job_rt, {**live.obj, "status": status}, meta["name"], ns, KCM, subresource="status")
+
+
+def _hash(value: object) -> str:
+    digest = hashlib.sha256(repr(sorted(_flat(value))).encode()).hexdigest()
+    return "".join("bcdfghjklmnpqrstvwxz2456789"[int(c, 16)] for c in digest[:9])
 
 
 def _flat(value: object, prefix: str = "") -> list[tuple[str, str]]:

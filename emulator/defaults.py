@@ -98,6 +98,15 @@ def daemonset(obj: dict, old: dict | None) -> None:
 
 def job(obj: dict, old: dict | None) -> None:
     spec = obj.setdefault("spec", {})
+    meta = obj.get("metadata") or {}
+    if old is None and meta.get("uid") and not spec.get("manualSelector") and not spec.get("selector"):
+        uid, name = meta["uid"], meta.get("name", "")
+        labels = {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+                  "controller-uid": uid, "job-name": name}
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+        tpl_meta = spec.setdefault("template", {}).setdefault("metadata", {})
+        tpl_meta["labels"] = {**(tpl_meta.get("labels") or {}), **labels}
+        meta["labels"] = {**labels, **(meta.get("labels") or {})}
     _set(spec, "backoffLimit", 6)
     _set(spec, "completionMode", "NonIndexed")
     _set(spec, "completions", 1)

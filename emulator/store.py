@@ -620,6 +620,9 @@ class Store:
                 return cur, not meta.get("finalizers") and rt.kind != "Namespace"
             policy = propagation or "Background"
             if rt.kind == "Namespace":
+                if name in ("default", "kube-system", "kube-public"):
+                    raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be '
+                                   "deleted", {"name": name, "kind": "namespaces"})
                 return self._terminate_namespace(rt, cur), False
             if rt.kind == "CustomResourceDefinition":
                 self._drop_crd(cur.obj)

@@ -186,3 +186,33 @@ def test_client_side_apply_uses_openapi(k):
     assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
     managers = {f["manager"] for f in dep["metadata"]["managedFields"]}
     assert "kubectl-client-side-apply" in managers
+
+
+def test_statefulset_and_job_controllers(k, emulator):
+    k("apply", "--server-side", "-f", "-", stdin="""
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: "postgres:16"}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+""")
+    k("create", "job", "migrate", "--image=busybox:1.36", "--", "sh", "-c", "echo migrate")
+    wait_until(lambda: {p["metadata"]["name"] for p in emulator.api.list("v1", "Pod", "default")} >= {"db-0", "db-1"},
+               what="statefulset pods")
+    pvcs = [p["metadata"]["name"] for p in emulator.api.list("v1", "PersistentVolumeClaim", "default")]
+    assert pvcs == ["data-db-0", "data-db-1"]
+    job = _get(k, "job", "migrate")
+    uid = job["metadata"]["uid"]
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    wait_until(lambda: emulator.api.list("v1", "Pod", "default", label_selector=f"controller-uid={uid}"),
+               what="job pod")
+    out = k("delete", "namespace", "default", check=False)
+    assert out.returncode != 0 and "this namespace may not be deleted" in out.stderr
