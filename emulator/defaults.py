@@ -248,12 +248,18 @@ def ingress(obj: dict, old: dict | None) -> None:
         obj["status"] = (old or {}).get("status") or {"loadBalancer": {}}
 
 
+def pdb(obj: dict, old: dict | None) -> None:
+    if not obj.get("status"):  # PodDisruptionBudgetStatus: four counters without omitempty
+        obj["status"] = (old or {}).get("status") or {"disruptionsAllowed": 0, "currentHealthy": 0,
+                                                       "desiredHealthy": 0, "expectedPods": 0}
+
+
 DEFAULTERS: dict[str, Callable[[dict, dict | None], None]] = {
     "Deployment": deployment, "ReplicaSet": replicaset, "StatefulSet": statefulset, "DaemonSet": daemonset,
     "Job": job, "CronJob": cronjob, "Pod": pod, "Service": service, "Namespace": namespace, "Secret": secret,
     "PersistentVolumeClaim": pvc, "PersistentVolume": pv, "StorageClass": storageclass,
     "PriorityClass": priorityclass, "CustomResourceDefinition": crd, "NetworkPolicy": networkpolicy,
-    "Ingress": ingress,
+    "Ingress": ingress, "PodDisruptionBudget": pdb,
 }
 
 

@@ -99,6 +99,8 @@ BUILTINS: tuple[ResourceType, ...] = (
        generation=True),
     _r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", short_names=("netpol",), generation=True),
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False, generation=True),
+    _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",), subresources=("status",),
+       generation=True),
     _r("rbac.authorization.k8s.io", "v1", "Role", "roles"),
     _r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
     _r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
@@ -112,7 +114,7 @@ BUILTINS: tuple[ResourceType, ...] = (
 )
 
 # Group order of /apis on a real server (its priority order); versions are the ones we serve.
-GROUP_ORDER = ("apps", "batch", "networking.k8s.io", "rbac.authorization.k8s.io", "storage.k8s.io",
+GROUP_ORDER = ("apps", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
                "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
 
 # Names a valid object must have: DNS-1123 label for these kinds, a path segment for RBAC, subdomain otherwise.

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from emulator import errors, protobuf, resources, tables
+from emulator import errors, openapi_v2, protobuf, resources, tables
 from emulator.errors import ApiError
 from emulator.resources import ResourceType
 from emulator.store import PATCH_TYPES, Store, dumps
@@ -205,10 +205,10 @@ class Handler(BaseHTTPRequestHandler):
         served = sorted({(rt.group, rt.version) for rt in store.types.values()})
         gv_paths = [f"apis/{g}/{v}" if g else f"api/{v}" for g, v in served]
         parts = path.strip("/").split("/")
+        if parts == ["openapi", "v2"]:
+            return self._openapi_v2()
         try:
-            if parts == ["openapi", "v2"]:
-                doc = _openapi.v2()
-            elif parts == ["openapi", "v3"]:
+            if parts == ["openapi", "v3"]:
                 doc = _openapi.v3_index(group_versions=gv_paths)
             elif parts[:2] == ["openapi", "v3"] and "/".join(parts[2:]) in gv_paths:
                 gv_path = "/".join(parts[2:])
@@ -221,6 +221,15 @@ class Handler(BaseHTTPRequestHandler):
         except KeyError:
             raise errors.resource_not_found() from None
         self._json(200, doc)
+
+    def _openapi_v2(self) -> None:
+        """Content negotiation as kube-openapi's handler: JSON or gnostic protobuf, else 406 with no body."""
+        for media in _accepted(self.headers.get("Accept") or "*/*"):
+            if media in ("application/json", "application/*", "*/*"):
+                return self._send(200, openapi_v2.json_body(), "application/json")
+            if media in openapi_v2.PROTOBUF_ACCEPTED:
+                return self._send(200, openapi_v2.protobuf(), openapi_v2.PROTOBUF)
+        self._send(406, b"", "text/plain; charset=utf-8")
 
     # --------------------------------------------------------------- discovery
 
@@ -471,6 +480,23 @@ def _table_event(line: bytes, kind: str, include: str) -> bytes:
         ev["object"] = tables.table(kind, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
                                     include)
     return dumps(ev) + b"\n"
+
+
+def _accepted(accept: str) -> list[str]:
+    """The media types of an Accept header, highest q first (ties keep their order), parameters dropped."""
+    found = []
+    for i, clause in enumerate(accept.split(",")):
+        media, *params = [p.strip() for p in clause.split(";")]
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        if media and q > 0:
+            found.append((-q, i, media.lower()))
+    return [m for _, _, m in sorted(found)]
 
 
 def _version_priority(v: str) -> tuple:

@@ -81,6 +81,11 @@ COLUMNS: dict[str, list[tuple[str, str, str, Cell]]] = {
               ("Object", "string", "", lambda o: f"{_g(o, 'involvedObject', 'kind', default='').lower()}/"
                                                  f"{_g(o, 'involvedObject', 'name', default='')}"),
               ("Message", "string", "", lambda o: o.get("message", ""))],
+    "PodDisruptionBudget": [NAME, ("Min Available", "string", "", lambda o: _g(o, "spec", "minAvailable", default="N/A")),
+                            ("Max Unavailable", "string", "",
+                             lambda o: _g(o, "spec", "maxUnavailable", default="N/A")),
+                            ("Allowed Disruptions", "integer", "",
+                             lambda o: _g(o, "status", "disruptionsAllowed", default=0)), AGE],
     "PersistentVolumeClaim": [NAME, ("Status", "string", "", lambda o: _g(o, "status", "phase", default="")),
                               ("Volume", "string", "", lambda o: _g(o, "spec", "volumeName", default="")), AGE],
 }

@@ -69,11 +69,14 @@ def test_apply_k_creates_every_object(kubectl: str, kubeconfig: Path, overlay: s
             container = live["spec"]["template"]["spec"]["containers"][0]
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    if missing:
-        pytest.xfail(f"the emulator does not serve {sorted(missing)}; kubectl said: {proc.stderr.strip()[-300:]}")
+    assert not missing, f"the emulator does not serve {sorted(missing)}; kubectl said: {proc.stderr.strip()[-300:]}"
     assert proc.returncode == 0, proc.stderr
     # applying again changes nothing
     again = kubectl_run(kubectl, kubeconfig, "apply", *extra, "-k", str(OVERLAYS / overlay))
     assert again.returncode == 0, again.stderr
     if mode == "client-side":
-        assert all(line.endswith("unchanged") for line in again.stdout.splitlines()), again.stdout
+        # PodDisruptionBudgetSpec.selector has patchStrategy "replace": kubectl's three-way patch always carries
+        # it, so a real cluster reports the PDB "configured" on every re-apply too (the object does not change).
+        changed = [line for line in again.stdout.splitlines()
+                   if not line.endswith("unchanged") and not line.startswith("poddisruptionbudget.policy/")]
+        assert not changed, again.stdout

@@ -342,3 +342,23 @@ def test_list_at_exact_resource_version_and_error_statuses(emulator, core):
     assert code == 405 and body["reason"] == "MethodNotAllowed"
     code, body = _raw(emulator, "/apis/nope.example.com/v1")
     assert code == 404
+
+
+def test_openapi_v2_content_negotiation(emulator):
+    """JSON or gnostic protobuf as kube-openapi's handler serves them; anything else is a 406."""
+    def get(accept: str) -> tuple[int, str, bytes]:
+        req = urllib.request.Request(emulator.url + "/openapi/v2", headers={"Accept": accept,
+                                                                            "Authorization": f"Bearer {emulator.token}"})
+        try:
+            with urllib.request.urlopen(req) as resp:
+                return resp.status, resp.headers["Content-Type"], resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers["Content-Type"], exc.read()
+
+    code, ctype, body = get("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+    assert (code, ctype) == (200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+    assert body.startswith(b"\n\x032.0")  # field 1 (swagger) = "2.0"
+    code, ctype, body = get("application/json")
+    assert (code, ctype) == (200, "application/json")
+    assert "io.k8s.api.policy.v1.PodDisruptionBudget" in json.loads(body)["definitions"]
+    assert get("text/html")[0] == 406

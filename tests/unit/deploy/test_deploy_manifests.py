@@ -251,9 +251,7 @@ def test_the_commands_the_deployments_run_accept_leader_election(command: str, l
     parser = cli.build_parser(command)
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
     dests = {a.dest: a.default for a in sub._actions}
-    if "leader_elect" not in dests:
-        pytest.xfail(f"`kubedr {command}` has no --leader-elect yet: both replicas would run active "
-                     "(wire kubedr.leader.add_arguments + run_elected)")
+    assert "leader_elect" in dests, f"`kubedr {command}` has no --leader-elect: both replicas would run active"
     assert dests["leader_election_name"] == lease
 
 
