@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from emulator import errors, resources
+from emulator import errors, resources, times
 from emulator.errors import ApiError
 from emulator.resources import ResourceType
 from emulator.selectors import field_matcher, label_matcher
@@ -405,6 +405,8 @@ class Store:
             for k in SERVER_META:
                 meta.pop(k, None)
             obj = self._shape(rt, obj)
+            if rt.builtin:
+                times.normalise_object(obj, rt.api_version, rt.kind)
             self._validate(rt, obj)
             if self._entry(rt, ns, name) is not None:
                 raise errors.already_exists(rt, name)
@@ -495,6 +497,8 @@ class Store:
 
     def _finish_update(self, rt: ResourceType, cur: Entry, new: dict, dry_run: bool) -> Entry:
         old = cur.obj
+        if rt.builtin:
+            times.normalise_object(new, rt.api_version, rt.kind)
         if rt.generation and self._spec_changed(old, new):
             new["metadata"]["generation"] = old["metadata"].get("generation", 0) + 1
         if self._same(old, new):

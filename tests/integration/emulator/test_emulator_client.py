@@ -362,3 +362,22 @@ def test_openapi_v2_content_negotiation(emulator):
     assert (code, ctype) == (200, "application/json")
     assert "io.k8s.api.policy.v1.PodDisruptionBudget" in json.loads(body)["definitions"]
     assert get("text/html")[0] == 406
+
+
+def test_lease_micro_time_from_the_typed_client(emulator):
+    """The client sends datetime.isoformat() (+00:00); the server answers RFC 3339 micro with Z, or 400."""
+    from datetime import UTC, datetime
+
+    coord = client.CoordinationV1Api(api_client(str(emulator.kubeconfig)))
+    moment = datetime(2026, 11, 24, 19, 50, 21, 123456, tzinfo=UTC)
+    body = client.V1Lease(metadata=client.V1ObjectMeta(name="lock"),
+                          spec=client.V1LeaseSpec(holder_identity="a", acquire_time=moment, renew_time=moment))
+    coord.create_namespaced_lease("default", body)
+    raw = emulator.api.get("coordination.k8s.io/v1", "Lease", "lock", "default")
+    assert raw["spec"]["renewTime"] == raw["spec"]["acquireTime"] == "2026-11-24T19:50:21.123456Z"
+    assert coord.read_namespaced_lease("lock", "default").spec.renew_time == moment
+    body.metadata.name = "whole-second"
+    body.spec.renew_time = moment.replace(microsecond=0)  # isoformat() drops the fraction: Go cannot parse it
+    with pytest.raises(ApiException) as exc:
+        coord.create_namespaced_lease("default", body)
+    assert exc.value.status == 400 and "cannot be handled as a Lease" in json.loads(exc.value.body)["message"]
