@@ -60,9 +60,22 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def setup(self) -> None:
+        self.server.track(self.request, True)
         super().setup()
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.request, False)
+
+    def handle_one_request(self) -> None:
+        if self.server.stopping:  # a request that raced stop(): the connection is dropped, not served
+            self.close_connection = True
+            return
+        super().handle_one_request()
 
     # --------------------------------------------------------------- plumbing
 
@@ -523,7 +536,28 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.bookmark_interval = bookmark_interval
         self.stopping = False
         self.watchers: set = set()
+        self.connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
         self.address = f"{addr[0]}:{self.server_address[1]}"
+
+    def track(self, conn: socket.socket, live: bool) -> None:
+        """Remember open client connections, so that stop() can drop keep-alive ones."""
+        with self._conn_lock:
+            if live:
+                self.connections.add(conn)
+            else:
+                self.connections.discard(conn)
+
+    def drop_connections(self) -> None:
+        """Shut every client connection down: handlers blocked reading the next request see EOF and exit."""
+        with self._conn_lock:
+            conns = list(self.connections)
+            self.connections.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class Emulator:
@@ -583,6 +617,7 @@ class Emulator:
                 w.wake.set()
             httpd.shutdown()
             httpd.server_close()
+            httpd.drop_connections()
             self._httpd = None
         if self.controllers is not None:
             self.controllers.stop()

@@ -381,3 +381,21 @@ def test_lease_micro_time_from_the_typed_client(emulator):
     with pytest.raises(ApiException) as exc:
         coord.create_namespaced_lease("default", body)
     assert exc.value.status == 400 and "cannot be handled as a Lease" in json.loads(exc.value.body)["message"]
+
+
+def test_stop_drops_keep_alive_connections(tmp_path):
+    """A stopped emulator is gone for clients that hold a pooled connection too, as a dead apiserver."""
+    import http.client
+
+    emu = Emulator(listen=f"127.0.0.1:{free_port()}", controllers=False).start()
+    conn = http.client.HTTPConnection(emu.host, emu.port, timeout=5)
+    headers = {"Authorization": f"Bearer {emu.token}"}
+    conn.request("GET", "/api/v1/namespaces/default", headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 200 and not resp.will_close
+    resp.read()
+    emu.stop()
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        conn.request("GET", "/api/v1/namespaces/default", headers=headers)
+        conn.getresponse()
+    conn.close()
