@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    config.apply_defaults(parser, args, argv)
+    try:
+        config.apply_defaults(parser, args, argv)
+    except config.UsageError as exc:
+        print(f"kubedr: {exc}", file=sys.stderr)
+        return 2
     config.setup_logging(args.log_level, args.log_json)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:

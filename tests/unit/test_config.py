@@ -44,3 +44,13 @@ def test_unknown_setting_names_file_and_key(tmp_path):
     args = parser.parse_args(argv)
     with pytest.raises(config.UsageError, match=r"kubedr.yaml: unknown setting export.repoo"):
         config.apply_defaults(parser, args, argv)
+
+
+def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):
+    from kubedr import cli
+
+    cfg = tmp_path / "kubedr.yaml"
+    cfg.write_text("status:\n  no-such-setting: 1\n")
+    assert cli.main(["--config", str(cfg), "status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "kubedr.yaml: unknown setting status.no-such-setting" in err
