@@ -17,7 +17,9 @@ class ApiError(Exception):
 
     def status(self) -> dict:
         out: dict = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                     "message": self.message, "reason": self.reason}
+                     "message": self.message}
+        if self.reason:  # StatusReasonUnknown is "" and omitted, as for errors that are not a Status
+            out["reason"] = self.reason
         if self.details is not None:
             out["details"] = self.details
         out["code"] = self.code

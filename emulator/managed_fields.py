@@ -645,8 +645,9 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
     details = []
     for entry in others:
         for path in sorted(entry.paths & touched, key=lambda p: [_element_sort(e) for e in p]):
+            # the apiserver names a manager by its identity, which never holds the time (BuildManagerIdentifier)
             details.append(Conflict(entry.manager, entry.operation, entry.subresource, entry.api_version,
-                                    entry.time, path_string(path)))
+                                    None, path_string(path)))
     if details and not force:
         raise ApplyConflict(details)
     for entry in others:

@@ -400,7 +400,8 @@ class Handler(BaseHTTPRequestHandler):
                                "is required for apply patch", {"group": "meta.k8s.io", "kind": "PatchOptions",
                                "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required "
                                            "for apply patch", "field": "fieldManager"}]})
-            if kind in ("apply", "merge", "strategic") and sub is None:
+            if kind in ("merge", "strategic") and sub is None:
+                # (an apply is typed by the field manager whatever fieldValidation says: unknown fields fail there)
                 self._validate_fields(rt, q, patch)
             existed = store._entry(rt, ns if rt.namespaced else "", name) is not None
             entry = store.patch_rt(rt, name, ns, patch, kind, manager, _bool(q, "force"), self._dry_run(q), sub)

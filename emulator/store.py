@@ -1138,8 +1138,24 @@ def _server_side_apply(live: dict | None, config: dict, manager: str, force: boo
                 raise errors.ApiError(422, "Invalid", str(exc)) from None
             if isinstance(exc, ApiError):
                 raise
+            if isinstance(exc, getattr(_mf, "FieldsError", ())):
+                raise typed_patch_error(config, rt, str(exc)) from None
             raise errors.bad_request(str(exc)) from None
+        status = getattr(exc, "status", None)
+        if callable(status):  # managed_fields.ApplyConflict: the apiserver's own wording and causes
+            body = status()
+            raise ApiError(409, "Conflict", body["message"], body["details"]) from None
         raise apply_conflict(conflicts, rt, live) from None
+
+
+def typed_patch_error(config: dict, rt: ResourceType, why: str) -> ApiError:
+    """An apply the schema refuses (undeclared field, list item without its key): the apiserver returns the
+    plain error of structured-merge-diff's conversion, which its status writer turns into a 500 without reason
+    (kubernetes/kubernetes#122480, #139253)."""
+    meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+    gvk = f"{rt.group}/{rt.version}, Kind={rt.kind}"
+    where = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}; {gvk}"
+    return ApiError(500, "", f"failed to create typed patch object ({where}): {why}")
 
 
 def apply_conflict(conflicts: Iterable, rt: ResourceType, live: dict | None) -> ApiError:

@@ -399,3 +399,55 @@ def test_stop_drops_keep_alive_connections(tmp_path):
         conn.request("GET", "/api/v1/namespaces/default", headers=headers)
         conn.getresponse()
     conn.close()
+
+
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+def test_apply_conflicts_are_409_with_one_cause_per_field(emulator):
+    """NewApplyConflict: reason Conflict, no name/kind in details, FieldManagerConflict causes, identity wording."""
+    path = "/api/v1/namespaces/default/configmaps/shared"
+    code, _ = _raw(emulator, path + "?fieldManager=one", "PATCH", _cm("shared") | {"data": {"a": "1", "b": "1"}},
+                   headers=APPLY)
+    assert code == 201
+    code, body = _raw(emulator, path + "?fieldManager=two", "PATCH", _cm("shared") | {"data": {"a": "2", "b": "2"}},
+                      headers=APPLY)
+    assert code == 409
+    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": 'Apply failed with 2 conflicts: conflicts with "one":\n- .data.a\n- .data.b',
+                    "reason": "Conflict", "details": {"causes": [
+                        {"reason": "FieldManagerConflict", "message": 'conflict with "one"', "field": ".data.a"},
+                        {"reason": "FieldManagerConflict", "message": 'conflict with "one"', "field": ".data.b"}]},
+                    "code": 409}
+    # an Update manager is named with its apiVersion (never the time: the identity has none)
+    code, _ = _raw(emulator, path + "?fieldManager=editor", "PATCH", {"data": {"c": "1"}},
+                   headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200
+    code, body = _raw(emulator, path + "?fieldManager=two", "PATCH", _cm("shared") | {"data": {"c": "2"}},
+                      headers=APPLY)
+    assert (code, body["message"]) == (409, 'Apply failed with 1 conflict: conflict with "editor" using v1: .data.c')
+    code, body = _raw(emulator, path + "?fieldManager=two&force=true", "PATCH",
+                      _cm("shared") | {"data": {"c": "2"}}, headers=APPLY)
+    assert code == 200 and body["data"]["c"] == "2"
+
+
+def test_apply_the_schema_refuses_is_the_real_500(emulator):
+    """structured-merge-diff's typing error reaches the client as a plain 500 (kubernetes#122480), any
+    fieldValidation; a merge patch with fieldValidation=Strict is the 400 strict decoding error instead."""
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i", "bogus": 1}]}}}}
+    path = "/apis/apps/v1/namespaces/default/deployments/d?fieldManager=me"
+    for validation in ("", "&fieldValidation=Strict", "&fieldValidation=Ignore"):
+        code, body = _raw(emulator, path + validation, "PATCH", dep, headers=APPLY)
+        assert code == 500 and "reason" not in body, validation
+        assert body["message"] == ("failed to create typed patch object (default/d; apps/v1, Kind=Deployment): "
+                                   '.spec.template.spec.containers[name="c"].bogus: field not declared in schema')
+    del dep["spec"]["template"]["spec"]["containers"][0]["name"]
+    del dep["spec"]["template"]["spec"]["containers"][0]["bogus"]
+    code, body = _raw(emulator, path, "PATCH", dep, headers=APPLY)
+    assert code == 500 and "omits key field" in body["message"]
+    assert _raw(emulator, "/api/v1/namespaces/default/configmaps", "POST", _cm("m"))[0] == 201
+    code, body = _raw(emulator, "/api/v1/namespaces/default/configmaps/m?fieldValidation=Strict", "PATCH",
+                      {"bogus": 1}, headers={"Content-Type": "application/merge-patch+json"})
+    assert (code, body["reason"]) == (400, "BadRequest") and 'unknown field "bogus"' in body["message"]
