@@ -167,10 +167,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _apply(engine: Any, args: argparse.Namespace) -> int:
     from applier.round import loop
-    from kubedr import observe
+    from kubedr import leader, observe
 
     if args.metrics_listen:
-        observe.serve(args.metrics_listen, ready=lambda: engine.caught_up)
+        observe.serve(args.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if args.dry_run:
         try:
             report = engine.step()
@@ -187,7 +187,6 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
         for f in report.failures:
             print(f"would fail {f}")
         return 1 if report.failures else 0
-    from kubedr import leader
     from kubedr.kube import api_client
 
     def work(stop: Any) -> int:

@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from kubedr import contract, kube, leader
-from tests.conftest import run_git, wait_until
+from tests.conftest import free_port, run_git, wait_until
 
 NS = "kubedr-system"
 LEASE = "kubedr-applier"
@@ -52,6 +54,14 @@ def cm(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop"}, "data": {}}
 
 
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def test_two_appliers_one_active_takeover_after_sigkill(emulator: Any, tmp_path: Path, git_remote: Path) -> None:
     kc = str(emulator.write_kubeconfig(tmp_path / "secondary.kubeconfig"))
     kube.client.CoreV1Api(kube.api_client(kc)).create_namespace({"metadata": {"name": NS}})
@@ -64,6 +74,7 @@ def test_two_appliers_one_active_takeover_after_sigkill(emulator: Any, tmp_path:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
     procs: dict[str, subprocess.Popen] = {}
     logs = {}
+    ports = {"applier-0": free_port(), "applier-1": free_port()}
     for replica in ("applier-0", "applier-1"):
         logs[replica] = open(tmp_path / f"{replica}.log", "wb")  # noqa: SIM115 - closed below
         procs[replica] = subprocess.Popen(
@@ -71,13 +82,15 @@ def test_two_appliers_one_active_takeover_after_sigkill(emulator: Any, tmp_path:
              "--workdir", str(tmp_path / replica), "--interval", "200ms",
              "--leader-elect", "--leader-election-namespace", NS, "--leader-election-identity", replica,
              "--leader-election-lease-duration", "2", "--leader-election-renew-deadline", "1.5",
-             "--leader-election-retry-period", "0.2"],
+             "--leader-election-retry-period", "0.2", "--metrics-listen", f"127.0.0.1:{ports[replica]}"],
             stdout=logs[replica], stderr=subprocess.STDOUT, env=env)
     try:
         wait_until(lambda: configmap(kc, "a"), timeout=30, what="the first commit applied")
         first = lease_spec(kc)["holderIdentity"]
         second = next(r for r in procs if r != first)
         assert procs[second].poll() is None          # the spare waits, it does not exit
+        # both Ready: the leader once caught up, the waiting spare because it is healthy (rollouts never stall)
+        wait_until(lambda: ready(ports[first]) and ready(ports[second]), timeout=15, what="both replicas Ready")
 
         procs[first].send_signal(signal.SIGKILL)
         procs[first].wait(10)
