@@ -87,6 +87,7 @@ class Engine:
         self.validator: Validator | None = None
         self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
         self._pinned: str | None = None
+        self._mode_changed = False  # --active/--standby changed the recorded mode: apply everything again
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
 
@@ -136,6 +137,7 @@ class Engine:
                 current = read_mode(self.cluster, base)
                 if current.fingerprint() != wanted.fingerprint() or not current.recorded:
                     record_mode(self.cluster, wanted, f"kubedr apply --{override}")
+                    self._mode_changed = True
                 self.user.mode_override = None
             return wanted
         mode = read_mode(self.cluster, base)
@@ -160,6 +162,9 @@ class Engine:
         status = load_status(self.cluster)
         mode = self.mode()
         fp = self.fingerprint(mode)
+        if self._mode_changed and status is not None:
+            # a switchover may have moved the workloads since the last round recorded this fingerprint
+            status.settings, self._mode_changed = "", False
         if status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run:
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None

@@ -72,6 +72,19 @@ def test_standby_then_switchover_then_commits_respect_active(secondary: Any, rep
     assert status_of(secondary)["mode"] == "active"
 
 
+def test_back_to_standby_right_after_a_switchover(secondary: Any, repo: Repo) -> None:
+    for o in (namespace("shop"), deployment()):
+        repo.put(o)
+    repo.commit("workloads")
+    assert apply(secondary, repo, "--standby") == 0
+    assert main(["switchover", "--kubeconfig", secondary.kubeconfig_path]) == 0
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 3
+    # no new commit, same settings as the last round: the workloads still go down again
+    assert apply(secondary, repo, "--standby") == 0
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 0
+    assert status_of(secondary)["mode"] == "standby"
+
+
 def test_namespace_and_image_maps(secondary: Any, repo: Repo) -> None:
     for o in (namespace("shop"), configmap("settings"),
               deployment(image="registry.primary.example.com/shop/web:1.0")):
