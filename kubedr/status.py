@@ -124,7 +124,8 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
     scratch = tempfile.mkdtemp(prefix="kubedr-status-")
     try:
         _git(["init", "--quiet", "--bare", scratch])
-        _git(["-C", scratch, "fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
+        # --git-dir, not -C: a relative repo path stays relative to where the operator ran the command
+        _git(["--git-dir", scratch, "fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
               f"refs/heads/{branch}:refs/heads/{branch}"])
         out = _git(["-C", scratch, "log", "--format=%H%x00%ct%x00%s", branch])
     except RuntimeError as exc:

@@ -17,10 +17,11 @@ from kubedr import contract, kube, leader
 from tests.conftest import free_port, run_git, wait_until
 
 
-def kubedr(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def kubedr(*args: str, timeout: float = 90, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
     return subprocess.run([sys.executable, "-m", "kubedr.cli", "--log-level", "WARNING", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def status_json(*args: str) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -76,6 +77,14 @@ def test_secondary_in_sync_then_behind(emulator: Any, tmp_path: Path, repo: tupl
     assert rows["applier"]["data"]["lag_seconds"] >= 0
     code, _ = status_json("--repo", str(remote), "--secondary-kubeconfig", kc, "--max-lag", "-1")
     assert code == 1
+
+
+def test_a_relative_repo_path_is_read_from_the_current_directory(repo: tuple[Path, Path]) -> None:
+    remote, work = repo
+    proc = kubedr("status", "-o", "json", "--repo", remote.name, cwd=remote.parent)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["component"]: r for r in json.loads(proc.stdout)}
+    assert rows["git"]["data"]["sha"] == run_git("rev-parse", "HEAD", cwd=work).strip()
 
 
 def test_failures_are_counted_and_named(emulator: Any, tmp_path: Path, repo: tuple[Path, Path]) -> None:
