@@ -33,7 +33,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", help="a directory (created if missing) or a remote URL / bare repository")
     parser.add_argument("--branch", default="main", help="branch to create or update (default main)")
     parser.add_argument("--force", action="store_true", help="overwrite template files that already exist")
-    parser.add_argument("--no-push", action="store_true", help="for a remote: commit in the clone, do not push")
+    parser.add_argument("--no-push", action="store_true", help="commit but do not push (for a remote: the clone is kept and its path printed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,15 +76,23 @@ def is_remote(repo: str) -> bool:
 def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool = True) -> str:
     """Give repo the template and commit it; returns one line saying what happened."""
     if is_remote(repo):
-        with tempfile.TemporaryDirectory(prefix="kubedr-init-") as tmp:
-            work = Path(tmp) / "repo"
+        tmp = tempfile.mkdtemp(prefix="kubedr-init-")
+        work = Path(tmp) / "repo"
+        try:
             _git(None, "clone", "--quiet", repo, str(work))
             _checkout(work, branch)
             written = copy_template(work, force)
             sha = _commit(work, written)
             if sha and push:
                 _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
-            return _summary(repo, branch, written, sha, pushed=bool(sha and push))
+            summary = _summary(repo, branch, written, sha, pushed=bool(sha and push))
+            if sha and not push:  # the commit lives only in the clone: keep it for the operator to push
+                return f"{summary}; the clone is kept at {work} (push it with: git -C {work} push origin {branch})"
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        return summary
     work = Path(repo)
     if work.exists() and not work.is_dir():
         raise UsageError(f"init: {repo} exists and is not a directory")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,14 @@ def test_a_working_clone_with_an_origin_is_pushed(tmp_path: Path, git_remote: Pa
     files = run_git("--git-dir", str(git_remote), "ls-tree", "-r", "--name-only", "main").split()
     assert set(files) == EXPECTED
     assert "committed" in repo_init.init_repo(str(tmp_path / "other"), push=True)   # no origin: nothing to push
+
+
+def test_no_push_to_a_remote_keeps_the_clone_with_the_commit(git_remote: Path) -> None:
+    line = repo_init.init_repo(str(git_remote), push=False)
+    clone = Path(line.rsplit("the clone is kept at ", 1)[1].split(" ", 1)[0])
+    try:
+        assert run_git("log", "-1", "--format=%s", cwd=clone).startswith("init: kubedr config repo")
+        assert (clone / ".kubedr" / "policy.yaml").is_file()
+        assert run_git("for-each-ref", cwd=git_remote).strip() == ""  # nothing pushed
+    finally:
+        shutil.rmtree(clone.parent, ignore_errors=True)
