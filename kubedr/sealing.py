@@ -11,7 +11,7 @@ Give the exporter only public keys (``--recipient age1...`` or ``--recipients-fi
 recipient per line, ``#`` comments), and the applier only its identity file (``--identity applier.key``,
 mounted from a Kubernetes Secret). Any single sealed value opens with the standard tool::
 
-    yq '.sealed.values.password.age' shop/Secret/db.yaml | age -d -i applier.key
+    yq -r '.sealed.values.password.age' shop/Secret/db.yaml | age -d -i applier.key
 
 To rotate recipients (a new secondary, a retired key): ``kubedr reseal --repo . --identity old.key
 --recipient age1new... --recipient age1breakglass...`` re-encrypts every Secret in one commit.
