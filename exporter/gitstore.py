@@ -77,13 +77,26 @@ class GitStore:
         self.git("config", "gc.auto", "0")  # no surprise repacks mid-flight; `git gc` by policy
         log.info("initialised local clone %s for %s", self.workdir, self.remote)
 
-    def repair(self) -> None:
-        """Clean what a kill -9 can leave: a stale index.lock, temp files, an index out of step with HEAD."""
+    def stale_locks(self) -> list[Path]:
+        """Git lock files in the clone: index, HEAD, config, packed-refs, any ref (incl. origin's tracking ref)."""
         gitdir = self.workdir / ".git"
-        for lock in (gitdir / "index.lock", gitdir / "HEAD.lock", gitdir / "refs" / "heads" / f"{self.branch}.lock"):
-            if lock.exists():
-                log.warning("removing stale %s left by a previous run", lock)
-                lock.unlink()
+        found = [*gitdir.glob("*.lock"), *(gitdir / "refs").rglob("*.lock"), *(gitdir / "objects" / "info").glob("*.lock")]
+        return sorted(p for p in found if p.is_file())
+
+    def repair(self) -> None:
+        """Clean what a kill -9 can leave: stale git locks, temp files, an index out of step with HEAD.
+
+        Only this exporter works in its clone, so at start every lock file is stale: a kill during the
+        tracking-ref update of a push leaves refs/remotes/origin/<branch>.lock, which makes every later
+        fetch fail; one during `git config` leaves config.lock. Git never removes either by itself.
+        """
+        gitdir = self.workdir / ".git"
+        for lock in self.stale_locks():
+            log.warning("removing stale %s left by a previous run", lock)
+            lock.unlink(missing_ok=True)
+        for tmp in (*(gitdir / "objects" / "pack").glob("tmp_*"), *(gitdir / "objects" / "pack").glob(".tmp-*"),
+                    *(gitdir / "objects" / "pack").glob("pack-*.tmp*")):
+            tmp.unlink(missing_ok=True)  # half-written packs (fetch, repack, write_pack)
         if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
             log.warning("aborting a rebase left by a previous run")
             self.git("rebase", "--abort", check=False)
@@ -270,4 +283,8 @@ class GitStore:
         err = (proc.stdout + proc.stderr).decode(errors="replace")
         if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:
             raise PushRejected(err.strip().splitlines()[-1] if err.strip() else "rejected")
-        raise GitError(f"push to {self.remote}: {err.strip()}")
+        lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+        telling = [ln for ln in lines if any(w in ln for w in ("rejected", "error:", "fatal:"))][:3]
+        hint = ("; the remote holds a lock on the branch: if no push is running there, remove that .lock file"
+                if "remote: error: cannot lock ref" in err else "")
+        raise GitError(f"push to {self.remote}: {' | '.join(telling or lines)}{hint}")

@@ -1,0 +1,50 @@
+"""The local clone after a kill -9: every git lock a killed git can leave is stale at start, and removed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from exporter.gitstore import GitError, GitStore
+from exporter.pusher import Pusher
+
+# Where a killed git leaves a lock in the clone: the commit's update-ref, the tracking-ref update at the end
+# of a push (then every fetch fails), `git config` in repair itself, packed-refs, the index.
+STALE = ("refs/heads/main.lock", "refs/remotes/origin/main.lock", "config.lock", "packed-refs.lock", "index.lock")
+
+
+def _commit(store: GitStore, path: str, text: str) -> str:
+    with store.lock:
+        return store.commit_paths([path], lambda diff: f"update {path}\n", {path: text.encode()})
+
+
+def test_restart_removes_every_stale_git_lock_and_pushes_again(tmp_path: Path, git_remote: Path) -> None:
+    store = GitStore(tmp_path / "clone", str(git_remote))
+    store.open()
+    _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
+    assert Pusher(store).push_once()
+    gitdir = store.workdir / ".git"
+    for rel in STALE:
+        (gitdir / rel).write_text("")
+
+    restarted = GitStore(tmp_path / "clone", str(git_remote))
+    restarted.open()  # fetches (the remote has the branch): fails while origin/main.lock is there
+    assert [rel for rel in STALE if (gitdir / rel).exists()] == []
+    sha = _commit(restarted, "shop/ConfigMap/a.yaml", "v: 2\n")
+    assert Pusher(restarted).push_once()
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
+                          check=True).stdout.strip() == sha
+
+
+def test_push_error_names_the_remote_lock_not_the_to_line(tmp_path: Path, git_remote: Path) -> None:
+    store = GitStore(tmp_path / "clone", str(git_remote))
+    store.open()
+    sha = _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
+    (git_remote / "refs" / "heads").mkdir(parents=True, exist_ok=True)
+    (git_remote / "refs" / "heads" / "main.lock").write_text("")  # a receive-pack killed on the remote's host
+    with pytest.raises(GitError) as err:
+        store.push(sha)
+    assert "cannot lock ref" in str(err.value).splitlines()[0]
+    assert "remove that .lock file" in str(err.value)
