@@ -64,7 +64,8 @@ def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str, str]]) -> 
         details["group"] = rt.group
     details["kind"] = rt.kind
     details["causes"] = [{"reason": r, "message": m, "field": f} for f, r, m in causes]
-    return ApiError(422, "Invalid", f'{rt.kind} "{name}" is invalid: {joined}', details)
+    qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind  # schema.GroupKind.String()
+    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {joined}', details)
 
 
 def forbidden_terminating(rt: ResourceType, name: str, namespace: str) -> ApiError:

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from emulator import errors, resources, times
+from emulator import errors, immutable, resources, times
 from emulator.errors import ApiError
 from emulator.resources import ResourceType
 from emulator.selectors import field_matcher, label_matcher
@@ -499,6 +499,7 @@ class Store:
         old = cur.obj
         if rt.builtin:
             times.normalise_object(new, rt.api_version, rt.kind)
+            immutable.check_update(rt, old, new)
         if rt.generation and self._spec_changed(old, new):
             new["metadata"]["generation"] = old["metadata"].get("generation", 0) + 1
         if self._same(old, new):

@@ -261,3 +261,14 @@ def test_openapi_v2_protobuf_for_what_v3_lacks(k):
     assert proc.returncode != 0 and 'no matches for kind "Gadget" in version "example.com/v1"' in proc.stderr
     assert "proto:" not in proc.stderr
     assert _get(k, "cm", "ok")["metadata"]["name"] == "ok"
+
+
+def test_immutable_selector_refused_as_on_a_cluster(k):
+    k("apply", "-f", "-", stdin=DEPLOYMENT)
+    moved = DEPLOYMENT.replace("{app: web}", "{app: web2}")
+    out = k("apply", "-f", "-", stdin=moved, check=False)
+    assert out.returncode != 0
+    assert ('The Deployment "web" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:'
+            'map[string]string{"app":"web2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is '
+            'immutable') in out.stderr
+    assert _get(k, "deployment", "web")["spec"]["selector"] == {"matchLabels": {"app": "web"}}
