@@ -1,12 +1,14 @@
 """HEAD's tree kept in memory; blobs, trees and commits written as loose objects, so a commit spawns no git.
 
 A group commit then costs a few milliseconds whatever the size of the repo: only the directories on the path
-of a changed file are re-serialised. Objects are written like git does (zlib, temp file + rename), so a kill
-at any instant leaves at worst an unreferenced object; the branch only moves through `git update-ref`.
+of a changed file are re-serialised, and each keeps its entries encoded in git order (a change is a bisect,
+not a re-sort of a 10,000-entry directory). Objects are written like git does (zlib, temp file + rename),
+so a kill at any instant leaves at worst an unreferenced object; the branch only moves through `git update-ref`.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import struct
@@ -19,11 +21,48 @@ TREE_MODE = b"40000"
 
 
 class _Dir:
-    __slots__ = ("entries", "sha")
+    """One directory: its entries, and their serialised form kept in git order between commits."""
+
+    __slots__ = ("entries", "sha", "order", "encoded", "dirty")
 
     def __init__(self) -> None:
         self.entries: dict[str, tuple[str, str] | _Dir] = {}
         self.sha: str | None = None  # None: changed since last serialised
+        self.order: list[bytes] = []  # git sort keys (directories sort as "name/")
+        self.encoded: dict[bytes, bytes] = {}  # sort key -> "mode name\0<sha>" bytes
+        self.dirty: set[str] = set()  # subdirectories to serialise again
+
+    @staticmethod
+    def _key(name: str, is_dir: bool) -> bytes:
+        return name.encode() + (b"/" if is_dir else b"")
+
+    def put(self, name: str, entry: tuple[str, str] | _Dir) -> None:
+        is_dir = isinstance(entry, _Dir)
+        old = self.entries.get(name)
+        if old is not None and isinstance(old, _Dir) != is_dir:
+            self.remove(name)
+            old = None
+        key = self._key(name, is_dir)
+        if old is None:
+            if not self.order or key > self.order[-1]:
+                self.order.append(key)
+            else:
+                bisect.insort(self.order, key)
+        self.entries[name] = entry
+        if not is_dir:
+            mode, sha = entry  # type: ignore[misc]
+            self.encoded[key] = (mode.lstrip("0") or "0").encode() + b" " + name.encode() + b"\0" + bytes.fromhex(sha)
+        self.sha = None
+
+    def remove(self, name: str) -> None:
+        entry = self.entries.pop(name, None)
+        if entry is None:
+            return
+        key = self._key(name, isinstance(entry, _Dir))
+        del self.order[bisect.bisect_left(self.order, key)]
+        self.encoded.pop(key, None)
+        self.dirty.discard(name)
+        self.sha = None
 
 
 PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3}
@@ -140,23 +179,20 @@ class TreeModel:
                 continue
             meta, _, path = record.partition("\t")
             mode, _, sha = meta.split(" ")
-            self._dir_of(path, create=True).entries[path.rpartition("/")[2]] = (mode, sha)
-        self.root.sha = None
+            self.set(path, sha, mode)
 
-    def _dir_of(self, path: str, create: bool) -> _Dir | None:
+    def _dir_of(self, path: str) -> _Dir | None:
         node = self.root
         for part in path.split("/")[:-1]:
             child = node.entries.get(part)
             if not isinstance(child, _Dir):
-                if not create:
-                    return None
-                child = node.entries[part] = _Dir()
+                return None
             node = child
         return node
 
     def get(self, path: str) -> str | None:
         """Blob sha at path, or None."""
-        d = self._dir_of(path, create=False)
+        d = self._dir_of(path)
         entry = d.entries.get(path.rpartition("/")[2]) if d else None
         return entry[1] if isinstance(entry, tuple) else None
 
@@ -169,32 +205,33 @@ class TreeModel:
             if not isinstance(child, _Dir):
                 if sha is None:
                     return
-                child = chain[-1].entries[part] = _Dir()
+                child = _Dir()
+                chain[-1].put(part, child)
             chain.append(child)
         if sha is None:
-            chain[-1].entries.pop(parts[-1], None)
+            chain[-1].remove(parts[-1])
         else:
-            chain[-1].entries[parts[-1]] = (mode, sha)
-        for d in chain:
+            chain[-1].put(parts[-1], (mode, sha))
+        for i, d in enumerate(chain):
             d.sha = None
+            if i + 1 < len(chain):
+                d.dirty.add(parts[i])
         for i in range(len(chain) - 1, 0, -1):  # drop directories left empty
             if not chain[i].entries:
-                chain[i - 1].entries.pop(parts[i - 1], None)
+                chain[i - 1].remove(parts[i - 1])
 
     def write_tree(self, node: _Dir | None = None) -> str:
         """Serialise dirty directories bottom-up; returns the root tree sha."""
         node = node or self.root
         if node.sha is not None:
             return node.sha
-        items = []
-        for name, entry in node.entries.items():
-            if isinstance(entry, _Dir):
-                items.append((name + "/", TREE_MODE, name, self.write_tree(entry)))
-            else:
-                items.append((name, entry[0].lstrip("0").encode() or b"0", name, entry[1]))
-        items.sort(key=lambda it: it[0].encode())
-        data = b"".join(mode + b" " + name.encode() + b"\0" + bytes.fromhex(sha) for _, mode, name, sha in items)
-        node.sha = self.store.write("tree", data)
+        for name in node.dirty:
+            child = node.entries.get(name)
+            if isinstance(child, _Dir):
+                node.encoded[name.encode() + b"/"] = TREE_MODE + b" " + name.encode() + b"\0" + bytes.fromhex(
+                    self.write_tree(child))
+        node.dirty.clear()
+        node.sha = self.store.write("tree", b"".join(map(node.encoded.__getitem__, node.order)))
         return node.sha
 
 

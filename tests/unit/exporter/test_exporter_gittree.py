@@ -55,3 +55,47 @@ def test_large_batches_become_one_valid_pack(tmp_path: Path) -> None:
     commit = git(repo, "commit-tree", tree, "-m", "x").strip()
     git(repo, "update-ref", "refs/heads/main", commit)
     git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def _git_tree_of(repo: Path, files: dict[str, str], tmp_path: Path) -> str:
+    """The tree `git write-tree` makes from these path -> blob sha entries (a scratch index, no work tree)."""
+    env_index = tmp_path / "scratch-index"
+    env_index.unlink(missing_ok=True)
+    listing = "".join(f"100644 {sha}\t{path}\n" for path, sha in sorted(files.items()))
+    env = {"GIT_INDEX_FILE": str(env_index), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "update-index", "--add", "--index-info"], cwd=repo, input=listing.encode(), env=env,
+                   check=True, capture_output=True)
+    return subprocess.run(["git", "write-tree"], cwd=repo, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_incremental_trees_match_git_through_random_adds_updates_deletes_and_type_changes(tmp_path: Path) -> None:
+    import random
+
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    model = TreeModel(ObjectStore(repo / ".git"))
+    rng = random.Random(7)
+    names = ["a", "a.b", "a-b", "a0", "ab", "b", "%3Ab", "_c", "z"]  # '/' sorts between '.-' and '0'
+    files: dict[str, str] = {}
+    for step in range(400):
+        path = "/".join(rng.choice(names) for _ in range(rng.randint(1, 3)))
+        if path in files and rng.random() < 0.4:
+            model.set(path, None)
+            del files[path]
+        else:
+            sha = model.store.write("blob", f"{path} {step}\n".encode())
+            model.set(path, sha)
+            # a file replaces a directory of that name and the other way round, as in a work tree
+            files = {p: s for p, s in files.items() if not p.startswith(path + "/")}
+            parts = path.split("/")
+            for i in range(1, len(parts)):
+                files.pop("/".join(parts[:i]), None)
+            files[path] = sha
+        if step % 20 == 19 or step < 10:
+            assert model.write_tree() == _git_tree_of(repo, files, tmp_path), f"after step {step}: {path}"
+    assert files, "the walk should leave some files"
+    reloaded = TreeModel(model.store)
+    reloaded.load(git(repo, "ls-tree", "-r", "-z", "--full-tree", model.write_tree()))
+    assert reloaded.write_tree() == model.write_tree()
+    git(repo, "fsck", "--strict", "--no-dangling")
