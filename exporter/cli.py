@@ -97,14 +97,16 @@ def _secret_mode(args: argparse.Namespace) -> tuple[str, Any]:
         raise UsageError("--secrets=seal needs --recipient or --recipients-file")
     from kubedr import sealing
 
-    key = b""
-    if args.digest_key_file:
+    key = None
+    if args.digest_key_file:  # the format `kubedr seal/reseal` read (hex line); made on first start if missing
         try:
-            key = Path(args.digest_key_file).read_bytes().strip()
+            key = sealing.load_digest_key(args.digest_key_file, create=True)
         except OSError as exc:
-            raise UsageError(f"--digest-key-file {args.digest_key_file}: {exc.strerror}") from exc
+            raise UsageError(f"--digest-key-file {args.digest_key_file}: {exc.strerror or exc}") from exc
+        except sealing.SealingError as exc:
+            raise UsageError(f"--digest-key-file: {exc}") from exc
     try:
-        return mode, sealing.Sealer(recipients, key or None)
+        return mode, sealing.Sealer(recipients, key)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"cannot seal Secrets: {exc}") from exc
 

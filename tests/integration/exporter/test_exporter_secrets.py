@@ -56,3 +56,29 @@ def test_sealed_secret_opens_with_age_and_is_stable(primary, git_remote: Path, t
     assert after["sealed"]["values"]["password"]["age"] == armored  # unchanged value, unchanged ciphertext
     assert subjects(git_remote)[0].startswith("resync 1 object: 1 update")
     wait_until(lambda: b"hunter2-xyzzy" not in _all_blobs(git_remote), what="no clear text in any blob")
+
+
+def test_digest_key_file_is_the_seal_format_and_made_on_first_start(primary, git_remote: Path, tmp_path: Path,
+                                                                    capfd) -> None:
+    from kubedr import sealing
+
+    key = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    recipient = next(ln.split(": ")[1] for ln in key.read_text().splitlines() if "public key" in ln)
+    digest_key = tmp_path / "keys" / "digest.key"
+    digest_key.parent.mkdir()
+    primary.api.create(SECRET)
+    argv = export_args(primary, git_remote, tmp_path / "clone", "--namespaces", "shop", "--once",
+                       "--recipient", recipient, "--digest-key-file", str(digest_key))
+    assert main(argv) == 0
+    assert digest_key.stat().st_mode & 0o777 == 0o600
+    # the digests are the ones `kubedr seal/reseal` compute from the same file (hex line, comment allowed)
+    sealer = sealing.Sealer([recipient], sealing.load_digest_key(str(digest_key)))
+    doc = yaml.safe_load(remote_files(git_remote)[PATH])
+    assert doc["sealed"]["values"]["password"]["hmac"] == sealer.digest(SECRET, "password", b"hunter2-xyzzy")
+
+    capfd.readouterr()
+    digest_key.write_text("not a key\n")
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    assert f"digest key {digest_key}: expected one line" in err and "Traceback" not in err
