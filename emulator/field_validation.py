@@ -52,3 +52,34 @@ def strict_message(paths: list[str]) -> str:
 def warnings(paths: list[str]) -> list[str]:
     """Warning header values for fieldValidation=Warn (the default of the API for clients that send none)."""
     return [f'unknown field "{p}"' for p in paths]
+
+
+def prune_unknown(obj: dict, api_version: str, kind: str) -> list[str]:
+    """Drop, in place, the fields a built-in kind's Go types do not have (the decoder drops them); their paths."""
+    shape = k8s_schema.kind_shape(api_version, kind)
+    out: list[str] = []
+    if shape.kind == "struct" and k8s_schema.definition_name(api_version, kind) is not None:
+        _prune(obj, shape, "", out)
+    return out
+
+
+def _prune(value: Any, shape: Shape, path: str, out: list[str]) -> None:
+    if isinstance(value, dict) and shape.kind == "struct":
+        props = shape.schema.get("properties") or {}
+        preserve = shape.schema.get("x-kubernetes-preserve-unknown-fields")
+        for key in list(value):
+            where = f"{path}.{key}" if path else key
+            if key not in props:
+                if not preserve:
+                    del value[key]
+                    out.append(where)
+                continue
+            _prune(value[key], shape.field(key), where, out)
+    elif isinstance(value, dict) and shape.kind == "map":
+        item = shape.field("")
+        for key, child in value.items():
+            _prune(child, item, f"{path}.{key}" if path else key, out)
+    elif isinstance(value, list) and shape.kind == "list":
+        item = shape.item()
+        for i, child in enumerate(value):
+            _prune(child, item, f"{path}[{i}]", out)

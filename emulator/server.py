@@ -327,8 +327,8 @@ class Handler(BaseHTTPRequestHandler):
                                      f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
 
     def _validate_fields(self, rt: ResourceType, q: dict, obj: object) -> None:
-        """fieldValidation=Strict: unknown fields are a 400; Warn: a Warning header (only when asked for)."""
-        mode = _one(q, "fieldValidation")
+        """fieldValidation=Strict: unknown fields are a 400; Warn (the default): a Warning header per dropped field."""
+        mode = _one(q, "fieldValidation") or "Warn"
         if _fv is None or mode not in ("Strict", "Warn") or not rt.builtin or not isinstance(obj, dict):
             return
         paths = [p for p in _fv.unknown_fields(obj, rt.api_version, rt.kind) if "$" not in p]  # SMP directives

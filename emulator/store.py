@@ -24,6 +24,10 @@ from emulator.errors import ApiError
 from emulator.resources import ResourceType
 from emulator.selectors import field_matcher, label_matcher
 
+try:
+    from emulator import field_validation as _fv
+except Exception:  # pragma: no cover
+    _fv = None
 try:  # the patch/SSA helper's modules; a minimal fallback keeps the store usable without them
     from emulator import patch as _patch
 except Exception:  # pragma: no cover - fallback while the module is absent or broken
@@ -406,6 +410,7 @@ class Store:
                 meta.pop(k, None)
             obj = self._shape(rt, obj)
             if rt.builtin:
+                _prune(obj, rt)
                 times.normalise_object(obj, rt.api_version, rt.kind)
             self._validate(rt, obj)
             if self._entry(rt, ns, name) is not None:
@@ -493,6 +498,8 @@ class Store:
         new = self._shape(rt, new)
         from emulator import defaults
         defaults.apply(rt, new, old)
+        if rt.builtin:
+            _prune(new, rt)
         return new
 
     def _finish_update(self, rt: ResourceType, cur: Entry, new: dict, dry_run: bool) -> Entry:
@@ -1157,6 +1164,12 @@ def typed_patch_error(config: dict, rt: ResourceType, why: str) -> ApiError:
     gvk = f"{rt.group}/{rt.version}, Kind={rt.kind}"
     where = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}; {gvk}"
     return ApiError(500, "", f"failed to create typed patch object ({where}): {why}")
+
+
+def _prune(obj: dict, rt: ResourceType) -> None:
+    """A built-in object holds only what its Go type has: unknown fields go, as the apiserver's decoder drops them."""
+    if _fv is not None:
+        _fv.prune_unknown(obj, rt.api_version, rt.kind)
 
 
 def apply_conflict(conflicts: Iterable, rt: ResourceType, live: dict | None) -> ApiError:

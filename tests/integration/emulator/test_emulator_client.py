@@ -451,3 +451,20 @@ def test_apply_the_schema_refuses_is_the_real_500(emulator):
     code, body = _raw(emulator, "/api/v1/namespaces/default/configmaps/m?fieldValidation=Strict", "PATCH",
                       {"bogus": 1}, headers={"Content-Type": "application/merge-patch+json"})
     assert (code, body["reason"]) == (400, "BadRequest") and 'unknown field "bogus"' in body["message"]
+
+
+def test_unknown_fields_of_built_ins_are_dropped_with_a_warning(emulator):
+    """The decoder drops what the Go type lacks; fieldValidation defaults to Warn (a Warning header per field)."""
+    req = urllib.request.Request(emulator.url + "/api/v1/namespaces/default/configmaps", method="POST",
+                                 data=json.dumps(_cm("extra") | {"bogus": {"x": 1}}).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {emulator.token}"})
+    with urllib.request.urlopen(req) as resp:
+        body = json.loads(resp.read())
+        assert resp.headers.get_all("Warning") == ['299 - "unknown field \\"bogus\\""']
+    assert "bogus" not in body and "f:bogus" not in json.dumps(body["metadata"]["managedFields"])
+    code, body = _raw(emulator, "/api/v1/namespaces/default/configmaps/extra?fieldValidation=Ignore", "PATCH",
+                      {"metadata": {"labels": {"l": "v"}}, "data": {"k": "2"}, "more": 1},
+                      headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and "more" not in body and body["data"] == {"k": "2"}
+    assert "more" not in emulator.api.get("v1", "ConfigMap", "extra", "default")
