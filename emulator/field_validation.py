@@ -68,18 +68,24 @@ def _prune(value: Any, shape: Shape, path: str, out: list[str]) -> None:
         props = shape.schema.get("properties") or {}
         preserve = shape.schema.get("x-kubernetes-preserve-unknown-fields")
         for key in list(value):
-            where = f"{path}.{key}" if path else key
             if key not in props:
+                where = f"{path}.{key}" if path else key
                 if not preserve:
                     del value[key]
                     out.append(where)
                 continue
-            _prune(value[key], shape.field(key), where, out)
+            child = value[key]
+            if isinstance(child, dict | list):  # scalars have nothing below them
+                _prune(child, shape.field(key), f"{path}.{key}" if path else key, out)
     elif isinstance(value, dict) and shape.kind == "map":
         item = shape.field("")
+        if item.kind in ("scalar", "untyped"):  # labels, data, ...: nothing below can be unknown
+            return
         for key, child in value.items():
             _prune(child, item, f"{path}.{key}" if path else key, out)
     elif isinstance(value, list) and shape.kind == "list":
         item = shape.item()
+        if item.kind in ("scalar", "untyped"):
+            return
         for i, child in enumerate(value):
             _prune(child, item, f"{path}[{i}]", out)
