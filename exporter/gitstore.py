@@ -7,10 +7,11 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from exporter.gittree import ObjectStore, TreeModel, commit_object
+from exporter.gittree import COMMITTED_AT, ObjectStore, TreeModel, commit_object, committed_at, with_trailer
 
 log = logging.getLogger("kubedr.exporter.git")
 
@@ -243,7 +244,9 @@ class GitStore:
             return None
         parent = self.head()
         top = tree.write_tree()
-        sha = tree.store.write("commit", commit_object(top, parent, message(changes), self.env))
+        when = time.time()  # the header's whole seconds and the trailer's microseconds: one instant
+        text = with_trailer(message(changes), COMMITTED_AT, committed_at(when))
+        sha = tree.store.write("commit", commit_object(top, parent, text, self.env, when))
         tree.store.flush()
         self._index_stale = True
         try:

@@ -235,9 +235,30 @@ class TreeModel:
         return node.sha
 
 
-def commit_object(tree: str, parent: str | None, message: str, env: dict[str, str]) -> bytes:
-    """The bytes of a commit object, identities from GIT_AUTHOR_* / GIT_COMMITTER_*."""
-    now = f"{int(time.time())} +0000"
+COMMITTED_AT = "Kubedr-Committed-At"  # trailer: the commit time to the microsecond (git's own is whole seconds)
+
+
+def committed_at(when: float) -> str:
+    """The trailer's value for a Unix time: RFC 3339 UTC with microseconds, e.g. 2026-11-24T19:50:21.123456Z."""
+    seconds = int(when)
+    micros = min(999_999, round((when - seconds) * 1e6))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def with_trailer(message: str, key: str, value: str) -> str:
+    """Append a trailer to the message's trailer block (a new block when its last paragraph is prose)."""
+    body = message.rstrip("\n")
+    head, _, tail = body.rpartition("\n\n")
+    last = tail.splitlines() if head else []  # the subject is never a trailer block
+    is_trailers = bool(last) and all(": " in ln and " " not in ln.split(": ", 1)[0] for ln in last)
+    sep = "\n" if is_trailers else "\n\n"
+    return f"{body}{sep}{key}: {value}\n"
+
+
+def commit_object(tree: str, parent: str | None, message: str, env: dict[str, str],
+                  when: float | None = None) -> bytes:
+    """The bytes of a commit object, identities from GIT_AUTHOR_* / GIT_COMMITTER_*; when: the commit time."""
+    now = f"{int(time.time() if when is None else when)} +0000"
     lines = [f"tree {tree}"] + ([f"parent {parent}"] if parent else [])
     lines.append(f"author {env['GIT_AUTHOR_NAME']} <{env['GIT_AUTHOR_EMAIL']}> {now}")
     lines.append(f"committer {env['GIT_COMMITTER_NAME']} <{env['GIT_COMMITTER_EMAIL']}> {now}")

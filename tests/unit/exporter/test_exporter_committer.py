@@ -77,7 +77,9 @@ def test_group_commit_writes_commits_and_pushes_with_git_trailers(tmp_path: Path
     log = git("log", "--format=%s", cwd=git_remote).splitlines()
     assert log == ["delete ConfigMap shop/b", "export 2 objects: 1 create, 1 update", "create ConfigMap shop/a"]
     trailers = git("log", "-1", "--skip=2", "--format=%(trailers:only,unfold)", cwd=git_remote)
-    assert trailers.strip().splitlines() == ["Source-Cluster: prod", "Resource-Version: 10", "Field-Managers: kubectl"]
+    *trailers, committed = trailers.strip().splitlines()
+    assert trailers == ["Source-Cluster: prod", "Resource-Version: 10", "Field-Managers: kubectl"]
+    assert committed.startswith("Kubedr-Committed-At: 20")
     assert git("ls-tree", "-r", "--name-only", "main", cwd=git_remote).split() == ["shop/ConfigMap/a.yaml"]
     assert "k: '2'" in git("show", "main:shop/ConfigMap/a.yaml", cwd=git_remote)
     git("fsck", "--strict", "--no-dangling", cwd=store.workdir)  # objects written without git are valid
