@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger("kubedr.applier.fetch")
+COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
 
 
 class FetchError(Exception):
@@ -137,8 +139,14 @@ class Source:
         return out
 
     def commit_time(self, sha: str) -> float:
-        """Committer time of a commit (the primary's commit time), Unix seconds."""
-        return float(self._g("show", "-s", "--format=%ct", sha).decode().strip())
+        """The primary's commit time, Unix seconds: the exporter's sub-second trailer, else the committer time."""
+        out = self._g("show", "-s", f"--format=%ct%n%(trailers:key={COMMITTED_AT},valueonly)", sha).decode().split()
+        for value in out[1:2]:
+            try:
+                return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+            except ValueError:
+                log.debug("commit %s: unreadable %s trailer %r", sha[:12], COMMITTED_AT, value)
+        return float(out[0])
 
     # ---- reading -----------------------------------------------------------------------------------------
 
