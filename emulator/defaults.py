@@ -96,10 +96,11 @@ def daemonset(obj: dict, old: dict | None) -> None:
     template(spec)
 
 
-def job(obj: dict, old: dict | None) -> None:
+def job_selector(obj: dict) -> None:
+    """The Job strategy's PrepareForCreate: a generated selector and the labels it matches."""
     spec = obj.setdefault("spec", {})
     meta = obj.get("metadata") or {}
-    if old is None and meta.get("uid") and not spec.get("manualSelector") and not spec.get("selector"):
+    if meta.get("uid") and not spec.get("manualSelector") and not spec.get("selector"):
         uid, name = meta["uid"], meta.get("name", "")
         labels = {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
                   "controller-uid": uid, "job-name": name}
@@ -107,6 +108,10 @@ def job(obj: dict, old: dict | None) -> None:
         tpl_meta = spec.setdefault("template", {}).setdefault("metadata", {})
         tpl_meta["labels"] = {**(tpl_meta.get("labels") or {}), **labels}
         meta["labels"] = {**labels, **(meta.get("labels") or {})}
+
+
+def job(obj: dict, old: dict | None) -> None:
+    spec = obj.setdefault("spec", {})
     _set(spec, "backoffLimit", 6)
     _set(spec, "completionMode", "NonIndexed")
     _set(spec, "completions", 1)
@@ -261,6 +266,20 @@ DEFAULTERS: dict[str, Callable[[dict, dict | None], None]] = {
     "PriorityClass": priorityclass, "CustomResourceDefinition": crd, "NetworkPolicy": networkpolicy,
     "Ingress": ingress, "PodDisruptionBudget": pdb,
 }
+
+
+# What the registries' PrepareForCreate do: after the field manager ran, so the creator does not own it.
+STRATEGIES: dict[str, Callable[[dict], None]] = {"Job": job_selector}
+
+
+def prepare_for_create(rt: ResourceType, obj: dict) -> None:
+    """Strategy changes to a new built-in object that no manager owns (run after managedFields are tracked)."""
+    fn = STRATEGIES.get(rt.kind) if rt.builtin else None
+    if fn is not None:
+        try:
+            fn(obj)
+        except (AttributeError, TypeError):
+            pass
 
 
 def apply(rt: ResourceType, obj: dict, old: dict | None) -> None:

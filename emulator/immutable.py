@@ -86,7 +86,8 @@ def _immutable(path: str, show: Callable[[Any], str] = go_value, message: str = 
         before, after = _get(old, path), _get(new, path)
         if before == after:
             return []
-        return [(label or path, "FieldValueInvalid", f"Invalid value: {show(after)}: {message}")]
+        shown = "null" if after is MISSING or after is None else show(after)  # a nil pointer prints as null
+        return [(label or path, "FieldValueInvalid", f"Invalid value: {shown}: {message}")]
     return check
 
 

@@ -430,6 +430,9 @@ class Store:
                 obj.setdefault("status", {})  # a Go struct, never omitted
             if not fields_done:
                 self._manager_fields(None, obj, manager, rt, None)
+            if rt.builtin and rt.kind in defaults.STRATEGIES:
+                defaults.prepare_for_create(rt, obj)
+                obj = self._shape(rt, obj)  # metadata keys back in the server's order
             if dry_run:
                 del obj["metadata"]["resourceVersion"]
                 return Entry(obj, dumps(obj), 0)

@@ -272,3 +272,29 @@ def test_immutable_selector_refused_as_on_a_cluster(k):
             'map[string]string{"app":"web2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is '
             'immutable') in out.stderr
     assert _get(k, "deployment", "web")["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+
+
+JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: "busybox:1.36"}]}
+"""
+
+
+def test_job_selector_generated_after_the_field_manager(k):
+    """PrepareForCreate makes the selector and its labels: nobody owns them, so moving the client-side
+    applier's fields to server-side apply keeps them and re-applying the manifest is accepted."""
+    k("apply", "-f", "-", stdin=JOB)
+    job = _get(k, "job", "once")
+    uid = job["metadata"]["uid"]
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    owned = json.dumps(job["metadata"]["managedFields"])
+    assert "f:selector" not in owned and "controller-uid" not in owned
+    k("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=JOB)
+    k("apply", "--server-side", "-f", "-", stdin=JOB)
+    assert _get(k, "job", "once")["spec"]["selector"] == job["spec"]["selector"]
+    out = k("replace", "-f", "-", stdin=JOB, check=False)  # a PUT without the generated selector
+    assert out.returncode != 0 and "spec.selector: Invalid value: null: field is immutable" in out.stderr
