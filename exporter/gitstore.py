@@ -109,7 +109,11 @@ class GitStore:
         self.git("config", "remote.origin.url", self.remote)
         self._moved()
         if self.head():
-            self.git("read-tree", "HEAD")  # the index is rebuilt from the last commit; work tree is re-synced
+            # index and work tree back to the last commit: a file written but not committed before the kill
+            # is rewritten by the startup reconcile, and a clean tree lets fast-forwards and rebases run
+            self.git("read-tree", "HEAD")
+            self.git("update-index", "-q", "--refresh", check=False)
+            self.git("read-tree", "-u", "--reset", "HEAD")
         else:
             self.git("read-tree", "--empty")
 
@@ -158,7 +162,9 @@ class GitStore:
             self.git("read-tree", "-u", "--reset", "HEAD")
             log.info("adopted %s of %s at %s", self.branch, self.remote, remote[:12])
         elif self.is_ancestor(local, remote):
-            self.git("read-tree", "-u", "-m", local, remote)
+            # --reset: the work tree follows the remote even where a killed run left files unlike HEAD
+            # (the startup reconcile rewrites them from the cluster anyway)
+            self.git("read-tree", "-u", "--reset", remote)
             self.git("update-ref", f"refs/heads/{self.branch}", remote, local)
             self._moved()
         elif not self.is_ancestor(remote, local):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,9 @@ STALE = ("refs/heads/main.lock", "refs/remotes/origin/main.lock", "config.lock",
 
 
 def _commit(store: GitStore, path: str, text: str) -> str:
+    """As the recorder does: write the file, then commit the bytes written."""
+    (store.workdir / path).parent.mkdir(parents=True, exist_ok=True)
+    (store.workdir / path).write_text(text)
     with store.lock:
         return store.commit_paths([path], lambda diff: f"update {path}\n", {path: text.encode()})
 
@@ -48,3 +52,50 @@ def test_push_error_names_the_remote_lock_not_the_to_line(tmp_path: Path, git_re
         store.push(sha)
     assert "cannot lock ref" in str(err.value).splitlines()[0]
     assert "remove that .lock file" in str(err.value)
+
+
+def test_restart_adopts_a_remote_commit_that_changed_a_file_it_has(tmp_path: Path, git_remote: Path) -> None:
+    """A reseal, a hand-made commit or the other replica's pushes moved the remote past this clone."""
+    store = GitStore(tmp_path / "clone", str(git_remote))
+    store.open()
+    _commit(store, "shop/Secret/db.yaml", "sealed: 1\n")
+    assert Pusher(store).push_once()
+
+    other = GitStore(tmp_path / "other", str(git_remote))
+    other.open()
+    theirs = _commit(other, "shop/Secret/db.yaml", "sealed: 2\n")
+    assert Pusher(other).push_once()
+    os.utime(store.workdir / "shop/Secret/db.yaml", (1e9, 1e9))  # written long before the restart
+
+    restarted = GitStore(tmp_path / "clone", str(git_remote))
+    restarted.open()
+    assert restarted.head() == theirs
+    assert (restarted.workdir / "shop/Secret/db.yaml").read_text() == "sealed: 2\n"
+    sha = _commit(restarted, "shop/Secret/db.yaml", "sealed: 3\n")
+    assert Pusher(restarted).push_once()
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
+                          check=True).stdout.strip() == sha
+
+
+def test_restart_with_a_dirty_file_and_unpushed_commits_rebases_onto_the_remote(tmp_path: Path,
+                                                                                 git_remote: Path) -> None:
+    """Killed mid-write with a commit not pushed yet, while the other replica pushed: rebase, not a stop."""
+    store = GitStore(tmp_path / "clone", str(git_remote))
+    store.open()
+    _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
+    assert Pusher(store).push_once()
+    mine = _commit(store, "shop/ConfigMap/b.yaml", "v: 1\n")  # committed, never pushed
+    (store.workdir / "shop/ConfigMap/a.yaml").write_text("v: half-written")
+
+    other = GitStore(tmp_path / "other", str(git_remote))
+    other.open()
+    theirs = _commit(other, "shop/ConfigMap/c.yaml", "v: 1\n")
+    assert Pusher(other).push_once()
+
+    restarted = GitStore(tmp_path / "clone", str(git_remote))
+    restarted.open()
+    log = subprocess.run(["git", "log", "--format=%H %s", "main"], cwd=restarted.workdir, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert log[1].split()[0] == theirs and "shop/ConfigMap/b.yaml" in log[0] and log[0].split()[0] != mine
+    assert (restarted.workdir / "shop/ConfigMap/a.yaml").read_text() == "v: 1\n"
+    assert Pusher(restarted).push_once()
