@@ -210,6 +210,12 @@ class Exporter:
 
     def work(self, stop: threading.Event, once: bool) -> int:
         """Until stop is set (SIGTERM, lost Lease); with once, just the reconcile and a push."""
+        try:
+            return self._work(stop, once)
+        finally:
+            self.store.close()
+
+    def _work(self, stop: threading.Event, once: bool) -> int:
         if once:
             self.reconcile()
             return 0 if self._push_with_retries(5) else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -68,8 +69,28 @@ class GitStore:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not (self.workdir / ".git").exists():
             self._init()
+        self._hold_clone()
         self.repair()
         self.sync_with_remote()
+
+    def _hold_clone(self) -> None:
+        """One exporter per clone: repair() treats every git lock as stale, which is only true when alone."""
+        if getattr(self, "_flock", None) is not None:
+            return
+        fd = os.open(self.workdir / ".git" / "kubedr-exporter.flock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise GitError(f"another kubedr exporter is using the clone {self.workdir}; give each its own "
+                           f"--workdir") from None
+        self._flock = fd  # released by the kernel when this process ends, however it ends
+
+    def close(self) -> None:
+        """Let another exporter (or a restart in this process) use the clone."""
+        fd, self._flock = getattr(self, "_flock", None), None
+        if fd is not None:
+            os.close(fd)
 
     def _init(self) -> None:
         self.git("init", "-q", "-b", self.branch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ def test_restart_removes_every_stale_git_lock_and_pushes_again(tmp_path: Path, g
     for rel in STALE:
         (gitdir / rel).write_text("")
 
+    store.close()  # the process ended
     restarted = GitStore(tmp_path / "clone", str(git_remote))
     restarted.open()  # fetches (the remote has the branch): fails while origin/main.lock is there
     assert [rel for rel in STALE if (gitdir / rel).exists()] == []
@@ -67,6 +69,7 @@ def test_restart_adopts_a_remote_commit_that_changed_a_file_it_has(tmp_path: Pat
     assert Pusher(other).push_once()
     os.utime(store.workdir / "shop/Secret/db.yaml", (1e9, 1e9))  # written long before the restart
 
+    store.close()  # the process ended
     restarted = GitStore(tmp_path / "clone", str(git_remote))
     restarted.open()
     assert restarted.head() == theirs
@@ -92,6 +95,7 @@ def test_restart_with_a_dirty_file_and_unpushed_commits_rebases_onto_the_remote(
     theirs = _commit(other, "shop/ConfigMap/c.yaml", "v: 1\n")
     assert Pusher(other).push_once()
 
+    store.close()  # the process ended
     restarted = GitStore(tmp_path / "clone", str(git_remote))
     restarted.open()
     log = subprocess.run(["git", "log", "--format=%H %s", "main"], cwd=restarted.workdir, capture_output=True,
@@ -99,3 +103,17 @@ def test_restart_with_a_dirty_file_and_unpushed_commits_rebases_onto_the_remote(
     assert log[1].split()[0] == theirs and "shop/ConfigMap/b.yaml" in log[0] and log[0].split()[0] != mine
     assert (restarted.workdir / "shop/ConfigMap/a.yaml").read_text() == "v: 1\n"
     assert Pusher(restarted).push_once()
+
+
+def test_a_second_exporter_on_the_same_clone_is_refused(tmp_path: Path, git_remote: Path) -> None:
+    first = GitStore(tmp_path / "clone", str(git_remote))
+    first.open()
+    _commit(first, "shop/ConfigMap/a.yaml", "v: 1\n")
+    lock = first.workdir / ".git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")  # as if the first one were mid-commit
+    probe = ("from exporter.gitstore import GitStore, GitError\n"
+             f"try:\n    GitStore({str(tmp_path / 'clone')!r}, {str(git_remote)!r}).open()\n"
+             "except GitError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "another kubedr exporter is using the clone" in out
+    assert lock.exists()  # the live exporter's lock was left alone
