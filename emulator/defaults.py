@@ -155,13 +155,27 @@ def _qos(spec: dict) -> str:
 
 
 def service(obj: dict, old: dict | None) -> None:
+    """SetDefaults_Service; on create the allocations wait for service_allocate (the registry's job)."""
     spec = obj.setdefault("spec", {})
     _set(spec, "type", "ClusterIP")
     _set(spec, "sessionAffinity", "None")
     for p in spec.get("ports") or ():
         _set(p, "protocol", "TCP")
         _set(p, "targetPort", p.get("port"))
-    ospec = (old or {}).get("spec") or {}
+    if spec["type"] != "ExternalName":
+        _set(spec, "internalTrafficPolicy", "Cluster")
+        if spec.get("clusterIP") and not spec.get("clusterIPs"):
+            spec["clusterIPs"] = [spec["clusterIP"]]
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        _set(spec, "externalTrafficPolicy", "Cluster")
+    if old is not None:
+        _allocate(spec, old.get("spec") or {})
+    if "status" not in obj:
+        obj["status"] = (old or {}).get("status") or {"loadBalancer": {}}
+
+
+def _allocate(spec: dict, ospec: dict) -> None:
+    """The Service registry's allocations: cluster IP, IP families, node ports (kept from the live object)."""
     if spec["type"] != "ExternalName":
         if not spec.get("clusterIP") and ospec.get("clusterIP"):
             spec["clusterIP"] = ospec["clusterIP"]
@@ -170,15 +184,16 @@ def service(obj: dict, old: dict | None) -> None:
         spec["clusterIPs"] = spec.get("clusterIPs") or [spec["clusterIP"]]
         _set(spec, "ipFamilies", ["IPv4"])
         _set(spec, "ipFamilyPolicy", "SingleStack")
-        _set(spec, "internalTrafficPolicy", "Cluster")
     if spec["type"] in ("NodePort", "LoadBalancer"):
-        _set(spec, "externalTrafficPolicy", "Cluster")
         old_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort") for p in ospec.get("ports") or ()}
         for p in spec.get("ports") or ():
             if not p.get("nodePort"):
                 p["nodePort"] = old_ports.get((p.get("port"), p.get("protocol"))) or _rng.randrange(30000, 32768)
-    if "status" not in obj:
-        obj["status"] = (old or {}).get("status") or {"loadBalancer": {}}
+
+
+def service_allocate(obj: dict) -> None:
+    """A new Service's allocations, made by the registry after the field manager ran (nobody owns them)."""
+    _allocate(obj.setdefault("spec", {}), {})
 
 
 def namespace(obj: dict, old: dict | None) -> None:
@@ -269,7 +284,7 @@ DEFAULTERS: dict[str, Callable[[dict, dict | None], None]] = {
 
 
 # What the registries' PrepareForCreate do: after the field manager ran, so the creator does not own it.
-STRATEGIES: dict[str, Callable[[dict], None]] = {"Job": job_selector}
+STRATEGIES: dict[str, Callable[[dict], None]] = {"Job": job_selector, "Service": service_allocate}
 
 
 def prepare_for_create(rt: ResourceType, obj: dict) -> None:

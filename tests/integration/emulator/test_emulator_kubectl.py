@@ -298,3 +298,22 @@ def test_job_selector_generated_after_the_field_manager(k):
     assert _get(k, "job", "once")["spec"]["selector"] == job["spec"]["selector"]
     out = k("replace", "-f", "-", stdin=JOB, check=False)  # a PUT without the generated selector
     assert out.returncode != 0 and "spec.selector: Invalid value: null: field is immutable" in out.stderr
+
+
+def test_service_allocations_are_owned_by_nobody(k):
+    """The registry allocates after the field manager ran: cluster IP, IP families and node ports have no owner,
+    while the defaulted fields belong to the creator (what the exporter's sanitizer relies on)."""
+    k("apply", "-f", "-", stdin="apiVersion: v1\nkind: Service\nmetadata: {name: np}\n"
+                                 "spec: {type: NodePort, selector: {app: web}, ports: [{port: 80}]}\n")
+    svc = _get(k, "svc", "np")
+    assert svc["spec"]["clusterIP"] and svc["spec"]["ports"][0]["nodePort"] >= 30000
+    (entry,) = svc["metadata"]["managedFields"]
+    spec = entry["fieldsV1"]["f:spec"]
+    assert {"f:type", "f:sessionAffinity", "f:internalTrafficPolicy", "f:externalTrafficPolicy"} <= set(spec)
+    assert not {"f:clusterIP", "f:clusterIPs", "f:ipFamilies", "f:ipFamilyPolicy"} & set(spec)
+    (port,) = [v for key, v in spec["f:ports"].items() if key.startswith("k:")]
+    assert "f:nodePort" not in port and {"f:port", "f:protocol", "f:targetPort"} <= set(port)
+    again = k("apply", "-f", "-", stdin="apiVersion: v1\nkind: Service\nmetadata: {name: np}\n"
+                                         "spec: {type: NodePort, selector: {app: web}, ports: [{port: 80}]}\n")
+    assert again.stdout.strip() == "service/np unchanged"
+    assert _get(k, "svc", "np")["spec"]["ports"][0]["nodePort"] == svc["spec"]["ports"][0]["nodePort"]
