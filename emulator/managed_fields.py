@@ -388,15 +388,20 @@ def _merge_list(live: list, config: list, shape: Shape) -> list:
     return out
 
 
-def extract(obj: Any, paths: set[Path], shape: Shape) -> Any:
-    """The part of an object a path set covers (what a manager's entry says it set)."""
+def _path_tree(paths: set[Path]) -> dict:
+    """Paths as nested dicts of path elements; "." marks where a path ends."""
     tree: dict = {}
     for path in paths:
         node = tree
         for element in path:
             node = node.setdefault(element, {})
         node["."] = True
-    out = _extract(obj, tree, shape)
+    return tree
+
+
+def extract(obj: Any, paths: set[Path], shape: Shape) -> Any:
+    """The part of an object a path set covers (what a manager's entry says it set)."""
+    out = _extract(obj, _path_tree(paths), shape)
     return {} if out is MISSING else out
 
 
@@ -426,13 +431,7 @@ def _extract(value: Any, tree: dict, shape: Shape) -> Any:
 
 def remove_paths(obj: Any, paths: set[Path], shape: Shape) -> Any:
     """The object without the given member paths (whole subtrees); containers emptied by it go too."""
-    tree: dict = {}
-    for path in paths:
-        node = tree
-        for element in path:
-            node = node.setdefault(element, {})
-        node["."] = True
-    out = _remove(obj, tree, shape)
+    out = _remove(obj, _path_tree(paths), shape)
     return out if out is not MISSING else {}
 
 
