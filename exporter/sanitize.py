@@ -118,6 +118,13 @@ RULES: tuple[StripRule, ...] = (
     _ann("control-plane.alpha.kubernetes.io/leader", None, "leader-election record of a running component"),
     _ann("endpoints.kubernetes.io/last-change-trigger-time", _k("Endpoints"), "endpoints controller timestamp"),
     _ann("batch.kubernetes.io/job-tracking", _k("Job.batch"), "job controller bookkeeping (1.23-1.26)"),
+    # what kubedr's own applier writes on a secondary: an exporter run there (after a failover) leaves it out
+    StripRule(("metadata", "labels", "kubedr.io/managed"), None, "kubedr applier's marker of what it may prune"),
+    _ann("kubedr.io/path", None, "kubedr applier's note of the repo file the object came from"),
+    _ann("kubedr.io/primary-replicas", _k("Deployment.apps", "StatefulSet.apps", "ReplicaSet.apps"),
+         "kubedr standby bookkeeping: the replicas to restore at switchover"),
+    _ann("kubedr.io/primary-suspend", _k("CronJob.batch", "Job.batch"),
+         "kubedr standby bookkeeping: the suspend value to restore at switchover"),
     StripRule(("spec", "clusterIP"), _k("Service"), "allocated from the primary's service CIDR",
               keep="headless"),
     StripRule(("spec", "clusterIPs"), _k("Service"), "allocated from the primary's service CIDR",
@@ -259,6 +266,11 @@ def _endpoints_of_service(obj: dict[str, Any]) -> bool:
     return bool(managers) and managers <= SYSTEM_MANAGERS
 
 
+def _finished_job(obj: dict[str, Any]) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions)
+
+
 def _pristine_default_sa(obj: dict[str, Any]) -> bool:
     if obj["metadata"].get("name") != "default":
         return False
@@ -273,6 +285,7 @@ WHEN: dict[str, Callable[[dict[str, Any]], bool]] = {
     "controlled": _controlled,
     "endpoints_of_service": _endpoints_of_service,
     "pristine_default_sa": _pristine_default_sa,
+    "finished_job": _finished_job,
 }
 
 SKIPS: tuple[SkipRule, ...] = (
@@ -292,6 +305,9 @@ SKIPS: tuple[SkipRule, ...] = (
              "kept by the endpoints controller for the Service of the same name"),
     SkipRule("default-service-account", _k("ServiceAccount"), "pristine_default_sa",
              "recreated in every namespace by the serviceaccount controller; exported once a user changes it"),
+    SkipRule("finished-job", _k("Job.batch"), "finished_job",
+             "it ran to completion (or gave up) on the primary: created on the secondary it would run again; "
+             "its file is removed when it finishes"),
 )
 
 

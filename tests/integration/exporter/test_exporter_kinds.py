@@ -148,3 +148,17 @@ def test_custom_resources_and_their_crd_come_and_go(primary, start_exporter, git
     assert subjects(git_remote)[0] == "update example.com/Widget shop/blue"
     api.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", "widgets.example.com")
     wait_until(lambda: not any("example.com" in p for p in remote_files(git_remote)), what="widget and CRD removed")
+
+
+def test_a_job_leaves_the_repo_when_it_finishes(primary, start_exporter, git_remote: Path) -> None:
+    start_exporter(git_remote)
+    api = primary.api
+    api.create(_o("batch/v1", "Job", "migrate", spec={"template": {"spec": {**POD, "restartPolicy": "Never"}}}))
+    wait_until(lambda: "shop/Job.batch/migrate.yaml" in remote_files(git_remote), what="running Job exported")
+    live = api.get("batch/v1", "Job", "migrate", "shop")
+    live["status"] = {"succeeded": 1, "conditions": [  # as the job controller writes it
+        {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached"},
+        {"type": "Complete", "status": "True", "reason": "CompletionsReached"}]}
+    api.update(live, subresource="status")
+    wait_until(lambda: "shop/Job.batch/migrate.yaml" not in remote_files(git_remote), what="finished Job removed")
+    assert subjects(git_remote)[0] == "delete batch/Job shop/migrate"

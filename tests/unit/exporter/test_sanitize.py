@@ -113,6 +113,15 @@ STRIP_CASES: dict[str, tuple[str, str, Callable[[Obj], None] | None]] = {
     "metadata.annotations.endpoints.kubernetes.io/last-change-trigger-time": (
         "namespaced-endpoints.json", "web", None),
     "metadata.annotations.batch.kubernetes.io/job-tracking": ("namespaced-job.json", "migrate", None),
+    # kubedr's applier writes these on the secondary (the captures come from a primary)
+    "metadata.labels.kubedr.io/managed": ("namespaced-deployment.json", "web",
+                                          setpath(("metadata", "labels", "kubedr.io/managed"), "true")),
+    "metadata.annotations.kubedr.io/path": ("namespaced-configmap.json", "app-config",
+                                            ann("kubedr.io/path", "fixtures/ConfigMap/app-config.yaml")),
+    "metadata.annotations.kubedr.io/primary-replicas": ("namespaced-deployment.json", "web",
+                                                        ann("kubedr.io/primary-replicas", "3")),
+    "metadata.annotations.kubedr.io/primary-suspend": ("namespaced-cronjob.json", "nightly",
+                                                       ann("kubedr.io/primary-suspend", "false")),
     "spec.clusterIP": ("namespaced-service.json", "web", None),
     "spec.clusterIPs": ("namespaced-service.json", "web", None),
     "spec.ports.*.nodePort": ("namespaced-service.json", "web-nodeport", None),
@@ -203,6 +212,24 @@ SKIP_CASES: dict[str, list[tuple[str, str, Callable[[Obj], None] | None]]] = {
     "endpoints-of-service": [("namespaced-endpoints.json", "web", None),
                              ("namespaced-endpoints.json", "web-headless", None)],
     "default-service-account": [("namespaced-serviceaccount.json", "default", None)],
+    # the captured Job was still running: the status the job controller writes when it ends (v1.31+)
+    "finished-job": [
+        ("namespaced-job.json", "migrate", lambda o: o.__setitem__("status", {
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+                 "lastProbeTime": "2026-11-24T16:41:31Z", "lastTransitionTime": "2026-11-24T16:41:31Z"},
+                {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                 "lastProbeTime": "2026-11-24T16:41:31Z", "lastTransitionTime": "2026-11-24T16:41:31Z"}],
+            "startTime": "2026-11-24T16:41:20Z", "completionTime": "2026-11-24T16:41:31Z", "succeeded": 1,
+            "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}})),
+        ("namespaced-job.json", "migrate", lambda o: o.__setitem__("status", {
+            "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}],
+            "startTime": "2026-11-24T16:41:20Z", "failed": 7, "ready": 0, "terminating": 0,
+            "uncountedTerminatedPods": {}})),
+    ],
 }
 
 
