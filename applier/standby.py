@@ -28,8 +28,16 @@ SCALED: tuple[tuple[str, str, str], ...] = (
     ("apps/v1", "StatefulSet", "statefulsets"),
     ("apps/v1", "ReplicaSet", "replicasets"),
 )
-SUSPENDED: tuple[tuple[str, str, str], ...] = (("batch/v1", "CronJob", "cronjobs"),)
+# (apiVersion, kind, plural): applied with spec.suspend=true (Jobs only when no controller owns them: a
+# standalone Job, such as a database migration, would otherwise run in the DR region at once)
+SUSPENDED: tuple[tuple[str, str, str], ...] = (
+    ("batch/v1", "CronJob", "cronjobs"),
+    ("batch/v1", "Job", "jobs"),
+)
 _SCALED_KINDS = {("apps", kind) for _, kind, _ in SCALED}
+_SUSPENDED_KINDS = {("batch", kind) for _, kind, _ in SUSPENDED}
+# kinds a controller makes from its owner: held only when they stand alone
+_HELD_ONLY_UNOWNED = {"ReplicaSet", "Job"}
 
 
 @dataclass
@@ -60,8 +68,12 @@ class Mode:
         return self.namespace_replicas.get(namespace, self.replicas)
 
 
+def _controlled(meta: dict[str, Any]) -> bool:
+    return any(o.get("controller") for o in meta.get("ownerReferences") or [])
+
+
 def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
-    """The object as it is applied in this mode: scaled workloads at standby replicas, CronJobs suspended."""
+    """The object as applied in this mode: scaled workloads at standby replicas, CronJobs and Jobs suspended."""
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace") or ""
     if mode.is_active(ns):
@@ -71,14 +83,14 @@ def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return obj
+    if kind in _HELD_ONLY_UNOWNED and _controlled(meta):
+        return obj
     if (group, kind) in _SCALED_KINDS:
-        if kind == "ReplicaSet" and any(o.get("controller") for o in meta.get("ownerReferences") or []):
-            return obj
         primary = spec.get("replicas", 1)
         meta.setdefault("annotations", {})
         meta["annotations"] = dict(meta["annotations"] or {}, **{REPLICAS_ANNOTATION: str(primary)})
         spec["replicas"] = mode.standby_replicas(ns)
-    elif (group, kind) == ("batch", "CronJob"):
+    elif (group, kind) in _SUSPENDED_KINDS:
         meta["annotations"] = dict(meta.get("annotations") or {},
                                    **{SUSPEND_ANNOTATION: "true" if spec.get("suspend") else "false"})
         spec["suspend"] = True
@@ -128,7 +140,7 @@ def _patch(cluster: Cluster, api_version: str, plural: str, ns: str, name: str, 
 
 
 def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
-    """Bring workloads up to the primary's replicas and unsuspend CronJobs; (objects changed, failures)."""
+    """Bring workloads up to the primary's replicas, CronJobs and Jobs to the primary's suspend; (changed, failed)."""
     changed, failures = 0, []
     for ns in namespaces or [None]:
         for api_version, kind, plural in SCALED + SUSPENDED:
@@ -136,7 +148,9 @@ def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[i
                 meta = obj["metadata"]
                 ann = meta.get("annotations") or {}
                 spec: dict[str, Any] | None = None
-                if kind == "CronJob" and SUSPEND_ANNOTATION in ann:
+                if ("batch", kind) in _SUSPENDED_KINDS:
+                    if SUSPEND_ANNOTATION not in ann:
+                        continue
                     spec = {"suspend": ann[SUSPEND_ANNOTATION] == "true"}
                 elif REPLICAS_ANNOTATION in ann:
                     try:

@@ -62,3 +62,28 @@ def test_other_kinds_untouched() -> None:
 def test_fingerprint_changes_with_mode() -> None:
     assert Mode().fingerprint() != Mode(active=True).fingerprint()
     assert Mode().fingerprint() != Mode(active_namespaces={"a"}).fingerprint()
+
+
+def job(suspend: bool | None = None, owned: bool = False, ns: str = "shop") -> dict:
+    meta: dict = {"name": "migrate", "namespace": ns}
+    if owned:
+        meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "u",
+                                    "controller": True}]
+    spec: dict = {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "m"}]}}}
+    if suspend is not None:
+        spec["suspend"] = suspend
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
+
+
+def test_standalone_job_suspended_with_primary_setting_kept() -> None:
+    for primary, recorded in ((None, "false"), (False, "false"), (True, "true")):
+        obj = hold(job(primary), Mode())
+        assert obj["spec"]["suspend"] is True
+        assert obj["metadata"]["annotations"][SUSPEND_ANNOTATION] == recorded
+
+
+def test_job_owned_by_a_controller_and_jobs_in_active_namespaces_untouched() -> None:
+    assert "suspend" not in hold(job(owned=True), Mode())["spec"]
+    assert "suspend" not in hold(job(), Mode(active_namespaces={"shop"}))["spec"]
+    assert hold(job(False), Mode(active=True))["spec"]["suspend"] is False
+    assert "annotations" not in hold(job(False), Mode(active=True))["metadata"]
