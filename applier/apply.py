@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from applier import recreate as rc
 from applier.client import ApiError, Cluster
 from applier.decode import MANAGED_LABEL, DecodeError
+from kubedr import contract
 from kubedr.contract import ManifestError, ObjectRef
 
 log = logging.getLogger("kubedr.applier.apply")
@@ -32,6 +34,10 @@ class Outcome:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ManifestError | DecodeError):
         return "invalid"
+    if isinstance(exc, rc.ImmutableError):
+        return "immutable"
+    if isinstance(exc, rc.RecreateTimeout):
+        return "recreate-timeout"
     if isinstance(exc, ApiError):
         return {400: "badrequest", 403: "forbidden", 404: "notfound", 409: "conflict",
                 422: "invalid"}.get(exc.status, "server" if exc.status >= 500 else "rejected")
@@ -44,6 +50,7 @@ class Applier:
     def __init__(self, cluster: Cluster, concurrency: int = 16, dry_run: bool = False) -> None:
         self.cluster = cluster
         self.dry_run = dry_run
+        self.recreate_timeout = rc.RECREATE_TIMEOUT
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="kubedr-apply")
 
     def close(self) -> None:
@@ -62,6 +69,63 @@ class Applier:
             query["dryRun"] = "All"
         return self.cluster.request("PATCH", resource.path(meta.get("namespace") or "", meta["name"]), obj,
                                     query, "application/apply-patch+yaml")
+
+    def apply_recreating(self, obj: dict[str, Any], allowed: bool = True) -> tuple[dict[str, Any], str]:
+        """Apply; when the server refuses only over immutable fields, delete and apply again if the recreate
+        table allows it. (the server's answer, "recreated" | "would recreate" | ""); ImmutableError otherwise."""
+        try:
+            return self.apply_one(obj), ""
+        except ApiError as exc:
+            server = rc.immutable_change(exc)
+            if not server:
+                raise
+        ref = contract.ref_of(obj)
+        why = rc.refusal(ref, allowed)
+        if why:
+            raise rc.refused(why, server)
+        live = self.get_live(ref, str(obj["apiVersion"]))
+        if live is None:  # deleted meanwhile: a plain create
+            return self.apply_one(obj), ""
+        why = rc.refusal_for_live(ref, live)
+        if why:
+            raise rc.refused(why, server)
+        if self.dry_run:
+            return {}, "would recreate"
+        resource = self.cluster.resource_for(str(obj["apiVersion"]), ref.kind)
+        assert resource is not None  # get_live found it
+        self.delete_and_wait(resource.path(ref.namespace, ref.name), live["metadata"]["uid"],
+                             rc.RECREATE[(ref.group, ref.kind)].propagation, self.recreate_timeout)
+        return self.apply_one(obj), "recreated"
+
+    def delete_and_wait(self, path: str, uid: str, propagation: str, timeout: float) -> None:
+        """Delete the object with this uid (never a newer one under the name) and return once it is gone:
+        a 404, or another uid; RecreateTimeout when it is still there after timeout seconds."""
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation,
+                   "preconditions": {"uid": uid}}
+        try:
+            self.cluster.request("DELETE", path, options)
+        except ApiError as exc:
+            if exc.status in (404, 409):  # already gone, or another object (uid) holds the name now
+                return
+            raise
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            try:
+                live = self.cluster.request("GET", path)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise
+            meta = live.get("metadata") or {}
+            if meta.get("uid") != uid:
+                return
+            if time.monotonic() >= deadline:
+                waiting = " ".join(meta.get("finalizers") or []) or "nothing named"
+                raise rc.RecreateTimeout(f"immutable field changed; deleted to recreate it, but it was still there "
+                                         f"after {timeout:g}s (finalizers: {waiting}); created again next round")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def get_live(self, ref: ObjectRef, api_version: str | None = None) -> dict[str, Any] | None:
         """The live object, None when absent or its kind is not served."""

@@ -44,6 +44,12 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
                        help="delete what kubedr applied and left the repo (default: the repo policy, else off)")
     prune.add_argument("--no-prune", dest="prune", action="store_false", default=None, help="never delete")
     p.add_argument("--force-prune", action="store_true", help="prune even past the safety threshold")
+    recreate = p.add_mutually_exclusive_group()
+    recreate.add_argument("--recreate", action="store_true", default=None,
+                          help="delete and re-create an object whose immutable fields changed, as the primary did "
+                               "(the default; never PVCs, PVs or Namespaces)")
+    recreate.add_argument("--no-recreate", dest="recreate", action="store_false", default=None,
+                          help="leave such an object failed, with the reason, for a person to recreate")
     p.add_argument("--prune-max-fraction", type=float, metavar="F",
                    help="refuse a prune of more than this share of the inventory (default 0.25)")
     p.add_argument("--prune-max-objects", type=int, metavar="N",
@@ -121,12 +127,14 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
     # what the operator set (flags, $KUBEDR_*, config file); the repo's policy file fills in the rest
     given = {"prune": args.prune, "prune_max_fraction": args.prune_max_fraction,
              "prune_max_objects": args.prune_max_objects, "standby_replicas": args.standby_replicas,
+             "recreate": args.recreate,
              "namespace_replicas": args.namespace_standby_replicas, "maps.namespaces": args.namespace_map,
              "maps.images": args.image_map, "maps.storage_classes": args.storage_class_map}
     explicit = frozenset(k for k, v in given.items() if v is not None)
     optional = {k: v for k, v in (("prune", args.prune), ("prune_max_fraction", args.prune_max_fraction),
                                   ("prune_max_objects", args.prune_max_objects),
-                                  ("standby_replicas", args.standby_replicas)) if v is not None}
+                                  ("standby_replicas", args.standby_replicas),
+                                  ("recreate", args.recreate)) if v is not None}
     return Settings(repo=repo, branch=args.branch, revision=getattr(args, "revision", None),
                     at=getattr(args, "at", None), force_prune=args.force_prune,
                     dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
@@ -184,6 +192,8 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
             print(f"would apply {path}")
         for path in report.would_delete:
             print(f"would delete {path}")
+        for line in report.recreated:
+            print(line)
         for f in report.failures:
             print(f"would fail {f}")
         return 1 if report.failures else 0

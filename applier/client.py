@@ -20,10 +20,16 @@ from kubedr.contract import ObjectRef
 class ApiError(Exception):
     """A request the API server refused; str() is the server's one-line message."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.details = details or {}  # the Status's details (kind, name, causes), when the server sent them
+
+    @property
+    def causes(self) -> list[str]:
+        """The messages of the Status's causes (`Invalid value: ...: field is immutable`), one per field."""
+        return [str(c.get("message") or "") for c in self.details.get("causes") or [] if isinstance(c, dict)]
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,11 @@ class Cluster:
         except ValueError:
             doc = {"message": raw.decode(errors="replace")[:300]}
         if resp.status >= 400:
-            message = doc.get("message") if isinstance(doc, dict) else None
-            raise ApiError(resp.status, (doc.get("reason") if isinstance(doc, dict) else "") or "",
-                           " ".join(str(message or f"HTTP {resp.status}").split()))
+            doc = doc if isinstance(doc, dict) else {}
+            details = doc.get("details")
+            raise ApiError(resp.status, doc.get("reason") or "",
+                           " ".join(str(doc.get("message") or f"HTTP {resp.status}").split()),
+                           details if isinstance(details, dict) else None)
         return doc
 
     # ---- discovery ----------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class Settings:
     prune_max_fraction: float = MAX_PRUNE_FRACTION
     prune_max_objects: int = MAX_PRUNE_COUNT
     default_standby: bool = True  # the mode when none is recorded on the secondary and none is given
+    recreate: bool = True  # delete and re-create objects whose immutable fields changed (applier.recreate)
     explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
 
 
@@ -70,6 +71,7 @@ class Report:
     failures: list[Failure] = field(default_factory=list)
     would_apply: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)  # "recreated <kind ns/name> (...)" (dry run: "would ...")
     seconds: float = 0.0
 
 
@@ -209,13 +211,20 @@ class Engine:
         def apply_path(path: str) -> dict[str, Any]:
             obj = decoder.decode(path, blobs.pop(path))
             try:
-                return self.applier.apply_one(obj)
+                result, recreated = self.applier.apply_recreating(obj, s.recreate)
             except ApiError as exc:
                 # a dry run cannot create the namespace its objects go into; the server answers 404 for them
                 ns = path_ref[path].namespace
                 if s.dry_run and exc.status == 404 and ns in new_namespaces and f'"{ns}"' in str(exc):
                     return {}
                 raise
+            if recreated:
+                line = f"{recreated} {path_ref[path]} (immutable field changed)"
+                report.recreated.append(line)
+                log.warning("%s", line)
+                if not s.dry_run:
+                    observe.APPLY_OBJECTS.labels("recreate").inc()
+            return result
 
         for stage, paths in order.plan((path_ref[p], p) for p in todo):
             outcomes = self.applier.run_stage(paths, apply_path)
@@ -235,9 +244,9 @@ class Engine:
         if not s.dry_run:
             self._record(target, status, fp, mode, failures)
         self.last_report = report
-        log.info("%s %s: %d applied, %d deleted, %d failed in %.2fs (%s)",
-                 "dry run of" if s.dry_run else "applied", target[:12], report.applied, report.deleted,
-                 len(failures), report.seconds, mode.name)
+        log.info("%s %s: %d applied (%d recreated), %d deleted, %d failed in %.2fs (%s)",
+                 "dry run of" if s.dry_run else "applied", target[:12], report.applied, len(report.recreated),
+                 report.deleted, len(failures), report.seconds, mode.name)
         return report
 
     def _paths_to_apply(self, target: str, status: Status | None, fp: str,
