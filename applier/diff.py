@@ -6,6 +6,7 @@ fields other managers own and admission all show exactly as a real apply would l
 
 from __future__ import annotations
 
+import copy
 import difflib
 from typing import Any
 
@@ -72,9 +73,13 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
 
     def one(path: str) -> str:
         obj = decoder.decode(path, blobs[path])
-        after = applier.apply_one(obj, dry_run=True)
+        sent = copy.deepcopy(obj)
+        after, recreated = applier.apply_recreating(obj, s.recreate)
         ref = contract.ref_of(obj)
         live = applier.get_live(ref, obj["apiVersion"])
+        if recreated:  # an immutable field changed: the server cannot show the result; the manifest sent can
+            text = unified(path, normalize(live), normalize(sent))
+            return f"# {recreated} {ref} (immutable field changed)\n{text}" if text else ""
         return unified(path, normalize(live), normalize(after))
 
     out: list[str] = []

@@ -269,3 +269,53 @@ def test_object_kubedr_did_not_create_is_not_recreated(secondary: Any, repo: Rep
     assert apply(secondary, repo) == 1
     assert "not created by kubedr" in failures(secondary)[path]
     assert uid(live(secondary, "apps/v1", "Deployment", "web", "shop")) == hand
+
+
+def test_primary_recreates_exporter_commits_applier_recreates(primary: Any, secondary: Any, repo: Repo,
+                                                              tmp_path: Any) -> None:
+    from kubedr.cli import main
+
+    def export() -> None:
+        assert main(["export", "--once", "--kubeconfig", primary.kubeconfig_path, "--namespaces", "shop",
+                     "--repo", str(repo.remote), "--workdir", str(tmp_path / "export-work")]) == 0
+
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": "shop"},
+           "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                          "containers": [{"name": "m", "image": "migrate:1"}]}}}}
+    for o in (namespace("shop"), deployment(), pvc(), configmap("settings", k="v1"), job):
+        primary.api.create(o)
+    export()
+    assert apply(secondary, repo) == 0, status_of(secondary)["failures"]
+    old = uid(live(secondary, "apps/v1", "Deployment", "web", "shop"))
+    assert live(secondary, "batch/v1", "Job", "migrate", "shop")["spec"]["suspend"] is True
+
+    # on the primary: kubectl delete + kubectl apply with the changed immutable fields
+    primary.api.delete("apps/v1", "Deployment", "web", "shop")
+    primary.api.create(relabel(deployment(), app="web", tier="front"))
+    primary.api.delete("v1", "PersistentVolumeClaim", "data", "shop")
+    primary.api.create(pvc("ReadWriteMany"))
+    primary.api.patch("v1", "ConfigMap", "settings", {"data": {"k": "v2"}}, "merge", namespace="shop")
+    export()
+    assert apply(secondary, repo) == 1
+    web = live(secondary, "apps/v1", "Deployment", "web", "shop")
+    assert uid(web) != old and web["spec"]["selector"]["matchLabels"] == {"app": "web", "tier": "front"}
+    assert list(failures(secondary)) == ["shop/PersistentVolumeClaim/data.yaml"]
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop")["data"] == {"k": "v2"}
+
+
+def test_diff_marks_what_would_be_recreated(secondary: Any, repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    from kubedr.cli import main
+
+    for o in (namespace("shop"), rolebinding("view")):
+        repo.put(o)
+    repo.commit("seed")
+    assert apply(secondary, repo) == 0
+    repo.put(rolebinding("edit"))
+    repo.commit("roleRef changed")
+    capsys.readouterr()
+    assert main(["diff", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(repo.remote)]) == 1
+    out = capsys.readouterr().out
+    assert "# would recreate rbac.authorization.k8s.io/RoleBinding shop/readers (immutable field changed)" in out
+    assert "-  name: view" in out and "+  name: edit" in out
+    assert live(secondary, "rbac.authorization.k8s.io/v1", "RoleBinding", "readers", "shop")["roleRef"]["name"] == \
+        "view"
