@@ -24,7 +24,7 @@ from applier.decode import Decoder, Maps, Validator, map_ref
 from applier.fetch import FetchError, Source
 from applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from applier.policy import POLICY_PATH, PolicyError, merge, parse
-from applier.standby import Mode, hold, read_mode, record_mode
+from applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
 from applier.status import Failure, Status
 from applier.status import load as load_status
 from applier.status import save as save_status
@@ -236,6 +236,8 @@ class Engine:
                                                               "", name)], "CRD not Established in time"))
         report.would_apply = sorted(todo) if s.dry_run else []
 
+        if not s.dry_run:
+            self._retire_jobs(sorted(inventory.refs - desired.keys()), mode, failures)
         if s.prune:
             self._prune(inventory, desired, report, failures)
 
@@ -263,6 +265,13 @@ class Engine:
         todo = {c.path for c in changes if c.status == "A" and c.path in path_ref}
         todo |= {f.path for f in status.failures if f.path in path_ref}
         return sorted(todo)
+
+    def _retire_jobs(self, gone: list[ObjectRef], mode: Mode, failures: list[Failure]) -> None:
+        try:
+            for name in retire_jobs(self.cluster, gone, mode):
+                log.info("%s left the repo (finished or deleted on the primary): kept suspended at switchover", name)
+        except ApiError as exc:
+            failures.append(Failure("(jobs)", f"marking Jobs that left the repo: {exc}"))
 
     def _prune(self, inventory: Inventory, desired: dict[ObjectRef, str], report: Report,
                failures: list[Failure]) -> None:

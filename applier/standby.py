@@ -15,6 +15,7 @@ from typing import Any
 
 from applier.client import ApiError, Cluster, get_state, put_state
 from applier.decode import MANAGED_LABEL
+from kubedr.contract import ObjectRef
 
 log = logging.getLogger("kubedr.applier.standby")
 
@@ -119,6 +120,32 @@ def record_mode(cluster: Cluster, mode: Mode, why: str) -> None:
         "changedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "reason": why,
     })
+
+
+# ---- Jobs that left the repo ------------------------------------------------------------------------------
+
+def retire_jobs(cluster: Cluster, refs: list[ObjectRef], mode: Mode) -> list[str]:
+    """Held Jobs whose file left the repo (they finished or were deleted on the primary) get "true" as the
+    primary's suspend, so a switchover never starts them (unpruned, they would run again); the ones marked."""
+    marked: list[str] = []
+    for ref in refs:
+        if (ref.group, ref.kind) != ("batch", "Job") or mode.is_active(ref.namespace):
+            continue
+        path = f"/apis/batch/v1/namespaces/{ref.namespace}/jobs/{ref.name}"
+        try:
+            live = cluster.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                continue
+            raise
+        meta = live.get("metadata") or {}
+        if ((meta.get("annotations") or {}).get(SUSPEND_ANNOTATION) != "false"
+                or (meta.get("labels") or {}).get(MANAGED_LABEL) != "true"):
+            continue
+        cluster.request("PATCH", path, {"metadata": {"annotations": {SUSPEND_ANNOTATION: "true"}}},
+                        {"fieldManager": "kubedr-standby"}, "application/merge-patch+json")
+        marked.append(ref.display)
+    return marked
 
 
 # ---- switchover ------------------------------------------------------------------------------------------

@@ -52,3 +52,18 @@ def test_standalone_jobs_suspended_in_standby_and_restored_by_switchover(seconda
 
     assert main(["switchover", "--kubeconfig", secondary.kubeconfig_path]) == 0
     assert suspended(secondary, "report", "other") is False
+
+
+def test_job_that_left_the_repo_is_never_started_by_a_switchover(secondary: Any, repo: Repo) -> None:
+    for o in (namespace("shop"), job("migrate"), job("other-migration")):
+        repo.put(o)
+    repo.commit("jobs")
+    assert apply(secondary, repo) == 0
+    repo.remove(job("migrate"))  # the exporter drops a Job's file when it finished on the primary
+    repo.commit("migrate finished on the primary")
+    assert apply(secondary, repo) == 0  # no prune: the Job stays on the secondary
+    assert live(secondary, "batch/v1", "Job", "migrate", "shop")["metadata"]["annotations"][
+        "kubedr.io/primary-suspend"] == "true"
+    assert main(["switchover", "--kubeconfig", secondary.kubeconfig_path]) == 0
+    assert suspended(secondary, "migrate") is True  # it ran on the primary already: never again here
+    assert suspended(secondary, "other-migration") is False
