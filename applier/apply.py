@@ -71,8 +71,7 @@ class Applier:
                                     query, "application/apply-patch+yaml")
 
     def apply_recreating(self, obj: dict[str, Any], allowed: bool = True) -> tuple[dict[str, Any], str]:
-        """Apply; when the server refuses only over immutable fields, delete and apply again if the recreate
-        table allows it. (the server's answer, "recreated" | "would recreate" | ""); ImmutableError otherwise."""
+        """Apply, recreating what the primary recreated; (answer, "recreated" | "would recreate" | "")."""
         try:
             return self.apply_one(obj), ""
         except ApiError as exc:
@@ -98,8 +97,7 @@ class Applier:
         return self.apply_one(obj), "recreated"
 
     def delete_and_wait(self, path: str, uid: str, propagation: str, timeout: float) -> None:
-        """Delete the object with this uid (never a newer one under the name) and return once it is gone:
-        a 404, or another uid; RecreateTimeout when it is still there after timeout seconds."""
+        """Delete exactly this uid and return once it is gone (404 or another uid), so the create cannot race it."""
         options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation,
                    "preconditions": {"uid": uid}}
         try:

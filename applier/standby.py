@@ -125,8 +125,7 @@ def record_mode(cluster: Cluster, mode: Mode, why: str) -> None:
 # ---- Jobs that left the repo ------------------------------------------------------------------------------
 
 def retire_jobs(cluster: Cluster, refs: list[ObjectRef], mode: Mode) -> list[str]:
-    """Held Jobs whose file left the repo (they finished or were deleted on the primary) get "true" as the
-    primary's suspend, so a switchover never starts them (unpruned, they would run again); the ones marked."""
+    """Mark held Jobs that left the repo (done on the primary) primary-suspend=true: a switchover never runs them."""
     marked: list[str] = []
     for ref in refs:
         if (ref.group, ref.kind) != ("batch", "Job") or mode.is_active(ref.namespace):
