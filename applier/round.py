@@ -246,9 +246,10 @@ class Engine:
         if not s.dry_run:
             self._record(target, status, fp, mode, failures)
         self.last_report = report
-        log.info("%s %s: %d applied (%d recreated), %d deleted, %d failed in %.2fs (%s)",
-                 "dry run of" if s.dry_run else "applied", target[:12], report.applied, len(report.recreated),
-                 report.deleted, len(failures), report.seconds, mode.name)
+        log.info("%s %s: %d applied, %d deleted, %d failed in %.2fs (%s)%s",
+                 "dry run of" if s.dry_run else "applied", target[:12], report.applied, report.deleted,
+                 len(failures), report.seconds, mode.name,
+                 f"; {len(report.recreated)} recreated" if report.recreated else "")
         return report
 
     def _paths_to_apply(self, target: str, status: Status | None, fp: str,
