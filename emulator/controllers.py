@@ -97,8 +97,10 @@ class Controllers(NamespaceFinalizer):
             self._pod_changed(obj)
         elif kind == "StatefulSet" and ev.type != "DELETED":
             self._statefulset(obj)
-        elif kind == "Job" and ev.type == "ADDED":
-            self._job(obj)
+        elif kind == "Job" and ev.type != "DELETED":
+            before = ((ev.prev.obj if ev.prev else {}).get("spec") or {}).get("suspend")
+            if ev.type == "ADDED" or bool(before) != bool((obj.get("spec") or {}).get("suspend")):
+                self._job(obj)
 
     # ------------------------------------------------------------ namespaces
 
@@ -415,13 +417,16 @@ class Controllers(NamespaceFinalizer):
                 s.update_rt(sts_rt, {**live.obj, "status": status}, name, ns, KCM, subresource="status")
 
     def _job(self, job: dict) -> None:
-        """One pod per parallelism, never finishing (no kubelet); status active as the job controller sets it."""
+        """One pod per parallelism, never finishing (no kubelet); none while suspended, as the job controller."""
         s = self.store
         meta = job["metadata"]
         ns = meta["namespace"]
         spec = job.get("spec") or {}
         template = spec.get("template") or {}
         pod_rt = s.kind("v1", "Pod")
+        if spec.get("suspend"):
+            self._job_suspended(job)
+            return
         for _ in range(spec.get("parallelism", 1) - len(self._owned("Pod", job))):
             pmeta = copy.deepcopy(template.get("metadata") or {})
             pmeta.pop("creationTimestamp", None)
@@ -436,6 +441,28 @@ class Controllers(NamespaceFinalizer):
             if live is not None:
                 status = {"active": len(self._owned("Pod", job)), "startTime": now_iso(),
                           "uncountedTerminatedPods": {}}
+                s.update_rt(job_rt, {**live.obj, "status": status}, meta["name"], ns, KCM, subresource="status")
+
+
+    def _job_suspended(self, job: dict) -> None:
+        """Active pods are deleted and the Suspended condition set."""
+        s = self.store
+        meta = job["metadata"]
+        ns = meta["namespace"]
+        for pod in self._owned("Pod", job):
+            try:
+                s.delete_rt(s.kind("v1", "Pod"), pod["metadata"]["name"], ns)
+            except ApiError:
+                continue
+            self._event(job, "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}", "job-controller")
+        job_rt = s.kind("batch/v1", "Job")
+        with s.lock:
+            live = s._entry(job_rt, ns, meta["name"])
+            if live is not None:
+                at = now_iso()
+                status = {"active": 0, "conditions": [{
+                    "type": "Suspended", "status": "True", "reason": "JobSuspended", "message": "Job suspended",
+                    "lastProbeTime": at, "lastTransitionTime": at}], "uncountedTerminatedPods": {}}
                 s.update_rt(job_rt, {**live.obj, "status": status}, meta["name"], ns, KCM, subresource="status")
 
 

@@ -655,6 +655,8 @@ class Store:
                 cur = self._commit(rt, new, cur, "MODIFIED")
                 if policy == "Foreground":
                     self._collect(meta["uid"], "Foreground")
+                    if self._blocking_dependents(meta["uid"]):
+                        return cur, False  # removed when the last blocking dependent is gone (_delete_now)
                     return self._remove_finalizer(rt, cur, "foregroundDeletion"), False
                 if policy == "Orphan":
                     self._orphan(meta["uid"])
@@ -680,7 +682,30 @@ class Store:
         obj["metadata"] = dict(obj["metadata"])
         entry = self._commit(rt, obj, cur, "DELETED")
         self._collect(obj["metadata"]["uid"], "Background")
+        for ref in obj["metadata"].get("ownerReferences") or ():
+            if ref.get("blockOwnerDeletion"):
+                self._finish_foreground(ref.get("uid"))
         return entry
+
+    def _blocking_dependents(self, uid: str) -> bool:
+        """Dependents still holding a foreground deletion of their owner (blockOwnerDeletion, as the GC reads it)."""
+        for group, plural, ns, name in self.owners.get(uid, ()):
+            rt = self._any_rt(group, plural)
+            cur = self._entry(rt, ns, name) if rt else None
+            refs = cur.obj["metadata"].get("ownerReferences") or () if cur else ()
+            if any(r.get("uid") == uid and r.get("blockOwnerDeletion") for r in refs):
+                return True
+        return False
+
+    def _finish_foreground(self, uid: str | None) -> None:
+        """The owner in foreground deletion goes once no blocking dependent is left."""
+        where = self.uids.get(uid or "")
+        rt = self._any_rt(where[0], where[1]) if where else None
+        owner = self._entry(rt, where[2], where[3]) if rt and where else None
+        if owner is None or "foregroundDeletion" not in (owner.obj["metadata"].get("finalizers") or ()):
+            return
+        if not self._blocking_dependents(uid or ""):
+            self._remove_finalizer(rt, owner, "foregroundDeletion")
 
     def _collect(self, uid: str, policy: str) -> None:
         """Garbage-collect the dependents of a deleted owner (dependents with other live owners just lose the ref)."""

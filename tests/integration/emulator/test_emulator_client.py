@@ -303,6 +303,25 @@ def test_propagation_policies(emulator):
     assert lines[0]["object"]["metadata"]["finalizers"] == ["foregroundDeletion"]
 
 
+def test_foreground_deletion_waits_for_a_blocking_dependent_with_a_finalizer(emulator):
+    api = emulator.api
+    owner = api.create(_cm("owner"))
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"],
+           "controller": True, "blockOwnerDeletion": True}
+    dep = _cm("dep")
+    dep["metadata"].update(ownerReferences=[ref], finalizers=["example.com/hold"])
+    api.create(dep)
+    api.delete("v1", "ConfigMap", "owner", "default", propagation="Foreground")
+    held = api.get("v1", "ConfigMap", "owner", "default")   # still there: its dependent blocks it
+    assert held["metadata"]["finalizers"] == ["foregroundDeletion"] and held["metadata"]["deletionTimestamp"]
+    assert api.get("v1", "ConfigMap", "dep", "default")["metadata"]["deletionTimestamp"]
+    dep = api.get("v1", "ConfigMap", "dep", "default")
+    dep["metadata"]["finalizers"] = []                      # the dependent's controller lets go
+    api.update(dep)
+    names = {c["metadata"]["name"] for c in api.list("v1", "ConfigMap", "default")}
+    assert "dep" not in names and "owner" not in names
+
+
 def test_controller_noise_matches_the_real_shapes(emulator, core):
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="fixtures")))
     wait_until(lambda: len(emulator.api.list("v1", "ConfigMap", "fixtures")) == 1, what="kube-root-ca.crt")
@@ -468,3 +487,25 @@ def test_unknown_fields_of_built_ins_are_dropped_with_a_warning(emulator):
                       headers={"Content-Type": "application/merge-patch+json"})
     assert code == 200 and "more" not in body and body["data"] == {"k": "2"}
     assert "more" not in emulator.api.get("v1", "ConfigMap", "extra", "default")
+
+
+def test_a_suspended_job_runs_no_pod_until_resumed(emulator):
+    api = emulator.api
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate", "namespace": "default"},
+           "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never", "containers": [
+               {"name": "m", "image": "busybox"}]}}}}
+    api.create(job)
+
+    def pods() -> list[str]:
+        return [p["metadata"]["name"] for p in api.list("v1", "Pod", "default")]
+
+    def condition() -> str:
+        conds = (api.get("batch/v1", "Job", "migrate", "default").get("status") or {}).get("conditions") or []
+        return next((c["status"] for c in conds if c["type"] == "Suspended"), "")
+
+    wait_until(lambda: condition() == "True", what="Suspended condition")
+    assert pods() == []
+    api.patch("batch/v1", "Job", "migrate", {"spec": {"suspend": False}}, namespace="default")
+    wait_until(lambda: len(pods()) == 1, what="the resumed Job's pod")
+    api.patch("batch/v1", "Job", "migrate", {"spec": {"suspend": True}}, namespace="default")
+    wait_until(lambda: pods() == [], what="the suspended Job's pod deleted")
