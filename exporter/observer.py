@@ -130,6 +130,7 @@ class Observer:
 
     def _watch_loop(self, rtype: ResourceType, rv: str | None, stop: threading.Event) -> None:
         delay = 0.2
+        gone_delay, last_gone = 0.0, 0.0  # 410s in quick succession back off instead of re-listing in a loop
         while not stop.is_set():
             try:
                 if not rv:
@@ -140,9 +141,14 @@ class Observer:
                 if stop.is_set():
                     return
                 if exc.status == 410:
-                    log.info("watch of %s: resourceVersion too old (410 Gone); re-listing", rtype)
+                    now = time.monotonic()
+                    gone_delay = min(max(gone_delay * 2, 0.5), 30.0) if now - last_gone < 10 else 0.0
+                    last_gone = now
+                    log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
+                             f" in {gone_delay:.1f}s" if gone_delay else "")
                     observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
                     rv = None
+                    stop.wait(gone_delay)
                     continue
                 if exc.status == 404:
                     self._rediscover.set()
