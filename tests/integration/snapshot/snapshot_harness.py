@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.tls import make_ca
 from tests.conftest import free_port, wait_until
 
 ETCD = "/usr/bin/etcd"
@@ -133,17 +134,8 @@ def make_etcd_pki(d: Path) -> dict[str, str]:
         (d / f"{name}.key").chmod(0o600)
         (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "etcd-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-          .not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False),
-                         critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca_key, ca = make_ca("etcd-ca", days=1)
+    ca_name = ca.subject
     write("ca", ca_key, ca)
     import ipaddress
 
