@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 
-def make_ca(common_name: str, days: int = 365):  # noqa: ANN201 - cryptography types, imported lazily
+def make_ca(common_name: str, days: int = 365):  # -> (EllipticCurvePrivateKey, Certificate), imported lazily
     """(key, certificate) of a self-signed P-256 CA, for the emulator and for test PKIs (etcd's, kubeadm's)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
