@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kubedr.remote import redact, scrub
+
 log = logging.getLogger("kubedr.applier.fetch")
 COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
 
@@ -37,7 +39,7 @@ def _git(args: list[str], cwd: str | None = None, input_bytes: bytes | None = No
     proc = subprocess.run(["git", *args], cwd=cwd, input=input_bytes, capture_output=True)
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise FetchError(f"git {' '.join(args[:3])}: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        raise FetchError(scrub(f"git {' '.join(args[:3])}: {msg[-1] if msg else 'exit ' + str(proc.returncode)}"))
     return proc.stdout
 
 
@@ -125,14 +127,14 @@ class Source:
         try:
             return self._g("rev-parse", "-q", "--verify", revision + "^{commit}").decode().strip()
         except FetchError as exc:
-            raise FetchError(f"revision {revision!r} not found in {self.repo}") from exc
+            raise FetchError(f"revision {revision!r} not found in {redact(self.repo)}") from exc
 
     def at(self, timestamp: str) -> str:
         """The last commit of the branch at or before a time (anything `git log --before` accepts)."""
         self.fetch_all()
         tip = self.head()
         if tip is None:
-            raise FetchError(f"repo {self.repo} has no commits on {self.branch}")
+            raise FetchError(f"repo {redact(self.repo)} has no commits on {self.branch}")
         out = self._g("rev-list", "-n1", "--first-parent", f"--before={timestamp}", tip).decode().strip()
         if not out:
             raise FetchError(f"no commit on {self.branch} at or before {timestamp}")

@@ -30,6 +30,7 @@ from applier.status import load as load_status
 from applier.status import save as save_status
 from kubedr import observe
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.remote import redact
 
 log = logging.getLogger("kubedr.applier")
 
@@ -156,7 +157,7 @@ class Engine:
         """Run a round when there is something to do (a new commit, failures to retry, new settings)."""
         target = self.target()
         if target is None:
-            log.info("repo %s has no commits on %s yet", self.settings.repo, self.settings.branch)
+            log.info("repo %s has no commits on %s yet", redact(self.settings.repo), self.settings.branch)
             return None
         self.settings = self._effective(target)
         if self.validator is None and self.settings.validate:

@@ -189,7 +189,7 @@ class Exporter:
             t.start()
         self.observer.start(rvs, self.committer.queue.put)
         self.ready = True
-        log.info("exporting to %s (branch %s) from %s", self.store.remote, self.store.branch, self.cluster)
+        log.info("exporting to %s (branch %s) from %s", self.store.shown, self.store.branch, self.cluster)
 
     def stop(self, drain: float = 10.0) -> None:
         """Stop watching, commit what is queued, push once more."""
@@ -242,7 +242,7 @@ class Exporter:
             if i + 1 < attempts:
                 time.sleep(delay)
                 delay *= 2
-        log.error("could not push to %s; the commits wait in %s", self.store.remote, self.store.workdir)
+        log.error("could not push to %s; the commits wait in %s", self.store.shown, self.store.workdir)
         return False
 
 

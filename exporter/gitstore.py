@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from exporter.gittree import COMMITTED_AT, ObjectStore, TreeModel, commit_object, committed_at, with_trailer
+from kubedr.remote import redact, scrub
 
 log = logging.getLogger("kubedr.exporter.git")
 
@@ -46,6 +47,7 @@ class GitStore:
     def __init__(self, workdir: Path, remote: str, branch: str = "main") -> None:
         self.workdir = Path(workdir)
         self.remote = remote
+        self.shown = redact(remote)  # for logs and errors: never the token of an https://user:token@ URL
         self.branch = branch
         self.lock = threading.RLock()  # held while the work tree or HEAD moves
         self.env = {**DEFAULT_IDENTITY, **os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -60,7 +62,8 @@ class GitStore:
         proc = subprocess.run(["git", *args], cwd=self.workdir, input=stdin, capture_output=True,
                               env=self.env, timeout=timeout)
         if check and proc.returncode != 0:
-            raise GitError(f"git {' '.join(args[:3])}: {proc.stderr.decode(errors='replace').strip()}")
+            err = scrub(proc.stderr.decode(errors="replace").strip(), self.remote)
+            raise GitError(f"git {' '.join(args[:3])}: {err}")
         return proc.stdout.decode(errors="replace")
 
     # -- setup
@@ -97,7 +100,7 @@ class GitStore:
         self.git("remote", "add", "origin", self.remote)
         self.git("config", "core.autocrlf", "false")
         self.git("config", "gc.auto", "0")  # no surprise repacks mid-flight; `git gc` by policy
-        log.info("initialised local clone %s for %s", self.workdir, self.remote)
+        log.info("initialised local clone %s for %s", self.workdir, self.shown)
 
     def stale_locks(self) -> list[Path]:
         """Git lock files in the clone: index, HEAD, config, packed-refs, any ref (incl. origin's tracking ref)."""
@@ -169,8 +172,8 @@ class GitStore:
             remote = self.remote_head()
         except (GitError, subprocess.TimeoutExpired) as exc:
             if self.head() is None and not any(self._tracked_or_present()):
-                raise GitError(f"remote {self.remote} unreachable and no local clone to buffer into: {exc}") from exc
-            log.warning("remote %s unreachable at start (%s); commits stay local until it is back", self.remote, exc)
+                raise GitError(f"remote {self.shown} unreachable and no local clone to buffer into: {exc}") from exc
+            log.warning("remote %s unreachable at start (%s); commits stay local until it is back", self.shown, exc)
             return
         if remote is None:
             return
@@ -181,7 +184,7 @@ class GitStore:
             self.git("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
             self._moved()
             self.git("read-tree", "-u", "--reset", "HEAD")
-            log.info("adopted %s of %s at %s", self.branch, self.remote, remote[:12])
+            log.info("adopted %s of %s at %s", self.branch, self.shown, remote[:12])
         elif self.is_ancestor(local, remote):
             # --reset: the work tree follows the remote even where a killed run left files unlike HEAD
             # (the startup reconcile rewrites them from the cluster anyway)
@@ -216,9 +219,9 @@ class GitStore:
             self._moved()
             if proc.returncode != 0:
                 subprocess.run(["git", "rebase", "--abort"], cwd=self.workdir, env=self.env, capture_output=True)
-                raise RemoteMoved(f"remote {self.remote} branch {self.branch} has commits that conflict with "
+                raise RemoteMoved(f"remote {self.shown} branch {self.branch} has commits that conflict with "
                                   f"unpushed local commits; resolve by hand in {self.workdir} (never force-pushed)")
-            log.warning("remote %s moved; rebased local commits onto %s", self.remote,
+            log.warning("remote %s moved; rebased local commits onto %s", self.shown,
                         self.git("rev-parse", "--short", upstream).strip())
 
     # -- commits
@@ -317,4 +320,4 @@ class GitStore:
         telling = [ln for ln in lines if any(w in ln for w in ("rejected", "error:", "fatal:"))][:3]
         hint = ("; the remote holds a lock on the branch: if no push is running there, remove that .lock file"
                 if "remote: error: cannot lock ref" in err else "")
-        raise GitError(f"push to {self.remote}: {' | '.join(telling or lines)}{hint}")
+        raise GitError(scrub(f"push to {self.shown}: {' | '.join(telling or lines)}{hint}", self.remote))

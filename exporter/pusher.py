@@ -62,7 +62,7 @@ class Pusher:
                     self.store.push(head)
                     break
                 except PushRejected as exc:
-                    log.warning("remote %s moved (%s); fetching and rebasing", self.store.remote, exc)
+                    log.warning("remote %s moved (%s); fetching and rebasing", self.store.shown, exc)
                     self.store.fetch()
                     self.store.rebase_onto_remote()
                     head = self.store.head()
@@ -76,7 +76,7 @@ class Pusher:
                 self._dirty = True
             self._set_failing(True)
             observe.EXPORT_PUSH_FAILURES.inc()
-            log.warning("push to %s failed, commits stay in %s: %s", self.store.remote, self.store.workdir,
+            log.warning("push to %s failed, commits stay in %s: %s", self.store.shown, self.store.workdir,
                         str(exc).splitlines()[0] if str(exc) else exc)
             return False
         log.debug("pushed %s (%d changes) in %.0f ms", head[:12], len(received), (time.monotonic() - started) * 1e3)

@@ -1,0 +1,127 @@
+"""Git's smart HTTP protocol over TLS with basic auth: the real git-http-backend behind a small CGI gateway."""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BACKEND = "/usr/lib/git-core/git-http-backend"
+
+
+class GitHTTPS:
+    """Serves every bare repo under root at https://127.0.0.1:<port>/<name>, for one user and token."""
+
+    def __init__(self, root: Path, user: str, token: str, workdir: Path) -> None:
+        from emulator.tls import make_ca  # the same throwaway PKI the emulator uses
+
+        self.root, self.user, self.token = root, user, token
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status) as git sent them
+        self.ca_file = workdir / "git-ca.crt"
+        self._context = self._tls(make_ca, workdir)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.socket = self._context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"https://127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> GitHTTPS:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _tls(self, make_ca, workdir: Path) -> ssl.SSLContext:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        ca_key, ca = make_ca("git-test-ca", days=1)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "git")]))
+                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        pem = serialization.Encoding.PEM
+        self.ca_file.write_bytes(ca.public_bytes(pem))
+        (workdir / "git-tls.crt").write_bytes(cert.public_bytes(pem))
+        (workdir / "git-tls.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption()))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(workdir / "git-tls.crt", workdir / "git-tls.key")
+        return ctx
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._cgi()
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._cgi()
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = bytearray()
+                    while size := int(self.rfile.readline().strip() or b"0", 16):
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return bytes(out)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _cgi(self) -> None:
+                path, _, query = self.path.partition("?")
+                body = self._body()
+                if self.headers.get("Authorization") != expected:
+                    owner.requests.append((self.command, path, 401))
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                env = {"PATH": os.environ.get("PATH", ""), "GIT_PROJECT_ROOT": str(owner.root),
+                       "GIT_HTTP_EXPORT_ALL": "1", "REMOTE_USER": owner.user, "REQUEST_METHOD": self.command,
+                       "PATH_INFO": path, "QUERY_STRING": query, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                       "CONTENT_LENGTH": str(len(body)), "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                       "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", "")}
+                out = subprocess.run([BACKEND], input=body, env=env, capture_output=True, check=False).stdout
+                head, _, payload = out.partition(b"\r\n\r\n")
+                status, headers = 200, []
+                for line in head.decode().split("\r\n"):
+                    name, _, value = line.partition(": ")
+                    if name.lower() == "status":
+                        status = int(value.split()[0])
+                    elif name:
+                        headers.append((name, value))
+                owner.requests.append((self.command, path, status))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler

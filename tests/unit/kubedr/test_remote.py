@@ -1,0 +1,23 @@
+from kubedr.remote import redact, scrub
+
+
+def test_redact_hides_only_the_password() -> None:
+    assert redact("https://kubedr:tok3n@git.example.com/dr/config.git") == \
+        "https://kubedr:***@git.example.com/dr/config.git"
+    assert redact("https://git.example.com/dr/config.git") == "https://git.example.com/dr/config.git"
+    assert redact("ssh://git@git.example.com/dr/config.git") == "ssh://git@git.example.com/dr/config.git"
+    assert redact("git@git.example.com:dr/config.git") == "git@git.example.com:dr/config.git"
+    assert redact("/srv/git/config.git") == "/srv/git/config.git"
+
+
+def test_scrub_removes_the_password_from_git_messages() -> None:
+    url = "https://kubedr:tok3n@127.0.0.1:8443/config.git"
+    msg = f"fatal: unable to access '{url}/': SSL certificate problem; password tok3n"
+    assert "tok3n" not in scrub(msg, url)
+    assert "https://kubedr:***@127.0.0.1:8443/config.git" in scrub(msg, url)
+    assert scrub("nothing to hide", "/srv/config.git") == "nothing to hide"
+
+
+def test_scrub_finds_any_url_password_without_being_told() -> None:
+    msg = "fatal: unable to access 'https://kubedr:tok3n@127.0.0.1:8443/config.git/': Could not resolve host"
+    assert scrub(msg) == "fatal: unable to access 'https://kubedr:***@127.0.0.1:8443/config.git/': Could not resolve host"
