@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubedr.config import UsageError
+from kubedr.remote import redact, scrub
 
 EXPORTER_LEASE = ("kubedr-system", "kubedr-exporter")
 APPLIER_LEASE = ("kubedr-system", "kubedr-applier")
@@ -155,10 +156,10 @@ def _git(args: list[str]) -> str:
 
 def head_row(repo: str, branch: str, head: RepoHead) -> Row:
     if head.error:
-        return Row("repo", "git", "unreachable", detail=f"{repo}: {head.error}", problem=True)
+        return Row("repo", "git", "unreachable", detail=scrub(f"{redact(repo)}: {head.error}", repo), problem=True)
     return Row("repo", "git", branch, commit=head.sha[:12], lag="",
                detail=f"{ago(head.time)}: {head.subject}",
-               data={"sha": head.sha, "time": head.time, "subject": head.subject, "repo": repo})
+               data={"sha": head.sha, "time": head.time, "subject": head.subject, "repo": redact(repo)})
 
 
 # -- the primary ----------------------------------------------------------------------------------------

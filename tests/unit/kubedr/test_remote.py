@@ -21,3 +21,11 @@ def test_scrub_removes_the_password_from_git_messages() -> None:
 def test_scrub_finds_any_url_password_without_being_told() -> None:
     msg = "fatal: unable to access 'https://kubedr:tok3n@127.0.0.1:8443/config.git/': Could not resolve host"
     assert scrub(msg) == "fatal: unable to access 'https://kubedr:***@127.0.0.1:8443/config.git/': Could not resolve host"
+
+
+def test_status_never_shows_the_token_of_an_unreachable_repo() -> None:
+    from kubedr.status import RepoHead, head_row
+
+    url = "https://kubedr:tok3n@127.0.0.1:1/config.git"
+    row = head_row(url, "main", RepoHead(error=f"git fetch: fatal: unable to access '{url}/': refused"))
+    assert row.problem and "tok3n" not in row.detail and "kubedr:***@127.0.0.1:1" in row.detail
