@@ -1,0 +1,81 @@
+"""A real sshd on loopback serving bare repos to one key, as a Git host does over SSH."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from tests.conftest import free_port, wait_until
+
+SSHD = "/usr/sbin/sshd"
+
+
+def available() -> str | None:
+    """Why an sshd cannot run here, or None."""
+    if not os.path.exists(SSHD):
+        return f"{SSHD} is missing (scripts/test installs Debian's openssh-server)"
+    if os.geteuid() != 0 and not os.path.isdir("/run/sshd"):
+        return "sshd needs its privilege separation directory /run/sshd, which only root can create"
+    return None
+
+
+class GitSSH:
+    """sshd with a fresh host key; `client_env()` is the GIT_SSH_COMMAND the manifests use, for the client key."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir / "ssh"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.user = getpass.getuser()
+        for name in ("host_key", "client_key", "impostor_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / name)], check=True)
+        (self.dir / "authorized_keys").write_text((self.dir / "client_key.pub").read_text())
+        (self.dir / "authorized_keys").chmod(0o600)
+        (self.dir / "known_hosts").write_text(self._known("host_key"))
+        (self.dir / "sshd_config").write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.dir / 'host_key'}",
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password",
+            "PidFile none", ""]))
+        self.proc: subprocess.Popen | None = None
+
+    def _known(self, key: str) -> str:
+        kind, blob = (self.dir / f"{key}.pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+
+    def start(self) -> GitSSH:
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                     stdout=subprocess.DEVNULL, stderr=(self.dir / "sshd.log").open("wb"))
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_until(listening, what="sshd listening")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def url(self, bare: Path) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}{bare}"
+
+    def client_env(self, known_hosts: str | None = None) -> dict[str, str]:
+        """The environment the exporter and applier Deployments set (pinned host key, one identity)."""
+        if known_hosts is not None:
+            (self.dir / "known_hosts").write_text(known_hosts)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "KUBEDR_", "SSH_"))}
+        env["GIT_SSH_COMMAND"] = (f"ssh -i {self.dir / 'client_key'} -o IdentitiesOnly=yes "
+                                  f"-o UserKnownHostsFile={self.dir / 'known_hosts'} -o StrictHostKeyChecking=yes "
+                                  "-o BatchMode=yes")
+        return env
+
+    def impostor_known_hosts(self) -> str:
+        """A known_hosts that pins another key: what a man in the middle would look like."""
+        return self._known("impostor_key")
