@@ -13,8 +13,10 @@ RBAC = "rbac.authorization.k8s.io"
 ORDER: tuple[tuple[str, frozenset[tuple[str, str]]], ...] = (
     ("namespaces", frozenset({("", "Namespace")})),
     ("crds", frozenset({("apiextensions.k8s.io", "CustomResourceDefinition")})),
+    # before the token Secrets that name them: the token controller deletes one whose ServiceAccount is missing
+    ("serviceaccounts", frozenset({("", "ServiceAccount")})),
     ("config", frozenset({
-        ("", "ServiceAccount"), (RBAC, "ClusterRole"), (RBAC, "Role"), (RBAC, "ClusterRoleBinding"),
+        (RBAC, "ClusterRole"), (RBAC, "Role"), (RBAC, "ClusterRoleBinding"),
         (RBAC, "RoleBinding"), ("", "ConfigMap"), ("", "Secret"), ("", "LimitRange"), ("", "ResourceQuota"),
         ("scheduling.k8s.io", "PriorityClass"), ("storage.k8s.io", "StorageClass"),
     })),

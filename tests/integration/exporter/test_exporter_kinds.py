@@ -162,3 +162,25 @@ def test_a_job_leaves_the_repo_when_it_finishes(primary, start_exporter, git_rem
     api.update(live, subresource="status")
     wait_until(lambda: "shop/Job.batch/migrate.yaml" not in remote_files(git_remote), what="finished Job removed")
     assert subjects(git_remote)[0] == "delete batch/Job shop/migrate"
+
+
+def test_a_token_secret_a_user_made_is_exported_one_the_controller_made_is_not(primary, start_exporter,
+                                                                                git_remote: Path) -> None:
+    start_exporter(git_remote)
+    api = primary.api
+    api.create(_o("v1", "ServiceAccount", "ci"))
+
+    def token_secret(name: str) -> dict:
+        obj = _o("v1", "Secret", name, type="kubernetes.io/service-account-token")
+        obj["metadata"]["annotations"] = {"kubernetes.io/service-account.name": "ci"}
+        return obj
+
+    api.create(token_secret("ci-token-x7k2p"), manager="kube-controller-manager")   # pre-1.24 auto-generated
+    api.create(token_secret("ci-long-lived"), manager="kubectl")                    # what users make since 1.24
+    api.create(_o("v1", "ConfigMap", "marker", data={"a": "b"}))
+    wait_until(lambda: {"shop/Secret/ci-long-lived.yaml", "shop/ConfigMap/marker.yaml"} <= set(remote_files(git_remote)),
+               what="the user's token Secret exported")
+    exported = yaml.safe_load(remote_files(git_remote)["shop/Secret/ci-long-lived.yaml"])
+    assert exported["type"] == "kubernetes.io/service-account-token"
+    assert exported["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "ci"}
+    assert "shop/Secret/ci-token-x7k2p.yaml" not in remote_files(git_remote)

@@ -16,6 +16,7 @@ def ref(group: str, kind: str, ns: str = "shop", name: str = "x") -> ObjectRef:
     (("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")),
     (("apiextensions.k8s.io", "CustomResourceDefinition"), ("example.com", "Widget")),
     (("", "ServiceAccount"), ("apps", "Deployment")),
+    (("", "ServiceAccount"), ("", "Secret")),  # a token Secret's ServiceAccount exists first
     (("", "ConfigMap"), ("apps", "Deployment")),
     (("", "Secret"), ("apps", "StatefulSet")),
     (("rbac.authorization.k8s.io", "Role"), ("apps", "Deployment")),

@@ -113,6 +113,11 @@ STRIP_CASES: dict[str, tuple[str, str, Callable[[Obj], None] | None]] = {
     "metadata.annotations.endpoints.kubernetes.io/last-change-trigger-time": (
         "namespaced-endpoints.json", "web", None),
     "metadata.annotations.batch.kubernetes.io/job-tracking": ("namespaced-job.json", "migrate", None),
+    # a token Secret a user created (kubectl) and the token controller filled: the capture's, made the user's
+    "data.token": ("namespaced-secret.json", "web-sa-token-k2jdw", None),
+    "data.ca.crt": ("namespaced-secret.json", "web-sa-token-k2jdw", None),
+    "data.namespace": ("namespaced-secret.json", "web-sa-token-k2jdw", None),
+    "metadata.annotations.kubernetes.io/service-account.uid": ("namespaced-secret.json", "web-sa-token-k2jdw", None),
     # kubedr's applier writes these on the secondary (the captures come from a primary)
     "metadata.labels.kubedr.io/managed": ("namespaced-deployment.json", "web",
                                           setpath(("metadata", "labels", "kubedr.io/managed"), "true")),
@@ -382,3 +387,28 @@ def test_sanitize_never_mutates_and_copies_deeply() -> None:
     out["spec"]["ports"][0]["port"] = 1
     out["spec"]["selector"]["app"] = "x"
     assert json.dumps(svc, sort_keys=True) == before
+
+
+def _user_made_token_secret() -> Obj:
+    """The captured token Secret as `kubectl apply` of a manifest with type and SA annotation would leave it."""
+    obj = fixture("namespaced-secret.json", "web-sa-token-k2jdw")
+    obj["metadata"]["managedFields"].insert(0, {
+        "apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kubectl", "operation": "Apply",
+        "time": "2026-11-24T16:41:19Z", "fieldsV1": {"f:metadata": {"f:annotations": {
+            "f:kubernetes.io/service-account.name": {}}}, "f:type": {}}})
+    return obj
+
+
+def test_sanitize_a_user_made_token_secret_is_exported_for_the_secondarys_controller_to_fill() -> None:
+    out = sanitize(_user_made_token_secret())
+    assert out is not None
+    assert out["type"] == "kubernetes.io/service-account-token"
+    assert out["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "web-sa"}
+    assert not out.get("data")
+
+
+def test_sanitize_keeps_data_keys_named_like_token_fields_in_other_secrets() -> None:
+    obj = fixture("namespaced-secret.json", "db-credentials")
+    obj["data"].update(token="dG9r", namespace="bnM=")
+    obj["data"]["ca.crt"] = "Y2E="
+    assert set(sanitize(obj)["data"]) == {"password", "username", "token", "namespace", "ca.crt"}
