@@ -113,9 +113,14 @@ class ObjectStore:
                 os.makedirs(folder, exist_ok=True)
                 self._dirs.add(folder)
             tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{sha[2:8]}")
-            with open(tmp, "wb") as fh:
+            try:
+                fh = open(tmp, "wb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # `git repack -d` (prune-packed) removed the emptied fan-out directory
+                os.makedirs(folder, exist_ok=True)
+                fh = open(tmp, "wb")  # noqa: SIM115
+            with fh:
                 fh.write(zlib.compress(raw, 1))
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # the directory now holds our file: prune-packed cannot remove it meanwhile
 
 
 def _entry_header(kind: str, size: int) -> bytes:

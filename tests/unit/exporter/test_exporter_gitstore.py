@@ -117,3 +117,18 @@ def test_a_second_exporter_on_the_same_clone_is_refused(tmp_path: Path, git_remo
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "another kubedr exporter is using the clone" in out
     assert lock.exists()  # the live exporter's lock was left alone
+
+
+def test_commits_go_on_after_a_repack_removed_the_loose_object_directories(tmp_path: Path,
+                                                                              git_remote: Path) -> None:
+    """maintain() runs `git repack -d`, whose prune-packed deletes the emptied objects/xx/ directories."""
+    store = GitStore(tmp_path / "clone", str(git_remote))
+    store.open()
+    _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
+    subprocess.run(["git", "repack", "-d", "-q"], cwd=store.workdir, check=True)
+    assert not [d for d in (store.workdir / ".git" / "objects").glob("??") if any(d.iterdir())]
+    sha = _commit(store, "shop/ConfigMap/b.yaml", "v: 1\n")  # the same blob again, loose, in a removed directory
+    assert Pusher(store).push_once()
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
+                          check=True).stdout.strip() == sha
+    subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=store.workdir, check=True, capture_output=True)
