@@ -31,7 +31,7 @@ def make_ca(common_name: str, days: int = 365):  # -> (EllipticCurvePrivateKey, 
     return key, cert
 
 
-def _certs(host: str) -> tuple[bytes, bytes, bytes]:
+def serving_certs(host: str) -> tuple[bytes, bytes, bytes]:
     """(ca_pem, cert_pem, key_pem): a CA and a serving certificate for host, 127.0.0.1 and localhost."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -63,7 +63,7 @@ def _certs(host: str) -> tuple[bytes, bytes, bytes]:
 
 def server_context(host: str) -> tuple[bytes, ssl.SSLContext]:
     """(CA PEM for the kubeconfig, an SSLContext serving a fresh certificate)."""
-    ca_pem, cert_pem, key_pem = _certs(host)
+    ca_pem, cert_pem, key_pem = serving_certs(host)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.TemporaryDirectory() as tmp:
         cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"

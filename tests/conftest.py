@@ -24,6 +24,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_open(port: int) -> bool:
+    """Something listens on this loopback port (a server the test started is up)."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> object:
     """Poll a condition instead of sleeping; fail with what was awaited."""
     deadline = time.monotonic() + timeout
@@ -79,11 +85,7 @@ def git_daemon(tmp_path: Path) -> Iterator[Callable[[str], tuple[Path, str]]]:
          "--listen=127.0.0.1", f"--port={port}", str(base)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def reachable() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_until(reachable, what="git daemon")
+    wait_until(lambda: port_open(port), what="git daemon")
 
     def make(name: str = "repo.git") -> tuple[Path, str]:
         path = base / name

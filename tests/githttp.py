@@ -17,12 +17,10 @@ class GitHTTPS:
     """Serves every bare repo under root at https://127.0.0.1:<port>/<name>, for one user and token."""
 
     def __init__(self, root: Path, user: str, token: str, workdir: Path) -> None:
-        from emulator.tls import make_ca  # the same throwaway PKI the emulator uses
-
         self.root, self.user, self.token = root, user, token
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) as git sent them
         self.ca_file = workdir / "git-ca.crt"
-        self._context = self._tls(make_ca, workdir)
+        self._context = self._tls(workdir)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.socket = self._context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
@@ -39,29 +37,13 @@ class GitHTTPS:
         self.server.shutdown()
         self.server.server_close()
 
-    def _tls(self, make_ca, workdir: Path) -> ssl.SSLContext:
-        import datetime
-        import ipaddress
+    def _tls(self, workdir: Path) -> ssl.SSLContext:
+        from emulator.tls import serving_certs  # the same throwaway PKI the emulator serves with
 
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        ca_key, ca = make_ca("git-test-ca", days=1)
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "git")]))
-                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                               critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        pem = serialization.Encoding.PEM
-        self.ca_file.write_bytes(ca.public_bytes(pem))
-        (workdir / "git-tls.crt").write_bytes(cert.public_bytes(pem))
-        (workdir / "git-tls.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                                serialization.NoEncryption()))
+        ca_pem, cert_pem, key_pem = serving_certs("127.0.0.1")
+        self.ca_file.write_bytes(ca_pem)
+        (workdir / "git-tls.crt").write_bytes(cert_pem)
+        (workdir / "git-tls.key").write_bytes(key_pem)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(workdir / "git-tls.crt", workdir / "git-tls.key")
         return ctx

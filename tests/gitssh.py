@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 import subprocess
 from pathlib import Path
 
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, port_open, wait_until
 
 SSHD = "/usr/sbin/sshd"
 
@@ -50,12 +49,7 @@ class GitSSH:
         os.makedirs("/run/sshd", exist_ok=True)
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
                                      stdout=subprocess.DEVNULL, stderr=(self.dir / "sshd.log").open("wb"))
-
-        def listening() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-        wait_until(listening, what="sshd listening")
+        wait_until(lambda: port_open(self.port), what="sshd listening")
         return self
 
     def stop(self) -> None:

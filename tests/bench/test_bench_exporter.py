@@ -108,6 +108,17 @@ def _internal_means(port: int) -> tuple[float, float]:
     return mean("kubedr_exporter_change_to_commit_seconds"), mean("kubedr_exporter_change_to_push_seconds")
 
 
+def _stop(*procs: subprocess.Popen | None) -> None:
+    """SIGTERM (the exporter drains and exits), SIGKILL after 30 s."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _rss_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -211,13 +222,7 @@ def test_bench_exporter(tmp_path: Path, git_remote: Path, kubectl: str) -> None:
               f"running (after latency + throughput) {rss:.0f} MB (goal <= 150 MB)")
         probe.stop.set()
     finally:
-        for proc in (exporter, emu):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        _stop(exporter, emu)
 
 
 @pytest.mark.bench
@@ -255,10 +260,4 @@ def test_bench_exporter_sustained_throughput(tmp_path: Path, git_remote: Path) -
               f"{statistics.median(lag) * 1e3:.0f} ms, p99 {lag[int(len(lag) * 0.99) - 1] * 1e3:.0f} ms")
         probe.stop.set()
     finally:
-        for proc in (exporter, emu):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        _stop(exporter, emu)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from exporter_harness import export_args, remote_files, subjects
 
 from kubedr import observe
 from kubedr.cli import main
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, port_open, wait_until
 
 
 def cm(name: str, value: str) -> dict:
@@ -118,11 +117,7 @@ def _daemon(base: Path, port: int) -> subprocess.Popen:
                              f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def reachable() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_until(reachable, what="git daemon")
+    wait_until(lambda: port_open(port), what="git daemon")
     return proc
 
 
