@@ -55,6 +55,7 @@ class GitStore:
         self._tree: TreeModel | None = None  # HEAD's tree in memory (loaded on first commit)
         self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
         self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
+        self._flock: int | None = None  # fd holding the clone for this process (see _hold_clone)
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
@@ -78,7 +79,7 @@ class GitStore:
 
     def _hold_clone(self) -> None:
         """One exporter per clone: repair() treats every git lock as stale, which is only true when alone."""
-        if getattr(self, "_flock", None) is not None:
+        if self._flock is not None:
             return
         fd = os.open(self.workdir / ".git" / "kubedr-exporter.flock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -91,7 +92,7 @@ class GitStore:
 
     def close(self) -> None:
         """Let another exporter (or a restart in this process) use the clone."""
-        fd, self._flock = getattr(self, "_flock", None), None
+        fd, self._flock = self._flock, None
         if fd is not None:
             os.close(fd)
 
