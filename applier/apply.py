@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from applier import recreate as rc
-from applier.client import ApiError, Cluster
-from applier.decode import MANAGED_LABEL, DecodeError
+from kubedr.applier import recreate as rc
+from kubedr.applier.client import ApiError, Cluster
+from kubedr.applier.decode import MANAGED_LABEL, DecodeError
+
 from kubedr import contract
 from kubedr.contract import ManifestError, ObjectRef
 

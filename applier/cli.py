@@ -112,8 +112,8 @@ def _identities(files: list[str] | None) -> list[Any] | None:
 
 def settings_from(args: argparse.Namespace, repo: str) -> Any:
     """Settings for the Engine from parsed options; UsageError for a bad map."""
-    from applier.decode import Maps, parse_map
-    from applier.round import Settings
+    from kubedr.applier.decode import Maps, parse_map
+    from kubedr.applier.round import Settings
 
     try:
         maps = Maps(parse_map(args.namespace_map, "namespace-map"), parse_map(args.image_map, "image-map"),
@@ -143,9 +143,10 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
 
 
 def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Any:
-    from applier.client import Cluster
-    from applier.fetch import FetchError, Source
-    from applier.round import Engine
+    from kubedr.applier.client import Cluster
+    from kubedr.applier.fetch import FetchError, Source
+    from kubedr.applier.round import Engine
+
     from kubedr.kube import api_client
 
     settings = settings_from(args, repo)
@@ -174,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _apply(engine: Any, args: argparse.Namespace) -> int:
-    from applier.round import loop
+    from kubedr.applier.round import loop
+
     from kubedr import leader, observe
 
     if args.metrics_listen:
@@ -206,7 +208,7 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _diff(engine: Any, args: argparse.Namespace) -> int:
-    from applier.diff import diff
+    from kubedr.applier.diff import diff
 
     out, errors = diff(engine, prune=bool(engine.settings.prune))
     for chunk in out:
@@ -217,8 +219,9 @@ def _diff(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _switchover(args: argparse.Namespace) -> int:
-    from applier.client import Cluster
-    from applier.standby import read_mode, record_mode, switchover
+    from kubedr.applier.client import Cluster
+    from kubedr.applier.standby import read_mode, record_mode, switchover
+
     from kubedr.kube import api_client
 
     cluster = Cluster(api_client(args.kubeconfig, args.context))
@@ -240,7 +243,7 @@ def _sync(args: argparse.Namespace) -> int:
     """Export once from one cluster into a temporary repo, then apply it once to the other."""
     import subprocess
 
-    from applier.round import loop
+    from kubedr.applier.round import loop
 
     if not args.from_kubeconfig or not args.to_kubeconfig:
         raise UsageError("kubedr sync: --from-kubeconfig and --to-kubeconfig are required")

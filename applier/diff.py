@@ -10,11 +10,12 @@ import copy
 import difflib
 from typing import Any
 
-from applier.apply import Applier
-from applier.decode import Decoder
-from applier.inventory import Inventory
-from applier.round import Engine
-from applier.standby import hold
+from kubedr.applier.apply import Applier
+from kubedr.applier.decode import Decoder
+from kubedr.applier.inventory import Inventory
+from kubedr.applier.round import Engine
+from kubedr.applier.standby import hold
+
 from kubedr import contract
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 
@@ -50,7 +51,7 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     s = engine.settings
     prune = prune or bool(s.prune)
     if engine.validator is None and s.validate:
-        from applier.decode import Validator
+        from kubedr.applier.decode import Validator
         engine.validator = Validator(engine.cluster.version())
     mode = engine.mode()
     tree = engine.source.tree(target)
@@ -59,7 +60,7 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     paths: list[str] = []
     desired: set[ObjectRef] = set()
     errors: list[str] = []
-    from applier.decode import map_ref
+    from kubedr.applier.decode import map_ref
     for path in sorted(tree):
         try:
             ref = ref_of_path(path)

@@ -12,7 +12,8 @@ import json
 import zlib
 from dataclasses import dataclass
 
-from applier.client import Cluster, delete_state, list_state, put_state
+from kubedr.applier.client import Cluster, delete_state, list_state, put_state
+
 from kubedr.contract import ObjectRef
 
 BUCKETS = 16

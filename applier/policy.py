@@ -11,8 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-
-from applier.decode import Maps
+from kubedr.applier.decode import Maps
 
 POLICY_PATH = ".kubedr/policy.yaml"
 

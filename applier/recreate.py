@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from applier.client import ApiError
-from applier.decode import MANAGED_LABEL
+from kubedr.applier.client import ApiError
+from kubedr.applier.decode import MANAGED_LABEL
+
 from kubedr.contract import ObjectRef
 
 RECREATE_TIMEOUT = 60.0  # how long a deletion may take (Foreground waits for dependents) before giving up

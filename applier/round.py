@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
+from kubedr.applier import order
+from kubedr.applier.apply import Applier, Outcome
+from kubedr.applier.client import ApiError, Cluster
+from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
+from kubedr.applier.fetch import FetchError, Source
+from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
+from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
+from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
+from kubedr.applier.status import Failure, Status
+from kubedr.applier.status import load as load_status
+from kubedr.applier.status import save as save_status
 
-from applier import order
-from applier.apply import Applier, Outcome
-from applier.client import ApiError, Cluster
-from applier.decode import Decoder, Maps, Validator, map_ref
-from applier.fetch import FetchError, Source
-from applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
-from applier.policy import POLICY_PATH, PolicyError, merge, parse
-from applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
-from applier.status import Failure, Status
-from applier.status import load as load_status
-from applier.status import save as save_status
 from kubedr import observe
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 from kubedr.remote import redact

@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from applier.client import ApiError, Cluster, get_state, put_state
-from applier.decode import MANAGED_LABEL
+from kubedr.applier.client import ApiError, Cluster, get_state, put_state
+from kubedr.applier.decode import MANAGED_LABEL
+
 from kubedr.contract import ObjectRef
 
 log = logging.getLogger("kubedr.applier.standby")

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from applier.client import Cluster, get_state, put_state
-from applier.standby import MODE_CONFIGMAP
+from kubedr.applier.client import Cluster, get_state, put_state
+from kubedr.applier.standby import MODE_CONFIGMAP
 
 STATUS_CONFIGMAP = "kubedr-status"
 MAX_FAILURES_KEPT = 200

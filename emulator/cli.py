@@ -24,7 +24,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emulator.server import DEFAULT_TOKEN, Emulator
+    from kubedr.emulator.server import DEFAULT_TOKEN, Emulator
 
     if not args.kubeconfig:
         raise UsageError("emulate: --kubeconfig PATH is required (where to write the kubeconfig)")

@@ -13,9 +13,9 @@ import queue
 import threading
 import time
 
-from emulator.errors import ApiError
-from emulator.selectors import selector_matches
-from emulator.store import Event, NamespaceFinalizer, Store, now_iso
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.selectors import selector_matches
+from kubedr.emulator.store import Event, NamespaceFinalizer, Store, now_iso
 
 log = logging.getLogger("kubedr.emulator.controllers")
 KCM = "kube-controller-manager"

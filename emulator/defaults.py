@@ -7,7 +7,7 @@ import ipaddress
 import random
 from collections.abc import Callable
 
-from emulator.resources import ResourceType
+from kubedr.emulator.resources import ResourceType
 
 _rng = random.Random()
 _CIDR = ipaddress.ip_network("10.96.0.0/12")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.resources import ResourceType
+from kubedr.emulator.resources import ResourceType
 
 
 class ApiError(Exception):

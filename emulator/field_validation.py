@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator import k8s_schema
-from emulator.k8s_schema import Shape
+from kubedr.emulator import k8s_schema
+from kubedr.emulator.k8s_schema import Shape
 
 # Strategic merge patch directives: keys of a patch body, never fields of an object.
 DIRECTIVES = ("$patch", "$retainKeys")

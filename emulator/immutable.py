@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from emulator import errors
-from emulator.resources import ResourceType
+from kubedr.emulator import errors
+from kubedr.emulator.resources import ResourceType
 
 Cause = tuple[str, str, str]  # (field, reason, message) as errors.invalid takes them
 MISSING = object()

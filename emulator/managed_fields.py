@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import k8s_schema
-from emulator.k8s_schema import Shape
+from kubedr.emulator import k8s_schema
+from kubedr.emulator.k8s_schema import Shape
 
 Path = tuple[str, ...]  # path elements as FieldsV1 spells them: "f:name", "k:{...}", "v:...", "i:0"
 MISSING: Any = object()

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import k8s_schema
+from kubedr.emulator import k8s_schema
 
 SCHEMA_PREFIX = "#/components/schemas/"
 META_DEFS = "io.k8s.apimachinery.pkg.apis.meta.v1."

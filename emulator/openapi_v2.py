@@ -15,8 +15,7 @@ import json
 from typing import Any
 
 import yaml
-
-from emulator import k8s_schema
+from kubedr.emulator import k8s_schema
 
 # client-go asks for the old "@v1.0" name; the server answers with the ".v1.0" one (Go's mime parser rejects "@").
 PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"

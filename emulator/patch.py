@@ -6,8 +6,8 @@ import copy
 import json
 from typing import Any
 
-from emulator import k8s_schema
-from emulator.k8s_schema import Shape
+from kubedr.emulator import k8s_schema
+from kubedr.emulator.k8s_schema import Shape
 
 DIRECTIVE = "$patch"
 RETAIN_KEYS = "$retainKeys"

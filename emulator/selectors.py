@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from emulator.errors import bad_request
+from kubedr.emulator.errors import bad_request
 
 Matcher = Callable[[dict], bool]
 _SET = re.compile(r"^\s*(!?)\s*([A-Za-z0-9._/-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")

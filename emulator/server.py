@@ -13,11 +13,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-
-from emulator import errors, openapi_v2, protobuf, resources, tables
-from emulator.errors import ApiError
-from emulator.resources import ResourceType
-from emulator.store import PATCH_TYPES, Store, dumps
+from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.resources import ResourceType
+from kubedr.emulator.store import PATCH_TYPES, Store, dumps
 
 log = logging.getLogger("kubedr.emulator")
 
@@ -32,11 +31,11 @@ PATCH_KINDS = {"application/merge-patch+json": "merge", "application/json-patch+
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 try:
-    from emulator import openapi as _openapi
+    from kubedr.emulator import openapi as _openapi
 except Exception:  # pragma: no cover - the openapi helper's module may be absent
     _openapi = None
 try:
-    from emulator import field_validation as _fv
+    from kubedr.emulator import field_validation as _fv
 except Exception:  # pragma: no cover
     _fv = None
 
@@ -591,7 +590,7 @@ class Emulator:
 
     def start(self) -> Emulator:
         if self.with_controllers:
-            from emulator import controllers
+            from kubedr.emulator import controllers
             self.controllers = controllers.Controllers(self.store)
             self.controllers.start()
         bootstrap(self.store)
@@ -599,7 +598,7 @@ class Emulator:
                                    self.require_auth)
         self.port = httpd.server_address[1]
         if self.tls:
-            from emulator import tls
+            from kubedr.emulator import tls
             self.ca_pem, ctx = tls.server_context(self.host)
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._httpd = httpd

@@ -19,25 +19,25 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from emulator import errors, immutable, resources, times
-from emulator.errors import ApiError
-from emulator.resources import ResourceType
-from emulator.selectors import field_matcher, label_matcher
+from kubedr.emulator import errors, immutable, resources, times
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.resources import ResourceType
+from kubedr.emulator.selectors import field_matcher, label_matcher
 
 try:
-    from emulator import field_validation as _fv
+    from kubedr.emulator import field_validation as _fv
 except Exception:  # pragma: no cover
     _fv = None
 try:  # the patch/SSA helper's modules; a minimal fallback keeps the store usable without them
-    from emulator import patch as _patch
+    from kubedr.emulator import patch as _patch
 except Exception:  # pragma: no cover - fallback while the module is absent or broken
     _patch = None
 try:
-    from emulator import managed_fields as _mf
+    from kubedr.emulator import managed_fields as _mf
 except Exception:  # pragma: no cover
     _mf = None
 try:
-    from emulator import openapi as _openapi
+    from kubedr.emulator import openapi as _openapi
 except Exception:  # pragma: no cover
     _openapi = None
 
@@ -424,7 +424,7 @@ class Store:
             obj = self._shape(rt, obj)
             if "status" in rt.subresources and rt.kind not in ("CustomResourceDefinition",):
                 obj.pop("status", None)
-            from emulator import defaults
+            from kubedr.emulator import defaults
             defaults.apply(rt, obj, None)
             if rt.builtin and "status" in rt.subresources:
                 obj.setdefault("status", {})  # a Go struct, never omitted
@@ -499,7 +499,7 @@ class Store:
             else:
                 new.pop("status", None)
         new = self._shape(rt, new)
-        from emulator import defaults
+        from kubedr.emulator import defaults
         defaults.apply(rt, new, old)
         if rt.builtin:
             _prune(new, rt)

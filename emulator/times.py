@@ -13,8 +13,8 @@ import functools
 import re
 from datetime import UTC, datetime, timedelta
 
-from emulator import k8s_schema
-from emulator.errors import ApiError
+from kubedr.emulator import k8s_schema
+from kubedr.emulator.errors import ApiError
 
 TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.Time"
 MICRO = "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from exporter.committer import Committer
-from exporter.events import ResourceType
-from exporter.gitstore import GitError, GitStore, default_workdir
-from exporter.kubeapi import ApiError, KubeHTTP
-from exporter.observer import NETWORK_ERRORS, Observer
-from exporter.pusher import Pusher
-from exporter.recorder import SECRET_MODES, Recorder
-from exporter.selection import Selection
+from kubedr.exporter.committer import Committer
+from kubedr.exporter.events import ResourceType
+from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
+from kubedr.exporter.kubeapi import ApiError, KubeHTTP
+from kubedr.exporter.observer import NETWORK_ERRORS, Observer
+from kubedr.exporter.pusher import Pusher
+from kubedr.exporter.recorder import SECRET_MODES, Recorder
+from kubedr.exporter.selection import Selection
+
 from kubedr import observe
 from kubedr.config import UsageError
 

@@ -9,10 +9,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from exporter.events import Event
-from exporter.gitstore import GitStore
-from exporter.recorder import Pending, Recorder
-from exporter.selection import Selection
+from kubedr.exporter.events import Event
+from kubedr.exporter.gitstore import GitStore
+from kubedr.exporter.recorder import Pending, Recorder
+from kubedr.exporter.selection import Selection
+
 from kubedr import contract, observe
 
 log = logging.getLogger("kubedr.exporter.committer")

@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from exporter.gittree import COMMITTED_AT, ObjectStore, TreeModel, commit_object, committed_at, with_trailer
+from kubedr.exporter.gittree import (
+    COMMITTED_AT,
+    ObjectStore,
+    TreeModel,
+    commit_object,
+    committed_at,
+    with_trailer,
+)
+
 from kubedr.remote import redact, scrub
 
 log = logging.getLogger("kubedr.exporter.git")

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 
 import urllib3
+from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.kubeapi import ApiError, KubeHTTP
+from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 
-from exporter.events import Event, ResourceType
-from exporter.kubeapi import ApiError, KubeHTTP
-from exporter.selection import CRD_KEY, RBAC, Selection
 from kubedr import contract, observe
 
 log = logging.getLogger("kubedr.exporter.observer")

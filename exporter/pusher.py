@@ -8,7 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
+from kubedr.exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
+
 from kubedr import observe
 
 log = logging.getLogger("kubedr.exporter.pusher")

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter import sanitize
-from exporter.gitstore import TMP_PREFIX
+from kubedr.exporter import sanitize
+from kubedr.exporter.gitstore import TMP_PREFIX
+
 from kubedr import contract
 from kubedr.contract import ObjectRef
 

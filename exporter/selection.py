@@ -8,7 +8,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event, ResourceType
+
 from kubedr.contract import ObjectRef, ref_of, ref_of_path
 
 RBAC = "rbac.authorization.k8s.io"

@@ -12,18 +12,18 @@ from kubedr import config
 # name -> (module, help). A module provides add_arguments(name, parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("kubedr.demo", "rehearse DR end to end on two emulated clusters"),
-    "emulate": ("emulator.cli", "run the Kubernetes API emulator and write a kubeconfig for it"),
+    "emulate": ("kubedr.emulator.cli", "run the Kubernetes API emulator and write a kubeconfig for it"),
     "init": ("kubedr.repo_init", "create a config repo from the repo template"),
-    "export": ("exporter.cli", "watch the primary and commit every change to Git"),
-    "apply": ("applier.cli", "apply the repo to the secondary (standby by default)"),
-    "diff": ("applier.cli", "show what apply would change, per object"),
-    "switchover": ("applier.cli", "bring standby workloads up to the primary's replicas"),
-    "sync": ("applier.cli", "one-shot export from one cluster and apply to another"),
+    "export": ("kubedr.exporter.cli", "watch the primary and commit every change to Git"),
+    "apply": ("kubedr.applier.cli", "apply the repo to the secondary (standby by default)"),
+    "diff": ("kubedr.applier.cli", "show what apply would change, per object"),
+    "switchover": ("kubedr.applier.cli", "bring standby workloads up to the primary's replicas"),
+    "sync": ("kubedr.applier.cli", "one-shot export from one cluster and apply to another"),
     "status": ("kubedr.status", "replication lag, last applied commit, last snapshot"),
     "seal": ("kubedr.sealing_cli", "seal a Secret manifest with age recipients"),
     "unseal": ("kubedr.sealing_cli", "unseal a sealed Secret manifest with an age identity"),
     "reseal": ("kubedr.sealing_cli", "re-seal every Secret in a repo for new recipients, in one commit"),
-    "snapshot": ("snapshot.cli", "etcd snapshot save | list | verify | prune | restore"),
+    "snapshot": ("kubedr.snapshot.cli", "etcd snapshot save | list | verify | prune | restore"),
 }
 
 

@@ -176,8 +176,8 @@ class Demo:
 
     # -- 1. clusters ------------------------------------------------------------------------------------
     def start_clusters(self) -> None:
-        from applier.client import Cluster
-        from emulator.server import Emulator
+        from kubedr.applier.client import Cluster
+        from kubedr.emulator.server import Emulator
         from kubedr.kube import api_client
 
         logging.getLogger("kubedr.emulator").setLevel(logging.WARNING)   # the story is told on stdout
@@ -448,7 +448,7 @@ class Demo:
         return f"{base}/{name}" if name else base
 
     def get(self, side: str, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        from applier.client import ApiError
+        from kubedr.applier.client import ApiError
 
         try:
             return self.api[side].request("GET", self.path(api_version, kind, name))
@@ -459,7 +459,7 @@ class Demo:
 
     def apply(self, side: str, obj: dict[str, Any]) -> None:
         """Server-side apply, retried briefly while a just-created CRD becomes served."""
-        from applier.client import ApiError
+        from kubedr.applier.client import ApiError
 
         path = self.path(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
         until = time.monotonic() + 10

@@ -214,7 +214,7 @@ def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
 def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> Row:
     """The applier's own record: applied commit, failures, mode; lag against the repo head when known."""
     try:
-        from applier.status import read_status
+        from kubedr.applier.status import read_status
         from kubedr.kube import api_client
 
         st = read_status(api_client(kubeconfig, context))
@@ -277,8 +277,8 @@ def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | 
 def snapshot_row(args: argparse.Namespace) -> Row:
     """The newest complete snapshot in the store (manifest written last, so listed means complete)."""
     try:
-        from snapshot import manifest
-        from snapshot.store import S3Options, open_store
+        from kubedr.snapshot import manifest
+        from kubedr.snapshot.store import S3Options, open_store
 
         store = open_store(args.snapshot_store, S3Options(endpoint_url=args.endpoint_url, region=args.region,
                                                           path_style=bool(args.path_style)))

@@ -23,8 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import pyrage
-
-from snapshot.store import Store
+from kubedr.snapshot.store import Store
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20

@@ -12,10 +12,11 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kubedr.snapshot import bundle, etcd, keys, manifest, restore, retention, save
+from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
+
 from kubedr import observe
 from kubedr.config import UsageError
-from snapshot import bundle, etcd, keys, manifest, restore, retention, save
-from snapshot.store import S3Options, Store, StoreError, open_store
 
 log = logging.getLogger("kubedr.snapshot")
 

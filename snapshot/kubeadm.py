@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from snapshot.bundle import Entry
+from kubedr.snapshot.bundle import Entry
 
 log = logging.getLogger("kubedr.snapshot")
 

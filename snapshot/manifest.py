@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from snapshot.store import Store, StoreError
+from kubedr.snapshot.store import Store, StoreError
 
 FORMAT = 1
 BUNDLE = "bundle.tar.age"

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from snapshot import bundle, etcd, kubeadm, progress
-from snapshot.manifest import Manifest
-from snapshot.save import SNAPSHOT_NAME
-from snapshot.store import Store
+from kubedr.snapshot import bundle, etcd, kubeadm, progress
+from kubedr.snapshot.manifest import Manifest
+from kubedr.snapshot.save import SNAPSHOT_NAME
+from kubedr.snapshot.store import Store
 
 log = logging.getLogger("kubedr.snapshot")
 

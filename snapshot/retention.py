@@ -6,8 +6,9 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from kubedr.snapshot.manifest import Manifest
+
 from kubedr.config import UsageError
-from snapshot.manifest import Manifest
 
 INCOMPLETE_AFTER = timedelta(hours=24)  # a save without a manifest this old was interrupted
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from snapshot import bundle, etcd, kubeadm, manifest, progress
-from snapshot.store import Store, StoreError
+from kubedr.snapshot import bundle, etcd, kubeadm, manifest, progress
+from kubedr.snapshot.store import Store, StoreError
 
 log = logging.getLogger("kubedr.snapshot")
 SNAPSHOT_NAME = "etcd/snapshot.db"

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,34 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("KUBEDR_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+FIXTURES = ROOT / "tests" / "fixtures"
+# What a test may read outside the repository: its own temporary files, Python itself, the user's home.
+_READABLE = tuple(str(p) + os.sep for p in {ROOT, Path(tempfile.gettempdir()).resolve(), Path(sys.prefix).resolve(),
+                                            Path(sys.base_prefix).resolve(), Path.home().resolve()})
+OUTSIDE_READS: list[str] = []
+
+
+def _audit_reads(event: str, args: tuple) -> None:
+    """Record every file a test opens beside the repository (a plain clone has nothing there)."""
+    if event != "open" or not args or not isinstance(args[0], str | Path):
+        return
+    path = os.path.abspath(args[0]) + os.sep
+    if path.startswith(_SIBLINGS) and not path.startswith(_READABLE):
+        OUTSIDE_READS.append(path.rstrip(os.sep))
+
+
+_SIBLINGS = str(ROOT.parent).rstrip(os.sep) + os.sep
+if _SIBLINGS != os.sep:  # a clone at the top of the file system has no siblings to guard
+    sys.addaudithook(_audit_reads)
+
+
+@pytest.fixture(autouse=True)
+def _reads_stay_inside() -> Iterator[None]:
+    """Fail the test that read a file beside the repository: a plain clone has nothing there."""
+    before = len(OUTSIDE_READS)
+    yield
+    if len(OUTSIDE_READS) > before:
+        pytest.fail(f"read outside the repository: {sorted(set(OUTSIDE_READS[before:]))}")
 
 
 def free_port() -> int:
@@ -47,14 +75,12 @@ def run_git(*args: str, cwd: Path | str | None = None) -> str:
 
 
 def load_fixture(relpath: str) -> dict:
-    """A captured real API response from shared/fixtures."""
+    """A captured real API response from tests/fixtures."""
     return json.loads((FIXTURES / relpath).read_text())
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"captured fixtures not found at {FIXTURES}")
     return FIXTURES
 
 
@@ -116,7 +142,7 @@ def kubectl() -> str:
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[object]:
     """A Kubernetes API emulator on a free loopback port; .kubeconfig is a kubeconfig file for it."""
-    from emulator.server import Emulator
+    from kubedr.emulator.server import Emulator
 
     emu = Emulator(listen=f"127.0.0.1:{free_port()}")
     emu.start()

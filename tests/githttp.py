@@ -38,7 +38,7 @@ class GitHTTPS:
         self.server.server_close()
 
     def _tls(self, workdir: Path) -> ssl.SSLContext:
-        from emulator.tls import serving_certs  # the same throwaway PKI the emulator serves with
+        from kubedr.emulator.tls import serving_certs  # the same throwaway PKI the emulator serves with
 
         ca_pem, cert_pem, key_pem = serving_certs("127.0.0.1")
         self.ca_file.write_bytes(ca_pem)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from emulator.server import Emulator
+from kubedr.emulator.server import Emulator
 
 NS = "bench"
 

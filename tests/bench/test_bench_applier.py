@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubedr.applier.client import Cluster
 
-from applier.client import Cluster
 from kubedr import contract
 from kubedr.kube import api_client
 from tests.conftest import free_port, wait_until

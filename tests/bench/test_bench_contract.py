@@ -6,8 +6,8 @@ import copy
 import time
 
 import pytest
+from kubedr.exporter.sanitize import sanitize
 
-from exporter.sanitize import sanitize
 from kubedr import contract
 from tests.conftest import load_fixture
 

@@ -13,7 +13,7 @@ from kubedr import contract
 
 
 def _emulator() -> Any:
-    from emulator.server import Emulator
+    from kubedr.emulator.server import Emulator
 
     try:
         return Emulator().start()
@@ -108,7 +108,7 @@ def apply(secondary: Any, repo: Repo | Path | str, *extra: str) -> int:
 
 def live(emu: Any, api_version: str, kind: str, name: str, ns: str | None = None) -> dict[str, Any] | None:
     """The object in an emulated cluster, None when absent."""
-    from emulator.errors import ApiError
+    from kubedr.emulator.errors import ApiError
 
     try:
         return emu.api.get(api_version, kind, name, ns)
@@ -117,7 +117,8 @@ def live(emu: Any, api_version: str, kind: str, name: str, ns: str | None = None
 
 
 def status_of(emu: Any) -> dict[str, Any]:
-    from applier.status import read_status
+    from kubedr.applier.status import read_status
+
     from kubedr.kube import api_client
 
     return read_status(api_client(emu.kubeconfig_path))

@@ -85,8 +85,9 @@ def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
 
 def test_killed_mid_round_restart_converges(secondary: Any, git_remote: Path, tmp_path: Path,
                                             procs: list[subprocess.Popen]) -> None:
-    from applier.client import Cluster
-    from applier.inventory import Inventory
+    from kubedr.applier.client import Cluster
+    from kubedr.applier.inventory import Inventory
+
     from kubedr.kube import api_client
     from tests.integration.applier.conftest import Repo
 

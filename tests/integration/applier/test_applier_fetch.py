@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from applier.fetch import Change, Source
+from kubedr.applier.fetch import Change, Source
+
 from tests.conftest import wait_until
 from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace, status_of
 
@@ -47,8 +48,8 @@ def test_applier_follows_a_local_checkout_and_wakes_on_change(secondary: Any, gi
     repo.commit("one")
     import argparse
 
-    from applier.cli import _engine, add_arguments
-    from applier.round import loop
+    from kubedr.applier.cli import _engine, add_arguments
+    from kubedr.applier.round import loop
 
     parser = argparse.ArgumentParser()
     add_arguments("apply", parser)

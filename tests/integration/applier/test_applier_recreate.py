@@ -248,7 +248,7 @@ def test_recreate_gives_up_after_the_timeout_and_finishes_next_round(secondary: 
     hold_deletion(secondary)
     path = repo.put(relabel(deployment(), app="web", tier="front"))
     repo.commit("selector changed")
-    monkeypatch.setattr("applier.recreate.RECREATE_TIMEOUT", 0.3)
+    monkeypatch.setattr("kubedr.applier.recreate.RECREATE_TIMEOUT", 0.3)
     assert apply(secondary, repo) == 1
     reason = failures(secondary)[path]
     assert "still there after 0.3s" in reason and HOLD in reason

@@ -128,8 +128,8 @@ def test_exporter_lease_shows_the_leader(emulator: Any, tmp_path: Path) -> None:
 
 
 def test_last_snapshot_from_the_store(tmp_path: Path) -> None:
-    from snapshot import manifest
-    from snapshot.store import open_store
+    from kubedr.snapshot import manifest
+    from kubedr.snapshot.store import open_store
 
     store = open_store(str(tmp_path / "snaps"))
     now = datetime.now(UTC)

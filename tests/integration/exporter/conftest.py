@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 from exporter_harness import export_args
+from kubedr.exporter.cli import Exporter
 
-from exporter.cli import Exporter
 from kubedr.cli import build_parser
 
 
 @pytest.fixture
 def primary(tmp_path: Path) -> Iterator:
     """The emulator (with a small watch history, so 410 Gone is reachable) and its kubeconfig."""
-    from emulator.server import Emulator
+    from kubedr.emulator.server import Emulator
 
     try:
         emu = Emulator(history=200).start()

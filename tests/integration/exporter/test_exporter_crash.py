@@ -13,8 +13,8 @@ from pathlib import Path
 
 import urllib3
 from exporter_harness import export_args, remote_files, subjects
+from kubedr.exporter.sanitize import sanitize
 
-from exporter.sanitize import sanitize
 from kubedr import contract
 from tests.conftest import wait_until
 

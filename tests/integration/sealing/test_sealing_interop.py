@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubedr.exporter.sanitize import sanitize
 
-from exporter.sanitize import sanitize
 from kubedr import contract, sealing
 from tests.conftest import load_fixture, run_git
 

@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.tls import make_ca
+from kubedr.emulator.tls import make_ca
+
 from tests.conftest import free_port, wait_until
 
 ETCD = "/usr/bin/etcd"

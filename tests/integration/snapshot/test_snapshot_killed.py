@@ -87,10 +87,9 @@ def test_s3_store(big_etcd, age_keys, tmp_path, s3_endpoint):
 
 @pytest.mark.parametrize("size", [1 << 20, 24 << 20], ids=["single-put", "multipart"])
 def test_s3_failed_bundle_leaves_no_object(tmp_path, s3_endpoint, size):
+    from kubedr.snapshot import bundle
+    from kubedr.snapshot.store import S3Options, S3Store
     from pyrage import x25519
-
-    from snapshot import bundle
-    from snapshot.store import S3Options, S3Store
 
     for k, v in S3_ENV.items():
         os.environ.setdefault(k, v)

@@ -6,9 +6,8 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
+from kubedr.snapshot.manifest import new_id
 from snapshot_harness import kubedr, listed
-
-from snapshot.manifest import new_id
 
 
 def _clone_at(store, src_id: str, when: datetime) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
-from applier.cli import parse_duration
-from applier.diff import normalize, unified
-from applier.status import Failure, Status
+from kubedr.applier.cli import parse_duration
+from kubedr.applier.diff import normalize, unified
+from kubedr.applier.status import Failure, Status
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("1s", 1.0), ("500ms", 0.5), ("2m", 120.0), ("1.5", 1.5)])
@@ -49,7 +48,7 @@ def test_status_round_trip() -> None:
 
 
 def test_status_keeps_every_failed_path_for_retry_but_reasons_only_for_the_first() -> None:
-    from applier.status import MAX_FAILURES_KEPT
+    from kubedr.applier.status import MAX_FAILURES_KEPT
 
     st = Status(commit="c", failures=[Failure(f"ns/ConfigMap/c{i}.yaml", "boom") for i in range(MAX_FAILURES_KEPT + 50)])
     data = st.to_data()

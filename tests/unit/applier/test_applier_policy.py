@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from applier.decode import Maps
-from applier.policy import PolicyError, merge, parse
-from applier.round import Settings
+from kubedr.applier.decode import Maps
+from kubedr.applier.policy import PolicyError, merge, parse
+from kubedr.applier.round import Settings
 
 POLICY = b"""version: 1
 export: {namespaces: []}

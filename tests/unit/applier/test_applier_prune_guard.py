@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from applier.inventory import BUCKETS, bucket_of, guard
+from kubedr.applier.inventory import BUCKETS, bucket_of, guard
+
 from kubedr.contract import ObjectRef
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubedr.applier.client import ApiError
+from kubedr.applier.recreate import NEVER, RECREATE, immutable_change, refusal, refusal_for_live
 
-from applier.client import ApiError
-from applier.recreate import NEVER, RECREATE, immutable_change, refusal, refusal_for_live
 from kubedr.contract import ObjectRef
 from tests.conftest import load_fixture
 

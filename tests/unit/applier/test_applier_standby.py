@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from applier.standby import REPLICAS_ANNOTATION, SUSPEND_ANNOTATION, Mode, hold
+from kubedr.applier.standby import REPLICAS_ANNOTATION, SUSPEND_ANNOTATION, Mode, hold
 
 
 def workload(kind: str = "Deployment", ns: str = "shop", replicas: int | None = 3, owned: bool = False) -> dict:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from applier.decode import (
+from kubedr.applier.decode import (
     MANAGED_LABEL,
     DecodeError,
     Decoder,
@@ -15,6 +14,7 @@ from applier.decode import (
     parse_map,
     transform,
 )
+
 from kubedr import contract
 from kubedr.contract import ObjectRef
 

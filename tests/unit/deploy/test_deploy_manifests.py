@@ -181,8 +181,7 @@ def test_dockerfile_copies_every_package_the_wheel_needs() -> None:
     ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip()}
     assert not copied & ignored
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {p.rstrip("*") for p in patterns}
+    packages = set(project["tool"]["setuptools"]["package-dir"].values())
     assert packages <= copied, f"packages missing from the image build: {sorted(packages - copied)}"
     assert {"pyproject.toml", "README.md", "repo-template"} <= copied   # the template link points there
 
@@ -227,7 +226,7 @@ def test_overlay_config_is_accepted_by_the_real_commands(kubectl: str, overlay: 
     sections = yaml.safe_load(config_file.read_text())
     assert set(sections) == set(commands)
     for command in commands:
-        pytest.importorskip({"export": "exporter.cli", "apply": "applier.cli", "snapshot": "snapshot.cli"}[command])
+        pytest.importorskip({"export": "kubedr.exporter.cli", "apply": "kubedr.applier.cli", "snapshot": "kubedr.snapshot.cli"}[command])
         workload = next(d for d in docs if d["kind"] in ("Deployment", "CronJob") and
                         (d["spec"].get("template") or d["spec"]["jobTemplate"]["spec"]["template"])
                         ["spec"]["containers"][0]["args"][1] == command)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.field_validation import strict_message, unknown_fields, warnings
+from kubedr.emulator.field_validation import strict_message, unknown_fields, warnings
 
 
 def test_unknown_fields_are_found_at_any_depth():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from emulator.errors import ApiError
-from emulator.immutable import go_label_selector, go_role_ref
-from emulator.server import bootstrap
-from emulator.store import Store
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.immutable import go_label_selector, go_role_ref
+from kubedr.emulator.server import bootstrap
+from kubedr.emulator.store import Store
 
 TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
 

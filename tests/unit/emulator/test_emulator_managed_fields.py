@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from emulator import k8s_schema
-from emulator.managed_fields import (
+from kubedr.emulator import k8s_schema
+from kubedr.emulator.managed_fields import (
     ApplyConflict,
     FieldsError,
     extract,
@@ -18,6 +17,7 @@ from emulator.managed_fields import (
     to_fields_v1,
     track_update,
 )
+
 from tests.conftest import FIXTURES, load_fixture
 
 T0, T1, T2 = "2026-11-24T16:41:19Z", "2026-11-24T16:41:20Z", "2026-11-24T16:41:21Z"
@@ -230,7 +230,7 @@ def test_update_takes_ownership_and_drops_emptied_entries():
 
 
 def test_custom_resources_use_their_crd_schema_and_lists_are_atomic():
-    from emulator import openapi
+    from kubedr.emulator import openapi
 
     schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
         "color": {"type": "string"}, "sizes": {"type": "array", "items": {"type": "integer"}},
@@ -306,7 +306,7 @@ def test_a_list_path_owned_from_an_update_does_not_prune_applied_items():
 
 
 def test_fields_v1_of_an_object():
-    from emulator.managed_fields import fields_v1
+    from kubedr.emulator.managed_fields import fields_v1
 
     real = load_fixture("objects/ssa-response-configmap.json")
     assert fields_v1(real, "v1", "ConfigMap") == {"f:data": {"f:a": {}}}

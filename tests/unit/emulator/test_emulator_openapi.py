@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from emulator import openapi
-from emulator.openapi import Resource
+from kubedr.emulator import openapi
+from kubedr.emulator.openapi import Resource
 
 
 def patch_ops(doc: dict) -> list[dict]:

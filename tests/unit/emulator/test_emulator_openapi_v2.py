@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import yaml
-
-from emulator import openapi_v2
-from emulator.server import _accepted
+from kubedr.emulator import openapi_v2
+from kubedr.emulator.server import _accepted
 
 
 def _fields(buf: bytes) -> list[tuple[int, int, object]]:

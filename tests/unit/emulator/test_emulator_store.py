@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from emulator import protobuf
-from emulator.errors import ApiError
-from emulator.selectors import label_matcher
-from emulator.server import bootstrap
-from emulator.store import Store
+from kubedr.emulator import protobuf
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.selectors import label_matcher
+from kubedr.emulator.server import bootstrap
+from kubedr.emulator.store import Store
 
 
 @pytest.fixture

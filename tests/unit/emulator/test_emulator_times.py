@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from emulator import times
-from emulator.errors import ApiError
-from emulator.server import bootstrap
-from emulator.store import Store
+from kubedr.emulator import times
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.server import bootstrap
+from kubedr.emulator.store import Store
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from applier.fetch import Source
-from exporter.committer import format_message
-from exporter.gitstore import GitStore
-from exporter.gittree import committed_at, with_trailer
-from exporter.recorder import Pending
+from kubedr.applier.fetch import Source
+from kubedr.exporter.committer import format_message
+from kubedr.exporter.gitstore import GitStore
+from kubedr.exporter.gittree import committed_at, with_trailer
+from kubedr.exporter.recorder import Pending
+
 from kubedr.contract import ObjectRef
 
 CM = ObjectRef("", "ConfigMap", "shop", "a")

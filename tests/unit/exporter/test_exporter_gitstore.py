@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from exporter.gitstore import GitError, GitStore
-from exporter.pusher import Pusher
+from kubedr.exporter.gitstore import GitError, GitStore
+from kubedr.exporter.pusher import Pusher
 
 # Where a killed git leaves a lock in the clone: the commit's update-ref, the tracking-ref update at the end
 # of a push (then every fetch fails), `git config` in repair itself, packed-refs, the index.
@@ -111,7 +110,7 @@ def test_a_second_exporter_on_the_same_clone_is_refused(tmp_path: Path, git_remo
     _commit(first, "shop/ConfigMap/a.yaml", "v: 1\n")
     lock = first.workdir / ".git" / "refs" / "heads" / "main.lock"
     lock.write_text("")  # as if the first one were mid-commit
-    probe = ("from exporter.gitstore import GitStore, GitError\n"
+    probe = ("from kubedr.exporter.gitstore import GitStore, GitError\n"
              f"try:\n    GitStore({str(tmp_path / 'clone')!r}, {str(git_remote)!r}).open()\n"
              "except GitError as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from exporter.gittree import ObjectStore, TreeModel
+from kubedr.exporter.gittree import ObjectStore, TreeModel
 
 PATHS = ["a/y.yaml", "a-b/x.yaml", "a.c", "a0", "_cluster/Namespace/shop.yaml", "shop/ConfigMap/%3Ax.yaml",
          "shop/ConfigMap/x.yaml", "shop/Deployment.apps/web.yaml", "README.md", ".kubedr/policy.yaml"]

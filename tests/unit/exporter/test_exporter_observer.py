@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-from exporter.events import ResourceType
-from exporter.kubeapi import ApiError
-from exporter.observer import Observer
-from exporter.selection import Selection
+from kubedr.exporter.events import ResourceType
+from kubedr.exporter.kubeapi import ApiError
+from kubedr.exporter.observer import Observer
+from kubedr.exporter.selection import Selection
 
 CMS = ResourceType("", "v1", "configmaps", "ConfigMap", True)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.events import Event, ResourceType
-from exporter.selection import Selection
+from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.selection import Selection
 
 NS = ResourceType("", "v1", "namespaces", "Namespace", False)
 CR = ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)

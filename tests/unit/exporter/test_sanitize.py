@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubedr.exporter import sanitize as sz
+from kubedr.exporter.sanitize import RULES, SKIPS, sanitize, skip_reason, strip
 
-from exporter import sanitize as sz
-from exporter.sanitize import RULES, SKIPS, sanitize, skip_reason, strip
 from kubedr import contract
 from tests.conftest import load_fixture
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kubedr.snapshot import bundle, keys, kubeadm, retention
+from kubedr.snapshot.manifest import Manifest, id_time, new_id
+from kubedr.snapshot.store import DirStore, S3Store, StoreError, open_store
 from pyrage import x25519
 
 from kubedr.config import UsageError
-from snapshot import bundle, keys, kubeadm, retention
-from snapshot.manifest import Manifest, id_time, new_id
-from snapshot.store import DirStore, S3Store, StoreError, open_store
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -140,7 +140,7 @@ def test_integrity_hash_follows_a_stream(tmp_path):
     import os
     import random
 
-    from snapshot import etcd
+    from kubedr.snapshot import etcd
 
     body = os.urandom(512 * 37)
     good = body + hashlib.sha256(body).digest()  # as etcd streams a snapshot: db + sha256(db)
@@ -160,7 +160,7 @@ def test_integrity_hash_follows_a_stream(tmp_path):
 
 
 def test_restore_command_bumps_only_where_the_tool_can():
-    from snapshot import etcd
+    from kubedr.snapshot import etcd
 
     found = etcd.restore_tool()
     assert Path(found.path).name in ("etcdutl", "etcdctl")
