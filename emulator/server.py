@@ -15,15 +15,23 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables
 from kubedr.emulator.errors import ApiError
+from kubedr.emulator.k8s_schema import latest_version
 from kubedr.emulator.resources import ResourceType
 from kubedr.emulator.store import PATCH_TYPES, Store, dumps
 
 log = logging.getLogger("kubedr.emulator")
 
 DEFAULT_TOKEN = "kubedr-emulator-token"
-VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubedr", "gitCommit": "0" * 40,
-           "gitTreeState": "clean", "buildDate": "2024-04-17T00:00:00Z", "goVersion": "go1.22.2", "compiler": "gc",
-           "platform": "linux/amd64"}
+
+
+def server_version() -> dict[str, str]:
+    """/version names the Kubernetes release whose schemas the emulator serves, as a real server names its own."""
+    major, minor, patch = latest_version().split(".")
+    return {"major": major, "minor": minor, "gitVersion": f"v{major}.{minor}.{patch}-kubedr", "gitCommit": "0" * 40,
+            "gitTreeState": "clean", "buildDate": "2024-04-17T00:00:00Z", "goVersion": "go1.22.2", "compiler": "gc",
+            "platform": "linux/amd64"}
+
+
 PUBLIC = ("/version", "/healthz", "/livez", "/readyz")
 PATCH_KINDS = {"application/merge-patch+json": "merge", "application/json-patch+json": "json",
                "application/strategic-merge-patch+json": "strategic", "application/apply-patch+yaml": "apply",
@@ -165,7 +173,7 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return self._send(200, b"ok", "text/plain; charset=utf-8")
         if path == "/version":
-            return self._json(200, VERSION)
+            return self._json(200, server_version())
         if parts and parts[0] == "openapi":
             return self._openapi(path)
         if method == "GET" and path == "/api":

@@ -9,6 +9,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,6 +27,7 @@ from kubedr import observe
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.exporter")
+DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given
 
 _DURATION = re.compile(r"^\s*([0-9.]+)\s*(ms|s|m)?\s*$")
 
@@ -85,7 +87,7 @@ def _recipients(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _secret_mode(args: argparse.Namespace) -> tuple[str, Any]:
+def _secret_mode(args: argparse.Namespace, private_dir: Callable[[], Path]) -> tuple[str, Any]:
     recipients = _recipients(args)
     mode = args.secrets or ("seal" if recipients else "skip")
     if mode == "plaintext":
@@ -98,14 +100,15 @@ def _secret_mode(args: argparse.Namespace) -> tuple[str, Any]:
         raise UsageError("--secrets=seal needs --recipient or --recipients-file")
     from kubedr import sealing
 
-    key = None
-    if args.digest_key_file:  # the format `kubedr seal/reseal` read (hex line); made on first start if missing
-        try:
-            key = sealing.load_digest_key(args.digest_key_file, create=True)
-        except OSError as exc:
-            raise UsageError(f"--digest-key-file {args.digest_key_file}: {exc.strerror or exc}") from exc
-        except sealing.SealingError as exc:
-            raise UsageError(f"--digest-key-file: {exc}") from exc
+    # The format `kubedr seal/reseal` read (hex line); made on first start if missing. Without a file it lives
+    # in the clone's .git, which survives restarts and is never pushed: losing it costs one re-encryption.
+    key_file = args.digest_key_file or str(private_dir() / DIGEST_KEY_NAME)
+    try:
+        key = sealing.load_digest_key(key_file, create=True)
+    except OSError as exc:
+        raise UsageError(f"digest key {key_file}: {exc.strerror or exc}") from exc
+    except sealing.SealingError as exc:
+        raise UsageError(f"{exc}") from exc
     try:
         return mode, sealing.Sealer(recipients, key)
     except (ValueError, TypeError) as exc:
@@ -128,10 +131,10 @@ class Exporter:
         if "://" not in repo and ":" not in repo.split("/")[0] and os.path.exists(repo):
             repo = os.path.abspath(repo)
         self.batch_window = parse_duration(args.batch_window)
-        secrets, sealer = _secret_mode(args)
+        self.store = GitStore(Path(args.workdir or default_workdir(repo, args.branch)), repo, args.branch)
+        secrets, sealer = _secret_mode(args, self.store.prepare)
         api = api_client(args.kubeconfig, args.context, pool=128)  # one connection per watch
         self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
-        self.store = GitStore(Path(args.workdir or default_workdir(repo, args.branch)), repo, args.branch)
         self.selection = Selection(None if args.all_namespaces else _csv(args.namespaces),
                                    _csv(args.exclude_namespaces), _csv(args.cluster_scoped_kinds))
         self.recorder = Recorder(self.store.workdir, secrets, sealer)

@@ -78,12 +78,17 @@ class GitStore:
     # -- setup
     def open(self) -> None:
         """Clone or reuse the work tree, repair what a crash left, and catch up with the remote."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if not (self.workdir / ".git").exists():
-            self._init()
+        self.prepare()
         self._hold_clone()
         self.repair()
         self.sync_with_remote()
+
+    def prepare(self) -> Path:
+        """Make the local repository if it is new; its .git holds what must survive restarts but never be pushed."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not (self.workdir / ".git").exists():
+            self._init()
+        return self.workdir / ".git"
 
     def _hold_clone(self) -> None:
         """One exporter per clone: repair() treats every git lock as stale, which is only true when alone."""

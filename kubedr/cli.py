@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(name: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; only the named subcommand's module is imported."""
-    parser = argparse.ArgumentParser(prog="kubedr", description=__doc__)
+    parser = config.Parser(prog="kubedr", description=__doc__)
     parser.add_argument("--config", help="YAML config file (also $KUBEDR_CONFIG); a section per command")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-json", action="store_true", help="structured JSON logs")

@@ -28,6 +28,15 @@ def load_file(path: str) -> dict[str, Any]:
     return data
 
 
+class Parser(argparse.ArgumentParser):
+    """Every kubedr parser and the sub-parsers it makes: no abbreviations, so a shortened or misspelled flag is an
+    error instead of silently meaning another flag (--initial-cluster taken as --initial-cluster-token)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

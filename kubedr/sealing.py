@@ -137,17 +137,29 @@ def generate_digest_key() -> bytes:
     return secrets.token_bytes(DIGEST_KEY_BYTES)
 
 
+def _create_digest_key(file: Path) -> None:
+    """Write a new key whole or not at all: a kill half-way must not leave an empty key behind."""
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write("# kubedr digest key: keeps sealed Secrets stable. Exporter only; never commit it.\n")
+        fh.write(generate_digest_key().hex() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, file)  # never replaces a key another process made first
+        log.info("created digest key %s (mode 0600)", file)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
 def load_digest_key(path: str, create: bool = False) -> bytes:
     """Read the exporter's digest key (64 hex chars); with create, make a new one with mode 0600 if missing."""
     file = Path(path)
     if create and not file.exists():
-        key = generate_digest_key()
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write("# kubedr digest key: keeps sealed Secrets stable. Exporter only; never commit it.\n")
-            fh.write(key.hex() + "\n")
-        log.info("created digest key %s (mode 0600)", path)
-        return key
+        _create_digest_key(file)
     try:
         text = file.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:

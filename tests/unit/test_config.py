@@ -54,3 +54,37 @@ def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):
     assert cli.main(["--config", str(cfg), "status"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "kubedr.yaml: unknown setting status.no-such-setting" in err
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                out += _parsers(child)
+    return out
+
+
+def test_no_parser_of_any_command_accepts_abbreviated_flags():
+    from kubedr.cli import COMMANDS, build_parser
+
+    for name in COMMANDS:
+        parsers = _parsers(build_parser(name))
+        assert len(parsers) > len(COMMANDS), f"{name}: sub-parsers not found"
+        lax = [p.prog for p in parsers if p.allow_abbrev]
+        assert not lax, f"parsers that take a prefix for a flag: {lax}"
+
+
+@pytest.mark.parametrize("argv,bad", [
+    (["snapshot", "restore", "--initial-cluster-tok", "a"], "--initial-cluster-tok"),  # --initial-cluster-token
+    (["export", "--namesp", "shop"], "--namesp"),                                      # --namespaces
+    (["apply", "--dry", "--repo", "x"], "--dry"),                                      # --dry-run
+    (["export", "--namespaecs", "shop"], "--namespaecs"),                              # misspelled
+])
+def test_shortened_or_misspelled_flag_is_an_error(argv, bad, capsys):
+    from kubedr.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert f"unrecognized arguments: {bad}" in capsys.readouterr().err

@@ -1,33 +1,54 @@
-"""The wheel (what the Dockerfile installs) carries the repo template, and `kubedr init` works from it."""
+"""The wheel (what the image installs): one top-level package, the repo template, and a working `kubedr demo`."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, run_git
 
 
-def test_wheel_ships_the_repo_template_and_init_uses_it(tmp_path: Path) -> None:
-    src = tmp_path / "src"    # a copy, so the build leaves nothing in the checkout
+@pytest.fixture(scope="module")
+def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Build the wheel from a copy of the checkout (the build leaves nothing in it) and unpack it as pip would."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
     shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".ci", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests"))
-    dist = tmp_path / "dist"
+    dist = tmp / "dist"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)],
                            capture_output=True, text=True, timeout=240)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = dist.glob("kubedr-*.whl")
+    site = tmp / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    return wheel, site
+
+
+def test_wheel_installs_one_top_level_package(wheel_site: tuple[Path, Path]) -> None:
+    wheel, site = wheel_site
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"kubedr"}, f"top-level names besides kubedr: {sorted(tops - {'kubedr'})}"
+    for stage in ("exporter", "applier", "snapshot", "emulator"):
+        assert f"kubedr/{stage}/__init__.py" in names
+    (info,) = site.glob("kubedr-*.dist-info")
+    assert "kubedr = kubedr.cli:main" in (info / "entry_points.txt").read_text()
+
+
+def test_wheel_ships_the_repo_template_and_init_uses_it(wheel_site: tuple[Path, Path], tmp_path: Path) -> None:
+    wheel, site = wheel_site
     names = set(zipfile.ZipFile(wheel).namelist())
     for rel in ("README.md", ".gitattributes", ".kubedr/policy.yaml"):
         assert f"kubedr/repo_template/{rel}" in names
     for module in ("kubedr/leader.py", "kubedr/demo.py", "kubedr/status.py", "kubedr/repo_init.py"):
         assert module in names
-
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
     repo = tmp_path / "cfg"
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from kubedr import repo_init; "
             "print(repo_init.template_dir()); print(repo_init.init_repo(sys.argv[2]))")
@@ -36,3 +57,16 @@ def test_wheel_ships_the_repo_template_and_init_uses_it(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == str(site / "kubedr" / "repo_template")
     assert set(run_git("ls-files", cwd=repo).split()) == {"README.md", ".gitattributes", ".kubedr/policy.yaml"}
+
+
+def test_demo_runs_from_the_installed_wheel(wheel_site: tuple[Path, Path], tmp_path: Path) -> None:
+    _, site = wheel_site
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
+    env["PYTHONPATH"] = str(site)  # ahead of the checkout's editable install: the wheel's code runs
+    where = subprocess.run([sys.executable, "-c", "import kubedr.exporter as e; print(e.__file__)"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert where.stdout.strip() == str(site / "kubedr" / "exporter" / "__init__.py"), where.stderr
+    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "demo", "--workdir", str(tmp_path / "demo")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "demo OK: the secondary converged on every step" in proc.stdout

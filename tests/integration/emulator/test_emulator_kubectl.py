@@ -317,3 +317,12 @@ def test_service_allocations_are_owned_by_nobody(k):
                                          "spec: {type: NodePort, selector: {app: web}, ports: [{port: 80}]}\n")
     assert again.stdout.strip() == "service/np unchanged"
     assert _get(k, "svc", "np")["spec"]["ports"][0]["nodePort"] == svc["spec"]["ports"][0]["nodePort"]
+
+
+def test_version_names_the_release_whose_schemas_are_served(k):
+    from kubedr.emulator.k8s_schema import latest_version
+
+    server = json.loads(k("version", "-o", "json").stdout)["serverVersion"]
+    major, minor, _ = latest_version().split(".")
+    assert (server["major"], server["minor"]) == (major, minor)
+    assert server["gitVersion"].startswith(f"v{major}.{minor}.")

@@ -82,3 +82,48 @@ def test_digest_key_file_is_the_seal_format_and_made_on_first_start(primary, git
     assert main(argv) == 2
     err = capfd.readouterr().err
     assert f"digest key {digest_key}: expected one line" in err and "Traceback" not in err
+
+
+def test_without_digest_key_file_a_killed_exporter_restarts_without_resealing(primary, git_remote: Path,
+                                                                              tmp_path: Path) -> None:
+    """The key is made in the clone's .git on first start and reused: no re-encryption, no commit."""
+    import os
+    import signal
+    import sys
+
+    key = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    recipient = next(ln.split(": ")[1] for ln in key.read_text().splitlines() if "public key" in ln)
+    for name in ("db", "api", "cache"):
+        primary.api.create({**SECRET, "metadata": {"name": name, "namespace": "shop"}})
+    workdir, log = tmp_path / "clone", tmp_path / "exporter.log"
+    argv = export_args(primary, git_remote, workdir, "--namespaces", "shop", "--recipient", recipient)
+
+    def spawn() -> subprocess.Popen:
+        with log.open("ab") as err:
+            return subprocess.Popen([sys.executable, "-m", "kubedr.cli", *argv], stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True)
+
+    proc = spawn()
+    try:
+        wait_until(lambda: {f"shop/Secret/{n}.yaml" for n in ("db", "api", "cache")} <= set(remote_files(git_remote)),
+                   timeout=30, what="the sealed Secrets pushed")
+        digest_file = workdir / ".git" / "kubedr-digest-key"
+        assert digest_file.stat().st_mode & 0o777 == 0o600
+        head = subjects(git_remote)
+        sealed = remote_files(git_remote)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        mark = log.stat().st_size
+        proc = spawn()
+        wait_until(lambda: "startup reconcile" in log.read_bytes()[mark:].decode(errors="replace"), timeout=30,
+                   what="the restarted exporter's startup reconcile")
+        assert "repo already up to date" in log.read_bytes()[mark:].decode(errors="replace")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert subjects(git_remote) == head, "a restart on an unchanged cluster made a commit"
+        assert remote_files(git_remote) == sealed, "the ciphertext changed across the restart"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
