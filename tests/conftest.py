@@ -17,9 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-# What a test may read outside the repository: its own temporary files, Python itself, the user's home.
-_READABLE = tuple(str(p) + os.sep for p in {ROOT, Path(tempfile.gettempdir()).resolve(), Path(sys.prefix).resolve(),
-                                            Path(sys.base_prefix).resolve(), Path.home().resolve()})
+_SIBLINGS = str(ROOT.parent).rstrip(os.sep) + os.sep
+# Beside the repository a test may read only Python itself, the user's home and its temporary files, and those
+# only where they do not hold the checkout's parent (a clone in /tmp/x/ must still not read /tmp/x/shared).
+_READABLE = tuple(p for p in {str(Path(d).resolve()).rstrip(os.sep) + os.sep for d in (
+    ROOT, tempfile.gettempdir(), sys.prefix, sys.base_prefix, Path.home())}
+    if not (_SIBLINGS.startswith(p) and _SIBLINGS != p))
 OUTSIDE_READS: list[str] = []
 
 
@@ -32,7 +35,6 @@ def _audit_reads(event: str, args: tuple) -> None:
         OUTSIDE_READS.append(path.rstrip(os.sep))
 
 
-_SIBLINGS = str(ROOT.parent).rstrip(os.sep) + os.sep
 if _SIBLINGS != os.sep:  # a clone at the top of the file system has no siblings to guard
     sys.addaudithook(_audit_reads)
 
