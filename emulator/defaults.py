@@ -178,7 +178,7 @@ def _pod(pod: dict) -> None:
     _set(spec, "enableServiceLinks", True)
     _set(spec, "preemptionPolicy", "PreemptLowerPriority")  # Priority admission
     _set(spec, "priority", 0)
-    if not spec.get("serviceAccountName"):  # ServiceAccount admission
+    if not spec.get("serviceAccountName") and not spec.get("serviceAccount"):  # ServiceAccount admission
         spec["serviceAccountName"] = spec["serviceAccount"] = "default"
 
 
