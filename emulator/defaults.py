@@ -22,6 +22,7 @@ import ipaddress
 import random
 from collections.abc import Callable, Iterator
 
+from kubedr.emulator import quantity
 from kubedr.emulator.resources import ResourceType
 
 _rng = random.Random()
@@ -90,7 +91,8 @@ NESTED: dict[str, tuple[tuple[str, str], ...]] = {
     "LifecycleHandler": (("httpGet", "HTTPGetAction"),),
     "Container": (("livenessProbe", "Probe"), ("readinessProbe", "Probe"), ("startupProbe", "Probe"),
                   ("lifecycle.postStart", "LifecycleHandler"), ("lifecycle.preStop", "LifecycleHandler"),
-                  ("ports[]", "ContainerPort"), ("env[].valueFrom.fieldRef", "ObjectFieldSelector")),
+                  ("ports[]", "ContainerPort"), ("env[].valueFrom.fieldRef", "ObjectFieldSelector"),
+                  ("resources", "ResourceRequirements")),
     "PodSpec": (("containers[]", "Container"), ("initContainers[]", "Container"),
                 ("ephemeralContainers[]", "Container"), ("volumes[]", "Volume")),
     "Volume": (("secret", "SecretVolumeSource"), ("configMap", "ConfigMapVolumeSource"),
@@ -110,6 +112,7 @@ NESTED: dict[str, tuple[tuple[str, str], ...]] = {
     "StatefulSet": (("spec.template", "PodTemplateSpec"), ("spec.volumeClaimTemplates[]", "ClaimTemplate")),
     "ClaimTemplate": (("metadata", "TemplateMeta"), ("spec", "PersistentVolumeClaimSpec")),
     "PersistentVolumeClaim": (("spec", "PersistentVolumeClaimSpec"),),
+    "PersistentVolumeClaimSpec": (("resources", "ResourceRequirements"),),
     "Job": (("spec", "JobSpec"),),
     "JobSpec": (("template", "PodTemplateSpec"),),
     "CronJob": (("spec.jobTemplate.metadata", "TemplateMeta"), ("spec.jobTemplate.spec.template", "PodTemplateSpec")),
@@ -166,6 +169,7 @@ def _volume(vol: dict) -> None:
     sources = [k for k in vol if k != "name"]
     if not any(vol[k] is not None for k in sources):
         vol["emptyDir"] = {}
+    _volume_quantities(vol)
 
 
 def _pod(pod: dict) -> None:
@@ -286,14 +290,19 @@ def _subject(s: dict) -> None:
 
 def _limit_range_item(item: dict) -> None:
     """SetDefaults_LimitRangeItem: a Container limit's default from max, defaultRequest from default, then min."""
-    if item.get("type") != "Container":
-        return
+    if item.get("type") == "Container":
+        _container_limit_defaults(item)
+    _quantities(item, ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"), True)
+
+
+def _container_limit_defaults(item: dict) -> None:
     default = {**(item.get("max") or {}), **(item.get("default") or {})}
     request = {**(item.get("min") or {}), **default, **(item.get("defaultRequest") or {})}
     if default:
         item["default"] = default
     if request:
         item["defaultRequest"] = request
+
 
 
 _SCALE_UP = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
@@ -313,12 +322,40 @@ def _hpa(obj: dict) -> None:
         for key, rules in (("scaleUp", _SCALE_UP), ("scaleDown", _SCALE_DOWN)):
             given = behavior.get(key) or {}
             behavior[key] = {**copy.deepcopy(rules), **{k: v for k, v in given.items() if v is not None}}
+    _metric_targets(obj)
 
 
 def _cronjob(obj: dict) -> None:
     job_template = obj["spec"].get("jobTemplate")
     if isinstance(job_template, dict):
         _template(job_template)
+
+
+def _quantities(node: dict, keys: tuple[str, ...], round_milli: bool) -> None:
+    """Quantities come back in canonical form; a ResourceList is first rounded up to milli units
+    (SetDefaults_ResourceList)."""
+    for key in keys:
+        value = node.get(key)
+        if isinstance(value, dict):
+            node[key] = {k: quantity.canonical(v, round_milli) for k, v in value.items()}
+        elif key in node and value is not None:
+            node[key] = quantity.canonical(value, round_milli)
+
+
+def _resource_lists(*keys: str) -> Callable[[dict], None]:
+    return lambda node: _quantities(node, keys, True)
+
+
+def _volume_quantities(vol: dict) -> None:
+    if isinstance(vol.get("emptyDir"), dict):
+        _quantities(vol["emptyDir"], ("sizeLimit",), False)
+
+
+def _metric_targets(obj: dict) -> None:
+    for metric in _items(obj["spec"].get("metrics")):
+        for source in metric.values():
+            if isinstance(source, dict) and isinstance(source.get("target"), dict):
+                _quantities(source["target"], ("value", "averageValue"), False)
 
 
 def _crd(obj: dict) -> None:
@@ -334,6 +371,9 @@ FUNCS: dict[str, Callable[[dict], None]] = {
     "Service": _service, "Secret": _secret, "Namespace": _namespace, "NetworkPolicy": _network_policy,
     "Subject": _subject, "LimitRangeItem": _limit_range_item, "HorizontalPodAutoscaler": _hpa,
     "CustomResourceDefinition": _crd, "PodTemplateSpec": _template, "CronJob": _cronjob,
+    "ResourceRequirements": _resource_lists("limits", "requests"),
+    "ResourceQuota": lambda o: _quantities(o.setdefault("spec", {}), ("hard",), True),
+    "PersistentVolume": lambda o: _quantities(o["spec"], ("capacity",), True),
 }
 
 

@@ -159,3 +159,26 @@ def test_the_exporter_writes_the_same_bytes_from_the_emulator_and_from_the_captu
         theirs = _exported(capture)
         assert ours is not None and theirs is not None, key
         assert ours == theirs, f"{key}:\n{ours.decode()}\n---- capture ----\n{theirs.decode()}"
+
+
+QUANTITIES = """
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: canonical}
+spec: {hard: {cpu: "0.5", memory: 1024Mi, pods: "20"}}
+"""
+
+
+def test_quantities_are_stored_canonical_and_reapplying_them_is_a_no_op(emulator, kubectl):
+    def k(*args: str) -> str:
+        proc = subprocess.run([kubectl, "--kubeconfig", str(emulator.kubeconfig), *args], input=QUANTITIES,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    k("apply", "--server-side", "-f", "-")
+    first = json.loads(k("get", "quota", "canonical", "-o", "json"))
+    assert first["spec"]["hard"] == {"cpu": "500m", "memory": "1Gi", "pods": "20"}
+    k("apply", "--server-side", "-f", "-")
+    again = json.loads(k("get", "quota", "canonical", "-o", "json"))
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]

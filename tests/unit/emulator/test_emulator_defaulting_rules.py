@@ -177,3 +177,23 @@ def test_malformed_input_is_left_for_validation() -> None:
     obj = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": "nonsense", "strategy": 3}}
     defaults.apply(RT["Deployment"], obj, None)  # no exception
     assert obj["spec"]["template"] == "nonsense"
+
+
+# resource.Quantity's canonical form (apimachinery CanonicalizeBytes), ResourceLists rounded up to milli units
+QUANTITIES = [("0.5", "500m"), ("1000m", "1"), ("1500m", "1500m"), ("2000", "2k"), ("100", "100"), (2, "2"),
+              (0.25, "250m"), ("1024Mi", "1Gi"), ("1536Mi", "1536Mi"), ("1.5Gi", "1536Mi"), ("0.5Gi", "512Mi"),
+              ("0.1Ki", "102400m"), ("1000M", "1G"), ("1e3", "1e3"), ("1.5e3", "1500"), ("0.0001", "1m"),
+              ("0", "0"), ("not-a-quantity", "not-a-quantity")]
+
+
+@pytest.mark.parametrize(("given", "want"), QUANTITIES)
+def test_resource_quantities_come_back_canonical(given: object, want: str) -> None:
+    pod = _defaulted(_pod(containers=[_container(resources={"limits": {"cpu": given}})]))
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": want}, "requests": {"cpu": want}}
+
+
+def test_quantities_outside_resource_lists_are_not_rounded() -> None:
+    pod = _defaulted(_pod(volumes=[{"name": "v", "emptyDir": {"sizeLimit": "0.0001"}}]))
+    assert pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "100u"
+    quota = _defaulted({"kind": "ResourceQuota", "metadata": {"name": "q"}, "spec": {"hard": {"memory": "2048Mi"}}})
+    assert quota["spec"]["hard"] == {"memory": "2Gi"}
