@@ -11,7 +11,7 @@ Three layers, in the order the real server applies them:
    after the field manager ran (no manager owns it): a Job's selector, a Service's cluster IP, ...
 
 Each rule is shown by a capture in tests/fixtures/defaults (tests/integration/emulator/test_emulator_defaults.py)
-or, where no capture shows it, by tests/unit/emulator/test_emulator_defaults.py.
+or, where no capture shows it, by tests/unit/emulator/test_emulator_defaulting_rules.py.
 """
 
 from __future__ import annotations
