@@ -460,7 +460,7 @@ class Controllers(NamespaceFinalizer):
             live = s._entry(job_rt, ns, meta["name"])
             if live is not None:
                 at = now_iso()
-                status = {"active": 0, "conditions": [{
+                status = {"conditions": [{  # active: 0 is omitted (omitempty), as the job controller writes it
                     "type": "Suspended", "status": "True", "reason": "JobSuspended", "message": "Job suspended",
                     "lastProbeTime": at, "lastTransitionTime": at}], "uncountedTerminatedPods": {}}
                 s.update_rt(job_rt, {**live.obj, "status": status}, meta["name"], ns, KCM, subresource="status")

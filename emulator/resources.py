@@ -87,12 +87,16 @@ BUILTINS: tuple[ResourceType, ...] = (
     _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=("pvc",), subresources=("status",)),
     _r("", "v1", "Pod", "pods", short_names=("po",), categories=("all",), subresources=("status",)),
     _r("", "v1", "Event", "events", short_names=("ev",)),
+    _r("", "v1", "LimitRange", "limitranges", short_names=("limits",)),
+    _r("", "v1", "ResourceQuota", "resourcequotas", short_names=("quota",), subresources=("status",)),
     _r("apps", "v1", "Deployment", "deployments", short_names=("deploy",), subresources=("status", "scale"), **WORKLOAD),
     _r("apps", "v1", "ReplicaSet", "replicasets", short_names=("rs",), subresources=("status", "scale"), **WORKLOAD),
     _r("apps", "v1", "StatefulSet", "statefulsets", short_names=("sts",), subresources=("status", "scale"),
        **WORKLOAD),
     _r("apps", "v1", "DaemonSet", "daemonsets", short_names=("ds",), subresources=("status",), **WORKLOAD),
     _r("apps", "v1", "ControllerRevision", "controllerrevisions"),
+    _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",),
+       categories=("all",), subresources=("status",)),
     _r("batch", "v1", "Job", "jobs", subresources=("status",), **WORKLOAD),
     _r("batch", "v1", "CronJob", "cronjobs", short_names=("cj",), subresources=("status",), **WORKLOAD),
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", short_names=("ing",), subresources=("status",),
@@ -114,8 +118,8 @@ BUILTINS: tuple[ResourceType, ...] = (
 )
 
 # Group order of /apis on a real server (its priority order); versions are the ones we serve.
-GROUP_ORDER = ("apps", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
-               "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
+GROUP_ORDER = ("apps", "autoscaling", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
+               "storage.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
 
 # Names a valid object must have: DNS-1123 label for these kinds, a path segment for RBAC, subdomain otherwise.
 NAME_RULE: dict[str, str] = {

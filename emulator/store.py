@@ -507,6 +507,8 @@ class Store:
 
     def _finish_update(self, rt: ResourceType, cur: Entry, new: dict, dry_run: bool) -> Entry:
         old = cur.obj
+        from kubedr.emulator import defaults
+        defaults.prepare_for_update(rt, new, old)
         if rt.builtin:
             times.normalise_object(new, rt.api_version, rt.kind)
             immutable.check_update(rt, old, new)

@@ -211,7 +211,7 @@ spec:
     assert pvcs == ["data-db-0", "data-db-1"]
     job = _get(k, "job", "migrate")
     uid = job["metadata"]["uid"]
-    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert job["spec"]["selector"] == {"matchLabels": {"controller-uid": uid}}  # v1.24
     wait_until(lambda: emulator.api.list("v1", "Pod", "default", label_selector=f"controller-uid={uid}"),
                what="job pod")
     out = k("delete", "namespace", "default", check=False)
@@ -290,7 +290,7 @@ def test_job_selector_generated_after_the_field_manager(k):
     k("apply", "-f", "-", stdin=JOB)
     job = _get(k, "job", "once")
     uid = job["metadata"]["uid"]
-    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert job["spec"]["selector"] == {"matchLabels": {"controller-uid": uid}}  # v1.24
     owned = json.dumps(job["metadata"]["managedFields"])
     assert "f:selector" not in owned and "controller-uid" not in owned
     k("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=JOB)
