@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -18,15 +16,6 @@ from tests.conftest import ROOT
 MONITORING = ROOT / "manifests" / "components" / "monitoring"
 RULES = MONITORING / "kubedr.rules.yaml"
 PROMTOOL_TESTS = Path(__file__).with_name("kubedr-rules.promtool.yaml")
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    """The real promtool (Debian package prometheus, installed by scripts/test): missing is a failure."""
-    found = shutil.which("promtool")
-    if not found:
-        pytest.fail("promtool not found: install the Debian package prometheus (bash scripts/test does)")
-    return found
 
 
 def alerts() -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ YAML_WORDS = [
     "1E+3", "-1.5e-3", ".5", "5.", "1_000", "1__0", "0_1", "+_1", "1_e3", "0_x1F", "08", "+1", "-0", "1:30",
     "12:30:45", "2026-01-01", "2026-1-2", "2001-12-14t21:59:43.10-05:00", "100m", "64Mi", "1.27", "0.0.0.0",
     "1e", "e3", "0x", "0o", "inf", "-inf", "nan", "Infinity",
+    "k" * 1100, "0o" + "1" * 1100,  # keys past YAML's 1024-character limit for implicit keys
 ]
 NUMBERISH = st.text(alphabet="0123456789_+-.eExXoObB", min_size=1, max_size=8)
 LINE = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
