@@ -23,7 +23,7 @@ blocks. Key order: ``apiVersion``, ``kind``, ``metadata``, then the other top-le
 in ``metadata``: ``name``, ``namespace``, ``labels``, ``annotations``, then the rest alphabetically; every
 other mapping is sorted alphabetically (as ``kubectl get -o yaml`` does). The same object always gives the
 same bytes, whatever the key order of the input. Strings that Go's YAML (kubectl) would read as booleans or
-numbers (``y``, ``on``, ``1e3``) are quoted, so a file also works with ``kubectl apply -f``.
+numbers (``y``, ``on``, ``1e3``, ``0o17``, ``1_e3``) are quoted, so a file also works with ``kubectl apply -f``.
 """
 
 from __future__ import annotations
@@ -160,6 +160,9 @@ _RESERVED = frozenset(
 _LITERAL_BAD_RE = re.compile(
     "[^\\n\\x20-\\x7e\\xa0-\\u2027\\u202a-\\ud7ff\\ue000-\\ufefe\\uff00-\\ufffd\\U00010000-\\U0010ffff]")
 _BREAKS_RE = re.compile("[\\n\\x85\\u2028\\u2029]")
+# what go-yaml v2 (sigs.k8s.io/yaml, kubectl) resolves to an int or a float, once underscores are removed
+_GO_INT_RE = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
+_GO_FLOAT_RE = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 
 
 class _Dumper(yaml.CSafeDumper):
@@ -180,11 +183,16 @@ def _libyaml_scalar(value: Any) -> str:
 
 
 def _go_number(value: str) -> bool:
-    """Go's YAML (kubectl) reads plain `1e3` as a float where YAML 1.1/PyYAML sees a string."""
+    """Go's YAML (kubectl) reads a plain scalar starting with a digit or sign as a number when, underscores
+    removed, strconv.ParseInt/ParseUint (base 0: 0x, 0o, 0b in either case) or its float pattern accept it:
+    `1e3`, `0o17`, `0X1F`, `1_e3` are numbers there and strings for YAML 1.1/PyYAML."""
     if not value or value[0] not in "+-.0123456789":
         return False
-    try:
-        float(value)
+    plain = value.replace("_", "") if value[0] != "." else value  # a leading dot goes to ParseFloat as is
+    if _GO_INT_RE.fullmatch(plain) or _GO_FLOAT_RE.fullmatch(plain):
+        return True
+    try:  # also what Python reads as a float (`-inf`): quoting more than Go needs is harmless, and kept
+        float(value)   # for the bytes of existing repos
     except ValueError:
         return False
     return True

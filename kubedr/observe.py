@@ -1,12 +1,25 @@
-"""Every kubedr metric lives here, so dashboards have one list; plus the /metrics, /healthz, /readyz server."""
+"""Every kubedr metric lives here, so dashboards have one list; plus the /metrics, /healthz, /readyz server
+and the node-exporter textfile the snapshot job writes."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+log = logging.getLogger("kubedr.observe")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -33,9 +46,24 @@ APPLY_FAILURES = Counter("kubedr_applier_apply_failures_total", "Objects that fa
 APPLY_OBJECTS = Counter("kubedr_applier_objects_total", "Objects applied or deleted", ["action"])
 APPLY_PRUNE_REFUSED = Counter("kubedr_applier_prune_refused_total", "Prunes refused by the safety guard")
 
-# snapshot
-SNAPSHOT_LAST = Gauge("kubedr_snapshot_last_success_timestamp_seconds", "Unix time of the last stored snapshot")
-SNAPSHOT_BYTES = Gauge("kubedr_snapshot_last_size_bytes", "Size of the last stored bundle")
+# snapshot: a CronJob has no /metrics to scrape, so these live in their own registry, written as a
+# node-exporter textfile (`kubedr snapshot save --metrics-file`), and never on the daemons' /metrics,
+# where they would read 0 ("no snapshot since 1970").
+SNAPSHOT_REGISTRY = CollectorRegistry()
+SNAPSHOT_GAUGES: dict[str, Gauge] = {}
+
+
+def _snapshot_gauge(name: str, documentation: str) -> Gauge:
+    SNAPSHOT_GAUGES[name] = Gauge(name, documentation, registry=SNAPSHOT_REGISTRY)
+    return SNAPSHOT_GAUGES[name]
+
+
+SNAPSHOT_LAST = _snapshot_gauge("kubedr_snapshot_last_success_timestamp_seconds",
+                                "Unix time of the last stored snapshot")
+SNAPSHOT_BYTES = _snapshot_gauge("kubedr_snapshot_last_size_bytes", "Size of the last stored bundle")
+SNAPSHOT_SECONDS = _snapshot_gauge("kubedr_snapshot_last_duration_seconds", "How long the last stored snapshot took")
+SNAPSHOT_FAILED = _snapshot_gauge("kubedr_snapshot_last_failure_timestamp_seconds",
+                                  "Unix time of the last failed save")
 
 # leader election (kubedr/leader.py)
 LEADER = Gauge("kubedr_leader_is_leader", "1 while this process holds the Lease, else 0", ["lease"])
@@ -81,3 +109,19 @@ def serve(listen: str, live: Callable[[], bool] | None = None,
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="kubedr-metrics", daemon=True).start()
     return server
+
+
+def resume_textfile(path: str) -> None:
+    """Start from the figures of the last run's textfile, so a failed run keeps the last success's."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            families = list(text_string_to_metric_families(fh.read()))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        log.warning("metrics file %s unreadable, starting from zero: %s", path, exc)
+        return
+    for fam in families:
+        for sample in fam.samples:
+            if sample.name in SNAPSHOT_GAUGES and not sample.labels:
+                SNAPSHOT_GAUGES[sample.name].set(sample.value)

@@ -9,11 +9,13 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kubedr.snapshot import bundle, etcd, keys, manifest, restore, retention, save
 from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
+from prometheus_client import write_to_textfile
 
 from kubedr import observe
 from kubedr.config import UsageError
@@ -166,6 +168,24 @@ def _prune(store: Store, cluster: str, keep_last: int | None, max_age: str | Non
 
 
 def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
+    if args.metrics_file and not args.metrics_file.endswith(".prom"):
+        raise UsageError(f"--metrics-file {args.metrics_file}: node-exporter reads only files ending in .prom")
+    if not args.metrics_file:
+        return _save(args, store, cluster)
+    observe.resume_textfile(args.metrics_file)
+    try:
+        return _save(args, store, cluster)
+    except BaseException:
+        observe.SNAPSHOT_FAILED.set(time.time())
+        raise
+    finally:
+        try:
+            write_to_textfile(args.metrics_file, observe.SNAPSHOT_REGISTRY)
+        except OSError as exc:  # the snapshot itself is stored; the age alert will say the figures are stale
+            log.error("metrics file %s: %s", args.metrics_file, exc)
+
+
+def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     root = Path(args.root or "/")
     recipients = keys.load_recipients(args.recipient, args.recipients_file)
     req = save.SaveRequest(store=store, cluster=cluster, client=_client(args, root), recipients=recipients,
@@ -186,10 +206,7 @@ def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
           f"(bundle {mbps:.0f} MB/s)")
     observe.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
     observe.SNAPSHOT_BYTES.set(m.bundle["size"])
-    if args.metrics_file:
-        from prometheus_client import REGISTRY, write_to_textfile
-
-        write_to_textfile(args.metrics_file, REGISTRY)
+    observe.SNAPSHOT_SECONDS.set(done.seconds)
     if args.keep_last is not None or args.max_age:
         _prune(store, cluster, args.keep_last, args.max_age, False)
     return 0

@@ -92,8 +92,12 @@ def test_every_metric_in_observe_is_named_kubedr_and_served(server) -> None:
     metrics = [v for v in vars(observe).values() if isinstance(v, Counter | Gauge | Histogram)]
     assert len(metrics) >= 15
     families = scrape(base)
+    snapshot = {fam.name for fam in observe.SNAPSHOT_REGISTRY.collect()}
     for metric in metrics:
         name = metric._name
         assert name.startswith("kubedr_"), name
-        if not metric._labelnames:        # labelled ones appear once a label set is used
+        if name in snapshot:              # the snapshot job's textfile only: a daemon would serve 0s
+            assert name not in families, f"{name} served by a daemon"
+        elif not metric._labelnames:      # labelled ones appear once a label set is used
             assert name in families, f"{name} not served"
+    assert snapshot == set(observe.SNAPSHOT_GAUGES)

@@ -15,7 +15,8 @@ from tests.conftest import ROOT
 MANIFESTS = ROOT / "manifests"
 OVERLAYS = ("primary", "secondary")
 VERSION = kubernetes_validate.latest_version()
-NOT_RESOURCES = {"kustomization.yaml", "config.yaml"}
+NOT_RESOURCES = {"kustomization.yaml", "config.yaml", "kubedr.rules.yaml"}  # the rules: test_alert_rules.py
+NOT_BUILT_IN = ("monitoring.coreos.com/",)  # CRDs of the Prometheus operator: test_alert_rules.py
 
 
 def render(kubectl: str, overlay: str) -> list[dict[str, Any]]:
@@ -38,7 +39,7 @@ def source_documents() -> list[tuple[str, dict[str, Any]]]:
         if path.name in NOT_RESOURCES:
             continue
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
+            if doc and not doc["apiVersion"].startswith(NOT_BUILT_IN):
                 docs.append((f"{path.relative_to(MANIFESTS)}:{doc['kind']}/{doc['metadata']['name']}", doc))
     return docs
 
@@ -155,7 +156,12 @@ def test_snapshot_cronjob_runs_on_control_plane_with_host_paths(kubectl: str) ->
     assert {"/etc/kubernetes", "/etc/kubernetes/pki/etcd"} <= host_paths
     (container,) = pod["containers"]
     assert container["args"] == ["--log-json", "snapshot", "save"]
-    assert all(m.get("readOnly") for m in container["volumeMounts"] if m["name"] not in ("tmp",))
+    assert all(m.get("readOnly") for m in container["volumeMounts"] if m["name"] not in ("tmp", "textfile-collector"))
+    textfile = next(v for v in pod["volumes"] if v["name"] == "textfile-collector")["hostPath"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "textfile-collector")["mountPath"]
+    config = yaml.safe_load((MANIFESTS / "overlays/primary/config.yaml").read_text())["snapshot"]
+    assert config["metrics_file"] == mount + "/kubedr_snapshot.prom"   # node-exporter reads *.prom there
+    assert textfile["path"] == "/var/lib/node_exporter/textfile_collector"
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])

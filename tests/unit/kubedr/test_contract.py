@@ -153,6 +153,15 @@ def test_contract_go_yaml_booleans_and_numbers_are_quoted() -> None:
         assert line in text
 
 
+@pytest.mark.parametrize("value", ["0o17", "0O17", "0X1F", "0B101", "+_1", "1_e3", "0_x1F", "7E2_", "-_953"])
+def test_contract_go_only_numbers_are_quoted(value: str) -> None:
+    """Go's YAML strips underscores and parses ints with base prefixes: these are numbers for kubectl (found
+    by the property tests, test_contract_properties.py), strings for PyYAML."""
+    text = contract.dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
+                          "data": {value: value}}).decode()
+    assert f"'{value}': '{value}'\n" in text
+
+
 @pytest.mark.parametrize("data,reason", [
     (b"kind: [unclosed", "invalid YAML"),
     (b"- a\n- b\n", "expected a mapping"),
