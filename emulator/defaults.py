@@ -94,6 +94,9 @@ def daemonset(obj: dict, old: dict | None) -> None:
         _set(ru, "maxSurge", 0)
         _set(ru, "maxUnavailable", 1)
     template(spec)
+    if not obj.get("status"):  # DaemonSetStatus: four counters without omitempty, before the controller runs
+        obj["status"] = (old or {}).get("status") or {"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                                                       "desiredNumberScheduled": 0, "numberReady": 0}
 
 
 def job_selector(obj: dict) -> None:
