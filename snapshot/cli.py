@@ -319,6 +319,9 @@ def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
         reuse_data_dir=data_dir == current)
     identities = keys.load_identities(args.identity)
     m = manifest.find(store, cluster, args.id)
+    if args.cutover and (done := cutover.finished(target_root, m.id)):
+        print(done)
+        return 0
     checks = restore.check(m, req, preflight.target_cluster_config(args.kubeadm_config, target_root))
     staging = Path(tempfile.mkdtemp(prefix="kubedr-restore-", dir=args.work_dir))
     try:

@@ -164,9 +164,9 @@ class Cutover:
 
     def run(self) -> str:
         """Cut over, or say why not; any failure before etcd is healthy puts the node back."""
+        if done := finished(self.root, self.plan.manifest.id):
+            return done
         j = _read_journal(self.root)
-        if j and j.step == "done" and j.snapshot == self.plan.manifest.id:
-            return f"already cut over to {j.snapshot} ({j.data_dir}); nothing to do"
         if j and j.step != "done":
             log.warning("an earlier cut-over to %s stopped at %r: undoing it first", j.snapshot, j.step)
             self.undo(j)
@@ -253,12 +253,12 @@ class Cutover:
     def undo(self, j: Journal) -> None:
         """Put the node back as it was before the cut-over began (idempotent, for any step reached)."""
         aside = self.root / ASIDE
-        ports = [*_addresses(self.manifests), *(_addresses(aside) if aside.is_dir() else [])]
-        if j.at_least("starting"):
+        if j.at_least("starting"):  # the restored pods run: stop them before the old data goes back
+            ports = _addresses(self.manifests)
             for f in self.manifests.glob("*.yaml"):
                 f.unlink()  # the new ones: every original has waited aside since "stopping"
-        _wait("the restored etcd and kube-apiserver to stop", lambda: not any(_listening(a) for a in ports),
-              self.timeout)
+            _wait("the restored etcd and kube-apiserver to stop", lambda: not any(_listening(a) for a in ports),
+                  self.timeout)
         returned = bool(j.old_data_aside) and not Path(j.old_data_aside).exists()  # undone before
         if j.at_least("data-in") and not returned:
             shutil.rmtree(j.data_dir, ignore_errors=True)  # the restored member: the snapshot still has it
@@ -279,6 +279,14 @@ class Cutover:
         shutil.rmtree(self.root / NEW, ignore_errors=True)
         (self.root / JOURNAL).unlink(missing_ok=True)
         log.info("cut-over to %s undone: old etcd data dir and manifests are back", j.snapshot)
+
+
+def finished(root: Path, snapshot_id: str) -> str | None:
+    """What to say when this node has already been cut over to the snapshot (a re-run does nothing)."""
+    j = _read_journal(root)
+    if j and j.step == "done" and j.snapshot == snapshot_id:
+        return f"already cut over to {j.snapshot} ({j.data_dir}); nothing to do"
+    return None
 
 
 def current_data_dir(root: Path) -> Path:
