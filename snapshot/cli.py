@@ -291,10 +291,15 @@ def _run_verify(args: argparse.Namespace, store: Store, cluster: str) -> int:
     staging = Path(tempfile.mkdtemp(prefix="kubedr-verify-", dir=args.work_dir))
     try:
         m = _verified(args, store, cluster, staging)
+        others = [n for n in m.present if n != m.node]
+        for node in others:  # every other node's files of the set
+            restore.fetch_part(store, m, node, keys.load_identities(args.identity), staging / "nodes" / node)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"ok {m.cluster}/{m.id}: sha256 {m.bundle['sha256'][:16]}..., {len(m.files)} files, etcd revision "
-          f"{m.snapshot['revision']} hash {m.snapshot['hash']}")
+          f"{m.snapshot['revision']} hash {m.snapshot['hash']}"
+          + (f"; files of {', '.join(others)} checked" if others else "")
+          + (f"; set is missing {', '.join(m.missing)}" if m.missing else ""))
     return 0
 
 

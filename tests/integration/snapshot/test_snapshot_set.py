@@ -78,6 +78,8 @@ def test_one_set_of_three_nodes_and_node_2_gets_its_own_files(cp_set, tmp_path):
     assert "10.0.0." in " ".join(facts["api_sans"]) and s["leader"] in facts["api_sans"]
     table = kubedr("list", "--store", str(s["store"]), "--cluster", "prod").stdout
     assert SET_ID in table and " 3/3 " in table and "missing" not in table
+    checked = kubedr("verify", "--store", str(s["store"]), "--cluster", "prod", "-i", str(s["keys"].identity)).stdout
+    assert "files of " in checked and all(n in checked for n in NODES if n != s["leader"])
 
     target = tmp_path / "node-2"
     out = kubedr(*restore_args(s, "cp-2", "--data-dir", str(tmp_path / "etcd"), "--target-root", str(target)))
