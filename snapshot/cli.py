@@ -375,13 +375,22 @@ def _initial_cluster(text: str | None) -> list[tuple[str, str]] | None:
 
 def _run_post_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
     from kubedr.snapshot import postrestore
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
 
     from kubedr.kube import api_client
 
     m = manifest.find(store, cluster, args.id)
     recorded = m.nodes or sorted({*m.facts.control_plane_nodes, *m.facts.worker_nodes})
-    summary = postrestore.run(api_client(args.kubeconfig), recorded, m.id, _csv(args.namespaces) or None,
-                              bool(args.force))
+    try:
+        summary = postrestore.run(api_client(args.kubeconfig), recorded, m.id, _csv(args.namespaces) or None,
+                                  bool(args.force))
+    except (ApiException, ConfigException, HTTPError) as exc:
+        text = str(exc).strip().splitlines()
+        log.error("snapshot post-restore: the API (%s) did not answer: %s", args.kubeconfig or "in-cluster",
+                  text[0][:200] if text else type(exc).__name__)
+        return 1
     print("\n".join(summary.lines()))
     return 1 if summary.failed else 0
 
