@@ -169,6 +169,7 @@ def write_part(store: Store, part: NodePart) -> None:
 
 
 def load_part(store: Store, m: Manifest, node: str) -> NodePart:
+    """Another node's manifest of the set."""
     key = f"{m.prefix}/{NODES}/{node}/{MANIFEST}"
     return NodePart.from_json(store.get_bytes(key), f"{store.url}/{key}")
 
@@ -186,6 +187,7 @@ def _present(m: Manifest, keys: list[str]) -> list[str]:
 
 
 def load(store: Store, cluster: str, snapshot_id: str) -> Manifest:
+    """One snapshot's manifest, with the nodes present in its set."""
     key = f"{cluster}/{snapshot_id}/{MANIFEST}"
     m = Manifest.from_json(store.get_bytes(key), f"{store.url}/{key}")
     m.present = _present(m, store.list(f"{m.prefix}/{NODES}"))

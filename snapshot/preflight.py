@@ -55,6 +55,7 @@ def local_address(addr: str) -> bool:
 
 
 def check_set(m: Manifest, t: Target) -> tuple[str, str | None]:
+    """Every node the set expects has stored its files."""
     if m.missing:
         return "", (f"snapshot set {m.cluster}/{m.id} is missing node(s) {', '.join(m.missing)} "
                     f"(has {', '.join(m.present)})")
@@ -62,6 +63,7 @@ def check_set(m: Manifest, t: Target) -> tuple[str, str | None]:
 
 
 def check_node_files(m: Manifest, t: Target) -> tuple[str, str | None]:
+    """This node's own files are in the set (when files are placed)."""
     if t.target_root is None:
         return "", None
     if t.node not in m.present and not m.expected_nodes:
@@ -72,6 +74,7 @@ def check_node_files(m: Manifest, t: Target) -> tuple[str, str | None]:
 
 
 def check_member(m: Manifest, t: Target) -> tuple[str, str | None]:
+    """The member restored here is one of the cluster's members."""
     names = sorted({n for n, _ in t.initial_cluster})
     if t.member not in names:
         return "", (f"alias {t.member}: not an etcd member of snapshot {m.id} (members {', '.join(names)}); "
@@ -80,6 +83,7 @@ def check_member(m: Manifest, t: Target) -> tuple[str, str | None]:
 
 
 def check_peer_hosts(m: Manifest, t: Target) -> tuple[str, str | None]:
+    """Every peer host resolves here, and this member's to an address of this node."""
     for name, url in t.initial_cluster:
         host = facts.host_of(url)
         addrs = resolve(host)
@@ -92,6 +96,7 @@ def check_peer_hosts(m: Manifest, t: Target) -> tuple[str, str | None]:
 
 
 def check_endpoint(m: Manifest, t: Target) -> tuple[str, str | None]:
+    """The control-plane endpoint resolves here and is the one this node's admin.conf uses."""
     if not m.facts.endpoint:
         return "", None
     host = facts.host_of(m.facts.endpoint)
@@ -106,6 +111,7 @@ def check_endpoint(m: Manifest, t: Target) -> tuple[str, str | None]:
 
 
 def check_cluster_config(m: Manifest, t: Target) -> tuple[str, str | None]:
+    """This node's ClusterConfiguration names the same cluster and endpoint."""
     cc = t.cluster_config
     if not cc:
         return "", None

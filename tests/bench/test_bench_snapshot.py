@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "snapshot"))
 from snapshot_harness import fill_etcd, make_age_keys, start_etcd  # noqa: E402
 
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import free_port, wait_until  # noqa: E402
 
 MiB = 1 << 20
 SIZES = [int(s) * MiB for s in os.environ.get("KUBEDR_BENCH_SNAPSHOT_MIB", "256,1024").split(",")]
@@ -157,14 +157,19 @@ def test_bench_restore_three_members(tmp_path):
         seconds, rss, _ = run_rss([*cli, "restore", "--store", str(store), "-i", str(keys.identity), "--node", n,
                                    "--initial-cluster", cluster, "--data-dir", str(d), "--work-dir", str(tmp_path)])
         rows.append(f"  member {n}: restore {seconds:.2f}s, peak RSS {_fmt(rss)}")
+    print(f"\nthree-member restore, etcd db {db_bytes / MiB:.0f} MiB ({db_bytes / (1 << 30):.2f} GiB), "
+          f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}\n" + "\n".join(rows), flush=True)
     members = start_etcd_cluster(tmp_path, names, peer_ports=ports, data_dirs=dirs)
+
+    def count() -> int:
+        out = members[2].ctl("get", "/registry/bulk/", "--prefix", "--count-only", "-w", "json", check=False)
+        return json.loads(out)["count"] if out.strip() else 0
+
     try:
         for m in members:
             assert len(json.loads(m.ctl("member", "list", "-w", "json"))["members"]) == 3
-        got = json.loads(members[2].ctl("get", "/registry/bulk/", "--prefix", "--count-only", "-w", "json"))
-        assert got["count"] == -(-SET_SIZE // MiB)
+        assert wait_until(count, timeout=120, interval=1, what="the restored cluster serving reads") == \
+            -(-SET_SIZE // MiB)
     finally:
         for m in members:
             m.stop()
-    print(f"\nthree-member restore, etcd db {db_bytes / MiB:.0f} MiB ({db_bytes / (1 << 30):.2f} GiB), "
-          f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}\n" + "\n".join(rows))
