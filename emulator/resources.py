@@ -86,6 +86,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _r("", "v1", "PersistentVolume", "persistentvolumes", False, short_names=("pv",), subresources=("status",)),
     _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=("pvc",), subresources=("status",)),
     _r("", "v1", "Pod", "pods", short_names=("po",), categories=("all",), subresources=("status",)),
+    _r("", "v1", "Node", "nodes", False, short_names=("no",), subresources=("status",)),
     _r("", "v1", "Event", "events", short_names=("ev",)),
     _r("", "v1", "LimitRange", "limitranges", short_names=("limits",)),
     _r("", "v1", "ResourceQuota", "resourcequotas", short_names=("quota",), subresources=("status",)),

@@ -58,6 +58,7 @@ class Entry:
     data: bytes | None = None
     mode: int = 0o600
     sha256: str | None = None  # known already (the snapshot is hashed while it is checked)
+    link: str | None = None  # a symlink with this target (sha256 is that of the target text)
 
 
 @dataclass
@@ -167,7 +168,13 @@ def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dic
             info = tarfile.TarInfo(e.name)
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
-            if e.path is not None:
+            extra: dict[str, Any] = {}
+            if e.link is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, e.link, 0o777
+                info.mtime = int(time.time())
+                tar.addfile(info)
+                sha, extra = hashlib.sha256(e.link.encode()).hexdigest(), {"link": e.link}
+            elif e.path is not None:
                 st = e.path.stat()
                 info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), stat.S_IMODE(st.st_mode)
                 with open(e.path, "rb") as fh:
@@ -184,7 +191,7 @@ def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dic
                 sha = hashlib.sha256(data).hexdigest()
                 if progress:
                     progress(len(data))
-            files.append({"path": e.name, "size": info.size, "mode": f"{info.mode:04o}", "sha256": sha})
+            files.append({"path": e.name, "size": info.size, "mode": f"{info.mode:04o}", "sha256": sha, **extra})
     comp.close()
 
 
@@ -265,6 +272,12 @@ def _unpack(reader: io.BufferedReader, dest: Path, progress: Progress | None) ->
             target = dest.joinpath(*rel.parts)
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
+                continue
+            if member.issym():  # recreated as a link, never followed in staging
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(member.linkname, target)
+                files[str(rel)] = {"size": 0, "sha256": hashlib.sha256(member.linkname.encode()).hexdigest(),
+                                   "mode": "0777", "link": member.linkname}
                 continue
             if not member.isfile():
                 raise BundleError(f"bundle entry {member.name!r} is not a regular file")

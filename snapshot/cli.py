@@ -1,4 +1,4 @@
-"""`kubedr snapshot save | list | verify | prune | restore`: flags, $KUBEDR_*, or the config's `snapshot:` section."""
+"""`kubedr snapshot save | list | verify | prune | restore | post-restore`: flags, $KUBEDR_*, or the config's `snapshot:` section."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubedr.snapshot import bundle, etcd, keys, manifest, restore, retention, save
+from kubedr.snapshot import bundle, cutover, etcd, keys, manifest, preflight, restore, retention, save
 from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
 from prometheus_client import write_to_textfile
 
@@ -27,7 +28,8 @@ ACTIONS = {
     "list": "stored snapshots, newest first",
     "verify": "download, checksum, decrypt and check a snapshot without restoring it",
     "prune": "delete snapshots by retention (the newest is always kept)",
-    "restore": "verify, print the plan, restore etcd into a new data dir and put the kubeadm files back",
+    "restore": "verify, check the aliases, print the plan, restore this node's etcd member and put its files back",
+    "post-restore": "once the restored API answers: compare nodes, restart workloads, delete Pods of gone nodes",
 }
 ALL = tuple(ACTIONS)
 STORED = ALL
@@ -50,8 +52,16 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict, tuple[str, ...]]] = {
              ("save",)),
     "key": (("--key",), {"help": "etcd client key"}, ("save",)),
     "root": (("--root",), {"help": "node filesystem root holding etc/kubernetes (default /)"}, ("save",)),
-    "node": (("--node",), {"help": "node name recorded in the manifest (default $NODE_NAME, then the hostname)"},
-             ("save",)),
+    "node": (("--node",), {"help": "this node's name: recorded at save, whose files restore places (default "
+                                   "$NODE_NAME, then the hostname)"}, ("save", "restore")),
+    "set_id": (("--set-id",), {"help": "snapshot id shared by the jobs of every control-plane node (one set)"},
+               ("save",)),
+    "set_window": (("--set-window",), {"help": "set id = the start time floored to this (e.g. 30m): jobs that one "
+                                       "schedule starts on every control-plane node share it"}, ("save",)),
+    "etcd_from": (("--etcd-from",), {"help": "who takes the set's etcd snapshot: leader (default in a set), this, "
+                                     "or a node name"}, ("save",)),
+    "expect_nodes": (("--expect-nodes",), {"help": "control-plane nodes of the set, comma separated (default the "
+                                           "control-plane Nodes, else the etcd members)"}, ("save",)),
     "recipient": (("--recipient", "-r"), {"action": "append", "help": "age recipient (age1... or ssh-...); "
                                           "repeatable"}, ("save",)),
     "recipients_file": (("--recipients-file", "-R"), {"action": "append", "help": "file of age recipients"},
@@ -60,8 +70,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict, tuple[str, ...]]] = {
                                          "help": "bundle compression (default zstd when installed, else none)"},
                     ("save",)),
     "kubeconfig": (("--kubeconfig",), {"help": "kubeconfig for kubeadm-config and the node list (default "
-                                       "$KUBECONFIG, then <root>/etc/kubernetes/admin.conf, then in-cluster)"},
-                   ("save",)),
+                                       "$KUBECONFIG, then <root>/etc/kubernetes/admin.conf, then in-cluster); "
+                                       "post-restore: the restored cluster"},
+                   ("save", "post-restore")),
     "no_cluster_info": (("--no-cluster-info",), {"action": "store_true",
                                                  "help": "skip kubeadm-config and the node list"}, ("save",)),
     "metrics_file": (("--metrics-file",), {"help": "write the snapshot metrics here (node-exporter textfile)"},
@@ -71,17 +82,34 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict, tuple[str, ...]]] = {
                 ("save", "prune")),
     "output": (("--output", "-o"), {"choices": ("table", "json"), "help": "list output (default table)"},
                ("list",)),
-    "id": (("--id",), {"help": "snapshot id (default latest)"}, ("verify", "restore")),
+    "id": (("--id",), {"help": "snapshot id (default latest)"}, ("verify", "restore", "post-restore")),
     "identity": (("--identity", "-i"), {"action": "append", "help": "age identity file; repeatable"},
                  ("verify", "restore")),
     "work_dir": (("--work-dir",), {"help": "scratch space for the snapshot while it is checked (default $TMPDIR)"},
                  ("save", "verify", "restore")),
-    "data_dir": (("--data-dir",), {"help": "new etcd data dir to restore into (must not exist or be empty)"},
+    "data_dir": (("--data-dir",), {"help": "new etcd data dir to restore into (must not exist or be empty; with "
+                                   "--cutover the default is etcd's current one, kept as <dir>.kubedr-<time>)"},
                  ("restore",)),
     "name": (("--name",), {"help": "etcd member name (default from the manifest)"}, ("restore",)),
     "peer_urls": (("--peer-urls",), {"help": "member peer URLs, comma separated (default from the manifest)"},
                   ("restore",)),
-    "initial_cluster_token": (("--initial-cluster-token",), {"help": "default etcd-cluster"}, ("restore",)),
+    "initial_cluster": (("--initial-cluster",), {"help": "every member, name=peerURL,... (default the recorded "
+                                                 "member list)"}, ("restore",)),
+    "initial_cluster_token": (("--initial-cluster-token",), {"help": "the same on every member (default "
+                                                             "etcd-cluster)"}, ("restore",)),
+    "kubeadm_config": (("--kubeadm-config",), {"help": "this node's kubeadm config (ClusterConfiguration) for the "
+                                               "preflight (default: kubeadm-config through <target-root>'s "
+                                               "admin.conf, when it answers)"}, ("restore",)),
+    "force": (("--force",), {"action": "store_true", "help": "restore: past preflight refusals (incomplete set, "
+                             "aliases); post-restore: restart again what was restarted for this snapshot"},
+              ("restore", "post-restore")),
+    "cutover": (("--cutover",), {"action": "store_true", "help": "on a kubeadm node: stop etcd and kube-apiserver, "
+                                 "swap in the restored member, start them, wait for etcd health; undone on failure"},
+                ("restore",)),
+    "cutover_timeout": (("--cutover-timeout",), {"type": float, "help": "seconds to wait for the control plane to "
+                                                 "stop and for etcd health (default 300)"}, ("restore",)),
+    "namespaces": (("--namespaces",), {"help": "post-restore: only these namespaces, comma separated (default all)"},
+                   ("post-restore",)),
     "bump_revision": (("--bump-revision",), {"type": int, "help": "revision bump, etcdutl 3.5+ only (default "
                                              "1000000000; 0 disables)"}, ("restore",)),
     "target_root": (("--target-root",), {"help": "put PKI, confs, manifests and kubelet flags back under this "
@@ -192,7 +220,10 @@ def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
                            recipient_texts=_recipient_texts(args), root=root,
                            compression=args.compression or bundle.default_compression(), work_dir=args.work_dir,
                            kubeconfig=args.kubeconfig, cluster_info=not args.no_cluster_info)
-    req.node = args.node or os.environ.get("NODE_NAME") or req.node
+    req.node = _node(args)
+    req.set_id, req.etcd_from = _set_id(args), args.etcd_from or ("leader" if args.set_id or args.set_window
+                                                                   else "this")
+    req.expect_nodes = _csv(args.expect_nodes)
     if args.keep_last is not None or args.max_age:  # check retention flags before spending a snapshot on them
         if args.max_age:
             retention.parse_duration(args.max_age)
@@ -200,6 +231,12 @@ def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
             raise UsageError("--keep-last must be at least 1")
     done = save.save(req)
     m = done.manifest
+    if m is None:
+        part = done.part
+        assert part is not None
+        print(f"saved the files of node {part.node} in set {part.cluster}/{part.id}: {len(part.files)} files, "
+              f"stored {part.bundle['size']} bytes in {done.seconds:.2f}s (the etcd snapshot is another node's)")
+        return 0
     mbps = m.snapshot["size"] / 1e6 / done.bundle_seconds if done.bundle_seconds else 0.0
     print(f"saved {m.cluster}/{m.id}: revision {m.snapshot['revision']}, {m.snapshot['total_keys']} keys, "
           f"snapshot {m.snapshot['size']} bytes, stored {m.bundle['size']} bytes in {done.seconds:.2f}s "
@@ -210,6 +247,29 @@ def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     if args.keep_last is not None or args.max_age:
         _prune(store, cluster, args.keep_last, args.max_age, False)
     return 0
+
+
+def _node(args: argparse.Namespace) -> str:
+    return args.node or os.environ.get("NODE_NAME") or socket.gethostname()
+
+
+def _csv(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def _set_id(args: argparse.Namespace) -> str | None:
+    """--set-id as given, or the start time floored to --set-window; None: a one-node snapshot."""
+    if args.set_id:
+        if not manifest.id_time(args.set_id) and not manifest.CLUSTER_NAME.match(args.set_id):
+            raise UsageError(f"--set-id {args.set_id!r}: use letters, digits, '.', '_' or '-'")
+        return args.set_id
+    if not args.set_window:
+        return None
+    window = int(retention.parse_duration(args.set_window).total_seconds())
+    if window < 1:
+        raise UsageError(f"--set-window {args.set_window}: at least one second")
+    now = int(datetime.now(UTC).timestamp())
+    return manifest.new_id(datetime.fromtimestamp(now - now % window, UTC))
 
 
 def _age(created: datetime, now: datetime) -> str:
@@ -223,14 +283,17 @@ def _age(created: datetime, now: datetime) -> str:
 def _run_list(args: argparse.Namespace, store: Store, cluster: str) -> int:
     found = manifest.list_all(store, cluster)
     if args.output == "json":
-        json.dump([json.loads(m.to_json()) for m in found], sys.stdout, indent=2)
+        json.dump([{**json.loads(m.to_json()), "present": m.present, "missing": m.missing} for m in found],
+                  sys.stdout, indent=2)
         print()
         return 0
     now = datetime.now(UTC)
-    print(f"{'ID':<22} {'AGE':>5} {'SIZE':>12} {'REVISION':>10} {'KEYS':>8}  NODE")
+    print(f"{'ID':<22} {'AGE':>5} {'SIZE':>12} {'REVISION':>10} {'KEYS':>8}  {'NODES':<6} ETCD FROM")
     for m in found:
+        nodes = f"{len(set(m.present) & set(m.set_nodes))}/{len(m.set_nodes)}"
+        missing = f"  missing: {', '.join(m.missing)}" if m.missing else ""
         print(f"{m.id:<22} {_age(m.created_at, now):>5} {m.bundle.get('size', 0):>12} "
-              f"{m.snapshot.get('revision', 0):>10} {m.snapshot.get('total_keys', 0):>8}  {m.node}")
+              f"{m.snapshot.get('revision', 0):>10} {m.snapshot.get('total_keys', 0):>8}  {nodes:<6} {m.node}{missing}")
     return 0
 
 
@@ -245,36 +308,108 @@ def _run_verify(args: argparse.Namespace, store: Store, cluster: str) -> int:
     staging = Path(tempfile.mkdtemp(prefix="kubedr-verify-", dir=args.work_dir))
     try:
         m = _verified(args, store, cluster, staging)
+        others = [n for n in m.present if n != m.node]
+        for node in others:  # every other node's files of the set
+            restore.fetch_part(store, m, node, keys.load_identities(args.identity), staging / "nodes" / node)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"ok {m.cluster}/{m.id}: sha256 {m.bundle['sha256'][:16]}..., {len(m.files)} files, etcd revision "
-          f"{m.snapshot['revision']} hash {m.snapshot['hash']}")
+          f"{m.snapshot['revision']} hash {m.snapshot['hash']}"
+          + (f"; files of {', '.join(others)} checked" if others else "")
+          + (f"; set is missing {', '.join(m.missing)}" if m.missing else ""))
     return 0
 
 
 def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
-    if not args.data_dir:
-        raise UsageError("snapshot restore: --data-dir is required (a new etcd data dir)")
+    target_root = Path(args.target_root).absolute() if args.target_root else None
+    if args.cutover and target_root is None:
+        raise UsageError("snapshot restore --cutover: --target-root is required (/ on the node)")
+    if args.cutover:
+        current = cutover.current_data_dir(target_root)
+        data_dir = Path(args.data_dir).absolute() if args.data_dir else current
+        if not data_dir.is_relative_to(target_root):
+            raise UsageError(f"--data-dir {data_dir}: must be under --target-root {target_root} with --cutover")
+    elif not args.data_dir:
+        raise UsageError("snapshot restore: --data-dir is required (a new etcd data dir), or use --cutover")
+    else:
+        data_dir, current = Path(args.data_dir).absolute(), None
     req = restore.RestoreRequest(
-        data_dir=Path(args.data_dir).absolute(),
-        target_root=Path(args.target_root).absolute() if args.target_root else None, name=args.name,
-        peer_urls=[u.strip() for u in args.peer_urls.split(",") if u.strip()] if args.peer_urls else None,
-        token=args.initial_cluster_token or "etcd-cluster",
-        bump_revision=1_000_000_000 if args.bump_revision is None else args.bump_revision)
+        data_dir=data_dir, target_root=target_root, name=args.name, node=_node(args),
+        peer_urls=_csv(args.peer_urls) or None, initial_cluster=_initial_cluster(args.initial_cluster),
+        token=args.initial_cluster_token or "etcd-cluster", force=bool(args.force),
+        bump_revision=1_000_000_000 if args.bump_revision is None else args.bump_revision,
+        reuse_data_dir=data_dir == current)
+    identities = keys.load_identities(args.identity)
+    m = manifest.find(store, cluster, args.id)
+    if args.cutover and (done := cutover.finished(target_root, m.id)):
+        print(done)
+        return 0
+    checks = restore.check(m, req, preflight.target_cluster_config(args.kubeadm_config, target_root))
     staging = Path(tempfile.mkdtemp(prefix="kubedr-restore-", dir=args.work_dir))
     try:
-        m = _verified(args, store, cluster, staging)
-        plan = restore.make_plan(m, staging, req)
+        restore.fetch_and_verify(store, m, identities, staging)
+        files, files_dir = None, None
+        owner = restore.files_node(m, req.node)
+        if target_root is not None and owner is not None and owner != m.node:
+            part = restore.fetch_part(store, m, owner, identities, staging / "node")
+            files, files_dir = part.files, staging / "node"
+        elif target_root is not None and owner is None:
+            files = []  # forced past a set without this node's files: only etcd is restored
+        plan = restore.make_plan(m, staging, req, files, files_dir, checks)
         print("\n".join(plan.lines()))
+        if args.cutover:
+            print(f"  then cut over: manifests aside, wait for etcd and kube-apiserver to stop, keep {current} "
+                  f"as {current.name}.kubedr-<time>, place the member and files, point etcd.yaml at {data_dir}, "
+                  "start, wait for etcd health")
         if args.dry_run:
             print("dry run: nothing changed")
             return 0
+        if args.cutover:
+            done = cutover.Cutover(plan, target_root, args.cutover_timeout or 300.0).run()
+            print(done)
+            return 0
         restore.execute(plan)
-        print(f"restored {m.cluster}/{m.id} into {plan.data_dir}"
-              + (f"; {len(plan.placements)} files placed under {req.target_root}" if plan.placements else ""))
+        print(f"restored {m.cluster}/{m.id} member {plan.name} into {plan.data_dir}"
+              + (f"; {len(plan.placements)} files of node {owner} placed under {target_root}"
+                 if plan.placements else ""))
         return 0
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _initial_cluster(text: str | None) -> list[tuple[str, str]] | None:
+    """name=url,name=url as etcd takes it."""
+    if not text:
+        return None
+    out = []
+    for item in _csv(text):
+        name, sep, url = item.partition("=")
+        if not sep or not name or "://" not in url:
+            raise UsageError(f"--initial-cluster: {item!r} is not name=peerURL")
+        out.append((name, url))
+    return out
+
+
+def _run_post_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
+    from kubedr.snapshot import postrestore
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    from kubedr.kube import api_client
+
+    m = manifest.find(store, cluster, args.id)
+    recorded = m.nodes or sorted({*m.facts.control_plane_nodes, *m.facts.worker_nodes})
+    try:
+        summary = postrestore.run(api_client(args.kubeconfig), recorded, m.id, _csv(args.namespaces) or None,
+                                  bool(args.force))
+    except (ApiException, ConfigException, HTTPError) as exc:
+        text = str(exc).strip().splitlines()
+        log.error("snapshot post-restore: the API (%s) did not answer: %s", args.kubeconfig or "in-cluster",
+                  text[0][:200] if text else type(exc).__name__)
+        return 1
+    print("\n".join(summary.lines()))
+    return 1 if summary.failed else 0
 
 
 def _peak_rss() -> str:
@@ -287,7 +422,8 @@ def _peak_rss() -> str:
         return "unknown"
 
 
-RUNNERS = {"save": _run_save, "list": _run_list, "verify": _run_verify, "restore": _run_restore}
+RUNNERS = {"save": _run_save, "list": _run_list, "verify": _run_verify, "restore": _run_restore,
+           "post-restore": _run_post_restore}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -302,7 +438,8 @@ def run(args: argparse.Namespace) -> int:
             _prune(store, cluster, args.keep_last, args.max_age, bool(args.dry_run))
             return 0
         return RUNNERS[action](args, store, cluster)
-    except (StoreError, etcd.EtcdError, bundle.BundleError, restore.VerifyError) as exc:
+    except (StoreError, etcd.EtcdError, bundle.BundleError, restore.VerifyError, preflight.PreflightError,
+            cutover.CutoverError) as exc:
         log.error("snapshot %s: %s", action, exc)
         return 1
     finally:

@@ -60,6 +60,8 @@ class Member:
     version: str = ""
     member_id: str = ""
     cluster_id: str = ""
+    leader: bool = False
+    members: tuple[tuple[str, tuple[str, ...]], ...] = ()  # every member of the cluster: (name, peer URLs)
 
 
 def kubeadm_tls(pki_dir: Path) -> tuple[str, str, str] | None:
@@ -210,10 +212,23 @@ def member(client: Client) -> Member:
     header = status_doc.get("header", {})
     mid = int(header.get("member_id", 0))
     members = json.loads(_run(["etcdctl", *single, "member", "list", "-w", "json"], "etcdctl member list"))
-    me = next((m for m in members.get("members", []) if int(m.get("ID", 0)) == mid), {})
+    listed = members.get("members", [])
+    me = next((m for m in listed if int(m.get("ID", 0)) == mid), {})
     return Member(name=me.get("name", ""), peer_urls=list(me.get("peerURLs", [])),
                   version=status_doc.get("version", ""), member_id=f"{mid:x}",
-                  cluster_id=f"{int(header.get('cluster_id', 0)):x}")
+                  cluster_id=f"{int(header.get('cluster_id', 0)):x}",
+                  leader=mid != 0 and int(status_doc.get("leader", 0)) == mid,
+                  members=tuple(sorted((m.get("name", ""), tuple(m.get("peerURLs", []))) for m in listed)))
+
+
+def healthy(client: Client) -> bool:
+    """The member behind the first endpoint answers `endpoint health` (it has a leader and serves reads)."""
+    try:
+        out = _run(["etcdctl", *client.flags(single=True, timeout="5s"), "endpoint", "health", "-w", "json"],
+                   "etcdctl endpoint health", timeout=15)
+        return all(e.get("health") for e in json.loads(out))
+    except (EtcdError, ValueError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -238,11 +253,16 @@ def restore_tool() -> RestoreTool:
 
 
 def restore_command(tool: RestoreTool, snapshot: Path, data_dir: Path, name: str, peer_urls: list[str],
-                    token: str = "etcd-cluster", bump: int = 1_000_000_000) -> list[str]:
-    """The restore command line for a one-member cluster; bumps the revision when the tool can."""
+                    token: str = "etcd-cluster", bump: int = 1_000_000_000,
+                    initial_cluster: list[tuple[str, str]] | None = None) -> list[str]:
+    """The restore command line for this member of the cluster; bumps the revision when the tool can.
+
+    Every member restored from the same snapshot with the same initial cluster and token joins one cluster.
+    """
     urls = ",".join(peer_urls)
+    cluster = initial_cluster or [(name, u) for u in peer_urls]
     cmd = [tool.path, "snapshot", "restore", str(snapshot), f"--data-dir={data_dir}", f"--name={name}",
-           f"--initial-cluster={','.join(f'{name}={u}' for u in peer_urls)}",
+           f"--initial-cluster={','.join(f'{n}={u}' for n, u in cluster)}",
            f"--initial-advertise-peer-urls={urls}", f"--initial-cluster-token={token}"]
     if tool.bump and bump > 0:
         cmd += [f"--bump-revision={bump}", "--mark-compacted"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubedr.snapshot.bundle import Entry
@@ -19,16 +19,34 @@ class Source:
 
     prefix: str  # name prefix inside the bundle
     directory: str  # path on the node, relative to the root
-    patterns: tuple[str, ...]  # globs relative to the directory
+    patterns: tuple[str, ...]  # globs relative to the directory; "**" is the whole tree (see exclude)
     backup: str  # on restore, keep a copy of what was there: "tree" (the whole directory) or "files"
+    exclude: tuple[str, ...] = ()  # top-level directories a "**" walk skips
 
 
-# What is bundled, and where restore puts it back (under --target-root).
+# What is bundled, and where restore puts it back (under --target-root). The kubelet's pods (and the volume
+# mounts of plugins) are left out, as the seed does; a "**" walk never crosses into another filesystem.
 SOURCES: tuple[Source, ...] = (
     Source("kubernetes", "etc/kubernetes", ("pki/**/*", "*.conf", "manifests/*.yaml"), "tree"),
-    Source("kubelet", "var/lib/kubelet", ("kubeadm-flags.env",), "files"),
+    Source("kubelet", "var/lib/kubelet", ("**",), "files", ("pods", "plugins", "plugins_registry", "pod-resources")),
+    Source("cni", "var/lib/cni", ("**",), "files"),
 )
 CLUSTER_PREFIX = "cluster"  # kubeadm-config and the node list: informational, never placed
+
+
+def _walk(base: Path, exclude: tuple[str, ...]) -> list[Path]:
+    """Files and symlinks under base, skipping the excluded top-level dirs and other filesystems."""
+    if not base.is_dir():
+        return []
+    dev = base.stat().st_dev
+    out: list[Path] = []
+    for dirpath, dirs, files in os.walk(base):
+        here = Path(dirpath)
+        dirs[:] = sorted(d for d in dirs if not (here == base and d in exclude)
+                         and ((here / d).is_symlink() or (here / d).stat().st_dev == dev))
+        out += [here / d for d in dirs if (here / d).is_symlink()]
+        out += [here / f for f in sorted(files)]
+    return out
 
 
 def collect(root: Path) -> list[Entry]:
@@ -38,10 +56,17 @@ def collect(root: Path) -> list[Entry]:
         base = root / src.directory
         seen: set[Path] = set()
         for pattern in src.patterns:
-            for path in sorted(base.glob(pattern)):
-                if path.is_file() and not path.is_symlink() and path not in seen:
+            found = _walk(base, src.exclude) if pattern == "**" else sorted(base.glob(pattern))
+            for path in found:
+                if path in seen:
+                    continue
+                name = f"{src.prefix}/{path.relative_to(base).as_posix()}"
+                if path.is_symlink():  # kubelet-client-current.pem points at the newest client certificate
                     seen.add(path)
-                    entries.append(Entry(f"{src.prefix}/{path.relative_to(base).as_posix()}", path=path))
+                    entries.append(Entry(name, link=os.readlink(path)))
+                elif path.is_file():
+                    seen.add(path)
+                    entries.append(Entry(name, path=path))
     if not entries:
         log.warning("no kubeadm files under %s (looked for %s)", root,
                     ", ".join(f"{s.directory}/{p}" for s in SOURCES for p in s.patterns))
@@ -70,11 +95,36 @@ def default_kubeconfig(root: Path, given: str | None) -> str | None:
     return None
 
 
-def cluster_facts(kubeconfig: str | None) -> tuple[list[Entry], list[str]]:
+@dataclass
+class ApiFacts:
+    """What the API says at save time: bundle entries (kubeadm-config, node list) and the parsed parts."""
+
+    entries: list[Entry] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+    control_plane: list[str] = field(default_factory=list)
+    cluster_configuration: dict = field(default_factory=dict)
+
+
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+
+def cluster_configuration(configmap_data: dict | None) -> dict:
+    """kubeadm's ClusterConfiguration from the kubeadm-config ConfigMap's data, {} when absent or unreadable."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load((configmap_data or {}).get("ClusterConfiguration") or "")
+    except yaml.YAMLError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def cluster_facts(kubeconfig: str | None) -> ApiFacts:
     """The kubeadm-config ConfigMap and the node list, when the API is reachable; skipped otherwise."""
+    out = ApiFacts()
     if not kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
         log.info("no kubeconfig: kubeadm-config and node list not included")
-        return [], []
+        return out
     try:
         from kubernetes import client
 
@@ -84,25 +134,41 @@ def cluster_facts(kubeconfig: str | None) -> tuple[list[Entry], list[str]]:
     except Exception as exc:  # a broken kubeconfig must not cost the snapshot
         log.warning("kubeconfig %s not usable (%s): kubeadm-config and node list not included", kubeconfig,
                     _first_line(exc))
-        return [], []
+        return out
     core = client.CoreV1Api(api)
-    entries: list[Entry] = []
-    names: list[str] = []
     try:
         cm = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=(5, 15))
         doc = api.sanitize_for_serialization(cm)
-        entries.append(Entry(f"{CLUSTER_PREFIX}/kubeadm-config.json",
-                             data=json.dumps(doc, indent=2, sort_keys=True).encode(), mode=0o644))
+        out.cluster_configuration = cluster_configuration(doc.get("data"))
+        out.entries.append(Entry(f"{CLUSTER_PREFIX}/kubeadm-config.json",
+                                 data=json.dumps(doc, indent=2, sort_keys=True).encode(), mode=0o644))
     except Exception as exc:  # optional: say why it is missing
         log.warning("kubeadm-config ConfigMap not read (%s): not included", _first_line(exc))
     try:
         nodes = core.list_node(_request_timeout=(5, 30))
-        names = sorted(n.metadata.name for n in nodes.items)
-        entries.append(Entry(f"{CLUSTER_PREFIX}/nodes.json", mode=0o644,
-                             data=json.dumps(api.sanitize_for_serialization(nodes), indent=2).encode()))
+        out.nodes = sorted(n.metadata.name for n in nodes.items)
+        out.control_plane = sorted(n.metadata.name for n in nodes.items
+                                   if set(n.metadata.labels or {}) & set(CONTROL_PLANE_LABELS))
+        out.entries.append(Entry(f"{CLUSTER_PREFIX}/nodes.json", mode=0o644,
+                                 data=json.dumps(api.sanitize_for_serialization(nodes), indent=2).encode()))
     except Exception as exc:
         log.warning("node list not read (%s): not included", _first_line(exc))
-    return entries, names
+    return out
+
+
+def read_cluster_configuration(kubeconfig: str) -> dict:
+    """The ClusterConfiguration of the cluster a kubeconfig points at; {} when the API does not answer."""
+    try:
+        from kubernetes import client
+
+        from kubedr.kube import api_client
+
+        cm = client.CoreV1Api(api_client(kubeconfig)).read_namespaced_config_map(
+            "kubeadm-config", "kube-system", _request_timeout=(2, 5))
+        return cluster_configuration(cm.data)
+    except Exception as exc:  # optional: the preflight says it was not readable
+        log.info("ClusterConfiguration not read through %s (%s)", kubeconfig, _first_line(exc))
+        return {}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from kubedr.snapshot.store import Store, StoreError
 FORMAT = 1
 BUNDLE = "bundle.tar.age"
 MANIFEST = "manifest.json"
+NODES = "nodes"  # <cluster>/<id>/nodes/<node>/{bundle.tar.age,manifest.json}: another node's files of the set
 ID_FORMAT = "%Y%m%dT%H%M%S"
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -43,6 +44,61 @@ def check_cluster(name: str) -> str:
 
 
 @dataclass
+class EtcdMember:
+    """One etcd member as `member list` reports it."""
+
+    name: str
+    peer_urls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Facts:
+    """What a restore checks on the target, recorded at save; empty when it could not be read."""
+
+    cluster_name: str = ""  # ClusterConfiguration.clusterName
+    endpoint: str = ""  # control-plane endpoint, host:port (ClusterConfiguration, else admin.conf's server)
+    members: list[EtcdMember] = field(default_factory=list)
+    api_sans: list[str] = field(default_factory=list)  # of the saving node's API server certificate
+    control_plane_nodes: list[str] = field(default_factory=list)
+    worker_nodes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Facts:
+        doc = dict(doc or {})
+        doc["members"] = [m if isinstance(m, EtcdMember) else EtcdMember(**m) for m in doc.get("members", [])]
+        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class NodePart:
+    """Another control-plane node's own files in a snapshot set: <cluster>/<id>/nodes/<node>/."""
+
+    node: str
+    cluster: str
+    id: str
+    created: str
+    bundle: dict[str, Any] = field(default_factory=dict)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    api_sans: list[str] = field(default_factory=list)
+    format: int = FORMAT
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.cluster}/{self.id}/{NODES}/{self.node}"
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> NodePart:
+        try:
+            doc = json.loads(data)
+            return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{where}: unreadable node manifest: {exc}") from exc
+
+
+@dataclass
 class Manifest:
     """Everything needed to find, check and restore one snapshot."""
 
@@ -58,6 +114,18 @@ class Manifest:
     nodes: list[str] = field(default_factory=list)
     kubedr_version: str = ""
     format: int = FORMAT
+    facts: Facts = field(default_factory=Facts)
+    expected_nodes: list[str] = field(default_factory=list)  # control-plane nodes whose files the set needs
+    present: list[str] = field(default_factory=list)  # filled from the store when listed, never stored
+
+    @property
+    def set_nodes(self) -> list[str]:
+        """The nodes the set should hold: recorded ones, or just the saving node (snapshots before sets)."""
+        return sorted(set(self.expected_nodes or [self.node]))
+
+    @property
+    def missing(self) -> list[str]:
+        return sorted(set(self.set_nodes) - set(self.present))
 
     @property
     def prefix(self) -> str:
@@ -72,13 +140,16 @@ class Manifest:
         return datetime.fromisoformat(self.created)
 
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+        doc = asdict(self)
+        doc.pop("present")
+        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> Manifest:
         try:
             doc = json.loads(data)
-            known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
+            known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__ and k != "present"}
+            known["facts"] = Facts.from_dict(known.get("facts"))
             m = cls(**known)
         except (ValueError, TypeError) as exc:
             raise StoreError(f"{where}: unreadable manifest: {exc}") from exc
@@ -92,22 +163,52 @@ def write(store: Store, m: Manifest) -> None:
     store.put_bytes(f"{m.prefix}/{MANIFEST}", m.to_json())
 
 
+def write_part(store: Store, part: NodePart) -> None:
+    """Store a node's manifest after its bundle: from now on the set counts the node as present."""
+    store.put_bytes(f"{part.prefix}/{MANIFEST}", part.to_json())
+
+
+def load_part(store: Store, m: Manifest, node: str) -> NodePart:
+    """Another node's manifest of the set."""
+    key = f"{m.prefix}/{NODES}/{node}/{MANIFEST}"
+    return NodePart.from_json(store.get_bytes(key), f"{store.url}/{key}")
+
+
+def exists(store: Store, cluster: str, snapshot_id: str) -> bool:
+    """The set's manifest is there (its etcd snapshot is complete)."""
+    return f"{cluster}/{snapshot_id}/{MANIFEST}" in store.list(f"{cluster}/{snapshot_id}")
+
+
+def _present(m: Manifest, keys: list[str]) -> list[str]:
+    """The saving node plus every node whose manifest is stored under the set."""
+    head = f"{m.prefix}/{NODES}/"
+    parts = {k[len(head):].split("/")[0] for k in keys if k.startswith(head) and k.endswith("/" + MANIFEST)}
+    return sorted(parts | {m.node})
+
+
 def load(store: Store, cluster: str, snapshot_id: str) -> Manifest:
+    """One snapshot's manifest, with the nodes present in its set."""
     key = f"{cluster}/{snapshot_id}/{MANIFEST}"
-    return Manifest.from_json(store.get_bytes(key), f"{store.url}/{key}")
+    m = Manifest.from_json(store.get_bytes(key), f"{store.url}/{key}")
+    m.present = _present(m, store.list(f"{m.prefix}/{NODES}"))
+    return m
 
 
 def list_all(store: Store, cluster: str) -> list[Manifest]:
     """Complete snapshots of the cluster, newest first; an unreadable manifest is reported and skipped."""
     out: list[Manifest] = []
-    for key in store.list(cluster):
+    keys = store.list(cluster)
+    for key in keys:
         parts = key.split("/")
         if len(parts) != 3 or parts[2] != MANIFEST:
             continue
         try:
-            out.append(Manifest.from_json(store.get_bytes(key), f"{store.url}/{key}"))
+            m = Manifest.from_json(store.get_bytes(key), f"{store.url}/{key}")
         except StoreError as exc:
             log.warning("%s", exc)
+            continue
+        m.present = _present(m, keys)
+        out.append(m)
     return sorted(out, key=lambda m: m.id, reverse=True)
 
 
@@ -126,6 +227,6 @@ def incomplete(store: Store, cluster: str) -> dict[str, list[str]]:
     by_id: dict[str, list[str]] = {}
     for key in store.list(cluster):
         parts = key.split("/")
-        if len(parts) == 3:
+        if len(parts) >= 3:
             by_id.setdefault(parts[1], []).append(key)
     return {sid: keys for sid, keys in by_id.items() if f"{cluster}/{sid}/{MANIFEST}" not in keys}

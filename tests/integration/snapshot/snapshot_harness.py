@@ -58,7 +58,8 @@ class Etcd:
 
 
 def start_etcd(tmp: Path, name: str = "cp-1", data_dir: Path | None = None, tls: dict[str, str] | None = None,
-               peer_port: int | None = None, quota: int = 0) -> Etcd:
+               peer_port: int | None = None, quota: int = 0, initial_cluster: str | None = None,
+               wait: bool = True) -> Etcd:
     """Start etcd (new, or on a restored data dir when peer_port matches its member) and wait until healthy."""
     data_dir = data_dir or tmp / f"etcd-{name}"
     cport, pport = free_port(), peer_port or free_port()
@@ -66,7 +67,7 @@ def start_etcd(tmp: Path, name: str = "cp-1", data_dir: Path | None = None, tls:
     client_url, peer_url = f"{scheme}://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
     args = [ETCD, f"--name={name}", f"--data-dir={data_dir}", f"--listen-client-urls={client_url}",
             f"--advertise-client-urls={client_url}", f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster={name}={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster={initial_cluster or f'{name}={peer_url}'}",
             "--log-level=error", "--logger=zap"]
     if quota:
         args.append(f"--quota-backend-bytes={quota}")
@@ -76,12 +77,31 @@ def start_etcd(tmp: Path, name: str = "cp-1", data_dir: Path | None = None, tls:
     log = open(tmp / f"etcd-{name}-{cport}.log", "wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     e = Etcd(name, data_dir, client_url, peer_url, proc, tls)
+    if not wait:
+        return e
     try:
         wait_until(e.healthy, timeout=30, interval=0.05, what=f"etcd {name} healthy at {client_url}")
     except BaseException:
         e.stop()
         raise
     return e
+
+
+def start_etcd_cluster(tmp: Path, names: list[str], peer_ports: list[int] | None = None,
+                       data_dirs: list[Path] | None = None) -> list[Etcd]:
+    """Start every member of one cluster at once (new, or restored data dirs on their recorded peer ports)."""
+    ports = peer_ports or [free_port() for _ in names]
+    cluster = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip(names, ports, strict=True))
+    members = [start_etcd(tmp, n, data_dir=data_dirs[i] if data_dirs else None, peer_port=ports[i],
+                          initial_cluster=cluster, wait=False) for i, n in enumerate(names)]
+    try:
+        for e in members:
+            wait_until(e.healthy, timeout=30, interval=0.05, what=f"etcd {e.name} healthy at {e.client_url}")
+    except BaseException:
+        for e in members:
+            e.stop()
+        raise
+    return members
 
 
 @dataclass
@@ -117,6 +137,45 @@ def fake_kubeadm_root(root: Path, with_etcd_pki: bool = False) -> dict[str, str]
     kubelet.mkdir(parents=True, exist_ok=True)
     (kubelet / "kubeadm-flags.env").write_text('KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=x"\n')
     return make_etcd_pki(k / "pki/etcd") if with_etcd_pki else None
+
+
+def make_node_root(root: Path, node: str, ip: str, endpoint: str = "127.0.0.1:6443") -> None:
+    """A control-plane node's files: the shared kubeadm tree, its own API server and etcd peer certificates
+    (SANs with its name and address), its kubelet state (a pods/ dir that is left out, a symlinked client cert)
+    and CNI state."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    fake_kubeadm_root(root)
+    k = root / "etc/kubernetes"
+    admin = (k / "admin.conf").read_text().replace("https://127.0.0.1:1", f"https://{endpoint}")
+    (k / "admin.conf").write_text(admin)
+    ca_key, ca = make_ca("kubernetes", days=1)
+    now = dt.datetime.now(dt.UTC)
+    for name, sans in (("apiserver", [x509.DNSName(node), x509.DNSName("kubernetes"),
+                                      x509.IPAddress(ipaddress.ip_address(ip))]),
+                       ("etcd/peer", [x509.DNSName(node), x509.IPAddress(ipaddress.ip_address(ip))])):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)]))
+                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False).sign(ca_key, hashes.SHA256()))
+        (k / "pki" / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (k / "pki" / f"{name}.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    kubelet = root / "var/lib/kubelet"
+    (kubelet / "pki").mkdir(parents=True, exist_ok=True)
+    (kubelet / "config.yaml").write_text(f"kind: KubeletConfiguration\n# {node}\n")
+    (kubelet / "pki/kubelet-client-2026.pem").write_text(f"client cert of {node}\n")
+    (kubelet / "pki/kubelet-client-current.pem").symlink_to("/var/lib/kubelet/pki/kubelet-client-2026.pem")
+    (kubelet / "pods/uid-1/volumes").mkdir(parents=True, exist_ok=True)
+    (kubelet / "pods/uid-1/volumes/secret").write_text("a pod's secret volume: never bundled\n")
+    (root / "var/lib/cni/networks/podnet").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/cni/networks/podnet/10.244.1.2").write_text(f"pod on {node}\n")
 
 
 def make_etcd_pki(d: Path) -> dict[str, str]:

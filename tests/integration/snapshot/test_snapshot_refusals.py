@@ -52,7 +52,7 @@ def test_restore_refuses_before_touching_anything(saved, damage, expect, age_key
         damage(obj)
     before = tree(target)
     data_dir = tmp_path / "new-etcd"
-    for action in (["verify"], ["restore", "--data-dir", str(data_dir), "--target-root", str(target)]):
+    for action in (["verify"], ["restore", "--name", "cp-1", "--data-dir", str(data_dir), "--target-root", str(target)]):
         out = kubedr(*action, "--store", str(store), "-i", str(identity), check=False)
         assert out.returncode == 1, out.stderr
         errors = [line for line in out.stderr.splitlines() if "ERROR" in line]
@@ -68,7 +68,7 @@ def test_restore_refuses_a_data_dir_in_use(saved, age_keys, tmp_path):
     used.mkdir()
     (used / "member").write_text("x")
     before = tree(target)
-    out = kubedr("restore", "--store", str(store), "-i", str(age_keys.identity), "--data-dir", str(used),
+    out = kubedr("restore", "--name", "cp-1", "--store", str(store), "-i", str(age_keys.identity), "--data-dir", str(used),
                  "--target-root", str(target), check=False)
     assert out.returncode == 1 and "not empty" in out.stderr
     assert tree(target) == before and tree(used) == {"member": b"x"}
@@ -77,7 +77,7 @@ def test_restore_refuses_a_data_dir_in_use(saved, age_keys, tmp_path):
 def test_dry_run_prints_the_plan_and_changes_nothing(saved, age_keys, tmp_path):
     store, _, target = saved
     before = tree(target)
-    out = kubedr("restore", "--store", str(store), "-i", str(age_keys.identity), "--data-dir",
+    out = kubedr("restore", "--name", "cp-1", "--store", str(store), "-i", str(age_keys.identity), "--data-dir",
                  str(tmp_path / "new-etcd"), "--target-root", str(target), "--dry-run")
     assert "restore plan" in out.stdout and "dry run: nothing changed" in out.stdout
     assert f"{target}/etc/kubernetes/admin.conf (replace)" in out.stdout

@@ -1,0 +1,79 @@
+"""Sets, recorded facts and the node file table, without etcd."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from kubedr.snapshot import facts, kubeadm, manifest
+from kubedr.snapshot.manifest import EtcdMember, Facts, Manifest
+from kubedr.snapshot.store import DirStore
+
+
+@pytest.mark.parametrize("given,expect", [
+    ("https://api.prod.example:6443", "api.prod.example:6443"),
+    ("api.prod.example", "api.prod.example:6443"),
+    ("10.0.0.1:8443", "10.0.0.1:8443"),
+    ("https://[fd00::1]:6443", "[fd00::1]:6443"),
+    ("", ""),
+])
+def test_endpoint_as_host_port(given, expect):
+    assert facts.host_port(given) == expect
+
+
+def test_manifest_facts_round_trip_and_older_manifests(tmp_path):
+    m = Manifest(id="20261130T060000.000Z", cluster="prod", node="cp-1", created="2026-11-30T06:00:00+00:00",
+                 facts=Facts(cluster_name="prod", endpoint="api:6443", members=[EtcdMember("cp-1", ["http://a:2380"])]),
+                 expected_nodes=["cp-1", "cp-2"], present=["cp-1"])
+    back = Manifest.from_json(m.to_json(), "x")
+    assert back.facts.members == [EtcdMember("cp-1", ["http://a:2380"])] and back.present == []
+    assert b'"present"' not in m.to_json()
+    old = Manifest.from_json(b'{"id": "i", "cluster": "c", "node": "n", "created": "2026-01-01T00:00:00+00:00"}', "x")
+    assert old.facts == Facts() and old.set_nodes == ["n"]
+
+
+def test_present_and_missing_nodes_come_from_the_store(tmp_path):
+    store = DirStore(tmp_path)
+    m = Manifest(id="s1", cluster="prod", node="cp-2", created="2026-11-30T06:00:00+00:00",
+                 expected_nodes=["cp-1", "cp-2", "cp-3"])
+    manifest.write(store, m)
+    store.put_bytes("prod/s1/nodes/cp-3/bundle.tar.age", b"x")  # a bundle without its manifest: not present yet
+    manifest.write_part(store, manifest.NodePart(node="cp-1", cluster="prod", id="s1", created=m.created))
+    [listed] = manifest.list_all(store, "prod")
+    assert listed.present == ["cp-1", "cp-2"] and listed.missing == ["cp-3"]
+    assert manifest.load(store, "prod", "s1").missing == ["cp-3"]
+    assert manifest.incomplete(store, "prod") == {}
+
+
+def test_kubelet_state_without_pods_and_with_its_symlinks(tmp_path):
+    root = tmp_path
+    kubelet = root / "var/lib/kubelet"
+    for d in ("pods/uid/volumes", "plugins/kubernetes.io/csi", "pki"):
+        (kubelet / d).mkdir(parents=True)
+    (kubelet / "pods/uid/volumes/data").write_text("pod data")
+    (kubelet / "plugins/kubernetes.io/csi/mount").write_text("a volume")
+    (kubelet / "config.yaml").write_text("kind: KubeletConfiguration\n")
+    (kubelet / "pki/kubelet-client-1.pem").write_text("cert")
+    os.symlink("/var/lib/kubelet/pki/kubelet-client-1.pem", kubelet / "pki/kubelet-client-current.pem")
+    (root / "var/lib/cni/networks").mkdir(parents=True)
+    (root / "var/lib/cni/networks/last_reserved_ip.0").write_text("10.244.0.9")
+    entries = {e.name: e for e in kubeadm.collect(root)}
+    assert set(entries) == {"kubelet/config.yaml", "kubelet/pki/kubelet-client-1.pem",
+                            "kubelet/pki/kubelet-client-current.pem", "cni/networks/last_reserved_ip.0"}
+    assert entries["kubelet/pki/kubelet-client-current.pem"].link == "/var/lib/kubelet/pki/kubelet-client-1.pem"
+    assert kubeadm.destination("cni/networks/last_reserved_ip.0", Path("/t"))[1] == Path(
+        "/t/var/lib/cni/networks/last_reserved_ip.0")
+
+
+def test_set_window_gives_every_node_of_one_schedule_the_same_id():
+    import argparse
+
+    from kubedr.snapshot.cli import _set_id
+
+    ns = argparse.Namespace(set_id=None, set_window="30m")
+    first = _set_id(ns)
+    assert first.endswith(("0000.000Z", "3000.000Z")) and _set_id(ns) == first  # floored to :00 or :30
+    assert manifest.id_time(first) is not None
+    assert _set_id(argparse.Namespace(set_id="weekly-1", set_window=None)) == "weekly-1"
+    assert _set_id(argparse.Namespace(set_id=None, set_window=None)) is None
