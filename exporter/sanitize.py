@@ -297,7 +297,29 @@ def _pristine_default_sa(obj: dict[str, Any]) -> bool:
     return set(stripped) <= {"apiVersion", "kind", "metadata"} and set(stripped["metadata"]) <= {"name", "namespace"}
 
 
+def _named(namespace: str, name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: (obj["metadata"].get("namespace") or "", obj["metadata"].get("name")) == (namespace, name)
+
+
+def _rbac_defaults(obj: dict[str, Any]) -> bool:
+    return (obj["metadata"].get("labels") or {}).get("kubernetes.io/bootstrapping") == "rbac-defaults"
+
+
+def _system_name(obj: dict[str, Any]) -> bool:
+    return str(obj["metadata"].get("name", "")).startswith("system-")
+
+
+def _bootstrap_token(obj: dict[str, Any]) -> bool:
+    return obj.get("type") == "bootstrap.kubernetes.io/token"
+
+
 WHEN: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "apiserver_service": _named("default", "kubernetes"),
+    "apiserver_authentication": _named("kube-system", "extension-apiserver-authentication"),
+    "cluster_info": _named("kube-public", "cluster-info"),
+    "rbac_defaults": _rbac_defaults,
+    "system_name": _system_name,
+    "bootstrap_token": _bootstrap_token,
     "always": _always,
     "kube_root_ca": _kube_root_ca,
     "sa_token": _controller_made_sa_token,
@@ -313,6 +335,23 @@ SKIPS: tuple[SkipRule, ...] = (
              "leader election and node heartbeats of running components"),
     SkipRule("controller-revision", _k("ControllerRevision.apps"), "always",
              "history kept by StatefulSet/DaemonSet controllers; the secondary builds its own"),
+    # what every control plane makes for itself (and kubeadm's records of the cluster): the secondary has its own
+    SkipRule("apiserver-service", _k("Service", "Endpoints", "EndpointSlice.discovery.k8s.io"), "apiserver_service",
+             "default/kubernetes: the API server creates and reconciles this Service (labels provider: kubernetes, "
+             "component: apiserver), its Endpoints and EndpointSlice itself, with its own address and port"),
+    SkipRule("rbac-defaults", _k("ClusterRole.rbac.authorization.k8s.io", "ClusterRoleBinding.rbac.authorization.k8s.io",
+                                 "Role.rbac.authorization.k8s.io", "RoleBinding.rbac.authorization.k8s.io"),
+             "rbac_defaults", "bootstrap policy (label kubernetes.io/bootstrapping: rbac-defaults) the API server "
+             "reconciles at every start for its own version (admin, edit, view, system:*)"),
+    SkipRule("system-priority-class", _k("PriorityClass.scheduling.k8s.io"), "system_name",
+             "system-cluster-critical and system-node-critical are made by the API server; users cannot create "
+             "a PriorityClass with the reserved system- prefix"),
+    SkipRule("apiserver-authentication", _k("ConfigMap"), "apiserver_authentication",
+             "kube-system/extension-apiserver-authentication: the API server writes its own client CAs there"),
+    SkipRule("cluster-info", _k("ConfigMap"), "cluster_info",
+             "kube-public/cluster-info: kubeadm's record of this cluster's CA and API server address for joining"),
+    SkipRule("bootstrap-token", _k("Secret"), "bootstrap_token",
+             "a node-join token of this cluster (type bootstrap.kubernetes.io/token)"),
     SkipRule("kube-root-ca", _k("ConfigMap"), "kube_root_ca",
              "published in every namespace by the root-ca-cert-publisher with the cluster's own CA"),
     SkipRule("service-account-token", _k("Secret"), "sa_token",
@@ -391,13 +430,19 @@ def strip(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def skip_reason(obj: dict[str, Any]) -> str | None:
-    """Why an object is not exported (`<id>: <why>`), or None when it is exported."""
+def skip_rule(obj: dict[str, Any]) -> SkipRule | None:
+    """The first SKIPS entry that keeps the object out of the repo, or None when it is exported."""
     kind = type_name(obj)
     for rule in SKIPS:
         if (rule.kinds is None or kind in rule.kinds) and WHEN[rule.when](obj):
-            return f"{rule.id}: {rule.why}"
+            return rule
     return None
+
+
+def skip_reason(obj: dict[str, Any]) -> str | None:
+    """Why an object is not exported (`<id>: <why>`), or None when it is exported."""
+    rule = skip_rule(obj)
+    return None if rule is None else f"{rule.id}: {rule.why}"
 
 
 def sanitize(obj: dict[str, Any]) -> dict[str, Any] | None:
