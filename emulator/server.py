@@ -8,6 +8,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,8 @@ from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.resources import ResourceType
 from kubedr.emulator.store import PATCH_TYPES, Store, dumps
+
+from kubedr.kube import version_priority
 
 log = logging.getLogger("kubedr.emulator")
 
@@ -142,6 +145,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         q = parse_qs(url.query, keep_blank_values=True)
+        self.server.requests.append((time.monotonic(), method, self.path))
         try:
             if not path.startswith(PUBLIC):
                 auth = self.headers.get("Authorization")
@@ -251,7 +255,7 @@ class Handler(BaseHTTPRequestHandler):
         order += sorted(g for g in served if g and g not in order)
         groups = []
         for g in order:
-            versions = sorted(served[g], key=_version_priority)
+            versions = sorted(served[g], key=version_priority)
             groups.append({"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in versions],
                            "preferredVersion": {"groupVersion": f"{g}/{versions[0]}", "version": versions[0]}})
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
@@ -512,16 +516,6 @@ def _accepted(accept: str) -> list[str]:
     return [m for _, _, m in sorted(found)]
 
 
-def _version_priority(v: str) -> tuple:
-    """Kubernetes version order: GA before beta before alpha, higher numbers first."""
-    import re
-    m = re.match(r"^v(\d+)(?:(alpha|beta)(\d+))?$", v)
-    if not m:
-        return (3, v)
-    major, level, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
-    return ({None: 0, "beta": 1, "alpha": 2}[level], -major, -minor)
-
-
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -536,6 +530,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.bookmark_interval = bookmark_interval
         self.stopping = False
         self.watchers: set = set()
+        self.requests: deque[tuple[float, str, str]] = deque(maxlen=100_000)  # (monotonic time, method, path)
         self.connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         self.address = f"{addr[0]}:{self.server_address[1]}"
@@ -582,6 +577,11 @@ class Emulator:
         self.kubeconfig: Path | None = None  # set by write_kubeconfig
         self._httpd: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def requests(self) -> list[tuple[float, str, str]]:
+        """The requests served so far (newest last, the last 100,000): (time.monotonic(), method, path+query)."""
+        return list(self._httpd.requests) if self._httpd is not None else []
 
     @property
     def url(self) -> str:
