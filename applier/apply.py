@@ -139,6 +139,19 @@ class Applier:
                 return None
             raise
 
+    def exists(self, ref: ObjectRef) -> bool:
+        """Whether the object is on the cluster (its type not being served means it is not)."""
+        resource = self.cluster.resource_of(ref)
+        if resource is None:
+            return False
+        try:
+            self.cluster.request("GET", resource.path(ref.namespace, ref.name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def delete_one(self, ref: ObjectRef) -> str:
         """Delete an object kubedr applied: "deleted", "gone" (already absent) or "foreign" (not kubedr's)."""
         resource = self.cluster.resource_of(ref)
