@@ -268,6 +268,21 @@ class Handler(BaseHTTPRequestHandler):
         return {"kind": "APIResourceList", "apiVersion": "v1",
                 "groupVersion": f"{group}/{version}" if group else version, "resources": items}
 
+    def _bind(self, ns: str | None, binding: dict, q: dict) -> None:
+        """POST bindings (what a scheduler does): set the Pod's spec.nodeName once; nothing is stored."""
+        store = self.server.store
+        name = (binding.get("metadata") or {}).get("name") or ""
+        node = (binding.get("target") or {}).get("name") or ""
+        pods = store.kind("v1", "Pod")
+        pod = store.get_rt(pods, name, ns).obj
+        current = (pod.get("spec") or {}).get("nodeName")
+        if current:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                           f'already assigned to node "{current}"', {"name": name, "kind": "pods/binding"})
+        if not self._dry_run(q):
+            store.patch_rt(pods, name, ns, {"spec": {"nodeName": node}}, "merge", self._manager(q))
+        self._json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+
     # --------------------------------------------------------------- collections
 
     def _collection(self, method: str, rt: ResourceType, ns: str | None, q: dict) -> None:
@@ -295,6 +310,8 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request was not an object")
             self._check_type(rt, obj)
+            if rt.kind == "Binding":
+                return self._bind(ns, obj, q)
             self._validate_fields(rt, q, obj)
             entry = store.create_rt(rt, obj, ns, self._manager(q), self._dry_run(q))
             return self._send(201, entry.data)
