@@ -151,7 +151,11 @@ def explain(args: argparse.Namespace) -> int:
                 exported[key].discard(ref.path)
             skipped.note(key, ref.path, rule.id if rule else None)
 
-    types = observer.discover()
+    try:
+        types = observer.discover()
+    except (ApiError, *NETWORK_ERRORS) as exc:
+        log.error("cannot read the API server's discovery: %s", exc)
+        return 1
     for rtype in types:
         try:
             observer.list(rtype, emit)
