@@ -93,7 +93,8 @@ class Tally:
                 del known[path]
 
     def counts(self) -> dict[Key, Counter[str]]:
-        return {key: Counter(paths.values()) for key, paths in list(self.paths.items()) if paths}
+        """Rule -> objects per type; safe while the committer thread writes (list() copies under the GIL)."""
+        return {key: Counter(list(paths.values())) for key, paths in list(self.paths.items()) if paths}
 
 
 @dataclass

@@ -70,7 +70,7 @@ def test_an_idle_applier_on_a_local_repo_sleeps_between_polls(secondary: Any, gi
         bursts = _bursts(times)
         assert times, f"no {what} at all: the applier did not poll"
         assert len(bursts) <= polls, f"{what} in {len(bursts)} bursts over {WINDOW}s, polls every {INTERVAL}s"
-        assert all(b[-1] - b[0] < 0.5 for b in bursts), f"{what} keep coming between polls"
+        assert all(b[-1] - b[0] < INTERVAL / 2 for b in bursts), f"{what} keep coming between polls"
         assert all(len(b) <= 6 for b in bursts), f"{what}: {[len(b) for b in bursts]} per poll"
         gaps = [b[0] - a[-1] for a, b in zip(bursts, bursts[1:], strict=False)]
         assert all(g > INTERVAL * 0.7 for g in gaps), f"{what}: gaps {gaps} shorter than the interval"
