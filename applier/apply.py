@@ -12,6 +12,7 @@ from typing import Any
 from kubedr.applier import recreate as rc
 from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import MANAGED_LABEL, DecodeError
+from kubedr.exporter.sanitize import skip_rule
 
 from kubedr import contract
 from kubedr.contract import ManifestError, ObjectRef
@@ -20,6 +21,12 @@ log = logging.getLogger("kubedr.applier.apply")
 
 FIELD_MANAGER = "kubedr"
 CRD_ESTABLISH_TIMEOUT = 30.0
+
+
+def cluster_owned(obj: dict[str, Any]) -> bool:
+    """Whether every cluster's control plane makes this object for itself (a sanitize rule says so)."""
+    rule = skip_rule(obj)
+    return rule is not None and rule.cluster_owned
 
 
 @dataclass
@@ -153,7 +160,8 @@ class Applier:
         return True
 
     def delete_one(self, ref: ObjectRef) -> str:
-        """Delete an object kubedr applied: "deleted", "gone" (already absent) or "foreign" (not kubedr's)."""
+        """Delete an object kubedr applied: "deleted", "gone" (already absent), "foreign" (not kubedr's) or
+        "cluster-owned" (the target's control plane made its own, which must stay)."""
         resource = self.cluster.resource_of(ref)
         if resource is None:
             return "gone"
@@ -166,6 +174,8 @@ class Applier:
             raise
         if ((live.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) != "true":
             return "foreign"
+        if cluster_owned(live):  # e.g. a bootstrap ClusterRole an older export put in the repo
+            return "cluster-owned"
         if self.dry_run:
             return "deleted"
         try:

@@ -305,6 +305,9 @@ class Engine:
                     continue
                 if o.result == "foreign":
                     log.warning("not deleting %s: it does not carry kubedr's label", o.item.display)
+                elif o.result == "cluster-owned":
+                    log.warning("not deleting %s: the cluster's control plane makes it for itself; forgetting it",
+                                o.item.display)
                 elif o.result == "gone":
                     log.info(GHOST_LINE, o.item.display)
                 elif o.result == "deleted":

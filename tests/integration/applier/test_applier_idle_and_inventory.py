@@ -153,3 +153,27 @@ def test_first_commit_on_a_fresh_secondary_is_applied_once(mode: str, secondary:
         assert engine.step() is None, "the same commit was applied a second time"
     finally:
         engine.close()
+
+
+def test_prune_never_deletes_what_the_control_plane_makes_for_itself(secondary: Any, repo: Repo,
+                                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """A bootstrap ClusterRole an older exporter put in the repo leaves it: the secondary keeps its own."""
+    view = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "view", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+                         "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]}
+    repo.put(namespace("shop"))
+    for i in range(8):
+        repo.put(configmap(f"c{i}"))
+    repo.put(view)
+    repo.commit("with view")
+    assert apply(secondary, repo, "--prune") == 0
+    repo.remove(view)
+    repo.commit("view leaves the repo")
+    capfd.readouterr()
+    assert apply(secondary, repo, "--prune") == 0
+    err = capfd.readouterr().err
+    assert "not deleting rbac.authorization.k8s.io/ClusterRole view: the cluster's control plane makes it" in err
+    assert live(secondary, "rbac.authorization.k8s.io/v1", "ClusterRole", "view") is not None
+    cluster = Cluster(api_client(secondary.kubeconfig_path))
+    assert ObjectRef("rbac.authorization.k8s.io", "ClusterRole", "", "view") not in Inventory(cluster).load().refs
