@@ -639,6 +639,17 @@ class Emulator:
         if self.controllers is not None:
             self.controllers.stop()
             self.controllers = None
+        self._forget_custom_kinds()
+
+    def _forget_custom_kinds(self) -> None:
+        """The OpenAPI registry is per process: a stopped emulator's CRDs must not show in the next one's."""
+        if _openapi is None:
+            return
+        _, crds, _ = self.store.list_rt(self.store.kind("apiextensions.k8s.io/v1", "CustomResourceDefinition"))
+        for entry in crds:
+            spec = entry.obj["spec"]
+            for v in spec.get("versions") or ():
+                _openapi.remove_custom_resource(spec["group"], v["name"], spec["names"]["kind"])
 
     def __enter__(self) -> Emulator:
         return self.start()
