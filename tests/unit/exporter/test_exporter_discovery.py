@@ -141,3 +141,19 @@ def test_the_report_counts_and_warns(observer: Observer, caplog: pytest.LogCaptu
     levels = {r.getMessage().split(":")[0]: r.levelno for r in records}
     assert levels["NOT COVERED"] == logging.WARNING and levels["not watched"] == logging.INFO
     assert records[0].levelno == logging.WARNING and "1 NOT COVERED" in records[0].getMessage()
+
+
+def test_a_type_whose_list_fails_is_reported_uncovered(observer: Observer) -> None:
+    from kubedr.exporter.cli import report_of
+
+    types = observer.discover()
+    scrape = next(t for t in types if t.plural == "scrapeconfigs")
+    observer.list_failed[scrape] = "403 from /apis/monitoring.coreos.com/v1alpha1/scrapeconfigs: forbidden"
+    report = report_of(observer, set(types), {}, {})
+    assert scrape not in {w.rtype for w in report.watched}
+    [row] = [u for u in report.uncovered if u.plural == "scrapeconfigs"]
+    assert row.reason == "list-failed" and "403" in str(row)
+    observer.http.docs[scrape.url] = {"kind": "ScrapeConfigList", "items": [], "metadata": {"resourceVersion": "7"}}
+    assert observer.list(scrape, lambda ev: None) == "7"  # the watch loop's re-list succeeds
+    assert scrape in {w.rtype for w in report_of(observer, set(types), {}, {}).watched}
+    assert [u.reason for u in report_of(observer, set(types), {}, {}).uncovered] == ["discovery-failed"]
