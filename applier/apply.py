@@ -15,11 +15,17 @@ from kubedr.applier.decode import MANAGED_LABEL, DecodeError
 
 from kubedr import contract
 from kubedr.contract import ManifestError, ObjectRef
+from kubedr.owned import owned_by_cluster
 
 log = logging.getLogger("kubedr.applier.apply")
 
 FIELD_MANAGER = "kubedr"
 CRD_ESTABLISH_TIMEOUT = 30.0
+
+
+def cluster_owned(obj: dict[str, Any]) -> bool:
+    """Whether every cluster's control plane makes this object for itself (kubedr.owned says so)."""
+    return owned_by_cluster(obj) is not None
 
 
 @dataclass
@@ -139,8 +145,22 @@ class Applier:
                 return None
             raise
 
+    def exists(self, ref: ObjectRef) -> bool:
+        """Whether the object is on the cluster (its type not being served means it is not)."""
+        resource = self.cluster.resource_of(ref)
+        if resource is None:
+            return False
+        try:
+            self.cluster.request("GET", resource.path(ref.namespace, ref.name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def delete_one(self, ref: ObjectRef) -> str:
-        """Delete an object kubedr applied: "deleted", "gone" (already absent) or "foreign" (not kubedr's)."""
+        """Delete an object kubedr applied: "deleted", "gone" (already absent), "foreign" (not kubedr's) or
+        "cluster-owned" (the target's control plane made its own, which must stay)."""
         resource = self.cluster.resource_of(ref)
         if resource is None:
             return "gone"
@@ -153,6 +173,8 @@ class Applier:
             raise
         if ((live.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) != "true":
             return "foreign"
+        if cluster_owned(live):  # e.g. a bootstrap ClusterRole an older export put in the repo
+            return "cluster-owned"
         if self.dry_run:
             return "deleted"
         try:

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from kubernetes import client as k8s
 
 from kubedr.contract import ObjectRef
+from kubedr.kube import version_priority
 
 
 class ApiError(Exception):
@@ -59,7 +60,7 @@ class Cluster:
         self.api = api_client
         self._lock = threading.Lock()
         self._by_gv: dict[str, dict[str, Resource]] = {}
-        self._preferred: dict[str, str] | None = None
+        self._versions: dict[str, list[str]] | None = None
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
                 content_type: str = "application/json") -> Any:
@@ -104,14 +105,17 @@ class Cluster:
             out[r["kind"]] = Resource(gv, r["kind"], r["name"], bool(r.get("namespaced")))
         return out
 
-    def _preferred_versions(self, refresh: bool = False) -> dict[str, str]:
-        if self._preferred is None or refresh:
-            pref = {"": "v1"}
+    def _group_versions(self, refresh: bool = False) -> dict[str, list[str]]:
+        """Group -> its served group-versions, the preferred one first, then by Kubernetes version priority."""
+        if self._versions is None or refresh:
+            out = {"": ["v1"]}
             for g in self.request("GET", "/apis").get("groups", []):
-                pv = (g.get("preferredVersion") or {}).get("groupVersion") or g["versions"][0]["groupVersion"]
-                pref[g["name"]] = pv
-            self._preferred = pref
-        return self._preferred
+                gvs = [v["groupVersion"] for v in g.get("versions") or []]
+                pv = (g.get("preferredVersion") or {}).get("groupVersion") or (gvs[0] if gvs else "")
+                rest = sorted((gv for gv in gvs if gv != pv), key=lambda gv: version_priority(gv.rpartition("/")[2]))
+                out[g["name"]] = [pv, *rest]
+            self._versions = out
+        return self._versions
 
     def resource_for(self, api_version: str, kind: str) -> Resource | None:
         """The resource of a kind at an apiVersion; rediscovers once on a miss (a CRD just arrived)."""
@@ -121,20 +125,24 @@ class Cluster:
             return self._by_gv[api_version].get(kind)
 
     def resource_of(self, ref: ObjectRef) -> Resource | None:
-        """The resource of a (group, kind) at the group's preferred version; None when not served."""
-        pref = self._preferred_versions()
-        gv = pref.get(ref.group)
-        if gv is None:
-            gv = self._preferred_versions(refresh=True).get(ref.group)
-            if gv is None:
-                return None
-        return self.resource_for(gv, ref.kind)
+        """The resource of a (group, kind): at the group's preferred version when served there, else at the
+        newest version that serves it; None when not served."""
+        for refresh in (False, True):  # a miss rediscovers once (a CRD just arrived or gained a version)
+            versions = self._group_versions(refresh).get(ref.group, [])
+            for gv in versions:
+                with self._lock:
+                    if refresh or gv not in self._by_gv:
+                        self._by_gv[gv] = self._load_gv(gv)
+                    found = self._by_gv[gv].get(ref.kind)
+                if found is not None:
+                    return found
+        return None
 
     def forget(self) -> None:
         """Drop discovery caches (after CRDs were applied or deleted)."""
         with self._lock:
             self._by_gv.clear()
-            self._preferred = None
+            self._versions = None
 
 
 # ---- kubedr's own state on the secondary: ConfigMaps in kubedr-system ---------------------------------------

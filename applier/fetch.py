@@ -16,10 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kubedr.remote import redact, scrub
 
 log = logging.getLogger("kubedr.applier.fetch")
+# What a new commit changes in a git directory besides refs/ (objects are written before any of these),
+# and the watchdog events that are writes (not the opens and reads of the applier's own git commands).
+REF_FILES = ("HEAD", "packed-refs")
+WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
 
 
@@ -83,9 +88,11 @@ class Source:
         """A local working tree (e.g. git-sync's): what is checked out (HEAD) is what gets applied."""
         return self.local and Path(self.gitdir, ".git").exists()
 
-    def _watch_dirs(self) -> list[str]:
-        common = self._g("rev-parse", "--git-common-dir").decode().strip()
-        return [str(Path(self.gitdir, common).resolve()) if not os.path.isabs(common) else common]
+    def _git_dirs(self) -> list[str]:
+        """The git directories whose refs a new commit moves: the worktree's own (its HEAD) and the common one."""
+        out = self._g("rev-parse", "--git-dir", "--git-common-dir").decode().split("\n")
+        dirs = [d if os.path.isabs(d) else str(Path(self.gitdir, d).resolve()) for d in out if d]
+        return list(dict.fromkeys(dirs))
 
     def head(self) -> str | None:
         """The newest commit of the branch (fetching it when the remote moved); None for an empty repo."""
@@ -198,7 +205,11 @@ class Source:
     # ---- waiting -----------------------------------------------------------------------------------------
 
     def watch(self) -> None:
-        """Wake wait() on any change under a local repo (watchdog); a no-op for mirrored remotes."""
+        """Wake wait() when a new commit lands in a local repo; a no-op for mirrored remotes.
+
+        Only what a new commit changes is watched (HEAD, packed-refs, refs/, the git-sync link), and only
+        writes count: the applier's own reads (git rev-parse, cat-file) must not wake it, or it never sleeps.
+        """
         if not self.local or self._observer is not None:
             return
         try:
@@ -207,16 +218,30 @@ class Source:
         except ImportError:  # pragma: no cover - watchdog is a dependency
             return
         changed = self._changed
+        dirs = self._git_dirs()
+        exact = {os.path.join(d, name) for d in dirs for name in REF_FILES}
+        prefixes = tuple(os.path.join(d, "refs") + os.sep for d in dirs)
+        link = os.path.abspath(self.gitdir.rstrip("/"))
+        if os.path.islink(link):  # git-sync swaps a symlink to the new worktree
+            exact.add(link)
+
+        def moves_a_ref(path: str) -> bool:
+            return not path.endswith(".lock") and (path in exact or path.startswith(prefixes))
 
         class _Wake(FileSystemEventHandler):
-            def on_any_event(self, event: object) -> None:
-                changed.set()
+            def on_any_event(self, event: Any) -> None:
+                if event.event_type in WRITE_EVENTS and any(
+                        moves_a_ref(os.fsdecode(p)) for p in (event.src_path, getattr(event, "dest_path", ""))):
+                    changed.set()
 
         observer = Observer()
-        for path in self._watch_dirs():
-            observer.schedule(_Wake(), path, recursive=True)
-        if os.path.islink(self.gitdir.rstrip("/")):  # git-sync swaps a symlink to the new worktree
-            observer.schedule(_Wake(), os.path.dirname(os.path.abspath(self.gitdir.rstrip("/"))), recursive=False)
+        handler = _Wake()
+        for d in dirs:
+            observer.schedule(handler, d, recursive=False)
+            if os.path.isdir(os.path.join(d, "refs")):
+                observer.schedule(handler, os.path.join(d, "refs"), recursive=True)
+        if link in exact:
+            observer.schedule(handler, os.path.dirname(link), recursive=False)
         observer.daemon = True
         observer.start()
         self._observer = observer

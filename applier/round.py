@@ -34,6 +34,7 @@ from kubedr.remote import redact
 
 log = logging.getLogger("kubedr.applier")
 
+GHOST_LINE = "inventory: %s is already gone from the cluster; forgetting it"
 RETRY_AFTER = 10.0  # a daemon retries failed objects of an unchanged commit this often, not every poll
 
 
@@ -165,9 +166,12 @@ class Engine:
         status = load_status(self.cluster)
         mode = self.mode()
         fp = self.fingerprint(mode)
-        if self._mode_changed and status is not None:
-            # a switchover may have moved the workloads since the last round recorded this fingerprint
-            status.settings, self._mode_changed = "", False
+        if self._mode_changed:
+            # a switchover may have moved the workloads since the last round recorded this fingerprint; with
+            # no status yet, this round applies everything anyway (and must not be followed by a second one)
+            if status is not None:
+                status.settings = ""
+            self._mode_changed = False
         if status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run:
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None
@@ -282,6 +286,10 @@ class Engine:
             return
         s = self.settings
         verdict = guard(len(gone), len(inventory.refs), s.force_prune, s.prune_max_fraction, s.prune_max_objects)
+        if not verdict.allowed:  # objects deleted out of band must not count: only the ones that exist do
+            gone = self._drop_ghosts(inventory, gone, failures)
+            verdict = guard(len(gone), len(inventory.refs), s.force_prune, s.prune_max_fraction,
+                            s.prune_max_objects)
         if not verdict.allowed:
             log.error("%s", verdict.reason)
             observe.APPLY_PRUNE_REFUSED.inc()
@@ -297,6 +305,11 @@ class Engine:
                     continue
                 if o.result == "foreign":
                     log.warning("not deleting %s: it does not carry kubedr's label", o.item.display)
+                elif o.result == "cluster-owned":
+                    log.warning("not deleting %s: the cluster's control plane makes it for itself; forgetting it",
+                                o.item.display)
+                elif o.result == "gone":
+                    log.info(GHOST_LINE, o.item.display)
                 elif o.result == "deleted":
                     report.deleted += 1
                     report.would_delete.append(o.item.path)
@@ -306,6 +319,21 @@ class Engine:
                 self.cluster.forget()
         if not self.settings.dry_run:
             inventory.save()
+
+    def _drop_ghosts(self, inventory: Inventory, gone: list[ObjectRef], failures: list[Failure]) -> list[ObjectRef]:
+        """Inventory entries whose objects no longer exist leave it (one line each); the ones that exist remain."""
+        outcomes = self.applier.run_stage(gone, self.applier.exists)
+        ghosts = [o.item for o in outcomes if not o.error and not o.result]
+        for o in outcomes:
+            if o.error:  # unknown: counted as existing, so the guard errs on the safe side
+                failures.append(Failure(o.item.path, f"checking whether it still exists: {o.error}"))
+        for ref in ghosts:
+            log.info(GHOST_LINE, ref.display)
+            inventory.refs.discard(ref)
+        if ghosts and not self.settings.dry_run:
+            inventory.save()
+        dropped = set(ghosts)
+        return [r for r in gone if r not in dropped]
 
     def _count(self, outcomes: list[Outcome], report: Report, failures: list[Failure], action: str) -> None:
         for o in outcomes:

@@ -57,7 +57,8 @@ class ResourceType:
             main["shortNames"] = list(self.short_names)
         if self.categories:
             main["categories"] = list(self.categories)
-        main["storageVersionHash"] = self.storage_version_hash
+        if "get" in self.verbs:  # a create-only resource (bindings) is not stored: no storage version
+            main["storageVersionHash"] = self.storage_version_hash
         out = [main]
         for sub in self.subresources:
             entry = {"name": f"{self.plural}/{sub}", "singularName": "", "namespaced": self.namespaced,
@@ -90,6 +91,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _r("", "v1", "Event", "events", short_names=("ev",)),
     _r("", "v1", "LimitRange", "limitranges", short_names=("limits",)),
     _r("", "v1", "ResourceQuota", "resourcequotas", short_names=("quota",), subresources=("status",)),
+    _r("", "v1", "Binding", "bindings", verbs=("create",)),
     _r("apps", "v1", "Deployment", "deployments", short_names=("deploy",), subresources=("status", "scale"), **WORKLOAD),
     _r("apps", "v1", "ReplicaSet", "replicasets", short_names=("rs",), subresources=("status", "scale"), **WORKLOAD),
     _r("apps", "v1", "StatefulSet", "statefulsets", short_names=("sts",), subresources=("status", "scale"),

@@ -8,6 +8,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +19,8 @@ from kubedr.emulator.errors import ApiError
 from kubedr.emulator.k8s_schema import latest_version
 from kubedr.emulator.resources import ResourceType
 from kubedr.emulator.store import PATCH_TYPES, Store, dumps
+
+from kubedr.kube import version_priority
 
 log = logging.getLogger("kubedr.emulator")
 
@@ -150,6 +153,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         q = parse_qs(url.query, keep_blank_values=True)
+        self.server.requests.append((time.monotonic(), method, self.path))
         try:
             if not path.startswith(PUBLIC):
                 auth = self.headers.get("Authorization")
@@ -259,7 +263,7 @@ class Handler(BaseHTTPRequestHandler):
         order += sorted(g for g in served if g and g not in order)
         groups = []
         for g in order:
-            versions = sorted(served[g], key=_version_priority)
+            versions = sorted(served[g], key=version_priority)
             groups.append({"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in versions],
                            "preferredVersion": {"groupVersion": f"{g}/{versions[0]}", "version": versions[0]}})
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
@@ -271,6 +275,21 @@ class Handler(BaseHTTPRequestHandler):
         items = [entry for rt in rts for entry in rt.discovery()]
         return {"kind": "APIResourceList", "apiVersion": "v1",
                 "groupVersion": f"{group}/{version}" if group else version, "resources": items}
+
+    def _bind(self, ns: str | None, binding: dict, q: dict) -> None:
+        """POST bindings (what a scheduler does): set the Pod's spec.nodeName once; nothing is stored."""
+        store = self.server.store
+        name = (binding.get("metadata") or {}).get("name") or ""
+        node = (binding.get("target") or {}).get("name") or ""
+        pods = store.kind("v1", "Pod")
+        pod = store.get_rt(pods, name, ns).obj
+        current = (pod.get("spec") or {}).get("nodeName")
+        if current:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                           f'already assigned to node "{current}"', {"name": name, "kind": "pods/binding"})
+        if not self._dry_run(q):
+            store.patch_rt(pods, name, ns, {"spec": {"nodeName": node}}, "merge", self._manager(q))
+        self._json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
     # --------------------------------------------------------------- collections
 
@@ -299,6 +318,8 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request was not an object")
             self._check_type(rt, obj)
+            if rt.kind == "Binding":
+                return self._bind(ns, obj, q)
             self._validate_fields(rt, q, obj)
             entry = store.create_rt(rt, obj, ns, self._manager(q), self._dry_run(q))
             return self._send(201, entry.data)
@@ -520,16 +541,6 @@ def _accepted(accept: str) -> list[str]:
     return [m for _, _, m in sorted(found)]
 
 
-def _version_priority(v: str) -> tuple:
-    """Kubernetes version order: GA before beta before alpha, higher numbers first."""
-    import re
-    m = re.match(r"^v(\d+)(?:(alpha|beta)(\d+))?$", v)
-    if not m:
-        return (3, v)
-    major, level, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
-    return ({None: 0, "beta": 1, "alpha": 2}[level], -major, -minor)
-
-
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -544,6 +555,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.bookmark_interval = bookmark_interval
         self.stopping = False
         self.watchers: set = set()
+        self.requests: deque[tuple[float, str, str]] = deque(maxlen=100_000)  # (monotonic time, method, path)
         self.connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         self.address = f"{addr[0]}:{self.server_address[1]}"
@@ -592,6 +604,11 @@ class Emulator:
         self._thread: threading.Thread | None = None
 
     @property
+    def requests(self) -> list[tuple[float, str, str]]:
+        """The requests served so far (newest last, the last 100,000): (time.monotonic(), method, path+query)."""
+        return list(self._httpd.requests) if self._httpd is not None else []
+
+    @property
     def url(self) -> str:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.host}:{self.port}"
@@ -630,6 +647,17 @@ class Emulator:
         if self.controllers is not None:
             self.controllers.stop()
             self.controllers = None
+        self._forget_custom_kinds()
+
+    def _forget_custom_kinds(self) -> None:
+        """The OpenAPI registry is per process: a stopped emulator's CRDs must not show in the next one's."""
+        if _openapi is None:
+            return
+        _, crds, _ = self.store.list_rt(self.store.kind("apiextensions.k8s.io/v1", "CustomResourceDefinition"))
+        for entry in crds:
+            spec = entry.obj["spec"]
+            for v in spec.get("versions") or ():
+                _openapi.remove_custom_resource(spec["group"], v["name"], spec["names"]["kind"])
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -9,21 +9,23 @@ import re
 import signal
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from kubedr.exporter import coverage, sanitize
 from kubedr.exporter.committer import Committer
-from kubedr.exporter.events import ResourceType
+from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
 from kubedr.exporter.kubeapi import ApiError, KubeHTTP
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer
 from kubedr.exporter.pusher import Pusher
-from kubedr.exporter.recorder import SECRET_MODES, Recorder
+from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
 from kubedr.exporter.selection import Selection
 
-from kubedr import observe
+from kubedr import contract, observe
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.exporter")
@@ -61,6 +63,9 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--branch", default="main", help="branch to commit to (default main)")
     p.add_argument("--workdir", help="local clone, the durable buffer (default ~/.cache/kubedr/export/...)")
     p.add_argument("--once", action="store_true", help="only the startup reconcile (one resync commit), then exit")
+    p.add_argument("--explain", action="store_true",
+                   help="print the coverage report (types watched or not and why, objects exported or skipped by "
+                        "rule) without writing anything, then exit; --repo is not needed")
     p.add_argument("--batch-window", default="100ms", help="cap on how long one commit gathers changes")
     p.add_argument("--cluster-name", help="Source-Cluster trailer (default: the API server host)")
     p.add_argument("--recipient", action="append", help="age recipient (age1...) for sealing Secrets; repeatable")
@@ -115,6 +120,55 @@ def _secret_mode(args: argparse.Namespace, private_dir: Callable[[], Path]) -> t
         raise UsageError(f"cannot seal Secrets: {exc}") from exc
 
 
+def report_of(observer: Observer, watched: set[ResourceType], exported: dict[coverage.Key, int],
+              skipped: dict[coverage.Key, Counter[str]]) -> coverage.Report:
+    """The coverage report from discovery's choices and object counts; a type whose list fails is uncovered."""
+    failing = dict(observer.list_failed)
+    unwatched = observer.unwatched + [coverage.Unwatched(t.group, t.version, t.plural, t.kind, "list-failed", err)
+                                      for t, err in failing.items()]
+    return coverage.build([t for t in watched if t not in failing], observer.preferred, unwatched, exported, skipped)
+
+
+def explain(args: argparse.Namespace) -> int:
+    """`kubedr export --explain`: discover and list like a startup reconcile, print the coverage report."""
+    from kubedr.kube import api_client
+
+    if bool(args.namespaces) == bool(args.all_namespaces):
+        raise UsageError("give exactly one of --namespaces a,b or --all-namespaces")
+    selection = Selection(None if args.all_namespaces else _csv(args.namespaces), _csv(args.exclude_namespaces),
+                          _csv(args.cluster_scoped_kinds))
+    observer = Observer(KubeHTTP(api_client(args.kubeconfig, args.context)), selection, page_size=args.page_size)
+    if (args.secrets or ("seal" if _recipients(args) else "skip")) == "skip":
+        observer.skip_keys = {SECRET_KEY}
+    exported: dict[coverage.Key, set[str]] = defaultdict(set)
+    skipped = coverage.Tally()
+
+    def emit(event: Event) -> None:
+        for obj, wanted in selection.process(event):
+            ref = contract.ref_of(obj)
+            key = (ref.group, ref.kind)
+            rule = sanitize.skip_rule(obj) if wanted else None
+            if wanted and rule is None:
+                exported[key].add(ref.path)
+            else:
+                exported[key].discard(ref.path)
+            skipped.note(key, ref.path, rule.id if rule else None)
+
+    try:
+        types = observer.discover()
+    except (ApiError, *NETWORK_ERRORS) as exc:
+        log.error("cannot read the API server's discovery: %s", exc)
+        return 1
+    for rtype in types:
+        try:
+            observer.list(rtype, emit)
+        except (ApiError, *NETWORK_ERRORS) as exc:
+            observer.list_failed[rtype] = str(exc)
+    report = report_of(observer, set(types), {k: len(v) for k, v in exported.items()}, skipped.counts())
+    print("\n".join(report.lines()))
+    return 0
+
+
 class Exporter:
     """Wires observer -> committer (selection, recorder) -> pusher around one local clone."""
 
@@ -145,8 +199,11 @@ class Exporter:
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
+        self.observer.on_discovered = lambda: self.coverage().log()
+        observe.EXPORT_COVERAGE.report = self.coverage
         self.ready = False
         self.threads: list[threading.Thread] = []
+        self._types: list[ResourceType] = []
 
     def reconcile(self) -> dict[ResourceType, str]:
         """List everything, rebuild the tree, and commit what changed while we were down as one resync."""
@@ -163,6 +220,7 @@ class Exporter:
                     rvs[rtype] = self.observer.list(rtype, self.committer.handle)
                 except (ApiError, *NETWORK_ERRORS) as exc:  # e.g. 403: its files stay, its watch retries
                     log.warning("cannot list %s, its files are kept as they are: %s", rtype, exc)
+                    self.observer.list_failed[rtype] = str(exc)
                     rvs[rtype] = ""
                     unlisted.add(rtype.key)
             keep = {t.key for t in types} | {k for k in self.recorder.index if k[0] in self.observer.failed_groups}
@@ -171,7 +229,14 @@ class Exporter:
             sha = self.committer.commit(reason="resync", paths=known)
         log.info("startup reconcile: %d types, %s in %.1fs", len(types),
                  f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
+        self._types = types
+        self.coverage().log()
         return rvs
+
+    def coverage(self) -> coverage.Report:
+        """What is exported and what is not, and why (logged, on /metrics, and by --explain)."""
+        return report_of(self.observer, self.observer.watched() or set(self._types), self.recorder.exported(),
+                         self.recorder.skipped.counts())
 
     def _work_tree_files(self) -> list[str]:
         root = self.store.workdir
@@ -256,6 +321,8 @@ def run(args: argparse.Namespace) -> int:
     from kubedr.kube import api_client
 
     try:
+        if args.explain:
+            return explain(args)
         exporter = Exporter(args)
         if args.metrics_listen:
             observe.serve(args.metrics_listen, live=exporter.healthy, ready=leader.readiness(lambda: exporter.ready))

@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable
 
 import urllib3
+from kubedr.exporter.coverage import Unwatched
 from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.kubeapi import ApiError, KubeHTTP
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 
 from kubedr import contract, observe
+from kubedr.kube import version_priority
 
 log = logging.getLogger("kubedr.exporter.observer")
 
@@ -22,6 +24,8 @@ SKIP_RESOURCES: dict[tuple[str, str], str] = {
     ("events.k8s.io", "events"): "events are history, not configuration",
     ("coordination.k8s.io", "leases"): "leases are leader-election heartbeats",
     ("", "componentstatuses"): "deprecated health view",
+    ("metrics.k8s.io", "pods"): "live resource usage from metrics-server, not configuration",
+    ("metrics.k8s.io", "nodes"): "live resource usage from metrics-server, not configuration",
 }
 
 # Startup order: namespaced objects first, then the cluster-scoped objects whose membership depends on
@@ -52,34 +56,67 @@ class Observer:
         self.watchers: dict[ResourceType, threading.Event] = {}
         self.failed_groups: set[str] = set()
         self.skip_keys: set[tuple[str, str]] = set()  # (group, kind) not watched at all (Secrets nobody seals)
+        self.preferred: dict[str, str] = {}  # group -> its preferred version, as discovery last saw it
+        self.unwatched: list[Unwatched] = []  # what discovery found and does not watch, with the reason
+        self.list_failed: dict[ResourceType, str] = {}  # types whose last list failed -> the error
+        self.on_discovered: Callable[[], None] = lambda: None  # after a refresh changed the watched types
         self._rediscover = threading.Event()
         self._lock = threading.Lock()
 
     # -- discovery
     def discover(self) -> list[ResourceType]:
-        """Every type at its group's preferred version that supports list+watch and the selection wants."""
-        found: list[ResourceType] = []
+        """Every served resource once: at its group's preferred version when served there, else at the newest
+        version that serves it; the ones not watched go to self.unwatched with the reason."""
         failed: set[str] = set()
+        unwatched: list[Unwatched] = []
+        preferred = {"": "v1"}
         docs: list[tuple[str, str, dict]] = [("", "v1", self.http.get("/api/v1"))]
         for g in self.http.get("/apis").get("groups") or []:
-            gv = (g.get("preferredVersion") or (g.get("versions") or [{}])[0]).get("groupVersion", "")
-            try:
-                docs.append((g["name"], gv.rpartition("/")[2], self.http.get(f"/apis/{gv}")))
-            except (ApiError, *NETWORK_ERRORS) as exc:
-                failed.add(g["name"])
-                log.warning("discovery of %s failed, its objects are kept as they are: %s", gv, exc)
-        for group, version, doc in docs:
+            name = g["name"]
+            versions = [v.get("version") or v.get("groupVersion", "").rpartition("/")[2]
+                        for v in g.get("versions") or []]
+            pref = (g.get("preferredVersion") or {}).get("version") or (versions[0] if versions else "")
+            preferred[name] = pref
+            for version in [pref] + sorted((v for v in versions if v != pref), key=version_priority):
+                try:
+                    docs.append((name, version, self.http.get(f"/apis/{name}/{version}")))
+                except (ApiError, *NETWORK_ERRORS) as exc:
+                    failed.add(name)
+                    unwatched.append(Unwatched(name, version, "", "", "discovery-failed", str(exc)))
+                    log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", name, version, exc)
+        found: list[ResourceType] = []
+        decided: set[tuple[str, str]] = set()
+        for group, version, doc in docs:  # the first version that serves a resource wins
             for r in doc.get("resources") or []:
-                name = r.get("name", "")
-                if "/" in name or not {"list", "watch"} <= set(r.get("verbs") or []):
+                plural = r.get("name", "")
+                if "/" in plural or (group, plural) in decided:
                     continue
-                if (group, name) in SKIP_RESOURCES:
-                    continue
-                rtype = ResourceType(group, version, name, r["kind"], bool(r.get("namespaced")))
-                if rtype.key not in self.skip_keys and self.selection.watches(rtype):
+                decided.add((group, plural))
+                rtype = ResourceType(group, version, plural, r.get("kind", ""), bool(r.get("namespaced")))
+                reason, detail = self._why_not_watched(rtype, set(r.get("verbs") or []))
+                if reason is None:
                     found.append(rtype)
+                else:
+                    unwatched.append(Unwatched(group, version, plural, rtype.kind, reason, detail))
         self.failed_groups = failed
+        self.preferred = preferred
+        self.unwatched = unwatched
         return sorted(found, key=startup_rank)
+
+    def _why_not_watched(self, rtype: ResourceType, verbs: set[str]) -> tuple[str | None, str]:
+        """(REASONS key, detail) for a resource that gets no watch, (None, "") for one that does."""
+        if (rtype.group, rtype.plural) in SKIP_RESOURCES:
+            return "excluded-kind", SKIP_RESOURCES[(rtype.group, rtype.plural)]
+        shown = f"verbs: {', '.join(sorted(verbs)) or 'none'}"
+        if not verbs & {"get", "list", "watch"}:
+            return "create-only", shown
+        if not self.selection.watches(rtype):
+            return "out-of-scope", ""
+        if not {"list", "watch"} <= verbs:
+            return "no-list-watch", shown
+        if rtype.key in self.skip_keys:
+            return "secrets-not-sealed", ""
+        return None, ""
 
     # -- list
     def list(self, rtype: ResourceType, emit: Sink) -> str:
@@ -104,6 +141,7 @@ class Observer:
             if not cont:
                 break
         emit(Event("SYNCED", rtype, None, time.monotonic(), seen))
+        self.list_failed.pop(rtype, None)
         return rv
 
     # -- watch
@@ -200,6 +238,7 @@ class Observer:
 
     def refresh(self) -> None:
         """Diff the served types with the watched ones."""
+        before = set(self.unwatched)
         types = set(self.discover())
         with self._lock:
             current = set(self.watchers)
@@ -215,3 +254,10 @@ class Observer:
             log.info("%s is no longer served; its objects leave the repo", rtype)
             if rtype.key not in keys:
                 self.sink(Event("SYNCED", rtype, None, time.monotonic(), set()))
+        if self.watched() != current or set(self.unwatched) != before:
+            self.on_discovered()
+
+    def watched(self) -> set[ResourceType]:
+        """The types with a running watch."""
+        with self._lock:
+            return set(self.watchers)

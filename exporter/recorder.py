@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedr.exporter import sanitize
+from kubedr.exporter.coverage import Tally
 from kubedr.exporter.gitstore import TMP_PREFIX
 
 from kubedr import contract
@@ -59,6 +60,7 @@ class Recorder:
         self.pending: dict[str, Pending] = {}
         self.skipped_secrets = 0
         self.digests: dict[str, bytes] = {}  # path -> digest of the bytes in the work tree (saves a read)
+        self.skipped = Tally()  # objects in scope that a sanitize rule keeps out of the repo
 
     @property
     def frozen_types(self) -> set[tuple[str, str]]:
@@ -87,7 +89,9 @@ class Recorder:
         key = (ref.group, ref.kind)
         if key in self.frozen_types:
             return
-        data = self._render(obj, ref) if wanted else None
+        data = self._render(obj, ref, key) if wanted else None
+        if data is not None or not wanted:
+            self.skipped.note(key, ref.path, None)
         meta = obj.get("metadata") or {}
         pending = Pending(ref, str(meta.get("resourceVersion") or ""), field_managers(obj), received)
         if data is None:
@@ -95,11 +99,13 @@ class Recorder:
         else:
             self.write(ref.path, key, data, pending)
 
-    def _render(self, obj: dict[str, Any], ref: ObjectRef) -> bytes | None:
-        clean = sanitize.sanitize(obj)
-        if clean is None:
-            log.debug("not exported: %s (%s)", ref.display, sanitize.skip_reason(obj))
+    def _render(self, obj: dict[str, Any], ref: ObjectRef, key: tuple[str, str]) -> bytes | None:
+        rule = sanitize.skip_rule(obj)
+        if rule is not None:
+            log.debug("not exported: %s (%s: %s)", ref.display, rule.id, rule.why)
+            self.skipped.note(key, ref.path, rule.id)
             return None
+        clean = sanitize.strip(obj)
         if (ref.group, ref.kind) == SECRET_KEY and self.secrets == "seal":
             clean = self.sealer.seal(clean, self._previous(ref.path))
         return contract.dump(clean)
@@ -153,6 +159,7 @@ class Recorder:
         """After a full list of one type: files of that type that were not listed are deletions."""
         if key in self.frozen_types:
             return
+        self.skipped.synced(key, seen)
         for path in sorted(self.index.get(key, set()) - seen):
             ref = contract.ref_of_path(path)
             if ref is not None:
@@ -162,6 +169,10 @@ class Recorder:
         """Remove files of types no longer served or selected (a CRD deleted while the exporter was down)."""
         for key in sorted(set(self.index) - keep - self.frozen_types):
             self.synced(key, set(), received)
+
+    def exported(self) -> dict[tuple[str, str], int]:
+        """Objects in the work tree per type."""
+        return {key: len(paths) for key, paths in list(self.index.items())}
 
     def take_pending(self) -> dict[str, Pending]:
         """Hand the changed paths to the committer and start a new batch."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
@@ -23,3 +24,15 @@ def api_client(kubeconfig: str | None = None, context: str | None = None, pool: 
 def dynamic_client(kubeconfig: str | None = None, context: str | None = None) -> DynamicClient:
     """A discovery-backed client for any kind, CRDs included."""
     return DynamicClient(api_client(kubeconfig, context))
+
+
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key of an API version as apimachinery orders them: GA, beta, alpha (higher numbers first), then others."""
+    m = _KUBE_VERSION.match(version)
+    if not m:
+        return (3, 0, 0, version)  # not Kubernetes-shaped: after all others, alphabetically
+    level = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (level, -int(m.group(1)), -int(m.group(3) or 0), "")

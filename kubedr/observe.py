@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,7 +18,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 log = logging.getLogger("kubedr.observe")
 
@@ -35,6 +38,40 @@ EXPORT_OBJECTS = Counter("kubedr_exporter_object_changes_total", "Object changes
 EXPORT_WATCH_RESTARTS = Counter("kubedr_exporter_watch_restarts_total", "Watches restarted", ["resource", "cause"])
 EXPORT_PUSH_FAILURES = Counter("kubedr_exporter_push_failures_total", "Failed pushes (retried with backoff)")
 EXPORT_UNPUSHED = Gauge("kubedr_exporter_unpushed_commits", "Local commits not yet on the remote")
+
+
+class _Coverage(Collector):
+    """The exporter's coverage report, read when scraped: `report` is set by the exporter (a callable)."""
+
+    def __init__(self) -> None:
+        self.report: Callable[[], Any] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.report is None:
+            return
+        rep = self.report()
+        objects = GaugeMetricFamily("kubedr_exporter_objects", "Objects of a watched type in scope: exported, or "
+                                    "skipped by a sanitize rule", labels=["resource", "version", "outcome", "rule"])
+        watched = GaugeMetricFamily("kubedr_exporter_resource_watched", "1 for each watched resource type",
+                                    labels=["resource", "version", "preferred_version"])
+        unwatched = GaugeMetricFamily("kubedr_exporter_resource_unwatched", "1 for each served resource type "
+                                      "without a watch", labels=["resource", "version", "reason", "uncovered"])
+        for w in rep.watched:
+            res, ver = str(w.rtype), w.rtype.version
+            watched.add_metric([res, ver, w.preferred], 1)
+            objects.add_metric([res, ver, "exported", ""], w.exported)
+            for rule, n in sorted(w.skipped.items()):
+                objects.add_metric([res, ver, "skipped", rule], n)
+        for u in rep.unwatched:
+            unwatched.add_metric([u.name, u.version, u.reason, "true" if u.uncovered else "false"], 1)
+        uncovered = GaugeMetricFamily("kubedr_exporter_uncovered_resources",
+                                      "Resource types in scope that are not exported (see the exporter's log)",
+                                      value=len(rep.uncovered))
+        yield from (objects, watched, unwatched, uncovered)
+
+
+EXPORT_COVERAGE = _Coverage()
+REGISTRY.register(EXPORT_COVERAGE)
 
 # applier
 APPLY_LAST_TIME = Gauge("kubedr_applier_last_applied_timestamp_seconds", "Unix time of the last applied commit")

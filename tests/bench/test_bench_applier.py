@@ -211,3 +211,61 @@ def test_bench_applier_rpo_100_per_second(tmp_path: Path, procs: list[subprocess
           f"max {lat[-1] * 1000:.0f} ms ({len(lat)} measured, {missing} superseded before applied) "
           f"(goal p99 <= 2000 ms)")
     assert pct(0.99) <= 2.0
+
+
+IDLE_SECONDS = 10
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of the children it waited for (its git commands), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("where", ["local path", "remote URL"])
+def test_bench_applier_idle(where: str, tmp_path: Path, procs: list[subprocess.Popen], git_daemon: Any) -> None:
+    """An applier with nothing to do: CPU, git processes and API requests per 10 s (interval 1 s)."""
+    from kubedr.emulator.server import Emulator
+
+    from tests.integration.applier.idle import counting_git, git_calls, seed_repo
+
+    remote, url = git_daemon("idle.git")
+    seed_repo(remote, tmp_path / "seed")
+    secondary = Emulator(controllers=False).start()
+    try:
+        kubeconfig = secondary.write_kubeconfig(tmp_path / "secondary.kubeconfig")
+        log = tmp_path / "git-calls.log"
+        env_path = counting_git(tmp_path / "bin", log)
+        fh = open(tmp_path / "apply.log", "ab")  # noqa: SIM115 - the process owns it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubedr.cli", "apply", "--kubeconfig", str(kubeconfig), "--repo",
+             str(remote) if where == "local path" else url, "--interval", "1s", "--workdir", str(tmp_path / "work")],
+            stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PATH": env_path, "PYTHONUNBUFFERED": "1"})
+        procs.append(proc)
+        wait_until(lambda: ": 2 applied" in (tmp_path / "apply.log").read_text(), timeout=60, what="first round")
+        cpu0, git0, req0 = _cpu_seconds(proc.pid), git_calls(log), len(secondary.requests)
+        time.sleep(IDLE_SECONDS)  # the measured window, not a wait for a condition
+        cpu, gits, reqs = _cpu_seconds(proc.pid) - cpu0, git_calls(log) - git0, len(secondary.requests) - req0
+        wakes = _wake_latencies(secondary, tmp_path / "seed")
+    finally:
+        secondary.stop()
+    print(f"\n[applier] idle, {where}: {cpu:.2f} CPU-s, {gits} git processes, {reqs} API requests per "
+          f"{IDLE_SECONDS} s (interval 1 s); a push to an idle applier -> applied: p50 "
+          f"{wakes[len(wakes) // 2] * 1000:.0f} ms, max {wakes[-1] * 1000:.0f} ms ({len(wakes)} pushes)")
+    assert cpu < 0.2 * IDLE_SECONDS
+
+
+def _wake_latencies(secondary: Any, work: Path, pushes: int = 10) -> list[float]:
+    """Push one changed ConfigMap at a time to the idle applier: seconds from push done to applied, sorted."""
+    out = []
+    for i in range(pushes):
+        (work / "idle" / "ConfigMap" / "c.yaml").write_text(
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: idle\ndata:\n  k: v{i}\n")
+        _git(work, "commit", "-qam", f"change {i}")
+        _git(work, "push", "-q", "origin", "HEAD:main")
+        pushed = time.monotonic()
+        wait_until(lambda i=i: secondary.api.get("v1", "ConfigMap", "c", "idle")["data"]["k"] == f"v{i}",
+                   timeout=10, interval=0.005, what=f"change {i} applied")
+        out.append(time.monotonic() - pushed)
+    return sorted(out)

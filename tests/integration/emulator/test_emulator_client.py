@@ -511,3 +511,38 @@ def test_a_suspended_job_runs_no_pod_until_resumed(emulator):
     wait_until(lambda: len(pods()) == 1, what="the resumed Job's pod")
     api.patch("batch/v1", "Job", "migrate", {"spec": {"suspend": True}}, namespace="default")
     wait_until(lambda: pods() == [], what="the suspended Job's pod deleted")
+
+
+def test_bindings_is_create_only_and_binds_the_pod_once(emulator):
+    """As the real /api/v1 lists it (verbs: create) and as a scheduler uses it; nothing is stored."""
+    _raw(emulator, "/api/v1/namespaces", "POST", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}})
+    _raw(emulator, "/api/v1/namespaces/b/pods", "POST", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                                                          "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}}
+    assert _raw(emulator, "/api/v1/namespaces/b/bindings", "POST", binding) == (201, {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+    assert emulator.api.get("v1", "Pod", "p", "b")["spec"]["nodeName"] == "n1"
+    code, status = _raw(emulator, "/api/v1/namespaces/b/bindings", "POST", {**binding, "target": {"name": "n2"}})
+    assert code == 409 and status["reason"] == "Conflict" and 'already assigned to node "n1"' in status["message"]
+    assert _raw(emulator, "/api/v1/namespaces/b/bindings")[0] == 405
+
+
+def test_a_crd_group_whose_versions_serve_different_kinds(emulator):
+    """prometheus-operator's shape: the group prefers v1, some kinds exist only at v1alpha1."""
+    def crd(plural: str, kind: str, version: str) -> dict:
+        return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+                "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced", "names": {"plural": plural,
+                         "kind": kind}, "versions": [{"name": version, "served": True, "storage": True, "schema": {
+                             "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+    emulator.api.create(crd("prometheuses", "Prometheus", "v1"))
+    emulator.api.create(crd("scrapeconfigs", "ScrapeConfig", "v1alpha1"))
+    wait_until(lambda: _raw(emulator, "/apis/monitoring.coreos.com/v1alpha1")[0] == 200, what="v1alpha1 served")
+    _, group = _raw(emulator, "/apis/monitoring.coreos.com")
+    assert [v["version"] for v in group["versions"]] == ["v1", "v1alpha1"]
+    assert group["preferredVersion"]["version"] == "v1"
+    assert [r["name"] for r in _raw(emulator, "/apis/monitoring.coreos.com/v1")[1]["resources"]] == ["prometheuses"]
+    assert [r["name"] for r in _raw(emulator, "/apis/monitoring.coreos.com/v1alpha1")[1]["resources"]] == \
+        ["scrapeconfigs"]
+    assert _raw(emulator, "/apis/monitoring.coreos.com/v1/scrapeconfigs")[0] == 404

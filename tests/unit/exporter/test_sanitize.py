@@ -190,7 +190,62 @@ def test_sanitize_strip_rule(rule: sz.StripRule) -> None:
     assert out["metadata"]["name"] == name
 
 
+def control_plane(namespace: str, name: str, labels: dict[str, str] | None = None, manager: str = "kube-apiserver",
+                  then: Callable[[Obj], None] | None = None) -> Callable[[Obj], None]:
+    """A captured object turned into what the control plane makes: its name, labels and field manager."""
+    def inject(obj: Obj) -> None:
+        meta = obj["metadata"]
+        meta.update(name=name, labels=labels or {})
+        meta.pop("ownerReferences", None)
+        if namespace:
+            meta["namespace"] = namespace
+        for entry in meta.get("managedFields") or []:
+            entry["manager"] = manager
+        if then:
+            then(obj)
+    return inject
+
+
+def _apiserver_ports(obj: Obj) -> None:  # as the API server writes its own Service (no selector)
+    obj["spec"].pop("selector", None)
+    obj["spec"]["ports"] = [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]
+
+
+RBAC_DEFAULTS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+
+# No real capture of the control plane's own objects exists in tests/fixtures (the capture namespace was
+# `fixtures`): each case is a captured object of the same kind given the name, labels and manager that the
+# API server / kubeadm use for theirs (kube-apiserver v1.24+ sources: controlplane/reconcilers,
+# rbac/bootstrappolicy, scheduling's system priority classes; kubeadm's bootstrap-token phase).
 SKIP_CASES: dict[str, list[tuple[str, str, Callable[[Obj], None] | None]]] = {
+    "apiserver-service": [
+        ("namespaced-service.json", "web", control_plane("default", "kubernetes", {
+            "component": "apiserver", "provider": "kubernetes"}, then=_apiserver_ports)),
+        ("namespaced-endpoints.json", "web", control_plane("default", "kubernetes", {
+            "endpointslice.kubernetes.io/skip-mirror": "true"})),
+        ("namespaced-endpointslice.json", "web-q92ft", control_plane("default", "kubernetes", {
+            "kubernetes.io/service-name": "kubernetes"})),
+    ],
+    "rbac-defaults": [
+        ("cluster-clusterrole.json", "fixtures-reader", control_plane("", "view", RBAC_DEFAULTS)),
+        ("cluster-clusterrolebinding.json", "fixtures-reader", control_plane("", "system:basic-user", RBAC_DEFAULTS)),
+        ("namespaced-role.json", "web-reader", control_plane("kube-system", "extension-apiserver-authentication-reader",
+                                                         RBAC_DEFAULTS)),
+        ("namespaced-rolebinding.json", "web-reader", control_plane("kube-public", "system:controller:bootstrap-signer",
+                                                                RBAC_DEFAULTS)),
+    ],
+    "system-priority-class": [
+        ("cluster-priorityclass.json", "fixtures-high", control_plane("", "system-node-critical")),
+        ("cluster-priorityclass.json", "fixtures-high", control_plane("", "system-cluster-critical")),
+    ],
+    "apiserver-authentication": [("namespaced-configmap.json", "app-config", control_plane(
+        "kube-system", "extension-apiserver-authentication"))],
+    "cluster-info": [("namespaced-configmap.json", "app-config", control_plane("kube-public", "cluster-info",
+                                                                               manager="kubeadm"))],
+    "bootstrap-token": [("namespaced-secret.json", "db-credentials", control_plane(
+        "kube-system", "bootstrap-token-abcdef", manager="kubeadm",
+        then=lambda o: o.update(type="bootstrap.kubernetes.io/token")))],
+
     "event": [("namespaced-event.json", "web.18eb08bbfe2c8a89", None)],
     # the captured Lease list is empty: a node heartbeat Lease, as the kubelet writes it
     "lease": [("namespaced-configmap.json", "app-config", lambda o: o.update(
@@ -412,3 +467,16 @@ def test_sanitize_keeps_data_keys_named_like_token_fields_in_other_secrets() -> 
     obj["data"].update(token="dG9r", namespace="bnM=")
     obj["data"]["ca.crt"] = "Y2E="
     assert set(sanitize(obj)["data"]) == {"password", "username", "token", "namespace", "ca.crt"}
+
+
+def test_sanitize_same_names_elsewhere_are_user_objects() -> None:
+    """The control-plane rules match the reserved name and namespace (or label), not the kind."""
+    svc = fixture("namespaced-service.json", "web")
+    control_plane("shop", "kubernetes")(svc)
+    assert sanitize(svc) is not None
+    role = fixture("cluster-clusterrole.json", "fixtures-reader")
+    control_plane("", "view", {"app": "mine"})(role)
+    assert sanitize(role) is not None
+    cm = fixture("namespaced-configmap.json", "app-config")
+    control_plane("default", "cluster-info")(cm)
+    assert sanitize(cm) is not None
