@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo, apply, configmap, live, namespace
 from idle import counting_git, seed_repo
 from kubedr.applier.cli import _engine, add_arguments
 from kubedr.applier.client import Cluster
@@ -20,6 +19,7 @@ from kubedr.applier.round import loop
 from kubedr.contract import ObjectRef
 from kubedr.kube import api_client
 from tests.conftest import wait_until
+from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace
 
 INTERVAL = 2.0
 WINDOW = 5.0

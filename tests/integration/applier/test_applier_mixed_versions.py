@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import apply, live, namespace
 
 from kubedr.cli import main
 from tests.conftest import free_port, wait_until
+from tests.integration.applier.conftest import apply, live, namespace
 from tests.integration.exporter.exporter_harness import remote_files
 
 GROUP = "monitoring.coreos.com"
