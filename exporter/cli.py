@@ -22,7 +22,7 @@ from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_MODES, Recorder
 from kubedr.exporter.selection import Selection
 
-from kubedr import observe
+from kubedr import observe, signing
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.exporter")
@@ -66,6 +66,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--digest-key-file", help="key for the keyed digest that keeps unchanged Secrets stable")
     p.add_argument("--secrets", choices=SECRET_MODES,
                    help="seal (default with a recipient), skip (default without), plaintext (tests only)")
+    p.add_argument("--signing-key", help="SSH private key (ed25519, ecdsa, rsa) that signs every commit, as git "
+                                         "does with gpg.format=ssh")
     p.add_argument("--metrics-listen", help="host:port for /metrics /healthz /readyz, e.g. :9090")
     p.add_argument("--push-backoff-max", default="30s", help="longest wait between push retries")
     p.add_argument("--page-size", type=int, default=500, help="objects per list page")
@@ -132,6 +134,10 @@ class Exporter:
         api = api_client(args.kubeconfig, args.context, pool=128)  # one connection per watch
         self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
         self.store = GitStore(Path(args.workdir or default_workdir(repo, args.branch)), repo, args.branch)
+        try:
+            self.store.use_signer(signing.load_signer(args.signing_key))
+        except signing.SigningError as exc:
+            raise UsageError(f"--signing-key: {exc}") from exc
         self.selection = Selection(None if args.all_namespaces else _csv(args.namespaces),
                                    _csv(args.exclude_namespaces), _csv(args.cluster_scoped_kinds))
         self.recorder = Recorder(self.store.workdir, secrets, sealer)

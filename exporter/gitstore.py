@@ -22,6 +22,7 @@ from kubedr.exporter.gittree import (
 )
 
 from kubedr.remote import redact, scrub
+from kubedr.signing import Signer
 
 log = logging.getLogger("kubedr.exporter.git")
 
@@ -64,6 +65,13 @@ class GitStore:
         self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
         self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
         self._flock: int | None = None  # fd holding the clone for this process (see _hold_clone)
+        self.signer: Signer | None = None  # signs every commit (and makes git sign what a rebase rewrites)
+
+    def use_signer(self, signer: Signer | None) -> None:
+        """Sign every commit from now on: in-process here, through git's ssh-keygen for rebased commits."""
+        self.signer = signer
+        if signer is not None:
+            self.env.update(signer.git_config())
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
@@ -285,7 +293,8 @@ class GitStore:
         top = tree.write_tree()
         when = time.time()  # the header's whole seconds and the trailer's microseconds: one instant
         text = with_trailer(message(changes), COMMITTED_AT, committed_at(when))
-        sha = tree.store.write("commit", commit_object(top, parent, text, self.env, when))
+        raw = commit_object(top, parent, text, self.env, when)
+        sha = tree.store.write("commit", self.signer.sign_commit(raw) if self.signer else raw)
         tree.store.flush()
         self._index_stale = True
         try:
