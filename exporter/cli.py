@@ -13,16 +13,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from kubedr.exporter import scope
 from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import ResourceType
-from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
+from kubedr.exporter.follow import Follower
+from kubedr.exporter.gitstore import TMP_PREFIX, GitError, GitStore, default_workdir
+from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.kubeapi import ApiError, KubeHTTP
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_MODES, Recorder
 from kubedr.exporter.selection import Selection
 
-from kubedr import observe, signing
+from kubedr import contract, observe, signing
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.exporter")
@@ -54,7 +57,14 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespaces", help="comma-separated namespaces to export")
     p.add_argument("--all-namespaces", action="store_true", help="export every namespace")
     p.add_argument("--exclude-namespaces", help="with --all-namespaces: comma-separated namespaces to leave out")
-    p.add_argument("--cluster-scoped-kinds", help="extra cluster-scoped kinds to export, e.g. Node,APIService")
+    p.add_argument("--cluster-scoped-kinds", "--extra-kinds", dest="cluster_scoped_kinds",
+                   help="extra cluster-scoped kinds to export, e.g. Node,APIService")
+    p.add_argument("--label-selector", help="export only namespaced objects whose labels match, e.g. 'backup!=no'")
+    p.add_argument("--exclude-kinds", help="kinds never exported, e.g. ConfigMap,Certificate.cert-manager.io")
+    p.add_argument("--exclude-objects", help="objects never exported: namespace/Kind/name globs, e.g. "
+                                             "'shop/ConfigMap/tmp-*,*/Secret/*-tls' (_cluster for cluster-scoped)")
+    p.add_argument("--remote-check-interval", default="10s",
+                   help="how often an idle exporter looks for commits others pushed (policy changes, hand edits)")
     p.add_argument("--repo", help="Git remote: a path, file://, git://, ssh or https URL")
     p.add_argument("--branch", default="main", help="branch to commit to (default main)")
     p.add_argument("--workdir", help="local clone, the durable buffer (default ~/.cache/kubedr/export/...)")
@@ -122,8 +132,8 @@ class Exporter:
 
         if not args.repo:
             raise UsageError("--repo is required (a path or URL of the Git remote)")
-        if bool(args.namespaces) == bool(args.all_namespaces):
-            raise UsageError("give exactly one of --namespaces a,b or --all-namespaces")
+        if args.namespaces and args.all_namespaces:
+            raise UsageError("give one of --namespaces a,b or --all-namespaces (or export.namespaces in the policy)")
         if args.exclude_namespaces and not args.all_namespaces:
             raise UsageError("--exclude-namespaces goes with --all-namespaces")
         repo = args.repo
@@ -138,8 +148,10 @@ class Exporter:
             self.store.use_signer(signing.load_signer(args.signing_key))
         except signing.SigningError as exc:
             raise UsageError(f"--signing-key: {exc}") from exc
-        self.selection = Selection(None if args.all_namespaces else _csv(args.namespaces),
-                                   _csv(args.exclude_namespaces), _csv(args.cluster_scoped_kinds))
+        self.flags = scope_flags(args)
+        self.scope = scope.effective(self.flags, {})
+        self.selection = Selection(None, ())
+        self.selection.configure(self.scope)
         self.recorder = Recorder(self.store.workdir, secrets, sealer)
         self.store.on_moved = self.recorder.digests.clear
         self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
@@ -148,6 +160,10 @@ class Exporter:
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
+        self.follower = Follower(self.store, self.pusher.idle, lambda: self.committer.queue.put(None),
+                                 self.on_foreign, parse_duration(args.remote_check_interval))
+        self.committer.on_idle = self.follower.catch_up
+        self.committer.annotate = self._annotate
         self.ready = False
         self.threads: list[threading.Thread] = []
 
@@ -156,7 +172,8 @@ class Exporter:
         started = time.monotonic()
         with self.store.lock:
             self.store.open()
-            known = set(self.store.ls_files()) | set(self._work_tree_files())
+            self.apply_policy(initial=True)
+            known = set(self.store.ls_files()) | set(self._work_tree_files()) | {scope.SCOPE_PATH}
             self.recorder.load_index(sorted(known))
             types = self.observer.discover()
             rvs: dict[ResourceType, str] = {}
@@ -176,6 +193,78 @@ class Exporter:
                  f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
         return rvs
 
+    def apply_policy(self, initial: bool = False) -> bool:
+        """Read the repo policy's export section; take the new effective scope if it changed (True)."""
+        try:
+            data = (self.store.workdir / scope.POLICY_PATH).read_bytes()
+        except OSError:
+            data = None
+        try:
+            new = scope.effective(self.flags, scope.parse_policy(data))
+            rules = scope.ignore_rules(new.ignore)
+        except scope.ScopeError as exc:
+            log.error("%s; keeping the scope in force", exc)
+            return False
+        if new.origin["namespaces"] == "default":
+            msg = (f"no namespaces chosen: give --namespaces a,b or --all-namespaces, or export.namespaces in the "
+                   f"repo's {scope.POLICY_PATH} ([] for all)")
+            if initial:
+                raise UsageError(msg)
+            log.error("%s; keeping the scope in force", msg)
+            return False
+        changed = new != self.scope
+        self.scope = new
+        self.selection.configure(new)
+        self.recorder.ignore = rules
+        self._write_scope(new.document())
+        log.info("export scope: %s", new.describe())
+        return changed
+
+    def _write_scope(self, data: bytes) -> None:
+        target = self.store.workdir / scope.SCOPE_PATH
+        try:
+            if target.read_bytes() == data:
+                return
+        except OSError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(TMP_PREFIX + target.name)
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        self.committer.extra.add(scope.SCOPE_PATH)
+
+    def on_foreign(self, paths: list[str]) -> None:
+        """Commits others pushed changed these paths: re-read the policy, re-list the types they touched."""
+        keys: set[tuple[str, str]] = set()
+        for path in paths:
+            try:
+                ref = contract.ref_of_path(path)
+            except contract.ManifestError:
+                ref = None
+            if ref is not None:
+                keys.add((ref.group, ref.kind))
+                self.recorder.index[(ref.group, ref.kind)].add(path)
+        if scope.POLICY_PATH in paths or scope.SCOPE_PATH in paths:
+            if self.apply_policy():
+                self.committer.hold(self.observer.refresh() | self.observer.relist(), "scope")
+                return
+        if not keys:
+            return
+        watched = self.observer.relist(keys)
+        for key in keys - watched - self.recorder.frozen_types:
+            if key[0] not in self.observer.failed_groups:
+                self.recorder.synced(key, set(), time.monotonic())  # not exported at all: the files go
+        log.warning("commits not made by this exporter changed %d file(s); writing back the cluster's state",
+                    len(paths))
+        self.committer.hold(watched, "resync")
+
+    def _annotate(self, diff: list[tuple[str, str]], text: str) -> str:
+        """A commit that changes the scope file says so, with the scope as a trailer."""
+        if not any(p == scope.SCOPE_PATH for _, p in diff):
+            return text
+        if len(diff) == 1:
+            text = f"export scope changed\n\n{self.scope.describe()}\n\n" + text.split("\n\n", 1)[1].lstrip("\n")
+        return with_trailer(text, scope.SCOPE_TRAILER, self.scope.trailer())
+
     def _work_tree_files(self) -> list[str]:
         root = self.store.workdir
         out = []
@@ -191,7 +280,8 @@ class Exporter:
         """Reconcile, then run committer, pusher and one watch per type in background threads."""
         rvs = self.reconcile()
         self.threads = [threading.Thread(target=self.committer.run, name="committer", daemon=True),
-                        threading.Thread(target=self.pusher.run, name="pusher", daemon=True)]
+                        threading.Thread(target=self.pusher.run, name="pusher", daemon=True),
+                        threading.Thread(target=self.follower.run, name="follower", daemon=True)]
         for t in self.threads:
             t.start()
         self.observer.start(rvs, self.committer.queue.put)
@@ -202,6 +292,7 @@ class Exporter:
         """Stop watching, commit what is queued, push once more."""
         self.ready = False
         self.observer.stop()
+        self.follower.stop()
         deadline = time.monotonic() + drain
         while self.committer.queue.qsize() and time.monotonic() < deadline and self.healthy():
             time.sleep(0.05)
@@ -251,6 +342,22 @@ class Exporter:
                 delay *= 2
         log.error("could not push to %s; the commits wait in %s", self.store.shown, self.store.workdir)
         return False
+
+
+def scope_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The scope settings given as flags (or $KUBEDR_*, or the config file): these win over the policy."""
+    given = {"namespaces": [] if args.all_namespaces else _csv(args.namespaces) or None,
+             "exclude_namespaces": _csv(args.exclude_namespaces) or None,
+             "extra_kinds": _csv(args.cluster_scoped_kinds) or None,
+             "label_selector": args.label_selector or None,
+             "exclude_kinds": _csv(args.exclude_kinds) or None,
+             "exclude_objects": _csv(args.exclude_objects) or None}
+    flags = {k: v for k, v in given.items() if v is not None}
+    try:
+        scope.effective(flags, {})
+    except scope.ScopeError as exc:
+        raise UsageError(f"--{str(exc).replace('_', '-')}") from exc
+    return flags
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from kubedr.exporter import sanitize
 from kubedr.exporter.gitstore import TMP_PREFIX
+from kubedr.exporter.scope import IgnoreRule, strip_ignored
 
 from kubedr import contract
 from kubedr.contract import ObjectRef
@@ -59,6 +60,7 @@ class Recorder:
         self.pending: dict[str, Pending] = {}
         self.skipped_secrets = 0
         self.digests: dict[str, bytes] = {}  # path -> digest of the bytes in the work tree (saves a read)
+        self.ignore: list[IgnoreRule] = []  # the policy's values never exported (exporter/scope.py)
 
     @property
     def frozen_types(self) -> set[tuple[str, str]]:
@@ -100,6 +102,8 @@ class Recorder:
         if clean is None:
             log.debug("not exported: %s (%s)", ref.display, sanitize.skip_reason(obj))
             return None
+        if self.ignore:
+            clean = strip_ignored(clean, ref, self.ignore)
         if (ref.group, ref.kind) == SECRET_KEY and self.secrets == "seal":
             clean = self.sealer.seal(clean, self._previous(ref.path))
         return contract.dump(clean)

@@ -7,6 +7,7 @@ history shows what was replicated when, and `kubedr status` can show it.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import re
@@ -127,10 +128,10 @@ class Scope:
 
 
 def effective(flags: dict[str, Any], policy: dict[str, Any]) -> Scope:
-    """Flags win; the policy fills what they leave open; defaults the rest."""
+    """Flags (the settings given at all) win; the policy fills what they leave open; defaults the rest."""
     values, origin = {}, {}
     for name, (_, convert, default) in SETTINGS.items():
-        if flags.get(name) not in (None, [], ""):
+        if name in flags:
             values[name], origin[name] = convert(flags[name]), "flag"
         elif name in policy:
             values[name], origin[name] = policy[name], "policy"
@@ -243,9 +244,12 @@ def ignore_rules(rules: Iterable[dict[str, Any]]) -> list[IgnoreRule]:
 
 
 def strip_ignored(obj: dict[str, Any], ref: ObjectRef, rules: list[IgnoreRule]) -> dict[str, Any]:
-    """The object without the values the rules name (in place; empty maps they leave stay)."""
-    for rule in rules:
-        if rule.applies(ref):
-            for parts in rule.paths:
-                _drop(obj, parts)
+    """A copy of the object without the values the rules name (the object itself when none applies)."""
+    matching = [rule for rule in rules if rule.applies(ref)]
+    if not matching:
+        return obj
+    obj = copy.deepcopy(obj)
+    for rule in matching:
+        for parts in rule.paths:
+            _drop(obj, parts)
     return obj
