@@ -189,10 +189,10 @@ class Engine:
                 observe.APPLY_UNTRUSTED_TOTAL.inc()
             elif self.untrusted is not None:
                 log.info("untrusted commit %s acknowledged; applying again", self.untrusted.sha[:12])
-            observe.APPLY_UNTRUSTED.clear()
-            if gated.untrusted is not None:
-                observe.APPLY_UNTRUSTED.labels(gated.untrusted.sha, gated.untrusted.signer).set(1)
             self.untrusted = gated.untrusted
+        observe.APPLY_UNTRUSTED.clear()
+        if gated.untrusted is not None:
+            observe.APPLY_UNTRUSTED.labels(gated.untrusted.sha, gated.untrusted.signer).set(1)
         data = _untrusted_data(gated.untrusted)
         if not self.settings.dry_run and (status.untrusted if status else {}) != data:
             record = status or Status(repo=self.settings.repo, branch=self.settings.branch)
@@ -381,11 +381,12 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     while not stop.is_set():
         try:
             report = engine.step()
-            engine.caught_up = True
+            engine.caught_up = engine.untrusted is None  # held at an untrusted commit: behind the branch
             if report is not None:
                 failed = bool(report.failures)
                 if on_round:
                     on_round(report)
+            failed = failed or engine.untrusted is not None
         except (FetchError, ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
             log.error("round failed: %s", " ".join(str(exc).split()))
             failed = True

@@ -161,7 +161,8 @@ class Exporter:
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
         self.follower = Follower(self.store, self.pusher.idle, lambda: self.committer.queue.put(None),
-                                 self.on_foreign, parse_duration(args.remote_check_interval))
+                                 self.on_foreign, parse_duration(args.remote_check_interval),
+                                 moved_head=lambda: self.pusher.notify(self.store.head() or "", []))
         self.committer.on_idle = self.follower.catch_up
         self.committer.annotate = self._annotate
         self.ready = False
@@ -189,6 +190,7 @@ class Exporter:
             keep |= unlisted
             self.recorder.drop_types(keep, time.monotonic())
             sha = self.committer.commit(reason="resync", paths=known)
+            self.store.brought_in.clear()  # the full list above already wrote the cluster's state back
         log.info("startup reconcile: %d types, %s in %.1fs", len(types),
                  f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
         return rvs

@@ -23,12 +23,14 @@ class Follower:
     """Polls the remote head while the exporter is idle; the committer catches up under its lock."""
 
     def __init__(self, store: GitStore, idle: Callable[[], bool], wake: Callable[[], None],
-                 on_foreign: Callable[[list[str]], None], interval: float = 10.0) -> None:
+                 on_foreign: Callable[[list[str]], None], interval: float = 10.0,
+                 moved_head: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.idle = idle  # the last commit is on the remote
         self.wake = wake  # nudges the committer loop
         self.on_foreign = on_foreign  # paths that commits of others changed
         self.interval = interval
+        self.moved_head = moved_head  # HEAD now is the remote's tip: the pusher must learn it is there
         self.moved = threading.Event()
         self.stopping = threading.Event()
 
@@ -54,20 +56,17 @@ class Follower:
 
     def catch_up(self) -> None:
         """In the committer, nothing pending: take the remote's commits, then react to what they changed."""
-        if not self.moved.is_set():
-            return
-        self.moved.clear()
-        before = self.store.head()
-        try:
-            self.store.sync_with_remote()
-        except GitError as exc:
-            log.error("cannot bring in the remote's commits: %s", exc)
-            return
-        if self.store.head() == before:
-            return
-        upstream = f"refs/remotes/origin/{self.store.branch}"
-        revs = [upstream, f"^{before}"] if before else [upstream]
-        out = self.store.git("log", "--format=", "--name-only", "--no-renames", "-z", *revs)
-        paths = sorted({p.strip("\n") for p in out.split("\0") if p.strip("\n")})
+        if self.moved.is_set():
+            self.moved.clear()
+            try:
+                self.store.sync_with_remote()
+            except GitError as exc:
+                log.error("cannot bring in the remote's commits: %s", exc)
+            self.moved_head()
+        ranges, self.store.brought_in = self.store.brought_in, []
+        paths: set[str] = set()
+        for base, tip in ranges:
+            out = self.store.git("log", "--format=", "--name-only", "--no-renames", "-z", tip, f"^{base}")
+            paths |= {p.strip("\n") for p in out.split("\0") if p.strip("\n")}
         if paths:
-            self.on_foreign(paths)
+            self.on_foreign(sorted(paths))
