@@ -207,23 +207,22 @@ def parse_path(path: str) -> tuple[str, ...]:
 
 
 def _drop(node: Any, parts: tuple[str, ...]) -> None:
-    if not parts or node is None:
+    """Remove what parts name under node; a map or list the removal empties goes too (no `annotations: {}`)."""
+    if not parts or not isinstance(node, dict | list):
         return
     head, rest = parts[0], parts[1:]
     if isinstance(node, dict):
-        keys = list(node) if head == "*" else [head] if head in node else []
-        for k in keys:
-            if rest:
-                _drop(node[k], rest)
-            else:
-                del node[k]
-    elif isinstance(node, list):
-        idx = list(range(len(node))) if head == "*" else [int(head)] if head.isdigit() and int(head) < len(node) else []
-        for i in reversed(idx):
-            if rest:
-                _drop(node[i], rest)
-            else:
-                del node[i]
+        keys: list[Any] = list(node) if head == "*" else [head] if head in node else []
+    else:
+        keys = list(range(len(node))) if head == "*" else [int(head)] if head.isdigit() and int(head) < len(node) else []
+    for k in reversed(keys):
+        child = node[k]
+        if rest:
+            had = bool(child)
+            _drop(child, rest)
+            if not (had and isinstance(child, dict | list) and not child):
+                continue
+        del node[k]
 
 
 @dataclass(frozen=True)

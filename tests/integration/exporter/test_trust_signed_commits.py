@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exporter_harness import export_args, remote_files, subjects
+from exporter_harness import export_args, hand_push, remote_files, subjects
 from kubedr.exporter.cli import Exporter
 
-from kubedr import observe, signing
+from kubedr import observe
 from kubedr.cli import build_parser, main
 from tests.conftest import wait_until
 from tests.sshkeys import allowed_signers, make_key, verify_commit
@@ -38,24 +38,6 @@ def secondary(tmp_path: Path) -> Iterator:
     emu.kubeconfig_path = str(emu.write_kubeconfig(tmp_path / "secondary.kubeconfig"))
     yield emu
     emu.stop()
-
-
-def hand_push(remote: Path, work: Path, path: str, text: str, message: str, key: Path | None = None) -> str:
-    """Commit one file change the way a person with push access would (signed with key, if given)."""
-    if not work.exists():
-        git("clone", "-q", str(remote), str(work), cwd=remote.parent)
-    env = signing.Signer(key).git_config() if key else {}
-    for _ in range(5):
-        git("fetch", "-q", "origin", cwd=work)
-        git("reset", "-q", "--hard", "origin/main", cwd=work)
-        (work / path).parent.mkdir(parents=True, exist_ok=True)
-        (work / path).write_text(text)
-        git("add", "-A", cwd=work)
-        git("-c", "user.name=intruder", "-c", "user.email=i@example.com", "commit", "-q", "--allow-empty", "-m",
-            message, cwd=work, env=env)
-        if subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, capture_output=True).returncode == 0:
-            return git("rev-parse", "HEAD", cwd=work)
-    raise AssertionError("could not push by hand")
 
 
 def untrusted_metric() -> dict[str, str]:
