@@ -183,7 +183,7 @@ class Filters:
 
 # ---- ignore rules ---------------------------------------------------------------------------------------------
 
-_SEGMENT = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|([^.\[\]]+)')
+_SEGMENT = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\*|\d+)\]|([^.\[\]]+)')
 
 
 def parse_path(path: str) -> tuple[str, ...]:
@@ -197,13 +197,13 @@ def parse_path(path: str) -> tuple[str, ...]:
         m = _SEGMENT.match(text, pos)
         if not m:
             raise ScopeError(f"ignore path {path!r}: cannot parse at {text[pos:]!r}")
-        parts.append(m.group(1) if m.group(1) is not None else m.group(2))
+        parts.append(next(g for g in m.groups() if g is not None))
         pos = m.end()
         if pos < len(text) and text[pos] == ".":
             pos += 1
     if not parts:
         raise ScopeError(f"ignore path {path!r}: empty")
-    return tuple("*" if p == "*" else p for p in parts)
+    return tuple(parts)
 
 
 def _drop(node: Any, parts: tuple[str, ...]) -> None:
