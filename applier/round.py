@@ -97,6 +97,7 @@ class Engine:
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
         self.gate = Gate(source, settings.allowed_signers)
         self.untrusted: Untrusted | None = None  # the first commit refused by the gate, while it stands
+        self.trust_anchor = ""  # policy mode: the commit whose policy's signers are in force (applier.trust)
 
     def close(self) -> None:
         self.applier.close()
@@ -182,7 +183,9 @@ class Engine:
 
     def _admit(self, target: str, status: Status | None) -> str | None:
         """The newest commit the trust gate lets through; a newly refused commit is logged, counted, recorded."""
-        gated = self.gate.admit(status.commit if status and status.commit else None, target)
+        gated = self.gate.admit(status.commit if status and status.commit else None, target,
+                                status.trust_anchor or None if status else None)
+        self.trust_anchor = gated.anchor or ""
         if gated.untrusted != self.untrusted:
             if gated.untrusted is not None:
                 log.error("%s", gated.untrusted.line())
@@ -197,9 +200,7 @@ class Engine:
         if not self.settings.dry_run and (status.untrusted if status else {}) != data:
             record = status or Status(repo=self.settings.repo, branch=self.settings.branch)
             record.untrusted = data
-            save_status(self.cluster, record)
-        if gated.again:
-            self.retry_after = 0.0
+            save_status(self.cluster, record)  # the anchor moves only with an applied round (_record)
         return gated.target
 
     # ---- one round -------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ class Engine:
         new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
                      repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
                      fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag,
-                     untrusted=_untrusted_data(self.untrusted))
+                     untrusted=_untrusted_data(self.untrusted), trust_anchor=self.trust_anchor)
         if not failures:
             new.fully_applied, new.fully_applied_time = target, commit_time
             if target != prev.fully_applied:

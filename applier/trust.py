@@ -1,8 +1,9 @@
 """Only signed history is applied: every commit since the last applied one must verify, or be acknowledged.
 
 The allowed signers come from `--allowed-signers FILE` (git's allowed-signers format) or, without it, from the
-`trust.allowed_signers` list of `.kubedr/policy.yaml` at the last applied commit: a commit that adds a key must
-itself be signed by a key allowed before it (on a secondary that never applied anything, the policy of the
+`trust.allowed_signers` list of `.kubedr/policy.yaml` at the trust anchor: the last applied commit that changed
+the policy with a good signature. A key is trusted only once a commit signed by an already allowed key adds it;
+an acknowledged commit never moves the anchor (on a secondary that never applied anything, the policy of the
 newest commit is trusted on first use; give the flag to anchor trust outside the repo).
 
 The first commit that does not verify stops the applier there; history is never rewritten, so it resumes
@@ -49,7 +50,8 @@ class Gated:
 
     target: str | None
     untrusted: Untrusted | None = None
-    again: bool = False  # a trusted commit changed the policy's signers: check the rest with them next round
+    again: bool = False  # a signed commit changed the policy's signers: check the rest with them next round
+    anchor: str | None = None  # policy mode: the commit whose policy holds the signers in force
 
 
 def policy_signers(data: bytes) -> list[str]:
@@ -108,11 +110,12 @@ class Gate:
             revs = [target]
         return self._git("rev-list", "--topo-order", "--reverse", *revs).stdout.split()
 
-    def admit(self, base: str | None, target: str) -> Gated:
+    def admit(self, base: str | None, target: str, anchor: str | None = None) -> Gated:
         """How far past base the applier may go toward target (all the way when trust is not configured)."""
         if base == target:
-            return Gated(target)
-        signers = self._signers_file(base or target)
+            return Gated(target, anchor=anchor)
+        anchor = None if self.flag_file else (anchor or base or target)
+        signers = self._signers_file(anchor or target)
         if signers is None:
             return Gated(target)  # no --allowed-signers and no trust section in the policy: trust is off
         if not base and not self.flag_file:
@@ -125,17 +128,19 @@ class Gate:
             self._verdicts[(key, sha)] = verdict
         verdicts = [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
         acked = {a.lower() for v in verdicts if v.good for a in v.acknowledges}
-        last = base
+        changers = self._policy_changers(base, target) if not self.flag_file else set()
+        last, moved = base, anchor
         for v in verdicts:
             if v.good or v.sha in acked:
                 last = v.sha
+                if v.good and v.sha in changers:
+                    moved = v.sha  # a signed policy change: its signers hold from here on
                 continue
-            if not self.flag_file and base and self._policy_changed(base, last):
-                return Gated(last, again=True)  # the signers may have changed on the way: re-check from there
-            return Gated(last, Untrusted(v.sha, v.signer, v.reason))
-        return Gated(target)
+            if moved != anchor:
+                return Gated(last, anchor=moved, again=True)  # check the rest with the new signers
+            return Gated(last, Untrusted(v.sha, v.signer, v.reason), anchor=anchor)
+        return Gated(target, anchor=moved)
 
-    def _policy_changed(self, base: str, last: str | None) -> bool:
-        if not last or last == base:
-            return False
-        return bool(self._git("rev-list", last, f"^{base}", "--", POLICY_PATH).stdout.strip())
+    def _policy_changers(self, base: str | None, target: str) -> set[str]:
+        revs = [target, f"^{base}"] if base else [target]
+        return set(self._git("rev-list", *revs, "--", POLICY_PATH).stdout.split())
