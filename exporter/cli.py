@@ -205,8 +205,12 @@ class Exporter:
             new = scope.effective(self.flags, scope.parse_policy(data))
             rules = scope.ignore_rules(new.ignore)
         except scope.ScopeError as exc:
-            log.error("%s; keeping the scope in force", exc)
-            return False
+            if initial and "namespaces" not in self.flags:  # never guess which namespaces from a broken policy
+                raise UsageError(f"{exc} (fix the policy or give --namespaces / --all-namespaces)") from exc
+            log.error("%s; keeping the scope in force (%s)", exc, "flags only" if initial else "as it was")
+            if not initial:
+                return False
+            new, rules = self.scope, []
         if new.origin["namespaces"] == "default":
             msg = (f"no namespaces chosen: give --namespaces a,b or --all-namespaces, or export.namespaces in the "
                    f"repo's {scope.POLICY_PATH} ([] for all)")

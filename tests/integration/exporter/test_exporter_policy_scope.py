@@ -147,3 +147,18 @@ def test_ignored_field_stamped_every_100ms_makes_no_commit(primary, start_export
     api.update(obj)
     wait_until(lambda: "v: '2'" in remote_files(git_remote)["shop/ConfigMap/stamped.yaml"], what="real change")
     assert "stamp" not in remote_files(git_remote)["shop/ConfigMap/stamped.yaml"].replace("stamped", "")
+
+
+def test_a_broken_policy_is_named_and_never_widens_the_scope(primary, git_remote: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    from exporter_harness import export_args
+
+    assert main(["init", "--repo", str(git_remote)]) == 0
+    hand_push(git_remote, tmp_path / "hand", ".kubedr/policy.yaml", "export:\n  label_selector: 'a in (b'\n", "bad")
+    primary.api.create(cm("a"))
+    base = export_args(primary, git_remote, tmp_path / "clone", "--once")
+    assert main(base) == 2  # no namespaces anywhere else: refuse rather than guess
+    err = capsys.readouterr().err
+    assert ".kubedr/policy.yaml: export.label_selector" in err
+    assert main([*base, "--namespaces", "shop"]) == 0  # the flags alone still say what to export
+    assert "shop/ConfigMap/a.yaml" in remote_files(git_remote)
