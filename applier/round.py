@@ -32,6 +32,7 @@ from kubedr.applier.trust import Gate, Untrusted
 from kubedr import observe
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 from kubedr.remote import redact
+from kubedr.signing import SigningError
 
 log = logging.getLogger("kubedr.applier")
 
@@ -388,7 +389,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
                 if on_round:
                     on_round(report)
             failed = failed or engine.untrusted is not None
-        except (FetchError, ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
+        except (FetchError, ApiError, OSError, urllib3.exceptions.HTTPError, SigningError) as exc:
             log.error("round failed: %s", " ".join(str(exc).split()))
             failed = True
         except Exception as exc:  # urllib3 connection errors and the like: retried next round

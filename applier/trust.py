@@ -82,7 +82,8 @@ class Gate:
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(["git", *self._git_args, *args], capture_output=True, text=True)
         if check and proc.returncode != 0:
-            raise SigningError(f"git {args[0]}: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+            lines = proc.stderr.strip().splitlines()
+            raise SigningError(f"git {args[0]}: {lines[-1] if lines else proc.returncode}")
         return proc
 
     def _signers_file(self, anchor: str) -> str | None:
