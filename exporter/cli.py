@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kubedr.exporter import scope
 from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import ResourceType
 from kubedr.exporter.follow import Follower
-from kubedr.exporter.gitstore import TMP_PREFIX, GitError, GitStore, default_workdir
-from kubedr.exporter.gittree import with_trailer
+from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
 from kubedr.exporter.kubeapi import ApiError, KubeHTTP
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_MODES, Recorder
+from kubedr.exporter.scope import SCOPE_PATH
+from kubedr.exporter.scoping import Scoper, scope_flags
 from kubedr.exporter.selection import Selection
 
-from kubedr import contract, observe, signing
+from kubedr import observe, signing
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.exporter")
@@ -148,10 +148,7 @@ class Exporter:
             self.store.use_signer(signing.load_signer(args.signing_key))
         except signing.SigningError as exc:
             raise UsageError(f"--signing-key: {exc}") from exc
-        self.flags = scope_flags(args)
-        self.scope = scope.effective(self.flags, {})
         self.selection = Selection(None, ())
-        self.selection.configure(self.scope)
         self.recorder = Recorder(self.store.workdir, secrets, sealer)
         self.store.on_moved = self.recorder.digests.clear
         self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
@@ -160,11 +157,12 @@ class Exporter:
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
+        self.scoper = Scoper(scope_flags(args), self.store, self.selection, self.recorder, self.committer,
+                             self.observer)
         self.follower = Follower(self.store, self.pusher.idle, lambda: self.committer.queue.put(None),
-                                 self.on_foreign, parse_duration(args.remote_check_interval),
+                                 self.scoper.on_foreign, parse_duration(args.remote_check_interval),
                                  moved_head=lambda: self.pusher.notify(self.store.head() or "", []))
         self.committer.on_idle = self.follower.catch_up
-        self.committer.annotate = self._annotate
         self.ready = False
         self.threads: list[threading.Thread] = []
 
@@ -173,8 +171,8 @@ class Exporter:
         started = time.monotonic()
         with self.store.lock:
             self.store.open()
-            self.apply_policy(initial=True)
-            known = set(self.store.ls_files()) | set(self._work_tree_files()) | {scope.SCOPE_PATH}
+            self.scoper.apply_policy(initial=True)
+            known = set(self.store.ls_files()) | set(self._work_tree_files()) | {SCOPE_PATH}
             self.recorder.load_index(sorted(known))
             types = self.observer.discover()
             rvs: dict[ResourceType, str] = {}
@@ -194,82 +192,6 @@ class Exporter:
         log.info("startup reconcile: %d types, %s in %.1fs", len(types),
                  f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
         return rvs
-
-    def apply_policy(self, initial: bool = False) -> bool:
-        """Read the repo policy's export section; take the new effective scope if it changed (True)."""
-        try:
-            data = (self.store.workdir / scope.POLICY_PATH).read_bytes()
-        except OSError:
-            data = None
-        try:
-            new = scope.effective(self.flags, scope.parse_policy(data))
-            rules = scope.ignore_rules(new.ignore)
-        except scope.ScopeError as exc:
-            if initial and "namespaces" not in self.flags:  # never guess which namespaces from a broken policy
-                raise UsageError(f"{exc} (fix the policy or give --namespaces / --all-namespaces)") from exc
-            log.error("%s; keeping the scope in force (%s)", exc, "flags only" if initial else "as it was")
-            if not initial:
-                return False
-            new, rules = self.scope, []
-        if new.origin["namespaces"] == "default":
-            msg = (f"no namespaces chosen: give --namespaces a,b or --all-namespaces, or export.namespaces in the "
-                   f"repo's {scope.POLICY_PATH} ([] for all)")
-            if initial:
-                raise UsageError(msg)
-            log.error("%s; keeping the scope in force", msg)
-            return False
-        changed = new != self.scope
-        self.scope = new
-        self.selection.configure(new)
-        self.recorder.ignore = rules
-        self._write_scope(new.document())
-        log.info("export scope: %s", new.describe())
-        return changed
-
-    def _write_scope(self, data: bytes) -> None:
-        target = self.store.workdir / scope.SCOPE_PATH
-        try:
-            if target.read_bytes() == data:
-                return
-        except OSError:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(TMP_PREFIX + target.name)
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-        self.committer.extra.add(scope.SCOPE_PATH)
-
-    def on_foreign(self, paths: list[str]) -> None:
-        """Commits others pushed changed these paths: re-read the policy, re-list the types they touched."""
-        keys: set[tuple[str, str]] = set()
-        for path in paths:
-            try:
-                ref = contract.ref_of_path(path)
-            except contract.ManifestError:
-                ref = None
-            if ref is not None:
-                keys.add((ref.group, ref.kind))
-                self.recorder.index[(ref.group, ref.kind)].add(path)
-        if scope.POLICY_PATH in paths or scope.SCOPE_PATH in paths:
-            if self.apply_policy():
-                self.committer.hold(self.observer.refresh() | self.observer.relist(), "scope")
-                return
-        if not keys:
-            return
-        watched = self.observer.relist(keys)
-        for key in keys - watched - self.recorder.frozen_types:
-            if key[0] not in self.observer.failed_groups:
-                self.recorder.synced(key, set(), time.monotonic())  # not exported at all: the files go
-        log.warning("commits not made by this exporter changed %d file(s); writing back the cluster's state",
-                    len(paths))
-        self.committer.hold(watched, "resync")
-
-    def _annotate(self, diff: list[tuple[str, str]], text: str) -> str:
-        """A commit that changes the scope file says so, with the scope as a trailer."""
-        if not any(p == scope.SCOPE_PATH for _, p in diff):
-            return text
-        if len(diff) == 1:
-            text = f"export scope changed\n\n{self.scope.describe()}\n\n" + text.split("\n\n", 1)[1].lstrip("\n")
-        return with_trailer(text, scope.SCOPE_TRAILER, self.scope.trailer())
 
     def _work_tree_files(self) -> list[str]:
         root = self.store.workdir
@@ -348,22 +270,6 @@ class Exporter:
                 delay *= 2
         log.error("could not push to %s; the commits wait in %s", self.store.shown, self.store.workdir)
         return False
-
-
-def scope_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The scope settings given as flags (or $KUBEDR_*, or the config file): these win over the policy."""
-    given = {"namespaces": [] if args.all_namespaces else _csv(args.namespaces) or None,
-             "exclude_namespaces": _csv(args.exclude_namespaces) or None,
-             "extra_kinds": _csv(args.cluster_scoped_kinds) or None,
-             "label_selector": args.label_selector or None,
-             "exclude_kinds": _csv(args.exclude_kinds) or None,
-             "exclude_objects": _csv(args.exclude_objects) or None}
-    flags = {k: v for k, v in given.items() if v is not None}
-    try:
-        scope.effective(flags, {})
-    except scope.ScopeError as exc:
-        raise UsageError(f"--{str(exc).replace('_', '-')}") from exc
-    return flags
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,8 @@ class ScopeError(ValueError):
     """A scope setting is unusable; one line naming it."""
 
 
-def _names(value: Any) -> list[str]:
+def split_names(value: Any) -> list[str]:
+    """A list or comma-separated string of names as a list (flags and policy alike)."""
     if value is None:
         return []
     items = value if isinstance(value, list) else [value]
@@ -55,7 +56,7 @@ def _ignore(value: Any) -> list[dict[str, Any]]:
     for i, rule in enumerate(value):
         if not isinstance(rule, dict) or not rule.get("kind") or not rule.get("paths"):
             raise ScopeError(f"ignore[{i}]: needs kind and paths")
-        paths = _names(rule["paths"]) if isinstance(rule["paths"], str) else [str(p) for p in rule["paths"]]
+        paths = split_names(rule["paths"]) if isinstance(rule["paths"], str) else [str(p) for p in rule["paths"]]
         for p in paths:
             parse_path(p)
         out.append({"kind": str(rule["kind"]), "name": str(rule.get("name") or "*"), "paths": paths})
@@ -64,12 +65,12 @@ def _ignore(value: Any) -> list[dict[str, Any]]:
 
 # setting -> (policy keys, converter, default). Flags use the same names (--label-selector, ...).
 SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
-    "namespaces": (("namespaces",), _names, []),  # [] = every namespace
-    "exclude_namespaces": (("exclude_namespaces",), _names, []),
-    "extra_kinds": (("cluster_scoped_kinds", "extra_kinds"), _names, []),
+    "namespaces": (("namespaces",), split_names, []),  # [] = every namespace
+    "exclude_namespaces": (("exclude_namespaces",), split_names, []),
+    "extra_kinds": (("cluster_scoped_kinds", "extra_kinds"), split_names, []),
     "label_selector": (("label_selector",), _selector, ""),
-    "exclude_kinds": (("exclude_kinds",), _names, []),
-    "exclude_objects": (("exclude_objects",), _names, []),
+    "exclude_kinds": (("exclude_kinds",), split_names, []),
+    "exclude_objects": (("exclude_objects",), split_names, []),
     "ignore": (("ignore",), _ignore, []),
 }
 
