@@ -58,6 +58,9 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--no-validate", dest="validate", action="store_false",
                    help="skip kubernetes-validate schema checks")
     p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
+    p.add_argument("--allowed-signers", metavar="FILE",
+                   help="git allowed-signers file: apply only commits whose SSH signature verifies against it "
+                        "(default: the trust section of the repo policy, else no check)")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -131,6 +134,12 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
              "namespace_replicas": args.namespace_standby_replicas, "maps.namespaces": args.namespace_map,
              "maps.images": args.image_map, "maps.storage_classes": args.storage_class_map}
     explicit = frozenset(k for k, v in given.items() if v is not None)
+    if args.allowed_signers:
+        from kubedr import signing
+        try:
+            signing.check_allowed_signers(args.allowed_signers)
+        except signing.SigningError as exc:
+            raise UsageError(f"--allowed-signers: {exc}") from exc
     optional = {k: v for k, v in (("prune", args.prune), ("prune_max_fraction", args.prune_max_fraction),
                                   ("prune_max_objects", args.prune_max_objects),
                                   ("standby_replicas", args.standby_replicas),
@@ -139,7 +148,8 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
                     at=getattr(args, "at", None), force_prune=args.force_prune,
                     dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
                     mode_override=args.mode, namespace_replicas=ns_replicas,
-                    identities=_identities(args.identity), validate=args.validate, explicit=explicit, **optional)
+                    identities=_identities(args.identity), validate=args.validate, explicit=explicit,
+                    allowed_signers=args.allowed_signers, **optional)
 
 
 def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Any:

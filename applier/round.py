@@ -27,10 +27,12 @@ from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jo
 from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
 from kubedr.applier.status import save as save_status
+from kubedr.applier.trust import Gate, Untrusted
 
 from kubedr import observe
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 from kubedr.remote import redact
+from kubedr.signing import SigningError
 
 log = logging.getLogger("kubedr.applier")
 
@@ -61,6 +63,7 @@ class Settings:
     default_standby: bool = True  # the mode when none is recorded on the secondary and none is given
     recreate: bool = True  # delete and re-create objects whose immutable fields changed (applier.recreate)
     explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
+    allowed_signers: str | None = None  # git allowed-signers file: apply only commits that verify (applier.trust)
 
 
 @dataclass
@@ -94,6 +97,9 @@ class Engine:
         self._mode_changed = False  # --active/--standby changed the recorded mode: apply everything again
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
+        self.gate = Gate(source, settings.allowed_signers)
+        self.untrusted: Untrusted | None = None  # the first commit refused by the gate, while it stands
+        self.trust_anchor = ""  # policy mode: the commit whose policy's signers are in force (applier.trust)
 
     def close(self) -> None:
         self.applier.close()
@@ -160,10 +166,13 @@ class Engine:
         if target is None:
             log.info("repo %s has no commits on %s yet", redact(self.settings.repo), self.settings.branch)
             return None
+        status = load_status(self.cluster)
+        target = self._admit(target, status)
+        if target is None:
+            return None
         self.settings = self._effective(target)
         if self.validator is None and self.settings.validate:
             self.validator = Validator(self.cluster.version())
-        status = load_status(self.cluster)
         mode = self.mode()
         fp = self.fingerprint(mode)
         if self._mode_changed:
@@ -176,6 +185,28 @@ class Engine:
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None
         return self.run_round(target, status, mode, fp)
+
+    def _admit(self, target: str, status: Status | None) -> str | None:
+        """The newest commit the trust gate lets through; a newly refused commit is logged, counted, recorded."""
+        gated = self.gate.admit(status.commit if status and status.commit else None, target,
+                                status.trust_anchor or None if status else None)
+        self.trust_anchor = gated.anchor or ""
+        if gated.untrusted != self.untrusted:
+            if gated.untrusted is not None:
+                log.error("%s", gated.untrusted.line())
+                observe.APPLY_UNTRUSTED_TOTAL.inc()
+            elif self.untrusted is not None:
+                log.info("untrusted commit %s acknowledged; applying again", self.untrusted.sha[:12])
+            self.untrusted = gated.untrusted
+        observe.APPLY_UNTRUSTED.clear()
+        if gated.untrusted is not None:
+            observe.APPLY_UNTRUSTED.labels(gated.untrusted.sha, gated.untrusted.signer).set(1)
+        data = _untrusted_data(gated.untrusted)
+        if not self.settings.dry_run and (status.untrusted if status else {}) != data:
+            record = status or Status(repo=self.settings.repo, branch=self.settings.branch)
+            record.untrusted = data
+            save_status(self.cluster, record)  # the anchor moves only with an applied round (_record)
+        return gated.target
 
     # ---- one round -------------------------------------------------------------------------------------------
 
@@ -351,7 +382,8 @@ class Engine:
         now = time.time()
         new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
                      repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
-                     fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag)
+                     fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag,
+                     untrusted=_untrusted_data(self.untrusted), trust_anchor=self.trust_anchor)
         if not failures:
             new.fully_applied, new.fully_applied_time = target, commit_time
             if target != prev.fully_applied:
@@ -362,6 +394,10 @@ class Engine:
             observe.APPLY_LAG.set(max(0.0, now - commit_time))
             observe.APPLY_LAG_HIST.observe(max(0.0, now - commit_time))
         save_status(self.cluster, new)
+
+
+def _untrusted_data(u: Untrusted | None) -> dict[str, str]:
+    return {"commit": u.sha, "signer": u.signer, "reason": u.reason} if u else {}
 
 
 def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | None = None,
@@ -375,12 +411,13 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     while not stop.is_set():
         try:
             report = engine.step()
-            engine.caught_up = True
+            engine.caught_up = engine.untrusted is None  # held at an untrusted commit: behind the branch
             if report is not None:
                 failed = bool(report.failures)
                 if on_round:
                     on_round(report)
-        except (FetchError, ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
+            failed = failed or engine.untrusted is not None
+        except (FetchError, ApiError, OSError, urllib3.exceptions.HTTPError, SigningError) as exc:
             log.error("round failed: %s", " ".join(str(exc).split()))
             failed = True
         except Exception as exc:  # urllib3 connection errors and the like: retried next round

@@ -45,6 +45,8 @@ class Status:
     branch: str = ""
     mode: str = ""
     lag: float | None = None  # primary commit -> fully applied, measured when it was applied
+    untrusted: dict[str, str] = field(default_factory=dict)  # the commit the trust gate refused: commit, signer, reason
+    trust_anchor: str = ""  # the commit whose policy's allowed signers are in force (policy mode of applier.trust)
 
     def to_data(self) -> dict[str, str]:
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
@@ -59,6 +61,8 @@ class Status:
                                     for f in self.failures[:MAX_FAILURES_KEPT]], indent=1),
             # every failed path (reasons only for the first MAX_FAILURES_KEPT): all are retried next round
             "retryPaths": "\n".join(f.path for f in self.failures[MAX_FAILURES_KEPT:]),
+            "untrusted": json.dumps(self.untrusted) if self.untrusted else "",
+            "trustAnchor": self.trust_anchor,
         }
 
     @classmethod
@@ -70,7 +74,9 @@ class Status:
                    fully_applied_time=_parse(data.get("fullyAppliedCommitTime", "")),
                    applied_at=_parse(data.get("appliedAt", "")), failures=failures,
                    settings=data.get("settings", ""), repo=data.get("repo", ""), branch=data.get("branch", ""),
-                   mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None)
+                   mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None,
+                   untrusted=json.loads(data["untrusted"]) if data.get("untrusted") else {},
+                   trust_anchor=data.get("trustAnchor", ""))
 
 
 def _parse(iso: str) -> float:
@@ -107,5 +113,5 @@ def read_status(api_client: Any) -> dict[str, Any]:
         "mode": mode.get("mode", "standby"),
         "activeNamespaces": (mode.get("activeNamespaces") or "").split(),
         "modeChangedAt": mode.get("changedAt"),
-        "repo": st.repo, "branch": st.branch,
+        "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted,
     }

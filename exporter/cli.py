@@ -18,14 +18,17 @@ from urllib.parse import urlparse
 from kubedr.exporter import coverage, sanitize
 from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.follow import Follower
 from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
 from kubedr.exporter.kubeapi import ApiError, KubeHTTP
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
+from kubedr.exporter.scope import SCOPE_PATH
+from kubedr.exporter.scoping import Scoper, scope_flags
 from kubedr.exporter.selection import Selection
 
-from kubedr import contract, observe
+from kubedr import contract, observe, signing
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.exporter")
@@ -58,7 +61,14 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespaces", help="comma-separated namespaces to export")
     p.add_argument("--all-namespaces", action="store_true", help="export every namespace")
     p.add_argument("--exclude-namespaces", help="with --all-namespaces: comma-separated namespaces to leave out")
-    p.add_argument("--cluster-scoped-kinds", help="extra cluster-scoped kinds to export, e.g. Node,APIService")
+    p.add_argument("--cluster-scoped-kinds", "--extra-kinds", dest="cluster_scoped_kinds",
+                   help="extra cluster-scoped kinds to export, e.g. Node,APIService")
+    p.add_argument("--label-selector", help="export only namespaced objects whose labels match, e.g. 'backup!=no'")
+    p.add_argument("--exclude-kinds", help="kinds never exported, e.g. ConfigMap,Certificate.cert-manager.io")
+    p.add_argument("--exclude-objects", help="objects never exported: namespace/Kind/name globs, e.g. "
+                                             "'shop/ConfigMap/tmp-*,*/Secret/*-tls' (_cluster for cluster-scoped)")
+    p.add_argument("--remote-check-interval", default="10s",
+                   help="how often an idle exporter looks for commits others pushed (policy changes, hand edits)")
     p.add_argument("--repo", help="Git remote: a path, file://, git://, ssh or https URL")
     p.add_argument("--branch", default="main", help="branch to commit to (default main)")
     p.add_argument("--workdir", help="local clone, the durable buffer (default ~/.cache/kubedr/export/...)")
@@ -73,6 +83,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--digest-key-file", help="key for the keyed digest that keeps unchanged Secrets stable")
     p.add_argument("--secrets", choices=SECRET_MODES,
                    help="seal (default with a recipient), skip (default without), plaintext (tests only)")
+    p.add_argument("--signing-key", help="SSH private key (ed25519, ecdsa, rsa) that signs every commit, as git "
+                                         "does with gpg.format=ssh")
     p.add_argument("--metrics-listen", help="host:port for /metrics /healthz /readyz, e.g. :9090")
     p.add_argument("--push-backoff-max", default="30s", help="longest wait between push retries")
     p.add_argument("--page-size", type=int, default=500, help="objects per list page")
@@ -177,8 +189,8 @@ class Exporter:
 
         if not args.repo:
             raise UsageError("--repo is required (a path or URL of the Git remote)")
-        if bool(args.namespaces) == bool(args.all_namespaces):
-            raise UsageError("give exactly one of --namespaces a,b or --all-namespaces")
+        if args.namespaces and args.all_namespaces:
+            raise UsageError("give one of --namespaces a,b or --all-namespaces (or export.namespaces in the policy)")
         if args.exclude_namespaces and not args.all_namespaces:
             raise UsageError("--exclude-namespaces goes with --all-namespaces")
         repo = args.repo
@@ -189,8 +201,11 @@ class Exporter:
         secrets, sealer = _secret_mode(args, self.store.prepare)
         api = api_client(args.kubeconfig, args.context, pool=128)  # one connection per watch
         self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
-        self.selection = Selection(None if args.all_namespaces else _csv(args.namespaces),
-                                   _csv(args.exclude_namespaces), _csv(args.cluster_scoped_kinds))
+        try:
+            self.store.use_signer(signing.load_signer(args.signing_key))
+        except signing.SigningError as exc:
+            raise UsageError(f"--signing-key: {exc}") from exc
+        self.selection = Selection(None, ())
         self.recorder = Recorder(self.store.workdir, secrets, sealer)
         self.store.on_moved = self.recorder.digests.clear
         self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
@@ -201,6 +216,12 @@ class Exporter:
         self.observer.skip_keys = set(self.recorder.frozen_types)
         self.observer.on_discovered = lambda: self.coverage().log()
         observe.EXPORT_COVERAGE.report = self.coverage
+        self.scoper = Scoper(scope_flags(args), self.store, self.selection, self.recorder, self.committer,
+                             self.observer)
+        self.follower = Follower(self.store, self.pusher.idle, lambda: self.committer.queue.put(None),
+                                 self.scoper.on_foreign, parse_duration(args.remote_check_interval),
+                                 moved_head=lambda: self.pusher.notify(self.store.head() or "", []))
+        self.committer.on_idle = self.follower.catch_up
         self.ready = False
         self.threads: list[threading.Thread] = []
         self._types: list[ResourceType] = []
@@ -210,7 +231,8 @@ class Exporter:
         started = time.monotonic()
         with self.store.lock:
             self.store.open()
-            known = set(self.store.ls_files()) | set(self._work_tree_files())
+            self.scoper.apply_policy(initial=True)
+            known = set(self.store.ls_files()) | set(self._work_tree_files()) | {SCOPE_PATH}
             self.recorder.load_index(sorted(known))
             types = self.observer.discover()
             rvs: dict[ResourceType, str] = {}
@@ -227,6 +249,7 @@ class Exporter:
             keep |= unlisted
             self.recorder.drop_types(keep, time.monotonic())
             sha = self.committer.commit(reason="resync", paths=known)
+            self.store.brought_in.clear()  # the full list above already wrote the cluster's state back
         log.info("startup reconcile: %d types, %s in %.1fs", len(types),
                  f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
         self._types = types
@@ -253,7 +276,8 @@ class Exporter:
         """Reconcile, then run committer, pusher and one watch per type in background threads."""
         rvs = self.reconcile()
         self.threads = [threading.Thread(target=self.committer.run, name="committer", daemon=True),
-                        threading.Thread(target=self.pusher.run, name="pusher", daemon=True)]
+                        threading.Thread(target=self.pusher.run, name="pusher", daemon=True),
+                        threading.Thread(target=self.follower.run, name="follower", daemon=True)]
         for t in self.threads:
             t.start()
         self.observer.start(rvs, self.committer.queue.put)
@@ -264,6 +288,7 @@ class Exporter:
         """Stop watching, commit what is queued, push once more."""
         self.ready = False
         self.observer.stop()
+        self.follower.stop()
         deadline = time.monotonic() + drain
         while self.committer.queue.qsize() and time.monotonic() < deadline and self.healthy():
             time.sleep(0.05)

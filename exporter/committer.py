@@ -69,6 +69,25 @@ class Committer:
         self.queue: queue.Queue[Event | None] = queue.Queue()  # None only wakes the loop (a push finished)
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
+        self.annotate: Callable[[list[tuple[str, str]], str], str] = lambda diff, text: text  # last word on messages
+        self.on_idle: Callable[[], None] = lambda: None  # under the lock, nothing pending, last commit pushed
+        self.extra: set[str] = set()  # files written outside the recorder (the scope file) for the next commit
+        self._hold: set[tuple[str, str]] = set()  # types being re-listed: commit once all of them are done
+        self._hold_reason = ""
+        self._hold_until = 0.0
+
+    def hold(self, keys: set[tuple[str, str]], reason: str, timeout: float = 60.0) -> None:
+        """Commit nothing until these types finished their re-list, then all of it in one `reason` commit."""
+        self._hold |= set(keys)
+        self._hold_reason = self._hold_reason or reason
+        self._hold_until = time.monotonic() + timeout
+
+    def holding(self) -> bool:
+        """True while a hold waits for re-lists (at most its timeout)."""
+        if self._hold and time.monotonic() > self._hold_until:
+            log.warning("re-list of %s did not finish in time; committing what there is", sorted(self._hold))
+            self._hold.clear()
+        return bool(self._hold)
 
     def handle(self, event: Event) -> None:
         """One event into the work tree; a bad object is logged and skipped, never fatal."""
@@ -77,6 +96,7 @@ class Committer:
                 self.recorder.decide(obj, wanted, event.received)
             if event.type == "SYNCED":
                 self.recorder.synced(event.rtype.key, event.seen, event.received)
+                self._hold.discard(event.rtype.key)
         except Exception as exc:  # noqa: BLE001 - one bad object must not stop the others
             name = ((event.obj or {}).get("metadata") or {}).get("name", "?")
             log.error("cannot export %s %s %s: %s", event.type, event.rtype, name, exc)
@@ -84,7 +104,8 @@ class Committer:
     def commit(self, reason: str = "", paths: set[str] | None = None) -> str | None:
         """Commit what the recorder changed (plus any extra paths), the message built from the real diff."""
         pending = self.recorder.take_pending()
-        candidates = set(pending) | (paths or set())
+        candidates = set(pending) | (paths or set()) | self.extra
+        self.extra = set()
         if not candidates:
             return None
         changes: list[tuple[str, Pending]] = []
@@ -97,7 +118,7 @@ class Committer:
                     p = Pending(ref) if ref is not None else None
                 if p is not None:
                     changes.append((VERB_OF_STATUS.get(status, "update"), p))
-            return format_message(changes, self.cluster, reason)
+            return self.annotate(diff, format_message(changes, self.cluster, reason))
 
         contents = {p: None if pd.deleted else pd.data for p, pd in pending.items()
                     if pd.deleted or pd.data is not None}
@@ -140,8 +161,13 @@ class Committer:
                             if nxt is not None:
                                 self.handle(nxt)
                     observe.EXPORT_QUEUE.set(self.queue.qsize())
-                    if self.recorder.pending and self.push_idle():
-                        self.commit()
+                    if self.holding():
+                        continue
+                    if (self.recorder.pending or self.extra) and self.push_idle():
+                        reason, self._hold_reason = self._hold_reason, ""
+                        self.commit(reason=reason)
+                    elif not self.recorder.pending and self.push_idle():
+                        self.on_idle()
         except BaseException as exc:
             self.failed = exc
             log.exception("committer stopped")

@@ -22,6 +22,7 @@ from kubedr.exporter.gittree import (
 )
 
 from kubedr.remote import redact, scrub
+from kubedr.signing import Signer
 
 log = logging.getLogger("kubedr.exporter.git")
 
@@ -64,6 +65,14 @@ class GitStore:
         self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
         self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
         self._flock: int | None = None  # fd holding the clone for this process (see _hold_clone)
+        self.brought_in: list[tuple[str, str]] = []  # (base, tip) of commits others pushed that we took in
+        self.signer: Signer | None = None  # signs every commit (and makes git sign what a rebase rewrites)
+
+    def use_signer(self, signer: Signer | None) -> None:
+        """Sign every commit from now on: in-process here, through git's ssh-keygen for rebased commits."""
+        self.signer = signer
+        if signer is not None:
+            self.env.update(signer.git_config())
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
@@ -205,6 +214,7 @@ class GitStore:
             self.git("read-tree", "-u", "--reset", remote)
             self.git("update-ref", f"refs/heads/{self.branch}", remote, local)
             self._moved()
+            self.brought_in.append((local, remote))
         elif not self.is_ancestor(remote, local):
             self.rebase_onto_remote()
 
@@ -227,6 +237,7 @@ class GitStore:
         """Replay local commits on the remote's; a conflict aborts and raises (never force-push)."""
         with self.lock:
             upstream = f"refs/remotes/origin/{self.branch}"
+            base = self.git("merge-base", "HEAD", upstream, check=False).strip()
             self.sync_index()
             proc = subprocess.run(["git", "rebase", "-q", upstream], cwd=self.workdir, env=self.env,
                                   capture_output=True)
@@ -235,6 +246,8 @@ class GitStore:
                 subprocess.run(["git", "rebase", "--abort"], cwd=self.workdir, env=self.env, capture_output=True)
                 raise RemoteMoved(f"remote {self.shown} branch {self.branch} has commits that conflict with "
                                   f"unpushed local commits; resolve by hand in {self.workdir} (never force-pushed)")
+            if base:
+                self.brought_in.append((base, self.git("rev-parse", upstream).strip()))
             log.warning("remote %s moved; rebased local commits onto %s", self.shown,
                         self.git("rev-parse", "--short", upstream).strip())
 
@@ -290,7 +303,8 @@ class GitStore:
         top = tree.write_tree()
         when = time.time()  # the header's whole seconds and the trailer's microseconds: one instant
         text = with_trailer(message(changes), COMMITTED_AT, committed_at(when))
-        sha = tree.store.write("commit", commit_object(top, parent, text, self.env, when))
+        raw = commit_object(top, parent, text, self.env, when)
+        sha = tree.store.write("commit", self.signer.sign_commit(raw) if self.signer else raw)
         tree.store.flush()
         self._index_stale = True
         try:

@@ -221,6 +221,16 @@ class Observer:
             rv = new_rv or rv
         return rv
 
+    def relist(self, keys: set[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
+        """Restart the watches of these types (None: every type) with a fresh list; returns their keys."""
+        with self._lock:
+            chosen = [t for t in self.watchers if keys is None or t.key in keys]
+            for rtype in chosen:
+                self.watchers[rtype].set()
+        for rtype in chosen:
+            self._start_watch(rtype, None)
+        return {t.key for t in chosen}
+
     # -- discovery refresh
     def _discovery_loop(self) -> None:
         """Re-discover when CRDs change (and every 30 s): start new watches, retire vanished types."""
@@ -236,26 +246,30 @@ class Observer:
                 except (ApiError, *NETWORK_ERRORS) as exc:
                     log.warning("discovery refresh failed: %s", exc)
 
-    def refresh(self) -> None:
-        """Diff the served types with the watched ones."""
+    def refresh(self) -> set[tuple[str, str]]:
+        """Diff the served types with the watched ones; returns the keys of types started or retired."""
         before = set(self.unwatched)
         types = set(self.discover())
+        touched: set[tuple[str, str]] = set()
         with self._lock:
             current = set(self.watchers)
         for rtype in sorted(types - current, key=startup_rank):
             log.info("now watching %s", rtype)
             self._start_watch(rtype, None)
+            touched.add(rtype.key)
         keys = {t.key for t in types}
         for rtype in current - types:
             if rtype.group in self.failed_groups:
                 continue
             with self._lock:
                 self.watchers.pop(rtype).set()
-            log.info("%s is no longer served; its objects leave the repo", rtype)
+            log.info("%s is no longer served or in scope; its objects leave the repo", rtype)
             if rtype.key not in keys:
                 self.sink(Event("SYNCED", rtype, None, time.monotonic(), set()))
+                touched.add(rtype.key)
         if self.watched() != current or set(self.unwatched) != before:
             self.on_discovered()
+        return touched
 
     def watched(self) -> set[ResourceType]:
         """The types with a running watch."""

@@ -14,6 +14,7 @@ from typing import Any
 from kubedr.exporter import sanitize
 from kubedr.exporter.coverage import Tally
 from kubedr.exporter.gitstore import TMP_PREFIX
+from kubedr.exporter.scope import IgnoreRule, strip_ignored
 
 from kubedr import contract
 from kubedr.contract import ObjectRef
@@ -61,6 +62,7 @@ class Recorder:
         self.skipped_secrets = 0
         self.digests: dict[str, bytes] = {}  # path -> digest of the bytes in the work tree (saves a read)
         self.skipped = Tally()  # objects in scope that a sanitize rule keeps out of the repo
+        self.ignore: list[IgnoreRule] = []  # the policy's values never exported (exporter/scope.py)
 
     @property
     def frozen_types(self) -> set[tuple[str, str]]:
@@ -106,6 +108,8 @@ class Recorder:
             self.skipped.note(key, ref.path, rule.id)
             return None
         clean = sanitize.strip(obj)
+        if self.ignore:
+            clean = strip_ignored(clean, ref, self.ignore)
         if (ref.group, ref.kind) == SECRET_KEY and self.secrets == "seal":
             clean = self.sealer.seal(clean, self._previous(ref.path))
         return contract.dump(clean)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.scope import Filters, Scope
 
 from kubedr.contract import ObjectRef, ref_of, ref_of_path
 
@@ -88,10 +89,22 @@ class Selection:
         self.namespaces = set(namespaces) if namespaces is not None else None
         self.exclude = set(exclude)
         self.cluster_kinds = parse_kinds(cluster_kinds)
+        self.filters = Filters()  # the user's label selector and exclusions (exporter/scope.py)
         self._sources: dict[str, frozenset[Target]] = {}
         self._counts: Counter[Target] = Counter()
         # cluster-scoped objects of the dependency kinds, kept compressed (CRD schemas are large)
         self._candidates: dict[Target, bytes] = {}
+
+    def configure(self, scope: Scope) -> None:
+        """Take a new effective scope (a re-list of every type then applies it to what is in the repo)."""
+        self.namespaces = set(scope.namespaces) if scope.namespaces else None
+        self.exclude = set(scope.exclude_namespaces)
+        self.cluster_kinds = parse_kinds(scope.extra_kinds)
+        self.filters = Filters(scope)
+
+    def _admits(self, obj: dict[str, Any], by_labels: bool = True) -> bool:
+        ref = ref_of(obj)
+        return not self.filters.object_excluded(obj, ref) and (not by_labels or self.filters.labels_match(obj))
 
     def namespace_selected(self, ns: str) -> bool:
         """True for a namespace this exporter covers."""
@@ -107,6 +120,8 @@ class Selection:
 
     def watches(self, rtype: ResourceType) -> bool:
         """Whether this resource type needs a watch at all."""
+        if self.filters.kind_excluded(rtype):
+            return False
         return rtype.namespaced or rtype.key in DEPENDENCY_RULES or self.named_by_user(rtype)
 
     def process(self, event: Event) -> list[Decision]:
@@ -117,7 +132,7 @@ class Selection:
         deleted = event.type == "DELETED"
         if event.rtype.namespaced:
             ns = (obj.get("metadata") or {}).get("namespace") or ""
-            wanted = not deleted and self.namespace_selected(ns)
+            wanted = not deleted and self.namespace_selected(ns) and self._admits(obj)
             refs = self._refs_of(obj, event.rtype) if wanted else frozenset()
             return [(obj, wanted)] + self._set_refs(ref_of(obj).path, refs)
         if event.rtype.key in DEPENDENCY_RULES:
@@ -128,7 +143,7 @@ class Selection:
             else:
                 self._candidates[target] = zlib.compress(json.dumps(obj).encode(), 1)
             return self._cluster(obj, ref, deleted)
-        return [(obj, not deleted and self.named_by_user(event.rtype))]
+        return [(obj, not deleted and self.named_by_user(event.rtype) and self._admits(obj))]
 
     def _refs_of(self, obj: dict[str, Any], rtype: ResourceType) -> frozenset[Target]:
         refs = list(REFERENCES.get(rtype.key, lambda o: [])(obj))
@@ -139,7 +154,7 @@ class Selection:
     def _cluster(self, obj: dict[str, Any], ref: ObjectRef, deleted: bool) -> list[Decision]:
         key = (ref.group, ref.kind)
         wanted = not deleted and (DEPENDENCY_RULES[key](obj, self) or self._counts[(*key, ref.name)] > 0
-                                  or self._user_named_key(key))
+                                  or self._user_named_key(key)) and self._admits(obj, by_labels=False)
         refs = frozenset(REFERENCES.get(key, lambda o: [])(obj)) if wanted else frozenset()
         return [(obj, wanted)] + self._set_refs(ref.path, refs)
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "seal": ("kubedr.sealing_cli", "seal a Secret manifest with age recipients"),
     "unseal": ("kubedr.sealing_cli", "unseal a sealed Secret manifest with an age identity"),
     "reseal": ("kubedr.sealing_cli", "re-seal every Secret in a repo for new recipients, in one commit"),
+    "trust": ("kubedr.trust_cli", "acknowledge reviewed commits whose signature does not verify; list them"),
     "snapshot": ("kubedr.snapshot.cli", "etcd snapshot save | list | verify | prune | restore | post-restore"),
 }
 

@@ -82,6 +82,11 @@ APPLY_LAG_HIST = Histogram("kubedr_applier_replication_lag_distribution_seconds"
 APPLY_FAILURES = Counter("kubedr_applier_apply_failures_total", "Objects that failed to apply", ["reason"])
 APPLY_OBJECTS = Counter("kubedr_applier_objects_total", "Objects applied or deleted", ["action"])
 APPLY_PRUNE_REFUSED = Counter("kubedr_applier_prune_refused_total", "Prunes refused by the safety guard")
+APPLY_UNTRUSTED = Gauge("kubedr_applier_untrusted_commit_info",
+                        "1 for the first commit whose signature does not verify (nothing past it is applied)",
+                        ["commit", "signer"])
+APPLY_UNTRUSTED_TOTAL = Counter("kubedr_applier_untrusted_commits_total",
+                                "Commits refused because their signature does not verify")
 
 # snapshot: a CronJob has no /metrics to scrape, so these live in their own registry, written as a
 # node-exporter textfile (`kubedr snapshot save --metrics-file`), and never on the daemons' /metrics,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -34,13 +35,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--branch", default="main", help="branch to create or update (default main)")
     parser.add_argument("--force", action="store_true", help="overwrite template files that already exist")
     parser.add_argument("--no-push", action="store_true", help="commit but do not push (for a remote: the clone is kept and its path printed)")
+    parser.add_argument("--signing-key", help="SSH private key that signs the commit (git gpg.format=ssh)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Create or update the repo; print what was done."""
     if not args.repo:
         raise UsageError("init: --repo PATH|URL is required")
-    result = init_repo(args.repo, branch=args.branch, force=args.force, push=not args.no_push)
+    from kubedr import signing
+
+    try:
+        signer = signing.load_signer(args.signing_key)
+    except signing.SigningError as exc:
+        raise UsageError(f"--signing-key: {exc}") from exc
+    result = init_repo(args.repo, branch=args.branch, force=args.force, push=not args.no_push,
+                       sign_env=signer.git_config() if signer else None)
     print(result)
     return 0
 
@@ -73,7 +82,8 @@ def is_remote(repo: str) -> bool:
     return probe.returncode == 0 and probe.stdout.strip() == "true"
 
 
-def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool = True) -> str:
+def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool = True,
+              sign_env: dict[str, str] | None = None) -> str:
     """Give repo the template and commit it; returns one line saying what happened."""
     if is_remote(repo):
         tmp = tempfile.mkdtemp(prefix="kubedr-init-")
@@ -82,7 +92,7 @@ def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool =
             _git(None, "clone", "--quiet", repo, str(work))
             _checkout(work, branch)
             written = copy_template(work, force)
-            sha = _commit(work, written)
+            sha = _commit(work, written, sign_env)
             if sha and push:
                 _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
             summary = _summary(repo, branch, written, sha, pushed=bool(sha and push))
@@ -102,7 +112,7 @@ def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool =
     else:
         _checkout(work, branch)
     written = copy_template(work, force)
-    sha = _commit(work, written)
+    sha = _commit(work, written, sign_env)
     has_origin = subprocess.run(["git", "-C", str(work), "remote", "get-url", "origin"],
                                 capture_output=True).returncode == 0
     if sha and push and has_origin:
@@ -153,14 +163,14 @@ def _checkout(work: Path, branch: str) -> None:
         _git(work, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
 
 
-def _commit(work: Path, written: list[str]) -> str | None:
+def _commit(work: Path, written: list[str], sign_env: dict[str, str] | None = None) -> str | None:
     """Commit the written files; None when there was nothing new."""
     if not written:
         return None
     _git(work, "add", "--", *written)
     if subprocess.run(["git", "-C", str(work), "diff", "--cached", "--quiet"]).returncode == 0:
         return None
-    _git(work, *_identity(work), "commit", "--quiet", "-m", COMMIT_MESSAGE)
+    _git(work, *_identity(work), "commit", "--quiet", "-m", COMMIT_MESSAGE, env=sign_env)
     return _git(work, "rev-parse", "HEAD").strip()
 
 
@@ -174,9 +184,9 @@ def _identity(work: Path) -> list[str]:
     return args
 
 
-def _git(work: Path | None, *args: str) -> str:
+def _git(work: Path | None, *args: str, env: dict[str, str] | None = None) -> str:
     cmd = ["git", *(["-C", str(work)] if work else []), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env} if env else None)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise UsageError(f"init: git {args[0]} failed: {detail[-1] if detail else proc.returncode}")

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kubedr import contract, sealing
+from kubedr import contract, sealing, signing
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.sealing")
@@ -34,6 +34,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     if name == "reseal":
         parser.add_argument("--repo", default=".", help="working tree of the config repo (default: .)")
         parser.add_argument("--message", help="commit message (default: says what was resealed)")
+        parser.add_argument("--signing-key", help="SSH private key that signs the commit (git gpg.format=ssh)")
 
 
 def _read(path: str) -> tuple[bytes, str]:
@@ -115,6 +116,10 @@ def _reseal(args: argparse.Namespace) -> int:
         raise UsageError(f"--repo {args.repo}: not a git working tree") from exc
     root = Path(repo.working_tree_dir or args.repo)
     recipients, identities = _recipients(args), _identities(args)
+    try:
+        signer = signing.load_signer(args.signing_key)
+    except signing.SigningError as exc:
+        raise UsageError(f"--signing-key: {exc}") from exc
     key = _digest_key(args)
     sealer = sealing.Sealer(recipients, key) if key else None
     changed: dict[str, bytes] = {}
@@ -160,7 +165,8 @@ def _reseal(args: argparse.Namespace) -> int:
         f"reseal {len(changed)} Secret(s) for {len(recipients)} recipient(s)\n\n"
         + "".join(f"- {n}\n" for n in names) + "\nKubedr-Recipients: " + ", ".join(recipients) + "\n")
     repo.git.add("--", *changed)
-    repo.git.commit("-q", "-m", message, "--", *changed)
+    with repo.git.custom_environment(**(signer.git_config() if signer else {})):
+        repo.git.commit("-q", "-m", message, "--", *changed)
     log.info("reseal: %d Secret(s) re-sealed in commit %s", len(changed), repo.head.commit.hexsha[:12])
     return 0
 

@@ -88,6 +88,8 @@ def gather(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     if head is not None:
         rows.append(head_row(args.repo, args.branch, head))
+        if head.scope:
+            rows.append(Row("repo", "export scope", "", detail=head.scope, data={"scope": json.loads(head.scope)}))
     if args.primary_kubeconfig:
         rows.append(exporter_row(args.primary_kubeconfig, args.primary_context, head))
     if args.secondary_kubeconfig:
@@ -108,6 +110,7 @@ class RepoHead:
     error: str = ""
     gitdir: str = ""
     log: list[tuple[str, float]] = field(default_factory=list)   # (sha, commit time), newest first
+    scope: str = ""  # the exporter's effective scope (trailer of its last scope commit), JSON
 
     def waiting_since(self, applied: str) -> tuple[int, float | None] | None:
         """(commits after `applied`, commit time of the oldest of them); None when applied is unknown here."""
@@ -129,6 +132,8 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
         _git(["--git-dir", scratch, "fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
               f"refs/heads/{branch}:refs/heads/{branch}"])
         out = _git(["-C", scratch, "log", "--format=%H%x00%ct%x00%s", branch])
+        scope = _git(["-C", scratch, "log", "-1", "--format=%(trailers:key=Kubedr-Scope,valueonly)",
+                      "--grep=^Kubedr-Scope: ", branch]).strip()
     except RuntimeError as exc:
         return RepoHead(error=str(exc))
     finally:
@@ -142,7 +147,7 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
             subject = subj
     if not log:
         return RepoHead(error=f"branch {branch} has no commits")
-    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log)
+    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log, scope=scope)
 
 
 def _git(args: list[str]) -> str:
@@ -232,13 +237,18 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> 
         mode += f" (active: {' '.join(st['activeNamespaces'])})"
     lag, lag_text, detail = replication_lag(st, head)
     parts = [detail]
+    untrusted = st.get("untrusted") or {}
+    if untrusted:
+        signer = f", signer {untrusted['signer']}" if untrusted.get("signer") else ""
+        parts.insert(0, f"HELD at untrusted commit {untrusted.get('commit', '')[:12]} ({untrusted.get('reason', '')}"
+                        f"{signer}): review it, then kubedr trust ack")
     if failures:
         parts.append(f"first failure: {failures[0]['path']}: {failures[0]['reason']}")
     if st.get("appliedAt"):
         parts.append(f"applied {ago(st['appliedAt'])}")
     parts.append(_applier_leader(kubeconfig, context))
     return Row("secondary", "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
-               detail="; ".join(p for p in parts if p), problem=bool(failures),
+               detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted),
                data={**st, "lag_seconds": lag})
 
 

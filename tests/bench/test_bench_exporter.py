@@ -23,6 +23,7 @@ import urllib3
 import yaml
 
 from tests.conftest import free_port, wait_until
+from tests.sshkeys import allowed_signers, make_key, verify_commit
 
 N_OBJECTS = int(os.environ.get("KUBEDR_BENCH_OBJECTS", "10000"))
 NS = "bench"
@@ -126,8 +127,20 @@ def _rss_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def _signing(tmp_path: Path, signed: bool) -> list[str]:
+    """--signing-key with a fresh ed25519 key for the signed variant (every commit signed in-process)."""
+    return ["--signing-key", str(make_key(tmp_path, "exporter-key"))] if signed else []
+
+
+def _assert_signed(remote: Path, tmp_path: Path, signed: bool) -> None:
+    if signed:
+        signers = allowed_signers(tmp_path / "allowed_signers", exporter=tmp_path / "exporter-key")
+        assert verify_commit(remote, "main", signers).returncode == 0
+
+
 @pytest.mark.bench
-def test_bench_exporter(tmp_path: Path, git_remote: Path, kubectl: str) -> None:
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_bench_exporter(tmp_path: Path, git_remote: Path, kubectl: str, signed: bool) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     emu = _kubedr("emulate", "--listen", "127.0.0.1:0", "--kubeconfig", str(kubeconfig), "--no-controllers",
                   "--history", "100000", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -143,7 +156,8 @@ def test_bench_exporter(tmp_path: Path, git_remote: Path, kubectl: str) -> None:
 
         # 1. initial export of 10,000 objects (--once), with its peak RSS
         base = ["export", "--kubeconfig", str(kubeconfig), "--namespaces", NS, "--repo", str(git_remote),
-                "--workdir", str(tmp_path / "clone"), "--cluster-name", "bench"]
+                "--workdir", str(tmp_path / "clone"), "--cluster-name", "bench", *_signing(tmp_path, signed)]
+        print(f"commits signed: {signed}")
         start = time.perf_counter()
         once = _kubedr("--log-level", "WARNING", *base, "--once")
         _, status, usage = os.wait4(once.pid, 0)
@@ -221,12 +235,14 @@ def test_bench_exporter(tmp_path: Path, git_remote: Path, kubectl: str) -> None:
         print(f"exporter peak RSS with {N_OBJECTS} objects: --once {once_rss:.0f} MB, "
               f"running (after latency + throughput) {rss:.0f} MB (goal <= 150 MB)")
         probe.stop.set()
+        _assert_signed(git_remote, tmp_path, signed)
     finally:
         _stop(exporter, emu)
 
 
 @pytest.mark.bench
-def test_bench_exporter_sustained_throughput(tmp_path: Path, git_remote: Path) -> None:
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_bench_exporter_sustained_throughput(tmp_path: Path, git_remote: Path, signed: bool) -> None:
     """Sustained changes/s with the load made inside the emulator's process, so no HTTP writer competes
     with the exporter for the 2 cores: every change is to a distinct object, each one's commit is timed."""
     changes, rate = int(os.environ.get("KUBEDR_BENCH_SUSTAINED", "20000")), 2500.0
@@ -243,7 +259,7 @@ def test_bench_exporter_sustained_throughput(tmp_path: Path, git_remote: Path) -
         probe.start()
         exporter = _kubedr("--log-level", "WARNING", "export", "--kubeconfig", str(kubeconfig), "--namespaces", NS,
                            "--repo", str(git_remote), "--workdir", str(tmp_path / "clone"), "--cluster-name", "bench",
-                           stderr=(tmp_path / "exporter.log").open("wb"))
+                           *_signing(tmp_path, signed), stderr=(tmp_path / "exporter.log").open("wb"))
         wait_until(lambda: len(probe.arrived) >= changes, timeout=120, what="initial export")
         probe.arrived = {}
         emu.stdin.write(f"load {changes} {rate}\n")
@@ -254,10 +270,11 @@ def test_bench_exporter_sustained_throughput(tmp_path: Path, git_remote: Path) -
         wait_until(lambda: all(p in probe.arrived for p in paths), timeout=300, what="every change in the remote")
         done = max(probe.arrived[p] for p in paths)
         lag = sorted(probe.arrived[p] - (start + i / rate) for i, p in enumerate(paths))
-        print(f"\nsustained: {changes} changes offered at {changes / (end - start):.0f}/s for {end - start:.1f} s "
+        print(f"\nsustained ({'signed' if signed else 'unsigned'} commits): {changes} changes offered at {changes / (end - start):.0f}/s for {end - start:.1f} s "
               f"(inside the emulator), all committed and pushed {done - end:.2f} s after the last one -> "
               f"{changes / (done - start):.0f} changes/s sustained (goal >= 2,000/s); change -> remote p50 "
               f"{statistics.median(lag) * 1e3:.0f} ms, p99 {lag[int(len(lag) * 0.99) - 1] * 1e3:.0f} ms")
         probe.stop.set()
+        _assert_signed(git_remote, tmp_path, signed)
     finally:
         _stop(exporter, emu)

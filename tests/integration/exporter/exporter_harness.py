@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -40,3 +41,23 @@ def subjects(remote: Path) -> list[str]:
     """Commit subjects on the remote, newest first."""
     out = subprocess.run(["git", "log", "--format=%s", "main"], cwd=remote, capture_output=True, text=True)
     return out.stdout.splitlines() if out.returncode == 0 else []
+
+
+def hand_push(remote: Path, work: Path, path: str, text: str, message: str, key: Path | None = None) -> str:
+    """Commit one file change the way a person with push access would (signed with key, if given)."""
+    if not work.exists():
+        git(remote.parent, "clone", "-q", str(remote), str(work))
+    from kubedr import signing
+
+    env = {**os.environ, **(signing.Signer(key).git_config() if key else {})}
+    for _ in range(5):
+        git(work, "fetch", "-q", "origin")
+        git(work, "reset", "-q", "--hard", "origin/main")
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+        git(work, "add", "-A")
+        subprocess.run(["git", "-c", "user.name=intruder", "-c", "user.email=i@example.com", "commit", "-q",
+                        "--allow-empty", "-m", message], cwd=work, env=env, check=True, capture_output=True)
+        if subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, capture_output=True).returncode == 0:
+            return git(work, "rev-parse", "HEAD").strip()
+    raise AssertionError("could not push by hand")

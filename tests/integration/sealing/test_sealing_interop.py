@@ -15,6 +15,7 @@ from kubedr.exporter.sanitize import sanitize
 
 from kubedr import contract, sealing
 from tests.conftest import load_fixture, run_git
+from tests.sshkeys import allowed_signers, make_key, verify_commit
 
 AGE = shutil.which("age")
 AGE_KEYGEN = shutil.which("age-keygen")
@@ -143,9 +144,11 @@ def test_sealing_repo_history_never_holds_plaintext_and_reseal_rotates(tmp_path:
     assert run_git("diff", "--stat", head, "HEAD", cwd=repo) == "", "unchanged Secret: no diff"
 
     before = run_git("rev-list", "--count", "HEAD", cwd=repo).strip()
+    signing_key = make_key(tmp_path, "operator")
     done = kubedr("reseal", "--repo", str(repo), "--identity", str(old_key), "--recipient", new_r,
-                  "--recipient", bg_r)
+                  "--recipient", bg_r, "--signing-key", str(signing_key))
     assert done.returncode == 0, done.stderr
+    assert verify_commit(repo, "HEAD", allowed_signers(tmp_path / "allowed", operator=signing_key)).returncode == 0
     assert int(run_git("rev-list", "--count", "HEAD", cwd=repo)) == int(before) + 1, "one commit"
     changed = run_git("show", "--name-only", "--format=%s", "HEAD", cwd=repo).split()
     assert "fixtures/Secret/db-credentials.yaml" in changed and "other/Secret/api.yaml" in changed

@@ -1,0 +1,147 @@
+"""Only signed history is applied: every commit since the last applied one must verify, or be acknowledged.
+
+The allowed signers come from `--allowed-signers FILE` (git's allowed-signers format) or, without it, from the
+`trust.allowed_signers` list of `.kubedr/policy.yaml` at the trust anchor: the last applied commit that changed
+the policy with a good signature. A key is trusted only once a commit signed by an already allowed key adds it;
+an acknowledged commit never moves the anchor (on a secondary that never applied anything, the policy of the
+newest commit is trusted on first use; give the flag to anchor trust outside the repo).
+
+The first commit that does not verify stops the applier there; history is never rewritten, so it resumes
+once a signed commit carries the trailer `Kubedr-Acknowledges: <sha>` (`kubedr trust ack`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from kubedr.applier.fetch import Source
+from kubedr.applier.policy import POLICY_PATH
+
+from kubedr import signing
+from kubedr.signing import SigningError, Verdict
+
+log = logging.getLogger("kubedr.applier.trust")
+
+
+@dataclass(frozen=True)
+class Untrusted:
+    """The first commit that may not be applied: its sha, who signed it (if anyone) and why it is refused."""
+
+    sha: str
+    signer: str
+    reason: str
+
+    def line(self) -> str:
+        by = f", signer {self.signer}" if self.signer else ""
+        return (f"untrusted commit {self.sha[:12]} ({self.reason}{by}): nothing past it is applied until a "
+                f"person with an allowed key acknowledges it (kubedr trust ack {self.sha[:12]})")
+
+
+@dataclass(frozen=True)
+class Gated:
+    """The newest commit that may be applied (None: not even the first one), and what stopped there."""
+
+    target: str | None
+    untrusted: Untrusted | None = None
+    again: bool = False  # a signed commit changed the policy's signers: check the rest with them next round
+    anchor: str | None = None  # policy mode: the commit whose policy holds the signers in force
+
+
+def policy_signers(data: bytes) -> list[str]:
+    """The `trust.allowed_signers` lines of a policy file ([] when absent or unreadable)."""
+    try:
+        doc = yaml.safe_load(data) or {}
+    except yaml.YAMLError:
+        return []
+    trust = doc.get("trust") if isinstance(doc, dict) else None
+    lines = trust.get("allowed_signers") if isinstance(trust, dict) else None
+    return [str(x).strip() for x in lines or [] if str(x).strip()]
+
+
+class Gate:
+    """Decides how far the applier may go; remembers verdicts (a commit's signature never changes)."""
+
+    def __init__(self, source: Source, allowed_signers: str | None) -> None:
+        self.source = source
+        self.flag_file = allowed_signers
+        self._verdicts: dict[tuple[str, str], Verdict] = {}  # (signers digest, sha) -> verdict
+        self._files: dict[str, str] = {}  # signers digest -> file holding them (policy mode)
+        self._tmp: str | None = None  # where the policy's signers are written for ssh-keygen
+
+    @property
+    def _git_args(self) -> list[str]:
+        return ["-C", self.source.gitdir] if self.source.local else ["--git-dir", self.source.gitdir]
+
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["git", *self._git_args, *args], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            raise SigningError(f"git {args[0]}: {lines[-1] if lines else proc.returncode}")
+        return proc
+
+    def _signers_file(self, anchor: str) -> str | None:
+        """The allowed-signers file in force: the flag's, else the policy's at the anchor commit."""
+        if self.flag_file:
+            return self.flag_file
+        blob = self.source.tree(anchor).get(POLICY_PATH)
+        lines = policy_signers(next(iter(self.source.read_blobs([blob])))) if blob else []
+        if not lines:
+            return None
+        text = "\n".join(lines) + "\n"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        if digest not in self._files:
+            self._tmp = self._tmp or tempfile.mkdtemp(prefix="kubedr-signers-")
+            path = os.path.join(self._tmp, f"allowed_signers-{digest}")
+            Path(path).write_text(text)
+            self._files[digest] = path
+        return self._files[digest]
+
+    def _commits(self, base: str | None, target: str) -> list[str]:
+        """Commits after base up to target, ancestors first; the whole history when base is not an ancestor."""
+        if base and self._git("merge-base", "--is-ancestor", base, target, check=False).returncode == 0:
+            revs = [target, f"^{base}"]
+        else:
+            revs = [target]
+        return self._git("rev-list", "--topo-order", "--reverse", *revs).stdout.split()
+
+    def admit(self, base: str | None, target: str, anchor: str | None = None) -> Gated:
+        """How far past base the applier may go toward target (all the way when trust is not configured)."""
+        if base == target:
+            return Gated(target, anchor=anchor)
+        anchor = None if self.flag_file else (anchor or base or target)
+        signers = self._signers_file(anchor or target)
+        if signers is None:
+            return Gated(target)  # no --allowed-signers and no trust section in the policy: trust is off
+        if not base and not self.flag_file:
+            log.warning("trusting the allowed signers in %s of %s on first use; --allowed-signers anchors "
+                        "trust outside the repo", POLICY_PATH, target[:12])
+        shas = self._commits(base, target)
+        key = hashlib.sha256(Path(signers).read_bytes()).hexdigest()
+        unknown = [s for s in shas if (key, s) not in self._verdicts]
+        for sha, verdict in signing.verify(self._git_args, unknown, signers).items():
+            self._verdicts[(key, sha)] = verdict
+        verdicts = [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
+        acked = {a.lower() for v in verdicts if v.good for a in v.acknowledges}
+        changers = self._policy_changers(base, target) if not self.flag_file else set()
+        last, moved = base, anchor
+        for v in verdicts:
+            if v.good or v.sha in acked:
+                last = v.sha
+                if v.good and v.sha in changers:
+                    moved = v.sha  # a signed policy change: its signers hold from here on
+                continue
+            if moved != anchor:
+                return Gated(last, anchor=moved, again=True)  # check the rest with the new signers
+            return Gated(last, Untrusted(v.sha, v.signer, v.reason), anchor=anchor)
+        return Gated(target, anchor=moved)
+
+    def _policy_changers(self, base: str | None, target: str) -> set[str]:
+        revs = [target, f"^{base}"] if base else [target]
+        return set(self._git("rev-list", *revs, "--", POLICY_PATH).stdout.split())

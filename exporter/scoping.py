@@ -1,0 +1,135 @@
+"""The exporter's scope at run time: read the repo policy, apply it, and react to commits others push.
+
+Flags (or $KUBEDR_*, or the config file) win; the policy's `export:` section fills the rest (exporter/scope.py).
+A changed scope re-lists every type and commits what it adds and removes in one `scope` commit; object files
+that commits of others touched are listed again and written back in one `resync` commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from typing import Any
+
+from kubedr.exporter import scope
+from kubedr.exporter.committer import Committer
+from kubedr.exporter.gitstore import TMP_PREFIX, GitStore
+from kubedr.exporter.gittree import with_trailer
+from kubedr.exporter.observer import Observer
+from kubedr.exporter.recorder import Recorder
+from kubedr.exporter.selection import Selection
+
+from kubedr import contract
+from kubedr.config import UsageError
+
+log = logging.getLogger("kubedr.exporter")
+
+
+class Scoper:
+    """Owns the effective scope: configures selection and recorder, writes the scope file, re-lists on change."""
+
+    def __init__(self, flags: dict[str, Any], store: GitStore, selection: Selection, recorder: Recorder,
+                 committer: Committer, observer: Observer) -> None:
+        self.flags = flags
+        self.store = store
+        self.selection = selection
+        self.recorder = recorder
+        self.committer = committer
+        self.observer = observer
+        self.scope = scope.effective(flags, {})
+        selection.configure(self.scope)
+        committer.annotate = self.annotate
+
+    def apply_policy(self, initial: bool = False) -> bool:
+        """Read the repo policy's export section; take the new effective scope if it changed (True)."""
+        try:
+            data = (self.store.workdir / scope.POLICY_PATH).read_bytes()
+        except OSError:
+            data = None
+        try:
+            new = scope.effective(self.flags, scope.parse_policy(data))
+            rules = scope.ignore_rules(new.ignore)
+        except scope.ScopeError as exc:
+            if initial and "namespaces" not in self.flags:  # never guess which namespaces from a broken policy
+                raise UsageError(f"{exc} (fix the policy or give --namespaces / --all-namespaces)") from exc
+            log.error("%s; keeping the scope in force (%s)", exc, "flags only" if initial else "as it was")
+            if not initial:
+                return False
+            new, rules = self.scope, []
+        if new.origin["namespaces"] == "default":
+            msg = (f"no namespaces chosen: give --namespaces a,b or --all-namespaces, or export.namespaces in the "
+                   f"repo's {scope.POLICY_PATH} ([] for all)")
+            if initial:
+                raise UsageError(msg)
+            log.error("%s; keeping the scope in force", msg)
+            return False
+        changed = new != self.scope
+        self.scope = new
+        self.selection.configure(new)
+        self.recorder.ignore = rules
+        self._write_scope(new.document())
+        log.info("export scope: %s", new.describe())
+        return changed
+
+    def _write_scope(self, data: bytes) -> None:
+        target = self.store.workdir / scope.SCOPE_PATH
+        try:
+            if target.read_bytes() == data:
+                return
+        except OSError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(TMP_PREFIX + target.name)
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        self.committer.extra.add(scope.SCOPE_PATH)
+
+    def on_foreign(self, paths: list[str]) -> None:
+        """Commits others pushed changed these paths: re-read the policy, re-list the types they touched."""
+        keys: set[tuple[str, str]] = set()
+        for path in paths:
+            try:
+                ref = contract.ref_of_path(path)
+            except contract.ManifestError:
+                ref = None
+            if ref is not None:
+                keys.add((ref.group, ref.kind))
+                self.recorder.index[(ref.group, ref.kind)].add(path)
+        if scope.POLICY_PATH in paths or scope.SCOPE_PATH in paths:
+            if self.apply_policy():
+                self.committer.hold(self.observer.refresh() | self.observer.relist(), "scope")
+                return
+        if not keys:
+            return
+        watched = self.observer.relist(keys)
+        for key in keys - watched - self.recorder.frozen_types:
+            if key[0] not in self.observer.failed_groups:
+                self.recorder.synced(key, set(), time.monotonic())  # not exported at all: the files go
+        log.warning("commits not made by this exporter changed %d file(s); writing back the cluster's state",
+                    len(paths))
+        self.committer.hold(watched, "resync")
+
+    def annotate(self, diff: list[tuple[str, str]], text: str) -> str:
+        """A commit that changes the scope file says so, with the scope as a trailer."""
+        if not any(p == scope.SCOPE_PATH for _, p in diff):
+            return text
+        if len(diff) == 1:
+            text = f"export scope changed\n\n{self.scope.describe()}\n\n" + text.split("\n\n", 1)[1].lstrip("\n")
+        return with_trailer(text, scope.SCOPE_TRAILER, self.scope.trailer())
+
+
+def scope_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The scope settings given as flags (or $KUBEDR_*, or the config file): these win over the policy."""
+    given = {"namespaces": [] if args.all_namespaces else scope.split_names(args.namespaces) or None,
+             "exclude_namespaces": scope.split_names(args.exclude_namespaces) or None,
+             "extra_kinds": scope.split_names(args.cluster_scoped_kinds) or None,
+             "label_selector": args.label_selector or None,
+             "exclude_kinds": scope.split_names(args.exclude_kinds) or None,
+             "exclude_objects": scope.split_names(args.exclude_objects) or None}
+    flags = {k: v for k, v in given.items() if v is not None}
+    try:
+        scope.effective(flags, {})
+    except scope.ScopeError as exc:
+        raise UsageError(f"--{str(exc).replace('_', '-')}") from exc
+    return flags

@@ -1,0 +1,171 @@
+"""SSH commit signatures as git makes them (gpg.format=ssh): signed in-process, checked with git and ssh-keygen.
+
+Signing happens in the process (the `cryptography` library, no subprocess per commit), in OpenSSH's SSHSIG
+format (PROTOCOL.sshsig) with git's namespace, so plain `git verify-commit` with an allowed-signers file
+accepts the exporter's commits. Verifying is left to the real tools: `git log %G?` runs ssh-keygen -Y verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+NAMESPACE = b"git"  # what git passes to ssh-keygen -Y sign/verify -n
+ARMOR = ("-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----")
+ACK_TRAILER = "Kubedr-Acknowledges"  # a signed commit naming an untrusted commit a person reviewed
+
+
+class SigningError(Exception):
+    """The signing key or the allowed-signers file is unusable; one line naming it."""
+
+
+def _string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _mpint(n: int) -> bytes:
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "big") if n else b""
+    return _string(raw)
+
+
+# ECDSA curve -> (ssh name, hash): RFC 5656 section 6.2.1
+_CURVES = {"secp256r1": ("nistp256", hashes.SHA256()), "secp384r1": ("nistp384", hashes.SHA384()),
+           "secp521r1": ("nistp521", hashes.SHA512())}
+
+
+class Signer:
+    """An SSH private key (ed25519, ecdsa or rsa, unencrypted) that signs git commit payloads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SigningError(f"signing key {path}: {exc.strerror or exc}") from exc
+        try:
+            self.key = serialization.load_ssh_private_key(data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise SigningError(f"signing key {path}: not an unencrypted OpenSSH private key ({exc})") from exc
+        if not isinstance(self.key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise SigningError(f"signing key {path}: use an ed25519, ecdsa or rsa key")
+        self.public = self.key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                         serialization.PublicFormat.OpenSSH).decode()
+        self._blob = base64.b64decode(self.public.split()[1])
+
+    def _raw_signature(self, data: bytes) -> bytes:
+        key = self.key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return _string(b"ssh-ed25519") + _string(key.sign(data))
+        if isinstance(key, rsa.RSAPrivateKey):
+            return _string(b"rsa-sha2-512") + _string(key.sign(data, padding.PKCS1v15(), hashes.SHA512()))
+        name, digest = _CURVES[key.curve.name]
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
+        return _string(f"ecdsa-sha2-{name}".encode()) + _string(_mpint(r) + _mpint(s))
+
+    def sign(self, payload: bytes) -> str:
+        """The armored SSHSIG signature of payload, as `ssh-keygen -Y sign -n git` writes it."""
+        digest = hashlib.sha512(payload).digest()
+        signed = b"SSHSIG" + _string(NAMESPACE) + _string(b"") + _string(b"sha512") + _string(digest)
+        blob = (b"SSHSIG" + struct.pack(">I", 1) + _string(self._blob) + _string(NAMESPACE) + _string(b"")
+                + _string(b"sha512") + _string(self._raw_signature(signed)))
+        text = base64.b64encode(blob).decode()
+        lines = [text[i:i + 70] for i in range(0, len(text), 70)]
+        return "\n".join([ARMOR[0], *lines, ARMOR[1]]) + "\n"
+
+    def sign_commit(self, commit: bytes) -> bytes:
+        """The commit object with a gpgsig header over its unsigned bytes (git's own layout)."""
+        headers, _, message = commit.partition(b"\n\n")
+        sig = self.sign(commit).rstrip("\n").replace("\n", "\n ")
+        return headers + b"\ngpgsig " + sig.encode() + b"\n\n" + message
+
+    def git_config(self) -> dict[str, str]:
+        """Environment that makes git itself sign (a rebase, `git commit`) with this key, via ssh-keygen."""
+        return git_config_env({"gpg.format": "ssh", "user.signingkey": os.path.abspath(self.path),
+                               "commit.gpgsign": "true"})
+
+
+def git_config_env(settings: dict[str, str], base: dict[str, str] | None = None) -> dict[str, str]:
+    """GIT_CONFIG_COUNT/KEY/VALUE variables (git >= 2.31) adding settings to whatever base already sets."""
+    env = dict(base if base is not None else os.environ)
+    n = int(env.get("GIT_CONFIG_COUNT") or 0)
+    for key, value in settings.items():
+        env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
+        n += 1
+    env["GIT_CONFIG_COUNT"] = str(n)
+    return {k: v for k, v in env.items() if k.startswith("GIT_CONFIG_")}
+
+
+def load_signer(path: str | None) -> Signer | None:
+    """The Signer for a --signing-key flag (None without one)."""
+    return Signer(path) if path else None
+
+
+# ---- verification -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """One commit's signature as git judged it: status is git's %G? letter (G good, N none, B bad, ...)."""
+
+    sha: str
+    status: str
+    signer: str  # the allowed-signers principal (%GS), else the key fingerprint (%GF), else ''
+    acknowledges: tuple[str, ...] = ()
+
+    @property
+    def good(self) -> bool:
+        return self.status == "G"
+
+    @property
+    def reason(self) -> str:
+        return STATUS_TEXT.get(self.status, f"signature status {self.status}")
+
+
+# git's %G? letters for SSH signatures (git-log PRETTY FORMATS)
+STATUS_TEXT = {"G": "good signature by an allowed signer", "B": "bad signature",
+               "U": "signed by a key that is not in the allowed signers", "X": "signature expired",
+               "Y": "signed by an expired key", "R": "signed by a revoked key",
+               "E": "signed by a key that is not in the allowed signers", "N": "not signed"}
+
+
+def check_allowed_signers(path: str) -> None:
+    """Fail early with one line when the allowed-signers file is missing or has no key."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SigningError(f"allowed signers {path}: {exc.strerror or exc}") from exc
+    if not any(ln.strip() and not ln.lstrip().startswith("#") for ln in text.splitlines()):
+        raise SigningError(f"allowed signers {path}: no key in it (git's allowed-signers format: "
+                           f"'principal namespaces=\"git\" ssh-ed25519 AAAA...')")
+
+
+def verify(git_args: list[str], shas: list[str], allowed_signers: str) -> dict[str, Verdict]:
+    """Each commit's verdict, from one `git log --no-walk` (git runs ssh-keygen -Y verify per signed commit).
+
+    git_args locate the repository (["-C", dir] or ["--git-dir", dir]).
+    """
+    if not shas:
+        return {}
+    fmt = f"%H%x00%G?%x00%GS%x00%GF%x00%(trailers:key={ACK_TRAILER},valueonly,separator=%x20)%x1e"
+    cmd = ["git", *git_args, "-c", f"gpg.ssh.allowedSignersFile={os.path.abspath(allowed_signers)}",
+           "log", "--no-walk=unsorted", "--stdin", f"--format={fmt}"]
+    proc = subprocess.run(cmd, input=("\n".join(shas) + "\n").encode(), capture_output=True)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise SigningError(f"git log (verify): {err[-1] if err else proc.returncode}")
+    out: dict[str, Verdict] = {}
+    for record in proc.stdout.decode(errors="replace").split("\x1e"):
+        record = record.strip("\n")
+        if record:
+            sha, status, principal, fingerprint, acks = (record.split("\x00") + [""] * 5)[:5]
+            out[sha] = Verdict(sha, status or "N", principal or fingerprint, tuple(acks.split()))
+    return out

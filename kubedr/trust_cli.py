@@ -1,0 +1,124 @@
+"""`kubedr trust ack | verify`: review and acknowledge commits whose signature does not verify.
+
+The applier stops at the first commit that does not verify (applier/trust.py). History is never rewritten:
+a person holding an allowed key reviews the commit, then records that in a signed, empty commit whose
+trailer `Kubedr-Acknowledges: <sha>` names it; the applier then goes on past it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+
+from kubedr import signing
+from kubedr.config import UsageError
+from kubedr.remote import redact, scrub
+from kubedr.repo_init import is_remote
+
+log = logging.getLogger("kubedr.trust")
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """`kubedr trust ACTION`: ack SHA... (signed commit) or verify (list what does not verify)."""
+    parser.add_argument("action", choices=("ack", "verify"), help="ack: acknowledge commits; verify: list them")
+    parser.add_argument("commits", nargs="*", metavar="SHA", help="ack: the reviewed commits")
+    parser.add_argument("--repo", help="the config repo: URL, bare repo or working tree")
+    parser.add_argument("--branch", default="main", help="branch (default main)")
+    parser.add_argument("--signing-key", help="ack: your SSH private key (its public key is an allowed signer)")
+    parser.add_argument("--allowed-signers", help="verify: git allowed-signers file")
+    parser.add_argument("--message", help="ack: what was reviewed (goes into the commit message)")
+
+
+def _git(args: list[str], env: dict[str, str] | None = None, repo: str = "") -> str:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise UsageError(scrub(f"trust: git {args[2] if args[0] in ('-C', '--git-dir') else args[0]}: "
+                               f"{lines[-1] if lines else proc.returncode}", repo))
+    return proc.stdout
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch on the action."""
+    if not args.repo:
+        raise UsageError("trust: --repo is required")
+    tmp = tempfile.mkdtemp(prefix="kubedr-trust-")
+    try:
+        if is_remote(args.repo):
+            where = ["--git-dir", tmp]
+            _git(["init", "-q", "--bare", tmp])
+            _git([*where, "fetch", "-q", args.repo, f"+refs/heads/{args.branch}:refs/heads/{args.branch}"],
+                 repo=args.repo)
+        else:
+            where = ["-C", args.repo]
+        return (_ack if args.action == "ack" else _verify)(args, where)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _resolve(where: list[str], branch: str, commits: list[str]) -> list[str]:
+    """Full shas of the named commits; each must be on the branch."""
+    out = []
+    for c in commits:
+        sha = _git([*where, "rev-parse", "-q", "--verify", f"{c}^{{commit}}"]).strip()
+        on_branch = subprocess.run(["git", *where, "merge-base", "--is-ancestor", sha, f"refs/heads/{branch}"],
+                                   capture_output=True)
+        if on_branch.returncode != 0:
+            raise UsageError(f"trust: commit {c} is not on branch {branch}")
+        out.append(sha)
+    return out
+
+
+def _ack(args: argparse.Namespace, where: list[str]) -> int:
+    if not args.commits:
+        raise UsageError("trust ack: name the reviewed commit(s)")
+    if not args.signing_key:
+        raise UsageError("trust ack: --signing-key is required (an acknowledgement counts only when signed)")
+    try:
+        signer = signing.Signer(args.signing_key)
+    except signing.SigningError as exc:
+        raise UsageError(f"--signing-key: {exc}") from exc
+    shas = _resolve(where, args.branch, args.commits)
+    head = _git([*where, "rev-parse", f"refs/heads/{args.branch}"]).strip()
+    subject = f"acknowledge {len(shas)} reviewed commit{'s' if len(shas) > 1 else ''}: " + \
+        ", ".join(s[:12] for s in shas)
+    body = f"{args.message.strip()}\n\n" if args.message else ""
+    message = f"{subject}\n\n{body}" + "".join(f"{signing.ACK_TRAILER}: {s}\n" for s in shas)
+    env = {**os.environ, **signer.git_config()}
+    env.setdefault("GIT_AUTHOR_NAME", "kubedr trust")
+    env.setdefault("GIT_AUTHOR_EMAIL", "trust@kubedr.invalid")
+    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
+    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
+    proc = subprocess.run(["git", *where, "commit-tree", "-S", f"{head}^{{tree}}", "-p", head, "-F", "-"],
+                          input=message, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise UsageError(f"trust ack: signing the commit failed: {proc.stderr.strip().splitlines()[-1:]}")
+    sha = proc.stdout.strip()
+    if where[0] == "--git-dir":
+        _git([*where, "push", "-q", args.repo, f"{sha}:refs/heads/{args.branch}"], repo=args.repo)
+    else:
+        _git([*where, "update-ref", f"refs/heads/{args.branch}", sha, head])
+    print(f"{redact(args.repo)} ({args.branch}): {sha[:12]} acknowledges {', '.join(s[:12] for s in shas)}")
+    return 0
+
+
+def _verify(args: argparse.Namespace, where: list[str]) -> int:
+    if not args.allowed_signers:
+        raise UsageError("trust verify: --allowed-signers is required")
+    try:
+        signing.check_allowed_signers(args.allowed_signers)
+    except signing.SigningError as exc:
+        raise UsageError(str(exc)) from exc
+    shas = _git([*where, "rev-list", "--topo-order", "--reverse", f"refs/heads/{args.branch}"]).split()
+    verdicts = signing.verify(where, shas, args.allowed_signers)
+    acked = {a for v in verdicts.values() if v.good for a in v.acknowledges}
+    bad = [v for s in shas if not (v := verdicts[s]).good]
+    for v in bad:
+        state = "acknowledged" if v.sha in acked else "NOT acknowledged"
+        print(f"{v.sha}  {v.reason}{f' ({v.signer})' if v.signer else ''}  {state}")
+    print(f"{len(shas)} commits, {len(bad)} do not verify, {sum(v.sha not in acked for v in bad)} unacknowledged")
+    return 1 if any(v.sha not in acked for v in bad) else 0

@@ -1,0 +1,69 @@
+"""Allowed signers from the repo policy (no --allowed-signers): a key is trusted only once a commit signed by an
+already allowed key adds it; an unsigned policy change cannot let a new key in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+from conftest import Repo, apply, configmap, live, namespace, status_of
+
+from kubedr import signing
+from tests.sshkeys import make_key
+
+
+def signer_line(principal: str, key: Path) -> str:
+    return f'{principal} namespaces="git" {Path(str(key) + ".pub").read_text().strip()}'
+
+
+def commit(repo: Repo, message: str, key: Path | None) -> str:
+    env = {**os.environ, **(signing.Signer(key).git_config() if key else {})}
+    subprocess.run(["git", "add", "-A"], cwd=repo.work, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty",
+                    "-m", message], cwd=repo.work, env=env, check=True, capture_output=True)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=repo.work, check=True, capture_output=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo.work, capture_output=True, text=True).stdout.strip()
+
+
+def policy(*lines: str) -> bytes:
+    return yaml.safe_dump({"version": 1, "trust": {"allowed_signers": list(lines)}}).encode()
+
+
+def test_policy_signers_anchor_trust_in_signed_history(secondary, repo: Repo, tmp_path: Path) -> None:
+    admin, ops, stranger = (make_key(tmp_path, n) for n in ("admin", "ops", "stranger"))
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin)))
+    repo.put(namespace("shop"))
+    repo.put(configmap("a"))
+    commit(repo, "start", admin)
+    assert apply(secondary, repo, "--no-validate") == 0
+    assert live(secondary, "v1", "ConfigMap", "a", "shop")
+
+    # an unsigned commit that adds a key, and a commit signed by that key: neither applies
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin), signer_line("stranger", stranger)))
+    bad = commit(repo, "let me in", None)
+    repo.put(configmap("b"))
+    commit(repo, "by the stranger", stranger)
+    assert apply(secondary, repo, "--no-validate") == 1
+    assert status_of(secondary)["untrusted"]["commit"] == bad
+    assert not live(secondary, "v1", "ConfigMap", "b", "shop")
+
+    # undo by a signed commit (history is not rewritten), acknowledge the bad one: the stranger's commit is
+    # still checked against the signers of the last applied commit, which do not include it
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin)))
+    commit(repo, f"revert the policy\n\n{signing.ACK_TRAILER}: {bad}", admin)
+    assert apply(secondary, repo, "--no-validate") == 1
+    assert status_of(secondary)["untrusted"]["reason"] == "signed by a key that is not in the allowed signers"
+
+    # a key added by a signed policy change is trusted from there on, in the same round or the next
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin), signer_line("ops", ops)))
+    stranger_sha = subprocess.run(["git", "log", "-1", "--format=%H", "--grep=by the stranger"], cwd=repo.work,
+                                  capture_output=True, text=True).stdout.strip()
+    commit(repo, f"add ops\n\n{signing.ACK_TRAILER}: {stranger_sha}", admin)
+    repo.put(configmap("c"))
+    commit(repo, "by ops", ops)
+    for _ in range(2):  # the first round stops where the signers changed, the next checks on with the new ones
+        code = apply(secondary, repo, "--no-validate")
+    assert code == 0 and not status_of(secondary)["untrusted"]
+    assert live(secondary, "v1", "ConfigMap", "b", "shop") and live(secondary, "v1", "ConfigMap", "c", "shop")
