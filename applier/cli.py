@@ -54,6 +54,17 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="refuse a prune of more than this share of the inventory (default 0.25)")
     p.add_argument("--prune-max-objects", type=int, metavar="N",
                    help="refuse a prune of more than this many objects (default 50)")
+    heal = p.add_mutually_exclusive_group()
+    heal.add_argument("--heal", action="store_true", default=None,
+                      help="reapply (forced) objects whose kubedr-owned fields were changed on the secondary "
+                           "(default: the repo policy, else on for namespaces in standby)")
+    heal.add_argument("--no-heal", dest="heal", action="store_false", default=None,
+                      help="report drift only")
+    p.add_argument("--no-drift", dest="drift", action="store_false", default=None,
+                   help="do not watch applied objects for drift")
+    p.add_argument("--drift-interval", type=parse_duration, default=None, metavar="DURATION",
+                   help="report lasting drift and scan for strays this often; also the longest wait between "
+                        "heals of an object that keeps drifting (default 60s)")
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests within a stage")
     p.add_argument("--no-validate", dest="validate", action="store_false",
                    help="skip kubernetes-validate schema checks")
@@ -127,14 +138,15 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
     # what the operator set (flags, $KUBEDR_*, config file); the repo's policy file fills in the rest
     given = {"prune": args.prune, "prune_max_fraction": args.prune_max_fraction,
              "prune_max_objects": args.prune_max_objects, "standby_replicas": args.standby_replicas,
-             "recreate": args.recreate,
+             "recreate": args.recreate, "heal": args.heal, "drift": args.drift,
              "namespace_replicas": args.namespace_standby_replicas, "maps.namespaces": args.namespace_map,
              "maps.images": args.image_map, "maps.storage_classes": args.storage_class_map}
     explicit = frozenset(k for k, v in given.items() if v is not None)
     optional = {k: v for k, v in (("prune", args.prune), ("prune_max_fraction", args.prune_max_fraction),
                                   ("prune_max_objects", args.prune_max_objects),
                                   ("standby_replicas", args.standby_replicas),
-                                  ("recreate", args.recreate)) if v is not None}
+                                  ("recreate", args.recreate), ("heal", args.heal),
+                                  ("drift", args.drift)) if v is not None}
     return Settings(repo=repo, branch=args.branch, revision=getattr(args, "revision", None),
                     at=getattr(args, "at", None), force_prune=args.force_prune,
                     dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
@@ -202,7 +214,16 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
     from kubedr.kube import api_client
 
     def work(stop: Any) -> int:
-        return loop(engine, args.interval, args.once, stop)
+        if args.once or not engine.settings.drift:
+            return loop(engine, args.interval, args.once, stop)
+        from kubedr.applier.drift import INTERVAL, Drift, DriftSettings
+
+        engine.drift = Drift(engine, DriftSettings(interval=args.drift_interval or INTERVAL))
+        engine.drift.start()
+        try:
+            return loop(engine, args.interval, args.once, stop)
+        finally:
+            engine.drift.stop()
 
     return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context), work)
 

@@ -60,6 +60,8 @@ class Settings:
     default_standby: bool = True  # the mode when none is recorded on the secondary and none is given
     recreate: bool = True  # delete and re-create objects whose immutable fields changed (applier.recreate)
     explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
+    drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
+    heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
 
 
 @dataclass
@@ -93,6 +95,8 @@ class Engine:
         self._mode_changed = False  # --active/--standby changed the recorded mode: apply everything again
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
+        self.lock = threading.RLock()  # a round, or a drift heal: never both at once
+        self.drift: Any = None  # applier.drift.Drift, told of every apply and round
 
     def close(self) -> None:
         self.applier.close()
@@ -219,6 +223,8 @@ class Engine:
                 if s.dry_run and exc.status == 404 and ns in new_namespaces and f'"{ns}"' in str(exc):
                     return {}
                 raise
+            if self.drift is not None and result and not s.dry_run:
+                self.drift.applied(path_ref[path], path, result)
             if recreated:
                 line = f"{recreated} {path_ref[path]} (immutable field changed)"
                 report.recreated.append(line)
@@ -246,6 +252,8 @@ class Engine:
         report.seconds = time.monotonic() - started
         if not s.dry_run:
             self._record(target, status, fp, mode, failures)
+            if self.drift is not None:
+                self.drift.round_done(target, desired, mode, {f.path for f in failures})
         self.last_report = report
         log.info("%s %s: %d applied, %d deleted, %d failed in %.2fs (%s)%s",
                  "dry run of" if s.dry_run else "applied", target[:12], report.applied, report.deleted,
@@ -346,7 +354,8 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     failed = False
     while not stop.is_set():
         try:
-            report = engine.step()
+            with engine.lock:
+                report = engine.step()
             engine.caught_up = True
             if report is not None:
                 failed = bool(report.failures)

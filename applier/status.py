@@ -108,4 +108,8 @@ def read_status(api_client: Any) -> dict[str, Any]:
         "activeNamespaces": (mode.get("activeNamespaces") or "").split(),
         "modeChangedAt": mode.get("changedAt"),
         "repo": st.repo, "branch": st.branch,
+        # written by the daemon's drift watch (applier.drift), absent when it never ran
+        "drift": json.loads((data or {}).get("drift") or "[]"),
+        "strays": json.loads((data or {}).get("strays") or "[]"),
+        "heal": (data or {}).get("heal", ""),
     }

@@ -32,6 +32,10 @@ APPLY_LAG_HIST = Histogram("kubedr_applier_replication_lag_distribution_seconds"
 APPLY_FAILURES = Counter("kubedr_applier_apply_failures_total", "Objects that failed to apply", ["reason"])
 APPLY_OBJECTS = Counter("kubedr_applier_objects_total", "Objects applied or deleted", ["action"])
 APPLY_PRUNE_REFUSED = Counter("kubedr_applier_prune_refused_total", "Prunes refused by the safety guard")
+APPLY_DRIFTED = Gauge("kubedr_applier_drifted_objects", "Managed objects whose kubedr-owned fields differ from the repo")
+APPLY_STRAYS = Gauge("kubedr_applier_stray_objects", "Objects in managed namespaces that are not in the repo")
+APPLY_DRIFT_DETECTED = Counter("kubedr_applier_drift_detected_total", "Times a managed object was found drifted")
+APPLY_HEALS = Counter("kubedr_applier_heals_total", "Drifted objects reapplied (forced) to the repo's version")
 
 # snapshot
 SNAPSHOT_LAST = Gauge("kubedr_snapshot_last_success_timestamp_seconds", "Unix time of the last stored snapshot")
