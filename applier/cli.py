@@ -208,6 +208,8 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
             print(f"would delete {path}")
         for line in report.recreated:
             print(line)
+        for line in report.exempt:
+            print(f"exempt from standby: {line}")
         for f in report.failures:
             print(f"would fail {f}")
         return 1 if report.failures else 0

@@ -276,7 +276,7 @@ class Drift:
                                 continue
                             if ref is not None:
                                 desired[map_ref(ref, self.engine.settings.maps)] = path
-                        self.round_done(status.commit, desired, self.engine.mode(),
+                        self.round_done(status.commit, desired, self.engine.mode_for(status.commit),
                                         {f.path for f in status.failures})
                         return
             except Exception as exc:

@@ -23,6 +23,7 @@ from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
+from kubedr.applier.serving import Serving
 from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
 from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
@@ -75,6 +76,7 @@ class Report:
     would_apply: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)
     recreated: list[str] = field(default_factory=list)  # "recreated <kind ns/name> (...)" (dry run: "would ...")
+    exempt: list[str] = field(default_factory=list)  # "<kind ns/name>: serves ..." (at primary replicas in standby)
     seconds: float = 0.0
 
 
@@ -97,6 +99,7 @@ class Engine:
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
         self.lock = threading.RLock()  # a round, or a drift heal: never both at once
         self.drift: Any = None  # applier.drift.Drift, told of every apply and round
+        self.serving = Serving()
 
     def close(self) -> None:
         self.applier.close()
@@ -152,6 +155,13 @@ class Engine:
             mode.active = True
         return mode
 
+    def mode_for(self, target: str) -> Mode:
+        """The mode, with the workloads serving webhooks and aggregated APIs of this commit exempt from standby."""
+        mode = self.mode()
+        if not mode.active:
+            mode.exempt = self.serving.exempt(self.source, target, self.settings.maps)
+        return mode
+
     def fingerprint(self, mode: Mode) -> str:
         """Settings that change what is applied for an unchanged file; a change means apply everything."""
         raw = self.settings.maps.fingerprint() + mode.fingerprint()
@@ -167,7 +177,7 @@ class Engine:
         if self.validator is None and self.settings.validate:
             self.validator = Validator(self.cluster.version())
         status = load_status(self.cluster)
-        mode = self.mode()
+        mode = self.mode_for(target)
         fp = self.fingerprint(mode)
         if self._mode_changed and status is not None:
             # a switchover may have moved the workloads since the last round recorded this fingerprint
@@ -183,7 +193,8 @@ class Engine:
         """Apply the tree of one commit (only what changed since the last round), prune, record."""
         started = time.monotonic()
         s = self.settings
-        report = Report(commit=target)
+        report = Report(commit=target, exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
+                                               if not mode.is_active(r.namespace)])
         tree = self.source.tree(target)
         desired: dict[ObjectRef, str] = {}
         path_ref: dict[str, ObjectRef] = {}
@@ -331,6 +342,8 @@ class Engine:
         now = time.time()
         new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
                      repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
+                     exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
+                             if not mode.is_active(r.namespace)],
                      fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag)
         if not failures:
             new.fully_applied, new.fully_applied_time = target, commit_time

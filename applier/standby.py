@@ -51,6 +51,7 @@ class Mode:
     replicas: int = 0
     namespace_replicas: dict[str, int] = field(default_factory=dict)
     recorded: bool = False  # read from the secondary (not a default)
+    exempt: dict[ObjectRef, str] = field(default_factory=dict)  # serve webhooks/APIs: never held (why)
 
     def is_active(self, namespace: str) -> bool:
         return self.active or namespace in self.active_namespaces
@@ -64,7 +65,8 @@ class Mode:
 
     def fingerprint(self) -> str:
         return json.dumps([self.active, sorted(self.active_namespaces), self.replicas,
-                           self.namespace_replicas], sort_keys=True)
+                           self.namespace_replicas] + ([sorted(r.path for r in self.exempt)] if self.exempt else []),
+                          sort_keys=True)
 
     def standby_replicas(self, namespace: str) -> int:
         return self.namespace_replicas.get(namespace, self.replicas)
@@ -80,6 +82,9 @@ def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
     ns = meta.get("namespace") or ""
     if mode.is_active(ns):
         return obj
+    if mode.exempt and ObjectRef(str(obj.get("apiVersion", "")).rpartition("/")[0], str(obj.get("kind")), ns,
+                                 str(meta.get("name"))) in mode.exempt:
+        return obj  # serves a webhook or an aggregated API: the cluster itself needs it up
     group = str(obj.get("apiVersion", "")).rpartition("/")[0]
     kind = obj.get("kind")
     spec = obj.get("spec")

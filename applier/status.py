@@ -45,6 +45,7 @@ class Status:
     branch: str = ""
     mode: str = ""
     lag: float | None = None  # primary commit -> fully applied, measured when it was applied
+    exempt: list[str] = field(default_factory=list)  # workloads kept at primary replicas in standby, and why
 
     def to_data(self) -> dict[str, str]:
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
@@ -59,6 +60,7 @@ class Status:
                                     for f in self.failures[:MAX_FAILURES_KEPT]], indent=1),
             # every failed path (reasons only for the first MAX_FAILURES_KEPT): all are retried next round
             "retryPaths": "\n".join(f.path for f in self.failures[MAX_FAILURES_KEPT:]),
+            "exempt": "\n".join(self.exempt),
         }
 
     @classmethod
@@ -70,7 +72,8 @@ class Status:
                    fully_applied_time=_parse(data.get("fullyAppliedCommitTime", "")),
                    applied_at=_parse(data.get("appliedAt", "")), failures=failures,
                    settings=data.get("settings", ""), repo=data.get("repo", ""), branch=data.get("branch", ""),
-                   mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None)
+                   mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None,
+                   exempt=(data.get("exempt") or "").splitlines())
 
 
 def _parse(iso: str) -> float:
@@ -112,4 +115,5 @@ def read_status(api_client: Any) -> dict[str, Any]:
         "drift": json.loads((data or {}).get("drift") or "[]"),
         "strays": json.loads((data or {}).get("strays") or "[]"),
         "heal": (data or {}).get("heal", ""),
+        "exempt": st.exempt,
     }

@@ -248,6 +248,9 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> 
         detail = (f"{len(drift)} drifted (heal {st.get('heal') or '?'}): {first['object']}: "
                   f"{', '.join(first['fields'])}; {detail}")
     parts = [detail]
+    if st.get("exempt"):
+        parts.append(f"{len(st['exempt'])} exempt from standby (serve webhooks/APIs): "
+                     f"{', '.join(e.split(':')[0] for e in st['exempt'][:3])}{' ...' if len(st['exempt']) > 3 else ''}")
     if strays:
         parts.append(f"{len(strays)} stray (not in the repo, left in place): "
                      f"{', '.join(s['object'] for s in strays[:3])}{' ...' if len(strays) > 3 else ''}")
