@@ -21,6 +21,7 @@ from kubedr.applier.apply import Applier, Outcome
 from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
+from kubedr.applier.images import Index
 from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
 from kubedr.applier.serving import Serving
@@ -100,6 +101,7 @@ class Engine:
         self.lock = threading.RLock()  # a round, or a drift heal: never both at once
         self.drift: Any = None  # applier.drift.Drift, told of every apply and round
         self.serving = Serving()
+        self.images = Index()  # the images the repo's workloads need, recorded with the status
 
     def close(self) -> None:
         self.applier.close()
@@ -344,6 +346,7 @@ class Engine:
                      repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
                      exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                              if not mode.is_active(r.namespace)],
+                     images=self.images.images(self.source, target, self.settings.maps),
                      fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag)
         if not failures:
             new.fully_applied, new.fully_applied_time = target, commit_time

@@ -171,9 +171,8 @@ def _patch(cluster: Cluster, api_version: str, plural: str, ns: str, name: str, 
                     "application/merge-patch+json")
 
 
-def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
-    """Bring workloads up to the primary's replicas, CronJobs and Jobs to the primary's suspend; (changed, failed)."""
-    changed, failures = 0, []
+def _targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]) -> Any:
+    """(api_version, plural, kind, live, spec to patch) for every held object; bad annotations go to failures."""
     for ns in namespaces or [None]:
         for api_version, kind, plural in SCALED + SUSPENDED:
             for obj in _list(cluster, api_version, plural, ns):
@@ -190,11 +189,29 @@ def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[i
                     except ValueError:
                         failures.append(f"{kind} {meta['namespace']}/{meta['name']}: bad {REPLICAS_ANNOTATION}")
                         continue
-                if spec is None:
-                    continue
-                try:
-                    _patch(cluster, api_version, plural, meta["namespace"], meta["name"], spec)
-                    changed += 1
-                except ApiError as exc:
-                    failures.append(f"{kind} {meta['namespace']}/{meta['name']}: {exc}")
+                if spec is not None:
+                    yield api_version, plural, kind, obj, spec
+
+
+def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
+    """Bring workloads up to the primary's replicas, CronJobs and Jobs to the primary's suspend; (changed, failed)."""
+    changed, failures = 0, []
+    for api_version, plural, kind, obj, spec in _targets(cluster, namespaces, failures):
+        meta = obj["metadata"]
+        try:
+            _patch(cluster, api_version, plural, meta["namespace"], meta["name"], spec)
+            changed += 1
+        except ApiError as exc:
+            failures.append(f"{kind} {meta['namespace']}/{meta['name']}: {exc}")
     return changed, failures
+
+
+def plan(cluster: Cluster, namespaces: list[str] | None = None) -> list[str]:
+    """What a switchover would change, one line per object (nothing is changed)."""
+    failures: list[str] = []
+    out = []
+    for _, _, kind, obj, spec in _targets(cluster, namespaces, failures):
+        meta, now = obj["metadata"], obj.get("spec") or {}
+        key = next(iter(spec))
+        out.append(f"{kind} {meta['namespace']}/{meta['name']}: {key} {now.get(key)} -> {spec[key]}")
+    return out + [f"(cannot) {f}" for f in failures]

@@ -17,6 +17,15 @@ from kubedr.applier.standby import MODE_CONFIGMAP
 
 STATUS_CONFIGMAP = "kubedr-status"
 MAX_FAILURES_KEPT = 200
+MAX_IMAGES_KEPT = 1000
+
+
+def images_of(data: dict[str, str]) -> dict[str, list[str]]:
+    """The images of a kubedr-status record: image -> (some of) the objects using it."""
+    try:
+        return dict(json.loads(data.get("images") or "{}"))
+    except ValueError:
+        return {}
 
 
 @dataclass
@@ -46,6 +55,7 @@ class Status:
     mode: str = ""
     lag: float | None = None  # primary commit -> fully applied, measured when it was applied
     exempt: list[str] = field(default_factory=list)  # workloads kept at primary replicas in standby, and why
+    images: dict[str, list[str]] = field(default_factory=dict)  # image -> objects using it (applier.images)
 
     def to_data(self) -> dict[str, str]:
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
@@ -61,6 +71,10 @@ class Status:
             # every failed path (reasons only for the first MAX_FAILURES_KEPT): all are retried next round
             "retryPaths": "\n".join(f.path for f in self.failures[MAX_FAILURES_KEPT:]),
             "exempt": "\n".join(self.exempt),
+            # what a switchover pulls: every image, with up to 5 of the objects using it
+            "images": json.dumps({i: u[:5] + ([f"... {len(u) - 5} more"] if len(u) > 5 else [])
+                                  for i, u in list(self.images.items())[:MAX_IMAGES_KEPT]}, indent=0),
+            "imageCount": str(len(self.images)),
         }
 
     @classmethod
@@ -73,7 +87,7 @@ class Status:
                    applied_at=_parse(data.get("appliedAt", "")), failures=failures,
                    settings=data.get("settings", ""), repo=data.get("repo", ""), branch=data.get("branch", ""),
                    mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None,
-                   exempt=(data.get("exempt") or "").splitlines())
+                   exempt=(data.get("exempt") or "").splitlines(), images=images_of(data))
 
 
 def _parse(iso: str) -> float:
@@ -116,4 +130,5 @@ def read_status(api_client: Any) -> dict[str, Any]:
         "strays": json.loads((data or {}).get("strays") or "[]"),
         "heal": (data or {}).get("heal", ""),
         "exempt": st.exempt,
+        "images": st.images, "imageCount": int((data or {}).get("imageCount") or len(st.images)),
     }

@@ -251,6 +251,8 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> 
     if st.get("exempt"):
         parts.append(f"{len(st['exempt'])} exempt from standby (serve webhooks/APIs): "
                      f"{', '.join(e.split(':')[0] for e in st['exempt'][:3])}{' ...' if len(st['exempt']) > 3 else ''}")
+    if st.get("imageCount"):
+        parts.append(f"{st['imageCount']} images needed at switchover (kubedr images --check)")
     if strays:
         parts.append(f"{len(strays)} stray (not in the repo, left in place): "
                      f"{', '.join(s['object'] for s in strays[:3])}{' ...' if len(strays) > 3 else ''}")
