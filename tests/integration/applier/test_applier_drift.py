@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.applier.conftest import Repo, configmap, deployment, live, namespace
+from tests.integration.applier.conftest import Repo, apply, configmap, deployment, live, namespace, status_of
 
 
 def _env() -> dict[str, str]:
@@ -78,7 +78,7 @@ def data_of(secondary: Any, name: str) -> dict[str, str] | None:
 
 
 def applied(secondary: Any, repo: Repo, daemon_: Daemon) -> None:
-    wait_until(lambda: status(secondary)[1]["commit"] == repo_head(repo)[:12], timeout=30,
+    wait_until(lambda: (status_of(secondary) or {}).get("commit") == repo_head(repo), timeout=30,
                what=f"the applier to apply the head; log:\n{daemon_.text()}")
 
 
@@ -94,7 +94,7 @@ def test_hand_edit_healed_and_stray_reported_not_deleted(secondary: Any, repo: R
     repo.commit("shop")
     d = daemon(secondary, repo)
     applied(secondary, repo, d)
-    wait_until(lambda: status(secondary)[1]["data"].get("heal"), timeout=15, what="the drift watch to report")
+    wait_until(lambda: status_of(secondary).get("heal"), timeout=15, what="the drift watch to report")
 
     kubectl_run(kubectl, secondary, "-n", "shop", "patch", "configmap", "settings", "--type", "merge",
                 "-p", '{"data":{"color":"red"}}')
@@ -107,7 +107,7 @@ def test_hand_edit_healed_and_stray_reported_not_deleted(secondary: Any, repo: R
     assert "healed Deployment" not in d.text()
 
     def stray_reported() -> Any:
-        return [s for s in status(secondary)[1]["data"]["strays"] if s["object"] == "ConfigMap shop/stray"]
+        return [s for s in status_of(secondary)["strays"] if s["object"] == "ConfigMap shop/stray"]
     wait_until(stray_reported, timeout=15, what=f"the stray to be reported; log:\n{d.text()}")
     assert data_of(secondary, "stray") == {"a": "b"}  # reported, never deleted
     assert "stray ConfigMap shop/stray" in d.text()
@@ -126,7 +126,7 @@ def test_heal_off_reports_the_field_and_status_fails_max_drift(secondary: Any, r
                 "-p", '{"data":{"size":"xl"}}')
 
     def drifted() -> Any:
-        return status(secondary)[1]["data"]["drift"]
+        return status_of(secondary)["drift"]
     found = wait_until(drifted, timeout=10, what=f"the drift to be reported; log:\n{d.text()}")
     assert found[0]["object"] == "ConfigMap shop/settings" and found[0]["fields"] == ["data.size"]
     assert "kubectl-patch" in found[0]["writers"]
@@ -149,8 +149,10 @@ def test_controllers_fields_are_not_drift(secondary: Any, repo: Repo, daemon: An
     for o in (namespace("shop"), deployment("web", replicas=2), svc):
         repo.put(o)
     repo.commit("shop")
-    d = daemon(secondary, repo, "--active")
-    applied(secondary, repo, d)
+    assert apply(secondary, repo, "--active") == 0  # the daemon then starts with nothing to apply
+    d = daemon(secondary, repo)
+    wait_until(lambda: status_of(secondary).get("heal") == "off (active)", timeout=15,
+               what=f"the drift watch to follow the recorded commit; log:\n{d.text()}")
     wait_until(lambda: (live(secondary, "apps/v1", "Deployment", "web", "shop").get("status") or {}).get("replicas")
                == 2, timeout=10, what="the Deployment controller to write status")
     # the HorizontalPodAutoscaler scales through the scale subresource, as kube-controller-manager
@@ -162,7 +164,7 @@ def test_controllers_fields_are_not_drift(secondary: Any, repo: Repo, daemon: An
     kubectl_run(kubectl, secondary, "-n", "shop", "annotate", "deployment", "web", "kubedr.io/path-")
 
     def drift() -> Any:
-        return status(secondary)[1]["data"]["drift"]
+        return status_of(secondary)["drift"]
     found = wait_until(drift, timeout=10, what=f"the annotation removal to be reported; log:\n{d.text()}")
     assert [(x["object"], x["fields"]) for x in found] == [
         ("apps/Deployment shop/web", ["metadata.annotations.kubedr.io/path"])]  # no replicas, status, defaults
@@ -191,7 +193,7 @@ def test_a_fight_is_reported_without_a_hot_loop(secondary: Any, repo: Repo, daem
         before = d.text().count("healed ConfigMap shop/settings")
         stop.wait(6.0)  # the window whose heals are counted (time is what is measured here)
         during = d.text().count("healed ConfigMap shop/settings") - before
-        drift = status(secondary)[1]["data"]["drift"]
+        drift = status_of(secondary)["drift"]
     finally:
         stop.set()
         t.join(5)
@@ -199,3 +201,35 @@ def test_a_fight_is_reported_without_a_hot_loop(secondary: Any, repo: Repo, daem
     assert 1 <= during <= 3, d.text()
     assert "keeps coming back" in d.text()
     assert drift and drift[0]["writers"] == ["fighter"] and drift[0]["heals"] >= 3
+
+
+def test_switchover_is_not_drift_and_metrics_count_drift(secondary: Any, repo: Repo, daemon: Any,
+                                                         kubectl: str) -> None:
+    import urllib.request
+
+    from kubedr.cli import main
+    from tests.conftest import free_port
+
+    for o in (namespace("shop"), deployment("web", replicas=3), configmap("settings", color="blue")):
+        repo.put(o)
+    repo.commit("shop")
+    port = free_port()
+    d = daemon(secondary, repo, "--metrics-listen", f"127.0.0.1:{port}")
+    applied(secondary, repo, d)
+    wait_until(lambda: status_of(secondary).get("heal") == "on", timeout=15, what="the drift watch")
+
+    assert main(["switchover", "--kubeconfig", secondary.kubeconfig_path]) == 0
+    wait_until(lambda: status_of(secondary).get("heal") == "off (active)", timeout=15,
+               what=f"the next round in active mode; log:\n{d.text()}")
+    assert live(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 3
+    assert "healed" not in d.text() and "drift apps/Deployment" not in d.text()
+
+    def metric(name: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+    assert metric("kubedr_applier_drifted_objects") == 0
+    kubectl_run(kubectl, secondary, "-n", "shop", "patch", "configmap", "settings", "--type", "merge",
+                "-p", '{"data":{"color":"red"}}')  # active: reported, not healed (no --heal given)
+    wait_until(lambda: metric("kubedr_applier_drifted_objects") == 1, timeout=10, what="the drift gauge")
+    assert metric("kubedr_applier_drift_detected_total") >= 1 and metric("kubedr_applier_heals_total") == 0
+    assert data_of(secondary, "settings") == {"color": "red"}
