@@ -110,6 +110,7 @@ class Drift:
         self._dirty = True
         self._published: str = ""
         self._worker: threading.Thread | None = None
+        self.started = time.time()
 
     # ---- the engine's hooks ------------------------------------------------------------------------------
 
@@ -130,7 +131,6 @@ class Drift:
             for ref in [r for r in self.drifted if r not in desired]:
                 del self.drifted[ref]
             self._suspects |= {r for r in desired if r not in self.baselines}
-            self._next_scan = 0.0
             self._dirty = True
             self._cond.notify()
         self._ensure_watches()
@@ -141,6 +141,7 @@ class Drift:
         """Start the worker; watches start once the first round (or the recorded status) names the objects."""
         self._worker = threading.Thread(target=self._work, name="kubedr-drift", daemon=True)
         self._worker.start()
+        threading.Thread(target=self._stray_loop, name="kubedr-strays", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -177,7 +178,7 @@ class Drift:
                 for item in doc.get("items") or []:
                     item.setdefault("kind", kind)
                     item.setdefault("apiVersion", resource.group_version)
-                    self._observe(item)
+                    self._observe(item, listed=True)
                 while not self._stop.is_set():
                     query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv,
                              "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_TIMEOUT)}
@@ -201,11 +202,11 @@ class Drift:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _observe(self, live: dict[str, Any]) -> None:
+    def _observe(self, live: dict[str, Any], listed: bool = False) -> None:
         ref = ref_of(live)
         base = self.baselines.get(ref)
-        if ref not in self.desired:
-            return
+        if ref not in self.desired or (base is None and listed):
+            return  # not kubedr's now; or listed before its baseline, which round_done queued to be read live
         if base is None or ref in self.drifted or self._differences(base, live):
             self._suspect(ref)
 
@@ -244,7 +245,6 @@ class Drift:
                 self._heal_due()
                 if time.monotonic() >= self._next_scan:
                     self._next_scan = time.monotonic() + self.settings.interval
-                    self._scan_strays()
                     self._report_lasting()
                 self._publish()
             except Exception as exc:  # the secondary is away: the next pass tries again
@@ -285,29 +285,35 @@ class Drift:
 
     def _confirm(self, suspects: set[ObjectRef]) -> None:
         """Look at each suspect under the engine's lock: baseline it, clear it, or record it as drifted."""
-        if not suspects:
+        items = sorted((ref, self.desired[ref]) for ref in suspects
+                       if ref in self.desired and self.desired[ref] not in self.failed)
+        if not items:
             return
         with self.engine.lock:
             decode = self._decoder()
-            for ref in sorted(suspects):
-                path = self.desired.get(ref)
-                if path is None or path in self.failed:
-                    continue
+            data = self._read([path for ref, path in items if ref not in self.baselines])
+
+            def one(item: tuple[ObjectRef, str]) -> tuple[ObjectRef, str, list[str], list[str]] | None:
+                ref, path = item
                 live = self.engine.applier.get_live(ref)
+                if ref not in self.baselines:
+                    answer = self._apply(decode, path, data.get(path), dry_run=True)
+                    if answer is None:
+                        return None
+                    self.applied(ref, path, answer)
                 base = self.baselines.get(ref)
                 if base is None:
-                    answer = self._apply(decode, path, dry_run=True)
-                    if answer is None:
-                        continue
-                    self.applied(ref, path, answer)
-                    base = self.baselines.get(ref)
-                    if base is None:
-                        continue
+                    return None
                 if live is None:
-                    found, writers = ["(deleted on the secondary)"], []
-                else:
-                    found, writers = self._differences(base, live)
-                self._record(ref, path, found, writers)
+                    return ref, path, ["(deleted on the secondary)"], []
+                return (ref, path, *self._differences(base, live))
+
+            for outcome in self.engine.applier.run_stage(items, one):
+                if outcome.error:
+                    log.warning("drift check of %s failed: %s", outcome.item[1], outcome.error)
+                elif outcome.result is not None:
+                    self._record(*outcome.result)
+        self._dirty = True
 
     def _record(self, ref: ObjectRef, path: str, found: list[str], writers: list[str]) -> None:
         now = time.time()
@@ -343,11 +349,12 @@ class Drift:
             return
         with self.engine.lock:
             decode = self._decoder()
+            data = self._read([d.path for d in due])
             for d in sorted(due, key=lambda d: d.since):
                 if not self._budget():
                     d.next_heal = time.monotonic() + 60.0 / max(1, self.settings.max_heals_per_minute)
                     continue
-                answer = self._apply(decode, d.path, dry_run=False)
+                answer = self._apply(decode, d.path, data.get(d.path), dry_run=False)
                 if answer is None:
                     d.next_heal = time.monotonic() + self.settings.interval
                     continue
@@ -374,13 +381,19 @@ class Drift:
         s, mode = self.engine.settings, self.mode
         return Decoder(s.maps, self.engine.validator, s.identities, finish=lambda o: hold(o, mode))
 
-    def _apply(self, decode: Decoder, path: str, dry_run: bool) -> dict[str, Any] | None:
-        """Apply (or dry-run) the repo's version of one object at the followed commit; None when it fails."""
+    def _read(self, paths: list[str]) -> dict[str, bytes]:
+        """The repo's bytes of these paths at the followed commit (read here: the git reader is not shared)."""
+        tree = self.engine.source.tree(self.commit)
+        present = [p for p in paths if p in tree]
+        return dict(zip(present, self.engine.source.read_blobs([tree[p] for p in present]), strict=True))
+
+    def _apply(self, decode: Decoder, path: str, data: bytes | None, dry_run: bool) -> dict[str, Any] | None:
+        """Apply (or dry-run) the repo's version of one object; None when that fails (logged, one line)."""
+        if data is None:
+            return None
         try:
-            blob = self.engine.source.tree(self.commit)[path]
-            obj = decode.decode(path, next(iter(self.engine.source.read_blobs([blob]))))
-            return self.engine.applier.apply_one(obj, dry_run=dry_run)
-        except Exception as exc:  # ApiError, a bad manifest, a path gone from the tree: one line
+            return self.engine.applier.apply_one(decode.decode(path, data), dry_run=dry_run)
+        except Exception as exc:  # ApiError, a bad manifest: one line, the next pass tries again
             log.warning("drift: %s %s failed: %s", "checking" if dry_run else "healing", path,
                         " ".join(str(exc).split()))
             return None
@@ -402,6 +415,16 @@ class Drift:
             log.warning("drift %s (%s) still: %s", d.ref.display, d.path, ", ".join(d.fields))
 
     # ---- strays ---------------------------------------------------------------------------------------------
+
+    def _stray_loop(self) -> None:
+        """A scan each interval, in its own thread: listing every kind never delays a heal."""
+        while not self._stop.wait(self.settings.interval):
+            try:
+                self._scan_strays()
+            except Exception as exc:  # the secondary is away: next interval
+                log.warning("stray scan failed: %s", " ".join(str(exc).split()))
+            with self._cond:
+                self._cond.notify()
 
     def _scan_strays(self) -> None:
         """Objects of the repo's kinds, in its namespaces, that neither the repo nor the cluster made."""
@@ -442,6 +465,8 @@ class Drift:
             "strays": json.dumps([{"object": r.display, "madeBy": m} for r, m in sorted(self.strays.items())][:200],
                                  indent=1),
             "heal": _heal_text(self.engine.settings.heal, self.mode),
+            "driftWatched": str(len(self.baselines)),  # objects with a baseline: being compared
+            "driftStarted": str(round(self.started)),  # when this applier's watch started (unix time)
         }
 
     def _publish(self) -> None:

@@ -98,7 +98,7 @@ class Engine:
         self._mode_changed = False  # --active/--standby changed the recorded mode: apply everything again
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
-        self.lock = threading.RLock()  # a round, or a drift heal: never both at once
+        self.lock = threading.RLock()  # a round's applies, or a drift heal: never both at once
         self.drift: Any = None  # applier.drift.Drift, told of every apply and round
         self.serving = Serving()
         self.images = Index()  # the images the repo's workloads need, recorded with the status
@@ -187,7 +187,8 @@ class Engine:
         if status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run:
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None
-        return self.run_round(target, status, mode, fp)
+        with self.lock:  # a drift heal waits for the round, never for the polling above
+            return self.run_round(target, status, mode, fp)
 
     # ---- one round -------------------------------------------------------------------------------------------
 
@@ -370,8 +371,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     failed = False
     while not stop.is_set():
         try:
-            with engine.lock:
-                report = engine.step()
+            report = engine.step()
             engine.caught_up = True
             if report is not None:
                 failed = bool(report.failures)

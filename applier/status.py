@@ -129,6 +129,8 @@ def read_status(api_client: Any) -> dict[str, Any]:
         "drift": json.loads((data or {}).get("drift") or "[]"),
         "strays": json.loads((data or {}).get("strays") or "[]"),
         "heal": (data or {}).get("heal", ""),
+        "driftWatched": int((data or {}).get("driftWatched") or 0),
+        "driftStarted": float((data or {}).get("driftStarted") or 0),
         "exempt": st.exempt,
         "images": st.images, "imageCount": int((data or {}).get("imageCount") or len(st.images)),
     }
