@@ -54,6 +54,17 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="refuse a prune of more than this share of the inventory (default 0.25)")
     p.add_argument("--prune-max-objects", type=int, metavar="N",
                    help="refuse a prune of more than this many objects (default 50)")
+    heal = p.add_mutually_exclusive_group()
+    heal.add_argument("--heal", action="store_true", default=None,
+                      help="reapply (forced) objects whose kubedr-owned fields were changed on the secondary "
+                           "(default: the repo policy, else on for namespaces in standby)")
+    heal.add_argument("--no-heal", dest="heal", action="store_false", default=None,
+                      help="report drift only")
+    p.add_argument("--no-drift", dest="drift", action="store_false", default=None,
+                   help="do not watch applied objects for drift")
+    p.add_argument("--drift-interval", type=parse_duration, default=None, metavar="DURATION",
+                   help="report lasting drift and scan for strays this often; also the longest wait between "
+                        "heals of an object that keeps drifting (default 60s)")
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests within a stage")
     p.add_argument("--no-validate", dest="validate", action="store_false",
                    help="skip kubernetes-validate schema checks")
@@ -69,6 +80,11 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
         parser.add_argument("--context")
         parser.add_argument("--namespaces", help="only these namespaces (space or comma separated)")
+        parser.add_argument("--plan", action="store_true",
+                            help="print what would come up and the images it needs; change nothing")
+        return
+    if name == "images":
+        _images_arguments(parser)
         return
     if name == "sync":
         parser.add_argument("--from-kubeconfig", help="the cluster to export from")
@@ -130,7 +146,7 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
     # what the operator set (flags, $KUBEDR_*, config file); the repo's policy file fills in the rest
     given = {"prune": args.prune, "prune_max_fraction": args.prune_max_fraction,
              "prune_max_objects": args.prune_max_objects, "standby_replicas": args.standby_replicas,
-             "recreate": args.recreate,
+             "recreate": args.recreate, "heal": args.heal, "drift": args.drift,
              "namespace_replicas": args.namespace_standby_replicas, "maps.namespaces": args.namespace_map,
              "maps.images": args.image_map, "maps.storage_classes": args.storage_class_map}
     explicit = frozenset(k for k, v in given.items() if v is not None)
@@ -143,7 +159,8 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
     optional = {k: v for k, v in (("prune", args.prune), ("prune_max_fraction", args.prune_max_fraction),
                                   ("prune_max_objects", args.prune_max_objects),
                                   ("standby_replicas", args.standby_replicas),
-                                  ("recreate", args.recreate)) if v is not None}
+                                  ("recreate", args.recreate), ("heal", args.heal),
+                                  ("drift", args.drift)) if v is not None}
     return Settings(repo=repo, branch=args.branch, revision=getattr(args, "revision", None),
                     at=getattr(args, "at", None), force_prune=args.force_prune,
                     dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
@@ -173,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         return _switchover(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "images":
+        return _images(args)
     if not args.repo:
         raise UsageError(f"kubedr {args.command}: --repo is required (URL or path of the config repo)")
     engine = _engine(args.kubeconfig, args.context, args, args.repo)
@@ -206,13 +225,24 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
             print(f"would delete {path}")
         for line in report.recreated:
             print(line)
+        for line in report.exempt:
+            print(f"exempt from standby: {line}")
         for f in report.failures:
             print(f"would fail {f}")
         return 1 if report.failures else 0
     from kubedr.kube import api_client
 
     def work(stop: Any) -> int:
-        return loop(engine, args.interval, args.once, stop)
+        if args.once or not engine.settings.drift:
+            return loop(engine, args.interval, args.once, stop)
+        from kubedr.applier.drift import INTERVAL, Drift, DriftSettings
+
+        engine.drift = Drift(engine, DriftSettings(interval=args.drift_interval or INTERVAL))
+        engine.drift.start()
+        try:
+            return loop(engine, args.interval, args.once, stop)
+        finally:
+            engine.drift.stop()
 
     return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context), work)
 
@@ -236,6 +266,8 @@ def _switchover(args: argparse.Namespace) -> int:
 
     cluster = Cluster(api_client(args.kubeconfig, args.context))
     namespaces = _namespaces(args.namespaces)
+    if args.plan:
+        return _switchover_plan(cluster, namespaces)
     mode = read_mode(cluster)
     if namespaces:
         mode.active_namespaces |= set(namespaces)
@@ -301,3 +333,132 @@ def _ephemeral_recipient(tmp: str, identity_files: list[str]) -> str | None:
     os.chmod(path, 0o600)
     identity_files.append(path)
     return str(ident.to_public())
+
+
+def _switchover_plan(cluster: Any, namespaces: list[str]) -> int:
+    """What a switchover would bring up, and the images those workloads pull (from the applier's record)."""
+    from kubedr.applier.client import get_state
+    from kubedr.applier.standby import plan
+    from kubedr.applier.status import STATUS_CONFIGMAP, images_of
+
+    for line in plan(cluster, namespaces or None):
+        print(f"would bring up {line}")
+    images = images_of(get_state(cluster, STATUS_CONFIGMAP) or {})
+    print(f"images needed ({len(images)}; check them with `kubedr images --check`):")
+    for image, users in images.items():
+        print(f"  {image}  ({', '.join(users)})")
+    return 0
+
+
+def _images_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", help="config repo: URL, or a local path")
+    p.add_argument("--branch", default="main", help="branch (default main)")
+    p.add_argument("--revision", help="a sha or tag instead of the branch head")
+    p.add_argument("--image-map", action="append", metavar="OLD=NEW",
+                   help="swap an image registry prefix, as the applier does (default: the repo policy's)")
+    p.add_argument("--namespace-map", action="append", metavar="A=B", help="name objects as applied (A as B)")
+    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
+    p.add_argument("--check", action="store_true",
+                   help="ask each image's registry (HTTP API v2 manifest HEAD) whether it has it; exit 1 if not")
+    p.add_argument("--auth-file", help="registry credentials, docker config.json format (auths)")
+    p.add_argument("--kubeconfig", help="kubeconfig of the secondary, to read --pull-secret from")
+    p.add_argument("--context")
+    p.add_argument("--pull-secret", action="append", metavar="NS/NAME",
+                   help="a kubernetes.io/dockerconfigjson Secret on the secondary whose credentials to use")
+    p.add_argument("--ca-file", help="CA bundle that signs the registries' certificates")
+    p.add_argument("--plain-http", action="append", metavar="HOST[:PORT]", help="a registry served over HTTP")
+    p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+
+
+def _images(args: argparse.Namespace) -> int:
+    """List (and with --check, look up) every image the repo's workloads reference."""
+    import json
+
+    from kubedr.applier.decode import Maps, parse_map
+    from kubedr.applier.fetch import FetchError, Source
+    from kubedr.applier.images import Index, Registries, parse_auths
+    from kubedr.applier.policy import POLICY_PATH, PolicyError, parse
+
+    if not args.repo:
+        raise UsageError("kubedr images: --repo is required (URL or path of the config repo)")
+    try:
+        maps = Maps(parse_map(args.namespace_map, "namespace-map"), parse_map(args.image_map, "image-map"), {})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        source = Source(args.repo, args.branch, args.workdir)
+        target = source.resolve(args.revision) if args.revision else source.head()
+        if target is None:
+            raise UsageError(f"kubedr images: {args.branch} has no commits")
+        policy_blob = source.tree(target).get(POLICY_PATH)
+        if policy_blob and not args.image_map:
+            try:
+                policy = parse(next(iter(source.read_blobs([policy_blob]))))
+                maps = Maps(maps.namespaces, policy.get("maps.images") or {}, {})
+            except PolicyError as exc:
+                log.error("%s: %s (ignored)", POLICY_PATH, exc)
+        images = Index().images(source, target, maps)
+    except FetchError as exc:
+        raise UsageError(str(exc)) from exc
+    rows = [{"image": image, "objects": users, "state": "", "detail": ""} for image, users in images.items()]
+    if args.check:
+        auths: dict[str, tuple[str, str]] = {}
+        if args.auth_file:
+            try:
+                with open(args.auth_file, encoding="utf-8") as fh:
+                    auths.update(parse_auths(json.load(fh)))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"--auth-file {args.auth_file}: {exc}") from exc
+        for name in args.pull_secret or []:
+            auths.update(_pull_secret(args, name))
+        registries = Registries(auths, args.ca_file, frozenset(args.plain_http or []))
+        for row, check in zip(rows, registries.check_all([r["image"] for r in rows]), strict=True):
+            row["state"], row["detail"] = check.state, check.detail
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_images(rows, target, args.check)
+    return 1 if any(r["state"] in ("missing", "error") for r in rows) else 0
+
+
+def _pull_secret(args: argparse.Namespace, name: str) -> dict[str, tuple[str, str]]:
+    import base64
+    import json
+
+    from kubedr.applier.client import ApiError, Cluster
+    from kubedr.applier.images import parse_auths
+
+    from kubedr.kube import api_client
+
+    ns, _, secret = name.partition("/")
+    if not ns or not secret:
+        raise UsageError(f"--pull-secret {name}: expected NAMESPACE/NAME")
+    try:
+        obj = Cluster(api_client(args.kubeconfig, args.context)).request(
+            "GET", f"/api/v1/namespaces/{ns}/secrets/{secret}")
+        raw = (obj.get("data") or {}).get(".dockerconfigjson")
+        if not raw:
+            raise UsageError(f"--pull-secret {name}: not a kubernetes.io/dockerconfigjson Secret")
+        return parse_auths(json.loads(base64.b64decode(raw)))
+    except (ApiError, ValueError) as exc:
+        raise UsageError(f"--pull-secret {name}: {exc}") from exc
+
+
+def _print_images(rows: list[dict[str, Any]], target: str, checked: bool) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(box=box.SIMPLE_HEAD, title=f"images at {target[:12]}", title_justify="left")
+    for col in ("IMAGE", *(("STATE",) if checked else ()), "USED BY", *(("DETAIL",) if checked else ())):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        cells = [r["image"], *((r["state"],) if checked else ()), ", ".join(r["objects"]),
+                 *((r["detail"],) if checked else ())]
+        table.add_row(*cells, style="red" if r["state"] in ("missing", "error") else None)
+    console.print(table)
+    if checked:
+        missing = [r for r in rows if r["state"] != "present"]
+        print(f"{len(rows) - len(missing)} of {len(rows)} images present" +
+              (f"; missing or unknown: {', '.join(r['image'] for r in missing)}" if missing else ""))

@@ -183,13 +183,14 @@ def list_state(cluster: Cluster, selector: str) -> dict[str, dict[str, str]]:
     return {i["metadata"]["name"]: dict(i.get("data") or {}) for i in doc.get("items") or []}
 
 
-def put_state(cluster: Cluster, name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> None:
-    """Write one state ConfigMap whole (server-side apply), creating kubedr-system when needed."""
+def put_state(cluster: Cluster, name: str, data: dict[str, str], labels: dict[str, str] | None = None,
+              manager: str = STATE_MANAGER) -> None:
+    """Write one state ConfigMap (the manager's keys, server-side apply), creating kubedr-system when needed."""
     body = {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE,
                          "labels": {"app.kubernetes.io/part-of": "kubedr", **(labels or {})}},
             "data": data}
-    query = {"fieldManager": STATE_MANAGER, "force": "true"}
+    query = {"fieldManager": manager, "force": "true"}
     try:
         cluster.request("PATCH", _cm_path(name), body, query, "application/apply-patch+yaml")
     except ApiError as exc:

@@ -177,6 +177,9 @@ def transform(obj: dict[str, Any], maps: Maps) -> dict[str, Any]:
             for subject in obj.get("subjects") or []:
                 if isinstance(subject, dict) and subject.get("namespace") in ns:
                     subject["namespace"] = ns[subject["namespace"]]
+        for svc in _called_services(obj):  # webhooks and aggregated APIs call the mapped namespace's Service
+            if svc.get("namespace") in ns:
+                svc["namespace"] = ns[svc["namespace"]]
     if maps.images:
         def swap_image(c: dict[str, Any]) -> None:
             if isinstance(c.get("image"), str):
@@ -185,6 +188,17 @@ def transform(obj: dict[str, Any], maps: Maps) -> dict[str, Any]:
     if maps.storage_classes:
         _map_storage(obj, maps.storage_classes)
     return obj
+
+
+def _called_services(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `service` references of a webhook configuration's webhooks or an APIService's spec."""
+    if obj.get("kind") in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        hooks = [h for h in obj.get("webhooks") or [] if isinstance(h, dict)]
+        return [s for h in hooks if isinstance(s := (h.get("clientConfig") or {}).get("service"), dict)]
+    if obj.get("kind") == "APIService":
+        svc = (obj.get("spec") or {}).get("service")
+        return [svc] if isinstance(svc, dict) else []
+    return []
 
 
 def mark(obj: dict[str, Any], path: str) -> dict[str, Any]:

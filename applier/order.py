@@ -27,11 +27,18 @@ ORDER: tuple[tuple[str, frozenset[tuple[str, str]]], ...] = (
         ("batch", "Job"), ("batch", "CronJob"), ("", "Pod"), ("", "ReplicationController"),
     })),
     ("rest", frozenset()),
+    # last: the workloads that serve them exist by now (a webhook without its server refuses every write it
+    # matches), and nothing of this round has to pass webhooks whose Pods are still starting
+    ("admission", frozenset({
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        ("apiregistration.k8s.io", "APIService"),
+    })),
 )
 
 STAGES: tuple[str, ...] = tuple(name for name, _ in ORDER)
 _INDEX: dict[tuple[str, str], int] = {gk: i for i, (_, kinds) in enumerate(ORDER) for gk in kinds}
-_REST = len(ORDER) - 1
+_REST = STAGES.index("rest")
 
 T = TypeVar("T")
 

@@ -41,6 +41,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "prune_max_objects": ("prune_max_objects", int),
     "standby": ("default_standby", _bool),
     "recreate": ("recreate", _bool),
+    "heal": ("heal", _bool),
+    "drift": ("drift", _bool),
     "standby_replicas": ("standby_replicas", int),
     "standby_replicas_by_namespace": ("namespace_replicas", lambda v: {k: int(n) for k, n in _str_map(v).items()}),
     "namespace_map": ("maps.namespaces", _str_map),

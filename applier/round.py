@@ -21,8 +21,10 @@ from kubedr.applier.apply import Applier, Outcome
 from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
+from kubedr.applier.images import Index
 from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
+from kubedr.applier.serving import Serving
 from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
 from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
@@ -64,6 +66,8 @@ class Settings:
     recreate: bool = True  # delete and re-create objects whose immutable fields changed (applier.recreate)
     explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
     allowed_signers: str | None = None  # git allowed-signers file: apply only commits that verify (applier.trust)
+    drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
+    heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Report:
     would_apply: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)
     recreated: list[str] = field(default_factory=list)  # "recreated <kind ns/name> (...)" (dry run: "would ...")
+    exempt: list[str] = field(default_factory=list)  # "<kind ns/name>: serves ..." (at primary replicas in standby)
     seconds: float = 0.0
 
 
@@ -100,6 +105,10 @@ class Engine:
         self.gate = Gate(source, settings.allowed_signers)
         self.untrusted: Untrusted | None = None  # the first commit refused by the gate, while it stands
         self.trust_anchor = ""  # policy mode: the commit whose policy's signers are in force (applier.trust)
+        self.lock = threading.RLock()  # a round's applies, or a drift heal: never both at once
+        self.drift: Any = None  # applier.drift.Drift, told of every apply and round
+        self.serving = Serving()
+        self.images = Index()  # the images the repo's workloads need, recorded with the status
 
     def close(self) -> None:
         self.applier.close()
@@ -155,6 +164,13 @@ class Engine:
             mode.active = True
         return mode
 
+    def mode_for(self, target: str) -> Mode:
+        """The mode, with the workloads serving webhooks and aggregated APIs of this commit exempt from standby."""
+        mode = self.mode()
+        if not mode.active:
+            mode.exempt = self.serving.exempt(self.source, target, self.settings.maps)
+        return mode
+
     def fingerprint(self, mode: Mode) -> str:
         """Settings that change what is applied for an unchanged file; a change means apply everything."""
         raw = self.settings.maps.fingerprint() + mode.fingerprint()
@@ -173,7 +189,7 @@ class Engine:
         self.settings = self._effective(target)
         if self.validator is None and self.settings.validate:
             self.validator = Validator(self.cluster.version())
-        mode = self.mode()
+        mode = self.mode_for(target)
         fp = self.fingerprint(mode)
         if self._mode_changed:
             # a switchover may have moved the workloads since the last round recorded this fingerprint; with
@@ -184,7 +200,8 @@ class Engine:
         if status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run:
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None
-        return self.run_round(target, status, mode, fp)
+        with self.lock:  # a drift heal waits for the round, never for the polling above
+            return self.run_round(target, status, mode, fp)
 
     def _admit(self, target: str, status: Status | None) -> str | None:
         """The newest commit the trust gate lets through; a newly refused commit is logged, counted, recorded."""
@@ -214,7 +231,8 @@ class Engine:
         """Apply the tree of one commit (only what changed since the last round), prune, record."""
         started = time.monotonic()
         s = self.settings
-        report = Report(commit=target)
+        report = Report(commit=target, exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
+                                               if not mode.is_active(r.namespace)])
         tree = self.source.tree(target)
         desired: dict[ObjectRef, str] = {}
         path_ref: dict[str, ObjectRef] = {}
@@ -254,6 +272,8 @@ class Engine:
                 if s.dry_run and exc.status == 404 and ns in new_namespaces and f'"{ns}"' in str(exc):
                     return {}
                 raise
+            if self.drift is not None and result and not s.dry_run:
+                self.drift.applied(path_ref[path], path, result)
             if recreated:
                 line = f"{recreated} {path_ref[path]} (immutable field changed)"
                 report.recreated.append(line)
@@ -281,6 +301,8 @@ class Engine:
         report.seconds = time.monotonic() - started
         if not s.dry_run:
             self._record(target, status, fp, mode, failures)
+            if self.drift is not None:
+                self.drift.round_done(target, desired, mode, {f.path for f in failures})
         self.last_report = report
         log.info("%s %s: %d applied, %d deleted, %d failed in %.2fs (%s)%s",
                  "dry run of" if s.dry_run else "applied", target[:12], report.applied, report.deleted,
@@ -382,6 +404,9 @@ class Engine:
         now = time.time()
         new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
                      repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
+                     exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
+                             if not mode.is_active(r.namespace)],
+                     images=self.images.images(self.source, target, self.settings.maps),
                      fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag,
                      untrusted=_untrusted_data(self.untrusted), trust_anchor=self.trust_anchor)
         if not failures:

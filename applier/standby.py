@@ -51,6 +51,7 @@ class Mode:
     replicas: int = 0
     namespace_replicas: dict[str, int] = field(default_factory=dict)
     recorded: bool = False  # read from the secondary (not a default)
+    exempt: dict[ObjectRef, str] = field(default_factory=dict)  # serve webhooks/APIs: never held (why)
 
     def is_active(self, namespace: str) -> bool:
         return self.active or namespace in self.active_namespaces
@@ -64,7 +65,8 @@ class Mode:
 
     def fingerprint(self) -> str:
         return json.dumps([self.active, sorted(self.active_namespaces), self.replicas,
-                           self.namespace_replicas], sort_keys=True)
+                           self.namespace_replicas] + ([sorted(r.path for r in self.exempt)] if self.exempt else []),
+                          sort_keys=True)
 
     def standby_replicas(self, namespace: str) -> int:
         return self.namespace_replicas.get(namespace, self.replicas)
@@ -80,6 +82,9 @@ def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
     ns = meta.get("namespace") or ""
     if mode.is_active(ns):
         return obj
+    if mode.exempt and ObjectRef(str(obj.get("apiVersion", "")).rpartition("/")[0], str(obj.get("kind")), ns,
+                                 str(meta.get("name"))) in mode.exempt:
+        return obj  # serves a webhook or an aggregated API: the cluster itself needs it up
     group = str(obj.get("apiVersion", "")).rpartition("/")[0]
     kind = obj.get("kind")
     spec = obj.get("spec")
@@ -166,9 +171,8 @@ def _patch(cluster: Cluster, api_version: str, plural: str, ns: str, name: str, 
                     "application/merge-patch+json")
 
 
-def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
-    """Bring workloads up to the primary's replicas, CronJobs and Jobs to the primary's suspend; (changed, failed)."""
-    changed, failures = 0, []
+def _targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]) -> Any:
+    """(api_version, plural, kind, live, spec to patch) for every held object; bad annotations go to failures."""
     for ns in namespaces or [None]:
         for api_version, kind, plural in SCALED + SUSPENDED:
             for obj in _list(cluster, api_version, plural, ns):
@@ -185,11 +189,29 @@ def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[i
                     except ValueError:
                         failures.append(f"{kind} {meta['namespace']}/{meta['name']}: bad {REPLICAS_ANNOTATION}")
                         continue
-                if spec is None:
-                    continue
-                try:
-                    _patch(cluster, api_version, plural, meta["namespace"], meta["name"], spec)
-                    changed += 1
-                except ApiError as exc:
-                    failures.append(f"{kind} {meta['namespace']}/{meta['name']}: {exc}")
+                if spec is not None:
+                    yield api_version, plural, kind, obj, spec
+
+
+def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
+    """Bring workloads up to the primary's replicas, CronJobs and Jobs to the primary's suspend; (changed, failed)."""
+    changed, failures = 0, []
+    for api_version, plural, kind, obj, spec in _targets(cluster, namespaces, failures):
+        meta = obj["metadata"]
+        try:
+            _patch(cluster, api_version, plural, meta["namespace"], meta["name"], spec)
+            changed += 1
+        except ApiError as exc:
+            failures.append(f"{kind} {meta['namespace']}/{meta['name']}: {exc}")
     return changed, failures
+
+
+def plan(cluster: Cluster, namespaces: list[str] | None = None) -> list[str]:
+    """What a switchover would change, one line per object (nothing is changed)."""
+    failures: list[str] = []
+    out = []
+    for _, _, kind, obj, spec in _targets(cluster, namespaces, failures):
+        meta, now = obj["metadata"], obj.get("spec") or {}
+        key = next(iter(spec))
+        out.append(f"{kind} {meta['namespace']}/{meta['name']}: {key} {now.get(key)} -> {spec[key]}")
+    return out + [f"(cannot) {f}" for f in failures]

@@ -17,6 +17,15 @@ from kubedr.applier.standby import MODE_CONFIGMAP
 
 STATUS_CONFIGMAP = "kubedr-status"
 MAX_FAILURES_KEPT = 200
+MAX_IMAGES_KEPT = 1000
+
+
+def images_of(data: dict[str, str]) -> dict[str, list[str]]:
+    """The images of a kubedr-status record: image -> (some of) the objects using it."""
+    try:
+        return dict(json.loads(data.get("images") or "{}"))
+    except ValueError:
+        return {}
 
 
 @dataclass
@@ -47,6 +56,8 @@ class Status:
     lag: float | None = None  # primary commit -> fully applied, measured when it was applied
     untrusted: dict[str, str] = field(default_factory=dict)  # the commit the trust gate refused: commit, signer, reason
     trust_anchor: str = ""  # the commit whose policy's allowed signers are in force (policy mode of applier.trust)
+    exempt: list[str] = field(default_factory=list)  # workloads kept at primary replicas in standby, and why
+    images: dict[str, list[str]] = field(default_factory=dict)  # image -> objects using it (applier.images)
 
     def to_data(self) -> dict[str, str]:
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
@@ -63,6 +74,11 @@ class Status:
             "retryPaths": "\n".join(f.path for f in self.failures[MAX_FAILURES_KEPT:]),
             "untrusted": json.dumps(self.untrusted) if self.untrusted else "",
             "trustAnchor": self.trust_anchor,
+            "exempt": "\n".join(self.exempt),
+            # what a switchover pulls: every image, with up to 5 of the objects using it
+            "images": json.dumps({i: u[:5] + ([f"... {len(u) - 5} more"] if len(u) > 5 else [])
+                                  for i, u in list(self.images.items())[:MAX_IMAGES_KEPT]}, indent=0),
+            "imageCount": str(len(self.images)),
         }
 
     @classmethod
@@ -76,7 +92,8 @@ class Status:
                    settings=data.get("settings", ""), repo=data.get("repo", ""), branch=data.get("branch", ""),
                    mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None,
                    untrusted=json.loads(data["untrusted"]) if data.get("untrusted") else {},
-                   trust_anchor=data.get("trustAnchor", ""))
+                   trust_anchor=data.get("trustAnchor", ""),
+                   exempt=(data.get("exempt") or "").splitlines(), images=images_of(data))
 
 
 def _parse(iso: str) -> float:
@@ -114,4 +131,12 @@ def read_status(api_client: Any) -> dict[str, Any]:
         "activeNamespaces": (mode.get("activeNamespaces") or "").split(),
         "modeChangedAt": mode.get("changedAt"),
         "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted,
+        # written by the daemon's drift watch (applier.drift), absent when it never ran
+        "drift": json.loads((data or {}).get("drift") or "[]"),
+        "strays": json.loads((data or {}).get("strays") or "[]"),
+        "heal": (data or {}).get("heal", ""),
+        "driftWatched": int((data or {}).get("driftWatched") or 0),
+        "driftStarted": float((data or {}).get("driftStarted") or 0),
+        "exempt": st.exempt,
+        "images": st.images, "imageCount": int((data or {}).get("imageCount") or len(st.images)),
     }

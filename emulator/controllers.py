@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 
+from kubedr.emulator import endpoints, kubelet
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.selectors import selector_matches
 from kubedr.emulator.store import Event, NamespaceFinalizer, Store, now_iso
@@ -32,8 +33,9 @@ WATCHED = {("", "namespaces"), ("apps", "deployments"), ("apps", "replicasets"),
 class Controllers(NamespaceFinalizer):
     """Namespace, deployment, replicaset and endpoint controllers in one worker thread."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, pod_ip: str | None = None):
         self.store = store
+        self.pod_ip = pod_ip  # kubelet.run_pod starts every Pod here when set; else Pods stay Pending
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="emulator-controllers", daemon=True)
         self.stopped = False
@@ -93,8 +95,12 @@ class Controllers(NamespaceFinalizer):
             self._owner_status(obj)
         elif kind == "Service" and ev.type != "DELETED":
             self._service(obj)
+            endpoints.sync(self.store, obj)
         elif kind == "Pod":
+            if ev.type == "ADDED" and self.pod_ip:
+                kubelet.run_pod(self.store, obj, self.pod_ip)
             self._pod_changed(obj)
+            endpoints.pod_changed(self.store, obj, ev.prev.obj if ev.prev else None)
         elif kind == "StatefulSet" and ev.type != "DELETED":
             self._statefulset(obj)
         elif kind == "Job" and ev.type != "DELETED":

@@ -118,11 +118,18 @@ BUILTINS: tuple[ResourceType, ...] = (
        short_names=("crd", "crds"), categories=("api-extensions",), subresources=("status",), generation=True),
     _r("coordination.k8s.io", "v1", "Lease", "leases"),
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", generation=True),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+       False, categories=("api-extensions",), generation=True),
+    _r("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+       False, categories=("api-extensions",), generation=True),
+    _r("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, categories=("api-extensions",),
+       subresources=("status",)),
 )
 
 # Group order of /apis on a real server (its priority order); versions are the ones we serve.
-GROUP_ORDER = ("apps", "autoscaling", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
-               "storage.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
+GROUP_ORDER = ("apiregistration.k8s.io", "apps", "autoscaling", "batch", "networking.k8s.io", "policy",
+               "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+               "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
 
 # Names a valid object must have: DNS-1123 label for these kinds, a path segment for RBAC, subdomain otherwise.
 NAME_RULE: dict[str, str] = {

@@ -585,7 +585,7 @@ class Emulator:
 
     def __init__(self, listen: str = "127.0.0.1:0", token: str = DEFAULT_TOKEN, tls: bool = False,
                  history: int = 10_000, bookmark_interval: float = 1.0, controllers: bool = True,
-                 require_auth: bool | None = None):
+                 require_auth: bool | None = None, pod_ip: str | None = None):
         host, _, port = listen.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port or 0)
         self.token = token
@@ -594,7 +594,10 @@ class Emulator:
         # Authorization header is let in, like the old insecure port; a wrong token is always a 401.
         self.require_auth = tls if require_auth is None else require_auth
         self.store = Store(history)
+        from kubedr.emulator.admission import Admission
+        self.store.admission = Admission(self.store)
         self.api = self.store
+        self.pod_ip = pod_ip  # a node that runs every Pod at once on this address (tests: 127.0.0.1); else Pending
         self.bookmark_interval = bookmark_interval
         self.with_controllers = controllers
         self.controllers = None
@@ -616,7 +619,7 @@ class Emulator:
     def start(self) -> Emulator:
         if self.with_controllers:
             from kubedr.emulator import controllers
-            self.controllers = controllers.Controllers(self.store)
+            self.controllers = controllers.Controllers(self.store, self.pod_ip)
             self.controllers.start()
         bootstrap(self.store)
         httpd = EmulatorHTTPServer((self.host, self.port), self.store, self.token, self.bookmark_interval,

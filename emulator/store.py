@@ -191,6 +191,8 @@ class Store:
         self.hooks: list[Callable[[Event], None]] = []
         self.uids: dict[str, tuple] = {}
         self.terminating: set[str] = set()  # namespaces waiting for objects with finalizers to go
+        # admission.Admission (set by the Emulator): (rt, operation, obj, old, user, dry_run, subresource) -> obj
+        self.admission: Callable[..., dict] | None = None
         for rt in resources.BUILTINS:
             self.register(rt)
 
@@ -433,6 +435,8 @@ class Store:
             if rt.builtin and rt.kind in defaults.STRATEGIES:
                 defaults.prepare_for_create(rt, obj)
                 obj = self._shape(rt, obj)  # metadata keys back in the server's order
+            if self.admission is not None:
+                obj = self.admission(rt, "CREATE", obj, None, manager, dry_run)
             if dry_run:
                 del obj["metadata"]["resourceVersion"]
                 return Entry(obj, dumps(obj), 0)
@@ -463,7 +467,7 @@ class Store:
             new = self._merge_server_fields(rt, old, obj, subresource)
             if not fields_done:
                 self._manager_fields(old, new, manager, rt, subresource)
-            return self._finish_update(rt, cur, new, dry_run)
+            return self._finish_update(rt, cur, new, dry_run, manager, subresource)
 
     def _merge_server_fields(self, rt: ResourceType, old: dict, obj: dict, subresource: str | None) -> dict:
         """The object a write produces: server-owned metadata from the live object, status or spec kept aside."""
@@ -505,10 +509,13 @@ class Store:
             _prune(new, rt)
         return new
 
-    def _finish_update(self, rt: ResourceType, cur: Entry, new: dict, dry_run: bool) -> Entry:
+    def _finish_update(self, rt: ResourceType, cur: Entry, new: dict, dry_run: bool, manager: str = "",
+                       subresource: str | None = None) -> Entry:
         old = cur.obj
         from kubedr.emulator import defaults
         defaults.prepare_for_update(rt, new, old)
+        if self.admission is not None:
+            new = self.admission(rt, "UPDATE", new, old, manager, dry_run, subresource)
         if rt.builtin:
             times.normalise_object(new, rt.api_version, rt.kind)
             immutable.check_update(rt, old, new)
@@ -553,7 +560,7 @@ class Store:
                 patched["metadata"].pop("managedFields", None)
             new = self._merge_server_fields(rt, cur.obj, patched, subresource)
             self._manager_fields(cur.obj, new, manager, rt, subresource)
-            return self._finish_update(rt, cur, new, dry_run)
+            return self._finish_update(rt, cur, new, dry_run, manager, subresource)
 
     def _apply(self, rt: ResourceType, cur: Entry | None, config: object, name: str, ns: str, manager: str,
                force: bool, dry_run: bool, subresource: str | None) -> Entry:
@@ -582,7 +589,7 @@ class Store:
         new["metadata"]["managedFields"] = merged["metadata"].get("managedFields") or []
         if not new["metadata"]["managedFields"]:
             del new["metadata"]["managedFields"]
-        return self._finish_update(rt, cur, new, dry_run)
+        return self._finish_update(rt, cur, new, dry_run, manager, subresource)
 
     # ------------------------------------------------------------------ scale subresource
 
@@ -614,7 +621,7 @@ class Store:
         new = copy.deepcopy(cur.obj)
         _path_set(new, rt.scale_path, replicas)
         self._manager_fields(cur.obj, new, manager, rt, "scale")
-        return self._finish_update(rt, cur, new, dry_run)
+        return self._finish_update(rt, cur, new, dry_run, manager, "scale")
 
     # ------------------------------------------------------------------ delete, garbage collection
 

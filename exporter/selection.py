@@ -14,6 +14,7 @@ from kubedr.exporter.scope import Filters, Scope
 from kubedr.contract import ObjectRef, ref_of, ref_of_path
 
 RBAC = "rbac.authorization.k8s.io"
+ADMISSION = "admissionregistration.k8s.io"
 CRD_KEY = ("apiextensions.k8s.io", "CustomResourceDefinition")
 Target = tuple[str, str, str]  # (group, kind, name) of a cluster-scoped object
 Decision = tuple[dict[str, Any], bool]  # (object, belongs in the repo)
@@ -22,6 +23,17 @@ Decision = tuple[dict[str, Any], bool]  # (object, belongs in the repo)
 def _selected_sa_subject(obj: dict[str, Any], sel: Selection) -> bool:
     return any(s.get("kind") == "ServiceAccount" and sel.namespace_selected(s.get("namespace") or "")
                for s in obj.get("subjects") or [])
+
+
+def _webhook_service_selected(obj: dict[str, Any], sel: Selection) -> bool:
+    """A webhook configuration one of whose webhooks is served from a chosen namespace."""
+    return any(sel.namespace_selected(((w.get("clientConfig") or {}).get("service") or {}).get("namespace") or "")
+               for w in obj.get("webhooks") or [] if isinstance(w, dict))
+
+
+def _api_service_selected(obj: dict[str, Any], sel: Selection) -> bool:
+    """An aggregated API served from a chosen namespace (local APIServices have no service)."""
+    return sel.namespace_selected(((obj.get("spec") or {}).get("service") or {}).get("namespace") or "")
 
 
 def _claim_selected(obj: dict[str, Any], sel: Selection) -> bool:
@@ -33,6 +45,9 @@ def _claim_selected(obj: dict[str, Any], sel: Selection) -> bool:
 DEPENDENCY_RULES: dict[tuple[str, str], Callable[[dict[str, Any], Selection], bool]] = {
     ("", "Namespace"): lambda o, s: s.namespace_selected(o["metadata"]["name"]),
     (RBAC, "ClusterRoleBinding"): _selected_sa_subject,
+    (ADMISSION, "ValidatingWebhookConfiguration"): _webhook_service_selected,
+    (ADMISSION, "MutatingWebhookConfiguration"): _webhook_service_selected,
+    ("apiregistration.k8s.io", "APIService"): _api_service_selected,
     ("", "PersistentVolume"): _claim_selected,
     ("scheduling.k8s.io", "PriorityClass"): lambda o, s: not o["metadata"]["name"].startswith("system-"),
     ("networking.k8s.io", "IngressClass"): lambda o, s: True,

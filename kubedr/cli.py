@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("kubedr.applier.cli", "apply the repo to the secondary (standby by default)"),
     "diff": ("kubedr.applier.cli", "show what apply would change, per object"),
     "switchover": ("kubedr.applier.cli", "bring standby workloads up to the primary's replicas"),
+    "images": ("kubedr.applier.cli", "images the repo's workloads need at switchover; --check asks the DR registry"),
     "sync": ("kubedr.applier.cli", "one-shot export from one cluster and apply to another"),
     "status": ("kubedr.status", "replication lag, last applied commit, last snapshot"),
     "seal": ("kubedr.sealing_cli", "seal a Secret manifest with age recipients"),

@@ -87,6 +87,10 @@ APPLY_UNTRUSTED = Gauge("kubedr_applier_untrusted_commit_info",
                         ["commit", "signer"])
 APPLY_UNTRUSTED_TOTAL = Counter("kubedr_applier_untrusted_commits_total",
                                 "Commits refused because their signature does not verify")
+APPLY_DRIFTED = Gauge("kubedr_applier_drifted_objects", "Managed objects whose kubedr-owned fields differ from the repo")
+APPLY_STRAYS = Gauge("kubedr_applier_stray_objects", "Objects in managed namespaces that are not in the repo")
+APPLY_DRIFT_DETECTED = Counter("kubedr_applier_drift_detected_total", "Times a managed object was found drifted")
+APPLY_HEALS = Counter("kubedr_applier_heals_total", "Drifted objects reapplied (forced) to the repo's version")
 
 # snapshot: a CronJob has no /metrics to scrape, so these live in their own registry, written as a
 # node-exporter textfile (`kubedr snapshot save --metrics-file`), and never on the daemons' /metrics,

@@ -40,6 +40,7 @@ class Row:
     commit: str = ""
     lag: str = ""
     failures: str = ""
+    drift: str = ""
     detail: str = ""
     problem: bool = False
     data: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +60,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="S3 region of the snapshot store")
     parser.add_argument("--path-style", action="store_true", help="S3 path-style addressing")
     parser.add_argument("--max-lag", type=float, help="exit 1 when the replication lag exceeds this many seconds")
+    parser.add_argument("--max-drift", type=int, metavar="N",
+                        help="exit 1 when more than N objects on the secondary drifted from the repo")
     parser.add_argument("--output", "-o", choices=("table", "json"), default="table", help="table or json")
 
 
@@ -74,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
             if r.component == "applier":
                 r.problem = True
                 r.detail = (r.detail + f"; lag above --max-lag {args.max_lag:g}s").lstrip("; ")
+    drift = next((len(r.data.get("drift") or []) for r in rows if r.component == "applier"), None)
+    if args.max_drift is not None and drift is not None and drift > args.max_drift:
+        for r in rows:
+            if r.component == "applier":
+                r.problem = True
+                r.detail = (r.detail + f"; drift above --max-drift {args.max_drift}").lstrip("; ")
     if args.output == "json":
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2, default=str)
         print()
@@ -236,19 +245,34 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> 
     if st.get("activeNamespaces"):
         mode += f" (active: {' '.join(st['activeNamespaces'])})"
     lag, lag_text, detail = replication_lag(st, head)
+    drift, strays = st.get("drift") or [], st.get("strays") or []
+    if drift:
+        first = drift[0]
+        detail = detail.replace("in sync with the repo head", "the repo head applied")
+        mode = f"DRIFT ({mode})"
+        detail = (f"{len(drift)} drifted (heal {st.get('heal') or '?'}): {first['object']}: "
+                  f"{', '.join(first['fields'])}; {detail}")
     parts = [detail]
     untrusted = st.get("untrusted") or {}
     if untrusted:
         signer = f", signer {untrusted['signer']}" if untrusted.get("signer") else ""
         parts.insert(0, f"HELD at untrusted commit {untrusted.get('commit', '')[:12]} ({untrusted.get('reason', '')}"
                         f"{signer}): review it, then kubedr trust ack")
+    if st.get("exempt"):
+        parts.append(f"{len(st['exempt'])} exempt from standby (serve webhooks/APIs): "
+                     f"{', '.join(e.split(':')[0] for e in st['exempt'][:3])}{' ...' if len(st['exempt']) > 3 else ''}")
+    if st.get("imageCount"):
+        parts.append(f"{st['imageCount']} images needed at switchover (kubedr images --check)")
+    if strays:
+        parts.append(f"{len(strays)} stray (not in the repo, left in place): "
+                     f"{', '.join(s['object'] for s in strays[:3])}{' ...' if len(strays) > 3 else ''}")
     if failures:
         parts.append(f"first failure: {failures[0]['path']}: {failures[0]['reason']}")
     if st.get("appliedAt"):
         parts.append(f"applied {ago(st['appliedAt'])}")
     parts.append(_applier_leader(kubeconfig, context))
     return Row("secondary", "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
-               detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted),
+               drift=str(len(drift)), detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted),
                data={**st, "lag_seconds": lag})
 
 
@@ -318,11 +342,11 @@ def render(rows: list[Row]) -> None:
 
     console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(box=box.SIMPLE_HEAD, title="kubedr status", title_justify="left")
-    for col in ("SIDE", "COMPONENT", "STATE", "COMMIT", "LAG", "FAILURES", "DETAIL"):
+    for col in ("SIDE", "COMPONENT", "STATE", "COMMIT", "LAG", "FAILURES", "DRIFT", "DETAIL"):
         table.add_column(col, no_wrap=col != "DETAIL", overflow="fold")
     for r in rows:
         style = "red" if r.problem else None
-        table.add_row(r.side, r.component, r.state, r.commit, r.lag, r.failures, r.detail, style=style)
+        table.add_row(r.side, r.component, r.state, r.commit, r.lag, r.failures, r.drift, r.detail, style=style)
     console.print(table)
 
 

@@ -41,7 +41,8 @@ class Emu:
         self.kubeconfig = str(tmp / f"{name}.kubeconfig")
         self.proc = _kubedr(tmp / f"{name}.log", "emulate", "--listen", f"127.0.0.1:{free_port()}",
                             "--kubeconfig", self.kubeconfig, "--no-controllers")
-        wait_until(lambda: Path(self.kubeconfig).exists(), timeout=30, what=f"{name} emulator")
+        wait_until(lambda: Path(self.kubeconfig).exists() and Path(self.kubeconfig).stat().st_size > 0, timeout=30,
+                   what=f"{name} emulator")
         self.cluster = Cluster(api_client(self.kubeconfig, pool=32))
 
 

@@ -28,6 +28,10 @@ def ref(group: str, kind: str, ns: str = "shop", name: str = "x") -> ObjectRef:
     (("", "LimitRange"), ("batch", "CronJob")),
     (("", "ResourceQuota"), ("", "Pod")),
     (("apps", "Deployment"), ("networking.k8s.io", "Ingress")),
+    # a webhook after the workload serving it, and after everything it would otherwise have to admit
+    (("apps", "Deployment"), ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration")),
+    (("example.com", "Widget"), ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")),
+    (("apps", "StatefulSet"), ("apiregistration.k8s.io", "APIService")),
 ])
 def test_stage_before(first: tuple[str, str], then: tuple[str, str]) -> None:
     assert stage_of(*first) < stage_of(*then)
@@ -36,7 +40,7 @@ def test_stage_before(first: tuple[str, str], then: tuple[str, str]) -> None:
 def test_every_kind_once_and_rest_last() -> None:
     seen = [gk for _, kinds in ORDER for gk in kinds]
     assert len(seen) == len(set(seen))
-    assert STAGES[0] == "namespaces" and STAGES[-1] == "rest"
+    assert STAGES[0] == "namespaces" and STAGES[-2:] == ("rest", "admission")
     assert STAGES[stage_of("example.com", "Widget")] == "rest"
 
 

@@ -19,6 +19,8 @@ apply:
   namespace_map: {shop: shop-dr}
   image_map: {}
   storage_class_map: null
+  heal: false
+  drift: true
   some_future_key: 1
 """
 
@@ -29,6 +31,8 @@ def test_parse_reads_the_apply_section() -> None:
     assert got["namespace_replicas"] == {"critical": 2}
     assert got["maps.namespaces"] == {"shop": "shop-dr"}
     assert "maps.storage_classes" not in got
+    assert got["heal"] is False and got["drift"] is True
+    assert "heal" not in parse(b"apply: {heal: null}")  # null: heal where the secondary is standby
 
 
 def test_policy_fills_only_what_the_operator_left_open() -> None:

@@ -71,6 +71,14 @@ def test_namespace_map_moves_objects_namespaces_and_binding_subjects() -> None:
     assert map_ref(ObjectRef("", "Namespace", "", "shop"), maps) == ObjectRef("", "Namespace", "", "shop-dr")
     assert map_ref(ObjectRef("apps", "Deployment", "shop", "web"), maps).namespace == "shop-dr"
     assert map_ref(ObjectRef("apps", "Deployment", "other", "web"), maps).namespace == "other"
+    hooks = transform({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                       "metadata": {"name": "v"}, "webhooks": [
+                           {"name": "a.x", "clientConfig": {"service": {"namespace": "shop", "name": "hook"}}},
+                           {"name": "b.x", "clientConfig": {"url": "https://x"}}]}, maps)
+    assert hooks["webhooks"][0]["clientConfig"]["service"]["namespace"] == "shop-dr"
+    api = transform({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "v1.x"},
+                     "spec": {"service": {"namespace": "shop", "name": "api"}}}, maps)
+    assert api["spec"]["service"]["namespace"] == "shop-dr"
 
 
 def test_storage_class_map() -> None:

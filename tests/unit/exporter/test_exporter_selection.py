@@ -60,3 +60,27 @@ def test_all_namespaces_minus_excluded() -> None:
     assert names(sel.process(Event("ADDED", NS, obj(NS, "kube-system")))) == {"kube-system": False}
     assert names(sel.process(Event("ADDED", NS, obj(NS, "anything")))) == {"anything": True}
     assert names(sel.process(Event("ADDED", PVC, obj(PVC, "x", "kube-system")))) == {"x": False}
+
+
+VWC = ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                   "ValidatingWebhookConfiguration", False)
+MWC = ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                   "MutatingWebhookConfiguration", False)
+APISVC = ResourceType("apiregistration.k8s.io", "v1", "apiservices", "APIService", False)
+
+
+def test_webhooks_and_aggregated_apis_follow_the_namespace_serving_them() -> None:
+    sel = Selection(["cert-manager"])
+    assert sel.watches(VWC) and sel.watches(MWC) and sel.watches(APISVC)
+
+    def webhook(rtype: ResourceType, name: str, *namespaces: str) -> dict:
+        hooks = [{"name": f"{ns}.example.com", "clientConfig": {"service": {"namespace": ns, "name": "hook"}}}
+                 for ns in namespaces] + [{"name": "url.example.com", "clientConfig": {"url": "https://x"}}]
+        return obj(rtype, name, webhooks=hooks)
+    assert names(sel.process(Event("ADDED", VWC, webhook(VWC, "cm", "cert-manager")))) == {"cm": True}
+    assert names(sel.process(Event("ADDED", MWC, webhook(MWC, "mixed", "other", "cert-manager")))) == {"mixed": True}
+    assert names(sel.process(Event("ADDED", VWC, webhook(VWC, "kyverno", "kyverno")))) == {"kyverno": False}
+    metrics = obj(APISVC, "v1beta1.metrics.k8s.io", spec={"service": {"namespace": "cert-manager", "name": "m"}})
+    assert names(sel.process(Event("ADDED", APISVC, metrics))) == {"v1beta1.metrics.k8s.io": True}
+    local = obj(APISVC, "v1.apps", spec={"service": None, "group": "apps"})  # served by the apiserver itself
+    assert names(sel.process(Event("ADDED", APISVC, local))) == {"v1.apps": False}

@@ -1,0 +1,495 @@
+"""Drift: objects kubedr manages that changed on the secondary behind its back; healed, or reported.
+
+Watched, not polled: one watch per kind the repo holds, narrowed to kubedr's label, so an edit is seen within
+milliseconds, and an idle secondary costs one open connection per kind plus a bookmark now and then, not
+work proportional to the number of objects (a poll would list every managed object each interval and see an
+edit only at the next tick). Strays are not urgent: one list per kind each interval finds them.
+
+Only kubedr's own fields are compared: the set its last apply owned (managedFields of manager `kubedr`),
+with the values the server answered then (defaults and normalisation included), against the live object.
+A path another writer now owns is drift unless that writer is a controller of the cluster (CONTROLLERS).
+A suspected drift is confirmed under the engine's lock, so a round applying the same object never races it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubedr.applier.apply import FIELD_MANAGER
+from kubedr.applier.client import put_state
+from kubedr.applier.decode import MANAGED_LABEL, Decoder, map_ref
+from kubedr.applier.fieldset import applied_set, differences, extract, owners
+from kubedr.applier.standby import Mode, hold
+from kubedr.applier.status import STATUS_CONFIGMAP
+from kubedr.applier.status import load as load_status
+
+from kubedr import observe
+from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
+
+log = logging.getLogger("kubedr.applier.drift")
+
+DRIFT_MANAGER = "kubedr-drift"  # owns the drift keys of the kubedr-status record
+INTERVAL = 60.0  # report a lasting drift, rescan for strays, and at most this long between heals of one object
+FIRST_BACKOFF = 1.0  # a second heal of the same object waits this long, doubling up to the interval
+MAX_HEALS_PER_MINUTE = 60  # over all objects: a storm of edits never turns into a storm of applies
+WATCH_TIMEOUT = 300  # seconds a watch stays open before it is renewed from its resourceVersion
+
+# Writers whose fields are theirs to change: a path they took from kubedr is not drift.
+CONTROLLERS: dict[str, str] = {
+    "kube-controller-manager": "the cluster's controllers (the HorizontalPodAutoscaler scales through it)",
+    "kubedr-switchover": "`kubedr switchover` brought workloads up; the next round applies the new mode",
+    "kubedr-standby": "the applier marks Jobs that left the repo",
+}
+
+
+@dataclass
+class Baseline:
+    """kubedr's field set after its last apply of an object, and the values the server answered for it."""
+
+    path: str
+    tree: dict[str, Any]
+    values: Any
+
+
+@dataclass
+class Drifted:
+    """One object out of line with the repo: which fields, since when, how often healed."""
+
+    ref: ObjectRef
+    path: str
+    fields: list[str]
+    since: float
+    heals: int = 0  # heals since it last stayed clean for an interval
+    next_heal: float = 0.0
+    reported: float = 0.0
+    healed: float = 0.0  # monotonic time of the last heal
+    writers: list[str] = field(default_factory=list)
+
+    def as_data(self) -> dict[str, Any]:
+        return {"object": self.ref.display, "path": self.path, "fields": self.fields, "since": round(self.since),
+                "heals": self.heals, "writers": self.writers}
+
+
+@dataclass
+class DriftSettings:
+    """The report interval (also the longest wait between heals of one object) and the global heal budget."""
+
+    interval: float = INTERVAL
+    max_heals_per_minute: int = MAX_HEALS_PER_MINUTE
+    first_backoff: float = FIRST_BACKOFF
+
+
+class Drift:
+    """Watches what kubedr applied, confirms drift under the engine's lock, heals with backoff, reports."""
+
+    def __init__(self, engine: Any, settings: DriftSettings) -> None:
+        from kubedr.exporter.kubeapi import KubeHTTP
+
+        self.engine = engine
+        self.settings = settings
+        self.http = KubeHTTP(engine.cluster.api)
+        self.baselines: dict[ObjectRef, Baseline] = {}
+        self.desired: dict[ObjectRef, str] = {}
+        self.failed: set[str] = set()
+        self.commit = ""
+        self.mode = Mode()
+        self.drifted: dict[ObjectRef, Drifted] = {}
+        self._recent: dict[ObjectRef, Drifted] = {}  # healed and clean for now: a fight resumes its backoff
+        self.strays: dict[ObjectRef, str] = {}
+        self.heal_times: list[float] = []
+        self._suspects: set[ObjectRef] = set()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._watched: dict[tuple[str, str], threading.Thread] = {}
+        self._next_scan = 0.0
+        self._dirty = True
+        self._published: str = ""
+        self._worker: threading.Thread | None = None
+        self.started = time.time()
+
+    # ---- the engine's hooks ------------------------------------------------------------------------------
+
+    def applied(self, ref: ObjectRef, path: str, answer: dict[str, Any]) -> None:
+        """An apply (a round's or a heal's) succeeded: its answer is the new baseline."""
+        tree = applied_set(answer, FIELD_MANAGER)
+        if tree:
+            self.baselines[ref] = Baseline(path, tree, extract(answer, tree))
+
+    def round_done(self, target: str, desired: dict[ObjectRef, str], mode: Mode, failed: set[str]) -> None:
+        """A round recorded target: follow its objects (new kinds get a watch), forget what left the repo."""
+        if not self.engine.settings.drift:  # the repo's policy turned drift detection off
+            desired = {}
+        with self._cond:
+            self.commit, self.desired, self.mode, self.failed = target, dict(desired), mode, set(failed)
+            for ref in [r for r in self.baselines if r not in desired]:
+                del self.baselines[ref]
+            for ref in [r for r in self.drifted if r not in desired]:
+                del self.drifted[ref]
+            self._suspects |= {r for r in desired if r not in self.baselines}
+            self._dirty = True
+            self._cond.notify()
+        self._ensure_watches()
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker; watches start once the first round (or the recorded status) names the objects."""
+        self._worker = threading.Thread(target=self._work, name="kubedr-drift", daemon=True)
+        self._worker.start()
+        threading.Thread(target=self._stray_loop, name="kubedr-strays", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        if self._worker is not None:
+            self._worker.join(10)
+
+    def heal_on(self, ref: ObjectRef) -> bool:
+        """Heal this object? --heal/--no-heal or the policy's `heal`, else yes where its namespace is on standby."""
+        heal = self.engine.settings.heal
+        return heal if heal is not None else not self.mode.is_active(ref.namespace)
+
+    # ---- watching -------------------------------------------------------------------------------------------
+
+    def _ensure_watches(self) -> None:
+        for key in sorted({(r.group, r.kind) for r in self.desired}):
+            if key not in self._watched and not self._stop.is_set():
+                t = threading.Thread(target=self._watch_kind, args=key, name=f"kubedr-drift-{key[1]}", daemon=True)
+                self._watched[key] = t
+                t.start()
+
+    def _watch_kind(self, group: str, kind: str) -> None:
+        """List then watch one kind (kubedr's label only); every change is checked against its baseline."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
+                if resource is None:
+                    self._stop.wait(self.settings.interval)
+                    continue
+                doc = self.http.get(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"})
+                rv = doc["metadata"]["resourceVersion"]
+                for item in doc.get("items") or []:
+                    item.setdefault("kind", kind)
+                    item.setdefault("apiVersion", resource.group_version)
+                    self._observe(item, listed=True)
+                while not self._stop.is_set():
+                    query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv,
+                             "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_TIMEOUT)}
+                    for ev in self.http.watch(resource.path(), query, WATCH_TIMEOUT + 30):
+                        if self._stop.is_set():
+                            return
+                        obj = ev.get("object") or {}
+                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                        if ev.get("type") == "ERROR":
+                            raise _Gone() if obj.get("code") == 410 else RuntimeError(obj.get("message"))
+                        if ev.get("type") == "DELETED":
+                            self._suspect(ref_of(obj))  # deleted, or its label removed: the worker looks
+                        elif ev.get("type") in ("ADDED", "MODIFIED"):
+                            self._observe(obj)
+                delay = 1.0
+            except _Gone:
+                continue
+            except Exception as exc:  # the secondary is away: try again, slower
+                (log.warning if delay == 1.0 else log.debug)("drift watch of %s: %s (retrying)", kind,
+                                                               " ".join(str(exc).split()))
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _observe(self, live: dict[str, Any], listed: bool = False) -> None:
+        ref = ref_of(live)
+        base = self.baselines.get(ref)
+        if ref not in self.desired or (base is None and listed):
+            return  # not kubedr's now; or listed before its baseline, which round_done queued to be read live
+        if base is None or ref in self.drifted or self._differences(base, live):
+            self._suspect(ref)
+
+    def _suspect(self, ref: ObjectRef) -> None:
+        if ref in self.desired:
+            with self._cond:
+                self._suspects.add(ref)
+                self._cond.notify()
+
+    @staticmethod
+    def _differences(base: Baseline, live: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """(drifted paths, their writers); paths a controller owns now are not drift."""
+        paths, writers = [], set()
+        for d in differences(base.values, live, base.tree):
+            who = owners(live, d.elements)
+            if who & CONTROLLERS.keys():
+                continue
+            paths.append(d.path)
+            writers |= who - {FIELD_MANAGER}
+        return paths, sorted(writers)
+
+    # ---- the worker: confirm, heal, scan, publish ------------------------------------------------------
+
+    def _work(self) -> None:
+        self._prime()
+        while not self._stop.is_set():
+            with self._cond:
+                wait = self._next_wake() - time.monotonic()
+                if not self._suspects and wait > 0:
+                    self._cond.wait(min(wait, self.settings.interval))
+                suspects, self._suspects = self._suspects, set()
+            if self._stop.is_set():
+                return
+            try:
+                self._confirm(suspects)
+                self._heal_due()
+                if time.monotonic() >= self._next_scan:
+                    self._next_scan = time.monotonic() + self.settings.interval
+                    self._report_lasting()
+                self._publish()
+            except Exception as exc:  # the secondary is away: the next pass tries again
+                log.warning("drift check failed: %s", " ".join(str(exc).split()))
+                with self._cond:
+                    self._suspects |= suspects
+                self._stop.wait(1.0)
+
+    def _next_wake(self) -> float:
+        due = [d.next_heal for d in self.drifted.values() if self.heal_on(d.ref)]
+        return min([self._next_scan, *due])
+
+    def _prime(self) -> None:
+        """After a restart with nothing new to apply: follow the recorded commit's objects."""
+        while not self._stop.is_set() and not self.commit:
+            try:
+                with self.engine.lock:
+                    if self.commit:
+                        return
+                    status = load_status(self.engine.cluster)
+                    if status is None or not status.commit:
+                        pass
+                    else:
+                        desired = {}
+                        for path in self.engine.source.tree(status.commit):
+                            try:
+                                ref = ref_of_path(path)
+                            except ManifestError:
+                                continue
+                            if ref is not None:
+                                desired[map_ref(ref, self.engine.settings.maps)] = path
+                        self.round_done(status.commit, desired, self.engine.mode_for(status.commit),
+                                        {f.path for f in status.failures})
+                        return
+            except Exception as exc:
+                log.debug("drift: waiting for the first round: %s", exc)
+            self._stop.wait(1.0)
+
+    def _confirm(self, suspects: set[ObjectRef]) -> None:
+        """Look at each suspect under the engine's lock: baseline it, clear it, or record it as drifted."""
+        items = sorted((ref, self.desired[ref]) for ref in suspects
+                       if ref in self.desired and self.desired[ref] not in self.failed)
+        if not items:
+            return
+        with self.engine.lock:
+            decode = self._decoder()
+            data = self._read([path for ref, path in items if ref not in self.baselines])
+
+            def one(item: tuple[ObjectRef, str]) -> tuple[ObjectRef, str, list[str], list[str]] | None:
+                ref, path = item
+                live = self.engine.applier.get_live(ref)
+                if ref not in self.baselines:
+                    answer = self._apply(decode, path, data.get(path), dry_run=True)
+                    if answer is None:
+                        return None
+                    self.applied(ref, path, answer)
+                base = self.baselines.get(ref)
+                if base is None:
+                    return None
+                if live is None:
+                    return ref, path, ["(deleted on the secondary)"], []
+                return (ref, path, *self._differences(base, live))
+
+            for outcome in self.engine.applier.run_stage(items, one):
+                if outcome.error:
+                    log.warning("drift check of %s failed: %s", outcome.item[1], outcome.error)
+                elif outcome.result is not None:
+                    self._record(*outcome.result)
+        self._dirty = True
+
+    def _record(self, ref: ObjectRef, path: str, found: list[str], writers: list[str]) -> None:
+        now = time.time()
+        known = self.drifted.get(ref)
+        if not found:
+            if known is not None:
+                del self.drifted[ref]
+                self._dirty = True
+                if known.heals:
+                    self._recent[ref] = known
+                else:
+                    log.info("drift of %s gone", ref.display)
+            return
+        observe.APPLY_DRIFT_DETECTED.inc()
+        if known is None:
+            known = self._recent.pop(ref, None)
+            if known is None or time.monotonic() - known.healed > self.settings.interval:
+                known = Drifted(ref, path, found, now)
+            self.drifted[ref] = known
+        known.fields, known.writers = found, writers
+        self._dirty = True
+        if not self.heal_on(ref) or known.heals < 2:
+            if time.monotonic() - known.reported >= self.settings.interval or not known.reported:
+                known.reported = time.monotonic()
+                log.warning("drift %s (%s): %s%s%s", ref.display, path, ", ".join(found),
+                            f" (written by {', '.join(writers)})" if writers else "",
+                            "" if self.heal_on(ref) else "; heal off: reported only")
+
+    def _heal_due(self) -> None:
+        now = time.monotonic()
+        due = [d for d in self.drifted.values() if self.heal_on(d.ref) and d.next_heal <= now]
+        if not due:
+            return
+        with self.engine.lock:
+            decode = self._decoder()
+            data = self._read([d.path for d in due])
+            for d in sorted(due, key=lambda d: d.since):
+                if not self._budget():
+                    d.next_heal = time.monotonic() + 60.0 / max(1, self.settings.max_heals_per_minute)
+                    continue
+                answer = self._apply(decode, d.path, data.get(d.path), dry_run=False)
+                if answer is None:
+                    d.next_heal = time.monotonic() + self.settings.interval
+                    continue
+                self.applied(d.ref, d.path, answer)
+                observe.APPLY_HEALS.inc()
+                d.heals += 1
+                d.healed = time.monotonic()
+                backoff = min(self.settings.interval, self.settings.first_backoff * 2 ** (d.heals - 1))
+                d.next_heal = time.monotonic() + backoff
+                log.info("healed %s", d.ref.display)
+                if d.heals == 3:  # a fight: say so now, then once per interval (_report_lasting)
+                    self._report(d)
+                self._suspect(d.ref)  # cleared once seen clean; a fight brings it back with its backoff
+
+    def _budget(self) -> bool:
+        now = time.monotonic()
+        self.heal_times = [t for t in self.heal_times if now - t < 60.0]
+        if len(self.heal_times) >= self.settings.max_heals_per_minute:
+            return False
+        self.heal_times.append(now)
+        return True
+
+    def _decoder(self) -> Decoder:
+        s, mode = self.engine.settings, self.mode
+        return Decoder(s.maps, self.engine.validator, s.identities, finish=lambda o: hold(o, mode))
+
+    def _read(self, paths: list[str]) -> dict[str, bytes]:
+        """The repo's bytes of these paths at the followed commit (read here: the git reader is not shared)."""
+        tree = self.engine.source.tree(self.commit)
+        present = [p for p in paths if p in tree]
+        return dict(zip(present, self.engine.source.read_blobs([tree[p] for p in present]), strict=True))
+
+    def _apply(self, decode: Decoder, path: str, data: bytes | None, dry_run: bool) -> dict[str, Any] | None:
+        """Apply (or dry-run) the repo's version of one object; None when that fails (logged, one line)."""
+        if data is None:
+            return None
+        try:
+            return self.engine.applier.apply_one(decode.decode(path, data), dry_run=dry_run)
+        except Exception as exc:  # ApiError, a bad manifest: one line, the next pass tries again
+            log.warning("drift: %s %s failed: %s", "checking" if dry_run else "healing", path,
+                        " ".join(str(exc).split()))
+            return None
+
+    def _report_lasting(self) -> None:
+        now = time.monotonic()
+        self._recent = {r: d for r, d in self._recent.items() if now - d.healed <= self.settings.interval}
+        for d in self.drifted.values():
+            if now - d.reported >= self.settings.interval:
+                self._report(d)
+
+    def _report(self, d: Drifted) -> None:
+        d.reported = time.monotonic()
+        if d.heals >= 3:
+            log.warning("drift %s (%s) keeps coming back: %d heals, fields %s, written by %s; healed at most once "
+                        "per %.0fs", d.ref.display, d.path, d.heals, ", ".join(d.fields),
+                        ", ".join(d.writers) or "unknown", self.settings.interval)
+        else:
+            log.warning("drift %s (%s) still: %s", d.ref.display, d.path, ", ".join(d.fields))
+
+    # ---- strays ---------------------------------------------------------------------------------------------
+
+    def _stray_loop(self) -> None:
+        """A scan each interval, in its own thread: listing every kind never delays a heal."""
+        while not self._stop.wait(self.settings.interval):
+            try:
+                self._scan_strays()
+            except Exception as exc:  # the secondary is away: next interval
+                log.warning("stray scan failed: %s", " ".join(str(exc).split()))
+            with self._cond:
+                self._cond.notify()
+
+    def _scan_strays(self) -> None:
+        """Objects of the repo's kinds, in its namespaces, that neither the repo nor the cluster made."""
+        from kubedr.exporter.sanitize import skip_reason
+
+        namespaces = {r.namespace for r in self.desired if r.namespace}
+        found: dict[ObjectRef, str] = {}
+        for group, kind in sorted({(r.group, r.kind) for r in self.desired if r.namespace}):
+            resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
+            if resource is None:
+                continue
+            for item in self.http.get(resource.path()).get("items") or []:
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", resource.group_version)
+                meta = item.get("metadata") or {}
+                if meta.get("namespace") not in namespaces or (meta.get("labels") or {}).get(MANAGED_LABEL):
+                    continue
+                ref = ref_of(item)
+                if ref in self.desired or skip_reason(item) is not None:
+                    continue
+                found[ref] = ", ".join(sorted({e.get("manager", "?") for e in meta.get("managedFields") or []}))
+        for ref in found.keys() - self.strays.keys():
+            log.warning("stray %s: in a namespace kubedr manages, not in the repo (made by %s); left in place",
+                        ref.display, found[ref] or "unknown")
+        if found != self.strays:
+            self.strays = found
+            self._dirty = True
+
+    # ---- reporting ------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, str]:
+        """The drift keys of the kubedr-status record."""
+        drifted = sorted(self.drifted.values(), key=lambda d: d.path)
+        return {
+            "driftCount": str(len(drifted)),
+            "drift": json.dumps([d.as_data() for d in drifted[:200]], indent=1),
+            "strayCount": str(len(self.strays)),
+            "strays": json.dumps([{"object": r.display, "madeBy": m} for r, m in sorted(self.strays.items())][:200],
+                                 indent=1),
+            "heal": _heal_text(self.engine.settings.heal, self.mode),
+            "driftWatched": str(len(self.baselines)),  # objects with a baseline: being compared
+            "driftStarted": str(round(self.started)),  # when this applier's watch started (unix time)
+        }
+
+    def _publish(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        observe.APPLY_DRIFTED.set(len(self.drifted))
+        observe.APPLY_STRAYS.set(len(self.strays))
+        data = self.snapshot()
+        text = json.dumps(data, sort_keys=True)
+        if text != self._published:
+            put_state(self.engine.cluster, STATUS_CONFIGMAP, data, manager=DRIFT_MANAGER)
+            self._published = text
+
+
+def _heal_text(heal: bool | None, mode: Mode) -> str:
+    if heal is not None:
+        return "on" if heal else "off"
+    if mode.active:
+        return "off (active)"
+    return "on" + (f" (off in active {' '.join(sorted(mode.active_namespaces))})" if mode.active_namespaces else "")
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old: list again."""
+
