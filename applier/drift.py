@@ -88,7 +88,7 @@ class Drift:
     """Watches what kubedr applied, confirms drift under the engine's lock, heals with backoff, reports."""
 
     def __init__(self, engine: Any, settings: DriftSettings) -> None:
-        from kubedr.exporter.kubeapi import KubeHTTP
+        from kubedr.kubeapi import KubeHTTP
 
         self.engine = engine
         self.settings = settings
@@ -428,7 +428,7 @@ class Drift:
 
     def _scan_strays(self) -> None:
         """Objects of the repo's kinds, in its namespaces, that neither the repo nor the cluster made."""
-        from kubedr.exporter.sanitize import skip_reason
+        from kubedr.sanitize import skip_reason
 
         namespaces = {r.namespace for r in self.desired if r.namespace}
         found: dict[ObjectRef, str] = {}

@@ -23,7 +23,8 @@ from typing import Any
 
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.resources import ResourceType
-from kubedr.emulator.selectors import selector_matches
+
+from kubedr.selectors import selector_matches
 
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 # (plural, mutating): mutating webhooks run first

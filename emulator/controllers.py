@@ -15,8 +15,9 @@ import time
 
 from kubedr.emulator import endpoints, kubelet
 from kubedr.emulator.errors import ApiError
-from kubedr.emulator.selectors import selector_matches
 from kubedr.emulator.store import Event, NamespaceFinalizer, Store, now_iso
+
+from kubedr.selectors import selector_matches
 
 log = logging.getLogger("kubedr.emulator.controllers")
 KCM = "kube-controller-manager"

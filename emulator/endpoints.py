@@ -4,8 +4,9 @@ ready ones under `addresses`, the others under `notReadyAddresses`, with the tar
 from __future__ import annotations
 
 from kubedr.emulator.errors import ApiError
-from kubedr.emulator.selectors import selector_matches
 from kubedr.emulator.store import Store
+
+from kubedr.selectors import selector_matches
 
 KCM = "kube-controller-manager"
 

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from kubedr.emulator import errors, immutable, resources, times
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.resources import ResourceType
-from kubedr.emulator.selectors import field_matcher, label_matcher
+
+from kubedr.selectors import SelectorError, field_matcher, label_matcher
 
 try:
     from kubedr.emulator import field_validation as _fv
@@ -172,6 +173,15 @@ class Watcher:
         self.closed = True
         self.store.unwatch(self)
         self.wake.set()
+
+
+def _matchers(rt: ResourceType, label_selector: str | None, field_selector: str | None) -> tuple:
+    """The list/watch selectors; one that does not parse is a 400, as the API server answers it."""
+    try:
+        return (label_matcher(label_selector),
+                field_matcher(field_selector, resources.FIELD_SELECTORS.get(rt.kind, ())))
+    except SelectorError as exc:
+        raise errors.bad_request(str(exc)) from None
 
 
 class Store:
@@ -897,8 +907,7 @@ class Store:
                 field_selector: str | None = None, limit: int | None = None, continue_: str | None = None,
                 resource_version: str | None = None, rv_match: str | None = None) -> tuple[int, list[Entry], dict]:
         """Returns (list rv, entries in key order, extra list metadata: continue, remainingItemCount)."""
-        lsel = label_matcher(label_selector)
-        fsel = field_matcher(field_selector, resources.FIELD_SELECTORS.get(rt.kind, ()))
+        lsel, fsel = _matchers(rt, label_selector, field_selector)
         at: int | None = None
         start = ""
         if continue_:
@@ -955,8 +964,7 @@ class Store:
         """Register a watcher; returns it with the lines to send first (synthetic ADDED or history replay).
 
         Raises ApiError 410 when the resourceVersion is older than the history keeps."""
-        lsel = label_matcher(label_selector)
-        fsel = field_matcher(field_selector, resources.FIELD_SELECTORS.get(rt.kind, ()))
+        lsel, fsel = _matchers(rt, label_selector, field_selector)
         ns = namespace if rt.namespaced else None
         key = (rt.group, rt.plural)
         with self.lock:

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kubedr.exporter import coverage, sanitize
+from kubedr.exporter import coverage
 from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.follow import Follower
 from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
-from kubedr.exporter.kubeapi import ApiError, KubeHTTP
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
@@ -28,8 +27,9 @@ from kubedr.exporter.scope import SCOPE_PATH
 from kubedr.exporter.scoping import Scoper, scope_flags
 from kubedr.exporter.selection import Selection
 
-from kubedr import contract, observe, signing
+from kubedr import contract, observe, sanitize, signing
 from kubedr.config import UsageError
+from kubedr.kubeapi import ApiError, KubeHTTP
 
 log = logging.getLogger("kubedr.exporter")
 DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given

@@ -10,11 +10,11 @@ from collections.abc import Callable
 import urllib3
 from kubedr.exporter.coverage import Unwatched
 from kubedr.exporter.events import Event, ResourceType
-from kubedr.exporter.kubeapi import ApiError, KubeHTTP
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 
 from kubedr import contract, observe
 from kubedr.kube import version_priority
+from kubedr.kubeapi import ApiError, KubeHTTP
 
 log = logging.getLogger("kubedr.exporter.observer")
 

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubedr.exporter import sanitize
 from kubedr.exporter.coverage import Tally
 from kubedr.exporter.gitstore import TMP_PREFIX
 from kubedr.exporter.scope import IgnoreRule, strip_ignored
 
-from kubedr import contract
+from kubedr import contract, sanitize
 from kubedr.contract import ObjectRef
 
 log = logging.getLogger("kubedr.exporter.recorder")

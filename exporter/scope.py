@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from kubedr.emulator.selectors import label_matcher
 from kubedr.exporter.events import ResourceType
 
 from kubedr.contract import ObjectRef
+from kubedr.selectors import SelectorError, label_matcher
 
 POLICY_PATH = ".kubedr/policy.yaml"
 SCOPE_PATH = ".kubedr/export-scope.yaml"  # written by the exporter: the scope in force
@@ -42,8 +42,8 @@ def _selector(value: Any) -> str:
     text = "" if value is None else str(value).strip()
     try:
         label_matcher(text)
-    except Exception as exc:  # noqa: BLE001 - the emulator's parser raises its API error
-        raise ScopeError(f"label_selector {text!r}: {getattr(exc, 'message', exc)}") from None
+    except SelectorError as exc:
+        raise ScopeError(f"label_selector {text!r}: {exc}") from None
     return text
 
 

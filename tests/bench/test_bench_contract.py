@@ -6,9 +6,9 @@ import copy
 import time
 
 import pytest
-from kubedr.exporter.sanitize import sanitize
 
 from kubedr import contract
+from kubedr.sanitize import sanitize
 from tests.conftest import load_fixture
 
 

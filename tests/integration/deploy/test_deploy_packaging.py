@@ -76,7 +76,7 @@ def test_layers_hold_in_the_wheel(wheel_site: tuple[Path, Path], tmp_path: Path)
     """import-linter on the installed layout: stages independent, the base free of stages and commands."""
     _, site = wheel_site
     lint = Path(sys.executable).parent / "lint-imports"
-    proc = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tmp_path,
+    proc = subprocess.run([str(lint), str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubedr.exporter import sanitize
 
-from kubedr import contract
+from kubedr import contract, sanitize
 from tests.conftest import FIXTURES
 
 CAPTURES = FIXTURES / "defaults"

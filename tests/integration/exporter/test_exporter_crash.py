@@ -13,9 +13,9 @@ from pathlib import Path
 
 import urllib3
 from exporter_harness import export_args, remote_files, subjects
-from kubedr.exporter.sanitize import sanitize
 
 from kubedr import contract
+from kubedr.sanitize import sanitize
 from tests.conftest import wait_until
 
 CONFIGMAPS = "/api/v1/namespaces/shop/configmaps"

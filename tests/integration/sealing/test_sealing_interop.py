@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubedr.exporter.sanitize import sanitize
 
 from kubedr import contract, sealing
+from kubedr.sanitize import sanitize
 from tests.conftest import load_fixture, run_git
 from tests.sshkeys import allowed_signers, make_key, verify_commit
 

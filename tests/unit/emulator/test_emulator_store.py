@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from kubedr.emulator import protobuf
 from kubedr.emulator.errors import ApiError
-from kubedr.emulator.selectors import label_matcher
 from kubedr.emulator.server import bootstrap
 from kubedr.emulator.store import Store
+
+from kubedr.selectors import label_matcher
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from kubedr.exporter import coverage
-from kubedr.exporter.kubeapi import ApiError
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
 
 from kubedr.kube import version_priority
+from kubedr.kubeapi import ApiError
 from tests.conftest import load_fixture
 
 MONITORING = "monitoring.coreos.com"

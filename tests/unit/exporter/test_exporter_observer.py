@@ -6,9 +6,10 @@ import threading
 import time
 
 from kubedr.exporter.events import ResourceType
-from kubedr.exporter.kubeapi import ApiError
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
+
+from kubedr.kubeapi import ApiError
 
 CMS = ResourceType("", "v1", "configmaps", "ConfigMap", True)
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubedr.exporter import sanitize as sz
-from kubedr.exporter.sanitize import RULES, SKIPS, sanitize, skip_reason, strip
 
 from kubedr import contract
+from kubedr import sanitize as sz
+from kubedr.sanitize import RULES, SKIPS, sanitize, skip_reason, strip
 from tests.conftest import load_fixture
 
 Obj = dict[str, Any]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pyrage
 import pytest
-from kubedr.exporter.sanitize import sanitize
 
 from kubedr import contract, sealing
+from kubedr.sanitize import sanitize
 from kubedr.sealing import Sealer, SealingError, UnsealError, is_sealed, unseal
 from tests.conftest import load_fixture
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from kubedr.emulator.errors import bad_request
+
+class SelectorError(ValueError):
+    """A selector that does not parse; the API server answers it with 400 Bad Request."""
 
 Matcher = Callable[[dict], bool]
 _SET = re.compile(r"^\s*(!?)\s*([A-Za-z0-9._/-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
@@ -46,7 +48,7 @@ def label_matcher(expr: str | None) -> Matcher | None:
             continue
         m = _SET.match(part)
         if not m:
-            raise bad_request(f"unable to parse requirement: invalid label selector: {part.strip()!r}")
+            raise SelectorError(f"unable to parse requirement: invalid label selector: {part.strip()!r}")
         neg, key, op, values = m.groups()
         if op:
             vals = frozenset(v.strip() for v in values.split(",") if v.strip())
@@ -99,10 +101,10 @@ def field_matcher(expr: str | None, allowed: tuple[str, ...]) -> Matcher | None:
     for part in _split(expr):
         m = re.match(r"^\s*([A-Za-z0-9._]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
         if not m:
-            raise bad_request(f"invalid selector: '{expr}'; can't understand '{part}'")
+            raise SelectorError(f"invalid selector: '{expr}'; can't understand '{part}'")
         path, op, val = m.groups()
         if path not in ("metadata.name", "metadata.namespace") and path not in allowed:
-            raise bad_request(f'"{path}" is not a known field selector: only "metadata.name", "metadata.namespace"')
+            raise SelectorError(f'"{path}" is not a known field selector: only "metadata.name", "metadata.namespace"')
         tests.append((path, op == "!=", val))
 
     def match(obj: dict) -> bool:
