@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from kubedr.exporter.events import Event
 from kubedr.exporter.gitstore import GitStore
+from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.recorder import Pending, Recorder
 from kubedr.exporter.selection import Selection
 
@@ -69,6 +70,7 @@ class Committer:
         self.queue: queue.Queue[Event | None] = queue.Queue()  # None only wakes the loop (a push finished)
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
+        self.trailers: Callable[[], list[str]] = lambda: []  # "Key: value" lines for every commit (writer role)
 
     def handle(self, event: Event) -> None:
         """One event into the work tree; a bad object is logged and skipped, never fatal."""
@@ -97,7 +99,10 @@ class Committer:
                     p = Pending(ref) if ref is not None else None
                 if p is not None:
                     changes.append((VERB_OF_STATUS.get(status, "update"), p))
-            return format_message(changes, self.cluster, reason)
+            text = format_message(changes, self.cluster, reason)
+            for line in self.trailers():
+                text = with_trailer(text, *line.split(": ", 1))
+            return text
 
         contents = {p: None if pd.deleted else pd.data for p, pd in pending.items()
                     if pd.deleted or pd.data is not None}

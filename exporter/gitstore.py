@@ -64,6 +64,7 @@ class GitStore:
         self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
         self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
         self._flock: int | None = None  # fd holding the clone for this process (see _hold_clone)
+        self.follow_remote = True  # False (kubedr demote): fetch only, never move HEAD onto another writer's work
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
@@ -187,6 +188,8 @@ class GitStore:
         if remote is None:
             return
         self.fetch()
+        if not self.follow_remote:
+            return
         local = self.head()
         if local is None:
             self.git("update-ref", f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}")
