@@ -23,6 +23,7 @@ from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
+from kubedr.applier.role import serving
 from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
 from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
@@ -346,7 +347,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     failed = False
     while not stop.is_set():
         try:
-            report = engine.step()
+            report = None if serving(engine.cluster) else engine.step()  # a writer applies nothing
             engine.caught_up = True
             if report is not None:
                 failed = bool(report.failures)
