@@ -35,7 +35,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     from kubedr.applier.cli import _target_options
     from kubedr.exporter.cli import add_arguments as export_arguments
 
-    p.conflict_handler = "resolve"  # --branch and --workdir: the exporter's meaning wins
+    for container in (p, p._optionals, p._positionals):  # --branch and --workdir: the exporter's meaning wins
+        container.conflict_handler = "resolve"
     _target_options(p)
     export_arguments("export", p)
     p.add_argument("--apply-workdir", help="where the applier mirrors a remote repo (default ~/.cache/kubedr/applier)")
