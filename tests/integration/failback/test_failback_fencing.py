@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from failback_harness import (
     deployment,
     git,
     kubedr_env,
+    run_kubedr,
     side_branches,
     sources,
     wait_data,
@@ -71,6 +73,12 @@ def test_split_brain_old_primary_pushes_nothing_and_its_changes_go_to_a_side_bra
     wait_until(lambda: branch_file(b.remote, cm_path("from-b")) is not None, timeout=30, what="B exports")
     assert set(_commits_since_promote(a.remote)) == {"B"}
     assert branch_file(a.remote, cm_path("while-running")) is None
+    status = run_kubedr("status", "--repo", str(a.remote), "--primary-kubeconfig", a.kubeconfig,
+                        "--primary-cluster-name", "A", "--secondary-kubeconfig", b.kubeconfig, "-o", "json")
+    rows = {(r["side"], r["component"]): r for r in json.loads(status.stdout)}
+    assert rows[("repo", "git")]["data"]["writer"] == "B" and rows[("repo", "git")]["data"]["epoch"] == 2
+    assert rows[("primary", "role")]["state"] == "fenced" and status.returncode == 1
+    assert rows[("secondary", "role")]["state"] == "writer"
     expected = {name: _exported(a, name) for name in ("while-running", "settings", "after-restart")}
 
     demoted = a.demote()  # while A's exporter waits, fenced
