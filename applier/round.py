@@ -94,6 +94,7 @@ class Engine:
         self._mode_changed = False  # --active/--standby changed the recorded mode: apply everything again
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
+        self.cluster_name: str | None = None  # --cluster-name: a writer applies nothing (applier/role.py)
 
     def close(self) -> None:
         self.applier.close()
@@ -347,7 +348,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     failed = False
     while not stop.is_set():
         try:
-            report = None if serving(engine.cluster) else engine.step()  # a writer applies nothing
+            report = None if serving(engine.cluster, engine.cluster_name, engine.source) else engine.step()
             engine.caught_up = True
             if report is not None:
                 failed = bool(report.failures)

@@ -57,7 +57,8 @@ class Side:
 
     def start_applier(self) -> None:
         self._spawn("applier", ["apply", "--kubeconfig", self.kubeconfig, "--repo", str(self.remote),
-                                "--workdir", str(self.tmp / f"apply-{self.name}"), "--interval", "0.1s", "--prune"])
+                                "--workdir", str(self.tmp / f"apply-{self.name}"), "--interval", "0.1s", "--prune",
+                                "--cluster-name", self.name])
 
     def _spawn(self, what: str, argv: list[str]) -> None:
         log = open(self.tmp / f"{self.name}-{what}.log", "ab")  # noqa: SIM115 - the process owns it

@@ -103,6 +103,9 @@ def test_split_brain_old_primary_pushes_nothing_and_its_changes_go_to_a_side_bra
 
 def test_promote_refuses_while_the_writer_is_alive_unless_forced(pair: dict[str, Side]) -> None:
     a, b = _start(pair)
+    a.start_applier()  # deployed on both sides: on the writer it applies nothing
+    wait_until(lambda: "this cluster is the writer (A at epoch 1)" in a.log("applier"), timeout=30, what="A idle")
+    assert a.replicas("web") == 2  # a standby round would have held it at 0
     refused = b.promote()
     assert refused.returncode == 1
     assert "refused: A committed" in refused.stderr and "looks alive" in refused.stderr

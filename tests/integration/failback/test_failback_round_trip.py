@@ -33,7 +33,7 @@ def _start(pair: dict[str, Side]) -> tuple[Side, Side]:
 
 def test_round_trip_a_b_a_keeps_every_change_on_one_line(pair: dict[str, Side]) -> None:
     a, b = _start(pair)
-    assert b.readyz().startswith("fenced: the writer is A (epoch 1)"), b.readyz()
+    wait_until(lambda: b.readyz().startswith("fenced: the writer is A (epoch 1)"), timeout=30, what="B fenced")
     assert b.metric("kubedr_exporter_fenced") == 1.0
 
     a.put(configmap("settings", v="2"))
