@@ -76,36 +76,49 @@ class Fence:
         proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", self.store.remote,
                                f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
                               env=self.store.env, timeout=300)
+        known = ROLE_REF
         if proc.returncode != 0:
             err = proc.stderr.decode(errors="replace").strip()
             if "couldn't find remote ref" in err:
                 return self._take(None)  # an empty remote: nobody holds a role
-            raise GitError(scrub(f"reading the writer role from {self.store.shown}: "
-                                 f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode}", self.store.remote))
+            error = GitError(scrub(f"reading the writer role from {self.store.shown}: "
+                                   f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode}",
+                                   self.store.remote))
+            known = self._last_known()
+            if known is None:
+                raise error
+            log.warning("%s; exporting under the role last read (commits stay local until the remote is back)", error)
         try:
-            writer = roles.read_writer(self.gitdir, ROLE_REF)
+            writer = roles.read_writer(self.gitdir, known)
         except roles.RoleError as exc:
             return self._set(str(exc))
         if writer is not None and writer.cluster != self.cluster:
             return self._set(roles.fence_reason(writer, self.cluster, 0))
-        stale = self.stale_commits(writer)
+        stale = self.stale_commits(writer, known)
         if stale:
             return self._set(f"{len(stale)} local commit{'s' if len(stale) > 1 else ''} in {self.store.workdir} "
                              f"never reached the branch and were made under another role: run `kubedr demote` "
                              f"for {self.cluster} to move them to a side branch")
         return self._take(writer)
 
+    def _last_known(self) -> str | None:
+        """The newest local view of the branch (role check, else tracking ref), when the remote cannot be read."""
+        for ref in (ROLE_REF, f"refs/remotes/origin/{self.store.branch}", f"refs/heads/{self.store.branch}"):
+            if self.store.git("rev-parse", "-q", "--verify", ref, check=False).strip():
+                return ref
+        return None
+
     def _take(self, writer: roles.Writer | None) -> None:
         self.held = writer
         return self._set(None)
 
-    def stale_commits(self, writer: roles.Writer | None) -> list[str]:
+    def stale_commits(self, writer: roles.Writer | None, known: str = ROLE_REF) -> list[str]:
         """Local commits the branch lacks that were not made under this role (a previous epoch's)."""
         head = self.store.git("rev-parse", "-q", "--verify", f"refs/heads/{self.store.branch}", check=False).strip()
         if not head:
             return []
         out = self.store.git("log", f"--format=%H%x00%(trailers:key={roles.EPOCH_TRAILER},valueonly,separator=%x20)",
-                             head, "--not", ROLE_REF, check=False)
+                             head, "--not", known, check=False)
         want = str(writer.epoch) if writer else ""
         stale = []
         for line in out.splitlines():

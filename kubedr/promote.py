@@ -74,7 +74,8 @@ def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float) 
     head = branch.fetch()
     writer = branch.writer()
     if writer is not None and writer.cluster == me:
-        print(f"promote {me}: already the writer of {args.branch} (epoch {writer.epoch}); bringing workloads up")
+        print(f"promote {me}: already the writer of {args.branch} (epoch {writer.epoch}); "
+              + ("plan: bring workloads up, record the role" if args.dry_run else "bringing workloads up"))
         return 0 if args.dry_run else _finish(args, me, writer, started, _switchover(args))
     old = writer.cluster if writer else (roles.commit_facts(branch.gitdir, head)["source"] if head else "")
     last = roles.last_commit_of(branch.gitdir, head, old) if head and old else None

@@ -141,9 +141,10 @@ def commit_facts(gitdir: str, rev: str) -> dict[str, str]:
 
 def last_commit_of(gitdir: str, rev: str, cluster: str, depth: int = 200) -> tuple[str, float] | None:
     """(sha, time) of the newest commit on rev's first-parent line that `cluster`'s exporter made."""
-    out = git(gitdir, "log", "--first-parent", f"-n{depth}", "--format=%H", rev, check=False)
-    for sha in out.split():
-        facts = commit_facts(gitdir, sha)
-        if facts["source"] == cluster:
-            return sha, float(facts["time"])
+    fmt = f"--format=%H%x00%(trailers:key={SOURCE_TRAILER},valueonly,separator=%x01)"
+    out = git(gitdir, "log", "--first-parent", f"-n{depth}", fmt, rev, check=False)
+    for line in out.splitlines():
+        sha, _, source = line.partition("\0")
+        if source.split("\x01")[0].strip() == cluster:
+            return sha, float(commit_facts(gitdir, sha)["time"])
     return None
