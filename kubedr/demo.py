@@ -424,7 +424,8 @@ class Demo:
                                   secondary_kubeconfig=str(self.kubeconfigs["secondary"]), secondary_context=None,
                                   repo=str(self.remote), branch="main", snapshot_store=None,
                                   snapshot_cluster="kubernetes", endpoint_url=None, region=None, path_style=False,
-                                  max_lag=None, output="table")
+                                  max_lag=None, output="table", primary_cluster_name="primary",
+                                  secondary_cluster_name="secondary")
         status.render(status.gather(args))
 
     # -- plumbing ---------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def test_demo_runs_to_completion_and_prints_what_it_promises(tmp_path: Path) -> 
     # kubedr status, and what was kept for exploring
     assert re.search(r"secondary\s+applier\s+active\s+[0-9a-f]{12}", out), out
     assert (keep / "config.git").is_dir() and (keep / "exporter.log").is_file() and (keep / "applier.log").is_file()
-    assert re.search(r"primary\s+role\s+unknown", out) and re.search(r"secondary\s+role\s+writer", out)
+    assert re.search(r"primary\s+role\s+fenced", out) and re.search(r"secondary\s+role\s+writer", out)
 
     # the round trip: the old primary fenced, demoted with its change on a side branch, then failback
     assert "[8/10] the old primary is back: its exporter says 'fenced: the writer is secondary (epoch 2)" in out
