@@ -30,19 +30,39 @@ def record_role(cluster: Cluster, name: str, role: str, epoch: int, **extra: str
 
 
 def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bool:
-    """True when this cluster is the writer, by its own record or (given its name) by the branch's role file:
-    the applier then skips its rounds (logged once). A cluster recorded as standby applies."""
+    """True when this cluster must not be applied to (logged once): it is the writer, by its own record or by
+    the branch's role file, or it held the role before and was not demoted yet (applying now would overwrite
+    what it never replicated, before `kubedr demote` set it aside). A cluster recorded as standby applies."""
     rec = read_role(cluster)
-    state = f"{rec.get('cluster')}@{rec.get('epoch')}" if rec.get("role") == "writer" else ""
+    state = f"it is the writer ({rec.get('cluster')} at epoch {rec.get('epoch')})" if rec.get("role") == "writer" else ""
     if not state and name and rec.get("role") != "standby" and source is not None:
         writer = _branch_writer(source)
-        state = f"{writer.cluster}@{writer.epoch}" if writer is not None and writer.cluster == name else ""
+        if writer is not None and writer.cluster == name:
+            state = f"it is the writer ({name} at epoch {writer.epoch})"
+        elif writer is not None and _held_before(source, name):
+            state = f"{name} held the writer role before; run `kubedr demote` for it first"
     if _said.get(id(cluster)) != state:
         _said[id(cluster)] = state
         if state:
-            log.warning("this cluster is the writer (%s): nothing is applied until `kubedr demote` makes it a "
-                        "standby", state.replace("@", " at epoch "))
+            log.warning("nothing is applied to this cluster: %s", state)
     return bool(state)
+
+
+_history: dict[tuple[int, str], tuple[str, bool]] = {}  # (source, name) -> (head scanned, held the role)
+
+
+def _held_before(source: Any, name: str) -> bool:
+    """Whether a commit on the branch was made under `name`'s role (scanned once, then only new commits)."""
+    head = source.head()
+    key = (id(source), name)
+    last, held = _history.get(key, ("", False))
+    if held or not head or head == last:
+        return held
+    span = f"{last}..{head}" if last else head
+    out = source._g("log", f"--format=%(trailers:key={roles.WRITER_TRAILER},valueonly,separator=%x2C)", span)
+    held = name in out.decode().replace(",", "\n").split()
+    _history[key] = (head, held)
+    return held
 
 
 def _branch_writer(source: Any) -> roles.Writer | None:

@@ -251,7 +251,11 @@ class Exporter:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, lambda *_: stop.set())
         self.start()
+        next_check = time.monotonic() + self.role_check_interval
         while not stop.wait(0.5):
+            if not self.pusher.fenced and time.monotonic() >= next_check and self.pusher.idle():
+                next_check = time.monotonic() + self.role_check_interval  # an idle writer learns of a promote too
+                self.pusher.fenced = self.fence.recheck()
             if self.pusher.fenced:
                 return self._fenced_stop()
             if not self.healthy():

@@ -67,6 +67,19 @@ class Fence:
             return self._set(str(exc))
         return self._set(roles.fence_reason(writer, self.cluster, self.held_epoch))
 
+    def recheck(self) -> str | None:
+        """While idle: read the branch's role afresh (its own ref, never the pusher's); the reason, or None."""
+        proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", self.store.remote,
+                               f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
+                              env=self.store.env, timeout=60)
+        if proc.returncode != 0:
+            return None  # unreachable: the pusher's own check decides when it can push again
+        try:
+            writer = roles.read_writer(self.gitdir, ROLE_REF)
+        except roles.RoleError as exc:
+            return self._set(str(exc))
+        return self._set(roles.fence_reason(writer, self.cluster, self.held_epoch))
+
     # -- before exporting --------------------------------------------------------------------------------
     def claim(self) -> str | None:
         """Fetch the branch's role; None when this exporter may export now (and holds that role)."""

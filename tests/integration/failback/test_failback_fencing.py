@@ -104,7 +104,8 @@ def test_split_brain_old_primary_pushes_nothing_and_its_changes_go_to_a_side_bra
 def test_promote_refuses_while_the_writer_is_alive_unless_forced(pair: dict[str, Side]) -> None:
     a, b = _start(pair)
     a.start_applier()  # deployed on both sides: on the writer it applies nothing
-    wait_until(lambda: "this cluster is the writer (A at epoch 1)" in a.log("applier"), timeout=30, what="A idle")
+    wait_until(lambda: "nothing is applied to this cluster: it is the writer (A at epoch 1)" in a.log("applier"),
+               timeout=30, what="A's applier idle")
     assert a.replicas("web") == 2  # a standby round would have held it at 0
     refused = b.promote()
     assert refused.returncode == 1
@@ -115,6 +116,12 @@ def test_promote_refuses_while_the_writer_is_alive_unless_forced(pair: dict[str,
     assert writer(a.remote) == "A@1" and b.replicas("web") == 0
     assert b.promote("--force").returncode == 0
     assert writer(a.remote) == "B@2" and b.replicas("web") == 2
+    # A's exporter, running and idle (nothing to push), learns of the promote by itself
+    wait_until(lambda: a.readyz().startswith("fenced: the writer is B (epoch 2)"), timeout=30, what="idle A fenced")
+    # and A's applier does not overwrite what A may hold unreplicated: only a demote makes A a standby
+    wait_until(lambda: "A held the writer role before; run `kubedr demote` for it first" in a.log("applier"),
+               timeout=30, what="A's applier waits for the demote")
+    assert a.replicas("web") == 2
     again = b.promote()
     assert again.returncode == 0 and "already the writer" in again.stdout
     assert writer(a.remote) == "B@2"
