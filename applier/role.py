@@ -8,6 +8,7 @@ cluster recorded as the writer applies nothing (it would apply the cluster's own
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kubedr.applier.client import Cluster, get_state, put_state
@@ -16,6 +17,8 @@ from kubedr import roles
 
 log = logging.getLogger("kubedr.applier.role")
 _said: dict[int, str] = {}
+_checked: dict[int, tuple[float, bool]] = {}  # cluster -> (when, serving): the role is read every RECHECK s, not every poll
+RECHECK = 2.0
 
 
 def read_role(cluster: Cluster) -> dict[str, str]:
@@ -33,6 +36,10 @@ def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bo
     """True when this cluster must not be applied to (logged once): it is the writer, by its own record or by
     the branch's role file, or it held the role before and was not demoted yet (applying now would overwrite
     what it never replicated, before `kubedr demote` set it aside). A cluster recorded as standby applies."""
+    now = time.monotonic()
+    cached = _checked.get(id(cluster))
+    if cached is not None and now - cached[0] < RECHECK:
+        return cached[1]
     rec = read_role(cluster)
     state = f"it is the writer ({rec.get('cluster')} at epoch {rec.get('epoch')})" if rec.get("role") == "writer" else ""
     if not state and name and rec.get("role") != "standby" and source is not None:
@@ -45,6 +52,7 @@ def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bo
         _said[id(cluster)] = state
         if state:
             log.warning("nothing is applied to this cluster: %s", state)
+    _checked[id(cluster)] = (now, bool(state))
     return bool(state)
 
 
