@@ -55,8 +55,8 @@ class Branch:
                               env=self.env, timeout=600)
         if check and proc.returncode != 0:
             lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
-            raise roles.RoleError(scrub(f"git {args[0]} ({redact(self.repo)}): "
-                                        f"{' | '.join(lines[-2:]) or proc.returncode}", self.repo))
+            why = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))), " | ".join(lines[-2:]))
+            raise roles.RoleError(scrub(f"git {args[0]} ({redact(self.repo)}): {why or proc.returncode}", self.repo))
         return proc.stdout.decode(errors="replace")
 
     def fetch(self) -> str | None:
