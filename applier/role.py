@@ -17,7 +17,7 @@ from kubedr import roles
 
 log = logging.getLogger("kubedr.applier.role")
 _said: dict[int, str] = {}
-_checked: dict[int, tuple[float, bool]] = {}  # cluster -> (when, serving): the role is read every RECHECK s, not every poll
+_checked: dict[int, tuple[Any, float, bool]] = {}  # id -> (cluster, when, serving): read every RECHECK s, not every poll
 RECHECK = 2.0
 
 
@@ -38,8 +38,8 @@ def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bo
     what it never replicated, before `kubedr demote` set it aside). A cluster recorded as standby applies."""
     now = time.monotonic()
     cached = _checked.get(id(cluster))
-    if cached is not None and now - cached[0] < RECHECK:
-        return cached[1]
+    if cached is not None and cached[0] is cluster and now - cached[1] < RECHECK:
+        return cached[2]
     rec = read_role(cluster)
     state = f"it is the writer ({rec.get('cluster')} at epoch {rec.get('epoch')})" if rec.get("role") == "writer" else ""
     if not state and name and rec.get("role") != "standby" and source is not None:
@@ -52,24 +52,26 @@ def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bo
         _said[id(cluster)] = state
         if state:
             log.warning("nothing is applied to this cluster: %s", state)
-    _checked[id(cluster)] = (now, bool(state))
+    _checked[id(cluster)] = (cluster, now, bool(state))
     return bool(state)
 
 
-_history: dict[tuple[int, str], tuple[str, bool]] = {}  # (source, name) -> (head scanned, held the role)
+_history: dict[tuple[int, str], tuple[Any, str, bool]] = {}  # (id, name) -> (source, head scanned, held the role)
 
 
 def _held_before(source: Any, name: str) -> bool:
     """Whether a commit on the branch was made under `name`'s role (scanned once, then only new commits)."""
     head = source.head()
     key = (id(source), name)
-    last, held = _history.get(key, ("", False))
+    owner, last, held = _history.get(key, (None, "", False))
+    if owner is not source:
+        last, held = "", False
     if held or not head or head == last:
         return held
     span = f"{last}..{head}" if last else head
     out = source._g("log", f"--format=%(trailers:key={roles.WRITER_TRAILER},valueonly,separator=%x2C)", span)
     held = name in out.decode().replace(",", "\n").split()
-    _history[key] = (head, held)
+    _history[key] = (source, head, held)
     return held
 
 
