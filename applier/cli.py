@@ -108,6 +108,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
                             help="how often to poll the remote (default 1s)")
         parser.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
         parser.add_argument("--metrics-listen", help="serve /metrics /healthz /readyz on host:port")
+        parser.add_argument("--cluster-name", help="this cluster's name (its exporter's --cluster-name): while the "
+                                                   "branch names it the writer, nothing is applied")
         from kubedr import leader
         leader.add_arguments(parser, "kubedr-applier")
 
@@ -208,6 +210,7 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
 
     from kubedr import leader, observe
 
+    engine.cluster_name = args.cluster_name
     if args.metrics_listen:
         observe.serve(args.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if args.dry_run:

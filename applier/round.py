@@ -24,6 +24,7 @@ from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.images import Index
 from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
+from kubedr.applier.role import serving as writer_here
 from kubedr.applier.serving import Serving
 from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
 from kubedr.applier.status import Failure, Status
@@ -109,6 +110,7 @@ class Engine:
         self.drift: Any = None  # applier.drift.Drift, told of every apply and round
         self.serving = Serving()
         self.images = Index()  # the images the repo's workloads need, recorded with the status
+        self.cluster_name: str | None = None  # --cluster-name: a writer applies nothing (applier/role.py)
 
     def close(self) -> None:
         self.applier.close()
@@ -435,7 +437,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     failed = False
     while not stop.is_set():
         try:
-            report = engine.step()
+            report = None if writer_here(engine.cluster, engine.cluster_name, engine.source) else engine.step()
             engine.caught_up = engine.untrusted is None  # held at an untrusted commit: behind the branch
             if report is not None:
                 failed = bool(report.failures)

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from kubedr.exporter import coverage
 from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.fence import Fence
 from kubedr.exporter.follow import Follower
 from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer
@@ -34,6 +35,7 @@ from kubedr.kubeapi import ApiError, KubeHTTP
 log = logging.getLogger("kubedr.exporter")
 DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given
 
+FENCED = 3  # exit code of `kubedr export --once` when another cluster holds the writer role
 _DURATION = re.compile(r"^\s*([0-9.]+)\s*(ms|s|m)?\s*$")
 
 
@@ -88,6 +90,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-listen", help="host:port for /metrics /healthz /readyz, e.g. :9090")
     p.add_argument("--push-backoff-max", default="30s", help="longest wait between push retries")
     p.add_argument("--page-size", type=int, default=500, help="objects per list page")
+    p.add_argument("--role-check-interval", default="5s",
+                   help="while fenced (another cluster is the writer), how often to read the role again")
     from kubedr import leader
 
     leader.add_arguments(p, "kubedr-exporter")
@@ -222,6 +226,10 @@ class Exporter:
                                  self.scoper.on_foreign, parse_duration(args.remote_check_interval),
                                  moved_head=lambda: self.pusher.notify(self.store.head() or "", []))
         self.committer.on_idle = self.follower.catch_up
+        self.fence = Fence(self.store, self.cluster)
+        self.pusher.fence = self.fence.check
+        self.committer.trailers = self.fence.trailers
+        self.role_check_interval = parse_duration(args.role_check_interval)
         self.ready = False
         self.threads: list[threading.Thread] = []
         self._types: list[ResourceType] = []
@@ -303,20 +311,46 @@ class Exporter:
             self._push_with_retries(1)
 
     def work(self, stop: threading.Event, once: bool) -> int:
-        """Until stop is set (SIGTERM, lost Lease); with once, just the reconcile and a push."""
+        """Until stop is set (SIGTERM, lost Lease) or fenced; with once, just the reconcile and a push."""
         try:
+            if once:
+                if self.fence.claim() is not None:
+                    return FENCED
+            elif not self.fence.wait(stop, self.role_check_interval):
+                return 0
             return self._work(stop, once)
         finally:
             self.store.close()
 
+    def readiness(self) -> bool | str:
+        """/readyz: ready, or the fenced state in words (still 200: a fenced exporter does its job)."""
+        return f"fenced: {self.fence.reason}" if self.fence.reason else self.ready
+
+    def _fenced_stop(self) -> int:
+        """The role moved: stop watching, commit what is queued locally (kept), push nothing."""
+        self.ready = False
+        self.observer.stop()
+        self.committer.stopping.set()
+        self.threads[0].join(10)
+        if self.committer.failed is None:
+            with self.store.lock:
+                self.committer.commit()
+        return FENCED
+
     def _work(self, stop: threading.Event, once: bool) -> int:
         if once:
             self.reconcile()
-            return 0 if self._push_with_retries(5) else 1
+            return 0 if self._push_with_retries(5) else FENCED if self.pusher.fenced else 1
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, lambda *_: stop.set())
         self.start()
+        next_check = time.monotonic() + self.role_check_interval
         while not stop.wait(0.5):
+            if not self.pusher.fenced and time.monotonic() >= next_check and self.pusher.idle():
+                next_check = time.monotonic() + self.role_check_interval  # an idle writer learns of a promote too
+                self.pusher.fenced = self.fence.recheck()
+            if self.pusher.fenced:
+                return self._fenced_stop()
             if not self.healthy():
                 log.error("stopping: %s", self.committer.failed or self.pusher.failed)
                 self.observer.stop()
@@ -333,6 +367,8 @@ class Exporter:
         for i in range(attempts):
             if self.pusher.push_once():
                 return True
+            if self.pusher.fenced:
+                return False
             if i + 1 < attempts:
                 time.sleep(delay)
                 delay *= 2
@@ -348,11 +384,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.explain:
             return explain(args)
-        exporter = Exporter(args)
+        current = [Exporter(args)]
         if args.metrics_listen:
-            observe.serve(args.metrics_listen, live=exporter.healthy, ready=leader.readiness(lambda: exporter.ready))
-        return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context),
-                                  lambda stop: exporter.work(stop, args.once))
+            observe.serve(args.metrics_listen, live=lambda: current[0].healthy(),
+                          ready=leader.readiness(lambda: current[0].readiness()))
+
+        def work(stop: threading.Event) -> int:
+            while True:  # fenced mid-run: a fresh pipeline waits for the role again
+                code = current[0].work(stop, args.once)
+                if code != FENCED or args.once or stop.is_set():
+                    return code
+                current[0] = Exporter(args)
+
+        return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context), work)
     except GitError as exc:
         log.error("%s", exc)
         return 1

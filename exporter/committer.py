@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from kubedr.exporter.events import Event
 from kubedr.exporter.gitstore import GitStore
+from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.recorder import Pending, Recorder
 from kubedr.exporter.selection import Selection
 
@@ -88,6 +89,7 @@ class Committer:
             log.warning("re-list of %s did not finish in time; committing what there is", sorted(self._hold))
             self._hold.clear()
         return bool(self._hold)
+        self.trailers: Callable[[], list[str]] = lambda: []  # "Key: value" lines for every commit (writer role)
 
     def handle(self, event: Event) -> None:
         """One event into the work tree; a bad object is logged and skipped, never fatal."""
@@ -118,7 +120,10 @@ class Committer:
                     p = Pending(ref) if ref is not None else None
                 if p is not None:
                     changes.append((VERB_OF_STATUS.get(status, "update"), p))
-            return self.annotate(diff, format_message(changes, self.cluster, reason))
+            text = format_message(changes, self.cluster, reason)
+            for line in self.trailers():
+                text = with_trailer(text, *line.split(": ", 1))
+            return self.annotate(diff, text)
 
         contents = {p: None if pd.deleted else pd.data for p, pd in pending.items()
                     if pd.deleted or pd.data is not None}

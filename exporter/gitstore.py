@@ -66,6 +66,7 @@ class GitStore:
         self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
         self._flock: int | None = None  # fd holding the clone for this process (see _hold_clone)
         self.brought_in: list[tuple[str, str]] = []  # (base, tip) of commits others pushed that we took in
+        self.follow_remote = True  # False (kubedr demote): fetch only, never move HEAD onto another writer's work
         self.signer: Signer | None = None  # signs every commit (and makes git sign what a rebase rewrites)
 
     def use_signer(self, signer: Signer | None) -> None:
@@ -201,6 +202,8 @@ class GitStore:
         if remote is None:
             return
         self.fetch()
+        if not self.follow_remote:
+            return
         local = self.head()
         if local is None:
             self.git("update-ref", f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}")

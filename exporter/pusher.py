@@ -31,6 +31,8 @@ class Pusher:
         self.on_idle: Callable[[], None] = lambda: None  # wakes the committer after a push or a failure
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
+        self.fence: Callable[[], str | None] = lambda: None  # why not to push onto the remote (exporter/fence.py)
+        self.fenced: str | None = None  # set when a push was withheld: the exporter stops and waits for the role
 
     def notify(self, sha: str, received: list[float]) -> None:
         """Called after each commit: remember when its changes arrived, wake the push loop."""
@@ -59,12 +61,16 @@ class Pusher:
         started = time.monotonic()
         try:
             for _ in range(3):
+                if self._withheld(received):
+                    return False
                 try:
                     self.store.push(head)
                     break
                 except PushRejected as exc:
                     log.warning("remote %s moved (%s); fetching and rebasing", self.store.shown, exc)
                     self.store.fetch()
+                    if self._withheld(received):  # the role moved: never rebase onto the new writer's work
+                        return False
                     self.store.rebase_onto_remote()
                     head = self.store.head()
             else:
@@ -90,6 +96,18 @@ class Pusher:
         for r in received:
             observe.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))
         observe.EXPORT_UNPUSHED.set(0)
+        return True
+
+    def _withheld(self, received: list[float]) -> bool:
+        """True (and the push not made) when the fence says this exporter is not the writer."""
+        reason = self.fence()
+        if reason is None:
+            return False
+        with self._cond:
+            self._received = received + self._received
+        self.fenced = reason
+        self.stopping.set()
+        self._set_failing(True)
         return True
 
     def _set_failing(self, failing: bool) -> None:

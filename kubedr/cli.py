@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("kubedr.applier.cli", "show what apply would change, per object"),
     "switchover": ("kubedr.applier.cli", "bring standby workloads up to the primary's replicas"),
     "images": ("kubedr.applier.cli", "images the repo's workloads need at switchover; --check asks the DR registry"),
+    "promote": ("kubedr.promote", "take the writer role for this cluster (epoch + 1) and bring workloads up"),
+    "demote": ("kubedr.demote", "make a returning primary a standby; keep what it never replicated on a side branch"),
     "sync": ("kubedr.applier.cli", "one-shot export from one cluster and apply to another"),
     "status": ("kubedr.status", "replication lag, last applied commit, last snapshot"),
     "seal": ("kubedr.sealing_cli", "seal a Secret manifest with age recipients"),

@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import statistics
@@ -27,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubedr import demo_failback as failback
 from kubedr.config import UsageError
 
 NAMESPACE = "shop"
+STEPS = 10
 FIELD_MANAGER = "kubectl"      # the seeded objects look as if a person applied them with kubectl
 REPLICAS_ANNOTATION = "kubedr.io/primary-replicas"
 
@@ -92,8 +95,8 @@ APP: list[dict[str, Any]] = [
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     """Flags of `kubedr demo`."""
     parser.add_argument("--workdir", help="keep the repo, kubeconfigs and logs here (default: a temp dir, removed)")
-    parser.add_argument("--timeout", type=float, default=45.0,
-                        help="seconds the secondary may take to converge, in all (default 45)")
+    parser.add_argument("--timeout", type=float, default=90.0,
+                        help="seconds the clusters may take to converge, in all (default 90)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,7 +146,7 @@ class Demo:
 
     def step(self, text: str) -> None:
         self.step_no += 1
-        self.say(f"[{self.step_no}/7] {text}")
+        self.say(f"[{self.step_no}/{STEPS}] {text}")
 
     def run(self) -> int:
         started = time.monotonic()
@@ -156,12 +159,17 @@ class Demo:
             self.seed()
             self.start_kubedr()
             lags = self.make_changes()
-            self.do_switchover()
+            self.say("\n== Metrics (Prometheus /metrics of the exporter and the applier) ==")
+            self.print_metrics()
+            self.say("")
+            failback.promote_secondary(self)
+            self.report(lags)
+            self.say("")
+            failback.round_trip(self)
         except NotConverged as exc:
             self.say(f"\ndemo FAILED: {exc}")
             self.dump_logs()
             return 1
-        self.report(lags)
         self.say(f"\ndemo OK: the secondary converged on every step ({time.monotonic() - started:.1f} s in all)")
         return 0
 
@@ -196,9 +204,9 @@ class Demo:
 
         self.remote = self.root / "config.git"
         subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(self.remote)], check=True)
-        repo_init.init_repo(str(self.remote))
-        self.step(f"config repo {self.remote} made by `kubedr init` (README for auditors, "
-                  ".kubedr/policy.yaml, .gitattributes)")
+        repo_init.init_repo(str(self.remote), writer="primary")
+        self.step(f"config repo {self.remote} made by `kubedr init --writer primary` (README for auditors, "
+                  ".kubedr/policy.yaml, .gitattributes, .kubedr/writer.yaml: the primary may export, epoch 1)")
 
     # -- 3. keys ----------------------------------------------------------------------------------------
     def make_keys(self) -> None:
@@ -209,6 +217,9 @@ class Demo:
         self.identity_file.write_text(f"# the secondary's age identity: only the applier holds it\n{identity}\n")
         self.identity_file.chmod(0o600)
         self.recipient = str(identity.to_public())
+        digest = self.root / "digest.key"  # both exporters share it: an unchanged Secret keeps its ciphertext
+        digest.touch(mode=0o600)
+        digest.write_text(secrets.token_hex(32) + "\n")
         self.step(f"age key for the secondary: the exporter gets only the public key {self.recipient[:16]}...")
 
     # -- 4. seed ----------------------------------------------------------------------------------------
@@ -227,18 +238,20 @@ class Demo:
             env.setdefault(var, value)
         env = {k: v for k, v in env.items() if not k.startswith("KUBEDR_")}   # the demo's settings only
         began = time.monotonic()
+        self.env = env
         self.metrics = {"exporter": f"127.0.0.1:{_free_port()}", "applier": f"127.0.0.1:{_free_port()}"}
-        self.spawn("exporter", ["export", "--kubeconfig", str(self.kubeconfigs["primary"]),
-                                "--namespaces", NAMESPACE, "--repo", str(self.remote), "--branch", "main",
-                                "--workdir", str(self.root / "exporter-clone"), "--cluster-name", "primary",
-                                "--recipient", self.recipient, "--batch-window", "50ms",
+        self.spawn("exporter", ["export", *failback.export_args(self, "primary"), "--batch-window", "50ms",
                                 "--metrics-listen", self.metrics["exporter"]], env)
+        self.standby_metrics = f"127.0.0.1:{_free_port()}"
+        self.spawn("exporter-secondary", ["export", *failback.export_args(self, "secondary"), "--batch-window", "50ms",
+                                          "--metrics-listen", self.standby_metrics], env)
         self.spawn("applier", ["apply", "--kubeconfig", str(self.kubeconfigs["secondary"]),
                                "--repo", str(self.remote), "--branch", "main", "--workdir",
                                str(self.root / "applier-clone"), "--identity", str(self.identity_file),
                                "--interval", "100ms", "--prune", "--standby",
                                "--metrics-listen", self.metrics["applier"]], env)
-        self.step("exporter (primary -> Git) and applier (Git -> secondary, standby mode) started")
+        self.step("exporter (primary -> Git) and applier (Git -> secondary, standby mode) started; the secondary's "
+                  "own exporter runs too, fenced (the primary is the writer) until a promote")
         self.wait_for("the initial sync", self.initial_state_arrived)
         self.say(f"      secondary converged {time.monotonic() - began:.2f} s after start "
                  f"(initial sync of {len(APP)} objects, Secrets unsealed, Deployment held at 0 replicas)")
@@ -255,7 +268,7 @@ class Demo:
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = self.root / f"{name}.log"
         self.logs[name] = log
-        with open(log, "wb") as out:
+        with open(log, "ab") as out:
             self.procs[name] = subprocess.Popen([sys.executable, "-m", "kubedr.cli", "--log-level", "INFO", *argv],
                                                 stdout=out, stderr=subprocess.STDOUT, env=env,
                                                 stdin=subprocess.DEVNULL)
@@ -325,17 +338,6 @@ class Demo:
                  "(primary change -> applied on the secondary)")
         return lags
 
-    # -- 7. switchover ----------------------------------------------------------------------------------
-    def do_switchover(self) -> None:
-        proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "--log-level", "WARNING", "switchover",
-                               "--kubeconfig", str(self.kubeconfigs["secondary"])],
-                              capture_output=True, text=True, timeout=max(5.0, self.remaining()))
-        if proc.returncode != 0:
-            raise NotConverged(f"kubedr switchover failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
-        self.wait_for("the switchover", lambda: (self.get("secondary", "apps/v1", "Deployment", "web") or {})
-                      .get("spec", {}).get("replicas") == 5)
-        self.step("disaster declared: `kubedr switchover` on the secondary -> Deployment shop/web runs 5 replicas")
-
     # -- the report -------------------------------------------------------------------------------------
     def report(self, lags: list[tuple[str, float]]) -> None:
         self.say("\n== Git log of the config repo (newest first) ==")
@@ -354,8 +356,6 @@ class Demo:
             self.say("\n".join(sealed.splitlines()[:16]) + ("\n..." if len(sealed.splitlines()) > 16 else ""))
         self.say("\n== Secondary cluster state ==")
         self.print_secondary()
-        self.say("\n== Metrics (Prometheus /metrics of the exporter and the applier) ==")
-        self.print_metrics()
         self.say("\n== kubedr status ==")
         self.print_status()
         if self.keep:
@@ -424,7 +424,8 @@ class Demo:
                                   secondary_kubeconfig=str(self.kubeconfigs["secondary"]), secondary_context=None,
                                   repo=str(self.remote), branch="main", snapshot_store=None,
                                   snapshot_cluster="kubernetes", endpoint_url=None, region=None, path_style=False,
-                                  max_lag=None, output="table")
+                                  max_lag=None, output="table", primary_cluster_name="primary",
+                                  secondary_cluster_name="secondary")
         status.render(status.gather(args))
 
     # -- plumbing ---------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ EXPORT_OBJECTS = Counter("kubedr_exporter_object_changes_total", "Object changes
 EXPORT_WATCH_RESTARTS = Counter("kubedr_exporter_watch_restarts_total", "Watches restarted", ["resource", "cause"])
 EXPORT_PUSH_FAILURES = Counter("kubedr_exporter_push_failures_total", "Failed pushes (retried with backoff)")
 EXPORT_UNPUSHED = Gauge("kubedr_exporter_unpushed_commits", "Local commits not yet on the remote")
+EXPORT_FENCED = Gauge("kubedr_exporter_fenced", "1 while the branch names another writer (or epoch): nothing is pushed")
+EXPORT_EPOCH = Gauge("kubedr_exporter_writer_epoch", "Epoch of the writer role this exporter pushes under (0: none)")
 
 
 class _Coverage(Collector):
@@ -129,8 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
             ok = self.live()
             self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n")
         elif path == "/readyz":
-            ok = self.ready()
-            self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+            ok = self.ready()  # a string is a ready state worth saying, e.g. "fenced: the writer is ..."
+            body = f"{ok}\n".encode() if isinstance(ok, str) else b"ok\n" if ok else b"not ready\n"
+            self._send(200 if ok else 503, body)
         else:
             self._send(404, b"not found\n")
 

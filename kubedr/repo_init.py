@@ -34,6 +34,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", help="a directory (created if missing) or a remote URL / bare repository")
     parser.add_argument("--branch", default="main", help="branch to create or update (default main)")
     parser.add_argument("--force", action="store_true", help="overwrite template files that already exist")
+    parser.add_argument("--writer", metavar="CLUSTER",
+                        help="give CLUSTER (the primary's exporter --cluster-name) the writer role, epoch 1, "
+                             "unless the repo already names a writer")
     parser.add_argument("--no-push", action="store_true", help="commit but do not push (for a remote: the clone is kept and its path printed)")
     parser.add_argument("--signing-key", help="SSH private key that signs the commit (git gpg.format=ssh)")
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     except signing.SigningError as exc:
         raise UsageError(f"--signing-key: {exc}") from exc
     result = init_repo(args.repo, branch=args.branch, force=args.force, push=not args.no_push,
-                       sign_env=signer.git_config() if signer else None)
+                       sign_env=signer.git_config() if signer else None, writer=args.writer)
     print(result)
     return 0
 
@@ -83,7 +86,7 @@ def is_remote(repo: str) -> bool:
 
 
 def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool = True,
-              sign_env: dict[str, str] | None = None) -> str:
+              sign_env: dict[str, str] | None = None, writer: str | None = None) -> str:
     """Give repo the template and commit it; returns one line saying what happened."""
     if is_remote(repo):
         tmp = tempfile.mkdtemp(prefix="kubedr-init-")
@@ -91,7 +94,7 @@ def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool =
         try:
             _git(None, "clone", "--quiet", repo, str(work))
             _checkout(work, branch)
-            written = copy_template(work, force)
+            written = copy_template(work, force) + write_role(work, writer)
             sha = _commit(work, written, sign_env)
             if sha and push:
                 _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
@@ -111,7 +114,7 @@ def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool =
         _git(work, "init", "--quiet", "-b", branch)
     else:
         _checkout(work, branch)
-    written = copy_template(work, force)
+    written = copy_template(work, force) + write_role(work, writer)
     sha = _commit(work, written, sign_env)
     has_origin = subprocess.run(["git", "-C", str(work), "remote", "get-url", "origin"],
                                 capture_output=True).returncode == 0
@@ -133,6 +136,22 @@ def copy_template(work: Path, force: bool = False) -> list[str]:
         shutil.copyfile(root / rel, target)
         written.append(rel.as_posix())
     return written
+
+
+def write_role(work: Path, writer: str | None) -> list[str]:
+    """The first writer role (epoch 1), only where no role exists: afterwards only promote changes it."""
+    from kubedr import roles
+
+    target = work / roles.WRITER_PATH
+    if not writer or target.exists():
+        return []
+    try:
+        role = roles.successor(None, writer, "kubedr init --writer")
+    except roles.RoleError as exc:
+        raise UsageError(f"init: --writer: {exc}") from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(roles.dump(role))
+    return [roles.WRITER_PATH]
 
 
 def read_policy(repo_dir: str | Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="S3 endpoint of the snapshot store")
     parser.add_argument("--region", help="S3 region of the snapshot store")
     parser.add_argument("--path-style", action="store_true", help="S3 path-style addressing")
+    parser.add_argument("--primary-cluster-name", help="the primary's --cluster-name: its role when it has no record")
+    parser.add_argument("--secondary-cluster-name", help="the secondary's --cluster-name, likewise")
     parser.add_argument("--max-lag", type=float, help="exit 1 when the replication lag exceeds this many seconds")
     parser.add_argument("--max-drift", type=int, metavar="N",
                         help="exit 1 when more than N objects on the secondary drifted from the repo")
@@ -101,8 +104,12 @@ def gather(args: argparse.Namespace) -> list[Row]:
             rows.append(Row("repo", "export scope", "", detail=head.scope, data={"scope": json.loads(head.scope)}))
     if args.primary_kubeconfig:
         rows.append(exporter_row(args.primary_kubeconfig, args.primary_context, head))
+        rows.append(role_row("primary", args.primary_kubeconfig, args.primary_context, head,
+                             getattr(args, "primary_cluster_name", None)))
     if args.secondary_kubeconfig:
         rows.append(applier_row(args.secondary_kubeconfig, args.secondary_context, head))
+        rows.append(role_row("secondary", args.secondary_kubeconfig, args.secondary_context, head,
+                             getattr(args, "secondary_cluster_name", None)))
     if args.snapshot_store:
         rows.append(snapshot_row(args))
     return rows
@@ -120,6 +127,8 @@ class RepoHead:
     gitdir: str = ""
     log: list[tuple[str, float]] = field(default_factory=list)   # (sha, commit time), newest first
     scope: str = ""  # the exporter's effective scope (trailer of its last scope commit), JSON
+    writer: Any = None  # the branch's writer role (kubedr.roles.Writer), None when it names nobody
+    writer_error: str = ""
 
     def waiting_since(self, applied: str) -> tuple[int, float | None] | None:
         """(commits after `applied`, commit time of the oldest of them); None when applied is unknown here."""
@@ -143,6 +152,7 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
         out = _git(["-C", scratch, "log", "--format=%H%x00%ct%x00%s", branch])
         scope = _git(["-C", scratch, "log", "-1", "--format=%(trailers:key=Kubedr-Scope,valueonly)",
                       "--grep=^Kubedr-Scope: ", branch]).strip()
+        writer, writer_error = _writer(scratch, repo, branch)
     except RuntimeError as exc:
         return RepoHead(error=str(exc))
     finally:
@@ -156,7 +166,29 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
             subject = subj
     if not log:
         return RepoHead(error=f"branch {branch} has no commits")
-    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log, scope=scope)
+    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log, scope=scope,
+                    writer=writer, writer_error=writer_error)
+
+
+def _writer(scratch: str, repo: str, branch: str) -> tuple[Any, str]:
+    """The role file of the fetched head (its blob fetched by id when the fetch left blobs out)."""
+    from kubedr import roles
+
+    try:
+        blob = _git(["--git-dir", scratch, "rev-parse", "-q", "--verify", f"{branch}:{roles.WRITER_PATH}"]).strip()
+    except RuntimeError:
+        return None, ""
+    try:
+        try:
+            data = subprocess.run(["git", "--git-dir", scratch, "cat-file", "blob", blob], capture_output=True,
+                                  check=True, timeout=60, env={**os.environ, "GIT_NO_LAZY_FETCH": "1"}).stdout
+        except subprocess.CalledProcessError:
+            _git(["--git-dir", scratch, "fetch", "--quiet", "--no-filter", repo, blob])
+            data = subprocess.run(["git", "--git-dir", scratch, "cat-file", "blob", blob], capture_output=True,
+                                  check=True, timeout=60).stdout
+        return roles.parse(data), ""
+    except (RuntimeError, subprocess.SubprocessError, roles.RoleError) as exc:
+        return None, f"writer role unreadable: {_one_line(exc)}"
 
 
 def _git(args: list[str]) -> str:
@@ -171,9 +203,13 @@ def _git(args: list[str]) -> str:
 def head_row(repo: str, branch: str, head: RepoHead) -> Row:
     if head.error:
         return Row("repo", "git", "unreachable", detail=scrub(f"{redact(repo)}: {head.error}", repo), problem=True)
+    role = (f"writer {head.writer.cluster} (epoch {head.writer.epoch})" if head.writer
+            else head.writer_error or "no writer role")
     return Row("repo", "git", branch, commit=head.sha[:12], lag="",
-               detail=f"{ago(head.time)}: {head.subject}",
-               data={"sha": head.sha, "time": head.time, "subject": head.subject, "repo": redact(repo)})
+               detail=f"{role}; {ago(head.time)}: {head.subject}",
+               data={"sha": head.sha, "time": head.time, "subject": head.subject, "repo": redact(repo),
+                     "writer": head.writer.cluster if head.writer else None,
+                     "epoch": head.writer.epoch if head.writer else None})
 
 
 # -- the primary ----------------------------------------------------------------------------------------
@@ -305,6 +341,40 @@ def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | 
         return measured, ("<=1s" if measured <= 1 else f"{measured:.0f}s"), "in sync with the repo head"
     lag = time.time() - oldest if oldest else None
     return lag, (f"{lag:.1f}s" if lag is not None else "?"), f"{behind} commit{'s' if behind > 1 else ''} behind"
+
+
+# -- roles ----------------------------------------------------------------------------------------------
+def role_row(side: str, kubeconfig: str, context: str | None, head: RepoHead | None, name: str | None) -> Row:
+    """The side's role: its own record (promote/demote) set against the branch's writer."""
+    try:
+        from kubedr.applier.client import Cluster
+        from kubedr.applier.role import read_role
+        from kubedr.kube import api_client
+
+        rec = read_role(Cluster(api_client(kubeconfig, context)))
+    except Exception as exc:  # noqa: BLE001
+        return Row(side, "role", "unreachable", detail=_one_line(exc), problem=True)
+    writer = head.writer if head else None
+    state, detail, problem = role_state(rec, writer, name, serves=side == "primary")
+    return Row(side, "role", state, detail=detail, problem=problem, data=rec)
+
+
+def role_state(rec: dict[str, str], writer: Any, name: str | None, serves: bool) -> tuple[str, str, bool]:
+    """(writer | fenced | standby | unknown, detail, problem) from a cluster's record and the branch's writer.
+
+    serves: the side is meant to be the writer (the primary) when nothing is recorded on it."""
+    cluster = rec.get("cluster") or name or ""
+    on_branch = f"the branch's writer is {writer.cluster} (epoch {writer.epoch})" if writer else "no writer role"
+    if not cluster:
+        return "unknown", f"no kubedr-role record (give --{{primary,secondary}}-cluster-name); {on_branch}", False
+    if writer is not None and writer.cluster == cluster:
+        return "writer", f"{cluster}, epoch {writer.epoch}", False
+    if rec.get("role") == "standby":
+        side = f"; unreplicated changes on {rec['sideBranch']}" if rec.get("sideBranch") else ""
+        return "standby", f"{cluster}, standby since epoch {rec.get('epoch')}; {on_branch}{side}", False
+    if rec.get("role") == "writer" or (writer is not None and not rec and serves):
+        return "fenced", f"{cluster} is not the writer: {on_branch}; run `kubedr demote` for {cluster}", True
+    return "standby", f"{cluster}; {on_branch}", False
 
 
 # -- snapshots ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def run_demo(*args: str, timeout: float = 90) -> tuple[subprocess.CompletedProcess, float]:
+def run_demo(*args: str, timeout: float = 150) -> tuple[subprocess.CompletedProcess, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "demo", *args], capture_output=True, text=True,
@@ -25,7 +25,7 @@ def test_demo_runs_to_completion_and_prints_what_it_promises(tmp_path: Path) -> 
     proc, elapsed = run_demo("--workdir", str(keep))
     out = proc.stdout
     assert proc.returncode == 0, f"demo failed:\n{out}\n{proc.stderr[-3000:]}"
-    assert elapsed < 60, f"demo took {elapsed:.1f}s"
+    assert elapsed < 90, f"demo took {elapsed:.1f}s"  # about 25 s on an idle machine, round trip included
     assert "demo OK: the secondary converged on every step" in out
 
     # the Git log: the template commit, the initial resync, one commit per change, newest first
@@ -37,7 +37,7 @@ def test_demo_runs_to_completion_and_prints_what_it_promises(tmp_path: Path) -> 
     for expected in ("update ConfigMap shop/settings", "update apps/Deployment shop/web", "update Secret shop/db",
                      "create example.com/Widget shop/green", "delete example.com/Widget shop/blue"):
         assert expected in subjects, f"{expected!r} not in {subjects}"
-    assert subjects[0] == "delete example.com/Widget shop/blue"
+    assert subjects[0].startswith("promote secondary: writer role, epoch 2") or subjects[1].startswith("promote secondary")
     assert "Source-Cluster: primary" in out and "Field-Managers: kubectl" in out
 
     # the sealed Secret shows no clear text
@@ -72,9 +72,19 @@ def test_demo_runs_to_completion_and_prints_what_it_promises(tmp_path: Path) -> 
     # kubedr status, and what was kept for exploring
     assert re.search(r"secondary\s+applier\s+active\s+[0-9a-f]{12}", out), out
     assert (keep / "config.git").is_dir() and (keep / "exporter.log").is_file() and (keep / "applier.log").is_file()
-    head = subprocess.run(["git", "--git-dir", str(keep / "config.git"), "log", "-1", "--format=%s", "main"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    assert head == "delete example.com/Widget shop/blue"
+    assert re.search(r"primary\s+role\s+fenced", out) and re.search(r"secondary\s+role\s+writer", out)
+
+    # the round trip: the old primary fenced, demoted with its change on a side branch, then failback
+    assert "[8/10] the old primary is back: its exporter says 'fenced: the writer is secondary (epoch 2)" in out
+    assert "reached no branch (0 commits)" in out
+    assert "the last commit of primary is" in out and "(the RPO you accept)" in out
+    assert "demote primary: 1 objects never reached main" in out and "+  CURRENCY: USD" in out
+    assert "[10/10] failback" in out and "(0 merge commits; unreplicated changes on kubedr/unreplicated/primary/" in out
+    git = ["git", "--git-dir", str(keep / "config.git")]
+    head = subprocess.run([*git, "log", "--format=%s", "main"], capture_output=True, text=True, check=True).stdout
+    promotes = [s for s in head.splitlines() if s.startswith("promote ")]
+    assert promotes == ["promote primary: writer role, epoch 3", "promote secondary: writer role, epoch 2"]
+    assert subprocess.run([*git, "rev-list", "--merges", "main"], capture_output=True, text=True).stdout == ""
 
 
 def test_demo_exits_non_zero_when_the_secondary_does_not_converge() -> None:

@@ -1,0 +1,88 @@
+"""Each cluster's own record of its role (`kubedr-role` in kubedr-system), written by promote and demote.
+
+The branch says who may export; this record says what the cluster itself was told last. An applier on a
+cluster recorded as the writer applies nothing (it would apply the cluster's own exports back onto it), until
+`kubedr demote` records it a standby again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kubedr.applier.client import Cluster, get_state, put_state
+
+from kubedr import roles
+
+log = logging.getLogger("kubedr.applier.role")
+_said: dict[int, str] = {}
+_checked: dict[int, tuple[Any, float, bool]] = {}  # id -> (cluster, when, serving): read every RECHECK s, not every poll
+RECHECK = 2.0
+
+
+def read_role(cluster: Cluster) -> dict[str, str]:
+    """The recorded role ({} when promote or demote never ran against this cluster)."""
+    return get_state(cluster, roles.ROLE_CONFIGMAP) or {}
+
+
+def record_role(cluster: Cluster, name: str, role: str, epoch: int, **extra: str) -> None:
+    """Record `role` (writer | standby) of cluster `name` at `epoch`, with when and any detail."""
+    put_state(cluster, roles.ROLE_CONFIGMAP, {"cluster": name, "role": role, "epoch": str(epoch),
+                                             "changedAt": roles.iso(), **extra})
+
+
+def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bool:
+    """True when this cluster must not be applied to (logged once): it is the writer, by its own record or by
+    the branch's role file, or it held the role before and was not demoted yet (applying now would overwrite
+    what it never replicated, before `kubedr demote` set it aside). A cluster recorded as standby applies."""
+    now = time.monotonic()
+    cached = _checked.get(id(cluster))
+    if cached is not None and cached[0] is cluster and now - cached[1] < RECHECK:
+        return cached[2]
+    rec = read_role(cluster)
+    state = f"it is the writer ({rec.get('cluster')} at epoch {rec.get('epoch')})" if rec.get("role") == "writer" else ""
+    if not state and name and rec.get("role") != "standby" and source is not None:
+        writer = _branch_writer(source)
+        if writer is not None and writer.cluster == name:
+            state = f"it is the writer ({name} at epoch {writer.epoch})"
+        elif writer is not None and _held_before(source, name):
+            state = f"{name} held the writer role before; run `kubedr demote` for it first"
+    if _said.get(id(cluster)) != state:
+        _said[id(cluster)] = state
+        if state:
+            log.warning("nothing is applied to this cluster: %s", state)
+    _checked[id(cluster)] = (cluster, now, bool(state))
+    return bool(state)
+
+
+_history: dict[tuple[int, str], tuple[Any, str, bool]] = {}  # (id, name) -> (source, head scanned, held the role)
+
+
+def _held_before(source: Any, name: str) -> bool:
+    """Whether a commit on the branch was made under `name`'s role (scanned once, then only new commits)."""
+    head = source.head()
+    key = (id(source), name)
+    owner, last, held = _history.get(key, (None, "", False))
+    if owner is not source:
+        last, held = "", False
+    if held or not head or head == last:
+        return held
+    span = f"{last}..{head}" if last else head
+    out = source._g("log", f"--format=%(trailers:key={roles.WRITER_TRAILER},valueonly,separator=%x2C)", span)
+    held = name in out.decode().replace(",", "\n").split()
+    _history[key] = (source, head, held)
+    return held
+
+
+def _branch_writer(source: Any) -> roles.Writer | None:
+    """The role file at the head of the applier's source, None when absent or unreadable."""
+    head = source.head()
+    blob = source.tree(head).get(roles.WRITER_PATH) if head else None
+    if blob is None:
+        return None
+    try:
+        return roles.parse(next(iter(source.read_blobs([blob]))))
+    except roles.RoleError as exc:
+        log.error("%s", exc)
+        return None

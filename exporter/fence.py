@@ -1,0 +1,152 @@
+"""The exporter's side of the writer role: push only as the branch's writer, under the epoch it holds.
+
+An exporter claims the role at start: it waits (pushing nothing, touching nothing in its clone, holding no lock)
+while the branch names another cluster, or while its clone holds commits made under an older epoch (those are
+for `kubedr demote` to move aside). Once it exports, every push checks the role in the tree it pushes onto; a
+role that moved stops the pipeline, and the exporter goes back to waiting. The state is in the log, /readyz,
+the metrics `kubedr_exporter_fenced` and `kubedr_exporter_writer_epoch`, and `kubedr status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+
+from kubedr.exporter.gitstore import GitError, GitStore
+
+from kubedr import observe, roles
+from kubedr.remote import scrub
+
+log = logging.getLogger("kubedr.exporter.fence")
+
+ROLE_REF = "refs/kubedr/role-check"  # the waiting exporter's view of the branch (never the tracking ref)
+
+
+class Fence:
+    """Decides whether this exporter may push; remembers the role it exports under."""
+
+    def __init__(self, store: GitStore, cluster: str) -> None:
+        self.store = store
+        self.cluster = cluster
+        self.held: roles.Writer | None = None  # the role this exporter commits under (None: no role file yet)
+        self.reason: str | None = None  # why it is fenced; None while it may push
+
+    @property
+    def gitdir(self) -> str:
+        return str(self.store.workdir / ".git")
+
+    def _set(self, reason: str | None) -> str | None:
+        if reason != self.reason:
+            if reason:
+                log.error("fenced: %s; this exporter (%s) pushes nothing and keeps its local commits in %s",
+                          reason, self.cluster, self.store.workdir)
+            else:
+                log.info("writer of %s: %s at epoch %s", self.store.branch, self.cluster,
+                         self.held.epoch if self.held else 0)
+        self.reason = reason
+        observe.EXPORT_FENCED.set(1 if reason else 0)
+        observe.EXPORT_EPOCH.set(self.held.epoch if self.held and not reason else 0)
+        return reason
+
+    @property
+    def held_epoch(self) -> int:
+        return self.held.epoch if self.held else 0
+
+    def trailers(self) -> list[str]:
+        """Role trailers for the next commit (the role this exporter holds)."""
+        return roles.trailers(self.held)
+
+    # -- while exporting: the pusher asks before every push ------------------------------------------------
+    def check(self) -> str | None:
+        """Reason not to push onto the remote as last fetched (the tracking ref); None: push."""
+        tracking = f"refs/remotes/origin/{self.store.branch}"
+        try:
+            writer = roles.read_writer(self.gitdir, tracking)
+        except roles.RoleError as exc:
+            return self._set(str(exc))
+        return self._set(roles.fence_reason(writer, self.cluster, self.held_epoch))
+
+    def recheck(self) -> str | None:
+        """While idle: read the branch's role afresh (its own ref, never the pusher's); the reason, or None."""
+        proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", self.store.remote,
+                               f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
+                              env=self.store.env, timeout=60)
+        if proc.returncode != 0:
+            return None  # unreachable: the pusher's own check decides when it can push again
+        try:
+            writer = roles.read_writer(self.gitdir, ROLE_REF)
+        except roles.RoleError as exc:
+            return self._set(str(exc))
+        return self._set(roles.fence_reason(writer, self.cluster, self.held_epoch))
+
+    # -- before exporting --------------------------------------------------------------------------------
+    def claim(self) -> str | None:
+        """Fetch the branch's role; None when this exporter may export now (and holds that role)."""
+        if not (self.store.workdir / ".git").exists():
+            self.store.workdir.mkdir(parents=True, exist_ok=True)
+            self.store._init()
+        proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", self.store.remote,
+                               f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
+                              env=self.store.env, timeout=300)
+        known = ROLE_REF
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            if "couldn't find remote ref" in err:
+                return self._take(None)  # an empty remote: nobody holds a role
+            error = GitError(scrub(f"reading the writer role from {self.store.shown}: "
+                                   f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode}",
+                                   self.store.remote))
+            known = self._last_known()
+            if known is None:
+                raise error
+            log.warning("%s; exporting under the role last read (commits stay local until the remote is back)", error)
+        try:
+            writer = roles.read_writer(self.gitdir, known)
+        except roles.RoleError as exc:
+            return self._set(str(exc))
+        if writer is not None and writer.cluster != self.cluster:
+            return self._set(roles.fence_reason(writer, self.cluster, 0))
+        stale = self.stale_commits(writer, known)
+        if stale:
+            return self._set(f"{len(stale)} local commit{'s' if len(stale) > 1 else ''} in {self.store.workdir} "
+                             f"never reached the branch and were made under another role: run `kubedr demote` "
+                             f"for {self.cluster} to move them to a side branch")
+        return self._take(writer)
+
+    def _last_known(self) -> str | None:
+        """The newest local view of the branch (role check, else tracking ref), when the remote cannot be read."""
+        for ref in (ROLE_REF, f"refs/remotes/origin/{self.store.branch}", f"refs/heads/{self.store.branch}"):
+            if self.store.git("rev-parse", "-q", "--verify", ref, check=False).strip():
+                return ref
+        return None
+
+    def _take(self, writer: roles.Writer | None) -> None:
+        self.held = writer
+        return self._set(None)
+
+    def stale_commits(self, writer: roles.Writer | None, known: str = ROLE_REF) -> list[str]:
+        """Local commits the branch lacks that were not made under this role (a previous epoch's)."""
+        head = self.store.git("rev-parse", "-q", "--verify", f"refs/heads/{self.store.branch}", check=False).strip()
+        if not head:
+            return []
+        out = self.store.git("log", f"--format=%H%x00%(trailers:key={roles.EPOCH_TRAILER},valueonly,separator=%x20)",
+                             head, "--not", known, check=False)
+        want = str(writer.epoch) if writer else ""
+        stale = []
+        for line in out.splitlines():
+            sha, _, epoch = line.partition("\0")
+            if epoch.strip() != want:
+                stale.append(sha)
+        return stale
+
+    def wait(self, stop: threading.Event, interval: float) -> bool:
+        """Wait until this exporter may export (True) or stop is set (False); errors are retried."""
+        while not stop.is_set():
+            try:
+                if self.claim() is None:
+                    return True
+            except (GitError, subprocess.TimeoutExpired, OSError) as exc:
+                log.warning("cannot read the writer role yet: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            stop.wait(interval)
+        return False

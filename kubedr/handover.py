@@ -1,0 +1,118 @@
+"""The branch as promote and demote see it: a scratch copy to read the role from and commit role changes onto.
+
+Every change is one commit pushed as a fast-forward, so the remote itself arbitrates: a push that lost a race
+is rejected, the caller fetches again and decides again. Nothing is ever force-pushed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from kubedr import roles
+from kubedr.remote import redact, scrub
+
+IDENTITY = {"GIT_AUTHOR_NAME": "kubedr", "GIT_AUTHOR_EMAIL": "kubedr@kubedr.invalid",
+            "GIT_COMMITTER_NAME": "kubedr", "GIT_COMMITTER_EMAIL": "kubedr@kubedr.invalid"}
+
+
+class Rejected(roles.RoleError):
+    """The remote branch moved under the push (another writer committed): fetch and decide again."""
+
+
+def local_repo(repo: str) -> str:
+    """A path made absolute (git runs elsewhere); URLs as they are."""
+    if "://" not in repo and ":" not in repo.split("/")[0] and os.path.exists(repo):
+        return os.path.abspath(repo)
+    return repo
+
+
+class Branch:
+    """A scratch bare repository holding the remote branch (removed by close())."""
+
+    def __init__(self, repo: str, branch: str = "main") -> None:
+        self.repo = local_repo(repo)
+        self.branch = branch
+        self.gitdir = tempfile.mkdtemp(prefix="kubedr-branch-")
+        self.env = {**IDENTITY, **os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        self.git("init", "-q", "--bare")
+        self.head: str | None = None
+
+    def close(self) -> None:
+        shutil.rmtree(self.gitdir, ignore_errors=True)
+
+    def __enter__(self) -> Branch:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def git(self, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
+        proc = subprocess.run(["git", "--git-dir", self.gitdir, *args], capture_output=True, input=stdin,
+                              env=self.env, timeout=600)
+        if check and proc.returncode != 0:
+            lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+            why = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))), " | ".join(lines[-2:]))
+            raise roles.RoleError(scrub(f"git {args[0]} ({redact(self.repo)}): {why or proc.returncode}", self.repo))
+        return proc.stdout.decode(errors="replace")
+
+    def fetch(self) -> str | None:
+        """Fetch the branch; its head sha (None when the branch does not exist yet)."""
+        out = self.git("ls-remote", self.repo, f"refs/heads/{self.branch}").split()
+        if not out:
+            self.head = None
+            return None
+        self.git("fetch", "-q", "--no-tags", self.repo, f"+refs/heads/{self.branch}:refs/heads/{self.branch}")
+        self.head = self.git("rev-parse", f"refs/heads/{self.branch}").strip()
+        return self.head
+
+    def writer(self) -> roles.Writer | None:
+        """The role at the fetched head."""
+        return roles.read_writer(self.gitdir, self.head) if self.head else None
+
+    def commit_file(self, path: str, data: bytes, message: str, when: float | None = None) -> str:
+        """A commit on the fetched head that changes one file (a private index; no work tree)."""
+        from kubedr.exporter.gittree import COMMITTED_AT, committed_at, with_trailer
+
+        when = time.time() if when is None else when
+        index = os.path.join(self.gitdir, "kubedr-index")
+        env = {**self.env, "GIT_INDEX_FILE": index}
+        run = lambda *a, stdin=None: subprocess.run(["git", "--git-dir", self.gitdir, *a], input=stdin,  # noqa: E731
+                                                    capture_output=True, env=env, check=True).stdout.decode()
+        if self.head:
+            run("read-tree", self.head)
+        else:
+            run("read-tree", "--empty")
+        blob = run("hash-object", "-w", "--stdin", stdin=data).strip()
+        run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+        tree = run("write-tree").strip()
+        text = with_trailer(message, COMMITTED_AT, committed_at(when))
+        stamp = f"{int(when)} +0000"
+        env.update(GIT_AUTHOR_DATE=stamp, GIT_COMMITTER_DATE=stamp)
+        parents = ["-p", self.head] if self.head else []
+        return run("commit-tree", tree, *parents, stdin=text.encode()).strip()
+
+    def push(self, sha: str, ref: str | None = None) -> None:
+        """Push sha to the branch (or ref) as a fast-forward; Rejected when the remote moved."""
+        target = ref or f"refs/heads/{self.branch}"
+        proc = subprocess.run(["git", "--git-dir", self.gitdir, "push", "-q", "--porcelain", self.repo,
+                               f"{sha}:{target}"], capture_output=True, env=self.env, timeout=300)
+        if proc.returncode == 0:
+            return
+        err = (proc.stdout + proc.stderr).decode(errors="replace")
+        if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:
+            raise Rejected(f"{redact(self.repo)} branch {self.branch} moved during the push")
+        lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.startswith(("To ", "Done"))]
+        raise roles.RoleError(scrub(f"push to {redact(self.repo)}: {' | '.join(lines[-2:])}", self.repo))
+
+
+def ago(seconds: float) -> str:
+    """'42s', '5m 3s', '2h 10m', '3d 4h'."""
+    s = max(0, int(seconds))
+    for big, small, bn, sn in ((86400, 3600, "d", "h"), (3600, 60, "h", "m"), (60, 1, "m", "s")):
+        if s >= big:
+            return f"{s // big}{bn} {(s % big) // small}{sn}"
+    return f"{s}s"

@@ -1,0 +1,157 @@
+"""`kubedr promote`: this cluster takes the writer role (epoch + 1) and brings its workloads up.
+
+Run against the secondary when the primary is lost. In order, each step safe to repeat:
+  1. read the role; refuse while the writer looks alive (its newest commit on the branch is younger than
+     --alive-within) unless --force; print how old that commit is: the RPO the operator accepts;
+  2. apply the branch head once (what the applier has not applied yet), in the recorded mode;
+  3. switchover: record active mode, scale the held workloads to the primary's replicas, unsuspend CronJobs;
+  4. commit `.kubedr/writer.yaml` (this cluster, epoch + 1) on exactly the head applied in 2, as a
+     fast-forward: if the branch moved meanwhile, the push is rejected and everything is decided again;
+  5. record the role on the cluster (`kubedr-role`): its applier stops applying, its exporter (waiting,
+     fenced) finds itself the writer and starts exporting.
+Killed at any point, running it again completes: a cluster that already holds the role only re-does 3 and 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from typing import Any
+
+from kubedr import roles
+from kubedr.config import UsageError
+from kubedr.handover import Branch, Rejected, ago
+
+log = logging.getLogger("kubedr.promote")
+ATTEMPTS = 5
+
+
+def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
+    """Flags of `kubedr promote`: the cluster, the repo, the liveness rule, and the applier's options."""
+    from kubedr.applier.cli import _target_options, parse_duration
+
+    p.add_argument("--kubeconfig", help="kubeconfig of the cluster to promote (in-cluster when absent)")
+    p.add_argument("--context")
+    p.add_argument("--repo", help="the config repo (URL or path)")
+    p.add_argument("--cluster-name", help="this cluster's name, as its exporter's --cluster-name")
+    p.add_argument("--alive-within", type=parse_duration, default=parse_duration("10m"),
+                   help="the writer counts as alive while its newest commit is younger than this (default 10m)")
+    p.add_argument("--force", action="store_true", help="take the role even though the writer looks alive")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    _target_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Take the role; 0 when this cluster is the writer with its workloads up, 1 when refused or failed."""
+    if not args.repo or not args.cluster_name:
+        raise UsageError("kubedr promote: --repo and --cluster-name are required")
+    me = _name(args.cluster_name)
+    started = time.monotonic()
+    with Branch(args.repo, args.branch) as branch:
+        for _ in range(ATTEMPTS):
+            try:
+                code = _attempt(args, me, branch, started)
+            except Rejected as exc:
+                log.warning("%s; deciding again", exc)
+                continue
+            except roles.RoleError as exc:
+                log.error("promote %s: %s", me, exc)
+                return 1
+            return code
+    log.error("promote %s: the branch kept moving (%d attempts); is the old writer still exporting?", me, ATTEMPTS)
+    return 1
+
+
+def _name(cluster: str) -> str:
+    try:
+        return roles.check_name(cluster)
+    except roles.RoleError as exc:
+        raise UsageError(f"--cluster-name: {exc}") from exc
+
+
+def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float) -> int:
+    head = branch.fetch()
+    writer = branch.writer()
+    if writer is not None and writer.cluster == me:
+        print(f"promote {me}: already the writer of {args.branch} (epoch {writer.epoch}); "
+              + ("plan: bring workloads up, record the role" if args.dry_run else "bringing workloads up"))
+        return 0 if args.dry_run else _finish(args, me, writer, started, _switchover(args))
+    old = writer.cluster if writer else (roles.commit_facts(branch.gitdir, head)["source"] if head else "")
+    last = roles.last_commit_of(branch.gitdir, head, old) if head and old else None
+    new = roles.successor(writer, me, f"kubedr promote {me}" + (" --force" if args.force else ""))
+    if last:
+        age = time.time() - last[1]
+        print(f"promote {me}: the last commit of {old} is {last[0][:12]}, {ago(age)} old: whatever {old} "
+              f"changed after it is not in the repo (the RPO you accept)")
+        if age < args.alive_within and not args.force:
+            log.error("promote %s refused: %s committed %s ago (less than --alive-within %s): it looks alive; "
+                      "stop it, or pass --force", me, old, ago(age), ago(args.alive_within))
+            return 1
+    else:
+        print(f"promote {me}: no commit of a previous writer on {args.branch}")
+    if args.dry_run:
+        print(f"plan: apply {args.branch} at {(head or '-')[:12]} to {me}, switch it over (workloads to the "
+              f"primary's replicas), commit {roles.WRITER_PATH} = {me} epoch {new.epoch}, record the role")
+        return 0
+    engine = _engine(args)
+    try:
+        report = engine.step() if head else None  # 2: catch up with what the old writer pushed
+        from kubedr.applier.status import load as load_status
+
+        applied = load_status(engine.cluster)
+        if head and (applied is None or applied.commit != head):
+            raise Rejected(f"the applied commit is not the head {head[:12]} of {args.branch}")
+        if report is not None and report.failures:
+            print(f"promote {me}: {len(report.failures)} objects failed to apply (see kubedr status); going on")
+    finally:
+        engine.close()
+    failures = _switchover(args)  # 3
+    message = (f"promote {me}: writer role, epoch {new.epoch}\n\n"
+               f"The writer role moves from {writer.cluster + ' (epoch ' + str(writer.epoch) + ')' if writer else 'nobody'}"
+               f" to {me}.\n"
+               + (f"Last commit of {old}: {last[0]}, {ago(time.time() - last[1])} before this promote.\n" if last else "")
+               + ("Forced: the previous writer looked alive.\n" if args.force else "")
+               + f"\n{roles.SOURCE_TRAILER}: {me}\n" + "\n".join(roles.trailers(new)) + "\n")
+    sha = branch.commit_file(roles.WRITER_PATH, roles.dump(new), message)
+    branch.push(sha)  # 4: a fast-forward onto exactly what was applied, or Rejected
+    print(f"promote {me}: {roles.WRITER_PATH} = {me} epoch {new.epoch} in {sha[:12]}")
+    return _finish(args, me, new, started, failures)
+
+
+def _finish(args: argparse.Namespace, me: str, writer: roles.Writer, started: float, failures: int) -> int:
+    from kubedr.applier.role import record_role
+
+    record_role(_cluster(args), me, "writer", writer.epoch)
+    print(f"promote {me}: writer at epoch {writer.epoch}, workloads up, in {time.monotonic() - started:.2f} s"
+          + (f"; {failures} failed (see the log)" if failures else ""))
+    return 1 if failures else 0
+
+
+def _cluster(args: argparse.Namespace) -> Any:
+    from kubedr.applier.client import Cluster
+    from kubedr.kube import api_client
+
+    return Cluster(api_client(args.kubeconfig, args.context))
+
+
+def _switchover(args: argparse.Namespace) -> int:
+    """Record active mode and scale the held workloads up (as `kubedr switchover`); the number that failed."""
+    from kubedr.applier.standby import read_mode, record_mode, switchover
+
+    cluster = _cluster(args)
+    mode = read_mode(cluster)
+    if not (mode.active and mode.recorded):
+        mode.active = True
+        record_mode(cluster, mode, "kubedr promote")
+    _, failures = switchover(cluster)
+    for f in failures:
+        log.error("switchover: %s", f)
+    return len(failures)
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from kubedr.applier.cli import _engine as engine_for
+
+    return engine_for(args.kubeconfig, args.context, argparse.Namespace(**{**vars(args), "dry_run": False}),
+                      args.repo)

@@ -1,0 +1,56 @@
+"""The exporter's claim on the writer role, against a real bare remote: who may export, stale epochs, and a
+remote that cannot be reached at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubedr.exporter.fence import Fence
+from kubedr.exporter.gitstore import GitError, GitStore
+
+from kubedr import repo_init, roles
+from kubedr.handover import Branch
+
+
+def _set_role(remote: Path, cluster: str) -> roles.Writer:
+    with Branch(str(remote)) as branch:
+        branch.fetch()
+        new = roles.successor(branch.writer(), cluster, "test")
+        branch.push(branch.commit_file(roles.WRITER_PATH, roles.dump(new), f"promote {cluster}\n"))
+    return new
+
+
+def _fence(tmp_path: Path, remote: Path, cluster: str, clone: str = "clone") -> Fence:
+    return Fence(GitStore(tmp_path / clone, str(remote)), cluster)
+
+
+def test_claim_follows_the_role_and_refuses_stale_local_commits(tmp_path: Path, git_remote: Path) -> None:
+    repo_init.init_repo(str(git_remote), writer="A")
+    a = _fence(tmp_path, git_remote, "A")
+    assert a.claim() is None and a.held == roles.Writer("A", 1, a.held.since, "kubedr init --writer")
+    assert a.trailers() == ["Writer: A", "Writer-Epoch: 1"]
+    b = _fence(tmp_path, git_remote, "B", "clone-b")
+    assert b.claim() == "the writer is A (epoch 1), not B"
+
+    # A exports, a commit stays unpushed (epoch 1); B is promoted and A again: that commit is stale
+    a.store.open()
+    (a.store.workdir / "x.yaml").write_text("x: 1\n")
+    assert a.store.commit_paths(["x.yaml"], lambda _: "local\n\nWriter: A\nWriter-Epoch: 1\n")
+    _set_role(git_remote, "B")
+    assert _fence(tmp_path, git_remote, "A").claim() == "the writer is B (epoch 2), not A"
+    _set_role(git_remote, "A")
+    a.store.close()
+    stale = _fence(tmp_path, git_remote, "A").claim()
+    assert stale is not None and "1 local commit" in stale and "run `kubedr demote` for A" in stale
+
+
+def test_a_remote_unreachable_at_start_exports_under_the_role_last_read(tmp_path: Path, git_remote: Path) -> None:
+    repo_init.init_repo(str(git_remote), writer="A")
+    assert _fence(tmp_path, git_remote, "A").claim() is None
+    away = git_remote.rename(git_remote.with_name("away.git"))
+    assert _fence(tmp_path, git_remote, "A").claim() is None  # the clone's last view: A may export
+    assert _fence(tmp_path, git_remote, "B", "clone").claim() == "the writer is A (epoch 1), not B"
+    with pytest.raises(GitError, match="reading the writer role from"):
+        _fence(tmp_path, git_remote, "A", "fresh").claim()  # nothing known locally: an error, not a guess
+    away.rename(git_remote)
