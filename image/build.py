@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "image" / "spec.toml"
+# The tmpfs a build works in is named TMPFS-<pid>.
+TMPFS = "kubedr-image"
 # What the wheel is built from (tests, caches and the venv stay out).
 SOURCE_IGNORE = (".git", ".venv", ".ci", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests")
 
@@ -160,11 +163,38 @@ def _run(cmd: list[str], **kw: Any) -> str:
 
 
 @contextmanager
+def step(name: str, times: dict[str, float]) -> Iterator[None]:
+    """Time one build step (scripts/image prints them)."""
+    started = time.monotonic()
+    yield
+    times[name] = time.monotonic() - started
+
+
+def reap_stale_scratch() -> None:
+    """Unmount and remove the tmpfs of a build that was killed (its pid is gone): a re-run frees that memory."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        source, target = line.split()[:2]
+        pid = source.removeprefix(f"{TMPFS}-")
+        if source.startswith(f"{TMPFS}-") and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["umount", "--lazy", target], capture_output=True)
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def step_of(fn: Callable[..., None], name: str, times: dict[str, float]) -> Callable[..., None]:
+    """fn, timed as a build step (for a thread)."""
+    def timed(*args: Any) -> None:
+        with step(name, times):
+            fn(*args)
+    return timed
+
+
+@contextmanager
 def scratch(tmpdir: str | None = None, size: str = "4g") -> Iterator[Path]:
     """A temp dir on its own tmpfs where mounting one works: unpacking and removing ~30,000 files is then quick."""
+    reap_stale_scratch()
     path = Path(tempfile.mkdtemp(prefix="kubedr-image-", dir=tmpdir))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "kubedr-image", str(path)],
-                             capture_output=True).returncode == 0
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", f"{TMPFS}-{os.getpid()}",
+                              str(path)], capture_output=True).returncode == 0
     try:
         yield path
     finally:
@@ -212,6 +242,12 @@ def debian_rootfs(spec: dict[str, Any], target_dir: Path) -> None:
     _run(cmd, env={**os.environ, "LC_ALL": "C.UTF-8"})
 
 
+def spec_target(spec: dict[str, Any]) -> Target:
+    """The suite's Python and glibc as the spec states them, for this host's machine (mmdebstrap's default)."""
+    py, libc = (tuple(int(n) for n in spec[k].split(".")[:2]) for k in ("python", "glibc"))
+    return Target((py[0], py[1]), (libc[0], libc[1]), os.uname().machine)
+
+
 def image_target(rootfs: Path) -> Target:
     """Read the image's Python and glibc versions from its root filesystem."""
     code = "import platform, sys; print(*sys.version_info[:2], platform.libc_ver()[1], platform.machine())"
@@ -239,13 +275,14 @@ def du(path: Path) -> int:
 
 @dataclass(frozen=True)
 class Built:
-    """What scripts/image made: the archive, its size, the unpacked size, seconds taken."""
+    """What scripts/image made: the archive, its size, the unpacked size, seconds taken in all and per step."""
 
     archive: Path
     reference: str
     size: int
     unpacked: int
     seconds: float
+    steps: dict[str, float]
 
 
 def build(output: Path, spec: dict[str, Any] | None = None, tmpdir: str | None = None) -> Built:
@@ -256,27 +293,35 @@ def build(output: Path, spec: dict[str, Any] | None = None, tmpdir: str | None =
             raise BuildError(f"{tool} not found: apt-get install mmdebstrap buildah")
     if os.geteuid() != 0:
         raise BuildError("scripts/image runs as root (mmdebstrap's root mode, chroot, buildah's vfs storage)")
-    started = time.monotonic()
+    started, times = time.monotonic(), {}
     with scratch(tmpdir) as tmp:
         bah = Buildah(tmp / "storage")
         ctr = bah("from", "--name", f"kubedr-image-{os.getpid()}", "scratch")
         rootfs = Path(bah("mount", ctr))
-        debian_rootfs(spec, rootfs)
-        wheels = tmp / "wheels"
-        build_wheels(image_target(rootfs), wheels, tmp)
+        wheels, target = tmp / "wheels", spec_target(spec)
+        with ThreadPoolExecutor(1) as pool:   # the wheels download while mmdebstrap works
+            fetched = pool.submit(step_of(build_wheels, "wheels", times), target, wheels, tmp)
+            with step("debian", times):
+                debian_rootfs(spec, rootfs)
+            fetched.result()
+        if image_target(rootfs) != target:
+            raise BuildError(f"image/spec.toml says python {spec['python']}, glibc {spec['glibc']}, but "
+                             f"{spec['suite']} has {image_target(rootfs)}: correct the spec")
         script = f"{venv_setup(spec, '--no-index --find-links /wheels kubedr')} && {user_setup(spec)}"
-        bah("run", "--isolation", "chroot", "--user", "0:0", "-v", f"{wheels}:/wheels:ro",
-            "-e", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", ctr, "--", "sh", "-c", script)
+        with step("venv", times):
+            bah("run", "--isolation", "chroot", "--user", "0:0", "-v", f"{wheels}:/wheels:ro",
+                "-e", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", ctr, "--", "sh", "-c", script)
         unpacked = du(rootfs)
         bah("umount", ctr)
         configure(bah, ctr, spec)
         output.parent.mkdir(parents=True, exist_ok=True)
         part = output.with_name(output.name + ".part")
         part.unlink(missing_ok=True)
-        bah("commit", "-q", "--format", "oci", "--disable-compression=false", ctr,
-            f"oci-archive:{part}:{reference(spec)}")
+        with step("commit", times):
+            bah("commit", "-q", "--format", "oci", "--disable-compression=false", ctr,
+                f"oci-archive:{part}:{reference(spec)}")
         part.replace(output)
-    return Built(output, reference(spec), output.stat().st_size, unpacked, time.monotonic() - started)
+    return Built(output, reference(spec), output.stat().st_size, unpacked, time.monotonic() - started, times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scripts/image: {exc}", file=sys.stderr)
         return 1
     print(f"{built.reference} -> {built.archive}: {built.size / 1e6:.0f} MB "
-          f"({built.unpacked / 1e6:.0f} MB unpacked), built in {built.seconds:.0f} s")
+          f"({built.unpacked / 1e6:.0f} MB unpacked), built in {built.seconds:.0f} s "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in built.steps.items())})")
     return 0
 
 

@@ -51,6 +51,8 @@ def container(archive: Path) -> Iterator[Run]:
     with image.scratch() as tmp:
         bah = image.Buildah(tmp / "storage")
         ctr = bah("from", "-q", f"oci-archive:{archive}")
+        # as in Kubernetes, the image's VOLUMEs get nothing: only what a test mounts is writable
+        bah("config", *[a for v in SPEC["volumes"] for a in ("--volume", f"{v}-")], ctr)
         rootfs = bah("mount", ctr)
         run_dir = tmp / "run"     # buildah writes /run/.containerenv: /run is the one host-side writable dir
         run_dir.mkdir()
@@ -84,6 +86,25 @@ def empty_dirs(base: Path, paths: tuple[str, ...] | list[str]) -> dict[str, Path
         host.chmod(0o1777)
         out[path] = host
     return out
+
+
+def test_a_killed_builds_tmpfs_is_freed_by_the_next(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", f"{image.TMPFS}-{gone.pid}", str(stale)], check=True)
+    alive = tmp_path / "alive"     # a build still running keeps its tmpfs
+    alive.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", f"{image.TMPFS}-{os.getpid()}", str(alive)], check=True)
+    try:
+        image.reap_stale_scratch()
+        mounted = Path("/proc/mounts").read_text()
+        assert f" {stale} " not in mounted and not stale.exists()
+        assert f" {alive} " in mounted
+    finally:
+        subprocess.run(["umount", str(alive)], capture_output=True)
+        subprocess.run(["umount", str(stale)], capture_output=True)
 
 
 def test_skopeo_reads_the_archive_user_entrypoint_and_settings(archive: Path) -> None:
@@ -121,6 +142,7 @@ def test_tools_run_as_65532_on_a_read_only_root(container: Run, tmp_path: Path) 
         denied = container("touch", path, volumes=volumes)
         assert denied.returncode != 0 and ("Read-only" in denied.stderr or "Permission denied" in denied.stderr)
     for path in SPEC["volumes"]:
+        assert container("touch", f"{path}/probe").returncode != 0, f"{path} writable with no volume on it"
         assert container("touch", f"{path}/probe", volumes=volumes).returncode == 0
         assert (volumes[path] / "probe").exists()
 

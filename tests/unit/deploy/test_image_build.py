@@ -45,3 +45,8 @@ def test_the_user_setup_makes_the_specs_user_and_workdir() -> None:
     script = image.user_setup(spec)
     assert f"useradd --uid {spec['user']['uid']} --gid {spec['user']['gid']}" in script
     assert f"--home-dir {spec['env']['HOME']}" in script and script.endswith(spec["workdir"])
+
+
+def test_the_spec_names_the_suites_python_and_glibc_for_the_wheels() -> None:
+    target = image.spec_target(image.load_spec())
+    assert target.python == (3, 11) and target.glibc == (2, 36)    # Debian bookworm's
