@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,23 +9,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from image import build as image
 from tests.conftest import ROOT
+from tests.manifests import MANIFESTS, OVERLAYS, by_kind, pod_runtime, render, under
 
-MANIFESTS = ROOT / "manifests"
-OVERLAYS = ("primary", "secondary")
 VERSION = kubernetes_validate.latest_version()
 NOT_RESOURCES = {"kustomization.yaml", "config.yaml", "kubedr.rules.yaml"}  # the rules: test_alert_rules.py
 NOT_BUILT_IN = ("monitoring.coreos.com/",)  # CRDs of the Prometheus operator: test_alert_rules.py
-
-
-def render(kubectl: str, overlay: str) -> list[dict[str, Any]]:
-    out = subprocess.run([kubectl, "kustomize", str(MANIFESTS / "overlays" / overlay)],
-                         check=True, capture_output=True, text=True, timeout=60).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
 def validate(doc: dict[str, Any]) -> None:
@@ -168,12 +157,44 @@ def test_snapshot_cronjob_runs_on_control_plane_with_host_paths(kubectl: str) ->
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
 
 
-def test_dockerfile_installs_what_runs_and_drops_root() -> None:
+def test_dockerfile_is_generated_from_the_image_spec() -> None:
+    assert (ROOT / "Dockerfile").read_text() == image.dockerfile(image.load_spec()), \
+        "the Dockerfile drifted from image/spec.toml: bash scripts/image --dockerfile > Dockerfile"
+
+
+def test_the_image_installs_what_runs_and_drops_root() -> None:
+    spec = image.load_spec()
+    assert {"python3", "git", "openssh-client", "age", "etcd-client", "ca-certificates"} <= set(spec["packages"])
     text = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in text
-    for tool in ("git", "age", "openssh-client"):
-        assert tool in text
-    assert "USER 65532" in text and 'ENTRYPOINT ["kubedr"]' in text
+    assert f"FROM {spec['base']}" in text and spec["suite"] in spec["base"]
+    assert "USER 65532:65532" in text and 'ENTRYPOINT ["kubedr"]' in text
+    assert spec["user"]["uid"] == 65532 and spec["entrypoint"] == ["kubedr"] and 9090 in spec["ports"]
+    assert under(spec["env"]["HOME"], tuple(spec["volumes"])) and under(spec["workdir"], tuple(spec["volumes"]))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pod_security_settings_fit_the_image(kubectl: str, overlay: str) -> None:
+    """runAsUser, the read-only root and the writable mounts give the image what it writes at run time."""
+    spec = image.load_spec()
+    docs = render(kubectl, overlay)
+    settings = yaml.safe_load((MANIFESTS / "overlays" / overlay / "config.yaml").read_text())
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "CronJob")]
+    assert workloads
+    for doc in workloads:
+        pod = pod_runtime(doc)
+        assert pod.image.split(":")[0] == spec["name"], pod.workload
+        assert pod.read_only_root, pod.workload
+        home = pod.env.get("HOME", spec["env"]["HOME"])
+        assert under(home, pod.writable), f"{pod.workload}: HOME {home} is on the read-only root"
+        assert under(pod.env.get("TMPDIR", "/tmp"), pod.writable), f"{pod.workload}: no writable /tmp"
+        if doc["kind"] == "Deployment":
+            assert (pod.user, pod.group) == (spec["user"]["uid"], spec["user"]["gid"]), pod.workload
+            assert set(pod.ports) <= set(spec["ports"]), pod.workload
+            assert set(spec["volumes"]) <= set(pod.writable), f"{pod.workload}: the image's volumes are not all mounted"
+            workdir = settings[pod.args[1]]["workdir"]
+            assert under(workdir, pod.writable), f"{pod.workload}: workdir {workdir} is on the read-only root"
+        else:   # the snapshot job reads root-only kubeadm keys (see its comment): uid 0, writing only /tmp
+            assert pod.user == 0, pod.workload
 
 
 def test_dockerfile_copies_every_package_the_wheel_needs() -> None:
