@@ -23,9 +23,8 @@ from failback_harness import (
     wait_data,
     writer,
 )
-from kubedr.exporter import sanitize
 
-from kubedr import contract
+from kubedr import contract, sanitize
 from tests.conftest import wait_until
 
 
