@@ -76,6 +76,7 @@ class Committer:
         self._hold: set[tuple[str, str]] = set()  # types being re-listed: commit once all of them are done
         self._hold_reason = ""
         self._hold_until = 0.0
+        self.trailers: Callable[[], list[str]] = lambda: []  # "Key: value" lines for every commit (writer role)
 
     def hold(self, keys: set[tuple[str, str]], reason: str, timeout: float = 60.0) -> None:
         """Commit nothing until these types finished their re-list, then all of it in one `reason` commit."""
@@ -89,7 +90,6 @@ class Committer:
             log.warning("re-list of %s did not finish in time; committing what there is", sorted(self._hold))
             self._hold.clear()
         return bool(self._hold)
-        self.trailers: Callable[[], list[str]] = lambda: []  # "Key: value" lines for every commit (writer role)
 
     def handle(self, event: Event) -> None:
         """One event into the work tree; a bad object is logged and skipped, never fatal."""
