@@ -173,7 +173,8 @@ def _push_side(store: Any, me: str, writer: roles.Writer, base: str, tip: str, l
     body += ["Objects:", *[f"  {VERBS.get(s, s)} {contract.ref_of_path(p).display if contract.ref_of_path(p) else p}"
                            for s, p in changes], ""]
     body += [f"{roles.SOURCE_TRAILER}: {me}", *roles.trailers(writer)]
-    sha = store.git("commit-tree", tree, "-p", base, stdin=("\n".join(body) + "\n").encode()).strip()
+    sign = ["-S"] if store.signer is not None else []  # commit-tree ignores commit.gpgSign
+    sha = store.git("commit-tree", *sign, tree, "-p", base, stdin=("\n".join(body) + "\n").encode()).strip()
     store.git("push", "-q", "origin", f"{sha}:refs/heads/{name}", timeout=300)
     print(f"demote {me}: side branch {name} ({sha[:12]}): git diff {base[:12]} {name}")
     return name

@@ -14,6 +14,7 @@ import time
 
 from kubedr import roles
 from kubedr.remote import redact, scrub
+from kubedr.signing import Signer
 
 IDENTITY = {"GIT_AUTHOR_NAME": "kubedr", "GIT_AUTHOR_EMAIL": "kubedr@kubedr.invalid",
             "GIT_COMMITTER_NAME": "kubedr", "GIT_COMMITTER_EMAIL": "kubedr@kubedr.invalid"}
@@ -33,11 +34,14 @@ def local_repo(repo: str) -> str:
 class Branch:
     """A scratch bare repository holding the remote branch (removed by close())."""
 
-    def __init__(self, repo: str, branch: str = "main") -> None:
+    def __init__(self, repo: str, branch: str = "main", signer: Signer | None = None) -> None:
         self.repo = local_repo(repo)
         self.branch = branch
         self.gitdir = tempfile.mkdtemp(prefix="kubedr-branch-")
         self.env = {**IDENTITY, **os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        self.sign = [] if signer is None else ["-S"]  # commit-tree signs only when told (git ignores commit.gpgSign)
+        if signer is not None:
+            self.env.update(signer.git_config())
         self.git("init", "-q", "--bare")
         self.head: str | None = None
 
@@ -93,7 +97,7 @@ class Branch:
         stamp = f"{int(when)} +0000"
         env.update(GIT_AUTHOR_DATE=stamp, GIT_COMMITTER_DATE=stamp)
         parents = ["-p", self.head] if self.head else []
-        return run("commit-tree", tree, *parents, stdin=text.encode()).strip()
+        return run("commit-tree", *self.sign, tree, *parents, stdin=text.encode()).strip()
 
     def push(self, sha: str, ref: str | None = None) -> None:
         """Push sha to the branch (or ref) as a fast-forward; Rejected when the remote moved."""

@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Any
 
-from kubedr import roles
+from kubedr import roles, signing
 from kubedr.config import UsageError
 from kubedr.handover import Branch, Rejected, ago
 
@@ -39,6 +39,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                    help="the writer counts as alive while its newest commit is younger than this (default 10m)")
     p.add_argument("--force", action="store_true", help="take the role even though the writer looks alive")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--signing-key", help="SSH private key that signs the role commit (as the exporter signs its own)")
     _target_options(p)
 
 
@@ -48,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("kubedr promote: --repo and --cluster-name are required")
     me = _name(args.cluster_name)
     started = time.monotonic()
-    with Branch(args.repo, args.branch) as branch:
+    try:
+        signer = signing.load_signer(args.signing_key)
+    except signing.SigningError as exc:
+        raise UsageError(f"--signing-key: {exc}") from exc
+    with Branch(args.repo, args.branch, signer) as branch:
         for _ in range(ATTEMPTS):
             try:
                 code = _attempt(args, me, branch, started)

@@ -54,3 +54,23 @@ def test_a_remote_unreachable_at_start_exports_under_the_role_last_read(tmp_path
     with pytest.raises(GitError, match="reading the writer role from"):
         _fence(tmp_path, git_remote, "A", "fresh").claim()  # nothing known locally: an error, not a guess
     away.rename(git_remote)
+
+
+def test_role_commits_are_signed_with_the_signing_key(tmp_path: Path, git_remote: Path) -> None:
+    """promote's role commit goes onto the applied branch: an applier that verifies signatures must accept it."""
+    from kubedr.signing import Signer
+    from tests.sshkeys import allowed_signers, make_key, verify_commit
+
+    repo_init.init_repo(str(git_remote), writer="A")
+    key, other = make_key(tmp_path, "kubedr"), make_key(tmp_path, "other")
+    with Branch(str(git_remote), signer=Signer(key)) as branch:
+        branch.fetch()
+        sha = branch.commit_file(roles.WRITER_PATH, roles.dump(roles.successor(branch.writer(), "B", "t")), "p\n")
+        branch.push(sha)
+    assert verify_commit(git_remote, sha, allowed_signers(tmp_path / "ok", kubedr=key)).returncode == 0
+    assert verify_commit(git_remote, sha, allowed_signers(tmp_path / "no", other=other)).returncode != 0
+    with Branch(str(git_remote)) as unsigned:  # without a key nothing is signed, and nothing verifies
+        unsigned.fetch()
+        plain = unsigned.commit_file("x.yaml", b"x: 1\n", "x\n")
+        unsigned.push(plain, "refs/heads/plain")
+    assert verify_commit(git_remote, plain, allowed_signers(tmp_path / "ok2", kubedr=key)).returncode != 0
