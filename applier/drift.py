@@ -287,6 +287,9 @@ class Drift:
         """Look at each suspect under the engine's lock: baseline it, clear it, or record it as drifted."""
         items = sorted((ref, self.desired[ref]) for ref in suspects
                        if ref in self.desired and self.desired[ref] not in self.failed)
+        # A first look without the lock: most suspects are kubedr's own applies echoed by the watch, and holding
+        # the lock for their GETs would delay the next round (p99 replication latency 250 -> 650-900 ms).
+        items = [item for item in items if self._needs_a_locked_look(item[0])]
         if not items:
             return
         with self.engine.lock:
@@ -314,6 +317,17 @@ class Drift:
                 elif outcome.result is not None:
                     self._record(*outcome.result)
         self._dirty = True
+
+    def _needs_a_locked_look(self, ref: ObjectRef) -> bool:
+        """No baseline, drifted before, gone, or differing now: only then confirm (or clear) under the lock."""
+        base = self.baselines.get(ref)
+        if base is None or ref in self.drifted:
+            return True
+        try:
+            live = self.engine.applier.get_live(ref)
+        except Exception:  # noqa: BLE001 - the locked look reports what is wrong
+            return True
+        return live is None or bool(self._differences(base, live)[0])
 
     def _record(self, ref: ObjectRef, path: str, found: list[str], writers: list[str]) -> None:
         now = time.time()
