@@ -10,10 +10,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import yaml
 from kubedr.applier.decode import Maps
 
-POLICY_PATH = ".kubedr/policy.yaml"
+from kubedr import policyfile
+from kubedr.policyfile import POLICY_PATH
 
 
 class PolicyError(Exception):
@@ -54,14 +54,9 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 def parse(data: bytes) -> dict[str, Any]:
     """The apply section as Settings field -> value; PolicyError names the bad key."""
     try:
-        doc = yaml.safe_load(data) or {}
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"invalid YAML: {' '.join(str(exc).split())}") from exc
-    section = doc.get("apply") if isinstance(doc, dict) else None
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise PolicyError("apply: expected a mapping")
+        section = policyfile.section(data, "apply")
+    except policyfile.PolicyFileError as exc:
+        raise PolicyError(str(exc)) from exc
     out: dict[str, Any] = {}
     for key, value in section.items():
         if key not in FIELDS or value is None:

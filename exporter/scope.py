@@ -18,10 +18,11 @@ from typing import Any
 import yaml
 from kubedr.exporter.events import ResourceType
 
+from kubedr import policyfile
 from kubedr.contract import ObjectRef
+from kubedr.policyfile import POLICY_PATH
 from kubedr.selectors import SelectorError, label_matcher
 
-POLICY_PATH = ".kubedr/policy.yaml"
 SCOPE_PATH = ".kubedr/export-scope.yaml"  # written by the exporter: the scope in force
 SCOPE_TRAILER = "Kubedr-Scope"
 
@@ -77,17 +78,10 @@ SETTINGS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], Any]] = {
 
 def parse_policy(data: bytes | None) -> dict[str, Any]:
     """The policy's export section as setting -> value; ScopeError names the bad key."""
-    if not data:
-        return {}
     try:
-        doc = yaml.safe_load(data) or {}
-    except yaml.YAMLError as exc:
-        raise ScopeError(f"{POLICY_PATH}: invalid YAML: {' '.join(str(exc).split())}") from exc
-    section = doc.get("export") if isinstance(doc, dict) else None
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise ScopeError(f"{POLICY_PATH}: export: expected a mapping")
+        section = policyfile.section(data, "export")
+    except policyfile.PolicyFileError as exc:
+        raise ScopeError(f"{POLICY_PATH}: {exc}") from exc
     out: dict[str, Any] = {}
     for name, (keys, convert, _) in SETTINGS.items():
         for key in keys:

@@ -20,11 +20,11 @@ from typing import Any
 import yaml
 
 from kubedr.config import UsageError
+from kubedr.policyfile import POLICY_PATH
 
 log = logging.getLogger("kubedr.init")
 
 TEMPLATE = Path(__file__).resolve().parent / "repo_template"
-POLICY_PATH = ".kubedr/policy.yaml"
 COMMIT_MESSAGE = "init: kubedr config repo from the template\n\nREADME for auditors, .kubedr/policy.yaml, .gitattributes"
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 

@@ -1,0 +1,29 @@
+"""The config repo's policy file: one section per side (export, apply, trust), read by exporter and applier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+POLICY_PATH = ".kubedr/policy.yaml"
+
+
+class PolicyFileError(ValueError):
+    """The policy file does not parse, or a section is not a mapping; one line."""
+
+
+def section(data: bytes | None, name: str) -> dict[str, Any]:
+    """One section of the policy as a mapping, {} when the file or the section is absent."""
+    if not data:
+        return {}
+    try:
+        doc = yaml.safe_load(data) or {}
+    except yaml.YAMLError as exc:
+        raise PolicyFileError(f"invalid YAML: {' '.join(str(exc).split())}") from exc
+    found = doc.get(name) if isinstance(doc, dict) else None
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise PolicyFileError(f"{name}: expected a mapping")
+    return found
