@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables
+from kubedr.emulator import field_validation as _fv
+from kubedr.emulator import openapi as _openapi
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.k8s_schema import latest_version
 from kubedr.emulator.resources import ResourceType
@@ -41,14 +43,6 @@ PATCH_KINDS = {"application/merge-patch+json": "merge", "application/json-patch+
                "application/apply-patch+json": "apply"}
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-try:
-    from kubedr.emulator import openapi as _openapi
-except Exception:  # pragma: no cover - the openapi helper's module may be absent
-    _openapi = None
-try:
-    from kubedr.emulator import field_validation as _fv
-except Exception:  # pragma: no cover
-    _fv = None
 
 
 def _bool(q: dict, key: str) -> bool:
@@ -223,8 +217,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def _openapi(self, path: str) -> None:
         """/openapi/v2 and /openapi/v3[/<group-version>] from the openapi helper's documents."""
-        if _openapi is None:
-            raise errors.resource_not_found()
         store = self.server.store
         served = sorted({(rt.group, rt.version) for rt in store.types.values()})
         gv_paths = [f"apis/{g}/{v}" if g else f"api/{v}" for g, v in served]
@@ -357,7 +349,7 @@ class Handler(BaseHTTPRequestHandler):
     def _validate_fields(self, rt: ResourceType, q: dict, obj: object) -> None:
         """fieldValidation=Strict: unknown fields are a 400; Warn (the default): a Warning header per dropped field."""
         mode = _one(q, "fieldValidation") or "Warn"
-        if _fv is None or mode not in ("Strict", "Warn") or not rt.builtin or not isinstance(obj, dict):
+        if mode not in ("Strict", "Warn") or not rt.builtin or not isinstance(obj, dict):
             return
         paths = [p for p in _fv.unknown_fields(obj, rt.api_version, rt.kind) if "$" not in p]  # SMP directives
         if not paths:

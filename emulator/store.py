@@ -20,27 +20,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from kubedr.emulator import errors, immutable, resources, times
+from kubedr.emulator import field_validation as _fv
+from kubedr.emulator import managed_fields as _mf
+from kubedr.emulator import openapi as _openapi
+from kubedr.emulator import patch as _patch
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.resources import ResourceType
 
 from kubedr.selectors import SelectorError, field_matcher, label_matcher
-
-try:
-    from kubedr.emulator import field_validation as _fv
-except Exception:  # pragma: no cover
-    _fv = None
-try:  # the patch/SSA helper's modules; a minimal fallback keeps the store usable without them
-    from kubedr.emulator import patch as _patch
-except Exception:  # pragma: no cover - fallback while the module is absent or broken
-    _patch = None
-try:
-    from kubedr.emulator import managed_fields as _mf
-except Exception:  # pragma: no cover
-    _mf = None
-try:
-    from kubedr.emulator import openapi as _openapi
-except Exception:  # pragma: no cover
-    _openapi = None
 
 DEFAULT_MANAGER = "kubedr-emulator"
 META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
@@ -371,11 +358,8 @@ class Store:
             meta["managedFields"] = old["metadata"].get("managedFields") or []
         elif incoming and incoming == [{}]:
             meta["managedFields"] = []
-        if _mf is not None:
-            meta["managedFields"] = _mf.track_update(old, new, manager, rt.api_version, rt.kind, now_iso(),
-                                                     subresource=subresource)
-        else:
-            meta["managedFields"] = _fallback_track(old, new, manager, rt.api_version, subresource)
+        meta["managedFields"] = _mf.track_update(old, new, manager, rt.api_version, rt.kind, now_iso(),
+                                                 subresource=subresource)
         if not meta["managedFields"]:
             del meta["managedFields"]
 
@@ -858,9 +842,8 @@ class Store:
         for v in served:
             rt = resources.crd_resource(crd, v)
             self.register(rt)
-            if _openapi is not None:
-                schema = (v.get("schema") or {}).get("openAPIV3Schema")
-                _openapi.add_custom_resource(rt.group, rt.version, rt.kind, rt.plural, rt.namespaced, schema)
+            schema = (v.get("schema") or {}).get("openAPIV3Schema")
+            _openapi.add_custom_resource(rt.group, rt.version, rt.kind, rt.plural, rt.namespaced, schema)
 
     def _drop_crd(self, crd: dict) -> None:
         spec = crd["spec"]
@@ -872,9 +855,8 @@ class Store:
                     entry = self._entry(rt, ns, name)
                     if entry is not None:
                         self._delete_now(rt, entry)
-        if _openapi is not None:
-            for v in spec.get("versions") or ():
-                _openapi.remove_custom_resource(group, v["name"], spec["names"]["kind"])
+        for v in spec.get("versions") or ():
+            _openapi.remove_custom_resource(group, v["name"], spec["names"]["kind"])
         self.unregister(group, plural)
 
     # ------------------------------------------------------------------ reads
@@ -1127,28 +1109,24 @@ def _do_patch(base: dict, patch: object, patch_type: str, rt: ResourceType, kind
         if patch_type == "merge":
             return _merge(base, patch)
         if patch_type == "json":
-            if _patch is None:
-                raise errors.unsupported_media_type("application/json-patch+json", ("application/merge-patch+json",))
             if not isinstance(patch, list):
                 raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
             return _patch.json_patch(base, patch)
         if patch_type == "strategic":
             if not rt.builtin:
                 raise errors.unsupported_media_type("application/strategic-merge-patch+json", PATCH_TYPES_CR)
-            if _patch is None:
-                return _merge(base, patch)
             api_version = "autoscaling/v1" if kind == "Scale" else rt.api_version
             return _patch.strategic_merge_patch(base, patch, api_version, kind)
     except ApiError:
         raise
-    except Exception as exc:
-        if _patch is not None and isinstance(exc, getattr(_patch, "UnsupportedPatch", ())):
-            raise errors.unsupported_media_type("application/strategic-merge-patch+json", PATCH_TYPES_CR) from None
-        if _patch is not None and isinstance(exc, _patch.PatchError):
-            text = str(exc)
-            if "test" in text.lower() and "fail" in text.lower():
-                raise errors.ApiError(409, "Conflict", text) from None
-            raise errors.ApiError(422, "Invalid", text) from None
+    except _patch.UnsupportedPatch:
+        raise errors.unsupported_media_type("application/strategic-merge-patch+json", PATCH_TYPES_CR) from None
+    except _patch.PatchError as exc:
+        text = str(exc)
+        if "test" in text.lower() and "fail" in text.lower():
+            raise errors.ApiError(409, "Conflict", text) from None
+        raise errors.ApiError(422, "Invalid", text) from None
+    except Exception as exc:  # noqa: BLE001 - any other malformed patch: the apiserver answers 400
         raise errors.bad_request(str(exc)) from None
     raise errors.unsupported_media_type(patch_type, PATCH_TYPES)
 
@@ -1159,39 +1137,20 @@ PATCH_TYPES_CR = ("application/json-patch+json", "application/merge-patch+json",
 
 
 def _merge(target: object, patch: object) -> object:
-    if _patch is not None:
-        return _patch.merge_patch(target, patch)
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            result.pop(k, None)
-        else:
-            result[k] = _merge(result.get(k), v)
-    return result
+    return _patch.merge_patch(target, patch)
 
 
 def _server_side_apply(live: dict | None, config: dict, manager: str, force: bool, rt: ResourceType) -> dict:
-    if _mf is None:
-        merged = _merge(copy.deepcopy(live) if live else {}, config)
-        meta = merged.setdefault("metadata", {})
-        meta["managedFields"] = [f for f in (live or {}).get("metadata", {}).get("managedFields") or ()
-                                 if not (f.get("manager") == manager and f.get("operation") == "Apply")]
-        meta["managedFields"].insert(0, {"manager": manager, "operation": "Apply", "apiVersion": rt.api_version,
-                                         "time": now_iso(), "fieldsType": "FieldsV1",
-                                         "fieldsV1": _fields(config)})
-        return merged
     try:
         return _mf.server_side_apply(live, config, manager, force, rt.api_version, rt.kind, now_iso())
     except Exception as exc:
         conflicts = getattr(exc, "conflicts", None)
         if conflicts is None:
-            if _patch is not None and isinstance(exc, _patch.PatchError):
+            if isinstance(exc, _patch.PatchError):
                 raise errors.ApiError(422, "Invalid", str(exc)) from None
             if isinstance(exc, ApiError):
                 raise
-            if isinstance(exc, getattr(_mf, "FieldsError", ())):
+            if isinstance(exc, _mf.FieldsError):
                 raise typed_patch_error(config, rt, str(exc)) from None
             raise errors.bad_request(str(exc)) from None
         status = getattr(exc, "status", None)
@@ -1213,8 +1172,7 @@ def typed_patch_error(config: dict, rt: ResourceType, why: str) -> ApiError:
 
 def _prune(obj: dict, rt: ResourceType) -> None:
     """A built-in object holds only what its Go type has: unknown fields go, as the apiserver's decoder drops them."""
-    if _fv is not None:
-        _fv.prune_unknown(obj, rt.api_version, rt.kind)
+    _fv.prune_unknown(obj, rt.api_version, rt.kind)
 
 
 def apply_conflict(conflicts: Iterable, rt: ResourceType, live: dict | None) -> ApiError:
@@ -1234,28 +1192,3 @@ def apply_conflict(conflicts: Iterable, rt: ResourceType, live: dict | None) -> 
         message = f"Apply failed with {n} conflicts: " + "\n".join(f"{c['message']}: {c['field']}" for c in causes)
     return ApiError(409, "Conflict", message, {"causes": causes})
 
-
-def _fields(value: object) -> dict:
-    if not isinstance(value, dict):
-        return {}
-    return {f"f:{k}": _fields(v) for k, v in value.items() if k not in ("apiVersion", "kind")
-            and not (k == "metadata" and not isinstance(v, dict))}
-
-
-def _fallback_track(old: dict | None, new: dict, manager: str, api_version: str, subresource: str | None) -> list:
-    entries = [dict(f) for f in new["metadata"].get("managedFields") or ()]
-    body = {k: v for k, v in new.items() if k not in ("kind", "apiVersion", "metadata")}
-    meta = {k: v for k, v in new["metadata"].items() if k in ("labels", "annotations", "ownerReferences",
-                                                                "finalizers")}
-    if meta:
-        body["metadata"] = meta
-    fset = _fields(body)
-    entries = [f for f in entries if not (f.get("manager") == manager and f.get("operation") == "Update"
-                                          and f.get("subresource") == subresource)]
-    if fset:
-        entry = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": now_iso(),
-                 "fieldsType": "FieldsV1", "fieldsV1": fset}
-        if subresource:
-            entry["subresource"] = subresource
-        entries.append(entry)
-    return entries
