@@ -112,7 +112,12 @@ def test_service_reference_needs_ready_endpoints(emu: Emulator, tmp_path: Path) 
         emu.api.scale("apps/v1", "Deployment", "hook", 1, "shop")
 
         def served() -> bool:
-            eps = emu.api.get("v1", "Endpoints", "hook", "shop")
+            try:  # the endpoints controller makes the object a moment after the Service
+                eps = emu.api.get("v1", "Endpoints", "hook", "shop")
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+                return False
             return bool((eps.get("subsets") or [{}])[0].get("addresses"))
         wait_until(served, what="the Pod to be ready behind the Service")
         subset = emu.api.get("v1", "Endpoints", "hook", "shop")["subsets"][0]
