@@ -28,7 +28,7 @@ from kubedr.exporter.scope import SCOPE_PATH
 from kubedr.exporter.scoping import Scoper, scope_flags
 from kubedr.exporter.selection import Selection
 
-from kubedr import contract, observe, sanitize, signing
+from kubedr import config, contract, observe, sanitize
 from kubedr.config import UsageError
 from kubedr.kubeapi import ApiError, KubeHTTP
 
@@ -205,10 +205,7 @@ class Exporter:
         secrets, sealer = _secret_mode(args, self.store.prepare)
         api = api_client(args.kubeconfig, args.context, pool=128)  # one connection per watch
         self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
-        try:
-            self.store.use_signer(signing.load_signer(args.signing_key))
-        except signing.SigningError as exc:
-            raise UsageError(f"--signing-key: {exc}") from exc
+        self.store.use_signer(config.signer(args.signing_key))
         self.selection = Selection(None, ())
         self.recorder = Recorder(self.store.workdir, secrets, sealer)
         self.store.on_moved = self.recorder.digests.clear

@@ -37,6 +37,20 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def signer(path: str | None, required: str = "") -> Any:
+    """The kubedr.signing.Signer for a --signing-key flag (None without one, unless `required` says for what)."""
+    from kubedr import signing
+
+    if not path:
+        if required:
+            raise UsageError(f"{required}: --signing-key is required")
+        return None
+    try:
+        return signing.Signer(path)
+    except signing.SigningError as exc:
+        raise UsageError(f"--signing-key: {exc}") from exc
+
+
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Any
 
-from kubedr import roles, signing
+from kubedr import config, roles
 from kubedr.config import UsageError
 from kubedr.handover import Branch, Rejected, ago
 
@@ -49,10 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("kubedr promote: --repo and --cluster-name are required")
     me = _name(args.cluster_name)
     started = time.monotonic()
-    try:
-        signer = signing.load_signer(args.signing_key)
-    except signing.SigningError as exc:
-        raise UsageError(f"--signing-key: {exc}") from exc
+    signer = config.signer(args.signing_key)
     with Branch(args.repo, args.branch, signer) as branch:
         for _ in range(ATTEMPTS):
             try:

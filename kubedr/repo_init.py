@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from kubedr import config
 from kubedr.config import UsageError
 from kubedr.policyfile import POLICY_PATH
 
@@ -45,12 +46,8 @@ def run(args: argparse.Namespace) -> int:
     """Create or update the repo; print what was done."""
     if not args.repo:
         raise UsageError("init: --repo PATH|URL is required")
-    from kubedr import signing
 
-    try:
-        signer = signing.load_signer(args.signing_key)
-    except signing.SigningError as exc:
-        raise UsageError(f"--signing-key: {exc}") from exc
+    signer = config.signer(args.signing_key)
     result = init_repo(args.repo, branch=args.branch, force=args.force, push=not args.no_push,
                        sign_env=signer.git_config() if signer else None, writer=args.writer)
     print(result)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kubedr import contract, sealing, signing
+from kubedr import config, contract, sealing
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.sealing")
@@ -116,10 +116,7 @@ def _reseal(args: argparse.Namespace) -> int:
         raise UsageError(f"--repo {args.repo}: not a git working tree") from exc
     root = Path(repo.working_tree_dir or args.repo)
     recipients, identities = _recipients(args), _identities(args)
-    try:
-        signer = signing.load_signer(args.signing_key)
-    except signing.SigningError as exc:
-        raise UsageError(f"--signing-key: {exc}") from exc
+    signer = config.signer(args.signing_key)
     key = _digest_key(args)
     sealer = sealing.Sealer(recipients, key) if key else None
     changed: dict[str, bytes] = {}

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 
-from kubedr import signing
+from kubedr import config, signing
 from kubedr.config import UsageError
 from kubedr.remote import redact, scrub
 from kubedr.repo_init import is_remote
@@ -76,12 +76,7 @@ def _resolve(where: list[str], branch: str, commits: list[str]) -> list[str]:
 def _ack(args: argparse.Namespace, where: list[str]) -> int:
     if not args.commits:
         raise UsageError("trust ack: name the reviewed commit(s)")
-    if not args.signing_key:
-        raise UsageError("trust ack: --signing-key is required (an acknowledgement counts only when signed)")
-    try:
-        signer = signing.Signer(args.signing_key)
-    except signing.SigningError as exc:
-        raise UsageError(f"--signing-key: {exc}") from exc
+    signer = config.signer(args.signing_key, required="trust ack (an acknowledgement counts only when signed)")
     shas = _resolve(where, args.branch, args.commits)
     head = _git([*where, "rev-parse", f"refs/heads/{args.branch}"]).strip()
     subject = f"acknowledge {len(shas)} reviewed commit{'s' if len(shas) > 1 else ''}: " + \
