@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import wait_until
+from tests.conftest import stop_process, wait_until
 
 
 @dataclass
@@ -25,13 +25,8 @@ class _Running:
     listener: socket.socket | None = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc)
         if self.listener is not None:
             self.listener.close()
 

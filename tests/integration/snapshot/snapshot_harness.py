@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kubedr.emulator.tls import make_ca
 
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, stop_process, wait_until
 
 ETCD = "/usr/bin/etcd"
 
@@ -48,13 +48,7 @@ class Etcd:
             return False
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def start_etcd(tmp: Path, name: str = "cp-1", data_dir: Path | None = None, tls: dict[str, str] | None = None,
