@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kubedr.applier import recreate as rc
 from kubedr.applier.client import ApiError, Cluster
@@ -28,12 +29,36 @@ def cluster_owned(obj: dict[str, Any]) -> bool:
     return owned_by_cluster(obj) is not None
 
 
-@dataclass
-class Outcome:
-    """What happened to one item: the server's answer, or the one-line reason it failed."""
+class Action(enum.StrEnum):
+    """What kubedr did to one object (or, in a dry run, would do), as Flux's SSA change set names it."""
 
-    item: Any
-    result: dict[str, Any] | None = None
+    APPLIED = "applied"
+    RECREATED = "recreated"  # an immutable field changed: deleted and created again
+    WOULD_RECREATE = "would recreate"
+    DELETED = "deleted"  # pruned
+    GONE = "gone"  # to prune, but already absent
+    FOREIGN = "foreign"  # to prune, but without kubedr's label: left alone
+    CLUSTER_OWNED = "cluster-owned"  # to prune, but the target's control plane made its own: left alone
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One object applied: what was done, and the object as the server has (or would have) it."""
+
+    action: Action
+    live: dict[str, Any]
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Outcome(Generic[T, R]):
+    """One item of a stage: fn's result, or the one-line reason it failed (result None)."""
+
+    item: T
+    result: R | None = None
     error: str = ""
     reason: str = ""  # metric label: invalid, conflict, notfound, forbidden, server, ...
 
@@ -74,13 +99,15 @@ class Applier:
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         if self.dry_run if dry_run is None else dry_run:
             query["dryRun"] = "All"
-        return self.cluster.request("PATCH", resource.path(meta.get("namespace") or "", meta["name"]), obj,
-                                    query, "application/apply-patch+yaml")
+        answer: dict[str, Any] = self.cluster.request(
+            "PATCH", resource.path(meta.get("namespace") or "", meta["name"]), obj, query,
+            "application/apply-patch+yaml")
+        return answer
 
-    def apply_recreating(self, obj: dict[str, Any], allowed: bool = True) -> tuple[dict[str, Any], str]:
-        """Apply, recreating what the primary recreated; (answer, "recreated" | "would recreate" | "")."""
+    def apply_recreating(self, obj: dict[str, Any], allowed: bool = True) -> Applied:
+        """Apply, recreating what the primary recreated (an immutable field changed) when allowed."""
         try:
-            return self.apply_one(obj), ""
+            return Applied(Action.APPLIED, self.apply_one(obj))
         except ApiError as exc:
             server = rc.immutable_change(exc)
             if not server:
@@ -91,17 +118,17 @@ class Applier:
             raise rc.refused(why, server)
         live = self.get_live(ref, str(obj["apiVersion"]))
         if live is None:  # deleted meanwhile: a plain create
-            return self.apply_one(obj), ""
+            return Applied(Action.APPLIED, self.apply_one(obj))
         why = rc.refusal_for_live(ref, live)
         if why:
             raise rc.refused(why, server)
         if self.dry_run:
-            return {}, "would recreate"
+            return Applied(Action.WOULD_RECREATE, {})
         resource = self.cluster.resource_for(str(obj["apiVersion"]), ref.kind)
         assert resource is not None  # get_live found it
         self.delete_and_wait(resource.path(ref.namespace, ref.name), live["metadata"]["uid"],
                              rc.RECREATE[(ref.group, ref.kind)].propagation, self.recreate_timeout)
-        return self.apply_one(obj), "recreated"
+        return Applied(Action.RECREATED, self.apply_one(obj))
 
     def delete_and_wait(self, path: str, uid: str, propagation: str, timeout: float) -> None:
         """Delete exactly this uid and return once it is gone (404 or another uid), so the create cannot race it."""
@@ -139,11 +166,12 @@ class Applier:
         if resource is None:
             return None
         try:
-            return self.cluster.request("GET", resource.path(ref.namespace, ref.name))
+            live: dict[str, Any] = self.cluster.request("GET", resource.path(ref.namespace, ref.name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
+        return live
 
     def exists(self, ref: ObjectRef) -> bool:
         """Whether the object is on the cluster (its type not being served means it is not)."""
@@ -158,39 +186,39 @@ class Applier:
             raise
         return True
 
-    def delete_one(self, ref: ObjectRef) -> str:
-        """Delete an object kubedr applied: "deleted", "gone" (already absent), "foreign" (not kubedr's) or
-        "cluster-owned" (the target's control plane made its own, which must stay)."""
+    def delete_one(self, ref: ObjectRef) -> Action:
+        """Delete an object kubedr applied: DELETED, GONE (already absent), FOREIGN (not kubedr's) or
+        CLUSTER_OWNED (the target's control plane made its own, which must stay)."""
         resource = self.cluster.resource_of(ref)
         if resource is None:
-            return "gone"
+            return Action.GONE
         path = resource.path(ref.namespace, ref.name)
         try:
             live = self.cluster.request("GET", path)
         except ApiError as exc:
             if exc.status == 404:
-                return "gone"
+                return Action.GONE
             raise
         if ((live.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) != "true":
-            return "foreign"
+            return Action.FOREIGN
         if cluster_owned(live):  # e.g. a bootstrap ClusterRole an older export put in the repo
-            return "cluster-owned"
+            return Action.CLUSTER_OWNED
         if self.dry_run:
-            return "deleted"
+            return Action.DELETED
         try:
             self.cluster.request("DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1",
                                                    "propagationPolicy": "Background"})
         except ApiError as exc:
             if exc.status == 404:
-                return "gone"
+                return Action.GONE
             raise
-        return "deleted"
+        return Action.DELETED
 
     # ---- many ----------------------------------------------------------------------------------------------
 
-    def run_stage(self, items: list[Any], fn: Callable[[Any], Any]) -> list[Outcome]:
+    def run_stage(self, items: list[T], fn: Callable[[T], R]) -> list[Outcome[T, R]]:
         """Run fn over a stage's items concurrently; every item gets an Outcome, failures never raise."""
-        def one(item: Any) -> Outcome:
+        def one(item: T) -> Outcome[T, R]:
             try:
                 return Outcome(item, fn(item))
             except Exception as exc:  # one bad object never stops the rest

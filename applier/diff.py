@@ -10,7 +10,7 @@ import copy
 import difflib
 from typing import Any
 
-from kubedr.applier.apply import Applier
+from kubedr.applier.apply import Action, Applier
 from kubedr.applier.decode import Decoder
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import Engine
@@ -75,13 +75,13 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     def one(path: str) -> str:
         obj = decoder.decode(path, blobs[path])
         sent = copy.deepcopy(obj)
-        after, recreated = applier.apply_recreating(obj, s.recreate)
+        done = applier.apply_recreating(obj, s.recreate)
         ref = contract.ref_of(obj)
         live = applier.get_live(ref, obj["apiVersion"])
-        if recreated:  # an immutable field changed: the server cannot show the result; the manifest sent can
-            text = unified(path, normalize(live), normalize(sent))
-            return f"# {recreated} {ref} (immutable field changed)\n{text}" if text else ""
-        return unified(path, normalize(live), normalize(after))
+        if done.action is not Action.APPLIED:  # an immutable field changed: the server cannot show the result
+            text = unified(path, normalize(live), normalize(sent))  # the manifest sent can
+            return f"# {done.action} {ref} (immutable field changed)\n{text}" if text else ""
+        return unified(path, normalize(live), normalize(done.live))
 
     out: list[str] = []
     try:

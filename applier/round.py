@@ -17,7 +17,7 @@ from typing import Any
 
 import urllib3
 from kubedr.applier import order
-from kubedr.applier.apply import Applier, Outcome
+from kubedr.applier.apply import Action, Applied, Applier, Outcome
 from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
@@ -264,25 +264,25 @@ class Engine:
         new_namespaces = {path_ref[p].name for p in todo if path_ref[p].kind == "Namespace" and not
                           path_ref[p].group}
 
-        def apply_path(path: str) -> dict[str, Any]:
+        def apply_path(path: str) -> Applied:
             obj = decoder.decode(path, blobs.pop(path))
             try:
-                result, recreated = self.applier.apply_recreating(obj, s.recreate)
+                done = self.applier.apply_recreating(obj, s.recreate)
             except ApiError as exc:
                 # a dry run cannot create the namespace its objects go into; the server answers 404 for them
                 ns = path_ref[path].namespace
                 if s.dry_run and exc.status == 404 and ns in new_namespaces and f'"{ns}"' in str(exc):
-                    return {}
+                    return Applied(Action.APPLIED, {})
                 raise
-            if self.drift is not None and result and not s.dry_run:
-                self.drift.applied(path_ref[path], path, result)
-            if recreated:
-                line = f"{recreated} {path_ref[path]} (immutable field changed)"
+            if self.drift is not None and done.live and not s.dry_run:
+                self.drift.applied(path_ref[path], path, done.live)
+            if done.action is not Action.APPLIED:
+                line = f"{done.action} {path_ref[path]} (immutable field changed)"
                 report.recreated.append(line)
                 log.warning("%s", line)
                 if not s.dry_run:
                     observe.APPLY_OBJECTS.labels("recreate").inc()
-            return result
+            return done
 
         for stage, paths in order.plan((path_ref[p], p) for p in todo):
             outcomes = self.applier.run_stage(paths, apply_path)
@@ -358,14 +358,14 @@ class Engine:
                     observe.APPLY_FAILURES.labels(o.reason).inc()
                     log.error("delete failed: %s: %s", o.item.path, o.error)
                     continue
-                if o.result == "foreign":
+                if o.result is Action.FOREIGN:
                     log.warning("not deleting %s: it does not carry kubedr's label", o.item.display)
-                elif o.result == "cluster-owned":
+                elif o.result is Action.CLUSTER_OWNED:
                     log.warning("not deleting %s: the cluster's control plane makes it for itself; forgetting it",
                                 o.item.display)
-                elif o.result == "gone":
+                elif o.result is Action.GONE:
                     log.info(GHOST_LINE, o.item.display)
-                elif o.result == "deleted":
+                elif o.result is Action.DELETED:
                     report.deleted += 1
                     report.would_delete.append(o.item.path)
                     observe.APPLY_OBJECTS.labels("delete").inc()
@@ -390,7 +390,7 @@ class Engine:
         dropped = set(ghosts)
         return [r for r in gone if r not in dropped]
 
-    def _count(self, outcomes: list[Outcome], report: Report, failures: list[Failure], action: str) -> None:
+    def _count(self, outcomes: list[Outcome[str, Applied]], report: Report, failures: list[Failure], action: str) -> None:
         for o in outcomes:
             if o.error:
                 failures.append(Failure(o.item, o.error))

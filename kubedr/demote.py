@@ -20,11 +20,15 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kubedr import contract, roles
 from kubedr.config import UsageError
 from kubedr.handover import Branch
+
+if TYPE_CHECKING:
+    from kubedr.applier.client import Cluster
+    from kubedr.exporter.gitstore import GitStore
 
 log = logging.getLogger("kubedr.demote")
 VERBS = {"A": "create", "M": "update", "D": "delete"}
@@ -135,7 +139,7 @@ def set_aside(args: argparse.Namespace, me: str, writer: roles.Writer) -> str:
         store.close()
 
 
-def _move(store: Any, sha: str) -> None:
+def _move(store: GitStore, sha: str) -> None:
     """Point the clone's branch (and work tree) at sha."""
     store.git("update-ref", f"refs/heads/{store.branch}", sha)
     store.git("symbolic-ref", "HEAD", f"refs/heads/{store.branch}")
@@ -143,13 +147,13 @@ def _move(store: Any, sha: str) -> None:
     store._moved()
 
 
-def _name_status(store: Any, base: str, tip: str) -> list[tuple[str, str]]:
+def _name_status(store: GitStore, base: str, tip: str) -> list[tuple[str, str]]:
     out = store.git("diff", "--name-status", "-z", "--no-renames", base, tip)
     parts = [p for p in out.split("\0") if p]
     return [(s[0], p) for s, p in zip(parts[::2], parts[1::2], strict=True) if not p.startswith(".")]
 
 
-def _push_side(store: Any, me: str, writer: roles.Writer, base: str, tip: str, local: str,
+def _push_side(store: GitStore, me: str, writer: roles.Writer, base: str, tip: str, local: str,
                changes: list[tuple[str, str]]) -> str:
     """One commit (parent base, tree of tip) on a new side branch; an existing one with that tree is reused."""
     tree = store.git("rev-parse", f"{tip}^{{tree}}").strip()
@@ -170,8 +174,7 @@ def _push_side(store: Any, me: str, writer: roles.Writer, base: str, tip: str, l
             f"git diff {base[:12]} {name}", "", f"Base: {base} (the last commit {me} pushed)"]
     if local:
         body += ["Local commits never pushed:", *[f"  {ln}" for ln in local.splitlines()]]
-    body += ["Objects:", *[f"  {VERBS.get(s, s)} {contract.ref_of_path(p).display if contract.ref_of_path(p) else p}"
-                           for s, p in changes], ""]
+    body += ["Objects:", *[f"  {VERBS.get(s, s)} {_display(p)}" for s, p in changes], ""]
     body += [f"{roles.SOURCE_TRAILER}: {me}", *roles.trailers(writer)]
     sign = ["-S"] if store.signer is not None else []  # commit-tree ignores commit.gpgSign
     sha = store.git("commit-tree", *sign, tree, "-p", base, stdin=("\n".join(body) + "\n").encode()).strip()
@@ -180,7 +183,12 @@ def _push_side(store: Any, me: str, writer: roles.Writer, base: str, tip: str, l
     return name
 
 
-def _adopt(args: argparse.Namespace, store: Any, tip: str, tracking: str) -> list[contract.ObjectRef]:
+def _display(path: str) -> str:
+    ref = contract.ref_of_path(path)
+    return ref.display if ref else path
+
+
+def _adopt(args: argparse.Namespace, store: GitStore, tip: str, tracking: str) -> list[contract.ObjectRef]:
     """Mark live objects in scope that the branch lacks as kubedr's, so the standby round's prune may delete them."""
     from kubedr.applier.client import ApiError
     from kubedr.applier.decode import MANAGED_LABEL
@@ -209,7 +217,7 @@ def _adopt(args: argparse.Namespace, store: Any, tip: str, tracking: str) -> lis
     return refs
 
 
-def _cluster(args: argparse.Namespace) -> Any:
+def _cluster(args: argparse.Namespace) -> Cluster:
     from kubedr.applier.client import Cluster
     from kubedr.kube import api_client
 

@@ -121,7 +121,7 @@ LEADER_TRANSITIONS = Counter("kubedr_leader_transitions_total", "Times this proc
 
 class _Handler(BaseHTTPRequestHandler):
     live: Callable[[], bool] = staticmethod(lambda: True)
-    ready: Callable[[], bool] = staticmethod(lambda: True)
+    ready: Callable[[], bool | str] = staticmethod(lambda: True)
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
@@ -149,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(listen: str, live: Callable[[], bool] | None = None,
-          ready: Callable[[], bool] | None = None) -> ThreadingHTTPServer:
+          ready: Callable[[], bool | str] | None = None) -> ThreadingHTTPServer:
     """Serve metrics and probes on host:port in a daemon thread; port 0 picks a free one."""
     host, _, port = listen.rpartition(":")
     handler = type("Handler", (_Handler,), {

@@ -34,7 +34,7 @@ def _bootstrap_token(obj: Obj) -> bool:
 
 
 def _kube_root_ca(obj: Obj) -> bool:
-    return obj["metadata"].get("name") == "kube-root-ca.crt"
+    return bool(obj["metadata"].get("name") == "kube-root-ca.crt")
 
 
 @dataclass(frozen=True)

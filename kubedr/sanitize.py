@@ -184,7 +184,7 @@ RULES: tuple[StripRule, ...] = (
 # ---- keep predicates: (original object, concrete path, value) -> keep the field? ------------------------
 
 def _headless(obj: dict[str, Any], path: Path, value: Any) -> bool:
-    return value == "None" or value == ["None"]
+    return bool(value == "None" or value == ["None"])
 
 
 def _manual_selector(obj: dict[str, Any], path: Path, value: Any) -> bool:
@@ -201,7 +201,7 @@ def _not_token_ref(obj: dict[str, Any], path: Path, value: Any) -> bool:
     return not (name.startswith(prefix) and len(name) == len(prefix) + 5)
 
 
-def _fields_entry(fields: dict[str, Any], container: Any, step: str | int) -> dict[str, Any] | None:
+def _fields_entry(fields: dict[str, dict[str, Any]], container: Any, step: str | int) -> dict[str, Any] | None:
     """The managedFields (FieldsV1) node for one step below `container`, if the manager owns it."""
     if isinstance(step, str):
         return fields.get(f"f:{step}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 
 class SelectorError(ValueError):
     """A selector that does not parse; the API server answers it with 400 Bad Request."""
 
-Matcher = Callable[[dict], bool]
+Matcher = Callable[[dict[str, Any]], bool]
 _SET = re.compile(r"^\s*(!?)\s*([A-Za-z0-9._/-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
 _EQ = re.compile(r"^\s*([A-Za-z0-9._/-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)\s*$")
 
@@ -36,39 +37,38 @@ def label_matcher(expr: str | None) -> Matcher | None:
     """A predicate over an object's labels, or None when the selector selects everything."""
     if not expr or not expr.strip():
         return None
-    tests: list[Callable[[dict], bool]] = []
+    tests: list[tuple[str, str, frozenset[str]]] = []  # key, in | notin | exists | !exists, values
     for part in _split(expr):
         m = _EQ.match(part)
         if m:
             key, op, val = m.groups()
-            if op == "!=":
-                tests.append(lambda lb, k=key, v=val: lb.get(k) != v)
-            else:
-                tests.append(lambda lb, k=key, v=val: lb.get(k) == v)
+            tests.append((key, "notin" if op == "!=" else "in", frozenset([val])))
             continue
         m = _SET.match(part)
         if not m:
             raise SelectorError(f"unable to parse requirement: invalid label selector: {part.strip()!r}")
         neg, key, op, values = m.groups()
         if op:
-            vals = frozenset(v.strip() for v in values.split(",") if v.strip())
-            if op == "in":
-                tests.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
-            else:
-                tests.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
-        elif neg:
-            tests.append(lambda lb, k=key: k not in lb)
+            tests.append((key, op, frozenset(v.strip() for v in values.split(",") if v.strip())))
         else:
-            tests.append(lambda lb, k=key: k in lb)
+            tests.append((key, "!exists" if neg else "exists", frozenset()))
 
-    def match(obj: dict) -> bool:
+    def match(obj: dict[str, Any]) -> bool:
         labels = obj.get("metadata", {}).get("labels") or {}
-        return all(t(labels) for t in tests)
+        return all(_holds(labels, *t) for t in tests)
 
     return match
 
 
-def selector_matches(selector: dict | None, labels: dict) -> bool:
+def _holds(labels: dict[str, Any], key: str, op: str, values: frozenset[str]) -> bool:
+    if op == "in":
+        return labels.get(key) in values
+    if op == "notin":
+        return labels.get(key) not in values
+    return (key in labels) == (op == "exists")
+
+
+def selector_matches(selector: dict[str, Any] | None, labels: dict[str, Any]) -> bool:
     """A metav1.LabelSelector (matchLabels/matchExpressions) against labels; an empty selector matches all."""
     if not selector:
         return True
@@ -82,7 +82,7 @@ def selector_matches(selector: dict | None, labels: dict) -> bool:
     return True
 
 
-def _lookup(obj: dict, path: str) -> str:
+def _lookup(obj: dict[str, Any], path: str) -> str:
     cur: object = obj
     for part in path.split("."):
         cur = cur.get(part) if isinstance(cur, dict) else None
@@ -97,7 +97,7 @@ def field_matcher(expr: str | None, allowed: tuple[str, ...]) -> Matcher | None:
     """A predicate for fieldSelector; unknown fields are a 400 as on the real server."""
     if not expr or not expr.strip():
         return None
-    tests = []
+    tests: list[tuple[str, bool, str]] = []
     for part in _split(expr):
         m = re.match(r"^\s*([A-Za-z0-9._]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
         if not m:
@@ -107,7 +107,7 @@ def field_matcher(expr: str | None, allowed: tuple[str, ...]) -> Matcher | None:
             raise SelectorError(f'"{path}" is not a known field selector: only "metadata.name", "metadata.namespace"')
         tests.append((path, op == "!=", val))
 
-    def match(obj: dict) -> bool:
+    def match(obj: dict[str, Any]) -> bool:
         return all((_lookup(obj, p) != v) if neg else (_lookup(obj, p) == v) for p, neg, v in tests)
 
     return match

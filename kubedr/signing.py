@@ -68,6 +68,7 @@ class Signer:
             return _string(b"ssh-ed25519") + _string(key.sign(data))
         if isinstance(key, rsa.RSAPrivateKey):
             return _string(b"rsa-sha2-512") + _string(key.sign(data, padding.PKCS1v15(), hashes.SHA512()))
+        assert isinstance(key, ec.EllipticCurvePrivateKey)  # __init__ accepts these three kinds only
         name, digest = _CURVES[key.curve.name]
         r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
         return _string(f"ecdsa-sha2-{name}".encode()) + _string(_mpint(r) + _mpint(s))
