@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 from collections.abc import Iterator
@@ -28,9 +29,9 @@ class Store(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_stream(self, key: str) -> BinaryIO: ...
     def get_bytes(self, key: str) -> bytes: ...
-    def list(self, prefix: str) -> list[str]: ...
+    def list(self, prefix: str) -> builtins.list[str]: ...
     def size(self, key: str) -> int: ...
-    def delete(self, keys: list[str]) -> None: ...
+    def delete(self, keys: builtins.list[str]) -> None: ...
 
 
 class DirStore:
@@ -92,13 +93,13 @@ class DirStore:
         except FileNotFoundError as exc:
             raise StoreError(f"{self.url}: object {key} not found") from exc
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         base = self._path(prefix) if prefix.strip("/") else self.root
         if not base.is_dir():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         for key in keys:
             self._path(key).unlink(missing_ok=True)
         for key in keys:  # drop directories left empty, up to the store root
@@ -215,7 +216,7 @@ class S3Store:
         except Exception as exc:
             raise self._fail("head", key, exc) from exc
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         full = self._key(prefix)
         if full and not full.endswith("/"):
             full += "/"
@@ -228,7 +229,7 @@ class S3Store:
         cut = len(self.prefix) + 1 if self.prefix else 0
         return sorted(k[cut:] for k in keys)
 
-    def abort_uploads(self, prefix: str, older_than: float) -> list[str]:
+    def abort_uploads(self, prefix: str, older_than: float) -> builtins.list[str]:
         """Abort multipart uploads under prefix started more than older_than seconds ago (killed saves)."""
         import datetime as dt
 
@@ -246,7 +247,7 @@ class S3Store:
             raise self._fail("abort uploads under", prefix, exc) from exc
         return aborted
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         # one DeleteObject per key: DeleteObjects needs a checksum some S3 implementations reject
         for key in keys:
             try:
