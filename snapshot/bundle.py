@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import pyrage
-from kubedr.snapshot.store import Store
+from kubedr.snapshot.store import Reader, Store
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -73,7 +73,7 @@ class Written:
 class _HashingReader:
     """Reads through, hashing and counting; optionally reports progress."""
 
-    def __init__(self, reader: BinaryIO, progress: Progress | None = None, hashed: bool = True) -> None:
+    def __init__(self, reader: Reader, progress: Progress | None = None, hashed: bool = True) -> None:
         self.reader, self.progress = reader, progress
         self.hash = hashlib.sha256() if hashed else None
         self.total = 0
@@ -163,7 +163,9 @@ def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dic
           progress: Progress | None) -> None:
     comp = _compressor(out, compression)
     # "w", not the "w|" stream mode: it writes straight through instead of re-buffering every block
-    with tarfile.open(fileobj=comp, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
+    # copybufsize is TarFile's own argument, which typeshed's open() does not list
+    with tarfile.open(fileobj=comp, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                      copybufsize=CHUNK) as tar:
         for e in entries:
             info = tarfile.TarInfo(e.name)
             info.uid = info.gid = 0
@@ -179,7 +181,7 @@ def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dic
                 info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), stat.S_IMODE(st.st_mode)
                 with open(e.path, "rb") as fh:
                     reader = _HashingReader(fh, progress, hashed=e.sha256 is None)
-                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                    tar.addfile(info, reader)
                 if reader.total != info.size:
                     raise BundleError(f"{e.path}: changed size while being bundled")
                 sha = e.sha256 or reader.hash.hexdigest()  # type: ignore[union-attr]
@@ -227,7 +229,7 @@ def write(store: Store, key: str, entries: Iterable[Entry], recipients: list[Any
     try:
         with store.writer(key) as out:
             stored = _HashingWriter(out)
-            pyrage.encrypt_io(r1, stored, recipients)
+            pyrage.encrypt_io(r1, stored, recipients)  # type: ignore[arg-type]  # any file-like; stubs say Buffered
             packer.join()
             if packer.error is not None:  # raised inside the block: the object is not committed
                 raise BundleError(f"{store.url}/{key}: packing failed: {packer.error}") from packer.error
@@ -258,10 +260,10 @@ def _decompressor(reader: io.BufferedReader) -> BinaryIO:
     if head.startswith(ZSTD_MAGIC):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(reader, read_size=CHUNK)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(reader, read_size=CHUNK)
     if head.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=reader, mode="rb")  # type: ignore[return-value]
-    return reader  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=reader, mode="rb")  # type: ignore[return-value]  # a BufferedIOBase
+    return reader
 
 
 def _unpack(reader: io.BufferedReader, dest: Path, progress: Progress | None) -> dict[str, dict[str, Any]]:
@@ -318,17 +320,18 @@ def read(store: Store, key: str, identities: list[Any], dest: Path, progress: Pr
         _close(source)
 
 
-def _read(source: BinaryIO, where: str, identities: list[Any], dest: Path, progress: Progress | None,
+def _read(source: Reader, where: str, identities: list[Any], dest: Path, progress: Progress | None,
           expect: tuple[int, str] | None) -> Read:
     hashed = _HashingReader(source)
     r, w = _pipe()
-    decrypter = _Stage("bundle-decrypt", lambda: pyrage.decrypt_io(hashed, w, identities), lambda: _close(w))
+    decrypter = _Stage("bundle-decrypt", lambda: pyrage.decrypt_io(hashed, w, identities),  # type: ignore[arg-type]
+                       lambda: _close(w))  # pyrage reads and writes any file-like; its stubs say BufferedIOBase
     decrypter.start()
     files: dict[str, dict[str, Any]] = {}
     unpack_error: BaseException | None = None
     try:
-        buffered = io.BufferedReader(r, buffer_size=CHUNK) if not isinstance(r, io.BufferedReader) else r
-        files = _unpack(buffered, dest, progress)
+        assert isinstance(r, io.BufferedReader)  # os.fdopen with a buffer size
+        files = _unpack(r, dest, progress)
         while r.read(CHUNK):  # drain what follows the tar so the decrypter reaches the end
             pass
     except BaseException as exc:  # decided below, after the decrypter has spoken

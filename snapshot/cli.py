@@ -13,6 +13,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kubedr.snapshot import bundle, cutover, etcd, keys, manifest, preflight, restore, retention, save
 from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
@@ -36,7 +37,7 @@ STORED = ALL
 
 # dest -> (flags, argparse keywords, actions that take it). Every option also sits on the `snapshot` parser
 # so $KUBEDR_<DEST> and the config file's `snapshot:` section can set it (kubedr.config reads that parser).
-OPTIONS: dict[str, tuple[tuple[str, ...], dict, tuple[str, ...]]] = {
+OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any], tuple[str, ...]]] = {
     "store": (("--store",), {"help": "directory, file:// URL or s3://bucket/prefix"}, STORED),
     "cluster": (("--cluster",), {"help": "cluster name: snapshots live under <store>/<cluster>/ (default "
                                  "kubernetes)"}, STORED),
@@ -262,7 +263,7 @@ def _set_id(args: argparse.Namespace) -> str | None:
     if args.set_id:
         if not manifest.id_time(args.set_id) and not manifest.CLUSTER_NAME.match(args.set_id):
             raise UsageError(f"--set-id {args.set_id!r}: use letters, digits, '.', '_' or '-'")
-        return args.set_id
+        return str(args.set_id)
     if not args.set_window:
         return None
     window = int(retention.parse_duration(args.set_window).total_seconds())
@@ -324,15 +325,17 @@ def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
     target_root = Path(args.target_root).absolute() if args.target_root else None
     if args.cutover and target_root is None:
         raise UsageError("snapshot restore --cutover: --target-root is required (/ on the node)")
-    if args.cutover:
-        current = cutover.current_data_dir(target_root)
+    cut_root = target_root if args.cutover else None  # cutting over into this root
+    current: Path | None = None
+    if cut_root is not None:
+        current = cutover.current_data_dir(cut_root)
         data_dir = Path(args.data_dir).absolute() if args.data_dir else current
-        if not data_dir.is_relative_to(target_root):
+        if not data_dir.is_relative_to(cut_root):
             raise UsageError(f"--data-dir {data_dir}: must be under --target-root {target_root} with --cutover")
     elif not args.data_dir:
         raise UsageError("snapshot restore: --data-dir is required (a new etcd data dir), or use --cutover")
     else:
-        data_dir, current = Path(args.data_dir).absolute(), None
+        data_dir = Path(args.data_dir).absolute()
     req = restore.RestoreRequest(
         data_dir=data_dir, target_root=target_root, name=args.name, node=_node(args),
         peer_urls=_csv(args.peer_urls) or None, initial_cluster=_initial_cluster(args.initial_cluster),
@@ -341,7 +344,7 @@ def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
         reuse_data_dir=data_dir == current)
     identities = keys.load_identities(args.identity)
     m = manifest.find(store, cluster, args.id)
-    if args.cutover and (done := cutover.finished(target_root, m.id)):
+    if cut_root is not None and (done := cutover.finished(cut_root, m.id)):
         print(done)
         return 0
     checks = restore.check(m, req, preflight.target_cluster_config(args.kubeadm_config, target_root))
@@ -357,15 +360,15 @@ def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
             files = []  # forced past a set without this node's files: only etcd is restored
         plan = restore.make_plan(m, staging, req, files, files_dir, checks)
         print("\n".join(plan.lines()))
-        if args.cutover:
+        if cut_root is not None and current is not None:
             print(f"  then cut over: manifests aside, wait for etcd and kube-apiserver to stop, keep {current} "
                   f"as {current.name}.kubedr-<time>, place the member and files, point etcd.yaml at {data_dir}, "
                   "start, wait for etcd health")
         if args.dry_run:
             print("dry run: nothing changed")
             return 0
-        if args.cutover:
-            done = cutover.Cutover(plan, target_root, args.cutover_timeout or 300.0).run()
+        if cut_root is not None:
+            done = cutover.Cutover(plan, cut_root, args.cutover_timeout or 300.0).run()
             print(done)
             return 0
         restore.execute(plan)

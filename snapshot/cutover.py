@@ -14,8 +14,10 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -69,7 +71,7 @@ def _write_journal(root: Path, j: Journal) -> None:
     os.replace(tmp, path)
 
 
-def _pod(path: Path) -> dict:
+def _pod(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -79,7 +81,7 @@ def _pod(path: Path) -> dict:
     return doc
 
 
-def _flags(pod: dict) -> dict[str, str]:
+def _flags(pod: dict[str, Any]) -> dict[str, str]:
     """--name=value flags of the first container's command."""
     out: dict[str, str] = {}
     for c in (pod.get("spec", {}).get("containers") or [{}])[:1]:
@@ -90,7 +92,7 @@ def _flags(pod: dict) -> dict[str, str]:
     return out
 
 
-def etcd_data_dir(pod: dict, where: Path) -> Path:
+def etcd_data_dir(pod: dict[str, Any], where: Path) -> Path:
     """The host path of etcd's data volume in etcd.yaml."""
     for v in pod.get("spec", {}).get("volumes") or []:
         if v.get("name") == ETCD_VOLUME and (v.get("hostPath") or {}).get("path"):
@@ -98,7 +100,7 @@ def etcd_data_dir(pod: dict, where: Path) -> Path:
     raise CutoverError(f"{where}: no {ETCD_VOLUME} hostPath volume: not a kubeadm etcd manifest")
 
 
-def point_at(pod: dict, data_dir: Path, root: Path) -> dict:
+def point_at(pod: dict[str, Any], data_dir: Path, root: Path) -> dict[str, Any]:
     """etcd.yaml with its data volume's hostPath at data_dir (given under root, written as the node sees it)."""
     for v in pod["spec"]["volumes"]:
         if v.get("name") == ETCD_VOLUME:
@@ -136,7 +138,7 @@ def _listening(addr: tuple[str, int]) -> bool:
         return False
 
 
-def _wait(what: str, done, timeout: float) -> None:
+def _wait(what: str, done: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() > deadline:
@@ -149,7 +151,8 @@ def _etcd_client(manifests: Path, root: Path) -> etcd.Client:
     urls = (f.get("advertise-client-urls") or f.get("listen-client-urls") or "https://127.0.0.1:2379").split(",")
     tls = etcd.kubeadm_tls(root / "etc/kubernetes/pki")
     https = urls[0].startswith("https://")
-    return etcd.Client((urls[0],), *(tls if https and tls else (None, None, None)), timeout="5s")
+    cacert, cert, key = tls if https and tls else (None, None, None)
+    return etcd.Client((urls[0],), cacert, cert, key, timeout="5s")
 
 
 @dataclass

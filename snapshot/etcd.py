@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # kubeadm's client certificate choices under pki/etcd, best first
 KUBEADM_CLIENT_CERTS = (("healthcheck-client.crt", "healthcheck-client.key"), ("server.crt", "server.key"))
@@ -213,7 +214,7 @@ def member(client: Client) -> Member:
     mid = int(header.get("member_id", 0))
     members = json.loads(_run(["etcdctl", *single, "member", "list", "-w", "json"], "etcdctl member list"))
     listed = members.get("members", [])
-    me = next((m for m in listed if int(m.get("ID", 0)) == mid), {})
+    me: dict[str, Any] = next((m for m in listed if int(m.get("ID", 0)) == mid), {})
     return Member(name=me.get("name", ""), peer_urls=list(me.get("peerURLs", [])),
                   version=status_doc.get("version", ""), member_id=f"{mid:x}",
                   cluster_id=f"{int(header.get('cluster_id', 0)):x}",

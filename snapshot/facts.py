@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -36,9 +37,9 @@ def kubeconfig_endpoint(path: Path) -> str:
     """host:port of the current cluster's server in a kubeconfig (kubeadm writes the control-plane endpoint)."""
     try:
         doc = yaml.safe_load(path.read_text()) or {}
-        current = next((c["context"] for c in doc.get("contexts") or [] if c.get("name") == doc.get("current-context")),
+        current: dict[str, Any] = next((c["context"] for c in doc.get("contexts") or [] if c.get("name") == doc.get("current-context")),
                        {})
-        cluster = next((c["cluster"] for c in doc.get("clusters") or []
+        cluster: dict[str, Any] = next((c["cluster"] for c in doc.get("clusters") or []
                         if not current or c.get("name") == current.get("cluster")), {})
         return host_port(cluster.get("server", ""))
     except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):

@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubedr.snapshot.bundle import Entry
 
@@ -102,13 +103,13 @@ class ApiFacts:
     entries: list[Entry] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
     control_plane: list[str] = field(default_factory=list)
-    cluster_configuration: dict = field(default_factory=dict)
+    cluster_configuration: dict[str, Any] = field(default_factory=dict)
 
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
-def cluster_configuration(configmap_data: dict | None) -> dict:
+def cluster_configuration(configmap_data: dict[str, Any] | None) -> dict[str, Any]:
     """kubeadm's ClusterConfiguration from the kubeadm-config ConfigMap's data, {} when absent or unreadable."""
     import yaml
 
@@ -146,9 +147,9 @@ def cluster_facts(kubeconfig: str | None) -> ApiFacts:
         log.warning("kubeadm-config ConfigMap not read (%s): not included", _first_line(exc))
     try:
         nodes = core.list_node(_request_timeout=(5, 30))
-        out.nodes = sorted(n.metadata.name for n in nodes.items)
-        out.control_plane = sorted(n.metadata.name for n in nodes.items
-                                   if set(n.metadata.labels or {}) & set(CONTROL_PLANE_LABELS))
+        metas = [n.metadata for n in nodes.items if n.metadata and n.metadata.name]
+        out.nodes = sorted(str(m.name) for m in metas)
+        out.control_plane = sorted(str(m.name) for m in metas if set(m.labels or {}) & set(CONTROL_PLANE_LABELS))
         out.entries.append(Entry(f"{CLUSTER_PREFIX}/nodes.json", mode=0o644,
                                  data=json.dumps(api.sanitize_for_serialization(nodes), indent=2).encode()))
     except Exception as exc:
@@ -156,7 +157,7 @@ def cluster_facts(kubeconfig: str | None) -> ApiFacts:
     return out
 
 
-def read_cluster_configuration(kubeconfig: str) -> dict:
+def read_cluster_configuration(kubeconfig: str) -> dict[str, Any]:
     """The ClusterConfiguration of the cluster a kubeconfig points at; {} when the API does not answer."""
     try:
         from kubernetes import client

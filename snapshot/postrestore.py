@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("kubedr.snapshot")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets on the pod template
@@ -42,14 +43,14 @@ class Summary:
         return out
 
 
-def _items(api: client.AppsV1Api, kind: str, namespaces: list[str] | None) -> list:
+def _items(api: client.AppsV1Api, kind: str, namespaces: list[str] | None) -> list[Any]:
     every, one, _ = KINDS[kind]
     if not namespaces:
-        return getattr(api, every)().items
+        return list(getattr(api, every)().items)
     return [o for ns in namespaces for o in getattr(api, one)(ns).items]
 
 
-def _restart(api: client.AppsV1Api, kind: str, obj, snapshot_id: str, now: str, force: bool, out: Summary) -> None:
+def _restart(api: client.AppsV1Api, kind: str, obj: Any, snapshot_id: str, now: str, force: bool, out: Summary) -> None:
     name = f"{kind} {obj.metadata.namespace}/{obj.metadata.name}"
     if (obj.metadata.annotations or {}).get(MARK) == snapshot_id and not force:
         out.skipped.append(f"{name} (already restarted for {snapshot_id})")
@@ -71,7 +72,7 @@ def run(api_client: client.ApiClient, recorded_nodes: list[str], snapshot_id: st
     """Compare nodes, rollout-restart workloads and delete Pods bound to nodes that do not exist; re-runnable."""
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     out = Summary()
-    nodes = {n.metadata.name for n in core.list_node().items}
+    nodes = {n.metadata.name for n in core.list_node().items if n.metadata and n.metadata.name}
     out.missing_nodes = sorted(set(recorded_nodes) - nodes)
     out.extra_nodes = sorted(nodes - set(recorded_nodes)) if recorded_nodes else []
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # Go's time.RFC3339, as kubectl writes it
@@ -86,10 +87,11 @@ def run(api_client: client.ApiClient, recorded_nodes: list[str], snapshot_id: st
     pods = [p for ns in namespaces for p in core.list_namespaced_pod(ns).items] if namespaces \
         else core.list_pod_for_all_namespaces().items
     for pod in pods:
-        if pod.spec.node_name and pod.spec.node_name not in nodes:
-            name = f"{pod.metadata.namespace}/{pod.metadata.name} (node {pod.spec.node_name})"
+        node, meta = pod.spec.node_name if pod.spec else None, pod.metadata
+        if node and node not in nodes and meta and meta.name and meta.namespace:
+            name = f"{meta.namespace}/{meta.name} (node {node})"
             try:  # no kubelet will confirm it: delete at once, as the pod garbage collector does
-                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+                core.delete_namespaced_pod(meta.name, meta.namespace, grace_period_seconds=0)
                 out.deleted_pods.append(name)
             except ApiException as exc:
                 if exc.status != 404:

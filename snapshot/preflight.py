@@ -6,6 +6,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubedr.snapshot import facts, kubeadm
 from kubedr.snapshot.manifest import Manifest
@@ -23,7 +24,7 @@ class Target:
     member: str  # the etcd member restored here
     initial_cluster: list[tuple[str, str]]  # (member, peer URL), one cluster for every member
     target_root: Path | None = None
-    cluster_config: dict | None = None  # this node's ClusterConfiguration, when readable
+    cluster_config: dict[str, Any] | None = None  # this node's ClusterConfiguration, when readable
     cluster_config_from: str = ""
 
 
@@ -38,7 +39,7 @@ class Result:
 def resolve(host: str) -> list[str]:
     """Addresses a host name resolves to on this node ([] when it does not)."""
     try:
-        return sorted({ai[4][0] for ai in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
+        return sorted({str(ai[4][0]) for ai in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)})
     except (socket.gaierror, UnicodeError):
         return []
 
@@ -150,7 +151,7 @@ def run(m: Manifest, t: Target, force: bool = False) -> Result:
     return out
 
 
-def target_cluster_config(path: str | None, target_root: Path | None) -> tuple[dict | None, str]:
+def target_cluster_config(path: str | None, target_root: Path | None) -> tuple[dict[str, Any] | None, str]:
     """This node's ClusterConfiguration: the file given, else its cluster's kubeadm-config via admin.conf."""
     import yaml
 

@@ -171,7 +171,7 @@ def initial_cluster(m: Manifest, req: RestoreRequest) -> tuple[str, list[tuple[s
     return name, recorded
 
 
-def check(m: Manifest, req: RestoreRequest, cluster_config: tuple[dict | None, str] = (None, "")) -> preflight.Result:
+def check(m: Manifest, req: RestoreRequest, cluster_config: tuple[dict[str, Any] | None, str] = (None, "")) -> preflight.Result:
     """The alias preflight for this restore: refuses (unless forced) before anything is read or touched."""
     name, cluster = initial_cluster(m, req)
     t = preflight.Target(node=req.node, member=name, initial_cluster=cluster, target_root=req.target_root,

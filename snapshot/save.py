@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedr.snapshot import bundle, etcd, facts, kubeadm, manifest, progress
+from kubedr.snapshot.manifest import Manifest, NodePart
 from kubedr.snapshot.store import Store, StoreError
 
 log = logging.getLogger("kubedr.snapshot")
@@ -41,10 +42,10 @@ class SaveRequest:
 
 @dataclass
 class Saved:
-    manifest: manifest.Manifest | None  # the set's manifest, when this node took the etcd snapshot
+    manifest: Manifest | None  # the set's manifest, when this node took the etcd snapshot
     seconds: float
     bundle_seconds: float
-    part: manifest.NodePart | None = None  # this node's files, when another node took it
+    part: NodePart | None = None  # this node's files, when another node took it
 
 
 def _version() -> str:
@@ -136,7 +137,7 @@ def _save_part(req: SaveRequest, sid: str, started: datetime, t0: float) -> Save
     return Saved(None, time.monotonic() - t0, time.monotonic() - t1, part)
 
 
-def _bundle_doc(written: bundle.Written, req: SaveRequest) -> dict:
+def _bundle_doc(written: bundle.Written, req: SaveRequest) -> dict[str, Any]:
     return {"key": manifest.BUNDLE, "size": written.size, "sha256": written.sha256,
             "compression": req.compression, "encryption": "age", "recipients": req.recipient_texts}
 

@@ -19,15 +19,27 @@ class StoreError(Exception):
     """The object store refused or lost an object; the message names it."""
 
 
+class Reader(Protocol):
+    """What is read in chunks: files, pipes, S3 response bodies."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Body(Reader, Protocol):
+    """A stored object being read: in chunks, then closed."""
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """Objects by key, streamed in and out; keys use '/' whatever the backend."""
 
     url: str
 
-    def put_stream(self, key: str, reader: BinaryIO) -> int: ...
+    def put_stream(self, key: str, reader: Reader) -> int: ...
     def writer(self, key: str) -> AbstractContextManager[BinaryIO]: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
-    def get_stream(self, key: str) -> BinaryIO: ...
+    def get_stream(self, key: str) -> Body: ...
     def get_bytes(self, key: str) -> bytes: ...
     def list(self, prefix: str) -> builtins.list[str]: ...
     def size(self, key: str) -> int: ...
@@ -55,7 +67,7 @@ class DirStore:
         tmp = path.with_name(path.name + ".partial")
         try:
             with open(tmp, "wb", buffering=CHUNK) as out:
-                yield out  # type: ignore[misc]
+                yield out
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
@@ -68,7 +80,7 @@ class DirStore:
         finally:
             os.close(fd)
 
-    def put_stream(self, key: str, reader: BinaryIO) -> int:
+    def put_stream(self, key: str, reader: Reader) -> int:
         with self.writer(key) as out:
             return copy_stream(reader, out)
 
@@ -148,10 +160,11 @@ class S3Store:
     def _fail(self, what: str, key: str, exc: Exception) -> StoreError:
         return StoreError(f"{self.url}: {what} {key}: {exc}")
 
-    def put_stream(self, key: str, reader: BinaryIO) -> int:
+    def put_stream(self, key: str, reader: Reader) -> int:
         counted = _Counting(reader)
-        try:
-            self.client.upload_fileobj(counted, self.bucket, self._key(key), Config=self.transfer)
+        try:  # boto3 only reads from it; its stubs ask for a whole IO
+            self.client.upload_fileobj(counted, self.bucket, self._key(key),  # type: ignore[arg-type]
+                                       Config=self.transfer)
         except Exception as exc:  # botocore raises many unrelated types
             raise self._fail("upload", key, exc) from exc
         return counted.total
@@ -165,7 +178,7 @@ class S3Store:
 
         def upload() -> None:
             try:
-                self.put_stream(key, reader)  # type: ignore[arg-type]
+                self.put_stream(key, reader)
             except BaseException as exc:  # reported by the writer below
                 failure.append(exc)
             finally:
@@ -175,7 +188,7 @@ class S3Store:
         thread.start()
         out = os.fdopen(w, "wb", buffering=CHUNK)
         try:
-            yield out  # type: ignore[misc]
+            yield out
             out.close()
         except BaseException as exc:
             reader.aborted = True  # the uploader fails its next read: a multipart upload is aborted
@@ -197,7 +210,7 @@ class S3Store:
         except Exception as exc:
             raise self._fail("upload", key, exc) from exc
 
-    def get_stream(self, key: str) -> BinaryIO:
+    def get_stream(self, key: str) -> Body:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except Exception as exc:
@@ -277,7 +290,7 @@ class _Abortable:
 class _Counting:
     """A reader that counts what passed through it."""
 
-    def __init__(self, reader: BinaryIO) -> None:
+    def __init__(self, reader: Reader) -> None:
         self.reader, self.total = reader, 0
 
     def read(self, n: int = -1) -> bytes:
@@ -300,7 +313,7 @@ def open_store(url: str, options: S3Options | None = None) -> Store:
     return DirStore(url)
 
 
-def copy_stream(reader: BinaryIO, writer: BinaryIO) -> int:
+def copy_stream(reader: Reader, writer: BinaryIO) -> int:
     """Copy in 1 MiB chunks; returns bytes copied."""
     total = 0
     while chunk := reader.read(CHUNK):
@@ -309,4 +322,4 @@ def copy_stream(reader: BinaryIO, writer: BinaryIO) -> int:
     return total
 
 
-__all__ = ["DirStore", "S3Options", "S3Store", "Store", "StoreError", "copy_stream", "open_store"]
+__all__ = ["Body", "DirStore", "Reader", "S3Options", "S3Store", "Store", "StoreError", "copy_stream", "open_store"]
