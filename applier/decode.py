@@ -58,7 +58,7 @@ class Validator:
         self._kv = kv
         versions = kv.all_versions()
         wanted = _minor(server_version.lstrip("v"))
-        usable = [v for v in versions if _minor(v) <= wanted] if wanted else []
+        usable = [v for v in versions if (_minor(v) or (0, 0)) <= wanted] if wanted else []
         self.version = usable[-1] if usable else versions[0]
         if wanted and not usable:
             log.info("validating against Kubernetes %s schemas (oldest bundled; cluster is %s)",

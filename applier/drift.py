@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubedr.applier.apply import FIELD_MANAGER
 from kubedr.applier.client import put_state
@@ -30,6 +30,9 @@ from kubedr.applier.status import load as load_status
 
 from kubedr import observe
 from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
+
+if TYPE_CHECKING:
+    from kubedr.applier.round import Engine
 
 log = logging.getLogger("kubedr.applier.drift")
 
@@ -87,7 +90,7 @@ class DriftSettings:
 class Drift:
     """Watches what kubedr applied, confirms drift under the engine's lock, heals with backoff, reports."""
 
-    def __init__(self, engine: Any, settings: DriftSettings) -> None:
+    def __init__(self, engine: Engine, settings: DriftSettings) -> None:
         from kubedr.kubeapi import KubeHTTP
 
         self.engine = engine

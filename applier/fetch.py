@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubedr.remote import redact, scrub
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger("kubedr.applier.fetch")
 # What a new commit changes in a git directory besides refs/ (objects are written before any of these),
@@ -63,7 +66,7 @@ class Source:
         self.branch = branch
         self.local = is_local(repo)
         self._changed = threading.Event()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         if self.local:
             self.gitdir = repo[len("file://"):] if repo.startswith("file://") else repo
             if not Path(self.gitdir).exists():

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubedr.applier.decode import Maps
 
 from kubedr import policyfile
 from kubedr.policyfile import POLICY_PATH
+
+if TYPE_CHECKING:
+    from kubedr.applier.round import Settings
 
 
 class PolicyError(Exception):
@@ -69,7 +72,7 @@ def parse(data: bytes) -> dict[str, Any]:
     return out
 
 
-def merge(settings: Any, policy: dict[str, Any]) -> Any:
+def merge(settings: Settings, policy: dict[str, Any]) -> Settings:
     """Settings with the policy's values for every field the operator did not set explicitly."""
     top: dict[str, Any] = {}
     maps: dict[str, Any] = {}

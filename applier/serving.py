@@ -85,8 +85,8 @@ def _compute(source: Source, target: str, maps: Maps) -> dict[ObjectRef, str]:
     callers: dict[ServiceRef, str] = {}
     for path, obj in _load(source, tree, [p for p, r in refs.items() if (r.group, r.kind) in SERVED_THROUGH]):
         ref = refs[path]
-        for svc in SERVED_THROUGH[(ref.group, ref.kind)](obj):
-            callers.setdefault(svc, f"{ref.kind} {ref.name}")
+        for called in SERVED_THROUGH[(ref.group, ref.kind)](obj):
+            callers.setdefault(called, f"{ref.kind} {ref.name}")
     if not callers:
         return {}
     namespaces = {ns for ns, _ in callers}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,9 +172,13 @@ def _patch(cluster: Cluster, api_version: str, plural: str, ns: str, name: str, 
                     "application/merge-patch+json")
 
 
-def _targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]) -> Any:
+Held = tuple[str, str, str, dict[str, Any], dict[str, Any]]  # api_version, plural, kind, live, spec to patch
+
+
+def _targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]) -> Iterator[Held]:
     """(api_version, plural, kind, live, spec to patch) for every held object; bad annotations go to failures."""
-    for ns in namespaces or [None]:
+    scopes: list[str | None] = list(namespaces) if namespaces else [None]  # None: every namespace
+    for ns in scopes:
         for api_version, kind, plural in SCALED + SUSPENDED:
             for obj in _list(cluster, api_version, plural, ns):
                 meta = obj["metadata"]
@@ -195,7 +200,7 @@ def _targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]
 
 def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
     """Bring workloads up to the primary's replicas, CronJobs and Jobs to the primary's suspend; (changed, failed)."""
-    changed, failures = 0, []
+    changed, failures = 0, list[str]()
     for api_version, plural, kind, obj, spec in _targets(cluster, namespaces, failures):
         meta = obj["metadata"]
         try:

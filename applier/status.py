@@ -60,7 +60,8 @@ class Status:
     images: dict[str, list[str]] = field(default_factory=dict)  # image -> objects using it (applier.images)
 
     def to_data(self) -> dict[str, str]:
-        iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
+        def iso(t: float) -> str:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""
         return {
             "commit": self.commit, "commitTime": iso(self.commit_time),
             "fullyApplied": self.fully_applied, "fullyAppliedCommitTime": iso(self.fully_applied_time),

@@ -97,9 +97,10 @@ class Fence:
             error = GitError(scrub(f"reading the writer role from {self.store.shown}: "
                                    f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode}",
                                    self.store.remote))
-            known = self._last_known()
-            if known is None:
+            last = self._last_known()
+            if last is None:
                 raise error
+            known = last
             log.warning("%s; exporting under the role last read (commits stay local until the remote is back)", error)
         try:
             writer = roles.read_writer(self.gitdir, known)
@@ -121,7 +122,7 @@ class Fence:
                 return ref
         return None
 
-    def _take(self, writer: roles.Writer | None) -> None:
+    def _take(self, writer: roles.Writer | None) -> str | None:
         self.held = writer
         return self._set(None)
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from kubedr.exporter.gittree import (
@@ -221,7 +221,7 @@ class GitStore:
         elif not self.is_ancestor(remote, local):
             self.rebase_onto_remote()
 
-    def _tracked_or_present(self):
+    def _tracked_or_present(self) -> Iterator[Path]:
         for p in self.workdir.iterdir():
             if p.name != ".git":
                 yield p
@@ -259,8 +259,9 @@ class GitStore:
         if self._tree is None:
             tree = TreeModel(ObjectStore(self.workdir / ".git"))
             tree.store.write("tree", b"")  # the empty tree an empty index refers to
-            if self.head():
-                tree.load(self.git("ls-tree", "-r", "-z", "--full-tree", self.head()))
+            head = self.head()
+            if head:
+                tree.load(self.git("ls-tree", "-r", "-z", "--full-tree", head))
             self._tree = tree
         return self._tree
 

@@ -161,10 +161,10 @@ def write_pack(pack_dir: str, objects: dict[str, tuple[str, bytes]]) -> str:
     idx += checksum
     idx += hashlib.sha1(idx, usedforsecurity=False).digest()
     base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
-    for suffix, data in ((".pack", body), (".idx", idx)):
+    for suffix, content in ((".pack", body), (".idx", idx)):
         tmp = f"{base}{suffix}.tmp{os.getpid()}"
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            fh.write(content)
         os.replace(tmp, base + suffix)
     return base
 

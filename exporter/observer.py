@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import urllib3
 from kubedr.exporter.coverage import Unwatched
@@ -70,7 +71,7 @@ class Observer:
         failed: set[str] = set()
         unwatched: list[Unwatched] = []
         preferred = {"": "v1"}
-        docs: list[tuple[str, str, dict]] = [("", "v1", self.http.get("/api/v1"))]
+        docs: list[tuple[str, str, dict[str, Any]]] = [("", "v1", self.http.get("/api/v1"))]
         for g in self.http.get("/apis").get("groups") or []:
             name = g["name"]
             versions = [v.get("version") or v.get("groupVersion", "").rpartition("/")[2]

@@ -72,7 +72,7 @@ class Pusher:
                     if self._withheld(received):  # the role moved: never rebase onto the new writer's work
                         return False
                     self.store.rebase_onto_remote()
-                    head = self.store.head()
+                    head = self.store.head() or head  # a rebase leaves a commit
             else:
                 raise GitError("remote keeps moving; will retry")
         except RemoteMoved:

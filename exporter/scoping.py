@@ -23,6 +23,7 @@ from kubedr.exporter.selection import Selection
 
 from kubedr import contract
 from kubedr.config import UsageError
+from kubedr.policyfile import POLICY_PATH
 
 log = logging.getLogger("kubedr.exporter")
 
@@ -45,7 +46,7 @@ class Scoper:
     def apply_policy(self, initial: bool = False) -> bool:
         """Read the repo policy's export section; take the new effective scope if it changed (True)."""
         try:
-            data = (self.store.workdir / scope.POLICY_PATH).read_bytes()
+            data = (self.store.workdir / POLICY_PATH).read_bytes()
         except OSError:
             data = None
         try:
@@ -60,7 +61,7 @@ class Scoper:
             new, rules = self.scope, []
         if new.origin["namespaces"] == "default":
             msg = (f"no namespaces chosen: give --namespaces a,b or --all-namespaces, or export.namespaces in the "
-                   f"repo's {scope.POLICY_PATH} ([] for all)")
+                   f"repo's {POLICY_PATH} ([] for all)")
             if initial:
                 raise UsageError(msg)
             log.error("%s; keeping the scope in force", msg)
@@ -96,7 +97,7 @@ class Scoper:
             if ref is not None:
                 keys.add((ref.group, ref.kind))
                 self.recorder.index[(ref.group, ref.kind)].add(path)
-        if scope.POLICY_PATH in paths or scope.SCOPE_PATH in paths:
+        if POLICY_PATH in paths or scope.SCOPE_PATH in paths:
             if self.apply_policy():
                 self.committer.hold(self.observer.refresh() | self.observer.relist(), "scope")
                 return

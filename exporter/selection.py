@@ -91,6 +91,10 @@ REFERENCES: dict[tuple[str, str], Callable[[dict[str, Any]], list[Target]]] = {
 }
 
 
+def _no_refs(obj: dict[str, Any]) -> list[Target]:
+    return []
+
+
 def parse_kinds(values: Iterable[str]) -> set[str]:
     """User-named kinds, lower-cased: `Node`, `nodes`, `APIService.apiregistration.k8s.io` all work."""
     return {v.strip().lower() for item in values for v in item.split(",") if v.strip()}
@@ -161,7 +165,7 @@ class Selection:
         return [(obj, not deleted and self.named_by_user(event.rtype) and self._admits(obj))]
 
     def _refs_of(self, obj: dict[str, Any], rtype: ResourceType) -> frozenset[Target]:
-        refs = list(REFERENCES.get(rtype.key, lambda o: [])(obj))
+        refs = list(REFERENCES.get(rtype.key, _no_refs)(obj))
         if rtype.group and rtype.namespaced:  # a custom resource depends on its CRD (no-op for built-ins)
             refs.append((*CRD_KEY, f"{rtype.plural}.{rtype.group}"))
         return frozenset(refs)
@@ -170,7 +174,7 @@ class Selection:
         key = (ref.group, ref.kind)
         wanted = not deleted and (DEPENDENCY_RULES[key](obj, self) or self._counts[(*key, ref.name)] > 0
                                   or self._user_named_key(key)) and self._admits(obj, by_labels=False)
-        refs = frozenset(REFERENCES.get(key, lambda o: [])(obj)) if wanted else frozenset()
+        refs = frozenset(REFERENCES.get(key, _no_refs)(obj)) if wanted else frozenset()
         return [(obj, wanted)] + self._set_refs(ref.path, refs)
 
     def _user_named_key(self, key: tuple[str, str]) -> bool:
@@ -215,7 +219,7 @@ class Selection:
                 out += self._cluster(obj, ref, True)
         type_dir = f"/{kind}.{group}/" if group else f"/{kind}/"
         for source in [s for s in self._sources if type_dir in s and s not in event.seen]:
-            ref = ref_of_path(source)
-            if ref is not None and (ref.group, ref.kind) == (group, kind):
+            named = ref_of_path(source)
+            if named is not None and (named.group, named.kind) == (group, kind):
                 out += self._set_refs(source, frozenset())
         return out

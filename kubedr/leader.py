@@ -331,14 +331,14 @@ def elected(api_client: client.ApiClient, namespace: str, name: str, identity: s
 _current: LeaderElector | None = None   # the election this process takes part in (one per process)
 
 
-def readiness(ready: Callable[[], bool]) -> Callable[[], bool]:
+def readiness(ready: Callable[[], bool | str]) -> Callable[[], bool | str]:
     """Wrap a /readyz check so a healthy spare is Ready too.
 
     A spare that waits for the Lease and can reach the API is exactly what a rollout or a node drain needs
     to see as Ready; if /readyz said "not ready" until it leads, the Deployment's rolling update (and a
     PodDisruptionBudget) would wait for it forever. The leader is Ready when `ready()` says so.
     """
-    def check() -> bool:
+    def check() -> bool | str:
         elector = _current
         if elector is not None and not elector.is_leader():
             return elector.healthy_spare()
