@@ -25,7 +25,7 @@ from kubedr.applier.client import put_state
 from kubedr.applier.decode import MANAGED_LABEL, Decoder, map_ref
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.applier.standby import Mode, hold
-from kubedr.applier.status import STATUS_CONFIGMAP
+from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
 from kubedr.applier.status import load as load_status
 
 from kubedr import observe
@@ -73,7 +73,7 @@ class Drifted:
     healed: float = 0.0  # monotonic time of the last heal
     writers: list[str] = field(default_factory=list)
 
-    def as_data(self) -> dict[str, Any]:
+    def as_data(self) -> DriftEntry:
         return {"object": self.ref.display, "path": self.path, "fields": self.fields, "since": round(self.since),
                 "heals": self.heals, "writers": self.writers}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from kubedr.applier.client import Cluster, get_state, put_state
 from kubedr.applier.standby import MODE_CONFIGMAP
@@ -26,6 +26,24 @@ def images_of(data: dict[str, str]) -> dict[str, list[str]]:
         return dict(json.loads(data.get("images") or "{}"))
     except ValueError:
         return {}
+
+
+class DriftEntry(TypedDict):
+    """One drifted object as the drift watch records it (applier.drift)."""
+
+    object: str
+    path: str
+    fields: list[str]
+    since: int
+    heals: int
+    writers: list[str]
+
+
+class StrayEntry(TypedDict):
+    """An object kubedr did not apply but its kinds are watched for (left in place), and who made it."""
+
+    object: str
+    madeBy: str
 
 
 @dataclass
@@ -115,29 +133,56 @@ def save(cluster: Cluster, status: Status) -> None:
     put_state(cluster, STATUS_CONFIGMAP, status.to_data())
 
 
-def read_status(api_client: Any) -> dict[str, Any]:
-    """For `kubedr status`: the applier's record and mode as plain data ({} when kubedr never applied)."""
+@dataclass
+class Record:
+    """What `kubedr status` shows of the secondary: the last round, the mode, and what the drift watch found."""
+
+    status: Status
+    mode: str = "standby"
+    active_namespaces: list[str] = field(default_factory=list)
+    mode_changed_at: str | None = None
+    # written by the daemon's drift watch (applier.drift), empty when it never ran
+    drift: list[DriftEntry] = field(default_factory=list)
+    strays: list[StrayEntry] = field(default_factory=list)
+    heal: str = ""
+    drift_watched: int = 0  # objects with a baseline
+    drift_started: float = 0.0  # when the watch started (unix time)
+    image_count: int = 0
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data, as `kubedr status --json` prints it."""
+        st = self.status
+        return {
+            "commit": st.commit, "commitTime": st.commit_time or None,
+            "fullyAppliedCommit": st.fully_applied, "fullyAppliedCommitTime": st.fully_applied_time or None,
+            "appliedAt": st.applied_at or None, "lagSeconds": st.lag,
+            "failures": [{"path": f.path, "reason": f.reason} for f in st.failures],
+            "mode": self.mode, "activeNamespaces": self.active_namespaces, "modeChangedAt": self.mode_changed_at,
+            "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted,
+            "drift": self.drift, "strays": self.strays, "heal": self.heal,
+            "driftWatched": self.drift_watched, "driftStarted": self.drift_started,
+            "exempt": st.exempt, "images": st.images, "imageCount": self.image_count,
+        }
+
+
+def read_record(api_client: Any) -> Record | None:
+    """For `kubedr status`: the applier's record and mode (None when kubedr never applied)."""
     cluster = Cluster(api_client)
     data = get_state(cluster, STATUS_CONFIGMAP)
     mode = get_state(cluster, MODE_CONFIGMAP) or {}
     if data is None and not mode:
-        return {}
-    st = Status.from_data(data or {})
-    return {
-        "commit": st.commit, "commitTime": st.commit_time or None,
-        "fullyAppliedCommit": st.fully_applied, "fullyAppliedCommitTime": st.fully_applied_time or None,
-        "appliedAt": st.applied_at or None, "lagSeconds": st.lag,
-        "failures": [{"path": f.path, "reason": f.reason} for f in st.failures],
-        "mode": mode.get("mode", "standby"),
-        "activeNamespaces": (mode.get("activeNamespaces") or "").split(),
-        "modeChangedAt": mode.get("changedAt"),
-        "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted,
-        # written by the daemon's drift watch (applier.drift), absent when it never ran
-        "drift": json.loads((data or {}).get("drift") or "[]"),
-        "strays": json.loads((data or {}).get("strays") or "[]"),
-        "heal": (data or {}).get("heal", ""),
-        "driftWatched": int((data or {}).get("driftWatched") or 0),
-        "driftStarted": float((data or {}).get("driftStarted") or 0),
-        "exempt": st.exempt,
-        "images": st.images, "imageCount": int((data or {}).get("imageCount") or len(st.images)),
-    }
+        return None
+    data = data or {}
+    st = Status.from_data(data)
+    return Record(st, mode=mode.get("mode", "standby"), active_namespaces=(mode.get("activeNamespaces") or "").split(),
+                  mode_changed_at=mode.get("changedAt"), drift=json.loads(data.get("drift") or "[]"),
+                  strays=json.loads(data.get("strays") or "[]"), heal=data.get("heal", ""),
+                  drift_watched=int(data.get("driftWatched") or 0),
+                  drift_started=float(data.get("driftStarted") or 0),
+                  image_count=int(data.get("imageCount") or len(st.images)))
+
+
+def read_status(api_client: Any) -> dict[str, Any]:
+    """The record as plain data ({} when kubedr never applied)."""
+    record = read_record(api_client)
+    return record.to_data() if record else {}

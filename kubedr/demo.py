@@ -134,7 +134,7 @@ class Demo:
 
     def __init__(self, root: Path, deadline: float, keep: bool = False) -> None:
         self.root, self.deadline, self.keep = root, deadline, keep
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
         self.emulators: list[Any] = []
         self.step_no = 0
@@ -299,7 +299,8 @@ class Demo:
     def make_changes(self) -> list[tuple[str, float]]:
         def data_of(kind: str, name: str, key: str) -> str | None:
             obj = self.get("secondary", "v1", kind, name)
-            return (obj or {}).get("data", {}).get(key)
+            value: str | None = (obj or {}).get("data", {}).get(key)
+            return value
 
         def annotation(name: str) -> str | None:
             obj = self.get("secondary", "apps/v1", "Deployment", name) or {}
@@ -452,11 +453,12 @@ class Demo:
         from kubedr.applier.client import ApiError
 
         try:
-            return self.api[side].request("GET", self.path(api_version, kind, name))
+            live: dict[str, Any] = self.api[side].request("GET", self.path(api_version, kind, name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
+        return live
 
     def apply(self, side: str, obj: dict[str, Any]) -> None:
         """Server-side apply, retried briefly while a just-created CRD becomes served."""
@@ -519,7 +521,7 @@ def _free_port() -> int:
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def describe(obj: dict[str, Any] | None) -> str:

@@ -14,12 +14,15 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kubedr.demo import Demo
 
 NAMESPACE = "shop"
 
 
-def export_args(demo: Any, side: str) -> list[str]:
+def export_args(demo: Demo, side: str) -> list[str]:
     """`kubedr export` options of one side (also what `kubedr demote` of that side needs)."""
     return ["--kubeconfig", str(demo.kubeconfigs[side]), "--namespaces", NAMESPACE, "--repo", str(demo.remote),
             "--branch", "main", "--workdir", str(demo.root / f"exporter-clone-{side}"), "--cluster-name", side,
@@ -27,7 +30,7 @@ def export_args(demo: Any, side: str) -> list[str]:
             "--role-check-interval", "0.2s"]
 
 
-def kubedr(demo: Any, *argv: str) -> str:
+def kubedr(demo: Demo, *argv: str) -> str:
     """Run one kubedr command; its stdout, or NotConverged with its last error line."""
     from kubedr.demo import NotConverged
 
@@ -39,29 +42,31 @@ def kubedr(demo: Any, *argv: str) -> str:
     return proc.stdout
 
 
-def _show(demo: Any, out: str) -> None:
+def _show(demo: Demo, out: str) -> None:
     for line in out.strip().splitlines():
         demo.say(f"      {line}")
 
 
-def _replicas(demo: Any, side: str) -> int | None:
-    return (demo.get(side, "apps/v1", "Deployment", "web") or {}).get("spec", {}).get("replicas")
+def _replicas(demo: Demo, side: str) -> int | None:
+    replicas: int | None = (demo.get(side, "apps/v1", "Deployment", "web") or {}).get("spec", {}).get("replicas")
+    return replicas
 
 
 def readyz(listen: str) -> str:
     try:
         with urllib.request.urlopen(f"http://{listen}/readyz", timeout=2) as resp:
-            return resp.read().decode().strip()
+            body: bytes = resp.read()
+            return body.decode().strip()
     except OSError as exc:
         return f"unreachable ({exc})"
 
 
-def _git(demo: Any, *args: str) -> str:
+def _git(demo: Demo, *args: str) -> str:
     return subprocess.run(["git", "--git-dir", str(demo.remote), *args], capture_output=True, text=True,
                           check=True).stdout
 
 
-def promote_secondary(demo: Any) -> None:
+def promote_secondary(demo: Demo) -> None:
     """Step 7: the primary is lost; the secondary takes the writer role and brings its workloads up."""
     proc = demo.procs.pop("exporter")
     proc.send_signal(signal.SIGKILL)
@@ -75,7 +80,7 @@ def promote_secondary(demo: Any) -> None:
     _show(demo, out)
 
 
-def round_trip(demo: Any) -> None:
+def round_trip(demo: Demo) -> None:
     """Steps 8-10: the old primary returns fenced, is demoted, and the roles go back (failback)."""
     head_at_promote = _git(demo, "rev-parse", "main").strip()
     demo.spawn("exporter", ["export", *export_args(demo, "primary"), "--batch-window", "50ms",

@@ -84,8 +84,11 @@ class Branch:
         when = time.time() if when is None else when
         index = os.path.join(self.gitdir, "kubedr-index")
         env = {**self.env, "GIT_INDEX_FILE": index}
-        run = lambda *a, stdin=None: subprocess.run(["git", "--git-dir", self.gitdir, *a], input=stdin,  # noqa: E731
-                                                    capture_output=True, env=env, check=True).stdout.decode()
+
+        def run(*a: str, stdin: bytes | None = None) -> str:
+            return subprocess.run(["git", "--git-dir", self.gitdir, *a], input=stdin, capture_output=True, env=env,
+                                  check=True).stdout.decode()
+
         if self.head:
             run("read-tree", self.head)
         else:

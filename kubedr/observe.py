@@ -131,9 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
             ok = self.live()
             self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n")
         elif path == "/readyz":
-            ok = self.ready()  # a string is a ready state worth saying, e.g. "fenced: the writer is ..."
-            body = f"{ok}\n".encode() if isinstance(ok, str) else b"ok\n" if ok else b"not ready\n"
-            self._send(200 if ok else 503, body)
+            ready = self.ready()  # a string is a ready state worth saying, e.g. "fenced: the writer is ..."
+            body = f"{ready}\n".encode() if isinstance(ready, str) else b"ok\n" if ready else b"not ready\n"
+            self._send(200 if ready else 503, body)
         else:
             self._send(404, b"not found\n")
 

@@ -22,10 +22,13 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubedr.config import UsageError
 from kubedr.remote import redact, scrub
+
+if TYPE_CHECKING:
+    from kubedr.applier.status import Status
 
 EXPORTER_LEASE = ("kubedr-system", "kubedr-exporter")
 APPLIER_LEASE = ("kubedr-system", "kubedr-applier")
@@ -264,52 +267,53 @@ def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
 def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> Row:
     """The applier's own record: applied commit, failures, mode; lag against the repo head when known."""
     try:
-        from kubedr.applier.status import read_status
+        from kubedr.applier.status import read_record
         from kubedr.kube import api_client
 
-        st = read_status(api_client(kubeconfig, context))
+        record = read_record(api_client(kubeconfig, context))
     except ImportError:
         return Row("secondary", "applier", "unknown", detail="the applier is not installed", problem=True)
     except Exception as exc:  # noqa: BLE001
         return Row("secondary", "applier", "unreachable", detail=_one_line(exc), problem=True)
-    if not st:
+    if record is None:
         return Row("secondary", "applier", "never applied", detail="no kubedr-status ConfigMap in kubedr-system",
                    problem=True)
-    applied = st.get("fullyAppliedCommit") or st.get("commit") or ""
-    failures = st.get("failures") or []
-    mode = st.get("mode") or ""
-    if st.get("activeNamespaces"):
-        mode += f" (active: {' '.join(st['activeNamespaces'])})"
+    st = record.status
+    applied = st.fully_applied or st.commit
+    failures = st.failures
+    mode = record.mode
+    if record.active_namespaces:
+        mode += f" (active: {' '.join(record.active_namespaces)})"
     lag, lag_text, detail = replication_lag(st, head)
-    drift, strays = st.get("drift") or [], st.get("strays") or []
+    drift, strays = record.drift, record.strays
     if drift:
         first = drift[0]
         detail = detail.replace("in sync with the repo head", "the repo head applied")
         mode = f"DRIFT ({mode})"
-        detail = (f"{len(drift)} drifted (heal {st.get('heal') or '?'}): {first['object']}: "
+        detail = (f"{len(drift)} drifted (heal {record.heal or '?'}): {first['object']}: "
                   f"{', '.join(first['fields'])}; {detail}")
     parts = [detail]
-    untrusted = st.get("untrusted") or {}
+    untrusted = st.untrusted
     if untrusted:
         signer = f", signer {untrusted['signer']}" if untrusted.get("signer") else ""
         parts.insert(0, f"HELD at untrusted commit {untrusted.get('commit', '')[:12]} ({untrusted.get('reason', '')}"
                         f"{signer}): review it, then kubedr trust ack")
-    if st.get("exempt"):
-        parts.append(f"{len(st['exempt'])} exempt from standby (serve webhooks/APIs): "
-                     f"{', '.join(e.split(':')[0] for e in st['exempt'][:3])}{' ...' if len(st['exempt']) > 3 else ''}")
-    if st.get("imageCount"):
-        parts.append(f"{st['imageCount']} images needed at switchover (kubedr images --check)")
+    if st.exempt:
+        parts.append(f"{len(st.exempt)} exempt from standby (serve webhooks/APIs): "
+                     f"{', '.join(e.split(':')[0] for e in st.exempt[:3])}{' ...' if len(st.exempt) > 3 else ''}")
+    if record.image_count:
+        parts.append(f"{record.image_count} images needed at switchover (kubedr images --check)")
     if strays:
         parts.append(f"{len(strays)} stray (not in the repo, left in place): "
                      f"{', '.join(s['object'] for s in strays[:3])}{' ...' if len(strays) > 3 else ''}")
     if failures:
-        parts.append(f"first failure: {failures[0]['path']}: {failures[0]['reason']}")
-    if st.get("appliedAt"):
-        parts.append(f"applied {ago(st['appliedAt'])}")
+        parts.append(f"first failure: {failures[0].path}: {failures[0].reason}")
+    if st.applied_at:
+        parts.append(f"applied {ago(st.applied_at)}")
     parts.append(_applier_leader(kubeconfig, context))
     return Row("secondary", "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
                drift=str(len(drift)), detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted),
-               data={**st, "lag_seconds": lag})
+               data={**record.to_data(), "lag_seconds": lag})
 
 
 def _applier_leader(kubeconfig: str, context: str | None) -> str:
@@ -324,18 +328,18 @@ def _applier_leader(kubeconfig: str, context: str | None) -> str:
     return f"Lease {state}: {detail}"
 
 
-def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | None, str, str]:
+def replication_lag(st: Status, head: RepoHead | None) -> tuple[float | None, str, str]:
     """(seconds, text, detail): 0-behind uses the lag measured when the head was applied."""
-    applied = st.get("fullyAppliedCommit") or ""
+    applied = st.fully_applied
     if head is None or not head.sha:
-        lag = st.get("lagSeconds")
+        lag = st.lag
         return lag, (f"{lag:.1f}s" if lag is not None else ""), "since the last applied commit (no --repo)"
     waiting = head.waiting_since(applied)
     if waiting is None:
         return None, "?", f"applied commit {applied[:12]} is not on the repo's branch"
     behind, oldest = waiting
     if behind == 0:
-        commit_time, applied_at = st.get("fullyAppliedCommitTime"), st.get("appliedAt")
+        commit_time, applied_at = st.fully_applied_time, st.applied_at
         measured = max(0.0, applied_at - commit_time) if commit_time and applied_at else 0.0
         # both times are whole seconds (git, and the applier's record), so one second is the resolution
         return measured, ("<=1s" if measured <= 1 else f"{measured:.0f}s"), "in sync with the repo head"
