@@ -400,10 +400,10 @@ def snapshot_row(args: argparse.Namespace) -> Row:
                    f"{args.snapshot_store}", problem=True)
     m = found[0]
     created = m.created_at.timestamp()
-    size = int(m.bundle.get("size") or 0)
+    size = m.bundle.size
     return Row("primary", "snapshot", f"{len(found)} stored", commit=m.id, lag=ago(created, suffix=""),
-               detail=f"rev {m.snapshot.get('revision', '?')}, {human_bytes(size)}, node {m.node}",
-               data={"id": m.id, "created": m.created, "size": size, "revision": m.snapshot.get("revision"),
+               detail=f"rev {m.snapshot.revision or '?'}, {human_bytes(size)}, node {m.node}",
+               data={"id": m.id, "created": m.created, "size": size, "revision": m.snapshot.revision or None,
                      "count": len(found)})
 
 

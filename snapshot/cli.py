@@ -236,14 +236,14 @@ def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
         part = done.part
         assert part is not None
         print(f"saved the files of node {part.node} in set {part.cluster}/{part.id}: {len(part.files)} files, "
-              f"stored {part.bundle['size']} bytes in {done.seconds:.2f}s (the etcd snapshot is another node's)")
+              f"stored {part.bundle.size} bytes in {done.seconds:.2f}s (the etcd snapshot is another node's)")
         return 0
-    mbps = m.snapshot["size"] / 1e6 / done.bundle_seconds if done.bundle_seconds else 0.0
-    print(f"saved {m.cluster}/{m.id}: revision {m.snapshot['revision']}, {m.snapshot['total_keys']} keys, "
-          f"snapshot {m.snapshot['size']} bytes, stored {m.bundle['size']} bytes in {done.seconds:.2f}s "
+    mbps = m.snapshot.size / 1e6 / done.bundle_seconds if done.bundle_seconds else 0.0
+    print(f"saved {m.cluster}/{m.id}: revision {m.snapshot.revision}, {m.snapshot.total_keys} keys, "
+          f"snapshot {m.snapshot.size} bytes, stored {m.bundle.size} bytes in {done.seconds:.2f}s "
           f"(bundle {mbps:.0f} MB/s)")
     observe.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
-    observe.SNAPSHOT_BYTES.set(m.bundle["size"])
+    observe.SNAPSHOT_BYTES.set(m.bundle.size)
     observe.SNAPSHOT_SECONDS.set(done.seconds)
     if args.keep_last is not None or args.max_age:
         _prune(store, cluster, args.keep_last, args.max_age, False)
@@ -293,8 +293,8 @@ def _run_list(args: argparse.Namespace, store: Store, cluster: str) -> int:
     for m in found:
         nodes = f"{len(set(m.present) & set(m.set_nodes))}/{len(m.set_nodes)}"
         missing = f"  missing: {', '.join(m.missing)}" if m.missing else ""
-        print(f"{m.id:<22} {_age(m.created_at, now):>5} {m.bundle.get('size', 0):>12} "
-              f"{m.snapshot.get('revision', 0):>10} {m.snapshot.get('total_keys', 0):>8}  {nodes:<6} {m.node}{missing}")
+        print(f"{m.id:<22} {_age(m.created_at, now):>5} {m.bundle.size:>12} "
+              f"{m.snapshot.revision:>10} {m.snapshot.total_keys:>8}  {nodes:<6} {m.node}{missing}")
     return 0
 
 
@@ -314,8 +314,8 @@ def _run_verify(args: argparse.Namespace, store: Store, cluster: str) -> int:
             restore.fetch_part(store, m, node, keys.load_identities(args.identity), staging / "nodes" / node)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"ok {m.cluster}/{m.id}: sha256 {m.bundle['sha256'][:16]}..., {len(m.files)} files, etcd revision "
-          f"{m.snapshot['revision']} hash {m.snapshot['hash']}"
+    print(f"ok {m.cluster}/{m.id}: sha256 {m.bundle.sha256[:16]}..., {len(m.files)} files, etcd revision "
+          f"{m.snapshot.revision} hash {m.snapshot.hash}"
           + (f"; files of {', '.join(others)} checked" if others else "")
           + (f"; set is missing {', '.join(m.missing)}" if m.missing else ""))
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 from kubedr.snapshot.store import Store, StoreError
 
@@ -43,6 +44,50 @@ def check_cluster(name: str) -> str:
     return name
 
 
+class ManifestError(StoreError):
+    """A manifest that does not say what this kubedr needs; one line naming the file and the field."""
+
+
+D = TypeVar("D")
+
+
+def _load(cls: type[D], doc: Any, where: str, path: str) -> D:
+    """A dataclass from its JSON object, every field checked against its type (unknown keys are ignored)."""
+    what = path.rstrip(".") or "manifest"
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{where}: {what}: expected an object, got {type(doc).__name__}")
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # D is always a dataclass here
+    missing = [f.name for f in fields if f.name not in doc and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ManifestError(f"{where}: {what}: missing {', '.join(missing)}")
+    hints = get_type_hints(cls)
+    return cls(**{f.name: _value(hints[f.name], doc[f.name], where, f"{path}{f.name}") for f in fields
+                  if f.name in doc})
+
+
+def _value(hint: Any, value: Any, where: str, path: str) -> Any:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _load(hint, value, where, f"{path}.")
+    origin = getattr(hint, "__origin__", None)
+    args: tuple[Any, ...] = getattr(hint, "__args__", ())
+    if origin is list:
+        if not isinstance(value, list):
+            raise ManifestError(f"{where}: {path}: expected a list, got {type(value).__name__}")
+        return [_value(args[0], v, where, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or hint is Any:
+        return value
+    allowed = tuple(a for a in args if a is not type(None)) if args else (hint,)
+    if value is None and type(None) in args:
+        return None
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        want = " or ".join(a.__name__ for a in allowed)
+        raise ManifestError(f"{where}: {path}: expected {want}, got {value!r:.40}")
+    return value
+
+
 @dataclass
 class EtcdMember:
     """One etcd member as `member list` reports it."""
@@ -62,11 +107,70 @@ class Facts:
     control_plane_nodes: list[str] = field(default_factory=list)
     worker_nodes: list[str] = field(default_factory=list)
 
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any] | None) -> Facts:
-        doc = dict(doc or {})
-        doc["members"] = [m if isinstance(m, EtcdMember) else EtcdMember(**m) for m in doc.get("members", [])]
-        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+
+@dataclass
+class BundleInfo:
+    """The stored object: its key, size and sha256, and how it was compressed and encrypted."""
+
+    key: str = BUNDLE
+    size: int = 0
+    sha256: str = ""
+    compression: str = ""  # zstd, gzip, none
+    encryption: str = ""  # age
+    recipients: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FileEntry:
+    """One file in the bundle: where it goes back, its size, mode (octal text) and sha256."""
+
+    path: str
+    size: int
+    mode: str
+    sha256: str
+    link: str | None = None  # a symlink with this target (sha256 is that of the target text)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        if self.link is None:
+            del doc["link"]
+        return doc
+
+
+@dataclass
+class SnapshotMember:
+    """The etcd member that took the snapshot."""
+
+    name: str = ""
+    peer_urls: list[str] = field(default_factory=list)
+    id: str = ""
+
+
+@dataclass
+class EtcdSnapshot:
+    """The etcd snapshot in the bundle, as `etcdctl snapshot status` and the member reported it."""
+
+    path: str = ""
+    size: int = 0
+    sha256: str = ""
+    revision: int = 0
+    hash: int = 0
+    total_keys: int = 0
+    total_size: int = 0
+    etcd_version: str = ""
+    member: SnapshotMember = field(default_factory=SnapshotMember)
+    cluster_id: str = ""
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _decode(data: bytes, where: str, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ManifestError(f"{where}: unreadable {what}: {exc}") from exc
 
 
 @dataclass
@@ -77,8 +181,8 @@ class NodePart:
     cluster: str
     id: str
     created: str
-    bundle: dict[str, Any] = field(default_factory=dict)
-    files: list[dict[str, Any]] = field(default_factory=list)
+    bundle: BundleInfo = field(default_factory=BundleInfo)
+    files: list[FileEntry] = field(default_factory=list)
     api_sans: list[str] = field(default_factory=list)
     format: int = FORMAT
 
@@ -87,15 +191,11 @@ class NodePart:
         return f"{self.cluster}/{self.id}/{NODES}/{self.node}"
 
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+        return _json({**asdict(self), "files": [f.to_dict() for f in self.files]})
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> NodePart:
-        try:
-            doc = json.loads(data)
-            return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"{where}: unreadable node manifest: {exc}") from exc
+        return _load(cls, _decode(data, where, "node manifest"), where, "")
 
 
 @dataclass
@@ -108,9 +208,9 @@ class Manifest:
     created: str  # ISO 8601 UTC, when the etcd snapshot was taken
     finished: str = ""
     duration_seconds: float = 0.0
-    bundle: dict[str, Any] = field(default_factory=dict)  # key, size, sha256, compression, encryption
-    snapshot: dict[str, Any] = field(default_factory=dict)  # path, size, sha256, revision, hash, keys, etcd
-    files: list[dict[str, Any]] = field(default_factory=list)  # path, size, mode, sha256
+    bundle: BundleInfo = field(default_factory=BundleInfo)
+    snapshot: EtcdSnapshot = field(default_factory=EtcdSnapshot)
+    files: list[FileEntry] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
     kubedr_version: str = ""
     format: int = FORMAT
@@ -142,17 +242,14 @@ class Manifest:
     def to_json(self) -> bytes:
         doc = asdict(self)
         doc.pop("present")
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+        return _json({**doc, "files": [f.to_dict() for f in self.files]})
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> Manifest:
-        try:
-            doc = json.loads(data)
-            known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__ and k != "present"}
-            known["facts"] = Facts.from_dict(known.get("facts"))
-            m = cls(**known)
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"{where}: unreadable manifest: {exc}") from exc
+        doc = _decode(data, where, "manifest")
+        if isinstance(doc, dict):
+            doc.pop("present", None)  # filled from the store, never read from the file
+        m = _load(cls, doc, where, "")
         if m.format > FORMAT:
             raise StoreError(f"{where}: manifest format {m.format} is newer than this kubedr ({FORMAT})")
         return m

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedr.snapshot import bundle, etcd, kubeadm, manifest, preflight, progress
-from kubedr.snapshot.manifest import Manifest, NodePart
+from kubedr.snapshot.manifest import BundleInfo, FileEntry, Manifest, NodePart
 from kubedr.snapshot.save import SNAPSHOT_NAME
 from kubedr.snapshot.store import Store
 
@@ -25,36 +25,34 @@ class VerifyError(Exception):
 def fetch_and_verify(store: Store, m: Manifest, identities: list[Any], staging: Path) -> etcd.SnapshotStatus:
     """Download, decrypt and unpack into staging; check the object, every file and the etcd snapshot."""
     where = f"{store.url}/{m.bundle_key}"
-    with progress.bar(f"fetch {m.id}", sum(f["size"] for f in m.files) or None) as advance:
-        got = bundle.read(store, m.bundle_key, identities, staging, advance,
-                          (m.bundle.get("size", -1), m.bundle.get("sha256", "")))
+    with progress.bar(f"fetch {m.id}", sum(f.size for f in m.files) or None) as advance:
+        got = bundle.read(store, m.bundle_key, identities, staging, advance, (m.bundle.size, m.bundle.sha256))
     _check_files(where, got, m.bundle, m.files)
     db = staging / SNAPSHOT_NAME
     try:
         st, sha = etcd.check(db, got.files.get(SNAPSHOT_NAME, {}).get("sha256"))  # hashed while unpacked
     except etcd.EtcdError as exc:
         raise VerifyError(f"{where}: etcd snapshot check failed: {exc}") from exc
-    if sha != m.snapshot.get("sha256") or st.hash != m.snapshot.get("hash") \
-            or st.revision != m.snapshot.get("revision"):
+    if sha != m.snapshot.sha256 or st.hash != m.snapshot.hash or st.revision != m.snapshot.revision:
         raise VerifyError(f"{where}: etcd snapshot status (revision {st.revision}, hash {st.hash}) does not "
-                          f"match the manifest (revision {m.snapshot.get('revision')}, hash {m.snapshot.get('hash')})")
+                          f"match the manifest (revision {m.snapshot.revision}, hash {m.snapshot.hash})")
     return st
 
 
-def _check_files(where: str, got: bundle.Read, doc: dict[str, Any], files: list[dict[str, Any]]) -> None:
+def _check_files(where: str, got: bundle.Read, doc: BundleInfo, files: list[FileEntry]) -> None:
     """The object and every file are what the manifest recorded."""
     problems = []
-    if got.size != doc.get("size"):
-        problems.append(f"size {got.size} != manifest {doc.get('size')}")
-    if got.sha256 != doc.get("sha256"):
+    if got.size != doc.size:
+        problems.append(f"size {got.size} != manifest {doc.size}")
+    if got.sha256 != doc.sha256:
         problems.append("sha256 of the stored object does not match the manifest")
     for f in files:
-        have = got.files.get(f["path"])
+        have = got.files.get(f.path)
         if have is None:
-            problems.append(f"{f['path']} missing from the bundle")
-        elif have["sha256"] != f["sha256"] or have["size"] != f["size"]:
-            problems.append(f"{f['path']} differs from the manifest")
-    extra = sorted(set(got.files) - {f["path"] for f in files})
+            problems.append(f"{f.path} missing from the bundle")
+        elif have["sha256"] != f.sha256 or have["size"] != f.size:
+            problems.append(f"{f.path} differs from the manifest")
+    extra = sorted(set(got.files) - {f.path for f in files})
     if extra:
         problems.append(f"files not in the manifest: {', '.join(extra[:5])}")
     if problems:
@@ -65,7 +63,7 @@ def fetch_part(store: Store, m: Manifest, node: str, identities: list[Any], stag
     """Another node's files of the set, downloaded, decrypted and checked into staging."""
     part = manifest.load_part(store, m, node)
     key = f"{part.prefix}/{manifest.BUNDLE}"
-    got = bundle.read(store, key, identities, staging, None, (part.bundle.get("size", -1), part.bundle.get("sha256", "")))
+    got = bundle.read(store, key, identities, staging, None, (part.bundle.size, part.bundle.sha256))
     _check_files(f"{store.url}/{key}", got, part.bundle, part.files)
     return part
 
@@ -108,8 +106,8 @@ class Plan:
     def lines(self) -> list[str]:
         m = self.manifest
         members = ",".join(f"{n}={u}" for n, u in self.initial_cluster)
-        out = [f"restore plan for snapshot {m.cluster}/{m.id} (node {m.node}, etcd {m.snapshot.get('etcd_version')},"
-               f" revision {m.snapshot.get('revision')}, {m.snapshot.get('total_keys')} keys)",
+        out = [f"restore plan for snapshot {m.cluster}/{m.id} (node {m.node}, etcd {m.snapshot.etcd_version},"
+               f" revision {m.snapshot.revision}, {m.snapshot.total_keys} keys)",
                f"  checks passed: object size and sha256, {len(m.files)} files, etcd snapshot hash and revision",
                *[f"  preflight ok: {line}" for line in self.checks.passed],
                *[f"  preflight FORCED past: {line}" for line in self.checks.problems],
@@ -165,9 +163,9 @@ def initial_cluster(m: Manifest, req: RestoreRequest) -> tuple[str, list[tuple[s
         return name, [(name, u) for u in req.peer_urls]
     recorded = [(mm.name, u) for mm in m.facts.members for u in mm.peer_urls]
     if not recorded:  # snapshots from before the member list was recorded
-        member = m.snapshot.get("member") or {}
-        recorded = [(member.get("name", ""), u) for u in member.get("peer_urls", [])]
-        name = req.name or member.get("name") or name
+        member = m.snapshot.member
+        recorded = [(member.name, u) for u in member.peer_urls]
+        name = req.name or member.name or name
     return name, recorded
 
 
@@ -179,7 +177,7 @@ def check(m: Manifest, req: RestoreRequest, cluster_config: tuple[dict[str, Any]
     return preflight.run(m, t, req.force)
 
 
-def make_plan(m: Manifest, staging: Path, req: RestoreRequest, files: list[dict[str, Any]] | None = None,
+def make_plan(m: Manifest, staging: Path, req: RestoreRequest, files: list[FileEntry] | None = None,
               files_dir: Path | None = None, checks: preflight.Result | None = None) -> Plan:
     """Decide names, URLs, tool and file moves; refuses a data dir that is not new."""
     if not req.reuse_data_dir and req.data_dir.exists() and (
@@ -211,13 +209,12 @@ def make_plan(m: Manifest, staging: Path, req: RestoreRequest, files: list[dict[
     files_dir = files_dir or staging
     tree_backups: set[Path] = set()
     for f in files:
-        where = kubeadm.destination(f["path"], req.target_root)
+        where = kubeadm.destination(f.path, req.target_root)
         if where is None:
             continue
         src, dest = where
         exists = dest.exists() or dest.is_symlink()
-        plan.placements.append(Placement(f["path"], files_dir / f["path"], dest, int(f["mode"], 8), exists,
-                                         f.get("link")))
+        plan.placements.append(Placement(f.path, files_dir / f.path, dest, int(f.mode, 8), exists, f.link))
         base = req.target_root / src.directory
         if src.backup == "tree" and base.is_dir() and base not in tree_backups:
             tree_backups.add(base)

@@ -108,12 +108,12 @@ def save(req: SaveRequest) -> Saved:
         written = _store_bundle(req, m.bundle_key, m.prefix, entries, total, exclude_prefix=f"{m.prefix}/nodes/")
         bundle_seconds = time.monotonic() - t1
         m.bundle = _bundle_doc(written, req)
-        m.snapshot = {"path": SNAPSHOT_NAME, "size": size, "sha256": sha, "revision": st.revision,
-                      "hash": st.hash, "total_keys": st.total_keys, "total_size": st.total_size,
-                      "etcd_version": member.version, "member": {"name": member.name, "peer_urls": member.peer_urls,
-                                                                 "id": member.member_id},
-                      "cluster_id": member.cluster_id}
-        m.files = written.files
+        m.snapshot = manifest.EtcdSnapshot(
+            path=SNAPSHOT_NAME, size=size, sha256=sha, revision=st.revision, hash=st.hash, total_keys=st.total_keys,
+            total_size=st.total_size, etcd_version=member.version,
+            member=manifest.SnapshotMember(member.name, list(member.peer_urls), member.member_id),
+            cluster_id=member.cluster_id)
+        m.files = _file_entries(written)
         m.finished = datetime.now(UTC).isoformat()
         m.duration_seconds = round(time.monotonic() - t0, 3)
         manifest.write(req.store, m)  # last: from now on the snapshot is listed
@@ -131,15 +131,19 @@ def _save_part(req: SaveRequest, sid: str, started: datetime, t0: float) -> Save
     total = sum(e.path.stat().st_size if e.path else 0 for e in entries)
     t1 = time.monotonic()
     written = _store_bundle(req, f"{part.prefix}/{manifest.BUNDLE}", part.prefix, entries, total)
-    part.bundle, part.files = _bundle_doc(written, req), written.files
+    part.bundle, part.files = _bundle_doc(written, req), _file_entries(written)
     manifest.write_part(req.store, part)
     log.info("stored the files of node %s in set %s/%s", req.node, req.cluster, sid)
     return Saved(None, time.monotonic() - t0, time.monotonic() - t1, part)
 
 
-def _bundle_doc(written: bundle.Written, req: SaveRequest) -> dict[str, Any]:
-    return {"key": manifest.BUNDLE, "size": written.size, "sha256": written.sha256,
-            "compression": req.compression, "encryption": "age", "recipients": req.recipient_texts}
+def _bundle_doc(written: bundle.Written, req: SaveRequest) -> manifest.BundleInfo:
+    return manifest.BundleInfo(manifest.BUNDLE, written.size, written.sha256, req.compression, "age",
+                               list(req.recipient_texts))
+
+
+def _file_entries(written: bundle.Written) -> list[manifest.FileEntry]:
+    return [manifest.FileEntry(f["path"], f["size"], f["mode"], f["sha256"], f.get("link")) for f in written.files]
 
 
 def _store_bundle(req: SaveRequest, key: str, prefix: str, entries: list[bundle.Entry], total: int,

@@ -135,8 +135,8 @@ def test_last_snapshot_from_the_store(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     for age, rev in ((timedelta(hours=2), 100), (timedelta(minutes=5), 250)):
         m = manifest.Manifest(id=manifest.new_id(now - age), cluster="prod", node="cp-1",
-                              created=(now - age).isoformat(), bundle={"size": 3 * 1024 * 1024},
-                              snapshot={"revision": rev})
+                              created=(now - age).isoformat(), bundle=manifest.BundleInfo(size=3 * 1024 * 1024),
+                              snapshot=manifest.EtcdSnapshot(revision=rev))
         manifest.write(store, m)
     code, rows = status_json("--snapshot-store", str(tmp_path / "snaps"), "--snapshot-cluster", "prod")
     assert code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,6 +32,36 @@ def test_manifest_facts_round_trip_and_older_manifests(tmp_path):
     assert b'"present"' not in m.to_json()
     old = Manifest.from_json(b'{"id": "i", "cluster": "c", "node": "n", "created": "2026-01-01T00:00:00+00:00"}', "x")
     assert old.facts == Facts() and old.set_nodes == ["n"]
+
+
+def test_manifest_sections_are_typed_and_a_link_is_kept_only_for_links():
+    m = Manifest(id="s1", cluster="prod", node="cp-1", created="2026-11-30T06:00:00+00:00",
+                 bundle=manifest.BundleInfo(size=10, sha256="ab", compression="zstd", encryption="age"),
+                 snapshot=manifest.EtcdSnapshot(revision=7, hash=99, member=manifest.SnapshotMember("cp-1", ["u"], "1")),
+                 files=[manifest.FileEntry("a", 1, "0600", "s"), manifest.FileEntry("l", 0, "0777", "t", link="x")])
+    doc = json.loads(m.to_json())
+    assert doc["files"] == [{"path": "a", "size": 1, "mode": "0600", "sha256": "s"},
+                            {"path": "l", "size": 0, "mode": "0777", "sha256": "t", "link": "x"}]
+    assert doc["snapshot"]["member"] == {"name": "cp-1", "peer_urls": ["u"], "id": "1"}
+    assert Manifest.from_json(m.to_json(), "x") == m
+
+
+@pytest.mark.parametrize("doc,error", [
+    ({"bundle": {"size": "big"}}, "prod/s1/manifest.json: bundle.size: expected int, got 'big'"),
+    ({"files": [{"path": "a"}]}, "prod/s1/manifest.json: files[0]: missing size, mode, sha256"),
+    ({"snapshot": {"member": []}}, "prod/s1/manifest.json: snapshot.member: expected an object, got list"),
+    ({"node": None}, "prod/s1/manifest.json: node: expected str, got None"),
+])
+def test_a_bad_manifest_is_one_line_naming_the_file_and_field_and_the_others_are_listed(tmp_path, doc, error):
+    store = DirStore(tmp_path)
+    good = Manifest(id="s2", cluster="prod", node="cp-1", created="2026-11-30T06:00:00+00:00")
+    manifest.write(store, good)
+    base = {"id": "s1", "cluster": "prod", "node": "cp-1", "created": "2026-11-30T05:00:00+00:00"}
+    store.put_bytes("prod/s1/manifest.json", json.dumps({**base, **doc}).encode())
+    with pytest.raises(manifest.ManifestError) as exc:
+        manifest.load(store, "prod", "s1")
+    assert str(exc.value) == f"{store.url}/{error}" and "\n" not in str(exc.value)
+    assert [m.id for m in manifest.list_all(store, "prod")] == ["s2"]
 
 
 def test_present_and_missing_nodes_come_from_the_store(tmp_path):
