@@ -97,7 +97,7 @@ def save(req: SaveRequest) -> Saved:
         api = kubeadm.cluster_facts(kubeadm.default_kubeconfig(req.root, req.kubeconfig)) \
             if req.cluster_info else kubeadm.ApiFacts()
         recorded = facts.record(req.root, api, member)
-        entries = [*kubeadm.collect(req.root), *api.entries, bundle.Entry(SNAPSHOT_NAME, path=db, sha256=sha)]
+        entries = [*kubeadm.collect(req.root), *api.entries, bundle.BundleFile(SNAPSHOT_NAME, path=db, sha256=sha)]
         expected = req.expect_nodes or (recorded.control_plane_nodes or [n.name for n in recorded.members]
                                         if req.set_id else [])
         m = manifest.Manifest(id=sid, cluster=req.cluster, node=req.node, created=started.isoformat(),
@@ -146,7 +146,7 @@ def _file_entries(written: bundle.Written) -> list[manifest.FileEntry]:
     return [manifest.FileEntry(f["path"], f["size"], f["mode"], f["sha256"], f.get("link")) for f in written.files]
 
 
-def _store_bundle(req: SaveRequest, key: str, prefix: str, entries: list[bundle.Entry], total: int,
+def _store_bundle(req: SaveRequest, key: str, prefix: str, entries: list[bundle.BundleFile], total: int,
                   exclude_prefix: str | None = None) -> bundle.Written:
     """Write one bundle and check the store's size; on failure remove what was written under prefix."""
     try:
