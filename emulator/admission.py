@@ -206,7 +206,7 @@ def _rule_matches(rule: dict, rt: ServedResource, sub: str | None, op: str) -> b
 
 
 def _listed(values: list[str] | None, value: str) -> bool:
-    return bool(values) and ("*" in values or value in values)
+    return bool(values) and ("*" in (values or ()) or value in (values or ()))
 
 
 def _denied(name: str, status: dict) -> ApiError:

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from typing import Any
 
 from kubedr.emulator import endpoints, kubelet
 from kubedr.emulator.deletion import NamespaceFinalizer
@@ -118,12 +119,13 @@ class Controllers(NamespaceFinalizer):
         s = self.store
         if ns["metadata"].get("deletionTimestamp"):
             return
-        for obj in (
+        objs: tuple[dict[str, Any], ...] = (
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}},
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
                 "name": "kube-root-ca.crt", "namespace": name,
                 "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}}, "data": {"ca.crt": FAKE_CA}},
-        ):
+        )
+        for obj in objs:
             rt = s.kind(obj["apiVersion"], obj["kind"])
             if s._entry(rt, name, obj["metadata"]["name"]) is None:
                 try:
@@ -289,8 +291,8 @@ class Controllers(NamespaceFinalizer):
             old_conds = {c["type"]: c for c in (d.get("status") or {}).get("conditions") or ()}
 
             def cond(type_: str, status: str, reason: str, message: str) -> dict:
-                prev = old_conds.get(type_)
-                same = prev and prev.get("status") == status
+                prev = old_conds.get(type_) or {}
+                same = bool(prev) and prev.get("status") == status
                 return {"lastTransitionTime": prev["lastTransitionTime"] if same else now,
                         "lastUpdateTime": prev["lastUpdateTime"] if same and prev.get("reason") == reason else now,
                         "message": message, "reason": reason, "status": status, "type": type_}

@@ -21,6 +21,7 @@ import copy
 import ipaddress
 import random
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from kubedr.emulator import quantity
 from kubedr.emulator.resources import ServedResource
@@ -383,11 +384,11 @@ def _items(value: object) -> list[dict]:
 
 def _at(node: object, path: str) -> Iterator[dict]:
     """The dicts a NESTED path reaches ("a.b[].c")."""
-    nodes = [node]
+    nodes: list[Any] = [node]
     for step in path.split("."):
         many = step.endswith("[]")
         key = step[:-2] if many else step
-        found = []
+        found: list[dict] = []
         for n in nodes:
             child = n.get(key) if isinstance(n, dict) else None
             found.extend(_items(child) if many else [child] if isinstance(child, dict) else [])

@@ -111,7 +111,7 @@ class Deletion(Registry):
         where = self.uids.get(uid or "")
         rt = self._any_rt(where[0], where[1]) if where else None
         owner = self._entry(rt, where[2], where[3]) if rt and where else None
-        if owner is None or "foregroundDeletion" not in (owner.obj["metadata"].get("finalizers") or ()):
+        if rt is None or owner is None or "foregroundDeletion" not in (owner.obj["metadata"].get("finalizers") or ()):
             return
         if not self._blocking_dependents(uid or ""):
             self._remove_finalizer(rt, owner, "foregroundDeletion")
@@ -121,7 +121,7 @@ class Deletion(Registry):
         for group, plural, ns, name in sorted(self.owners.get(uid, ())):
             rt = self._any_rt(group, plural)
             cur = self._entry(rt, ns, name) if rt else None
-            if cur is None:
+            if rt is None or cur is None:
                 continue
             refs = cur.obj["metadata"].get("ownerReferences") or []
             others = [r for r in refs if r.get("uid") != uid and r.get("uid") in self.uids]
@@ -141,7 +141,7 @@ class Deletion(Registry):
         for group, plural, ns, name in sorted(self.owners.get(uid, ())):
             rt = self._any_rt(group, plural)
             cur = self._entry(rt, ns, name) if rt else None
-            if cur is None:
+            if rt is None or cur is None:
                 continue
             new = copy.deepcopy(cur.obj)
             refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]

@@ -9,6 +9,7 @@ generators fill are mapped; other fields are skipped.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 MAGIC = b"k8s\x00"
@@ -105,11 +106,12 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes):
+def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     i = 0
     while i < len(buf):
         key, i = _varint(buf, i)
         num, wire = key >> 3, key & 7
+        val: int | bytes
         if wire == 0:
             val, i = _varint(buf, i)
         elif wire == 2:
@@ -124,7 +126,7 @@ def _fields(buf: bytes):
         yield num, wire, val
 
 
-def _scalar(type_: str, wire: int, val: object) -> object:
+def _scalar(type_: str, wire: int, val: int | bytes) -> object:
     if type_ == "string":
         return bytes(val).decode()
     if type_ == "bytes":
@@ -136,7 +138,7 @@ def _scalar(type_: str, wire: int, val: object) -> object:
         return bool(val)
     if type_ == "time":
         secs = next((v for n, _, v in _fields(bytes(val)) if n == 1), None)
-        return None if secs is None else datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return None if secs is None else datetime.fromtimestamp(int(secs), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if type_ == "quantity":
         return next((bytes(v).decode() for n, _, v in _fields(bytes(val)) if n == 1), "")
     if type_ == "intorstr":

@@ -44,6 +44,7 @@ def _decimal(amount: Decimal, exponent_form: bool) -> str:
     if amount == 0:
         return "0"
     sign, digits, exp = amount.normalize().as_tuple()
+    assert isinstance(exp, int)  # a finite amount
     mantissa = int("".join(map(str, digits))) * (-1 if sign else 1)
     drop = exp % 3  # lower the exponent to a multiple of three
     mantissa, exp = mantissa * 10 ** drop, exp - drop

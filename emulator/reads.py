@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from kubedr.emulator import errors, resources
@@ -18,7 +18,7 @@ from kubedr.emulator.resources import ServedResource
 from kubedr.selectors import SelectorError, field_matcher, label_matcher
 
 if TYPE_CHECKING:
-    from kubedr.emulator.store import ClusterStore
+    pass
 
 CONTINUE_TOO_OLD = ("The provided continue parameter is too old to display a consistent list result. You can start a "
                     "new list without the continue parameter, or use the continue token in this response to retrieve "
@@ -33,7 +33,7 @@ class Watcher:
 
     MAX_BACKLOG = 200_000
 
-    def __init__(self, store: ClusterStore, rt: ServedResource, namespace: str | None, lsel: Callable | None,
+    def __init__(self, store: Reads, rt: ServedResource, namespace: str | None, lsel: Callable | None,
                  fsel: Callable | None):
         self.store, self.rt, self.namespace, self.lsel, self.fsel = store, rt, namespace, lsel, fsel
         self.pending: deque[bytes] = deque()
@@ -51,6 +51,7 @@ class Watcher:
         """Queue an event if it passes the filter (label changes turn into ADDED/DELETED as on the real server)."""
         if self.namespace and ev.ns != self.namespace:
             return
+        line: bytes | None
         if self.lsel is None and self.fsel is None:
             line = ev.line()
         else:
@@ -66,10 +67,9 @@ class Watcher:
                 line = ev.line("DELETED", ev.prev)
             else:
                 line = None
-            if line is None:
-                self.rv = ev.rv
-                return
         self.rv = ev.rv
+        if line is None:
+            return
         self.pending.append(line)
         if len(self.pending) > self.MAX_BACKLOG:
             self.closed = True
@@ -202,6 +202,7 @@ class Reads(Registry):
         with self.lock:
             w = Watcher(self, rt, ns, lsel, fsel)
             first: list[bytes] = []
+            entries: Iterable[tuple[tuple[str, str], StoredObject]]
             if not resource_version or resource_version == "0" or send_initial_events:
                 if resource_version and resource_version != "0" and send_initial_events:
                     _, snap = self._snapshot(rt, int(resource_version))

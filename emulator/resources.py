@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 # verbs of a custom resource, in the order the apiextensions server lists them
@@ -73,7 +74,7 @@ def _r(group: str, version: str, kind: str, plural: str, namespaced: bool = True
     return ServedResource(group, version, kind, plural, namespaced, **kw)
 
 
-WORKLOAD = dict(categories=("all",), generation=True)
+WORKLOAD: dict[str, Any] = dict(categories=("all",), generation=True)
 
 # The built-in kinds the DR flow touches (shortNames, categories and subresources as a v1.30 server lists them).
 BUILTINS: tuple[ServedResource, ...] = (

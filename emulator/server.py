@@ -96,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         for text in getattr(self, "warnings", None) or ():
             escaped = text.replace("\\", "\\\\").replace('"', '\\"')
             head += f'Warning: 299 - "{escaped}"\r\n'
-        self.warnings = None
+        self.warnings: list[str] | None = None
         self.wfile.write(head.encode() + b"\r\n" + body)
 
     def _json(self, code: int, obj: object) -> None:
@@ -328,7 +328,7 @@ class Handler(BaseHTTPRequestHandler):
                 m = e.obj["metadata"]
                 try:
                     store.delete_rt(rt, m["name"], m.get("namespace"), opts.get("propagationPolicy"),
-                                    opts.get("dryRun"))
+                                    bool(opts.get("dryRun")))
                 except ApiError:
                     pass
             rv = store.rv
@@ -596,7 +596,7 @@ class Emulator:
         self.pod_ip = pod_ip  # a node that runs every Pod at once on this address (tests: 127.0.0.1); else Pending
         self.bookmark_interval = bookmark_interval
         self.with_controllers = controllers
-        self.controllers = None
+        self.controllers: Controllers | None = None
         self.ca_pem: bytes | None = None
         self.kubeconfig: Path | None = None  # set by write_kubeconfig
         self._httpd: EmulatorHTTPServer | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 Cell = Callable[[dict], object]
 
@@ -30,8 +31,8 @@ def age(obj: dict) -> str:
     return f"{days}d"
 
 
-def _g(obj: dict, *path: str, default: object = None) -> object:
-    cur: object = obj
+def _g(obj: dict, *path: str, default: Any = None) -> Any:
+    cur: Any = obj
     for p in path:
         cur = cur.get(p) if isinstance(cur, dict) else None
     return default if cur is None else cur

@@ -8,6 +8,7 @@ import json
 import random
 import re
 import uuid
+from typing import Any
 
 from kubedr.emulator import defaults, errors, immutable, resources, times
 from kubedr.emulator import field_validation as _fv
@@ -271,7 +272,7 @@ class Writes(Registry):
         with self.lock:
             cur = self._entry(rt, ns, name)
             if patch_type == "apply":
-                return self._apply(rt, cur, patch, name, ns, manager, force, dry_run, subresource)
+                return self._apply(rt, cur, patch, name, ns or "", manager, force, dry_run, subresource)
             if cur is None:
                 raise errors.not_found(rt, name)
             base = copy.deepcopy(cur.obj)
@@ -387,7 +388,7 @@ def _path_set(obj: dict, path: str, value: object) -> None:
 MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError)
 
 
-def do_patch(base: dict, patch: object, patch_type: str, rt: ServedResource, kind: str) -> dict:
+def do_patch(base: dict, patch: Any, patch_type: str, rt: ServedResource, kind: str) -> Any:
     try:
         if patch_type == "merge":
             return _merge(base, patch)
@@ -439,7 +440,8 @@ def typed_patch_error(config: dict, rt: ServedResource, why: str) -> ApiError:
     """An apply the schema refuses (undeclared field, list item without its key): the apiserver returns the
     plain error of structured-merge-diff's conversion, which its status writer turns into a 500 without reason
     (kubernetes/kubernetes#122480, #139253)."""
-    meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+    meta = config.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     gvk = f"{rt.group}/{rt.version}, Kind={rt.kind}"
     where = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}; {gvk}"
     return ApiError(500, "", f"failed to create typed patch object ({where}): {why}")
