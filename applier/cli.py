@@ -403,7 +403,8 @@ def _images(args: argparse.Namespace) -> int:
         images = Index().images(source, target, maps)
     except FetchError as exc:
         raise UsageError(str(exc)) from exc
-    rows = [{"image": image, "objects": users, "state": "", "detail": ""} for image, users in images.items()]
+    rows: list[dict[str, Any]] = [{"image": image, "objects": users, "state": "", "detail": ""}
+                                  for image, users in images.items()]
     if args.check:
         auths: dict[str, tuple[str, str]] = {}
         if args.auth_file:

@@ -54,7 +54,8 @@ def signer(path: str | None, required: str = "") -> Any:
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices[name]
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
     raise KeyError(name)
 
 
@@ -69,7 +70,7 @@ def _coerce(action: argparse.Action, value: Any) -> Any:
         if isinstance(value, str):
             return [v for v in value.replace(",", " ").split() if v]
         return list(value)
-    if action.type is not None and isinstance(value, str):
+    if callable(action.type) and isinstance(value, str):
         return action.type(value)
     if isinstance(value, list) and action.nargs is None:
         return ",".join(str(v) for v in value)

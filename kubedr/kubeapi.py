@@ -37,7 +37,8 @@ class KubeHTTP:
             "GET", url, headers=headers, timeout=urllib3.Timeout(connect=10, read=timeout))
         if not 200 <= r.status < 300:
             raise ApiError(r.status, path, _message(r.data))
-        return json.loads(r.data)
+        doc: dict[str, Any] = json.loads(r.data)
+        return doc
 
     def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> Iterator[dict[str, Any]]:
         """Watch events as dicts, one per line of the chunked stream."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import signal
@@ -30,9 +29,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from kubedr import metrics
+from kubedr.kube import raw_json
 
 log = logging.getLogger("kubedr.leader")
 
@@ -222,20 +222,21 @@ class LeaderElector:
             self.last_contact = time.monotonic()
             raise
         self.last_contact = time.monotonic()
-        return json.loads(resp.data)
+        return raw_json(resp)
 
     def _create(self, record: dict[str, Any]) -> bool:
         body = {"apiVersion": LEASE_API, "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace}, "spec": record}
         try:
-            resp = self.api.create_namespaced_lease(self.namespace, body, _preload_content=False,
+            resp = self.api.create_namespaced_lease(self.namespace, body,  # type: ignore[arg-type]  # a dict body
+                                                    _preload_content=False,
                                                     _request_timeout=self._timeout())
         except Exception as exc:  # noqa: BLE001 - AlreadyExists when another candidate won the race
             self._answered(exc)
             log.info("lease %s/%s: create failed: %s", self.namespace, self.name, _reason(exc))
             return False
         self.last_contact = time.monotonic()
-        self._lease = json.loads(resp.data)
+        self._lease = raw_json(resp)
         self._set_observed(dict(self._lease.get("spec") or record))
         return True
 
@@ -244,14 +245,15 @@ class LeaderElector:
         body = dict(self._lease)
         body["spec"] = {**(self._lease.get("spec") or {}), **record}
         try:
-            resp = self.api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False,
+            resp = self.api.replace_namespaced_lease(self.name, self.namespace, body,  # type: ignore[arg-type]
+                                                     _preload_content=False,
                                                      _request_timeout=self._timeout())
         except Exception as exc:  # noqa: BLE001 - a 409 means someone else wrote first
             self._answered(exc)
             log.debug("lease %s/%s: update failed: %s", self.namespace, self.name, _reason(exc))
             return False
         self.last_contact = time.monotonic()
-        self._lease = json.loads(resp.data)
+        self._lease = raw_json(resp)
         self._set_observed(dict(self._lease.get("spec") or body["spec"]))
         return True
 

@@ -235,9 +235,9 @@ def exporter_row(kubeconfig: str, context: str | None, head: RepoHead | None) ->
 def read_lease(kubeconfig: str, context: str | None, namespace: str, name: str) -> dict[str, Any] | None:
     """The Lease's spec, None when it does not exist."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
-    from kubedr.kube import api_client
+    from kubedr.kube import api_client, raw_json
 
     api = client.CoordinationV1Api(api_client(kubeconfig, context))
     try:
@@ -246,7 +246,7 @@ def read_lease(kubeconfig: str, context: str | None, namespace: str, name: str) 
         if exc.status == 404:
             return None
         raise
-    return json.loads(resp.data).get("spec") or {}
+    return raw_json(resp).get("spec") or {}
 
 
 def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
