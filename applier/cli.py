@@ -9,9 +9,16 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 from kubedr.config import UsageError
+
+if TYPE_CHECKING:
+    from kubedr.applier.client import Cluster
+    from kubedr.applier.round import Engine, Settings
+
+    from kubedr.sealing import Identity
 
 log = logging.getLogger("kubedr.applier")
 
@@ -118,11 +125,11 @@ def _namespaces(text: str | None) -> list[str]:
     return [n for n in (text or "").replace(",", " ").split() if n]
 
 
-def _identities(files: list[str] | None) -> list[Any] | None:
+def _identities(files: list[str] | None) -> list[Identity] | None:
     if not files:
         return None
     from kubedr import sealing
-    out: list[Any] = []
+    out: list[Identity] = []
     for f in files:
         try:
             out.extend(sealing.load_identities(f))
@@ -131,7 +138,7 @@ def _identities(files: list[str] | None) -> list[Any] | None:
     return out
 
 
-def settings_from(args: argparse.Namespace, repo: str) -> Any:
+def settings_from(args: argparse.Namespace, repo: str) -> Settings:
     """Settings for the Engine from parsed options; UsageError for a bad map."""
     from kubedr.applier.decode import Maps, parse_map
     from kubedr.applier.round import Settings
@@ -171,7 +178,7 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
                     allowed_signers=args.allowed_signers, **optional)
 
 
-def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Any:
+def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Engine:
     from kubedr.applier.client import Cluster
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
@@ -205,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
 
 
-def _apply(engine: Any, args: argparse.Namespace) -> int:
+def _apply(engine: Engine, args: argparse.Namespace) -> int:
     from kubedr.applier.round import loop
 
     from kubedr import leader, metrics
@@ -235,7 +242,7 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
         return 1 if report.failures else 0
     from kubedr.kube import api_client
 
-    def work(stop: Any) -> int:
+    def work(stop: threading.Event) -> int:
         if args.once or not engine.settings.drift:
             return loop(engine, args.interval, args.once, stop)
         from kubedr.applier.drift import INTERVAL, Drift, DriftSettings
@@ -250,7 +257,7 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
     return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context), work)
 
 
-def _diff(engine: Any, args: argparse.Namespace) -> int:
+def _diff(engine: Engine, args: argparse.Namespace) -> int:
     from kubedr.applier.diff import diff
 
     out, errors = diff(engine, prune=bool(engine.settings.prune))
@@ -338,7 +345,7 @@ def _ephemeral_recipient(tmp: str, identity_files: list[str]) -> str | None:
     return str(ident.to_public())
 
 
-def _switchover_plan(cluster: Any, namespaces: list[str]) -> int:
+def _switchover_plan(cluster: Cluster, namespaces: list[str]) -> int:
     """What a switchover would bring up, and the images those workloads pull (from the applier's record)."""
     from kubedr.applier.client import get_state
     from kubedr.applier.standby import plan

@@ -7,9 +7,12 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from kubedr.signing import Signer
 
 
 class UsageError(Exception):
@@ -37,7 +40,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
-def signer(path: str | None, required: str = "") -> Any:
+def signer(path: str | None, required: str = "") -> Signer | None:
     """The kubedr.signing.Signer for a --signing-key flag (None without one, unless `required` says for what)."""
     from kubedr import signing
 

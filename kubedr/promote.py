@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kubedr import config, roles
 from kubedr.config import UsageError
 from kubedr.handover import Branch, Rejected, ago
+
+if TYPE_CHECKING:
+    from kubedr.applier.client import Cluster
+    from kubedr.applier.round import Engine
 
 log = logging.getLogger("kubedr.promote")
 ATTEMPTS = 5
@@ -130,7 +134,7 @@ def _finish(args: argparse.Namespace, me: str, writer: roles.Writer, started: fl
     return 1 if failures else 0
 
 
-def _cluster(args: argparse.Namespace) -> Any:
+def _cluster(args: argparse.Namespace) -> Cluster:
     from kubedr.applier.client import Cluster
     from kubedr.kube import api_client
 
@@ -152,7 +156,7 @@ def _switchover(args: argparse.Namespace) -> int:
     return len(failures)
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def _engine(args: argparse.Namespace) -> Engine:
     from kubedr.applier.cli import _engine as engine_for
 
     return engine_for(args.kubeconfig, args.context, argparse.Namespace(**{**vars(args), "dry_run": False}),

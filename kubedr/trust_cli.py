@@ -77,6 +77,7 @@ def _ack(args: argparse.Namespace, where: list[str]) -> int:
     if not args.commits:
         raise UsageError("trust ack: name the reviewed commit(s)")
     signer = config.signer(args.signing_key, required="trust ack (an acknowledgement counts only when signed)")
+    assert signer is not None  # required: a usage error without one
     shas = _resolve(where, args.branch, args.commits)
     head = _git([*where, "rev-parse", f"refs/heads/{args.branch}"]).strip()
     subject = f"acknowledge {len(shas)} reviewed commit{'s' if len(shas) > 1 else ''}: " + \

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pyrage import ssh, x25519
 
 from kubedr.config import UsageError
 
+Recipient = x25519.Recipient | ssh.Recipient
+Identity = x25519.Identity | ssh.Identity
 
-def parse_recipient(text: str, where: str = "--recipient") -> Any:
+
+def parse_recipient(text: str, where: str = "--recipient") -> Recipient:
     """One recipient: an age1... X25519 key or an ssh-ed25519/ssh-rsa public key."""
     text = text.strip()
     try:
@@ -23,7 +25,7 @@ def parse_recipient(text: str, where: str = "--recipient") -> Any:
     raise UsageError(f"{where}: not an age recipient: {text[:24]!r} (expected age1... or ssh-...)")
 
 
-def load_recipients(values: list[str] | None, files: list[str] | None) -> list[Any]:
+def load_recipients(values: list[str] | None, files: list[str] | None) -> list[Recipient]:
     """Recipients from flags and recipients files (one per line, '#' comments); at least one is needed."""
     out = [parse_recipient(v) for v in values or []]
     for name in files or []:
@@ -39,11 +41,11 @@ def load_recipients(values: list[str] | None, files: list[str] | None) -> list[A
     return out
 
 
-def load_identities(files: list[str] | None) -> list[Any]:
+def load_identities(files: list[str] | None) -> list[Identity]:
     """Identities from age identity files (AGE-SECRET-KEY-1... lines) or SSH private keys."""
     if not files:
         raise UsageError("an --identity FILE is needed to decrypt the bundle")
-    out: list[Any] = []
+    out: list[Identity] = []
     for name in files:
         try:
             data = Path(name).read_bytes()
