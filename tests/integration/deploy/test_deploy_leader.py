@@ -123,9 +123,18 @@ def test_leader_steps_down_when_another_holder_appears(kubeconfig: str) -> None:
     lost = threading.Event()
     api = kube.api_client(kubeconfig)
     with leader.elected(api, NS, NAME, "pod-a", FAST, on_lost=lost.set) as lead:
-        lease = read_lease(kubeconfig)
-        lease["spec"]["holderIdentity"] = "intruder"
-        leader.client.CoordinationV1Api(api).replace_namespaced_lease(NAME, NS, lease)
+        def intrude() -> bool:
+            lease = read_lease(kubeconfig)
+            lease["spec"]["holderIdentity"] = "intruder"
+            try:
+                leader.client.CoordinationV1Api(api).replace_namespaced_lease(NAME, NS, lease)
+            except leader.ApiException as exc:
+                if exc.status == 409:  # the leader renewed between the read and the write: read again
+                    return False
+                raise
+            return True
+
+        wait_until(intrude, timeout=5, what="the intruder's write")
         wait_until(lead.lost.is_set, timeout=5, what="step-down")
         assert lost.is_set()
     assert read_lease(kubeconfig)["spec"]["holderIdentity"] == "intruder"   # no release of a lost lease
