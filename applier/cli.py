@@ -172,11 +172,11 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
 
 
 def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Any:
-    from kubedr.applier.client import Cluster
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
 
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     settings = settings_from(args, repo)
     try:
@@ -262,10 +262,10 @@ def _diff(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _switchover(args: argparse.Namespace) -> int:
-    from kubedr.applier.client import Cluster
     from kubedr.applier.standby import read_mode, record_mode, switchover
 
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     cluster = Cluster(api_client(args.kubeconfig, args.context))
     namespaces = _namespaces(args.namespaces)
@@ -340,8 +340,8 @@ def _ephemeral_recipient(tmp: str, identity_files: list[str]) -> str | None:
 
 def _switchover_plan(cluster: Any, namespaces: list[str]) -> int:
     """What a switchover would bring up, and the images those workloads pull (from the applier's record)."""
-    from kubedr.applier.client import get_state
     from kubedr.applier.standby import plan
+    from kubedr.applier.state import get_state
     from kubedr.applier.status import STATUS_CONFIGMAP, images_of
 
     for line in plan(cluster, namespaces or None):
@@ -428,10 +428,11 @@ def _pull_secret(args: argparse.Namespace, name: str) -> dict[str, tuple[str, st
     import base64
     import json
 
-    from kubedr.applier.client import ApiError, Cluster
     from kubedr.applier.images import parse_auths
 
+    from kubedr.apierrors import ApiError
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     ns, _, secret = name.partition("/")
     if not ns or not secret:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubedr.applier.apply import FIELD_MANAGER
-from kubedr.applier.client import put_state
 from kubedr.applier.decode import MANAGED_LABEL, Decoder, map_ref
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.applier.standby import Mode, hold
+from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP
 from kubedr.applier.status import load as load_status
 
@@ -88,11 +88,11 @@ class Drift:
     """Watches what kubedr applied, confirms drift under the engine's lock, heals with backoff, reports."""
 
     def __init__(self, engine: Any, settings: DriftSettings) -> None:
-        from kubedr.kubeapi import KubeHTTP
+        from kubedr.kubeapi import Cluster
 
         self.engine = engine
         self.settings = settings
-        self.http = KubeHTTP(engine.cluster.api)
+        self.http = Cluster(engine.cluster.api)
         self.baselines: dict[ObjectRef, Baseline] = {}
         self.desired: dict[ObjectRef, str] = {}
         self.failed: set[str] = set()

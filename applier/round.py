@@ -18,7 +18,6 @@ from typing import Any
 import urllib3
 from kubedr.applier import order
 from kubedr.applier.apply import Applier, Outcome
-from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.images import Index
@@ -33,7 +32,9 @@ from kubedr.applier.status import save as save_status
 from kubedr.applier.trust import Gate, Untrusted
 
 from kubedr import observe
+from kubedr.apierrors import ApiError, NotFound
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.kubeapi import Cluster
 from kubedr.remote import redact
 from kubedr.signing import SigningError
 
@@ -268,10 +269,10 @@ class Engine:
             obj = decoder.decode(path, blobs.pop(path))
             try:
                 result, recreated = self.applier.apply_recreating(obj, s.recreate)
-            except ApiError as exc:
+            except NotFound as exc:
                 # a dry run cannot create the namespace its objects go into; the server answers 404 for them
                 ns = path_ref[path].namespace
-                if s.dry_run and exc.status == 404 and ns in new_namespaces and f'"{ns}"' in str(exc):
+                if s.dry_run and ns in new_namespaces and f'"{ns}"' in str(exc):
                     return {}
                 raise
             if self.drift is not None and result and not s.dry_run:

@@ -29,8 +29,9 @@ from kubedr.exporter.scoping import Scoper, scope_flags
 from kubedr.exporter.selection import Selection
 
 from kubedr import config, contract, observe, sanitize
+from kubedr.apierrors import ApiError
 from kubedr.config import UsageError
-from kubedr.kubeapi import ApiError, KubeHTTP
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.exporter")
 DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given
@@ -153,7 +154,7 @@ def explain(args: argparse.Namespace) -> int:
         raise UsageError("give exactly one of --namespaces a,b or --all-namespaces")
     selection = Selection(None if args.all_namespaces else _csv(args.namespaces), _csv(args.exclude_namespaces),
                           _csv(args.cluster_scoped_kinds))
-    observer = Observer(KubeHTTP(api_client(args.kubeconfig, args.context)), selection, page_size=args.page_size)
+    observer = Observer(Cluster(api_client(args.kubeconfig, args.context)), selection, page_size=args.page_size)
     if (args.secrets or ("seal" if _recipients(args) else "skip")) == "skip":
         observer.skip_keys = {SECRET_KEY}
     exported: dict[coverage.Key, set[str]] = defaultdict(set)
@@ -213,7 +214,7 @@ class Exporter:
         self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
                                    on_commit=self.pusher.notify, push_idle=self.pusher.idle)
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
-        self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
+        self.observer = Observer(Cluster(api), self.selection, page_size=args.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
         self.observer.on_discovered = lambda: self.coverage().log()
         observe.EXPORT_COVERAGE.report = self.coverage

@@ -13,8 +13,9 @@ from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 
 from kubedr import contract, observe
+from kubedr.apierrors import ApiError, Gone, NotFound, api_error
 from kubedr.kube import version_priority
-from kubedr.kubeapi import ApiError, KubeHTTP
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.exporter.observer")
 
@@ -45,7 +46,7 @@ def startup_rank(rtype: ResourceType) -> tuple[int, str, str]:
 class Observer:
     """Finds every listable+watchable type, lists it, then keeps one watch per type running."""
 
-    def __init__(self, http: KubeHTTP, selection: Selection, page_size: int = 500,
+    def __init__(self, http: Cluster, selection: Selection, page_size: int = 500,
                  watch_timeout: int = 300) -> None:
         self.http = http
         self.selection = selection
@@ -175,20 +176,22 @@ class Observer:
                     rv = self.list(rtype, self.sink)
                 rv = self._watch(rtype, rv, stop)
                 delay = 0.2
+            except Gone:
+                if stop.is_set():
+                    return
+                now = time.monotonic()
+                gone_delay = min(max(gone_delay * 2, 0.5), 30.0) if now - last_gone < 10 else 0.0
+                last_gone = now
+                log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
+                         f" in {gone_delay:.1f}s" if gone_delay else "")
+                observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
+                rv = None
+                stop.wait(gone_delay)
+                continue
             except ApiError as exc:
                 if stop.is_set():
                     return
-                if exc.status == 410:
-                    now = time.monotonic()
-                    gone_delay = min(max(gone_delay * 2, 0.5), 30.0) if now - last_gone < 10 else 0.0
-                    last_gone = now
-                    log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
-                             f" in {gone_delay:.1f}s" if gone_delay else "")
-                    observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
-                    rv = None
-                    stop.wait(gone_delay)
-                    continue
-                if exc.status == 404:
+                if isinstance(exc, NotFound):
                     self._rediscover.set()
                 log.warning("watch of %s failed: %s", rtype, exc)
                 observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
@@ -210,7 +213,7 @@ class Observer:
             typ = ev.get("type")
             obj = ev.get("object") or {}
             if typ == "ERROR":
-                raise ApiError(int(obj.get("code") or 500), rtype.url, obj.get("message") or "watch error")
+                raise api_error(int(obj.get("code") or 500), {"message": "watch error", **obj}, rtype.url)
             new_rv = (obj.get("metadata") or {}).get("resourceVersion")
             if typ in ("ADDED", "MODIFIED", "DELETED"):
                 obj.setdefault("apiVersion", rtype.api_version)

@@ -182,7 +182,7 @@ def _push_side(store: Any, me: str, writer: roles.Writer, base: str, tip: str, l
 
 def _adopt(args: argparse.Namespace, store: Any, tip: str, tracking: str) -> list[contract.ObjectRef]:
     """Mark live objects in scope that the branch lacks as kubedr's, so the standby round's prune may delete them."""
-    from kubedr.applier.client import ApiError
+    from kubedr.apierrors import NotFound
     from kubedr.applier.decode import MANAGED_LABEL
     from kubedr.applier.inventory import Inventory
 
@@ -203,15 +203,14 @@ def _adopt(args: argparse.Namespace, store: Any, tip: str, tracking: str) -> lis
             cluster.request("PATCH", resource.path(ref.namespace, ref.name),
                             {"metadata": {"labels": {MANAGED_LABEL: "true"}}}, {"fieldManager": "kubedr"},
                             "application/merge-patch+json")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
+            pass
     return refs
 
 
 def _cluster(args: argparse.Namespace) -> Any:
-    from kubedr.applier.client import Cluster
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     return Cluster(api_client(args.kubeconfig, args.context))
 

@@ -131,8 +131,8 @@ def _finish(args: argparse.Namespace, me: str, writer: roles.Writer, started: fl
 
 
 def _cluster(args: argparse.Namespace) -> Any:
-    from kubedr.applier.client import Cluster
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     return Cluster(api_client(args.kubeconfig, args.context))
 

@@ -347,9 +347,9 @@ def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | 
 def role_row(side: str, kubeconfig: str, context: str | None, head: RepoHead | None, name: str | None) -> Row:
     """The side's role: its own record (promote/demote) set against the branch's writer."""
     try:
-        from kubedr.applier.client import Cluster
         from kubedr.applier.role import read_role
         from kubedr.kube import api_client
+        from kubedr.kubeapi import Cluster
 
         rec = read_role(Cluster(api_client(kubeconfig, context)))
     except Exception as exc:  # noqa: BLE001

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from idle import counting_git, seed_repo
 from kubedr.applier.cli import _engine, add_arguments
-from kubedr.applier.client import Cluster
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import loop
 
 from kubedr.contract import ObjectRef
 from kubedr.kube import api_client
+from kubedr.kubeapi import Cluster
 from tests.conftest import wait_until
 from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace
 
