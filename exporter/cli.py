@@ -21,7 +21,7 @@ from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.fence import Fence
 from kubedr.exporter.follow import Follower
 from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
-from kubedr.exporter.observer import NETWORK_ERRORS, Observer
+from kubedr.exporter.observer import NETWORK_ERRORS, Observer, why
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
 from kubedr.exporter.scope import SCOPE_PATH
@@ -174,13 +174,13 @@ def explain(args: argparse.Namespace) -> int:
     try:
         types = observer.discover()
     except (ApiError, *NETWORK_ERRORS) as exc:
-        log.error("cannot read the API server's discovery: %s", exc)
+        log.error("cannot read the API server's discovery: %s", why(exc))
         return 1
     for rtype in types:
         try:
             observer.list(rtype, emit)
         except (ApiError, *NETWORK_ERRORS) as exc:
-            observer.list_failed[rtype] = str(exc)
+            observer.list_failed[rtype] = why(exc)
     report = report_of(observer, set(types), {k: len(v) for k, v in exported.items()}, skipped.counts())
     print("\n".join(report.lines()))
     return 0
@@ -247,8 +247,8 @@ class Exporter:
                 try:
                     rvs[rtype] = self.observer.list(rtype, self.committer.handle)
                 except (ApiError, *NETWORK_ERRORS) as exc:  # e.g. 403: its files stay, its watch retries
-                    log.warning("cannot list %s, its files are kept as they are: %s", rtype, exc)
-                    self.observer.list_failed[rtype] = str(exc)
+                    log.warning("cannot list %s, its files are kept as they are: %s", rtype, why(exc))
+                    self.observer.list_failed[rtype] = why(exc)
                     rvs[rtype] = ""
                     unlisted.add(rtype.key)
             keep = {t.key for t in types} | {k for k in self.recorder.index if k[0] in self.observer.failed_groups}

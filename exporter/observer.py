@@ -39,6 +39,11 @@ Sink = Callable[[Event], None]
 NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError, ValueError)
 
 
+def why(exc: Exception) -> str:
+    """One line for a failed request; an API refusal names its status and path (`403 from /apis/...: ...`)."""
+    return f"{exc.status} from {exc.path}: {exc}" if isinstance(exc, ApiError) else str(exc)
+
+
 def startup_rank(rtype: ResourceType) -> tuple[int, str, str]:
     return (0 if rtype.namespaced else STARTUP_ORDER.get(rtype.key, 2), rtype.group, rtype.plural)
 
@@ -83,8 +88,9 @@ class Observer:
                     docs.append((name, version, self.http.get(f"/apis/{name}/{version}")))
                 except (ApiError, *NETWORK_ERRORS) as exc:
                     failed.add(name)
-                    unwatched.append(Unwatched(name, version, "", "", "discovery-failed", str(exc)))
-                    log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", name, version, exc)
+                    unwatched.append(Unwatched(name, version, "", "", "discovery-failed", why(exc)))
+                    log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", name, version,
+                                why(exc))
         found: list[ResourceType] = []
         decided: set[tuple[str, str]] = set()
         for group, version, doc in docs:  # the first version that serves a resource wins
@@ -193,7 +199,7 @@ class Observer:
                     return
                 if isinstance(exc, NotFound):
                     self._rediscover.set()
-                log.warning("watch of %s failed: %s", rtype, exc)
+                log.warning("watch of %s failed: %s", rtype, why(exc))
                 observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
@@ -247,7 +253,7 @@ class Observer:
                 try:
                     self.refresh()
                 except (ApiError, *NETWORK_ERRORS) as exc:
-                    log.warning("discovery refresh failed: %s", exc)
+                    log.warning("discovery refresh failed: %s", why(exc))
 
     def refresh(self) -> set[tuple[str, str]]:
         """Diff the served types with the watched ones; returns the keys of types started or retired."""

@@ -231,19 +231,16 @@ def exporter_row(kubeconfig: str, context: str | None, head: RepoHead | None) ->
 
 def read_lease(kubeconfig: str, context: str | None, namespace: str, name: str) -> dict[str, Any] | None:
     """The Lease's spec, None when it does not exist."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
+    from kubedr.apierrors import NotFound
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
-    api = client.CoordinationV1Api(api_client(kubeconfig, context))
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
     try:
-        resp = api.read_namespaced_lease(name, namespace, _preload_content=False, _request_timeout=10)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return json.loads(resp.data).get("spec") or {}
+        lease = Cluster(api_client(kubeconfig, context)).request("GET", path, timeout=10)
+    except NotFound:
+        return None
+    return lease.get("spec") or {}
 
 
 def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
