@@ -102,6 +102,7 @@ class Engine:
         self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
         self._pinned: str | None = None
         self._mode_changed = False  # --active/--standby changed the recorded mode: apply everything again
+        self._mode_recorded = False  # --active/--standby is recorded once; later rounds follow the record
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
         self.gate = Gate(source, settings.allowed_signers)
@@ -150,7 +151,7 @@ class Engine:
 
     def mode(self) -> Mode:
         """The mode for this round: the recorded one, after recording an explicit --active/--standby once."""
-        override = self.user.mode_override
+        override = None if self._mode_recorded else self.user.mode_override
         base = self._base_mode
         if override:
             wanted = Mode(active=override == "active", replicas=base.replicas,
@@ -160,7 +161,7 @@ class Engine:
                 if current.fingerprint() != wanted.fingerprint() or not current.recorded:
                     record_mode(self.cluster, wanted, f"kubedr apply --{override}")
                     self._mode_changed = True
-                self.user.mode_override = None
+                self._mode_recorded = True
             return wanted
         mode = read_mode(self.cluster, base)
         if not mode.recorded and not self.settings.default_standby:

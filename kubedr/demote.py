@@ -217,10 +217,10 @@ def _cluster(args: argparse.Namespace) -> Any:
 
 def _apply_standby(args: argparse.Namespace) -> int:
     """One applier round in standby mode (prune as configured, under the guard); the number of failures."""
-    from kubedr.applier.cli import _engine
+    from kubedr.applier.cli import _engine, apply_options
 
     ns = argparse.Namespace(**{**vars(args), "workdir": args.apply_workdir, "mode": "standby", "dry_run": False})
-    engine = _engine(args.kubeconfig, args.context, ns, args.repo)
+    engine = _engine(apply_options(ns, args.repo))
     try:
         report = engine.step()
     finally:

@@ -349,6 +349,21 @@ class NotElected(Exception):
     """Stopped while waiting to lead."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """Whether to run only while leading, which Lease, who this candidate is, and the Lease timing."""
+
+    elect: bool = False
+    namespace: str = "kubedr-system"
+    name: str = ""
+    identity: str | None = None
+    timing: Timing = Timing()
+
+
+class OptionsError(ValueError):
+    """The leader-election flags do not fit together; str() names them."""
+
+
 # -- what the exporter and applier CLIs add ------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:
     """The leader-election flags (also $KUBEDR_LEADER_ELECT etc., as the manifests set them)."""
@@ -367,9 +382,23 @@ def add_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:
                        help="seconds between attempts")
 
 
-def run_elected(args: argparse.Namespace, api_client: Callable[[], client.ApiClient],
+def options_from(args: argparse.Namespace) -> Options:
+    """The Options of the flags add_arguments defined; OptionsError when the timing cannot work."""
+    if not getattr(args, "leader_elect", False):
+        return Options()
+    try:
+        timing = Timing(args.leader_election_lease_duration, args.leader_election_renew_deadline,
+                        args.leader_election_retry_period)
+    except ValueError as exc:
+        raise OptionsError("--leader-election-retry-period < --leader-election-renew-deadline < "
+                           "--leader-election-lease-duration is needed, all above 0") from exc
+    return Options(True, args.leader_election_namespace, args.leader_election_name, args.leader_election_identity,
+                   timing)
+
+
+def run_elected(options: Options, api_client: Callable[[], client.ApiClient],
                 work: Callable[[threading.Event], int]) -> int:
-    """Run work(stop) directly, or, with --leader-elect, only while leading.
+    """Run work(stop) directly, or, with options.elect, only while leading.
 
     stop is set on SIGTERM and when the Lease is lost; work must return soon after. Losing the Lease
     returns 1 so that the pod restarts and rejoins as a spare, as client-go users do; a clean return
@@ -377,19 +406,16 @@ def run_elected(args: argparse.Namespace, api_client: Callable[[], client.ApiCli
     """
     stop = threading.Event()
     with _sigterm_sets(stop):
-        if not getattr(args, "leader_elect", False):
+        if not options.elect:
             return work(stop)
-        timing = Timing(args.leader_election_lease_duration, args.leader_election_renew_deadline,
-                        args.leader_election_retry_period)
         try:
-            with elected(api_client(), args.leader_election_namespace, args.leader_election_name,
-                         args.leader_election_identity, timing, stop=stop, on_lost=stop.set) as lead:
+            with elected(api_client(), options.namespace, options.name, options.identity, options.timing,
+                         stop=stop, on_lost=stop.set) as lead:
                 code = work(stop)
         except NotElected:
             return 0
     if lead.lost.is_set():
-        log.error("lost the lease %s/%s; exiting so that a spare takes over",
-                  args.leader_election_namespace, args.leader_election_name)
+        log.error("lost the lease %s/%s; exiting so that a spare takes over", options.namespace, options.name)
         return 1
     return code
 
