@@ -20,6 +20,7 @@ from prometheus_client import write_to_textfile
 
 from kubedr import observe
 from kubedr.config import UsageError
+from kubedr.durations import DurationError
 
 log = logging.getLogger("kubedr.snapshot")
 
@@ -169,7 +170,7 @@ def _recipient_texts(args: argparse.Namespace) -> list[str]:
 def _prune(store: Store, cluster: str, keep_last: int | None, max_age: str | None, dry_run: bool) -> int:
     if keep_last is not None and keep_last < 1:
         raise UsageError("--keep-last must be at least 1")
-    age = retention.parse_duration(max_age) if max_age else None
+    age = retention.parse_duration(max_age, "--max-age") if max_age else None
     if keep_last is None and age is None:
         raise UsageError("snapshot prune: give --keep-last N and/or --max-age D")
     now = datetime.now(UTC)
@@ -226,7 +227,7 @@ def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     req.expect_nodes = _csv(args.expect_nodes)
     if args.keep_last is not None or args.max_age:  # check retention flags before spending a snapshot on them
         if args.max_age:
-            retention.parse_duration(args.max_age)
+            retention.parse_duration(args.max_age, "--max-age")
         if args.keep_last is not None and args.keep_last < 1:
             raise UsageError("--keep-last must be at least 1")
     done = save.save(req)
@@ -265,7 +266,7 @@ def _set_id(args: argparse.Namespace) -> str | None:
         return args.set_id
     if not args.set_window:
         return None
-    window = int(retention.parse_duration(args.set_window).total_seconds())
+    window = int(retention.parse_duration(args.set_window, "--set-window").total_seconds())
     if window < 1:
         raise UsageError(f"--set-window {args.set_window}: at least one second")
     now = int(datetime.now(UTC).timestamp())
@@ -428,6 +429,13 @@ RUNNERS = {"save": _run_save, "list": _run_list, "verify": _run_verify, "restore
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the action; every failure is one line naming the snapshot, file or store."""
+    try:
+        return _run(args)
+    except (keys.KeyFileError, DurationError, manifest.ClusterNameError) as exc:  # a bad setting: usage, exit 2
+        raise UsageError(str(exc)) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
     action = getattr(args, "snapshot_action", None)
     if not action:
         raise UsageError(f"snapshot: choose an action: {', '.join(ACTIONS)}")
