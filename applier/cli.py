@@ -241,11 +241,11 @@ def run(args: argparse.Namespace) -> int:
 def _apply(engine: Engine, options: ApplyOptions) -> int:
     from kubedr.applier.round import loop
 
-    from kubedr import observe
+    from kubedr import metrics
 
     engine.cluster_name = options.cluster_name
     if options.metrics_listen:
-        observe.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
+        metrics.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if options.settings.dry_run:
         try:
             report = engine.step()

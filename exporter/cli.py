@@ -28,7 +28,7 @@ from kubedr.exporter.scope import SCOPE_PATH, ScopeError, effective, split_names
 from kubedr.exporter.scoping import Scoper
 from kubedr.exporter.selection import Selection
 
-from kubedr import config, contract, leader, observe, sanitize
+from kubedr import config, contract, leader, metrics, sanitize
 from kubedr.apierrors import ApiError
 from kubedr.config import UsageError
 from kubedr.durations import parse_duration
@@ -261,7 +261,7 @@ class Exporter:
         self.observer = Observer(Cluster(api), self.selection, page_size=o.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
         self.observer.on_discovered = lambda: self.coverage().log()
-        observe.EXPORT_COVERAGE.report = self.coverage
+        metrics.EXPORT_COVERAGE.report = self.coverage
         self.scoper = Scoper(dict(o.scope), self.store, self.selection, self.recorder, self.committer,
                              self.observer)
         self.follower = Follower(self.store, self.pusher.idle, lambda: self.committer.queue.put(None),
@@ -428,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         current = [Exporter(options)]
         if options.metrics_listen:
-            observe.serve(options.metrics_listen, live=lambda: current[0].healthy(),
+            metrics.serve(options.metrics_listen, live=lambda: current[0].healthy(),
                           ready=leader.readiness(lambda: current[0].readiness()))
 
         def work(stop: threading.Event) -> int:
