@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from kubedr.apierrors import NotFound, api_error
 from kubedr.contract import ObjectRef
@@ -62,7 +63,10 @@ class Cluster:
         query = {k: v for k, v in (query or {}).items() if v is not None}
         if query:
             url += "?" + urlencode(query)
-        resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+        try:
+            resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+        except ApiException as exc:  # the library's wrapping of a TLS failure (status 0): a network error here
+            raise urllib3.exceptions.SSLError(exc.reason) from exc
         raw = resp.read()
         if resp.status >= 400:
             raise api_error(resp.status, raw, path)

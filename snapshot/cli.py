@@ -393,18 +393,19 @@ def _initial_cluster(text: str | None) -> list[tuple[str, str]] | None:
 
 def _run_post_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
     from kubedr.snapshot import postrestore
-    from kubernetes.client.exceptions import ApiException
     from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
+    from kubedr.apierrors import ApiError
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     m = manifest.find(store, cluster, args.id)
     recorded = m.nodes or sorted({*m.facts.control_plane_nodes, *m.facts.worker_nodes})
     try:
-        summary = postrestore.run(api_client(args.kubeconfig), recorded, m.id, _csv(args.namespaces) or None,
+        summary = postrestore.run(Cluster(api_client(args.kubeconfig)), recorded, m.id, _csv(args.namespaces) or None,
                                   bool(args.force))
-    except (ApiException, ConfigException, HTTPError) as exc:
+    except (ApiError, ConfigException, HTTPError) as exc:
         text = str(exc).strip().splitlines()
         log.error("snapshot post-restore: the API (%s) did not answer: %s", args.kubeconfig or "in-cluster",
                   text[0][:200] if text else type(exc).__name__)
