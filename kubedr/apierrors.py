@@ -20,12 +20,13 @@ class ApiError(Exception):
         self.reason = reason  # the Status's reason (NotFound, AlreadyExists, Expired, ...), "" when none
         self.message = message
         self.path = path
-        self.details = details or {}  # the Status's details (kind, name, causes), when the server sent them
+        self.details = details  # the Status's details (kind, name, causes), None when the server sent none
 
     @property
     def causes(self) -> list[str]:
         """The messages of the Status's causes (`Invalid value: ...: field is immutable`), one per field."""
-        return [str(c.get("message") or "") for c in self.details.get("causes") or [] if isinstance(c, dict)]
+        causes = (self.details or {}).get("causes") or []
+        return [str(c.get("message") or "") for c in causes if isinstance(c, dict)]
 
 
 class BadRequest(ApiError):

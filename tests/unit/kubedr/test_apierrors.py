@@ -52,7 +52,7 @@ def test_real_status_bodies(fixture: str, cls: type[ApiError], reason: str) -> N
     doc = load_fixture(fixture)
     exc = api_error(doc["code"], raw, "/api/v1/namespaces/shop/configmaps/app-config")
     assert type(exc) is cls and exc.reason == reason and str(exc) == " ".join(doc["message"].split())
-    assert exc.details == (doc.get("details") or {})
+    assert exc.details == doc.get("details")
 
 
 def test_already_exists_is_a_conflict_but_a_stale_write_is_not_already_exists() -> None:
