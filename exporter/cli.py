@@ -238,19 +238,26 @@ def explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def exporter_for(options: ExportOptions) -> Exporter:
+    """The Exporter and what it works with: the clone (with its signer), the API, the Secrets' sealing."""
+    from kubedr.kube import api_client
+
+    store = GitStore(Path(options.workdir or default_workdir(options.repo, options.branch)), options.repo,
+                     options.branch)
+    secrets, sealer = _secret_mode(options, store.prepare)
+    api = api_client(options.kubeconfig, options.context, pool=128)  # one connection per watch
+    store.use_signer(config.signer(options.signing_key))
+    return Exporter(options, store, Cluster(api), secrets, sealer)
+
+
 class Exporter:
     """Wires observer -> committer (selection, recorder) -> pusher around one local clone."""
 
-    def __init__(self, options: ExportOptions) -> None:
-        from kubedr.kube import api_client
-
+    def __init__(self, options: ExportOptions, store: GitStore, api: Cluster, secrets: str, sealer: Any) -> None:
         o = options
         self.batch_window = o.batch_window
-        self.store = GitStore(Path(o.workdir or default_workdir(o.repo, o.branch)), o.repo, o.branch)
-        secrets, sealer = _secret_mode(o, self.store.prepare)
-        api = api_client(o.kubeconfig, o.context, pool=128)  # one connection per watch
-        self.cluster = o.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
-        self.store.use_signer(config.signer(o.signing_key))
+        self.store = store
+        self.cluster = o.cluster_name or urlparse(api.api.configuration.host).hostname or "cluster"
         self.selection = Selection(None, ())
         self.recorder = Recorder(self.store.workdir, secrets, sealer)
         self.store.on_moved = self.recorder.digests.clear
@@ -258,7 +265,7 @@ class Exporter:
         self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
                                    on_commit=self.pusher.notify, push_idle=self.pusher.idle)
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
-        self.observer = Observer(Cluster(api), self.selection, page_size=o.page_size)
+        self.observer = Observer(api, self.selection, page_size=o.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
         self.observer.on_discovered = lambda: self.coverage().log()
         metrics.EXPORT_COVERAGE.report = self.coverage
@@ -426,7 +433,7 @@ def run(args: argparse.Namespace) -> int:
         return explain(args)
     options = export_options(args)
     try:
-        current = [Exporter(options)]
+        current = [exporter_for(options)]
         if options.metrics_listen:
             metrics.serve(options.metrics_listen, live=lambda: current[0].healthy(),
                           ready=leader.readiness(lambda: current[0].readiness()))
@@ -436,7 +443,7 @@ def run(args: argparse.Namespace) -> int:
                 code = current[0].work(stop, options.once)
                 if code != FENCED or options.once or stop.is_set():
                     return code
-                current[0] = Exporter(options)
+                current[0] = exporter_for(options)
 
         return leader.run_elected(options.leader, lambda: api_client(options.kubeconfig, options.context), work)
     except GitError as exc:

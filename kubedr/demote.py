@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
 def set_aside(args: argparse.Namespace, me: str, writer: roles.Writer) -> str:
     """Steps 2-5: the side branch ('' when nothing was unreplicated); the clone ends on the branch."""
-    from kubedr.exporter.cli import Exporter, export_options
+    from kubedr.exporter.cli import export_options, exporter_for
 
-    exporter = Exporter(export_options(args))
+    exporter = exporter_for(export_options(args))
     store = exporter.store
     store.follow_remote = False
     gitdir = str(store.workdir / ".git")
