@@ -137,12 +137,13 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
 def scope_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The scope settings given as flags (or $KUBEDR_*, or the config file): these win over the policy."""
-    given = {"namespaces": [] if args.all_namespaces else split_names(args.namespaces) or None,
-             "exclude_namespaces": split_names(args.exclude_namespaces) or None,
-             "extra_kinds": split_names(args.cluster_scoped_kinds) or None,
-             "label_selector": args.label_selector or None,
-             "exclude_kinds": split_names(args.exclude_kinds) or None,
-             "exclude_objects": split_names(args.exclude_objects) or None}
+    given: dict[str, Any] = {
+        "namespaces": [] if args.all_namespaces else split_names(args.namespaces) or None,
+        "exclude_namespaces": split_names(args.exclude_namespaces) or None,
+        "extra_kinds": split_names(args.cluster_scoped_kinds) or None,
+        "label_selector": args.label_selector or None,
+        "exclude_kinds": split_names(args.exclude_kinds) or None,
+        "exclude_objects": split_names(args.exclude_objects) or None}
     flags = {k: v for k, v in given.items() if v is not None}
     try:
         effective(flags, {})

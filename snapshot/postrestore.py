@@ -44,7 +44,8 @@ def _path(plural: str, namespace: str | None, name: str = "", group_version: str
 
 
 def _items(api: Cluster, plural: str, namespaces: list[str] | None, group_version: str = "apps/v1") -> list[Any]:
-    return [o for ns in namespaces or [None]
+    scopes: list[str | None] = list(namespaces or []) or [None]  # None: every namespace (or cluster-scoped)
+    return [o for ns in scopes
             for o in api.request("GET", _path(plural, ns, group_version=group_version)).get("items") or []]
 
 

@@ -13,6 +13,7 @@ import pytest
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.server import Emulator
 
+from kubedr.apierrors import NotFound
 from tests.conftest import free_port, wait_until
 from tests.webhook import WebhookServer
 
@@ -114,9 +115,7 @@ def test_service_reference_needs_ready_endpoints(emu: Emulator, tmp_path: Path) 
         def served() -> bool:
             try:  # the endpoints controller makes the object a moment after the Service
                 eps = emu.api.get("v1", "Endpoints", "hook", "shop")
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
+            except NotFound:
                 return False
             return bool((eps.get("subsets") or [{}])[0].get("addresses"))
         wait_until(served, what="the Pod to be ready behind the Service")
