@@ -7,6 +7,8 @@ from typing import Any
 
 from pyrage import ssh, x25519
 
+from kubedr import sealing
+
 
 class KeyFileError(ValueError):
     """A recipient or identity is missing or unreadable; str() names the flag or file."""
@@ -26,15 +28,13 @@ def parse_recipient(text: str, where: str = "--recipient") -> Any:
 
 
 def load_recipients(values: list[str] | None, files: list[str] | None) -> list[Any]:
-    """Recipients from flags and recipients files (one per line, '#' comments); at least one is needed."""
-    out = [parse_recipient(v) for v in values or []]
-    for name in files or []:
-        try:
-            lines = Path(name).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise KeyFileError(f"recipients file {name}: {exc.strerror or exc}") from exc
-        out += [parse_recipient(line, f"recipients file {name}") for line in lines
-                if line.strip() and not line.lstrip().startswith("#")]
+    """Recipients (age or SSH) from flags and recipients files, read as kubedr.sealing reads them; at least one."""
+    try:
+        lines = sealing.recipient_lines(values or [], files or [])
+    except sealing.SealingError as exc:
+        raise KeyFileError(str(exc)) from exc
+    out = [parse_recipient(text, "--recipient" if where == "recipient" else f"recipients file {where}")
+           for text, where in lines]
     if not out:
         raise KeyFileError("snapshot save needs at least one --recipient or --recipients-file: bundles are "
                          "always encrypted")
