@@ -140,7 +140,7 @@ class ApplyOptions:
     drift_interval: float | None = None
     metrics_listen: str | None = None
     cluster_name: str | None = None
-    leader: leader.Options = leader.Options()
+    election: leader.Options = leader.Options()
 
 
 def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | None = None) -> Settings:
@@ -197,9 +197,9 @@ def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = 
     return ApplyOptions(settings_from(args, repo, identities),
                         kubeconfig=getattr(args, "kubeconfig", None) if kubeconfig is None else kubeconfig,
                         context=getattr(args, "context", None) if context is None else context,
-                        workdir=workdir or getattr(args, "workdir", None), once=bool(getattr(args, "once", False)), interval=interval,
-                        drift_interval=drift, metrics_listen=getattr(args, "metrics_listen", None),
-                        cluster_name=getattr(args, "cluster_name", None), leader=elect)
+                        workdir=workdir or getattr(args, "workdir", None), once=bool(getattr(args, "once", False)),
+                        interval=interval, drift_interval=drift, metrics_listen=getattr(args, "metrics_listen", None),
+                        cluster_name=getattr(args, "cluster_name", None), election=elect)
 
 
 def _engine(options: ApplyOptions) -> Engine:
@@ -280,7 +280,7 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
         finally:
             engine.drift.stop()
 
-    return leader.run_elected(options.leader, lambda: api_client(options.kubeconfig, options.context), work)
+    return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
 
 
 def _diff(engine: Engine) -> int:

@@ -62,7 +62,7 @@ class ExportOptions:
     signing_key: str | None = None
     metrics_listen: str | None = None
     once: bool = False
-    leader: leader.Options = leader.Options()
+    election: leader.Options = leader.Options()
 
     @property
     def secret_mode(self) -> str:
@@ -93,7 +93,7 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
                          context=args.context, cluster_name=args.cluster_name, scope=scope_flags(args),
                          page_size=args.page_size, secrets=args.secrets, recipients=tuple(_recipients(args)),
                          digest_key_file=args.digest_key_file, signing_key=args.signing_key,
-                         metrics_listen=args.metrics_listen, once=bool(args.once), leader=elect, **durations)
+                         metrics_listen=args.metrics_listen, once=bool(args.once), election=elect, **durations)
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
@@ -446,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
                     return code
                 current[0] = exporter_for(options)
 
-        return leader.run_elected(options.leader, lambda: api_client(options.kubeconfig, options.context), work)
+        return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
     except GitError as exc:
         log.error("%s", exc)
         return 1

@@ -48,7 +48,7 @@ def test_export_options_are_typed() -> None:
                "--leader-elect", "--leader-election-lease-duration", "20")
     assert (o.batch_window, o.push_backoff_max, o.remote_check_interval, o.role_check_interval) == (0.25, 60, 10, 5)
     assert o.scope == {"namespaces": ["shop", "web"]} and o.secret_mode == "skip"
-    assert o.leader.elect and o.leader.name == "kubedr-exporter" and o.leader.timing.lease_duration == 20
+    assert o.election.elect and o.election.name == "kubedr-exporter" and o.election.timing.lease_duration == 20
 
 
 @pytest.mark.parametrize("flag", ["--batch-window", "--push-backoff-max", "--remote-check-interval",
@@ -88,7 +88,7 @@ def test_apply_bad_duration_is_one_line_naming_the_flag(flag: str) -> None:
 def test_leader_timing_that_cannot_work_names_the_flags() -> None:
     with pytest.raises(UsageError, match="--leader-election-renew-deadline"):
         apply("--leader-elect", "--leader-election-renew-deadline", "30")
-    assert apply().leader == leader.Options()
+    assert apply().election == leader.Options()
 
 
 def test_the_cli_reports_a_bad_setting_in_one_line(capsys: Any) -> None:
