@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from kubedr.applier import recreate as rc
-from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import MANAGED_LABEL, DecodeError
 
 from kubedr import contract
+from kubedr.apierrors import ApiError, Conflict, Invalid, NotFound
 from kubedr.contract import ManifestError, ObjectRef
+from kubedr.kubeapi import Cluster
 from kubedr.owned import owned_by_cluster
 
 log = logging.getLogger("kubedr.applier.apply")
@@ -95,7 +96,7 @@ class ServerSideApplier:
         meta = obj.get("metadata") or {}
         resource = self.cluster.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
         if resource is None:
-            raise ApiError(404, "NotFound", f"the cluster does not serve {obj['kind']} in {obj['apiVersion']}")
+            raise NotFound(404, "NotFound", f"the cluster does not serve {obj['kind']} in {obj['apiVersion']}")
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         if self.dry_run if dry_run is None else dry_run:
             query["dryRun"] = "All"
@@ -108,7 +109,7 @@ class ServerSideApplier:
         """Apply, recreating what the primary recreated (an immutable field changed) when allowed."""
         try:
             return Applied(Action.APPLIED, self.apply_one(obj))
-        except ApiError as exc:
+        except Invalid as exc:
             server = rc.immutable_change(exc)
             if not server:
                 raise
@@ -136,19 +137,15 @@ class ServerSideApplier:
                    "preconditions": {"uid": uid}}
         try:
             self.cluster.request("DELETE", path, options)
-        except ApiError as exc:
-            if exc.status in (404, 409):  # already gone, or another object (uid) holds the name now
-                return
-            raise
+        except (NotFound, Conflict):  # already gone, or another object (uid) holds the name now
+            return
         deadline = time.monotonic() + timeout
         delay = 0.01
         while True:
             try:
                 live = self.cluster.request("GET", path)
-            except ApiError as exc:
-                if exc.status == 404:
-                    return
-                raise
+            except NotFound:
+                return
             meta = live.get("metadata") or {}
             if meta.get("uid") != uid:
                 return
@@ -167,10 +164,8 @@ class ServerSideApplier:
             return None
         try:
             live: dict[str, Any] = self.cluster.request("GET", resource.path(ref.namespace, ref.name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return live
 
     def exists(self, ref: ObjectRef) -> bool:
@@ -180,10 +175,8 @@ class ServerSideApplier:
             return False
         try:
             self.cluster.request("GET", resource.path(ref.namespace, ref.name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     def delete_one(self, ref: ObjectRef) -> Action:
@@ -195,10 +188,8 @@ class ServerSideApplier:
         path = resource.path(ref.namespace, ref.name)
         try:
             live = self.cluster.request("GET", path)
-        except ApiError as exc:
-            if exc.status == 404:
-                return Action.GONE
-            raise
+        except NotFound:
+            return Action.GONE
         if ((live.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) != "true":
             return Action.FOREIGN
         if cluster_owned(live):  # e.g. a bootstrap ClusterRole an older export put in the repo
@@ -208,10 +199,8 @@ class ServerSideApplier:
         try:
             self.cluster.request("DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1",
                                                    "propagationPolicy": "Background"})
-        except ApiError as exc:
-            if exc.status == 404:
-                return Action.GONE
-            raise
+        except NotFound:
+            return Action.GONE
         return Action.DELETED
 
     # ---- many ----------------------------------------------------------------------------------------------

@@ -1,15 +1,12 @@
-"""One way to reach a cluster: kubeconfig (optionally a context) or the in-cluster service account."""
+"""One way to reach a cluster: kubeconfig (optionally a context) or the in-cluster service account; the base
+client (kubeapi.Cluster) talks over the connection this makes."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from typing import Any, cast
 
-import urllib3
 from kubernetes import client, config
-from kubernetes.dynamic import DynamicClient
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> client.ApiClient:
@@ -22,18 +19,6 @@ def api_client(kubeconfig: str | None = None, context: str | None = None, pool: 
         config.load_incluster_config(client_configuration=conf)
     conf.connection_pool_maxsize = pool
     return client.ApiClient(conf)
-
-
-def dynamic_client(kubeconfig: str | None = None, context: str | None = None) -> DynamicClient:
-    """A discovery-backed client for any kind, CRDs included."""
-    return DynamicClient(api_client(kubeconfig, context))
-
-
-def raw_json(resp: object) -> dict[str, Any]:
-    """The JSON object of a call made with _preload_content=False: the client hands back urllib3's response
-    then, whatever the generated method's return type says."""
-    doc: dict[str, Any] = json.loads(cast(urllib3.BaseHTTPResponse, resp).data)
-    return doc
 
 
 _KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
