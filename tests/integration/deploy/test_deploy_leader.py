@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from kubedr import kube, leader
@@ -128,7 +129,7 @@ def test_leader_steps_down_when_another_holder_appears(kubeconfig: str) -> None:
             lease["spec"]["holderIdentity"] = "intruder"
             try:
                 leader.client.CoordinationV1Api(api).replace_namespaced_lease(NAME, NS, lease)
-            except leader.ApiException as exc:
+            except ApiException as exc:
                 if exc.status == 409:  # the leader renewed between the read and the write: read again
                     return False
                 raise
