@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client as k8s
 
 from kubedr.contract import ObjectRef
 from kubedr.kube import version_priority
+
+# The bound on one request; how often the auth headers (which may carry a refreshed token) are rebuilt.
+TIMEOUT = urllib3.Timeout(total=60)
+AUTH_TTL = 1.0
 
 
 class ApiError(Exception):
@@ -61,17 +67,17 @@ class Cluster:
         self._lock = threading.Lock()
         self._by_gv: dict[str, dict[str, Resource]] = {}
         self._versions: dict[str, list[str]] | None = None
+        self._headers: tuple[float, urllib3.HTTPConnectionPool, str, dict[str, str]] | None = None
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
                 content_type: str = "application/json") -> Any:
         """Send one request; the decoded JSON body, or ApiError for any non-2xx answer."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        _, url, headers, _, _ = self.api.param_serialize(method, path, header_params=headers,
-                                                         auth_settings=["BearerToken"])
-        if query:
-            url += "?" + urlencode(query)
-        resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=60)
-        raw = resp.read()
+        pool, prefix, auth = self._auth()
+        url = prefix + path + ("?" + urlencode(query) if query else "")
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        resp = pool.urlopen(method, url, body=data, headers={**auth, "Content-Type": content_type}, timeout=TIMEOUT,
+                            preload_content=True, assert_same_host=False)
+        raw = resp.data
         try:
             doc = json.loads(raw) if raw else {}
         except ValueError:
@@ -83,6 +89,18 @@ class Cluster:
                            " ".join(str(doc.get("message") or f"HTTP {resp.status}").split()),
                            details if isinstance(details, dict) else None)
         return doc
+
+    def _auth(self) -> tuple[urllib3.HTTPConnectionPool, str, dict[str, str]]:
+        """The server's connection pool, its path prefix, and the headers every request carries (the token is
+        refreshed at most once per AUTH_TTL: the kubernetes client's refresh hook costs more than a request)."""
+        now = time.monotonic()
+        cached = self._headers
+        if cached is None or now - cached[0] >= AUTH_TTL:
+            _, url, headers, _, _ = self.api.param_serialize("GET", "", header_params={"Accept": "application/json"},
+                                                             auth_settings=["BearerToken"])
+            pool = self.api.rest_client.pool_manager.connection_from_url(url)
+            cached = self._headers = (now, pool, urllib3.util.parse_url(url).path or "", headers)
+        return cached[1], cached[2], cached[3]
 
     # ---- discovery ----------------------------------------------------------------------------------------
 
