@@ -128,6 +128,11 @@ class Source:
         except FetchError:
             return False
 
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Whether old is new or one of its ancestors."""
+        where = ["-C", self.gitdir] if self.local else ["--git-dir", self.gitdir]
+        return subprocess.run(["git", *where, "merge-base", "--is-ancestor", old, new], capture_output=True).returncode == 0
+
     def resolve(self, revision: str) -> str:
         """A sha, tag or branch name to a commit sha."""
         self.fetch_all()
