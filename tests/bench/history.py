@@ -1,0 +1,53 @@
+"""Synthesize a long history fast: `git fast-import` writes a chain of tiny commits into a bare repo.
+
+The first commit adds the writer role file, a Namespace and `objects` ConfigMaps; every later one rewrites
+ConfigMap cm-0 with the exporter's role trailers (what an exporter that saw one change writes), so a million
+commits take a minute or two, not hours of `git commit`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from kubedr import contract, roles
+
+NAMESPACE = "history"
+
+
+def configmap(i: int, value: str) -> dict:
+    """ConfigMap cm-<i> of the history namespace holding one value."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}", "namespace": NAMESPACE},
+            "data": {"value": value}}
+
+
+def synthesize(bare: Path, commits: int, objects: int = 10, branch: str = "main", writer: str = "primary") -> str:
+    """A bare repo whose branch has `commits` commits (the first adds every object); the tip's sha."""
+    subprocess.run(["git", "init", "--bare", "-q", "-b", branch, str(bare)], check=True)
+    proc = subprocess.Popen(["git", "fast-import", "--quiet", "--done"], cwd=bare, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    out = proc.stdin
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+
+    def blob(obj: dict) -> bytes:
+        data = contract.dump(obj)
+        return b"M 100644 inline %s\ndata %d\n%s\n" % (contract.ref_of(obj).path.encode(), len(data), data)
+
+    when, head = 1_700_000_000, b"commit refs/heads/" + branch.encode()
+    role = roles.dump(roles.Writer(writer, 1))
+    out.write(b"%s\ncommitter kubedr <kubedr@example.invalid> %d +0000\ndata 4\nseed\n"
+              b"M 100644 inline %s\ndata %d\n%s\n%s\n" % (
+                  head, when, roles.WRITER_PATH.encode(), len(role), role,
+                  blob(ns) + b"".join(blob(configmap(i, "0")) for i in range(objects))))
+    msg = ("update cm-0\n\n" + "\n".join(roles.trailers(roles.Writer(writer, 1))) + "\n").encode()
+    first, _, rest = blob(configmap(0, "{}")).partition(b"\n")  # the changing file, its value a placeholder
+    template = rest.split(b"\n", 1)[1]
+    for n in range(1, commits):
+        data = template.replace(b"{}", b"%d" % n)
+        out.write(b"%s\ncommitter kubedr <kubedr@example.invalid> %d +0000\ndata %d\n%s%s\n"
+                  b"data %d\n%s\n\n" % (head, when + n, len(msg), msg, first, len(data), data))
+    out.write(b"done\n")
+    out.close()
+    assert proc.wait() == 0, "git fast-import failed"
+    return subprocess.run(["git", "--git-dir", str(bare), "rev-parse", branch], check=True, capture_output=True,
+                          text=True).stdout.strip()
