@@ -71,6 +71,10 @@ def _held_before(cluster: Cluster, source: Any, name: str) -> bool:
     if held or not head or head == last:
         _history[key] = (source, last, held)
         return held
+    if last and not source.reach(last, head):
+        last = ""  # the recorded commit left the branch (history rewritten): walk all of it again
+    if not last:
+        source.reach(None, head)
     span = f"{last}..{head}" if last else head
     out = source._g("log", f"--format=%H %(trailers:key={roles.WRITER_TRAILER},valueonly,separator=%x20)", span)
     found = next((line.split()[0] for line in out.decode().splitlines() if name in line.split()[1:]), "")
@@ -87,8 +91,8 @@ def _resume(cluster: Cluster, source: Any, name: str, head: str | None) -> tuple
         return "", False
     held, scanned = rec.get("held") or "", rec.get("scanned") or ""
     if held:  # the commit made under the role: still on the branch (not rewritten away)?
-        return (head, True) if source.has(held) and source.is_ancestor(held, head) else ("", False)
-    return (scanned, False) if scanned and source.has(scanned) else ("", False)
+        return (head, True) if source.reach(held, head) else ("", False)
+    return scanned, False
 
 
 def _branch_writer(source: Any) -> roles.Writer | None:

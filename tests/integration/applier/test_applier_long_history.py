@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
-from conftest import Repo, git
+from conftest import Repo, git, status_of
 from kubedr.applier import role
 from kubedr.applier.client import Cluster, get_state, put_state
 from kubedr.applier.fetch import Source
 
-from kubedr import roles
+from kubedr import contract, roles
 from kubedr.kube import api_client
+from tests.history import NAMESPACE, configmap, synthesize
 
 
 def _commit_as(repo: Repo, writer: str, epoch: int, message: str, force: bool = False) -> str:
@@ -53,3 +58,51 @@ def test_the_held_role_scan_resumes_from_its_record_after_a_restart(secondary: A
     role._checked.clear()  # the same process, a moment later: the new commits are walked, from the record on
     assert role.serving(cluster, "A", source)
     assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": last, "held": later}
+
+
+def test_a_new_mirror_fetches_the_tip_and_only_as_much_history_as_it_needs(git_daemon: Any, tmp_path: Path,
+                                                                           secondary: Any) -> None:
+    bare, url = git_daemon("long.git")
+    shutil.rmtree(bare)
+    tip = synthesize(bare, 1000)
+    older = git("rev-parse", "main~100", cwd=bare)
+    src = Source(url, "main", str(tmp_path / "mirror"))
+    assert src.head() == tip and src.shallow and _count(src) == 1
+    newer = _push(bare, "1000")
+    assert src.head() == newer and _count(src) == 2  # an incremental fetch: still the recent part only
+    assert [(c.status, c.path) for c in src.changes(older, newer) or []] == [
+        ("A", "history/ConfigMap/cm-0.yaml"), ("A", "history/ConfigMap/cm-1.yaml")]
+    assert src.shallow and 100 < _count(src) < 1000  # deepened as far as the older commit, not to the root
+    # the applier of a secondary that applied `older` (its status) starts on an empty work dir: the diff only
+    from kubedr.cli import main
+
+    assert main(["apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo", url, "--revision", older,
+                 "--workdir", str(tmp_path / "pinned")]) == 0
+    assert main(["apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo", url,
+                 "--workdir", str(tmp_path / "fresh")]) == 0
+    assert status_of(secondary)["commit"] == newer
+    assert secondary.api.get("v1", "ConfigMap", "cm-1", NAMESPACE)["data"]["value"] == "1000"
+    fresh = Source(url, "main", str(tmp_path / "fresh"))
+    assert fresh.shallow and _count(fresh) < 1000
+    # a check of the whole history (trust on a secondary that never applied anything) fetches all of it
+    assert not fresh.reach(None, newer) and not fresh.shallow and _count(fresh) == 1001
+
+
+def _count(src: Source) -> int:
+    return int(src._g("rev-list", "--count", "refs/heads/main").decode())
+
+
+def _push(bare: Path, value: str) -> str:
+    """One more commit on main of the bare repo, changing cm-1 (plumbing: no clone of the long history)."""
+    blob = subprocess.run(["git", "--git-dir", str(bare), "hash-object", "-w", "--stdin"], check=True,
+                          capture_output=True, input=contract.dump(configmap(1, value))).stdout.decode().strip()
+    env = {**os.environ, "GIT_INDEX_FILE": str(bare / "push.index")}
+    for args in (["read-tree", "main"], ["update-index", "--cacheinfo", f"100644,{blob},history/ConfigMap/cm-1.yaml"]):
+        subprocess.run(["git", "--git-dir", str(bare), *args], check=True, env=env)
+    tree = subprocess.run(["git", "--git-dir", str(bare), "write-tree"], check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+    commit = subprocess.run(["git", "--git-dir", str(bare), "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree",
+                             tree, "-p", "main", "-m", f"set cm-1 {value}"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    subprocess.run(["git", "--git-dir", str(bare), "update-ref", "refs/heads/main", commit], check=True)
+    return commit

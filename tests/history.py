@@ -1,4 +1,4 @@
-"""Synthesize a long history fast: `git fast-import` writes a chain of tiny commits into a bare repo.
+"""Synthesize repos fast with `git fast-import`: a long chain of tiny commits, or one commit of many objects.
 
 The first commit adds the writer role file, a Namespace and `objects` ConfigMaps; every later one rewrites
 ConfigMap cm-0 with the exporter's role trailers (what an exporter that saw one change writes), so a million
@@ -8,6 +8,7 @@ commits take a minute or two, not hours of `git commit`.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from kubedr import contract, roles
@@ -21,6 +22,32 @@ def configmap(i: int, value: str) -> dict:
             "data": {"value": value}}
 
 
+def blob(obj: dict) -> bytes:
+    """The fast-import command that writes one object's file."""
+    data = contract.dump(obj)
+    return b"M 100644 inline %s\ndata %d\n%s\n" % (contract.ref_of(obj).path.encode(), len(data), data)
+
+
+def one_commit(bare: Path, objects: Iterable[dict], branch: str = "main") -> str:
+    """A bare repo whose branch has one commit holding these objects (100,000 in seconds); its sha."""
+    subprocess.run(["git", "init", "--bare", "-q", "-b", branch, str(bare)], check=True)
+    proc = subprocess.Popen(["git", "fast-import", "--quiet", "--done"], cwd=bare, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(b"commit refs/heads/%s\ncommitter kubedr <kubedr@example.invalid> 1700000000 +0000\n"
+                     b"data 8\nsnapshot\n" % branch.encode())
+    for obj in objects:
+        proc.stdin.write(blob(obj))
+    proc.stdin.write(b"\ndone\n")
+    proc.stdin.close()
+    assert proc.wait() == 0, "git fast-import failed"
+    return _rev(bare, branch)
+
+
+def _rev(bare: Path, rev: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(bare), "rev-parse", rev], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def synthesize(bare: Path, commits: int, objects: int = 10, branch: str = "main", writer: str = "primary") -> str:
     """A bare repo whose branch has `commits` commits (the first adds every object); the tip's sha."""
     subprocess.run(["git", "init", "--bare", "-q", "-b", branch, str(bare)], check=True)
@@ -28,10 +55,6 @@ def synthesize(bare: Path, commits: int, objects: int = 10, branch: str = "main"
     assert proc.stdin is not None
     out = proc.stdin
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-
-    def blob(obj: dict) -> bytes:
-        data = contract.dump(obj)
-        return b"M 100644 inline %s\ndata %d\n%s\n" % (contract.ref_of(obj).path.encode(), len(data), data)
 
     when, head = 1_700_000_000, b"commit refs/heads/" + branch.encode()
     role = roles.dump(roles.Writer(writer, 1))
@@ -49,5 +72,4 @@ def synthesize(bare: Path, commits: int, objects: int = 10, branch: str = "main"
     out.write(b"done\n")
     out.close()
     assert proc.wait() == 0, "git fast-import failed"
-    return subprocess.run(["git", "--git-dir", str(bare), "rev-parse", branch], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return _rev(bare, branch)
