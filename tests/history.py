@@ -7,6 +7,7 @@ commits take a minute or two, not hours of `git commit`.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,3 +74,21 @@ def synthesize(bare: Path, commits: int, objects: int = 10, branch: str = "main"
     out.close()
     assert proc.wait() == 0, "git fast-import failed"
     return _rev(bare, branch)
+
+
+def push_change(bare: Path, value: str, signing_key: Path | None = None, branch: str = "main") -> str:
+    """One more commit on the branch setting cm-1's value (signed with an SSH key when given), written with
+    plumbing: no clone of a long history; its sha."""
+
+    def git(*args: str, data: bytes | None = None) -> str:
+        return subprocess.run(["git", "--git-dir", str(bare), *args], check=True, capture_output=True, input=data,
+                              env={**os.environ, "GIT_INDEX_FILE": str(bare / "push.index")}).stdout.decode().strip()
+
+    blob = git("hash-object", "-w", "--stdin", data=contract.dump(configmap(1, value)))
+    git("read-tree", branch)
+    git("update-index", "--cacheinfo", f"100644,{blob},{NAMESPACE}/ConfigMap/cm-1.yaml")
+    sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signing_key}"] if signing_key else []
+    commit = git("-c", "user.name=kubedr", "-c", "user.email=kubedr@example.invalid", *sign, "commit-tree",
+                 *(["-S"] if signing_key else []), git("write-tree"), "-p", branch, "-m", f"set cm-1 {value}")
+    git("update-ref", f"refs/heads/{branch}", commit)
+    return commit

@@ -26,7 +26,7 @@ import pytest
 
 from tests.bench.test_bench_applier import _objects
 from tests.conftest import free_port, wait_until
-from tests.history import NAMESPACE, configmap, one_commit, synthesize
+from tests.history import NAMESPACE, one_commit, push_change, synthesize
 from tests.sshkeys import allowed_signers, make_key
 
 APPLY_COUNTS = [int(n) for n in os.environ.get("KUBEDR_BENCH_SCALE_APPLY", "10000,40000,100000").split(",")]
@@ -124,25 +124,6 @@ def test_bench_scale_applier_full_apply(n: int, tmp_path: Path, started: list[Wa
     assert n / wall >= 200  # the issue-5 floor; the 1,000/s goal is read from the figures on an idle machine
 
 
-def _push(bare: Path, value: str, key: Path) -> str:
-    """One more signed commit on main, changing cm-1 (plumbing: no clone of a long history)."""
-    from kubedr import contract
-
-    def git(*args: str, data: bytes | None = None, env: dict[str, str] | None = None) -> str:
-        return subprocess.run(["git", "--git-dir", str(bare), *args], check=True, capture_output=True, input=data,
-                              env={**os.environ, **(env or {})}).stdout.decode().strip()
-
-    blob = git("hash-object", "-w", "--stdin", data=contract.dump(configmap(1, value)))
-    index = {"GIT_INDEX_FILE": str(bare / "bench.index")}
-    git("read-tree", "main", env=index)
-    git("update-index", "--cacheinfo", f"100644,{blob},{NAMESPACE}/ConfigMap/cm-1.yaml", env=index)
-    tree = git("write-tree", env=index)
-    commit = git("-c", "user.name=kubedr", "-c", "user.email=kubedr@example.invalid", "-c", "gpg.format=ssh",
-                 "-c", f"user.signingkey={key}", "commit-tree", "-S", tree, "-p", "main", "-m", f"set cm-1 {value}")
-    git("update-ref", "refs/heads/main", commit)
-    return commit
-
-
 @pytest.mark.bench
 @pytest.mark.parametrize("commits", COMMIT_COUNTS)
 def test_bench_scale_applier_long_history(commits: int, tmp_path: Path, started: list[Watched],
@@ -157,7 +138,7 @@ def test_bench_scale_applier_long_history(commits: int, tmp_path: Path, started:
     kubeconfig, _ = _emulator(tmp_path, started)
     first, first_s = _apply(tmp_path, kubeconfig, url, "first")
     # restart: the applier was down while a signed commit landed; it starts, fetches, verifies, applies, exits
-    _push(bare, "restart", key)
+    push_change(bare, "restart", key)
     restart, restart_s = _apply(tmp_path, kubeconfig, url, "restart", "--allowed-signers", signers)
     assert "1 applied" in restart.log.read_text()
     # one round of a running applier: a signed commit pushed -> applied on the secondary
@@ -167,7 +148,7 @@ def test_bench_scale_applier_long_history(commits: int, tmp_path: Path, started:
                       "--metrics-listen", f"127.0.0.1:{metrics}"], tmp_path / "daemon.log")
     started.append(daemon)
     wait_until(lambda: _ready(metrics), timeout=120, what="running applier caught up")
-    _push(bare, "round", key)
+    push_change(bare, "round", key)
     pushed = time.perf_counter()
     wait_until(lambda: _value(kubeconfig) == "round", timeout=120, interval=0.02, what="the round's commit applied")
     round_s = time.perf_counter() - pushed

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +11,9 @@ from kubedr.applier import role
 from kubedr.applier.client import Cluster, get_state, put_state
 from kubedr.applier.fetch import Source
 
-from kubedr import contract, roles
+from kubedr import roles
 from kubedr.kube import api_client
-from tests.history import NAMESPACE, configmap, synthesize
+from tests.history import NAMESPACE, push_change, synthesize
 
 
 def _commit_as(repo: Repo, writer: str, epoch: int, message: str, force: bool = False) -> str:
@@ -68,7 +66,7 @@ def test_a_new_mirror_fetches_the_tip_and_only_as_much_history_as_it_needs(git_d
     older = git("rev-parse", "main~100", cwd=bare)
     src = Source(url, "main", str(tmp_path / "mirror"))
     assert src.head() == tip and src.shallow and _count(src) == 1
-    newer = _push(bare, "1000")
+    newer = push_change(bare, "1000")
     assert src.head() == newer and _count(src) == 2  # an incremental fetch: still the recent part only
     assert [(c.status, c.path) for c in src.changes(older, newer) or []] == [
         ("A", "history/ConfigMap/cm-0.yaml"), ("A", "history/ConfigMap/cm-1.yaml")]
@@ -90,19 +88,3 @@ def test_a_new_mirror_fetches_the_tip_and_only_as_much_history_as_it_needs(git_d
 
 def _count(src: Source) -> int:
     return int(src._g("rev-list", "--count", "refs/heads/main").decode())
-
-
-def _push(bare: Path, value: str) -> str:
-    """One more commit on main of the bare repo, changing cm-1 (plumbing: no clone of the long history)."""
-    blob = subprocess.run(["git", "--git-dir", str(bare), "hash-object", "-w", "--stdin"], check=True,
-                          capture_output=True, input=contract.dump(configmap(1, value))).stdout.decode().strip()
-    env = {**os.environ, "GIT_INDEX_FILE": str(bare / "push.index")}
-    for args in (["read-tree", "main"], ["update-index", "--cacheinfo", f"100644,{blob},history/ConfigMap/cm-1.yaml"]):
-        subprocess.run(["git", "--git-dir", str(bare), *args], check=True, env=env)
-    tree = subprocess.run(["git", "--git-dir", str(bare), "write-tree"], check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()
-    commit = subprocess.run(["git", "--git-dir", str(bare), "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree",
-                             tree, "-p", "main", "-m", f"set cm-1 {value}"], check=True, capture_output=True,
-                            text=True).stdout.strip()
-    subprocess.run(["git", "--git-dir", str(bare), "update-ref", "refs/heads/main", commit], check=True)
-    return commit
