@@ -74,7 +74,10 @@ class Cluster:
         """Send one request; the decoded JSON body, or ApiError for any non-2xx answer."""
         pool, prefix, auth = self._auth()
         url = prefix + path + ("?" + urlencode(query) if query else "")
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        if isinstance(body, str | bytes):  # already serialized (a YAML apply configuration): sent as it is
+            data: bytes | None = body.encode() if isinstance(body, str) else body
+        else:
+            data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         resp = pool.urlopen(method, url, body=data, headers={**auth, "Content-Type": content_type}, timeout=TIMEOUT,
                             preload_content=True, assert_same_host=False)
         raw = resp.data
