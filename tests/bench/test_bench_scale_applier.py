@@ -173,9 +173,8 @@ def _ready(port: int) -> bool:
 
 
 def _value(kubeconfig: str) -> Any:
-    from kubedr.applier.client import Cluster
-
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     try:
         obj = Cluster(api_client(kubeconfig)).request("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps/cm-1")

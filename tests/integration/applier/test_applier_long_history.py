@@ -8,11 +8,12 @@ from typing import Any
 
 from conftest import Repo, git, status_of
 from kubedr.applier import role
-from kubedr.applier.client import Cluster, get_state, put_state
 from kubedr.applier.fetch import Source
+from kubedr.applier.state import get_state, put_state
 
 from kubedr import roles
 from kubedr.kube import api_client
+from kubedr.kubeapi import Cluster
 from tests.history import NAMESPACE, push_change, synthesize
 
 
