@@ -207,8 +207,7 @@ class Exporter:
         self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
         self.store.use_signer(config.signer(args.signing_key))
         self.selection = Selection(None, ())
-        self.recorder = Recorder(self.store.workdir, secrets, sealer)
-        self.store.on_moved = self.recorder.digests.clear
+        self.recorder = Recorder(self.store, secrets, sealer)
         self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
         self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
                                    on_commit=self.pusher.notify, push_idle=self.pusher.idle)

@@ -125,9 +125,7 @@ class Committer:
                 text = with_trailer(text, *line.split(": ", 1))
             return self.annotate(diff, text)
 
-        contents = {p: None if pd.deleted else pd.data for p, pd in pending.items()
-                    if pd.deleted or pd.data is not None}
-        sha = self.store.commit_paths(sorted(candidates), message, contents)
+        sha = self.store.commit_paths(sorted(candidates), message, blobs={p: pd.blob for p, pd in pending.items()})
         if sha is None:
             return None
         now = time.monotonic()

@@ -1,0 +1,134 @@
+"""Benchmark: the exporter at scale (issue 17), against `kubedr emulate` seeded in its own process.
+
+Prints, per count of ConfigMaps in scope (KUBEDR_BENCH_SCALE, default 10000,40000,100000): the initial export
+time and peak RSS with --once and as a running exporter's first sync, then change -> remote latency (P1) of
+that running exporter at 100 changes/s and its peak RSS. Then, per length of the branch's history
+(KUBEDR_BENCH_SCALE_COMMITS, default 1000,1000000), how long an exporter restart takes: with its clone kept,
+and with a fresh clone (an emptyDir after a pod restart).
+Quick run: KUBEDR_BENCH_SCALE=2000 KUBEDR_BENCH_SCALE_COMMITS=1000,20000 bash scripts/bench -k scale
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.bench.test_bench_exporter import RemoteWatcher, _kubedr, _path, _rss_hwm_mb, _stop
+from tests.conftest import run_git, wait_until
+
+SIZES = [int(n) for n in os.environ.get("KUBEDR_BENCH_SCALE", "10000,40000,100000").split(",") if n]
+HISTORIES = [int(n) for n in os.environ.get("KUBEDR_BENCH_SCALE_COMMITS", "1000,1000000").split(",") if n]
+NS = "bench"
+LOADED = Path(__file__).with_name("loaded_emulator.py")
+P1_CHANGES, P1_RATE = 300, 100.0
+
+
+def _emulator(kubeconfig: Path, objects: int, history: int) -> subprocess.Popen:
+    """The emulator with `objects` ConfigMaps in namespace bench (created in its own process: fast)."""
+    emu = subprocess.Popen([sys.executable, str(LOADED), str(kubeconfig), str(history)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    assert emu.stdin and emu.stdout
+    emu.stdin.write(f"seed {objects}\n")
+    emu.stdin.flush()
+    assert emu.stdout.readline().strip() == "seeded"
+    return emu
+
+
+def _export_args(kubeconfig: Path, remote: Path, workdir: Path) -> list[str]:
+    return ["export", "--kubeconfig", str(kubeconfig), "--namespaces", NS, "--repo", str(remote),
+            "--workdir", str(workdir), "--cluster-name", "bench"]
+
+
+def _once(args: list[str]) -> tuple[float, float]:
+    """Run `kubedr export --once`; (seconds, peak RSS MB)."""
+    start = time.perf_counter()
+    proc = _kubedr("--log-level", "WARNING", *args, "--once")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def _count_files(remote: Path) -> int:
+    out = run_git("ls-tree", "-r", "--name-only", "main", cwd=remote)
+    return sum(1 for p in out.split() if p.startswith(f"{NS}/ConfigMap/"))
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("objects", SIZES, ids=[f"{n}" for n in SIZES])
+def test_bench_scale_exporter(tmp_path: Path, objects: int) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    start = time.perf_counter()
+    emu = _emulator(kubeconfig, objects, 4 * P1_CHANGES)
+    print(f"\nscale {objects}: seeded {objects} ConfigMaps in the emulator in {time.perf_counter() - start:.1f} s")
+    exporter = None
+    try:
+        remote = tmp_path / "once.git"
+        run_git("init", "--bare", "-q", "-b", "main", str(remote))
+        once_s, once_rss = _once(_export_args(kubeconfig, remote, tmp_path / "once-clone"))
+        assert _count_files(remote) == objects
+
+        remote = tmp_path / "running.git"
+        run_git("init", "--bare", "-q", "-b", "main", str(remote))
+        probe = RemoteWatcher(remote)
+        probe.start()
+        start = time.monotonic()
+        exporter = _kubedr("--log-level", "WARNING", *_export_args(kubeconfig, remote, tmp_path / "clone"),
+                           stderr=(tmp_path / "exporter.log").open("wb"))
+        wait_until(lambda: len(probe.arrived) >= objects, timeout=600, what="first sync in the remote")
+        sync_s = max(probe.arrived.values()) - start
+        sync_rss = _rss_hwm_mb(exporter.pid)
+
+        probe.arrived = {}
+        assert emu.stdin and emu.stdout
+        emu.stdin.write(f"load {P1_CHANGES} {P1_RATE}\n")
+        emu.stdin.flush()
+        _, t0, _ = emu.stdout.readline().split()
+        paths = [_path(f"cm-{i}") for i in range(P1_CHANGES)]
+        wait_until(lambda: all(p in probe.arrived for p in paths), timeout=120, what="P1 changes in the remote")
+        lag = sorted((probe.arrived[p] - (float(t0) + i / P1_RATE)) * 1e3 for i, p in enumerate(paths))
+        running_rss = _rss_hwm_mb(exporter.pid)
+        probe.stop.set()
+        print(f"scale {objects}: initial export --once {once_s:.1f} s, peak RSS {once_rss:.0f} MB | running "
+              f"exporter's first sync {sync_s:.1f} s, peak RSS {sync_rss:.0f} MB (goals <= 20 s, <= 200 MB)")
+        print(f"scale {objects}: P1 change -> remote at {P1_RATE:.0f} changes/s after the sync: p50 "
+              f"{statistics.median(lag):.0f} ms, p99 {lag[int(len(lag) * 0.99) - 1]:.0f} ms; running peak RSS "
+              f"{running_rss:.0f} MB")
+    finally:
+        _stop(exporter, emu)
+
+
+def _synthesize_history(remote: Path, commits: int) -> None:
+    """A branch of `commits` tiny commits (one file, then empty ones), written by git fast-import."""
+    stream = [b"blob\nmark :1\ndata 3\nhi\n",
+              b"commit refs/heads/main\ncommitter a <a@x> 1700000000 +0000\ndata 5\nseed\nM 100644 :1 README.md\n\n"]
+    stream += [b"commit refs/heads/main\ncommitter a <a@x> %d +0000\ndata %d\nc%d\n" % (1700000000 + i, len(b"c%d" % i), i)
+               for i in range(1, commits)]
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=remote, input=b"".join(stream), check=True)
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("commits", HISTORIES, ids=[f"{n}-commits" for n in HISTORIES])
+def test_bench_scale_exporter_restart(tmp_path: Path, commits: int) -> None:
+    remote = tmp_path / "remote.git"
+    run_git("init", "--bare", "-q", "-b", "main", str(remote))
+    start = time.perf_counter()
+    _synthesize_history(remote, commits)
+    print(f"\nscale restart: {commits} commits synthesized in {time.perf_counter() - start:.1f} s")
+    kubeconfig = tmp_path / "kubeconfig"
+    emu = _emulator(kubeconfig, 100, 1000)
+    try:
+        fresh_s, fresh_rss = _once(_export_args(kubeconfig, remote, tmp_path / "clone"))
+        kept_s, kept_rss = _once(_export_args(kubeconfig, remote, tmp_path / "clone"))
+        assert int(run_git("rev-list", "--count", "--first-parent", "-n", str(commits + 10), "main",
+                           cwd=remote).strip()) == commits + 1
+        print(f"scale restart with {commits} commits on the branch: fresh clone {fresh_s:.1f} s "
+              f"(peak RSS {fresh_rss:.0f} MB), clone kept {kept_s:.1f} s (peak RSS {kept_rss:.0f} MB)")
+    finally:
+        _stop(emu)
