@@ -51,8 +51,8 @@ def _reason(exc: Exception) -> str:
     return "error"
 
 
-class Applier:
-    """Applies and deletes objects on the target cluster."""
+class ServerSideApplier:
+    """Server-side applies and deletes objects on the target cluster, batch by batch (Engine drives the rounds)."""
 
     def __init__(self, cluster: Cluster, concurrency: int = 16, dry_run: bool = False) -> None:
         self.cluster = cluster

@@ -208,11 +208,11 @@ def run(args: argparse.Namespace) -> int:
 def _apply(engine: Any, args: argparse.Namespace) -> int:
     from kubedr.applier.round import loop
 
-    from kubedr import leader, observe
+    from kubedr import leader, metrics
 
     engine.cluster_name = args.cluster_name
     if args.metrics_listen:
-        observe.serve(args.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
+        metrics.serve(args.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if args.dry_run:
         try:
             report = engine.step()

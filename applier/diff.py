@@ -10,7 +10,7 @@ import copy
 import difflib
 from typing import Any
 
-from kubedr.applier.apply import Applier
+from kubedr.applier.apply import ServerSideApplier
 from kubedr.applier.decode import Decoder
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import Engine
@@ -55,7 +55,7 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
         engine.validator = Validator(engine.cluster.version())
     mode = engine.mode()
     tree = engine.source.tree(target)
-    applier = Applier(engine.cluster, s.concurrency, dry_run=True)
+    applier = ServerSideApplier(engine.cluster, s.concurrency, dry_run=True)
     decoder = Decoder(s.maps, engine.validator, s.identities, finish=lambda o: hold(o, mode))
     paths: list[str] = []
     desired: set[ObjectRef] = set()

@@ -28,7 +28,7 @@ from kubedr.applier.standby import Mode, hold
 from kubedr.applier.status import STATUS_CONFIGMAP
 from kubedr.applier.status import load as load_status
 
-from kubedr import observe
+from kubedr import metrics
 from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
 
 log = logging.getLogger("kubedr.applier.drift")
@@ -341,7 +341,7 @@ class Drift:
                 else:
                     log.info("drift of %s gone", ref.display)
             return
-        observe.APPLY_DRIFT_DETECTED.inc()
+        metrics.APPLY_DRIFT_DETECTED.inc()
         if known is None:
             known = self._recent.pop(ref, None)
             if known is None or time.monotonic() - known.healed > self.settings.interval:
@@ -373,7 +373,7 @@ class Drift:
                     d.next_heal = time.monotonic() + self.settings.interval
                     continue
                 self.applied(d.ref, d.path, answer)
-                observe.APPLY_HEALS.inc()
+                metrics.APPLY_HEALS.inc()
                 d.heals += 1
                 d.healed = time.monotonic()
                 backoff = min(self.settings.interval, self.settings.first_backoff * 2 ** (d.heals - 1))
@@ -487,8 +487,8 @@ class Drift:
         if not self._dirty:
             return
         self._dirty = False
-        observe.APPLY_DRIFTED.set(len(self.drifted))
-        observe.APPLY_STRAYS.set(len(self.strays))
+        metrics.APPLY_DRIFTED.set(len(self.drifted))
+        metrics.APPLY_STRAYS.set(len(self.strays))
         data = self.snapshot()
         text = json.dumps(data, sort_keys=True)
         if text != self._published:

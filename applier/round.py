@@ -17,7 +17,7 @@ from typing import Any
 
 import urllib3
 from kubedr.applier import order
-from kubedr.applier.apply import Applier, Outcome
+from kubedr.applier.apply import Outcome, ServerSideApplier
 from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
@@ -32,7 +32,7 @@ from kubedr.applier.status import load as load_status
 from kubedr.applier.status import save as save_status
 from kubedr.applier.trust import Gate, Untrusted
 
-from kubedr import observe
+from kubedr import metrics
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 from kubedr.remote import redact
 from kubedr.signing import SigningError
@@ -96,7 +96,7 @@ class Engine:
         self.settings = settings  # with the repo policy of the commit being applied merged in
         self._policy_failure: Failure | None = None
         self._policy_for = ""
-        self.applier = Applier(cluster, settings.concurrency, settings.dry_run)
+        self.applier = ServerSideApplier(cluster, settings.concurrency, settings.dry_run)
         self.validator: Validator | None = None
         self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
         self._pinned: str | None = None
@@ -213,13 +213,13 @@ class Engine:
         if gated.untrusted != self.untrusted:
             if gated.untrusted is not None:
                 log.error("%s", gated.untrusted.line())
-                observe.APPLY_UNTRUSTED_TOTAL.inc()
+                metrics.APPLY_UNTRUSTED_TOTAL.inc()
             elif self.untrusted is not None:
                 log.info("untrusted commit %s acknowledged; applying again", self.untrusted.sha[:12])
             self.untrusted = gated.untrusted
-        observe.APPLY_UNTRUSTED.clear()
+        metrics.APPLY_UNTRUSTED.clear()
         if gated.untrusted is not None:
-            observe.APPLY_UNTRUSTED.labels(gated.untrusted.sha, gated.untrusted.signer).set(1)
+            metrics.APPLY_UNTRUSTED.labels(gated.untrusted.sha, gated.untrusted.signer).set(1)
         data = _untrusted_data(gated.untrusted)
         if not self.settings.dry_run and (status.untrusted if status else {}) != data:
             record = status or Status(repo=self.settings.repo, branch=self.settings.branch)
@@ -281,7 +281,7 @@ class Engine:
                 report.recreated.append(line)
                 log.warning("%s", line)
                 if not s.dry_run:
-                    observe.APPLY_OBJECTS.labels("recreate").inc()
+                    metrics.APPLY_OBJECTS.labels("recreate").inc()
             return result
 
         for stage, paths in order.plan((path_ref[p], p) for p in todo):
@@ -347,7 +347,7 @@ class Engine:
                             s.prune_max_objects)
         if not verdict.allowed:
             log.error("%s", verdict.reason)
-            observe.APPLY_PRUNE_REFUSED.inc()
+            metrics.APPLY_PRUNE_REFUSED.inc()
             failures.append(Failure("(prune)", verdict.reason))
             return
         for _, refs in order.plan_deletes((r, r) for r in gone):
@@ -355,7 +355,7 @@ class Engine:
             for o in outcomes:
                 if o.error:
                     failures.append(Failure(o.item.path, f"delete failed: {o.error}"))
-                    observe.APPLY_FAILURES.labels(o.reason).inc()
+                    metrics.APPLY_FAILURES.labels(o.reason).inc()
                     log.error("delete failed: %s: %s", o.item.path, o.error)
                     continue
                 if o.result == "foreign":
@@ -368,7 +368,7 @@ class Engine:
                 elif o.result == "deleted":
                     report.deleted += 1
                     report.would_delete.append(o.item.path)
-                    observe.APPLY_OBJECTS.labels("delete").inc()
+                    metrics.APPLY_OBJECTS.labels("delete").inc()
                 inventory.refs.discard(o.item)
             if any(r.kind == "CustomResourceDefinition" for r in refs):
                 self.cluster.forget()
@@ -394,11 +394,11 @@ class Engine:
         for o in outcomes:
             if o.error:
                 failures.append(Failure(o.item, o.error))
-                observe.APPLY_FAILURES.labels(o.reason).inc()
+                metrics.APPLY_FAILURES.labels(o.reason).inc()
                 log.error("%s failed: %s: %s", action, o.item, o.error)
             else:
                 report.applied += 1
-                observe.APPLY_OBJECTS.labels(action if not self.settings.dry_run else "dry-run").inc()
+                metrics.APPLY_OBJECTS.labels(action if not self.settings.dry_run else "dry-run").inc()
 
     def _record(self, target: str, status: Status | None, fp: str, mode: Mode, failures: list[Failure]) -> None:
         commit_time = self.source.commit_time(target)
@@ -415,11 +415,11 @@ class Engine:
             new.fully_applied, new.fully_applied_time = target, commit_time
             if target != prev.fully_applied:
                 new.lag = max(0.0, now - commit_time)
-            observe.APPLY_LAST_TIME.set(now)
-            observe.APPLY_LAST_COMMIT.clear()
-            observe.APPLY_LAST_COMMIT.labels(target).set(1)
-            observe.APPLY_LAG.set(max(0.0, now - commit_time))
-            observe.APPLY_LAG_HIST.observe(max(0.0, now - commit_time))
+            metrics.APPLY_LAST_TIME.set(now)
+            metrics.APPLY_LAST_COMMIT.clear()
+            metrics.APPLY_LAST_COMMIT.labels(target).set(1)
+            metrics.APPLY_LAG.set(max(0.0, now - commit_time))
+            metrics.APPLY_LAG_HIST.observe(max(0.0, now - commit_time))
         save_status(self.cluster, new)
 
 

@@ -20,9 +20,11 @@ import socket
 import ssl
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubedr.emulator.errors import ApiError
-from kubedr.emulator.resources import ResourceType
+from kubedr.emulator.resources import ServedResource
+from kubedr.emulator.writes import do_patch
 
 from kubedr.selectors import selector_matches
 
@@ -39,7 +41,7 @@ class Admission:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    def __call__(self, rt: ResourceType, operation: str, obj: dict, old: dict | None, user: str, dry_run: bool,
+    def __call__(self, rt: ServedResource, operation: str, obj: dict, old: dict | None, user: str, dry_run: bool,
                  subresource: str | None = None) -> dict:
         if rt.group in NOT_ADMITTED_GROUPS:
             return obj
@@ -53,7 +55,7 @@ class Admission:
 
     # ---- matching ------------------------------------------------------------------------------------------
 
-    def _matches(self, hook: dict, rt: ResourceType, sub: str | None, op: str, obj: dict, old: dict | None) -> bool:
+    def _matches(self, hook: dict, rt: ServedResource, sub: str | None, op: str, obj: dict, old: dict | None) -> bool:
         if not any(_rule_matches(r, rt, sub, op) for r in hook.get("rules") or []):
             return False
         labels = [((o or {}).get("metadata") or {}).get("labels") or {} for o in (obj, old) if o]
@@ -71,7 +73,7 @@ class Admission:
 
     # ---- calling ---------------------------------------------------------------------------------------------
 
-    def _call(self, hook: dict, rt: ResourceType, sub: str | None, op: str, obj: dict, old: dict | None,
+    def _call(self, hook: dict, rt: ServedResource, sub: str | None, op: str, obj: dict, old: dict | None,
               user: str, dry_run: bool, mutating: bool) -> dict:
         name = hook.get("name") or ""
         if dry_run and hook.get("sideEffects") not in DRY_RUN_SAFE:
@@ -109,10 +111,8 @@ class Admission:
             if response.get("patchType") != "JSONPatch":
                 return self._failed(hook, obj, f'failed calling webhook "{name}": unsupported patch type '
                                                f'"{response.get("patchType")}"')
-            from kubedr.emulator.store import _do_patch
-
             patch = json.loads(base64.b64decode(response["patch"]))
-            obj = _do_patch(obj, patch, "json", rt, rt.kind)
+            obj = do_patch(obj, patch, "json", rt, rt.kind)
         return obj
 
     @staticmethod
@@ -130,8 +130,6 @@ class Admission:
         if cc.get("caBundle"):
             ctx = ssl.create_default_context(cadata=base64.b64decode(cc["caBundle"]).decode())
         if cc.get("url"):
-            from urllib.parse import urlsplit
-
             u = urlsplit(cc["url"])
             if u.scheme != "https":
                 raise _CallError(f'Post "{cc["url"]}": webhook url must use the https scheme')
@@ -188,7 +186,7 @@ class _CallError(Exception):
     """The webhook could not be called or answered nonsense (failurePolicy decides)."""
 
 
-def _rule_matches(rule: dict, rt: ResourceType, sub: str | None, op: str) -> bool:
+def _rule_matches(rule: dict, rt: ServedResource, sub: str | None, op: str) -> bool:
     ops = rule.get("operations") or []
     if "*" not in ops and op not in ops:
         return False

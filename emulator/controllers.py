@@ -14,8 +14,10 @@ import threading
 import time
 
 from kubedr.emulator import endpoints, kubelet
+from kubedr.emulator.deletion import NamespaceFinalizer
 from kubedr.emulator.errors import ApiError
-from kubedr.emulator.store import Event, NamespaceFinalizer, Store, now_iso
+from kubedr.emulator.objects import HistoryEvent, now_iso
+from kubedr.emulator.store import ClusterStore
 
 from kubedr.selectors import selector_matches
 
@@ -34,7 +36,7 @@ WATCHED = {("", "namespaces"), ("apps", "deployments"), ("apps", "replicasets"),
 class Controllers(NamespaceFinalizer):
     """Namespace, deployment, replicaset and endpoint controllers in one worker thread."""
 
-    def __init__(self, store: Store, pod_ip: str | None = None):
+    def __init__(self, store: ClusterStore, pod_ip: str | None = None):
         self.store = store
         self.pod_ip = pod_ip  # kubelet.run_pod starts every Pod here when set; else Pods stay Pending
         self.queue: queue.Queue = queue.Queue()
@@ -52,7 +54,7 @@ class Controllers(NamespaceFinalizer):
         self.queue.put(None)
         self.thread.join(5)
 
-    def __call__(self, ev: Event) -> None:
+    def __call__(self, ev: HistoryEvent) -> None:
         if ev.key in WATCHED:
             self.queue.put(("event", ev))
 
@@ -83,7 +85,7 @@ class Controllers(NamespaceFinalizer):
             except Exception:
                 log.exception("emulator controller failed")
 
-    def _handle(self, ev: Event) -> None:
+    def _handle(self, ev: HistoryEvent) -> None:
         obj = ev.entry.obj
         kind = obj["kind"]
         if kind == "Namespace" and ev.type == "ADDED":

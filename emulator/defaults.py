@@ -23,7 +23,7 @@ import random
 from collections.abc import Callable, Iterator
 
 from kubedr.emulator import quantity
-from kubedr.emulator.resources import ResourceType
+from kubedr.emulator.resources import ServedResource
 
 _rng = random.Random()
 _CIDR = ipaddress.ip_network("10.96.0.0/12")
@@ -511,7 +511,7 @@ def _guarded(fn: Callable[..., None], *args: object) -> None:
         pass  # malformed input: leave it as sent; validation is not this module's job
 
 
-def apply(rt: ResourceType, obj: dict, old: dict | None) -> None:
+def apply(rt: ServedResource, obj: dict, old: dict | None) -> None:
     """Decode-time defaulting of a built-in object (before validation and managedFields), in place."""
     if not rt.builtin:
         return
@@ -531,14 +531,14 @@ def _guarded_status(fn: Callable[[dict], dict], obj: dict) -> dict:
         return {}
 
 
-def prepare_for_create(rt: ResourceType, obj: dict) -> None:
+def prepare_for_create(rt: ServedResource, obj: dict) -> None:
     """Strategy changes to a new built-in object that no manager owns (run after managedFields are tracked)."""
     fn = STRATEGIES.get(rt.kind) if rt.builtin else None
     if fn is not None:
         _guarded(fn, obj)
 
 
-def prepare_for_update(rt: ResourceType, obj: dict, old: dict) -> None:
+def prepare_for_update(rt: ServedResource, obj: dict, old: dict) -> None:
     """Strategy changes to an updated built-in object that no manager owns (after managedFields)."""
     fn = UPDATES.get(rt.kind) if rt.builtin else None
     if fn is not None:

@@ -4,14 +4,14 @@ ready ones under `addresses`, the others under `notReadyAddresses`, with the tar
 from __future__ import annotations
 
 from kubedr.emulator.errors import ApiError
-from kubedr.emulator.store import Store
+from kubedr.emulator.store import ClusterStore
 
 from kubedr.selectors import selector_matches
 
 KCM = "kube-controller-manager"
 
 
-def pod_changed(store: Store, pod: dict, before: dict | None) -> None:
+def pod_changed(store: ClusterStore, pod: dict, before: dict | None) -> None:
     """Resync the Endpoints of every Service that selects the Pod (now or before the change)."""
     ns = pod["metadata"].get("namespace") or ""
     labels = [(o.get("metadata") or {}).get("labels") or {} for o in (pod, before) if o]
@@ -37,7 +37,7 @@ def _target(port: dict, pod: dict) -> int | None:
     return None
 
 
-def sync(store: Store, svc: dict) -> None:
+def sync(store: ClusterStore, svc: dict) -> None:
     """Write the Service's Endpoints subsets from the Pods it selects (subsets grouped by resolved ports)."""
     spec = svc.get("spec") or {}
     selector = spec.get("selector")

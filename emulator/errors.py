@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubedr.emulator.resources import ResourceType
+from kubedr.emulator.resources import ServedResource
 
 
 class ApiError(Exception):
@@ -26,7 +26,7 @@ class ApiError(Exception):
         return out
 
 
-def _details(rt: ResourceType | None, name: str, plural: str | None = None, **more) -> dict:
+def _details(rt: ServedResource | None, name: str, plural: str | None = None, **more) -> dict:
     d: dict = {}
     if name:
         d["name"] = name
@@ -37,7 +37,7 @@ def _details(rt: ResourceType | None, name: str, plural: str | None = None, **mo
     return d
 
 
-def not_found(rt: ResourceType, name: str) -> ApiError:
+def not_found(rt: ServedResource, name: str) -> ApiError:
     return ApiError(404, "NotFound", f'{rt.group_resource} "{name}" not found', _details(rt, name))
 
 
@@ -45,17 +45,17 @@ def namespace_not_found(name: str) -> ApiError:
     return ApiError(404, "NotFound", f'namespaces "{name}" not found', {"name": name, "kind": "namespaces"})
 
 
-def already_exists(rt: ResourceType, name: str) -> ApiError:
+def already_exists(rt: ServedResource, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", f'{rt.group_resource} "{name}" already exists', _details(rt, name))
 
 
-def conflict(rt: ResourceType, name: str, why: str = "the object has been modified; please apply your changes "
+def conflict(rt: ServedResource, name: str, why: str = "the object has been modified; please apply your changes "
              "to the latest version and try again") -> ApiError:
     return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rt.group_resource} "{name}": {why}',
                     _details(rt, name))
 
 
-def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
+def invalid(rt: ServedResource, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
     """causes: (field, reason, message) e.g. ("metadata.name", "FieldValueInvalid", 'Invalid value: ...')."""
     texts = [f"{f}: {m}" for f, _, m in causes]
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
@@ -68,7 +68,7 @@ def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str, str]]) -> 
     return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {joined}', details)
 
 
-def forbidden_terminating(rt: ResourceType, name: str, namespace: str) -> ApiError:
+def forbidden_terminating(rt: ServedResource, name: str, namespace: str) -> ApiError:
     who = f'{rt.group_resource} "{name}"' if name else rt.group_resource
     details = _details(rt, name)
     details["causes"] = [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated",

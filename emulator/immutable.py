@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubedr.emulator import errors
-from kubedr.emulator.resources import ResourceType
+from kubedr.emulator.resources import ServedResource
 
 Cause = tuple[str, str, str]  # (field, reason, message) as errors.invalid takes them
 MISSING = object()
@@ -175,7 +175,7 @@ RULES: dict[str, tuple[Callable[[dict, dict], list[Cause]], ...]] = {
 }
 
 
-def check_update(rt: ResourceType, old: dict, new: dict) -> None:
+def check_update(rt: ServedResource, old: dict, new: dict) -> None:
     """Raise the real 422 Invalid when new changes a field the kind's update validation forbids changing."""
     rules = RULES.get(rt.kind) if rt.builtin else None
     if not rules:

@@ -7,12 +7,13 @@ address, e.g. a webhook server on 127.0.0.1), so a Service's Endpoints list the 
 from __future__ import annotations
 
 from kubedr.emulator.errors import ApiError
-from kubedr.emulator.store import Store, now_iso
+from kubedr.emulator.objects import now_iso
+from kubedr.emulator.store import ClusterStore
 
 KUBELET = "kubelet"
 
 
-def run_pod(store: Store, pod: dict, ip: str) -> None:
+def run_pod(store: ClusterStore, pod: dict, ip: str) -> None:
     """Write the status a kubelet reports once the Pod's containers run and pass readiness."""
     meta = pod["metadata"]
     if (pod.get("status") or {}).get("podIP") or meta.get("deletionTimestamp"):

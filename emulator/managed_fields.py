@@ -469,7 +469,7 @@ def _remove(value: Any, tree: dict, shape: Shape) -> Any:
 
 
 @dataclass
-class Entry:
+class ManagerEntry:
     """One managedFields entry, decoded."""
 
     manager: str
@@ -497,17 +497,17 @@ class Entry:
         return out
 
 
-def decode_entries(obj: dict | None) -> list[Entry]:
+def decode_entries(obj: dict | None) -> list[ManagerEntry]:
     """The managedFields of an object as entries."""
     entries = []
     for raw in ((obj or {}).get("metadata") or {}).get("managedFields") or []:
-        entries.append(Entry(raw.get("manager", ""), raw.get("operation", "Update"), raw.get("apiVersion", ""),
+        entries.append(ManagerEntry(raw.get("manager", ""), raw.get("operation", "Update"), raw.get("apiVersion", ""),
                              raw.get("subresource", "") or "", raw.get("time"),
                              from_fields_v1(raw.get("fieldsV1") or {})))
     return entries
 
 
-def encode_entries(entries: list[Entry]) -> list[dict]:
+def encode_entries(entries: list[ManagerEntry]) -> list[dict]:
     """Entries sorted as the apiserver sorts them (operation, time, manager, apiVersion, subresource)."""
     alive = [e for e in entries if e.paths]
     alive.sort(key=lambda e: (e.operation, e.time or "", e.manager, e.api_version, e.subresource))
@@ -585,7 +585,7 @@ def track_update(old: dict | None, new: dict, manager: str, api_version: str, ki
     # ([{}] clears them); otherwise, and always for subresources, the stored ones carry on.
     incoming = (new.get("metadata") or {}).get("managedFields")
     entries = decode_entries(new if incoming and subresource is None else old)
-    me = Entry(manager, "Update", api_version, subresource or "", _entry_time(now, subresource), set())
+    me = ManagerEntry(manager, "Update", api_version, subresource or "", _entry_time(now, subresource), set())
     for entry in entries:
         if entry.identity() == me.identity():
             me = entry
@@ -624,7 +624,7 @@ def server_side_apply(live: dict | None, config: dict, manager: str, force: bool
     merged = merge(live_body, cfg, shape)
 
     entries = decode_entries(live)
-    me = Entry(manager, "Apply", api_version, subresource or "", now, applied)
+    me = ManagerEntry(manager, "Apply", api_version, subresource or "", now, applied)
     previous = next((e for e in entries if e.identity() == me.identity()), None)
     others = [e for e in entries if e is not previous]
     if previous is not None and previous.paths:

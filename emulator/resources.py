@@ -13,7 +13,7 @@ SUB_VERBS = ("get", "patch", "update")
 
 
 @dataclass(frozen=True)
-class ResourceType:
+class ServedResource:
     """One servable resource (a kind at one group/version) and the server behaviour tied to it."""
 
     group: str
@@ -69,14 +69,14 @@ class ResourceType:
         return out
 
 
-def _r(group: str, version: str, kind: str, plural: str, namespaced: bool = True, **kw) -> ResourceType:
-    return ResourceType(group, version, kind, plural, namespaced, **kw)
+def _r(group: str, version: str, kind: str, plural: str, namespaced: bool = True, **kw) -> ServedResource:
+    return ServedResource(group, version, kind, plural, namespaced, **kw)
 
 
 WORKLOAD = dict(categories=("all",), generation=True)
 
 # The built-in kinds the DR flow touches (shortNames, categories and subresources as a v1.30 server lists them).
-BUILTINS: tuple[ResourceType, ...] = (
+BUILTINS: tuple[ServedResource, ...] = (
     _r("", "v1", "Namespace", "namespaces", False, short_names=("ns",), subresources=("status",),
        verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     _r("", "v1", "ConfigMap", "configmaps", short_names=("cm",)),
@@ -154,13 +154,13 @@ FIELD_SELECTORS: dict[str, tuple[str, ...]] = {
 RETURNS_DELETED_OBJECT = frozenset({"Pod", "Namespace", "CustomResourceDefinition", "Service"})
 
 
-def crd_resource(crd: dict, version: dict) -> ResourceType:
-    """The ResourceType a CustomResourceDefinition serves at one of its versions."""
+def crd_resource(crd: dict, version: dict) -> ServedResource:
+    """The ServedResource a CustomResourceDefinition serves at one of its versions."""
     spec = crd["spec"]
     names = spec["names"]
     subs = tuple(s for s in ("status", "scale") if s in (version.get("subresources") or {}))
     scale_path = ((version.get("subresources") or {}).get("scale") or {}).get("specReplicasPath", ".spec.replicas")
-    return ResourceType(
+    return ServedResource(
         group=spec["group"], version=version["name"], kind=names["kind"], plural=names["plural"],
         namespaced=spec.get("scope", "Namespaced") == "Namespaced", short_names=tuple(names.get("shortNames") or ()),
         categories=tuple(names.get("categories") or ()), subresources=subs, verbs=CR_VERBS, generation=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -14,13 +15,17 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables
+from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables, tls
 from kubedr.emulator import field_validation as _fv
 from kubedr.emulator import openapi as _openapi
+from kubedr.emulator.admission import Admission
+from kubedr.emulator.controllers import Controllers
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.k8s_schema import latest_version
-from kubedr.emulator.resources import ResourceType
-from kubedr.emulator.store import PATCH_TYPES, Store, dumps
+from kubedr.emulator.objects import dumps
+from kubedr.emulator.resources import ServedResource
+from kubedr.emulator.store import ClusterStore
+from kubedr.emulator.writes import PATCH_TYPES
 
 from kubedr.kube import version_priority
 
@@ -285,7 +290,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --------------------------------------------------------------- collections
 
-    def _collection(self, method: str, rt: ResourceType, ns: str | None, q: dict) -> None:
+    def _collection(self, method: str, rt: ServedResource, ns: str | None, q: dict) -> None:
         store = self.server.store
         if method == "GET":
             if _bool(q, "watch"):
@@ -332,11 +337,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, head + b',"items":[' + b",".join(e.item(rt.builtin) for e in entries) + b"]}")
         raise errors.method_not_allowed()
 
-    def _check_verb(self, rt: ResourceType, verb: str) -> None:
+    def _check_verb(self, rt: ServedResource, verb: str) -> None:
         if verb not in rt.verbs:
             raise errors.method_not_allowed()
 
-    def _check_type(self, rt: ResourceType, obj: dict) -> None:
+    def _check_type(self, rt: ServedResource, obj: dict) -> None:
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
         if not kind:  # the real decoder defaults kind and apiVersion from the URL
             obj["kind"], obj["apiVersion"] = rt.kind, api_version or rt.api_version
@@ -346,7 +351,7 @@ class Handler(BaseHTTPRequestHandler):
                                      f"version ({rt.api_version})" if kind == rt.kind else
                                      f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
 
-    def _validate_fields(self, rt: ResourceType, q: dict, obj: object) -> None:
+    def _validate_fields(self, rt: ServedResource, q: dict, obj: object) -> None:
         """fieldValidation=Strict: unknown fields are a 400; Warn (the default): a Warning header per dropped field."""
         mode = _one(q, "fieldValidation") or "Warn"
         if mode not in ("Strict", "Warn") or not rt.builtin or not isinstance(obj, dict):
@@ -382,7 +387,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --------------------------------------------------------------- items
 
-    def _item(self, method: str, rt: ResourceType, ns: str | None, name: str, sub: str | None, q: dict) -> None:
+    def _item(self, method: str, rt: ServedResource, ns: str | None, name: str, sub: str | None, q: dict) -> None:
         store = self.server.store
         manager = self._manager(q)
         if method == "GET":
@@ -448,7 +453,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --------------------------------------------------------------- watch
 
-    def _watch(self, rt: ResourceType, ns: str | None, q: dict) -> None:
+    def _watch(self, rt: ServedResource, ns: str | None, q: dict) -> None:
         self._check_verb(rt, "watch")
         store = self.server.store
         timeout = _one(q, "timeoutSeconds")
@@ -538,7 +543,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: tuple[str, int], store: Store, token: str, bookmark_interval: float,
+    def __init__(self, addr: tuple[str, int], store: ClusterStore, token: str, bookmark_interval: float,
                  require_auth: bool):
         super().__init__(addr, Handler)
         self.require_auth = require_auth
@@ -585,8 +590,7 @@ class Emulator:
         # kubectl (client-go) never sends credentials over plain HTTP, so there a request without an
         # Authorization header is let in, like the old insecure port; a wrong token is always a 401.
         self.require_auth = tls if require_auth is None else require_auth
-        self.store = Store(history)
-        from kubedr.emulator.admission import Admission
+        self.store = ClusterStore(history)
         self.store.admission = Admission(self.store)
         self.api = self.store
         self.pod_ip = pod_ip  # a node that runs every Pod at once on this address (tests: 127.0.0.1); else Pending
@@ -610,15 +614,13 @@ class Emulator:
 
     def start(self) -> Emulator:
         if self.with_controllers:
-            from kubedr.emulator import controllers
-            self.controllers = controllers.Controllers(self.store, self.pod_ip)
+            self.controllers = Controllers(self.store, self.pod_ip)
             self.controllers.start()
         bootstrap(self.store)
         httpd = EmulatorHTTPServer((self.host, self.port), self.store, self.token, self.bookmark_interval,
                                    self.require_auth)
         self.port = httpd.server_address[1]
         if self.tls:
-            from kubedr.emulator import tls
             self.ca_pem, ctx = tls.server_context(self.host)
             httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
         self._httpd = httpd
@@ -663,7 +665,6 @@ class Emulator:
     def kubeconfig_dict(self, context: str = "emulator") -> dict:
         cluster: dict = {"server": self.url}
         if self.ca_pem:
-            import base64
             cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
         return {"apiVersion": "v1", "kind": "Config", "preferences": {},
                 "clusters": [{"name": context, "cluster": cluster}],
@@ -682,7 +683,7 @@ class Emulator:
         return path
 
 
-def bootstrap(store: Store) -> None:
+def bootstrap(store: ClusterStore) -> None:
     """What a fresh cluster has: the four system namespaces and the `kubernetes` Service."""
     for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
         if store._entry(store.kind("v1", "Namespace"), "", name) is None:

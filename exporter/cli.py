@@ -28,7 +28,7 @@ from kubedr.exporter.scope import SCOPE_PATH
 from kubedr.exporter.scoping import Scoper, scope_flags
 from kubedr.exporter.selection import Selection
 
-from kubedr import config, contract, observe, sanitize
+from kubedr import config, contract, metrics, sanitize
 from kubedr.config import UsageError
 from kubedr.kubeapi import ApiError, KubeHTTP
 
@@ -215,7 +215,7 @@ class Exporter:
         self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
         self.observer.on_discovered = lambda: self.coverage().log()
-        observe.EXPORT_COVERAGE.report = self.coverage
+        metrics.EXPORT_COVERAGE.report = self.coverage
         self.scoper = Scoper(scope_flags(args), self.store, self.selection, self.recorder, self.committer,
                              self.observer)
         self.follower = Follower(self.store, self.pusher.idle, lambda: self.committer.queue.put(None),
@@ -382,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
             return explain(args)
         current = [Exporter(args)]
         if args.metrics_listen:
-            observe.serve(args.metrics_listen, live=lambda: current[0].healthy(),
+            metrics.serve(args.metrics_listen, live=lambda: current[0].healthy(),
                           ready=leader.readiness(lambda: current[0].readiness()))
 
         def work(stop: threading.Event) -> int:

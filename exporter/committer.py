@@ -15,7 +15,7 @@ from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.recorder import Pending, Recorder
 from kubedr.exporter.selection import Selection
 
-from kubedr import contract, observe
+from kubedr import contract, metrics
 
 log = logging.getLogger("kubedr.exporter.committer")
 
@@ -131,11 +131,11 @@ class Committer:
         now = time.monotonic()
         received = [p.received for _, p in changes]
         for r in received:
-            observe.EXPORT_LATENCY.observe(max(0.0, now - r))
+            metrics.EXPORT_LATENCY.observe(max(0.0, now - r))
         for verb, _ in changes:
-            observe.EXPORT_OBJECTS.labels(verb).inc()
-        observe.EXPORT_COMMITS.labels(reason or "change").inc()
-        observe.EXPORT_LAST_COMMIT.set(time.time())
+            metrics.EXPORT_OBJECTS.labels(verb).inc()
+        metrics.EXPORT_COMMITS.labels(reason or "change").inc()
+        metrics.EXPORT_LAST_COMMIT.set(time.time())
         log.debug("committed %s: %d changes", sha[:12], len(changes))
         self.on_commit(sha, received)
         return sha
@@ -163,7 +163,7 @@ class Committer:
                                 break
                             if nxt is not None:
                                 self.handle(nxt)
-                    observe.EXPORT_QUEUE.set(self.queue.qsize())
+                    metrics.EXPORT_QUEUE.set(self.queue.qsize())
                     if self.holding():
                         continue
                     if (self.recorder.pending or self.extra) and self.push_idle():

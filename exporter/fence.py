@@ -15,7 +15,7 @@ import threading
 
 from kubedr.exporter.gitstore import GitError, GitStore
 
-from kubedr import observe, roles
+from kubedr import metrics, roles
 from kubedr.remote import scrub
 
 log = logging.getLogger("kubedr.exporter.fence")
@@ -45,8 +45,8 @@ class Fence:
                 log.info("writer of %s: %s at epoch %s", self.store.branch, self.cluster,
                          self.held.epoch if self.held else 0)
         self.reason = reason
-        observe.EXPORT_FENCED.set(1 if reason else 0)
-        observe.EXPORT_EPOCH.set(self.held.epoch if self.held and not reason else 0)
+        metrics.EXPORT_FENCED.set(1 if reason else 0)
+        metrics.EXPORT_EPOCH.set(self.held.epoch if self.held and not reason else 0)
         return reason
 
     @property

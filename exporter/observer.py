@@ -13,7 +13,7 @@ from kubedr.exporter.coverage import Unwatched
 from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 
-from kubedr import contract, observe
+from kubedr import contract, metrics
 from kubedr.kube import version_priority
 from kubedr.kubeapi import ApiError, KubeHTTP
 
@@ -185,21 +185,21 @@ class Observer:
                     last_gone = now
                     log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
                              f" in {gone_delay:.1f}s" if gone_delay else "")
-                    observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
+                    metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
                     rv = None
                     stop.wait(gone_delay)
                     continue
                 if exc.status == 404:
                     self._rediscover.set()
                 log.warning("watch of %s failed: %s", rtype, exc)
-                observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
+                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
             except NETWORK_ERRORS as exc:
                 if stop.is_set():
                     return
                 log.warning("watch of %s interrupted (%s); resuming from %s", rtype, exc, rv)
-                observe.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
+                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from kubedr.exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
 
-from kubedr import observe
+from kubedr import metrics
 
 log = logging.getLogger("kubedr.exporter.pusher")
 
@@ -82,7 +82,7 @@ class Pusher:
                 self._received = received + self._received
                 self._dirty = True
             self._set_failing(True)
-            observe.EXPORT_PUSH_FAILURES.inc()
+            metrics.EXPORT_PUSH_FAILURES.inc()
             log.warning("push to %s failed, commits stay in %s: %s", self.store.shown, self.store.workdir,
                         str(exc).splitlines()[0] if str(exc) else exc)
             return False
@@ -94,8 +94,8 @@ class Pusher:
             self.store.maintain()
         now = time.monotonic()
         for r in received:
-            observe.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))
-        observe.EXPORT_UNPUSHED.set(0)
+            metrics.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))
+        metrics.EXPORT_UNPUSHED.set(0)
         return True
 
     def _withheld(self, received: list[float]) -> bool:
@@ -138,6 +138,6 @@ class Pusher:
     def _count_unpushed(self) -> None:
         try:
             out = self.store.git("rev-list", "--count", f"refs/remotes/origin/{self.store.branch}..HEAD", check=False)
-            observe.EXPORT_UNPUSHED.set(int(out.strip() or 0))
+            metrics.EXPORT_UNPUSHED.set(int(out.strip() or 0))
         except (ValueError, GitError):
             pass

@@ -32,7 +32,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from kubedr import observe
+from kubedr import metrics
 
 log = logging.getLogger("kubedr.leader")
 
@@ -85,7 +85,7 @@ class LeaderElector:
         self._lease_label = f"{namespace}/{name}"
         self.last_contact = 0.0                         # monotonic time the API last answered us
         self._until: float | None = None                # while renewing: every call ends by the deadline
-        observe.LEADER.labels(lease=self._lease_label).set(0)
+        metrics.LEADER.labels(lease=self._lease_label).set(0)
 
     # -- what a caller may ask -------------------------------------------------------------
     @property
@@ -203,8 +203,8 @@ class LeaderElector:
         return True
 
     def _report(self, event: str) -> None:
-        observe.LEADER.labels(lease=self._lease_label).set(1 if event == "acquired" else 0)
-        observe.LEADER_TRANSITIONS.labels(lease=self._lease_label, event=event).inc()
+        metrics.LEADER.labels(lease=self._lease_label).set(1 if event == "acquired" else 0)
+        metrics.LEADER_TRANSITIONS.labels(lease=self._lease_label, event=event).inc()
 
     # -- API calls -------------------------------------------------------------------------
     def _timeout(self) -> float:

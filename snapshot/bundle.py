@@ -50,7 +50,7 @@ def default_compression() -> str:
 
 
 @dataclass(frozen=True)
-class Entry:
+class BundleFile:
     """One file in the bundle: where it comes from (a path or bytes) and its name inside the tar."""
 
     name: str
@@ -159,7 +159,7 @@ class _NoClose(io.RawIOBase):
         self.out.flush()
 
 
-def _pack(entries: list[Entry], out: BinaryIO, compression: str, files: list[dict[str, Any]],
+def _pack(entries: list[BundleFile], out: BinaryIO, compression: str, files: list[dict[str, Any]],
           progress: Progress | None) -> None:
     comp = _compressor(out, compression)
     # "w", not the "w|" stream mode: it writes straight through instead of re-buffering every block
@@ -211,7 +211,7 @@ class _HashingWriter:
         self.out.flush()
 
 
-def write(store: Store, key: str, entries: Iterable[Entry], recipients: list[Any], compression: str = "zstd",
+def write(store: Store, key: str, entries: Iterable[BundleFile], recipients: list[Any], compression: str = "zstd",
           progress: Progress | None = None) -> Written:
     """Pack, compress, encrypt and store the entries under key; nothing is held whole in memory.
 

@@ -18,7 +18,7 @@ from kubedr.snapshot import bundle, cutover, etcd, keys, manifest, preflight, re
 from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
 from prometheus_client import write_to_textfile
 
-from kubedr import observe
+from kubedr import metrics
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.snapshot")
@@ -200,15 +200,15 @@ def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
         raise UsageError(f"--metrics-file {args.metrics_file}: node-exporter reads only files ending in .prom")
     if not args.metrics_file:
         return _save(args, store, cluster)
-    observe.resume_textfile(args.metrics_file)
+    metrics.resume_textfile(args.metrics_file)
     try:
         return _save(args, store, cluster)
     except BaseException:
-        observe.SNAPSHOT_FAILED.set(time.time())
+        metrics.SNAPSHOT_FAILED.set(time.time())
         raise
     finally:
         try:
-            write_to_textfile(args.metrics_file, observe.SNAPSHOT_REGISTRY)
+            write_to_textfile(args.metrics_file, metrics.SNAPSHOT_REGISTRY)
         except OSError as exc:  # the snapshot itself is stored; the age alert will say the figures are stale
             log.error("metrics file %s: %s", args.metrics_file, exc)
 
@@ -241,9 +241,9 @@ def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     print(f"saved {m.cluster}/{m.id}: revision {m.snapshot['revision']}, {m.snapshot['total_keys']} keys, "
           f"snapshot {m.snapshot['size']} bytes, stored {m.bundle['size']} bytes in {done.seconds:.2f}s "
           f"(bundle {mbps:.0f} MB/s)")
-    observe.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
-    observe.SNAPSHOT_BYTES.set(m.bundle["size"])
-    observe.SNAPSHOT_SECONDS.set(done.seconds)
+    metrics.SNAPSHOT_LAST.set(datetime.fromisoformat(m.finished).timestamp())
+    metrics.SNAPSHOT_BYTES.set(m.bundle["size"])
+    metrics.SNAPSHOT_SECONDS.set(done.seconds)
     if args.keep_last is not None or args.max_age:
         _prune(store, cluster, args.keep_last, args.max_age, False)
     return 0

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubedr.snapshot.bundle import Entry
+from kubedr.snapshot.bundle import BundleFile
 
 log = logging.getLogger("kubedr.snapshot")
 
@@ -49,9 +49,9 @@ def _walk(base: Path, exclude: tuple[str, ...]) -> list[Path]:
     return out
 
 
-def collect(root: Path) -> list[Entry]:
+def collect(root: Path) -> list[BundleFile]:
     """Every kubeadm file present under root, as bundle entries; missing ones are simply absent."""
-    entries: list[Entry] = []
+    entries: list[BundleFile] = []
     for src in SOURCES:
         base = root / src.directory
         seen: set[Path] = set()
@@ -63,10 +63,10 @@ def collect(root: Path) -> list[Entry]:
                 name = f"{src.prefix}/{path.relative_to(base).as_posix()}"
                 if path.is_symlink():  # kubelet-client-current.pem points at the newest client certificate
                     seen.add(path)
-                    entries.append(Entry(name, link=os.readlink(path)))
+                    entries.append(BundleFile(name, link=os.readlink(path)))
                 elif path.is_file():
                     seen.add(path)
-                    entries.append(Entry(name, path=path))
+                    entries.append(BundleFile(name, path=path))
     if not entries:
         log.warning("no kubeadm files under %s (looked for %s)", root,
                     ", ".join(f"{s.directory}/{p}" for s in SOURCES for p in s.patterns))
@@ -99,7 +99,7 @@ def default_kubeconfig(root: Path, given: str | None) -> str | None:
 class ApiFacts:
     """What the API says at save time: bundle entries (kubeadm-config, node list) and the parsed parts."""
 
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[BundleFile] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
     control_plane: list[str] = field(default_factory=list)
     cluster_configuration: dict = field(default_factory=dict)
@@ -140,7 +140,7 @@ def cluster_facts(kubeconfig: str | None) -> ApiFacts:
         cm = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=(5, 15))
         doc = api.sanitize_for_serialization(cm)
         out.cluster_configuration = cluster_configuration(doc.get("data"))
-        out.entries.append(Entry(f"{CLUSTER_PREFIX}/kubeadm-config.json",
+        out.entries.append(BundleFile(f"{CLUSTER_PREFIX}/kubeadm-config.json",
                                  data=json.dumps(doc, indent=2, sort_keys=True).encode(), mode=0o644))
     except Exception as exc:  # optional: say why it is missing
         log.warning("kubeadm-config ConfigMap not read (%s): not included", _first_line(exc))
@@ -149,7 +149,7 @@ def cluster_facts(kubeconfig: str | None) -> ApiFacts:
         out.nodes = sorted(n.metadata.name for n in nodes.items)
         out.control_plane = sorted(n.metadata.name for n in nodes.items
                                    if set(n.metadata.labels or {}) & set(CONTROL_PLANE_LABELS))
-        out.entries.append(Entry(f"{CLUSTER_PREFIX}/nodes.json", mode=0o644,
+        out.entries.append(BundleFile(f"{CLUSTER_PREFIX}/nodes.json", mode=0o644,
                                  data=json.dumps(api.sanitize_for_serialization(nodes), indent=2).encode()))
     except Exception as exc:
         log.warning("node list not read (%s): not included", _first_line(exc))

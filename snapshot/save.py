@@ -96,7 +96,7 @@ def save(req: SaveRequest) -> Saved:
         api = kubeadm.cluster_facts(kubeadm.default_kubeconfig(req.root, req.kubeconfig)) \
             if req.cluster_info else kubeadm.ApiFacts()
         recorded = facts.record(req.root, api, member)
-        entries = [*kubeadm.collect(req.root), *api.entries, bundle.Entry(SNAPSHOT_NAME, path=db, sha256=sha)]
+        entries = [*kubeadm.collect(req.root), *api.entries, bundle.BundleFile(SNAPSHOT_NAME, path=db, sha256=sha)]
         expected = req.expect_nodes or (recorded.control_plane_nodes or [n.name for n in recorded.members]
                                         if req.set_id else [])
         m = manifest.Manifest(id=sid, cluster=req.cluster, node=req.node, created=started.isoformat(),
@@ -141,7 +141,7 @@ def _bundle_doc(written: bundle.Written, req: SaveRequest) -> dict:
             "compression": req.compression, "encryption": "age", "recipients": req.recipient_texts}
 
 
-def _store_bundle(req: SaveRequest, key: str, prefix: str, entries: list[bundle.Entry], total: int,
+def _store_bundle(req: SaveRequest, key: str, prefix: str, entries: list[bundle.BundleFile], total: int,
                   exclude_prefix: str | None = None) -> bundle.Written:
     """Write one bundle and check the store's size; on failure remove what was written under prefix."""
     try:

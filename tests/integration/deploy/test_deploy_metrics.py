@@ -10,13 +10,13 @@ import pytest
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubedr import observe
+from kubedr import metrics
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, dict[str, bool]]]:
     state = {"live": True, "ready": False}
-    srv = observe.serve("127.0.0.1:0", live=lambda: state["live"], ready=lambda: state["ready"])
+    srv = metrics.serve("127.0.0.1:0", live=lambda: state["live"], ready=lambda: state["ready"])
     yield f"http://127.0.0.1:{srv.server_address[1]}", state
     srv.shutdown()
     srv.server_close()
@@ -53,22 +53,22 @@ def test_probes_follow_the_callbacks(server) -> None:
 
 def test_the_issue_metrics_are_exposed_and_parse(server) -> None:
     base, _ = server
-    observe.EXPORT_LAST_COMMIT.set(1700000000.5)
+    metrics.EXPORT_LAST_COMMIT.set(1700000000.5)
     before = scrape(base)
     lat_count = before.get("kubedr_exporter_change_to_commit_seconds", {}).get(
         ("kubedr_exporter_change_to_commit_seconds_count", ()), 0.0)
     restarts = before.get("kubedr_exporter_watch_restarts", {}).get(
         ("kubedr_exporter_watch_restarts_total", (("cause", "gone"), ("resource", "configmaps"))), 0.0)
 
-    observe.EXPORT_LATENCY.observe(0.03)
-    observe.EXPORT_LATENCY.observe(0.4)
-    observe.EXPORT_QUEUE.set(7)
-    observe.EXPORT_WATCH_RESTARTS.labels(resource="configmaps", cause="gone").inc()
-    observe.EXPORT_PUSH_FAILURES.inc()
-    observe.APPLY_LAST_COMMIT.labels(commit="abc123").set(1)
-    observe.APPLY_LAST_TIME.set(1700000001.0)
-    observe.APPLY_LAG.set(0.75)
-    observe.APPLY_FAILURES.labels(reason="invalid").inc()
+    metrics.EXPORT_LATENCY.observe(0.03)
+    metrics.EXPORT_LATENCY.observe(0.4)
+    metrics.EXPORT_QUEUE.set(7)
+    metrics.EXPORT_WATCH_RESTARTS.labels(resource="configmaps", cause="gone").inc()
+    metrics.EXPORT_PUSH_FAILURES.inc()
+    metrics.APPLY_LAST_COMMIT.labels(commit="abc123").set(1)
+    metrics.APPLY_LAST_TIME.set(1700000001.0)
+    metrics.APPLY_LAG.set(0.75)
+    metrics.APPLY_FAILURES.labels(reason="invalid").inc()
 
     after = scrape(base)
     assert after["kubedr_exporter_last_commit_timestamp_seconds"][
@@ -89,15 +89,15 @@ def test_the_issue_metrics_are_exposed_and_parse(server) -> None:
 
 def test_every_metric_in_observe_is_named_kubedr_and_served(server) -> None:
     base, _ = server
-    metrics = [v for v in vars(observe).values() if isinstance(v, Counter | Gauge | Histogram)]
-    assert len(metrics) >= 15
+    every = [v for v in vars(metrics).values() if isinstance(v, Counter | Gauge | Histogram)]
+    assert len(every) >= 15
     families = scrape(base)
-    snapshot = {fam.name for fam in observe.SNAPSHOT_REGISTRY.collect()}
-    for metric in metrics:
+    snapshot = {fam.name for fam in metrics.SNAPSHOT_REGISTRY.collect()}
+    for metric in every:
         name = metric._name
         assert name.startswith("kubedr_"), name
         if name in snapshot:              # the snapshot job's textfile only: a daemon would serve 0s
             assert name not in families, f"{name} served by a daemon"
         elif not metric._labelnames:      # labelled ones appear once a label set is used
             assert name in families, f"{name} not served"
-    assert snapshot == set(observe.SNAPSHOT_GAUGES)
+    assert snapshot == set(metrics.SNAPSHOT_GAUGES)

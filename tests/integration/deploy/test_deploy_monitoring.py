@@ -19,7 +19,7 @@ from kubedr.emulator.server import Emulator
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubedr import observe
+from kubedr import metrics
 from tests.conftest import ROOT, free_port, wait_until
 
 MONITORING = ROOT / "manifests" / "components" / "monitoring"
@@ -121,7 +121,7 @@ def test_every_metric_the_dashboard_and_the_rules_query_is_served(clusters, git_
     assert sample(exporter, "kubedr_exporter_change_to_commit_seconds_count") >= 1   # the panels have data
     assert sample(exporter, "kubedr_exporter_commits_total") >= 1
     assert sample(applier, "kubedr_applier_objects_total") >= 1
-    snapshot_file = generate_latest(observe.SNAPSHOT_REGISTRY).decode()  # what `save --metrics-file` writes
+    snapshot_file = generate_latest(metrics.SNAPSHOT_REGISTRY).decode()  # what `save --metrics-file` writes
     served = served_names(exporter) | served_names(applier) | served_names(snapshot_file)
 
     used = queried(dashboard_exprs())
@@ -131,7 +131,7 @@ def test_every_metric_the_dashboard_and_the_rules_query_is_served(clusters, git_
     in_rules = queried(rule_exprs())
     assert in_rules - served - NOT_YET_EXPORTED == set(), "the alert rules query metrics nobody serves"
     assert NOT_YET_EXPORTED <= in_rules
-    assert not served_names(exporter) & set(observe.SNAPSHOT_GAUGES), "a daemon would serve snapshot zeros"
+    assert not served_names(exporter) & set(metrics.SNAPSHOT_GAUGES), "a daemon would serve snapshot zeros"
 
 
 def test_the_name_check_can_fail() -> None:

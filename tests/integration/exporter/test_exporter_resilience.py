@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exporter_harness import export_args, remote_files, subjects
 
-from kubedr import observe
+from kubedr import metrics
 from kubedr.cli import main
 from tests.conftest import free_port, port_open, wait_until
 
@@ -44,7 +44,7 @@ def test_once_makes_one_resync_commit_with_what_changed_while_down(primary, git_
 
 
 def _gone_count() -> float:
-    return sum(s.value for m in observe.EXPORT_WATCH_RESTARTS.collect() for s in m.samples
+    return sum(s.value for m in metrics.EXPORT_WATCH_RESTARTS.collect() for s in m.samples
                if s.name.endswith("_total") and s.labels.get("cause") == "gone")
 
 

@@ -14,7 +14,7 @@ import pytest
 from exporter_harness import export_args, hand_push, remote_files, subjects
 from kubedr.exporter.cli import Exporter
 
-from kubedr import observe
+from kubedr import metrics
 from kubedr.cli import build_parser, main
 from tests.conftest import wait_until
 from tests.sshkeys import allowed_signers, make_key, verify_commit
@@ -41,7 +41,7 @@ def secondary(tmp_path: Path) -> Iterator:
 
 
 def untrusted_metric() -> dict[str, str]:
-    for metric in observe.APPLY_UNTRUSTED.collect():
+    for metric in metrics.APPLY_UNTRUSTED.collect():
         for sample in metric.samples:
             if sample.value == 1:
                 return dict(sample.labels)

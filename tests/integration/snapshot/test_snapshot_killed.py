@@ -100,8 +100,8 @@ def test_s3_failed_bundle_leaves_no_object(tmp_path, s3_endpoint, size):
     big = tmp_path / "db"
     big.write_bytes(os.urandom(size))
     with pytest.raises(bundle.BundleError, match="packing failed"):
-        bundle.write(store, "c/1/bundle.tar.age", [bundle.Entry("etcd/snapshot.db", path=big),
-                                                   bundle.Entry("gone", path=tmp_path / "missing")],
+        bundle.write(store, "c/1/bundle.tar.age", [bundle.BundleFile("etcd/snapshot.db", path=big),
+                                                   bundle.BundleFile("gone", path=tmp_path / "missing")],
                      [x25519.Identity.generate().to_public()], "none")
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -7,7 +7,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 from snapshot_harness import fake_kubeadm_root, kubedr, listed
 
-from kubedr import observe
+from kubedr import metrics
 
 SNAPSHOT_FIGURES = {
     "kubedr_snapshot_last_success_timestamp_seconds", "kubedr_snapshot_last_size_bytes",
@@ -22,7 +22,7 @@ def figures(path) -> dict[str, float]:
 
 def test_save_writes_the_textfile_and_a_failed_save_keeps_the_last_success(etcd_factory, etcd_server, age_keys,
                                                                            tmp_path):
-    assert set(observe.SNAPSHOT_GAUGES) == SNAPSHOT_FIGURES
+    assert set(metrics.SNAPSHOT_GAUGES) == SNAPSHOT_FIGURES
     etcd_server.ctl("put", "/registry/configmaps/default/a", "b")
     root = tmp_path / "node"
     fake_kubeadm_root(root)

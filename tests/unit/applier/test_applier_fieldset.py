@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from kubedr.applier.drift import CONTROLLERS, Baseline, Drift
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
-from kubedr.emulator.store import Store
+from kubedr.emulator.store import ClusterStore
 
 
 @pytest.fixture
-def store() -> Store:
-    s = Store()
+def store() -> ClusterStore:
+    s = ClusterStore()
     s.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
     return s
 
@@ -35,7 +35,7 @@ def drifted(base: Baseline, live: dict[str, Any]) -> tuple[list[str], list[str]]
     return Drift._differences(base, live)
 
 
-def test_only_kubedrs_fields_are_compared(store: Store) -> None:
+def test_only_kubedrs_fields_are_compared(store: ClusterStore) -> None:
     base = baseline(store.apply(deployment(), "kubedr", force=True))
     assert "f:status" not in base.tree and "f:strategy" not in base.tree["f:spec"]  # defaults are not kubedr's
     live = store.patch("apps/v1", "Deployment", "web", {"spec": {"strategy": {"type": "Recreate"},
@@ -47,7 +47,7 @@ def test_only_kubedrs_fields_are_compared(store: Store) -> None:
     assert drifted(base, live) == (["spec.template.spec.containers[name=web].image"], ["kubectl-edit"])
 
 
-def test_list_items_are_found_by_their_keys_even_with_defaulted_keys(store: Store) -> None:
+def test_list_items_are_found_by_their_keys_even_with_defaulted_keys(store: ClusterStore) -> None:
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
     answer = store.apply(svc, "kubedr", force=True)
@@ -59,7 +59,7 @@ def test_list_items_are_found_by_their_keys_even_with_defaulted_keys(store: Stor
 
 
 @pytest.mark.parametrize("manager", sorted(CONTROLLERS))
-def test_fields_a_cluster_controller_took_over_are_not_drift(store: Store, manager: str) -> None:
+def test_fields_a_cluster_controller_took_over_are_not_drift(store: ClusterStore, manager: str) -> None:
     base = baseline(store.apply(deployment(0), "kubedr", force=True))
     live = store.patch("apps/v1", "Deployment", "web", {"spec": {"replicas": 4}}, namespace="shop",
                        manager=manager, subresource="scale")
@@ -70,7 +70,7 @@ def test_fields_a_cluster_controller_took_over_are_not_drift(store: Store, manag
     assert drifted(base, other) == (["spec.replicas"], ["kubectl"])  # a person scaling is drift
 
 
-def test_owners_of_an_atomic_value(store: Store) -> None:
+def test_owners_of_an_atomic_value(store: ClusterStore) -> None:
     live = store.apply(deployment(), "kubedr", force=True)
     # the selector is atomic: its leaves belong to whoever owns the map
     assert owners(live, ("f:spec", "f:selector", "f:matchLabels", "f:app")) == {"kubedr"}

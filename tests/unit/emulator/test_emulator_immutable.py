@@ -6,14 +6,14 @@ import pytest
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.immutable import go_label_selector, go_role_ref
 from kubedr.emulator.server import bootstrap
-from kubedr.emulator.store import Store
+from kubedr.emulator.store import ClusterStore
 
 TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
 
 
 @pytest.fixture
-def store() -> Store:
-    s = Store(history=50)
+def store() -> ClusterStore:
+    s = ClusterStore(history=50)
     bootstrap(s)
     return s
 

@@ -6,14 +6,14 @@ import pytest
 from kubedr.emulator import protobuf
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.server import bootstrap
-from kubedr.emulator.store import Store
+from kubedr.emulator.store import ClusterStore
 
 from kubedr.selectors import label_matcher
 
 
 @pytest.fixture
-def store() -> Store:
-    s = Store(history=50)
+def store() -> ClusterStore:
+    s = ClusterStore(history=50)
     bootstrap(s)
     return s
 

@@ -6,12 +6,12 @@ import pytest
 from kubedr.emulator import times
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.server import bootstrap
-from kubedr.emulator.store import Store
+from kubedr.emulator.store import ClusterStore
 
 
 @pytest.fixture
-def store() -> Store:
-    s = Store(history=50)
+def store() -> ClusterStore:
+    s = ClusterStore(history=50)
     bootstrap(s)
     return s
 

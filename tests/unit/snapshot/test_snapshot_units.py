@@ -93,8 +93,8 @@ def test_bundle_roundtrip(tmp_path, compression):
     big = tmp_path / "db"
     big.write_bytes(bytes(range(256)) * 40_000)
     store = DirStore(tmp_path / "store")
-    w = bundle.write(store, "c/1/b.age", [bundle.Entry("etcd/snapshot.db", path=big),
-                                          bundle.Entry("cluster/x.json", data=b"{}", mode=0o644)],
+    w = bundle.write(store, "c/1/b.age", [bundle.BundleFile("etcd/snapshot.db", path=big),
+                                          bundle.BundleFile("cluster/x.json", data=b"{}", mode=0o644)],
                      keys.load_recipients([str(ident.to_public())], None), compression)
     assert [f["path"] for f in w.files] == ["etcd/snapshot.db", "cluster/x.json"]
     got = bundle.read(store, "c/1/b.age", keys.load_identities([str(tmp_path / "id.txt")]), tmp_path / "out")
@@ -177,6 +177,6 @@ def test_a_failed_bundle_leaves_no_object(tmp_path):
     ident = x25519.Identity.generate()
     store = DirStore(tmp_path / "store")
     with pytest.raises(bundle.BundleError, match="packing failed"):
-        bundle.write(store, "c/1/b.age", [bundle.Entry("a", data=b"x" * 100_000),
-                                          bundle.Entry("gone", path=tmp_path / "missing")], [ident.to_public()])
+        bundle.write(store, "c/1/b.age", [bundle.BundleFile("a", data=b"x" * 100_000),
+                                          bundle.BundleFile("gone", path=tmp_path / "missing")], [ident.to_public()])
     assert store.list("c") == []
