@@ -16,11 +16,10 @@ import pygit2
 from kubedr.exporter.gittree import (
     COMMIT,
     COMMITTED_AT,
-    TREE_MODE,
     BlobSink,
+    TreeCache,
     commit_object,
     committed_at,
-    update_tree,
     with_trailer,
 )
 
@@ -72,7 +71,7 @@ class GitStore:
         self._head: str | None = None  # cached branch tip; only this process moves it
         self._repo: pygit2.Repository | None = None  # libgit2's view of the clone (opened on first use)
         self._sink: BlobSink | None = None  # blobs of the next commit (see gittree.BlobSink)
-        self._dirs: dict[str, pygit2.Tree | None] = {}  # HEAD's directories looked at since HEAD last moved
+        self._trees: TreeCache | None = None  # HEAD's directories in libgit2, kept from one commit to the next
         self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
         self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
         self._flock: int | None = None  # fd holding the clone for this process (see _hold_clone)
@@ -198,7 +197,7 @@ class GitStore:
     def _moved(self) -> None:
         """HEAD moved outside commit_paths (adopt, fast-forward, rebase): forget cached state."""
         self._head = None
-        self._dirs = {}
+        self._trees = None
         self.on_moved()
 
     def sync_index(self) -> None:
@@ -301,27 +300,15 @@ class GitStore:
             self._sink = BlobSink(self.repo)
         return self._sink
 
-    def _dir(self, path: str) -> pygit2.Tree | None:
-        """HEAD's tree of a directory ("" the root), parsed once until HEAD moves."""
-        if path not in self._dirs:
+    def _cache(self) -> TreeCache:
+        if self._trees is None:
             head = self.head()
-            tree: pygit2.Object | None = self.repo[head].peel(pygit2.Tree) if head else None
-            if tree is not None and path:
-                parent, _, name = path.rpartition("/")
-                above = self._dir(parent)
-                entry = above[name] if above is not None and name in above else None
-                tree = self.repo[entry.id] if entry is not None and entry.filemode == TREE_MODE else None
-            self._dirs[path] = tree  # type: ignore[assignment]
-        return self._dirs[path]
+            self._trees = TreeCache(self.repo, self.repo[head].peel(pygit2.Tree).id if head else None)
+        return self._trees
 
     def blob_at(self, path: str) -> bytes | None:
         """The raw blob id at path in HEAD, None when HEAD has no file there."""
-        folder, _, name = path.rpartition("/")
-        tree = self._dir(folder)
-        if tree is None or name not in tree:
-            return None
-        entry = tree[name]
-        return None if entry.filemode == TREE_MODE else entry.id.raw
+        return self._cache().get(path)
 
     def read_blob(self, oid: bytes) -> bytes | None:
         """A blob's bytes, staged or committed; None when unknown."""
@@ -343,6 +330,9 @@ class GitStore:
         """
         try:
             return self._commit_paths(paths, message, contents or {}, blobs or {})
+        except BaseException:
+            self._trees = None  # its builders may hold changes no commit made
+            raise
         finally:
             self.sink.discard()
 
@@ -375,8 +365,7 @@ class GitStore:
             return None
         self.sink.flush()
         parent = self.head()
-        base = self.repo[parent].peel(pygit2.Tree).id if parent else None
-        top = update_tree(self.repo, base, changes)
+        top = self._cache().apply(changes)
         del changes
         when = time.time()  # the header's whole seconds and the trailer's microseconds: one instant
         text = with_trailer(message(diff), COMMITTED_AT, committed_at(when))
@@ -389,7 +378,6 @@ class GitStore:
             self._moved()
             raise
         self._head = sha
-        self._dirs = {}
         return sha
 
     def maintain(self) -> None:

@@ -171,49 +171,93 @@ class BlobSink:
         self.pack, self.small = None, {}
 
 
-_GONE = ""  # key in a directory's changes: the file of the directory's name goes too (no path part is empty)
+class TreeCache:
+    """HEAD's directories as libgit2 tree builders, kept from one commit to the next.
 
-
-def update_tree(repo: pygit2.Repository, base: pygit2.Oid | None, changes: Mapping[str, bytes | None]) -> pygit2.Oid:
-    """Write tree `base` with changes (path -> raw blob id, None removes) applied; returns the new root tree.
-
-    Only the directories on a changed path are rewritten; a directory left empty goes; a file replaces a
-    directory of the same name and the other way round, as in a work tree.
+    A commit changes only the entries it touches and writes the directories on their paths; a directory is
+    read from git once (not once per commit), and its entries live in libgit2, not in Python objects.
     """
-    nested: dict = {}
-    deletions = [(p, oid) for p, oid in changes.items() if oid is None]
-    for path, oid in deletions + [(p, oid) for p, oid in changes.items() if oid is not None]:
-        node = nested
-        *dirs, name = path.split("/")
-        for part in dirs:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {_GONE: True} if part in node and child is None else {}  # keep a file deletion
-                node[part] = child
-            node = child
-        if oid is None and isinstance(node.get(name), dict):
-            node[name][_GONE] = True
+
+    def __init__(self, repo: pygit2.Repository, root: pygit2.Oid | None) -> None:
+        self.repo = repo
+        self.root = root
+        self.dirs: dict[str, pygit2.TreeBuilder | None] = {}
+
+    def _dir(self, path: str, create: bool = False) -> pygit2.TreeBuilder | None:
+        """The builder of a directory ("" the root); None when absent and not created."""
+        builder = self.dirs.get(path)
+        if builder is not None or (path in self.dirs and not create):
+            return builder
+        if not path:
+            builder = self.repo.TreeBuilder(self.repo[self.root]) if self.root is not None else self.repo.TreeBuilder()
         else:
-            node[name] = oid
-    return _write(repo, base, nested) or repo.TreeBuilder().write()
+            parent_path, _, name = path.rpartition("/")
+            parent = self._dir(parent_path, create)
+            entry = parent.get(name) if parent is not None else None
+            if entry is not None and entry.filemode == TREE_MODE:
+                builder = self.repo.TreeBuilder(self.repo[entry.id])
+            elif create and parent is not None:
+                if entry is not None:
+                    parent.remove(name)  # a file that a directory replaces
+                builder = self.repo.TreeBuilder()
+        self.dirs[path] = builder
+        return builder
 
+    def get(self, path: str) -> bytes | None:
+        """The raw blob id at path, None when there is no file there."""
+        folder, _, name = path.rpartition("/")
+        builder = self._dir(folder)
+        entry = builder.get(name) if builder is not None else None
+        return None if entry is None or entry.filemode == TREE_MODE else entry.id.raw
 
-def _write(repo: pygit2.Repository, base: pygit2.Oid | None, nested: dict) -> pygit2.Oid | None:
-    builder = repo.TreeBuilder(repo[base]) if base is not None else repo.TreeBuilder()
-    for name, change in nested.items():
-        entry = builder.get(name)
-        if isinstance(change, dict):
-            is_tree = entry is not None and entry.filemode == TREE_MODE
-            sub = _write(repo, entry.id if is_tree else None, {k: v for k, v in change.items() if k != _GONE})
-            if sub is not None:
-                builder.insert(name, sub, TREE_MODE)
-            elif entry is not None and (is_tree or change.get(_GONE)):
+    def _drop(self, path: str) -> None:
+        """Forget a directory and everything below it (it went, or a file replaced it)."""
+        prefix = path + "/"
+        for known in [d for d in self.dirs if d == path or d.startswith(prefix)]:
+            self.dirs[known] = None
+
+    def apply(self, changes: Mapping[str, bytes | None]) -> pygit2.Oid:
+        """Apply path -> raw blob id (None removes) and write the changed directories; returns the root tree.
+
+        A directory left empty goes; a file replaces a directory of the same name and the other way round.
+        """
+        dirty: set[str] = set()
+        for path, oid in sorted(changes.items(), key=lambda c: c[1] is not None):  # removals first
+            folder, _, name = path.rpartition("/")
+            builder = self._dir(folder, create=oid is not None)
+            if builder is None:
+                continue
+            entry = builder.get(name)
+            if oid is None:
+                if entry is None or entry.filemode == TREE_MODE:
+                    continue
                 builder.remove(name)
-        elif change is not None:
-            builder.insert(name, pygit2.Oid(raw=change), FILE_MODE)
-        elif entry is not None and entry.filemode != TREE_MODE:
-            builder.remove(name)
-    return builder.write() if len(builder) else None
+            else:
+                if entry is not None and entry.filemode == TREE_MODE:
+                    self._drop(path)
+                builder.insert(name, pygit2.Oid(raw=oid), FILE_MODE)
+            while True:
+                dirty.add(folder)
+                if not folder:
+                    break
+                folder = folder.rpartition("/")[0]
+        for folder in sorted(dirty, key=lambda d: -d.count("/") - (1 if d else 0)):  # deepest first
+            builder = self.dirs.get(folder)
+            parent_path, _, name = folder.rpartition("/")
+            parent = self.dirs.get(parent_path)
+            if not folder or builder is None or parent is None:
+                continue  # the root is written below; a dropped directory was replaced by a file
+            if len(builder):
+                parent.insert(name, builder.write(), TREE_MODE)
+                continue
+            entry = parent.get(name)
+            if entry is not None and entry.filemode == TREE_MODE:
+                parent.remove(name)
+            self.dirs[folder] = None
+        root = self._dir("", create=True)
+        assert root is not None
+        self.root = root.write()
+        return self.root
 
 
 COMMITTED_AT = "Kubedr-Committed-At"  # trailer: the commit time to the microsecond (git's own is whole seconds)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pygit2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kubedr.exporter.gittree import PACK_THRESHOLD, BlobSink, blob_id, update_tree
+from kubedr.exporter.gittree import PACK_THRESHOLD, BlobSink, TreeCache, blob_id
 
 PATHS = ["a/y.yaml", "a-b/x.yaml", "a.c", "a0", "_cluster/Namespace/shop.yaml", "shop/ConfigMap/%3Ax.yaml",
          "shop/ConfigMap/x.yaml", "shop/Deployment.apps/web.yaml", "README.md", ".kubedr/policy.yaml"]
@@ -40,13 +40,18 @@ def _repo(tmp_path: Path) -> tuple[Path, pygit2.Repository]:
 def test_tree_matches_git_write_tree(tmp_path: Path) -> None:
     path, repo = _repo(tmp_path)
     files = {p: repo.create_blob(f"content {i}\n".encode()).raw for i, p in enumerate(PATHS)}
-    tree = update_tree(repo, None, files)
+    cache = TreeCache(repo, None)
+    tree = cache.apply(files)
     assert str(tree) == _git_tree_of(path, files)
+    assert cache.get("shop/ConfigMap/x.yaml") == files["shop/ConfigMap/x.yaml"]
+    assert cache.get("shop/ConfigMap") is None and cache.get("nope/x.yaml") is None
 
-    tree = update_tree(repo, tree, {"shop/ConfigMap/x.yaml": None, "a/y.yaml": None})  # a/ goes with its file
+    reread = TreeCache(repo, tree)  # a fresh cache reads HEAD's trees
+    tree = reread.apply({"shop/ConfigMap/x.yaml": None, "a/y.yaml": None})  # a/ goes with its file
     del files["shop/ConfigMap/x.yaml"], files["a/y.yaml"]
     assert str(tree) == _git_tree_of(path, files)
-    assert str(update_tree(repo, tree, {p: None for p in files})) == "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    assert reread.get("shop/ConfigMap/x.yaml") is None
+    assert str(reread.apply({p: None for p in files})) == "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
     git(path, "fsck", "--strict")
 
 
@@ -62,7 +67,7 @@ def test_incremental_trees_match_git_through_adds_updates_deletes_and_type_chang
         tmp_path_factory, batches: list[list[tuple[str, bool]]]) -> None:
     path, repo = _repo(tmp_path_factory.mktemp("t"))
     files: dict[str, bytes] = {}
-    tree = None
+    cache = TreeCache(repo, None)
     for n, batch in enumerate(batches):
         changes: dict[str, bytes | None] = {}
         for step, (p, delete) in enumerate(batch):
@@ -82,9 +87,12 @@ def test_incremental_trees_match_git_through_adds_updates_deletes_and_type_chang
                     changes["/".join(parts[:i])] = None
             files[p] = oid
             changes[p] = oid
-        # one batch: apply in order, as the committer's dict of the latest state per path
-        tree = update_tree(repo, tree, {k: (files.get(k)) for k in changes})
+        # one batch: the committer's dict of the latest state per path
+        tree = cache.apply({k: files.get(k) for k in changes})
         assert str(tree) == _git_tree_of(path, files)
+        assert all(cache.get(p) == oid for p, oid in files.items())
+        if n % 2:
+            cache = TreeCache(repo, tree)  # as after a restart: read from git, not kept
 
 
 def test_large_batches_become_one_valid_pack(tmp_path: Path) -> None:
@@ -97,7 +105,7 @@ def test_large_batches_become_one_valid_pack(tmp_path: Path) -> None:
     idx = list((path / ".git/objects/pack").glob("*.idx"))
     assert len(idx) == 1
     git(path, "verify-pack", str(idx[0].relative_to(path)))  # (an absolute path fails in git 2.39)
-    tree = update_tree(repo, None, blobs)
+    tree = TreeCache(repo, None).apply(blobs)
     assert git(path, "cat-file", "-p", f"{tree}:ns/ConfigMap/cm-299.yaml") == "value 299\n" * 300
     commit = git(path, "commit-tree", str(tree), "-m", "x").strip()
     git(path, "update-ref", "refs/heads/main", commit)
