@@ -258,7 +258,16 @@ class GitStore:
 
     def fetch(self) -> None:
         """Fetch the branch into refs/remotes/origin."""
-        self.git("fetch", "-q", "origin", f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", timeout=300)
+        self.git("fetch", "-q", *self.fetch_depth(), "origin",
+                 f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", timeout=300)
+
+    def fetch_depth(self) -> list[str]:
+        """["--depth=1"] while the clone has no commits: it takes the branch's tip, not its whole history.
+
+        Later fetches are incremental (only what is new since), so a branch of a million commits costs a fresh
+        clone what a branch of a thousand does; nothing the exporter does walks the history below its tip.
+        """
+        return [] if self.git("for-each-ref", "--count=1", check=False).strip() else ["--depth=1"]
 
     def is_ancestor(self, a: str, b: str) -> bool:
         """True when commit a is reachable from b."""

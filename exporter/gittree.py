@@ -222,7 +222,8 @@ class TreeCache:
         A directory left empty goes; a file replaces a directory of the same name and the other way round.
         """
         dirty: set[str] = set()
-        for path, oid in sorted(changes.items(), key=lambda c: c[1] is not None):  # removals first
+        removals_first = ((p, o) for wanted in (False, True) for p, o in changes.items() if (o is not None) == wanted)
+        for path, oid in removals_first:
             folder, _, name = path.rpartition("/")
             builder = self._dir(folder, create=oid is not None)
             if builder is None:

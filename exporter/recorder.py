@@ -20,6 +20,7 @@ from kubedr.contract import ObjectRef
 log = logging.getLogger("kubedr.exporter.recorder")
 
 SECRET_KEY = ("", "Secret")
+MAX_OBJECT_TRAILERS = 500  # a commit of more objects names them without their Resource-Version and managers
 SECRET_MODES = ("skip", "seal", "plaintext")
 
 
@@ -104,7 +105,10 @@ class Recorder:
         if data is not None or not wanted:
             self.skipped.note(key, ref.path, None)
         meta = obj.get("metadata") or {}
-        pending = Pending(ref, str(meta.get("resourceVersion") or ""), _shared(field_managers(obj)), received)
+        if len(self.pending) < MAX_OBJECT_TRAILERS:
+            pending = Pending(ref, str(meta.get("resourceVersion") or ""), _shared(field_managers(obj)), received)
+        else:  # the commit's message names the objects only (committer.format_message): keep no more
+            pending = Pending(ref, "", (), received)
         if data is None:
             self.remove(ref.path, key, pending)
         else:

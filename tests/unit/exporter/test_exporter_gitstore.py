@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,45 @@ def test_commits_go_on_after_a_repack_removed_the_loose_object_directories(tmp_p
     assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
                           check=True).stdout.strip() == sha
     subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=store.workdir, check=True, capture_output=True)
+
+
+def test_a_fresh_clone_takes_the_tip_only_and_later_fetches_are_incremental(tmp_path: Path, git_remote: Path) -> None:
+    """A branch's history is never fetched whole: a restart on a long branch costs what it does on a short one."""
+    writer = GitStore(tmp_path / "writer", str(git_remote))
+    writer.open()
+    for i in range(5):
+        _commit(writer, "shop/ConfigMap/a.yaml", f"v: {i}\n")
+    assert Pusher(writer).push_once()
+
+    fresh = GitStore(tmp_path / "clone", str(git_remote))
+    fresh.open()
+    assert fresh.head() == writer.head()
+    assert fresh.git("rev-list", "--count", "HEAD").strip() == "1"  # the tip, not 5 commits
+    assert (fresh.workdir / ".git" / "shallow").is_file()
+    tip = _commit(writer, "shop/ConfigMap/b.yaml", "v: 1\n")
+    assert Pusher(writer).push_once()
+    fresh.sync_with_remote()
+    assert fresh.head() == tip and fresh.git("rev-list", "--count", "HEAD").strip() == "2"
+    mine = _commit(fresh, "shop/ConfigMap/c.yaml", "v: 1\n")  # a shallow clone pushes like any other
+    assert Pusher(fresh).push_once()
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
+                          check=True).stdout.strip() == mine
+
+
+def test_maintenance_runs_beside_pushes_not_before_them(tmp_path: Path, git_remote: Path) -> None:
+    store = GitStore(tmp_path / "clone", str(git_remote))
+    store.open()
+    started, release = threading.Event(), threading.Event()
+
+    def slow_repack() -> None:  # as a repack of 100,000 objects: seconds
+        started.set()
+        release.wait(30)
+
+    store.maintain = slow_repack  # type: ignore[method-assign]
+    pusher = Pusher(store)
+    pusher.maintain()
+    assert started.wait(10)
+    pusher.maintain()  # one at a time: no second repack while the first runs
+    _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
+    assert pusher.push_once()  # not held up by the repack
+    release.set()
