@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.test_bench_exporter import RemoteWatcher, _kubedr, _path, _rss_hwm_mb, _stop
+from tests.bench.test_bench_exporter import RemoteWatcher, Writer, _kubedr, _path, _rss_hwm_mb, _stop
 from tests.conftest import run_git, wait_until
 
 SIZES = [int(n) for n in os.environ.get("KUBEDR_BENCH_SCALE", "10000,40000,100000").split(",") if n]
@@ -69,7 +69,7 @@ def _count_files(remote: Path) -> int:
 def test_bench_scale_exporter(tmp_path: Path, objects: int) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     start = time.perf_counter()
-    emu = _emulator(kubeconfig, objects, 4 * P1_CHANGES)
+    emu = _emulator(kubeconfig, objects, 4 * P1_CHANGES)  # P1's changes come over HTTP, each one timed
     print(f"\nscale {objects}: seeded {objects} ConfigMaps in the emulator in {time.perf_counter() - start:.1f} s")
     exporter = None
     try:
@@ -90,13 +90,16 @@ def test_bench_scale_exporter(tmp_path: Path, objects: int) -> None:
         sync_rss = _rss_hwm_mb(exporter.pid)
 
         probe.arrived = {}
-        assert emu.stdin and emu.stdout
-        emu.stdin.write(f"load {P1_CHANGES} {P1_RATE}\n")
-        emu.stdin.flush()
-        _, t0, _ = emu.stdout.readline().split()
-        paths = [_path(f"cm-{i}") for i in range(P1_CHANGES)]
-        wait_until(lambda: all(p in probe.arrived for p in paths), timeout=120, what="P1 changes in the remote")
-        lag = sorted((probe.arrived[p] - (float(t0) + i / P1_RATE)) * 1e3 for i, p in enumerate(paths))
+        writer = Writer(kubeconfig)
+        sent: dict[str, float] = {}
+        t0 = time.monotonic()
+        for i in range(P1_CHANGES):
+            if (ahead := t0 + i / P1_RATE - time.monotonic()) > 0:
+                time.sleep(ahead)  # pacing the load generator
+            sent[_path(f"cm-{i}")] = time.monotonic()
+            writer.put_cm(f"cm-{i}", "p1")
+        wait_until(lambda: all(p in probe.arrived for p in sent), timeout=120, what="P1 changes in the remote")
+        lag = sorted((probe.arrived[p] - t) * 1e3 for p, t in sent.items())
         running_rss = _rss_hwm_mb(exporter.pid)
         probe.stop.set()
         print(f"scale {objects}: initial export --once {once_s:.1f} s (CPU {once_cpu:.1f} s with git's), peak RSS {once_rss:.0f} MB | running "
