@@ -1,4 +1,4 @@
-"""Turns decisions into files in the clone's work tree: sanitize, seal Secrets, canonical YAML, atomic write."""
+"""Turns decisions into blobs of the next commit: sanitize, seal Secrets, canonical YAML, staged in the store."""
 
 from __future__ import annotations
 
