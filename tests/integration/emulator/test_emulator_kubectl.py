@@ -155,6 +155,8 @@ def test_garbage_collection_of_owned_objects(k, emulator):
     assert owner["kind"] == "Deployment" and owner["controller"] and owner["blockOwnerDeletion"]
     assert rs["metadata"]["labels"]["pod-template-hash"] in rs["metadata"]["name"]
     assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    events = {(e["involvedObject"]["kind"], e["reason"]) for e in _get(k, "events")["items"]}
+    assert {("Deployment", "ScalingReplicaSet"), ("ReplicaSet", "SuccessfulCreate")} <= events
     k("delete", "deployment", "web")
     wait_until(lambda: not emulator.api.list("v1", "Pod", "default") and
                not emulator.api.list("apps/v1", "ReplicaSet", "default"), what="replicaset and pods collected")
