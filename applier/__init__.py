@@ -10,6 +10,6 @@ Read in this order:
     status.py     the kubedr-status record on the secondary; read_status() for `kubedr status`
     round.py      one round end to end, and the loop of rounds
     diff.py       `kubedr diff`
-    client.py     raw REST + discovery against the secondary, and kubedr's state ConfigMaps
+    state.py      kubedr's state ConfigMaps in kubedr-system (requests go through the base client, kubedr.kubeapi)
     cli.py        `kubedr apply | diff | switchover | sync`
 """

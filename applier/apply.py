@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubedr.applier import recreate as rc
-from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import MANAGED_LABEL, DecodeError
 
 from kubedr import contract
+from kubedr.apierrors import ApiError, Conflict, Invalid, NotFound
 from kubedr.contract import ManifestError, ObjectRef
+from kubedr.kubeapi import Cluster
 from kubedr.owned import owned_by_cluster
 
 log = logging.getLogger("kubedr.applier.apply")
@@ -70,7 +71,7 @@ class ServerSideApplier:
         meta = obj.get("metadata") or {}
         resource = self.cluster.resource_for(str(obj["apiVersion"]), str(obj["kind"]))
         if resource is None:
-            raise ApiError(404, "NotFound", f"the cluster does not serve {obj['kind']} in {obj['apiVersion']}")
+            raise NotFound(404, "NotFound", f"the cluster does not serve {obj['kind']} in {obj['apiVersion']}")
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         if self.dry_run if dry_run is None else dry_run:
             query["dryRun"] = "All"
@@ -81,7 +82,7 @@ class ServerSideApplier:
         """Apply, recreating what the primary recreated; (answer, "recreated" | "would recreate" | "")."""
         try:
             return self.apply_one(obj), ""
-        except ApiError as exc:
+        except Invalid as exc:
             server = rc.immutable_change(exc)
             if not server:
                 raise
@@ -109,19 +110,15 @@ class ServerSideApplier:
                    "preconditions": {"uid": uid}}
         try:
             self.cluster.request("DELETE", path, options)
-        except ApiError as exc:
-            if exc.status in (404, 409):  # already gone, or another object (uid) holds the name now
-                return
-            raise
+        except (NotFound, Conflict):  # already gone, or another object (uid) holds the name now
+            return
         deadline = time.monotonic() + timeout
         delay = 0.01
         while True:
             try:
                 live = self.cluster.request("GET", path)
-            except ApiError as exc:
-                if exc.status == 404:
-                    return
-                raise
+            except NotFound:
+                return
             meta = live.get("metadata") or {}
             if meta.get("uid") != uid:
                 return
@@ -140,10 +137,8 @@ class ServerSideApplier:
             return None
         try:
             return self.cluster.request("GET", resource.path(ref.namespace, ref.name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def exists(self, ref: ObjectRef) -> bool:
         """Whether the object is on the cluster (its type not being served means it is not)."""
@@ -152,10 +147,8 @@ class ServerSideApplier:
             return False
         try:
             self.cluster.request("GET", resource.path(ref.namespace, ref.name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     def delete_one(self, ref: ObjectRef) -> str:
@@ -167,10 +160,8 @@ class ServerSideApplier:
         path = resource.path(ref.namespace, ref.name)
         try:
             live = self.cluster.request("GET", path)
-        except ApiError as exc:
-            if exc.status == 404:
-                return "gone"
-            raise
+        except NotFound:
+            return "gone"
         if ((live.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) != "true":
             return "foreign"
         if cluster_owned(live):  # e.g. a bootstrap ClusterRole an older export put in the repo
@@ -180,10 +171,8 @@ class ServerSideApplier:
         try:
             self.cluster.request("DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1",
                                                    "propagationPolicy": "Background"})
-        except ApiError as exc:
-            if exc.status == 404:
-                return "gone"
-            raise
+        except NotFound:
+            return "gone"
         return "deleted"
 
     # ---- many ----------------------------------------------------------------------------------------------

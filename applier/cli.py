@@ -5,23 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from kubedr import leader
 from kubedr.config import UsageError
+from kubedr.durations import parse_duration
+
+if TYPE_CHECKING:
+    from kubedr.applier.round import Engine, Settings
 
 log = logging.getLogger("kubedr.applier")
-
-
-def parse_duration(text: str) -> float:
-    """`1s`, `500ms`, `2m`, `1.5` (seconds) -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(text))
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 500ms, 1s, 2m)")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
 def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -62,7 +59,7 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
                       help="report drift only")
     p.add_argument("--no-drift", dest="drift", action="store_false", default=None,
                    help="do not watch applied objects for drift")
-    p.add_argument("--drift-interval", type=parse_duration, default=None, metavar="DURATION",
+    p.add_argument("--drift-interval", default=None, metavar="DURATION",
                    help="report lasting drift and scan for strays this often; also the longest wait between "
                         "heals of an object that keeps drifting (default 60s)")
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests within a stage")
@@ -104,13 +101,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     _target_options(parser)
     if name == "apply":
         parser.add_argument("--once", action="store_true", help="one round, then exit (1 if anything failed)")
-        parser.add_argument("--interval", type=parse_duration, default=parse_duration("1s"),
+        parser.add_argument("--interval", default="1s",
                             help="how often to poll the remote (default 1s)")
         parser.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
         parser.add_argument("--metrics-listen", help="serve /metrics /healthz /readyz on host:port")
         parser.add_argument("--cluster-name", help="this cluster's name (its exporter's --cluster-name): while the "
                                                    "branch names it the writer, nothing is applied")
-        from kubedr import leader
         leader.add_arguments(parser, "kubedr-applier")
 
 
@@ -131,8 +127,24 @@ def _identities(files: list[str] | None) -> list[Any] | None:
     return out
 
 
-def settings_from(args: argparse.Namespace, repo: str) -> Any:
-    """Settings for the Engine from parsed options; UsageError for a bad map."""
+@dataclass(frozen=True)
+class ApplyOptions:
+    """What `kubedr apply | diff | sync` was told, checked once: the Engine's settings and how to run it."""
+
+    settings: Settings
+    kubeconfig: str | None = None
+    context: str | None = None
+    workdir: str | None = None
+    once: bool = False
+    interval: float = 1.0
+    drift_interval: float | None = None
+    metrics_listen: str | None = None
+    cluster_name: str | None = None
+    election: leader.Options = leader.Options()
+
+
+def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | None = None) -> Settings:
+    """Settings for the Engine from parsed options (args is only read); UsageError for a bad map."""
     from kubedr.applier.decode import Maps, parse_map
     from kubedr.applier.round import Settings
 
@@ -143,10 +155,11 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
                        parse_map(args.namespace_standby_replicas, "namespace-standby-replicas").items()}
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if (getattr(args, "revision", None) or getattr(args, "at", None)) and args.prune is None:
-        args.prune = True  # a restore applies that tree exactly: it prunes back to it (guard still on)
+    prune = args.prune
+    if (getattr(args, "revision", None) or getattr(args, "at", None)) and prune is None:
+        prune = True  # a restore applies that tree exactly: it prunes back to it (guard still on)
     # what the operator set (flags, $KUBEDR_*, config file); the repo's policy file fills in the rest
-    given = {"prune": args.prune, "prune_max_fraction": args.prune_max_fraction,
+    given = {"prune": prune, "prune_max_fraction": args.prune_max_fraction,
              "prune_max_objects": args.prune_max_objects, "standby_replicas": args.standby_replicas,
              "recreate": args.recreate, "heal": args.heal, "drift": args.drift,
              "namespace_replicas": args.namespace_standby_replicas, "maps.namespaces": args.namespace_map,
@@ -158,7 +171,7 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
             signing.check_allowed_signers(args.allowed_signers)
         except signing.SigningError as exc:
             raise UsageError(f"--allowed-signers: {exc}") from exc
-    optional = {k: v for k, v in (("prune", args.prune), ("prune_max_fraction", args.prune_max_fraction),
+    optional = {k: v for k, v in (("prune", prune), ("prune_max_fraction", args.prune_max_fraction),
                                   ("prune_max_objects", args.prune_max_objects),
                                   ("standby_replicas", args.standby_replicas),
                                   ("recreate", args.recreate), ("heal", args.heal),
@@ -167,23 +180,42 @@ def settings_from(args: argparse.Namespace, repo: str) -> Any:
                     at=getattr(args, "at", None), force_prune=args.force_prune,
                     dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
                     mode_override=args.mode, namespace_replicas=ns_replicas,
-                    identities=_identities(args.identity), validate=args.validate, explicit=explicit,
-                    allowed_signers=args.allowed_signers, **optional)
+                    identities=_identities(args.identity if identities is None else identities),
+                    validate=args.validate, explicit=explicit, allowed_signers=args.allowed_signers, **optional)
 
 
-def _engine(kubeconfig: str | None, context: str | None, args: argparse.Namespace, repo: str) -> Any:
-    from kubedr.applier.client import Cluster
+def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = None, context: str | None = None,
+                  workdir: str | None = None, identities: list[str] | None = None) -> ApplyOptions:
+    """The one typed, validated ApplyOptions of a command line; UsageError (one line, naming the flag) if bad."""
+    try:
+        interval = parse_duration(getattr(args, "interval", None) or "1s", "--interval")
+        drift_text = getattr(args, "drift_interval", None)
+        drift = parse_duration(drift_text, "--drift-interval") if drift_text else None
+        elect = leader.options_from(args)
+    except ValueError as exc:  # DurationError, leader.OptionsError
+        raise UsageError(str(exc)) from exc
+    return ApplyOptions(settings_from(args, repo, identities),
+                        kubeconfig=getattr(args, "kubeconfig", None) if kubeconfig is None else kubeconfig,
+                        context=getattr(args, "context", None) if context is None else context,
+                        workdir=workdir or getattr(args, "workdir", None), once=bool(getattr(args, "once", False)),
+                        interval=interval, drift_interval=drift, metrics_listen=getattr(args, "metrics_listen", None),
+                        cluster_name=getattr(args, "cluster_name", None), election=elect)
+
+
+def _engine(options: ApplyOptions) -> Engine:
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
 
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
-    settings = settings_from(args, repo)
+    settings = options.settings
     try:
-        source = Source(repo, args.branch, args.workdir)
+        source = Source(settings.repo, settings.branch, options.workdir)
     except FetchError as exc:
         raise UsageError(str(exc)) from exc
-    return Engine(Cluster(api_client(kubeconfig, context, pool=max(16, settings.concurrency))), source, settings)
+    api = api_client(options.kubeconfig, options.context, pool=max(16, settings.concurrency))
+    return Engine(Cluster(api), source, settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,24 +228,25 @@ def run(args: argparse.Namespace) -> int:
         return _images(args)
     if not args.repo:
         raise UsageError(f"kubedr {args.command}: --repo is required (URL or path of the config repo)")
-    engine = _engine(args.kubeconfig, args.context, args, args.repo)
+    options = apply_options(args, args.repo)
+    engine = _engine(options)
     try:
         if args.command == "diff":
-            return _diff(engine, args)
-        return _apply(engine, args)
+            return _diff(engine)
+        return _apply(engine, options)
     finally:
         engine.close()
 
 
-def _apply(engine: Any, args: argparse.Namespace) -> int:
+def _apply(engine: Engine, options: ApplyOptions) -> int:
     from kubedr.applier.round import loop
 
-    from kubedr import leader, metrics
+    from kubedr import metrics
 
-    engine.cluster_name = args.cluster_name
-    if args.metrics_listen:
-        metrics.serve(args.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
-    if args.dry_run:
+    engine.cluster_name = options.cluster_name
+    if options.metrics_listen:
+        metrics.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
+    if options.settings.dry_run:
         try:
             report = engine.step()
         except Exception as exc:  # the cluster or the repo is unreachable: one line
@@ -236,21 +269,21 @@ def _apply(engine: Any, args: argparse.Namespace) -> int:
     from kubedr.kube import api_client
 
     def work(stop: Any) -> int:
-        if args.once or not engine.settings.drift:
-            return loop(engine, args.interval, args.once, stop)
+        if options.once or not engine.settings.drift:
+            return loop(engine, options.interval, options.once, stop)
         from kubedr.applier.drift import INTERVAL, Drift, DriftSettings
 
-        engine.drift = Drift(engine, DriftSettings(interval=args.drift_interval or INTERVAL))
+        engine.drift = Drift(engine, DriftSettings(interval=options.drift_interval or INTERVAL))
         engine.drift.start()
         try:
-            return loop(engine, args.interval, args.once, stop)
+            return loop(engine, options.interval, options.once, stop)
         finally:
             engine.drift.stop()
 
-    return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context), work)
+    return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
 
 
-def _diff(engine: Any, args: argparse.Namespace) -> int:
+def _diff(engine: Engine) -> int:
     from kubedr.applier.diff import diff
 
     out, errors = diff(engine, prune=bool(engine.settings.prune))
@@ -262,10 +295,10 @@ def _diff(engine: Any, args: argparse.Namespace) -> int:
 
 
 def _switchover(args: argparse.Namespace) -> int:
-    from kubedr.applier.client import Cluster
     from kubedr.applier.standby import read_mode, record_mode, switchover
 
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     cluster = Cluster(api_client(args.kubeconfig, args.context))
     namespaces = _namespaces(args.namespaces)
@@ -312,9 +345,9 @@ def _sync(args: argparse.Namespace) -> int:
         if proc.returncode != 0:
             log.error("sync: export from %s failed (exit %d)", args.from_kubeconfig, proc.returncode)
             return proc.returncode
-        args.identity = identity_files
-        args.workdir = args.workdir or os.path.join(tmp, "work")
-        engine = _engine(args.to_kubeconfig, args.to_context, args, repo)
+        options = apply_options(args, repo, args.to_kubeconfig, args.to_context,
+                                args.workdir or os.path.join(tmp, "work"), identity_files)
+        engine = _engine(options)
         try:
             return loop(engine, 1.0, once=True)
         finally:
@@ -340,8 +373,8 @@ def _ephemeral_recipient(tmp: str, identity_files: list[str]) -> str | None:
 
 def _switchover_plan(cluster: Any, namespaces: list[str]) -> int:
     """What a switchover would bring up, and the images those workloads pull (from the applier's record)."""
-    from kubedr.applier.client import get_state
     from kubedr.applier.standby import plan
+    from kubedr.applier.state import get_state
     from kubedr.applier.status import STATUS_CONFIGMAP, images_of
 
     for line in plan(cluster, namespaces or None):
@@ -428,10 +461,11 @@ def _pull_secret(args: argparse.Namespace, name: str) -> dict[str, tuple[str, st
     import base64
     import json
 
-    from kubedr.applier.client import ApiError, Cluster
     from kubedr.applier.images import parse_auths
 
+    from kubedr.apierrors import ApiError
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     ns, _, secret = name.partition("/")
     if not ns or not secret:

@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubedr.applier.apply import FIELD_MANAGER
-from kubedr.applier.client import put_state
 from kubedr.applier.decode import MANAGED_LABEL, Decoder, map_ref
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.applier.standby import Mode, hold
+from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP
 from kubedr.applier.status import load as load_status
 
 from kubedr import metrics
+from kubedr.apierrors import Gone, api_error
 from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
 
 log = logging.getLogger("kubedr.applier.drift")
@@ -88,11 +89,8 @@ class Drift:
     """Watches what kubedr applied, confirms drift under the engine's lock, heals with backoff, reports."""
 
     def __init__(self, engine: Any, settings: DriftSettings) -> None:
-        from kubedr.kubeapi import KubeHTTP
-
         self.engine = engine
         self.settings = settings
-        self.http = KubeHTTP(engine.cluster.api)
         self.baselines: dict[ObjectRef, Baseline] = {}
         self.desired: dict[ObjectRef, str] = {}
         self.failed: set[str] = set()
@@ -173,7 +171,7 @@ class Drift:
                 if resource is None:
                     self._stop.wait(self.settings.interval)
                     continue
-                doc = self.http.get(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"})
+                doc = self.engine.cluster.get(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"})
                 rv = doc["metadata"]["resourceVersion"]
                 for item in doc.get("items") or []:
                     item.setdefault("kind", kind)
@@ -182,19 +180,19 @@ class Drift:
                 while not self._stop.is_set():
                     query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv,
                              "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_TIMEOUT)}
-                    for ev in self.http.watch(resource.path(), query, WATCH_TIMEOUT + 30):
+                    for ev in self.engine.cluster.watch(resource.path(), query, WATCH_TIMEOUT + 30):
                         if self._stop.is_set():
                             return
                         obj = ev.get("object") or {}
                         rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                         if ev.get("type") == "ERROR":
-                            raise _Gone() if obj.get("code") == 410 else RuntimeError(obj.get("message"))
+                            raise api_error(int(obj.get("code") or 500), obj, resource.path())
                         if ev.get("type") == "DELETED":
                             self._suspect(ref_of(obj))  # deleted, or its label removed: the worker looks
                         elif ev.get("type") in ("ADDED", "MODIFIED"):
                             self._observe(obj)
                 delay = 1.0
-            except _Gone:
+            except Gone:
                 continue
             except Exception as exc:  # the secondary is away: try again, slower
                 (log.warning if delay == 1.0 else log.debug)("drift watch of %s: %s (retrying)", kind,
@@ -450,7 +448,7 @@ class Drift:
             resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
             if resource is None:
                 continue
-            for item in self.http.get(resource.path()).get("items") or []:
+            for item in self.engine.cluster.get(resource.path()).get("items") or []:
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", resource.group_version)
                 meta = item.get("metadata") or {}
@@ -502,8 +500,4 @@ def _heal_text(heal: bool | None, mode: Mode) -> str:
     if mode.active:
         return "off (active)"
     return "on" + (f" (off in active {' '.join(sorted(mode.active_namespaces))})" if mode.active_namespaces else "")
-
-
-class _Gone(Exception):
-    """The watch's resourceVersion is too old: list again."""
 

@@ -12,9 +12,10 @@ import json
 import zlib
 from dataclasses import dataclass
 
-from kubedr.applier.client import Cluster, delete_state, list_state, put_state
+from kubedr.applier.state import delete_state, list_state, put_state
 
 from kubedr.contract import ObjectRef
+from kubedr.kubeapi import Cluster
 
 BUCKETS = 16
 PREFIX = "kubedr-inventory-"

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubedr.applier.client import ApiError
 from kubedr.applier.decode import MANAGED_LABEL
 
+from kubedr.apierrors import Invalid
 from kubedr.contract import ObjectRef
 
 RECREATE_TIMEOUT = 60.0  # how long a deletion may take (Foreground waits for dependents) before giving up
@@ -91,7 +91,7 @@ class RecreateTimeout(Exception):
 
 def immutable_change(exc: BaseException) -> str:
     """The server's message when exc is a 422 caused only by changed immutable fields, else ""."""
-    if not isinstance(exc, ApiError) or exc.status != 422:
+    if not isinstance(exc, Invalid):
         return ""
     causes = exc.causes or [str(exc).partition(" is invalid: ")[2] or str(exc)]
     if all(any(p.search(c) for p in IMMUTABLE_PATTERNS) for c in causes):

@@ -11,9 +11,10 @@ import logging
 import time
 from typing import Any
 
-from kubedr.applier.client import Cluster, get_state, put_state
+from kubedr.applier.state import get_state, put_state
 
 from kubedr import roles
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.applier.role")
 _said: dict[int, str] = {}

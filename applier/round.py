@@ -18,7 +18,6 @@ from typing import Any
 import urllib3
 from kubedr.applier import order
 from kubedr.applier.apply import Outcome, ServerSideApplier
-from kubedr.applier.client import ApiError, Cluster
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.images import Index
@@ -33,7 +32,9 @@ from kubedr.applier.status import save as save_status
 from kubedr.applier.trust import Gate, Untrusted
 
 from kubedr import metrics
+from kubedr.apierrors import ApiError, NotFound
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.kubeapi import Cluster
 from kubedr.remote import redact
 from kubedr.signing import SigningError
 
@@ -101,6 +102,7 @@ class Engine:
         self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
         self._pinned: str | None = None
         self._mode_changed = False  # --active/--standby changed the recorded mode: apply everything again
+        self._mode_recorded = False  # --active/--standby is recorded once; later rounds follow the record
         self.last_report: Report | None = None
         self.caught_up = False  # /readyz: the secondary holds the newest commit (or the pinned one)
         self.gate = Gate(source, settings.allowed_signers)
@@ -149,7 +151,7 @@ class Engine:
 
     def mode(self) -> Mode:
         """The mode for this round: the recorded one, after recording an explicit --active/--standby once."""
-        override = self.user.mode_override
+        override = None if self._mode_recorded else self.user.mode_override
         base = self._base_mode
         if override:
             wanted = Mode(active=override == "active", replicas=base.replicas,
@@ -159,7 +161,7 @@ class Engine:
                 if current.fingerprint() != wanted.fingerprint() or not current.recorded:
                     record_mode(self.cluster, wanted, f"kubedr apply --{override}")
                     self._mode_changed = True
-                self.user.mode_override = None
+                self._mode_recorded = True
             return wanted
         mode = read_mode(self.cluster, base)
         if not mode.recorded and not self.settings.default_standby:
@@ -268,10 +270,10 @@ class Engine:
             obj = decoder.decode(path, blobs.pop(path))
             try:
                 result, recreated = self.applier.apply_recreating(obj, s.recreate)
-            except ApiError as exc:
+            except NotFound as exc:
                 # a dry run cannot create the namespace its objects go into; the server answers 404 for them
                 ns = path_ref[path].namespace
-                if s.dry_run and exc.status == 404 and ns in new_namespaces and f'"{ns}"' in str(exc):
+                if s.dry_run and ns in new_namespaces and f'"{ns}"' in str(exc):
                     return {}
                 raise
             if self.drift is not None and result and not s.dry_run:

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubedr.applier.client import ApiError, Cluster, get_state, put_state
 from kubedr.applier.decode import MANAGED_LABEL
+from kubedr.applier.state import get_state, put_state
 
+from kubedr.apierrors import ApiError, NotFound
 from kubedr.contract import ObjectRef
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.applier.standby")
 
@@ -139,10 +141,8 @@ def retire_jobs(cluster: Cluster, refs: list[ObjectRef], mode: Mode) -> list[str
         path = f"/apis/batch/v1/namespaces/{ref.namespace}/jobs/{ref.name}"
         try:
             live = cluster.request("GET", path)
-        except ApiError as exc:
-            if exc.status == 404:
-                continue
-            raise
+        except NotFound:
+            continue
         meta = live.get("metadata") or {}
         if ((meta.get("annotations") or {}).get(SUSPEND_ANNOTATION) != "false"
                 or (meta.get("labels") or {}).get(MANAGED_LABEL) != "true"):
@@ -159,10 +159,8 @@ def _list(cluster: Cluster, api_version: str, plural: str, namespace: str | None
     base = "/apis/" + api_version + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
     try:
         return cluster.request("GET", base, query={"labelSelector": f"{MANAGED_LABEL}=true"}).get("items") or []
-    except ApiError as exc:
-        if exc.status == 404:
-            return []
-        raise
+    except NotFound:
+        return []
 
 
 def _patch(cluster: Cluster, api_version: str, plural: str, ns: str, name: str, spec: dict[str, Any]) -> None:

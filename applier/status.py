@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubedr.applier.client import Cluster, get_state, put_state
 from kubedr.applier.standby import MODE_CONFIGMAP
+from kubedr.applier.state import get_state, put_state
+
+from kubedr.kubeapi import Cluster
 
 STATUS_CONFIGMAP = "kubedr-status"
 MAX_FAILURES_KEPT = 200

@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from kubedr.emulator.errors import ApiError
+from kubedr.emulator.errors import ApiError, api_error
 from kubedr.emulator.resources import ServedResource
 from kubedr.emulator.writes import do_patch
 
@@ -77,7 +77,7 @@ class Admission:
               user: str, dry_run: bool, mutating: bool) -> dict:
         name = hook.get("name") or ""
         if dry_run and hook.get("sideEffects") not in DRY_RUN_SAFE:
-            raise ApiError(400, "BadRequest", f'admission webhook "{name}" does not support dry run')
+            raise api_error(400, "BadRequest", f'admission webhook "{name}" does not support dry run')
         if "v1" not in (hook.get("admissionReviewVersions") or []):
             return self._failed(hook, obj, f'failed calling webhook "{name}": webhook does not accept v1 '
                                            f"AdmissionReview")
@@ -120,7 +120,7 @@ class Admission:
         """failurePolicy: Fail (the default) refuses the request; Ignore lets it through."""
         if hook.get("failurePolicy", "Fail") == "Ignore":
             return obj
-        raise ApiError(500, "InternalError", f"Internal error occurred: {message}",
+        raise api_error(500, "InternalError", f"Internal error occurred: {message}",
                        {"causes": [{"message": message}]})
 
     def _post(self, hook: dict, body: bytes) -> dict:
@@ -220,4 +220,4 @@ def _denied(name: str, status: dict) -> ApiError:
         message = f"{denied}: {status['reason']}"
     else:
         message = f"{denied} without explanation"
-    return ApiError(code, status.get("reason") or "", message, status.get("details"))
+    return api_error(code, status.get("reason") or "", message, status.get("details"))

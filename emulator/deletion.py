@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 from kubedr.emulator import errors
-from kubedr.emulator.errors import ApiError
+from kubedr.emulator.errors import api_error
 from kubedr.emulator.objects import HistoryEvent, StoredObject, now_iso
 from kubedr.emulator.registry import Registry
 from kubedr.emulator.resources import ServedResource
@@ -45,7 +45,7 @@ class Deletion(Registry):
             policy = propagation or "Background"
             if rt.kind == "Namespace":
                 if name in ("default", "kube-system", "kube-public"):
-                    raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be '
+                    raise api_error(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be '
                                    "deleted", {"name": name, "kind": "namespaces"})
                 return self._terminate_namespace(rt, cur), False
             if rt.kind == "CustomResourceDefinition":

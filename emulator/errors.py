@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from kubedr.emulator.resources import ServedResource
 
+from kubedr.apierrors import ApiError, error_class
 
-class ApiError(Exception):
-    """An error the API answers with a Status object (the in-process API raises it too)."""
+__all__ = ["ApiError", "api_error", "status_of"]  # ApiError: the base class every emulator error is one of
 
-    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
 
-    def status(self) -> dict:
-        out: dict = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                     "message": self.message}
-        if self.reason:  # StatusReasonUnknown is "" and omitted, as for errors that are not a Status
-            out["reason"] = self.reason
-        if self.details is not None:
-            out["details"] = self.details
-        out["code"] = self.code
-        return out
+def api_error(code: int, reason: str, message: str, details: dict | None = None) -> ApiError:
+    """An error the API answers with a Status object (the in-process API raises it too), of the base class its
+    code and reason name (NotFound, Conflict, Gone, Invalid, ...), so a client catches the emulator's as a server's."""
+    return error_class(code, reason)(code, reason, message, "", details)
+
+
+def status_of(exc: ApiError) -> dict:
+    """The metav1.Status body the server sends for exc."""
+    out: dict = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": exc.message}
+    if exc.reason:  # StatusReasonUnknown is "" and omitted, as for errors that are not a Status
+        out["reason"] = exc.reason
+    if exc.details is not None:
+        out["details"] = exc.details
+    out["code"] = exc.status
+    return out
 
 
 def _details(rt: ServedResource | None, name: str, plural: str | None = None, **more) -> dict:
@@ -38,20 +38,20 @@ def _details(rt: ServedResource | None, name: str, plural: str | None = None, **
 
 
 def not_found(rt: ServedResource, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{rt.group_resource} "{name}" not found', _details(rt, name))
+    return api_error(404, "NotFound", f'{rt.group_resource} "{name}" not found', _details(rt, name))
 
 
 def namespace_not_found(name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'namespaces "{name}" not found', {"name": name, "kind": "namespaces"})
+    return api_error(404, "NotFound", f'namespaces "{name}" not found', {"name": name, "kind": "namespaces"})
 
 
 def already_exists(rt: ServedResource, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{rt.group_resource} "{name}" already exists', _details(rt, name))
+    return api_error(409, "AlreadyExists", f'{rt.group_resource} "{name}" already exists', _details(rt, name))
 
 
 def conflict(rt: ServedResource, name: str, why: str = "the object has been modified; please apply your changes "
              "to the latest version and try again") -> ApiError:
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rt.group_resource} "{name}": {why}',
+    return api_error(409, "Conflict", f'Operation cannot be fulfilled on {rt.group_resource} "{name}": {why}',
                     _details(rt, name))
 
 
@@ -65,7 +65,7 @@ def invalid(rt: ServedResource, name: str, causes: list[tuple[str, str, str]]) -
     details["kind"] = rt.kind
     details["causes"] = [{"reason": r, "message": m, "field": f} for f, r, m in causes]
     qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind  # schema.GroupKind.String()
-    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {joined}', details)
+    return api_error(422, "Invalid", f'{qualified} "{name}" is invalid: {joined}', details)
 
 
 def forbidden_terminating(rt: ServedResource, name: str, namespace: str) -> ApiError:
@@ -73,36 +73,36 @@ def forbidden_terminating(rt: ServedResource, name: str, namespace: str) -> ApiE
     details = _details(rt, name)
     details["causes"] = [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated",
                           "field": "metadata.namespace"}]
-    return ApiError(403, "Forbidden", f"{who} is forbidden: unable to create new content in namespace {namespace} "
+    return api_error(403, "Forbidden", f"{who} is forbidden: unable to create new content in namespace {namespace} "
                     "because it is being terminated", details)
 
 
 def expired(message: str) -> ApiError:
-    return ApiError(410, "Expired", message)
+    return api_error(410, "Expired", message)
 
 
 def bad_request(message: str) -> ApiError:
-    return ApiError(400, "BadRequest", message)
+    return api_error(400, "BadRequest", message)
 
 
 def method_not_allowed() -> ApiError:
-    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {})
+    return api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {})
 
 
 def unsupported_media_type(content_type: str, accepted: tuple[str, ...]) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media "
+    return api_error(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media "
                     f"types include: {', '.join(accepted)}", {})
 
 
 def resource_not_found() -> ApiError:
-    return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+    return api_error(404, "NotFound", "the server could not find the requested resource", {})
 
 
 def unauthorized() -> ApiError:
-    return ApiError(401, "Unauthorized", "Unauthorized")
+    return api_error(401, "Unauthorized", "Unauthorized")
 
 
 def too_large_resource_version(requested: int, current: int) -> ApiError:
-    return ApiError(504, "Timeout", f"Too large resource version: {requested}, current: {current}",
+    return api_error(504, "Timeout", f"Too large resource version: {requested}, current: {current}",
                     {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                      "retryAfterSeconds": 1})

@@ -168,7 +168,7 @@ class Reads(Registry):
             except (ValueError, KeyError, TypeError) as exc:  # base64, JSON or the token's fields
                 raise errors.bad_request(f"continue key is not valid: {exc}") from None
             if at < self.compacted:
-                raise errors.ApiError(410, "Expired", CONTINUE_TOO_OLD)
+                raise errors.api_error(410, "Expired", CONTINUE_TOO_OLD)
         elif resource_version and resource_version != "0":
             try:
                 want = int(resource_version)

@@ -62,7 +62,7 @@ class Registry:
     def kind(self, api_version: str, kind: str) -> ServedResource:
         rt = self.kinds.get((api_version, kind))
         if rt is None:
-            raise errors.ApiError(404, "NotFound", f"no matches for kind \"{kind}\" in version \"{api_version}\"", {})
+            raise errors.api_error(404, "NotFound", f"no matches for kind \"{kind}\" in version \"{api_version}\"", {})
         return rt
 
     def groups(self) -> dict[str, list[str]]:

@@ -20,13 +20,14 @@ from kubedr.emulator import field_validation as _fv
 from kubedr.emulator import openapi as _openapi
 from kubedr.emulator.admission import Admission
 from kubedr.emulator.controllers import Controllers
-from kubedr.emulator.errors import ApiError
+from kubedr.emulator.errors import ApiError, api_error, status_of
 from kubedr.emulator.k8s_schema import latest_version
 from kubedr.emulator.objects import dumps
 from kubedr.emulator.resources import ServedResource
 from kubedr.emulator.store import ClusterStore
 from kubedr.emulator.writes import PATCH_TYPES
 
+from kubedr.apierrors import Gone
 from kubedr.kube import version_priority
 
 log = logging.getLogger("kubedr.emulator")
@@ -103,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, dumps(obj))
 
     def _error(self, exc: ApiError) -> None:
-        self._json(exc.code, exc.status())
+        self._json(exc.status, status_of(exc))
 
     def _body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
@@ -166,7 +167,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except Exception as exc:  # a bug of ours: answer 500 as a Status, keep serving
             log.exception("emulator: %s %s failed", method, self.path)
-            self._error(ApiError(500, "InternalError", f"Internal error occurred: {exc}", {}))
+            self._error(api_error(500, "InternalError", f"Internal error occurred: {exc}", {}))
 
     # --------------------------------------------------------------- routing
 
@@ -282,7 +283,7 @@ class Handler(BaseHTTPRequestHandler):
         pod = store.get_rt(pods, name, ns).obj
         current = (pod.get("spec") or {}).get("nodeName")
         if current:
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+            raise api_error(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
                            f'already assigned to node "{current}"', {"name": name, "kind": "pods/binding"})
         if not self._dry_run(q):
             store.patch_rt(pods, name, ns, {"spec": {"nodeName": node}}, "merge", self._manager(q))
@@ -421,7 +422,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise errors.unsupported_media_type(ctype, accepted)
             patch = self._decode(self._body(), ctype)
             if kind == "apply" and not _one(q, "fieldManager"):
-                raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                raise api_error(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
                                "is required for apply patch", {"group": "meta.k8s.io", "kind": "PatchOptions",
                                "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required "
                                            "for apply patch", "field": "fieldManager"}]})
@@ -463,11 +464,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             w, first = store.watch_rt(rt, ns, _one(q, "labelSelector"), _one(q, "fieldSelector"),
                                       _one(q, "resourceVersion"), _bool(q, "sendInitialEvents"))
-        except ApiError as exc:
-            if exc.code != 410:
-                raise
+        except Gone as exc:
             self._start_stream()
-            self._chunk(dumps({"type": "ERROR", "object": exc.status()}) + b"\n")
+            self._chunk(dumps({"type": "ERROR", "object": status_of(exc)}) + b"\n")
             return self._end_stream()
         self.server.watchers.add(w)
         as_table = tables.wants_table(self.headers.get("Accept") or "")

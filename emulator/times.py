@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from kubedr.emulator import k8s_schema
-from kubedr.emulator.errors import ApiError
+from kubedr.emulator.errors import api_error
 
 TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.Time"
 MICRO = "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"
@@ -94,7 +94,7 @@ def _visit(node: object, path: Path, kind: str, api_version: str, obj_kind: str)
             fixed = normalise(child, kind)
             if fixed is None:
                 version = api_version.rsplit("/", 1)[-1]
-                raise ApiError(400, "BadRequest", f'{obj_kind} in version "{version}" cannot be handled as a '
+                raise api_error(400, "BadRequest", f'{obj_kind} in version "{version}" cannot be handled as a '
                                f'{obj_kind}: parsing time "{child}" as "{LAYOUT[kind]}": cannot parse "{child}" '
                                f'as "{LAYOUT[kind]}"')
             if fixed != child:

@@ -13,7 +13,7 @@ from kubedr.emulator import defaults, errors, immutable, resources, times
 from kubedr.emulator import field_validation as _fv
 from kubedr.emulator import managed_fields as _mf
 from kubedr.emulator import patch as _patch
-from kubedr.emulator.errors import ApiError
+from kubedr.emulator.errors import ApiError, api_error
 from kubedr.emulator.objects import DEFAULT_MANAGER, META_ORDER, SERVER_META, StoredObject, dumps, now_iso
 from kubedr.emulator.registry import Registry
 from kubedr.emulator.resources import ServedResource
@@ -405,8 +405,8 @@ def do_patch(base: dict, patch: object, patch_type: str, rt: ServedResource, kin
     except _patch.PatchError as exc:
         text = str(exc)
         if "test" in text.lower() and "fail" in text.lower():
-            raise errors.ApiError(409, "Conflict", text) from None
-        raise errors.ApiError(422, "Invalid", text) from None
+            raise errors.api_error(409, "Conflict", text) from None
+        raise errors.api_error(422, "Invalid", text) from None
     except MALFORMED as exc:  # any other malformed patch: the apiserver answers 400
         raise errors.bad_request(str(exc)) from None
     raise errors.unsupported_media_type(patch_type, PATCH_TYPES)
@@ -426,11 +426,11 @@ def _server_side_apply(live: dict | None, config: dict, manager: str, force: boo
         return _mf.server_side_apply(live, config, manager, force, rt.api_version, rt.kind, now_iso())
     except _mf.ApplyConflict as exc:  # the apiserver's own wording and causes
         body = exc.status()
-        raise ApiError(409, "Conflict", body["message"], body["details"]) from None
+        raise api_error(409, "Conflict", body["message"], body["details"]) from None
     except _mf.FieldsError as exc:
         raise typed_patch_error(config, rt, str(exc)) from None
     except _patch.PatchError as exc:
-        raise errors.ApiError(422, "Invalid", str(exc)) from None
+        raise errors.api_error(422, "Invalid", str(exc)) from None
     except MALFORMED as exc:  # any other malformed configuration: the apiserver answers 400
         raise errors.bad_request(str(exc)) from None
 
@@ -442,7 +442,7 @@ def typed_patch_error(config: dict, rt: ServedResource, why: str) -> ApiError:
     meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
     gvk = f"{rt.group}/{rt.version}, Kind={rt.kind}"
     where = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}; {gvk}"
-    return ApiError(500, "", f"failed to create typed patch object ({where}): {why}")
+    return api_error(500, "", f"failed to create typed patch object ({where}): {why}")
 
 
 def _prune(obj: dict, rt: ServedResource) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,39 +21,79 @@ from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.fence import Fence
 from kubedr.exporter.follow import Follower
 from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
-from kubedr.exporter.observer import NETWORK_ERRORS, Observer
+from kubedr.exporter.observer import NETWORK_ERRORS, Observer, why
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
-from kubedr.exporter.scope import SCOPE_PATH
-from kubedr.exporter.scoping import Scoper, scope_flags
+from kubedr.exporter.scope import SCOPE_PATH, ScopeError, effective, split_names
+from kubedr.exporter.scoping import Scoper
 from kubedr.exporter.selection import Selection
 
-from kubedr import config, contract, metrics, sanitize
+from kubedr import config, contract, leader, metrics, sanitize
+from kubedr.apierrors import ApiError
 from kubedr.config import UsageError
-from kubedr.kubeapi import ApiError, KubeHTTP
+from kubedr.durations import parse_duration
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.exporter")
 DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given
 
 FENCED = 3  # exit code of `kubedr export --once` when another cluster holds the writer role
-_DURATION = re.compile(r"^\s*([0-9.]+)\s*(ms|s|m)?\s*$")
 
 
-def parse_duration(text: str | float) -> float:
-    """'100ms', '2s', '1m' or a number of seconds -> seconds."""
-    if isinstance(text, int | float):
-        return float(text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise UsageError(f"bad duration {text!r} (use e.g. 100ms, 2s, 1m)")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `kubedr export` was told, checked once: the Exporter reads nothing else."""
+
+    repo: str
+    branch: str = "main"
+    workdir: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    cluster_name: str | None = None
+    scope: dict[str, Any] = field(default_factory=dict)  # the scope settings given; they win over the policy
+    batch_window: float = 0.1
+    push_backoff_max: float = 30.0
+    remote_check_interval: float = 10.0
+    role_check_interval: float = 5.0
+    page_size: int = 500
+    secrets: str | None = None  # seal | skip | plaintext; None: seal when there are recipients, else skip
+    recipients: tuple[str, ...] = ()
+    digest_key_file: str | None = None
+    signing_key: str | None = None
+    metrics_listen: str | None = None
+    once: bool = False
+    election: leader.Options = leader.Options()
+
+    @property
+    def secret_mode(self) -> str:
+        """seal, skip or plaintext: what happens to Secret values."""
+        return self.secrets or ("seal" if self.recipients else "skip")
 
 
-def _csv(values: Any) -> list[str]:
-    if not values:
-        return []
-    items = values if isinstance(values, list) else [values]
-    return [v.strip() for item in items for v in str(item).split(",") if v.strip()]
+DURATIONS = ("batch_window", "push_backoff_max", "remote_check_interval", "role_check_interval")
+
+
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    """The one typed, validated ExportOptions of a command line; UsageError (one line, naming the flag) if bad."""
+    if not args.repo:
+        raise UsageError("--repo is required (a path or URL of the Git remote)")
+    if args.namespaces and args.all_namespaces:
+        raise UsageError("give one of --namespaces a,b or --all-namespaces (or export.namespaces in the policy)")
+    if args.exclude_namespaces and not args.all_namespaces:
+        raise UsageError("--exclude-namespaces goes with --all-namespaces")
+    repo = args.repo
+    if "://" not in repo and ":" not in repo.split("/")[0] and os.path.exists(repo):
+        repo = os.path.abspath(repo)
+    try:
+        durations = {name: parse_duration(getattr(args, name), "--" + name.replace("_", "-")) for name in DURATIONS}
+        elect = leader.options_from(args)
+    except ValueError as exc:  # DurationError, leader.OptionsError
+        raise UsageError(str(exc)) from exc
+    return ExportOptions(repo=repo, branch=args.branch, workdir=args.workdir, kubeconfig=args.kubeconfig,
+                         context=args.context, cluster_name=args.cluster_name, scope=scope_flags(args),
+                         page_size=args.page_size, secrets=args.secrets, recipients=tuple(_recipients(args)),
+                         digest_key_file=args.digest_key_file, signing_key=args.signing_key,
+                         metrics_listen=args.metrics_listen, once=bool(args.once), election=elect, **durations)
 
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
@@ -92,25 +132,39 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--page-size", type=int, default=500, help="objects per list page")
     p.add_argument("--role-check-interval", default="5s",
                    help="while fenced (another cluster is the writer), how often to read the role again")
-    from kubedr import leader
-
     leader.add_arguments(p, "kubedr-exporter")
 
 
+def scope_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The scope settings given as flags (or $KUBEDR_*, or the config file): these win over the policy."""
+    given: dict[str, Any] = {
+        "namespaces": [] if args.all_namespaces else split_names(args.namespaces) or None,
+        "exclude_namespaces": split_names(args.exclude_namespaces) or None,
+        "extra_kinds": split_names(args.cluster_scoped_kinds) or None,
+        "label_selector": args.label_selector or None,
+        "exclude_kinds": split_names(args.exclude_kinds) or None,
+        "exclude_objects": split_names(args.exclude_objects) or None}
+    flags = {k: v for k, v in given.items() if v is not None}
+    try:
+        effective(flags, {})
+    except ScopeError as exc:
+        raise UsageError(f"--{str(exc).replace('_', '-')}") from exc
+    return flags
+
+
 def _recipients(args: argparse.Namespace) -> list[str]:
-    out = _csv(args.recipient)
-    if args.recipients_file:
-        try:
-            text = Path(args.recipients_file).read_text()
-        except OSError as exc:
-            raise UsageError(f"--recipients-file {args.recipients_file}: {exc.strerror}") from exc
-        out += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    return out
+    """--recipient (repeatable, comma-separated) and --recipients-file, read and checked by kubedr.sealing."""
+    from kubedr import sealing
+
+    try:
+        return sealing.load_recipients(split_names(args.recipient), [args.recipients_file] if args.recipients_file else [])
+    except sealing.SealingError as exc:
+        raise UsageError(str(exc)) from exc
 
 
-def _secret_mode(args: argparse.Namespace, private_dir: Callable[[], Path]) -> tuple[str, Any]:
-    recipients = _recipients(args)
-    mode = args.secrets or ("seal" if recipients else "skip")
+def _secret_mode(options: ExportOptions, private_dir: Callable[[], Path]) -> tuple[str, Any]:
+    recipients = list(options.recipients)
+    mode = options.secret_mode
     if mode == "plaintext":
         log.warning("!!! --secrets=plaintext: Secret values are written to Git IN CLEAR TEXT. Tests only. !!!")
         return mode, None
@@ -123,7 +177,7 @@ def _secret_mode(args: argparse.Namespace, private_dir: Callable[[], Path]) -> t
 
     # The format `kubedr seal/reseal` read (hex line); made on first start if missing. Without a file it lives
     # in the clone's .git, which survives restarts and is never pushed: losing it costs one re-encryption.
-    key_file = args.digest_key_file or str(private_dir() / DIGEST_KEY_NAME)
+    key_file = options.digest_key_file or str(private_dir() / DIGEST_KEY_NAME)
     try:
         key = sealing.load_digest_key(key_file, create=True)
     except OSError as exc:
@@ -151,9 +205,9 @@ def explain(args: argparse.Namespace) -> int:
 
     if bool(args.namespaces) == bool(args.all_namespaces):
         raise UsageError("give exactly one of --namespaces a,b or --all-namespaces")
-    selection = Selection(None if args.all_namespaces else _csv(args.namespaces), _csv(args.exclude_namespaces),
-                          _csv(args.cluster_scoped_kinds))
-    observer = Observer(KubeHTTP(api_client(args.kubeconfig, args.context)), selection, page_size=args.page_size)
+    selection = Selection(None if args.all_namespaces else split_names(args.namespaces), split_names(args.exclude_namespaces),
+                          split_names(args.cluster_scoped_kinds))
+    observer = Observer(Cluster(api_client(args.kubeconfig, args.context)), selection, page_size=args.page_size)
     if (args.secrets or ("seal" if _recipients(args) else "skip")) == "skip":
         observer.skip_keys = {SECRET_KEY}
     exported: dict[coverage.Key, set[str]] = defaultdict(set)
@@ -173,59 +227,58 @@ def explain(args: argparse.Namespace) -> int:
     try:
         types = observer.discover()
     except (ApiError, *NETWORK_ERRORS) as exc:
-        log.error("cannot read the API server's discovery: %s", exc)
+        log.error("cannot read the API server's discovery: %s", why(exc))
         return 1
     for rtype in types:
         try:
             observer.list(rtype, emit)
         except (ApiError, *NETWORK_ERRORS) as exc:
-            observer.list_failed[rtype] = str(exc)
+            observer.list_failed[rtype] = why(exc)
     report = report_of(observer, set(types), {k: len(v) for k, v in exported.items()}, skipped.counts())
     print("\n".join(report.lines()))
     return 0
 
 
+def exporter_for(options: ExportOptions) -> Exporter:
+    """The Exporter and what it works with: the clone (with its signer), the API, the Secrets' sealing."""
+    from kubedr.kube import api_client
+
+    store = GitStore(Path(options.workdir or default_workdir(options.repo, options.branch)), options.repo,
+                     options.branch)
+    secrets, sealer = _secret_mode(options, store.prepare)
+    api = api_client(options.kubeconfig, options.context, pool=128)  # one connection per watch
+    store.use_signer(config.signer(options.signing_key))
+    return Exporter(options, store, Cluster(api), secrets, sealer)
+
+
 class Exporter:
     """Wires observer -> committer (selection, recorder) -> pusher around one local clone."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        from kubedr.kube import api_client
-
-        if not args.repo:
-            raise UsageError("--repo is required (a path or URL of the Git remote)")
-        if args.namespaces and args.all_namespaces:
-            raise UsageError("give one of --namespaces a,b or --all-namespaces (or export.namespaces in the policy)")
-        if args.exclude_namespaces and not args.all_namespaces:
-            raise UsageError("--exclude-namespaces goes with --all-namespaces")
-        repo = args.repo
-        if "://" not in repo and ":" not in repo.split("/")[0] and os.path.exists(repo):
-            repo = os.path.abspath(repo)
-        self.batch_window = parse_duration(args.batch_window)
-        self.store = GitStore(Path(args.workdir or default_workdir(repo, args.branch)), repo, args.branch)
-        secrets, sealer = _secret_mode(args, self.store.prepare)
-        api = api_client(args.kubeconfig, args.context, pool=128)  # one connection per watch
-        self.cluster = args.cluster_name or urlparse(api.configuration.host).hostname or "cluster"
-        self.store.use_signer(config.signer(args.signing_key))
+    def __init__(self, options: ExportOptions, store: GitStore, api: Cluster, secrets: str, sealer: Any) -> None:
+        o = options
+        self.batch_window = o.batch_window
+        self.store = store
+        self.cluster = o.cluster_name or urlparse(api.api.configuration.host).hostname or "cluster"
         self.selection = Selection(None, ())
         self.recorder = Recorder(self.store, secrets, sealer)
-        self.pusher = Pusher(self.store, backoff_max=parse_duration(args.push_backoff_max))
+        self.pusher = Pusher(self.store, backoff_max=o.push_backoff_max)
         self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
                                    on_commit=self.pusher.notify, push_idle=self.pusher.idle)
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
-        self.observer = Observer(KubeHTTP(api), self.selection, page_size=args.page_size)
+        self.observer = Observer(api, self.selection, page_size=o.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
         self.observer.on_discovered = lambda: self.coverage().log()
         metrics.EXPORT_COVERAGE.report = self.coverage
-        self.scoper = Scoper(scope_flags(args), self.store, self.selection, self.recorder, self.committer,
+        self.scoper = Scoper(dict(o.scope), self.store, self.selection, self.recorder, self.committer,
                              self.observer)
         self.follower = Follower(self.store, self.pusher.idle, lambda: self.committer.queue.put(None),
-                                 self.scoper.on_foreign, parse_duration(args.remote_check_interval),
+                                 self.scoper.on_foreign, o.remote_check_interval,
                                  moved_head=lambda: self.pusher.notify(self.store.head() or "", []))
         self.committer.on_idle = self.follower.catch_up
         self.fence = Fence(self.store, self.cluster)
         self.pusher.fence = self.fence.check
         self.committer.trailers = self.fence.trailers
-        self.role_check_interval = parse_duration(args.role_check_interval)
+        self.role_check_interval = o.role_check_interval
         self.ready = False
         self.threads: list[threading.Thread] = []
         self._types: list[ResourceType] = []
@@ -245,8 +298,8 @@ class Exporter:
                 try:
                     rvs[rtype] = self.observer.list(rtype, self.committer.handle)
                 except (ApiError, *NETWORK_ERRORS) as exc:  # e.g. 403: its files stay, its watch retries
-                    log.warning("cannot list %s, its files are kept as they are: %s", rtype, exc)
-                    self.observer.list_failed[rtype] = str(exc)
+                    log.warning("cannot list %s, its files are kept as they are: %s", rtype, why(exc))
+                    self.observer.list_failed[rtype] = why(exc)
                     rvs[rtype] = ""
                     unlisted.add(rtype.key)
             keep = {t.key for t in types} | {k for k in self.recorder.index if k[0] in self.observer.failed_groups}
@@ -374,25 +427,27 @@ class Exporter:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `kubedr export` (with --leader-elect: only while holding the Lease)."""
-    from kubedr import leader
     from kubedr.kube import api_client
 
+    if args.explain:
+        return explain(args)
+    options = export_options(args)
     try:
-        if args.explain:
-            return explain(args)
-        current = [Exporter(args)]
-        if args.metrics_listen:
-            metrics.serve(args.metrics_listen, live=lambda: current[0].healthy(),
+        current = [exporter_for(options)]
+        if options.metrics_listen:
+            metrics.serve(options.metrics_listen, live=lambda: current[0].healthy(),
                           ready=leader.readiness(lambda: current[0].readiness()))
 
         def work(stop: threading.Event) -> int:
             while True:  # fenced mid-run: a fresh pipeline waits for the role again
-                code = current[0].work(stop, args.once)
-                if code != FENCED or args.once or stop.is_set():
+                code = current[0].work(stop, options.once)
+                if code != FENCED or options.once or stop.is_set():
                     return code
-                current[0] = Exporter(args)
+                current[0] = exporter_for(options)
 
-        return leader.run_elected(args, lambda: api_client(args.kubeconfig, args.context), work)
+        return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
     except GitError as exc:
         log.error("%s", exc)
         return 1
+    except ScopeError as exc:  # the policy is unusable and no flag says which namespaces
+        raise UsageError(str(exc)) from exc

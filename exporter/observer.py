@@ -14,8 +14,9 @@ from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 
 from kubedr import contract, metrics
+from kubedr.apierrors import ApiError, Gone, NotFound, api_error
 from kubedr.kube import version_priority
-from kubedr.kubeapi import ApiError, KubeHTTP
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.exporter.observer")
 
@@ -39,6 +40,11 @@ Sink = Callable[[Event], None]
 NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError, ValueError)
 
 
+def why(exc: Exception) -> str:
+    """One line for a failed request; an API refusal names its status and path (`403 from /apis/...: ...`)."""
+    return f"{exc.status} from {exc.path}: {exc}" if isinstance(exc, ApiError) else str(exc)
+
+
 def startup_rank(rtype: ResourceType) -> tuple[int, str, str]:
     return (0 if rtype.namespaced else STARTUP_ORDER.get(rtype.key, 2), rtype.group, rtype.plural)
 
@@ -46,7 +52,7 @@ def startup_rank(rtype: ResourceType) -> tuple[int, str, str]:
 class Observer:
     """Finds every listable+watchable type, lists it, then keeps one watch per type running."""
 
-    def __init__(self, http: KubeHTTP, selection: Selection, page_size: int = 500,
+    def __init__(self, http: Cluster, selection: Selection, page_size: int = 500,
                  watch_timeout: int = 300) -> None:
         self.http = http
         self.selection = selection
@@ -83,8 +89,9 @@ class Observer:
                     docs.append((name, version, self.http.get(f"/apis/{name}/{version}")))
                 except (ApiError, *NETWORK_ERRORS) as exc:
                     failed.add(name)
-                    unwatched.append(Unwatched(name, version, "", "", "discovery-failed", str(exc)))
-                    log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", name, version, exc)
+                    unwatched.append(Unwatched(name, version, "", "", "discovery-failed", why(exc)))
+                    log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", name, version,
+                                why(exc))
         found: list[ResourceType] = []
         decided: set[tuple[str, str]] = set()
         for group, version, doc in docs:  # the first version that serves a resource wins
@@ -176,22 +183,24 @@ class Observer:
                     rv = self.list(rtype, self.sink)
                 rv = self._watch(rtype, rv, stop)
                 delay = 0.2
+            except Gone:
+                if stop.is_set():
+                    return
+                now = time.monotonic()
+                gone_delay = min(max(gone_delay * 2, 0.5), 30.0) if now - last_gone < 10 else 0.0
+                last_gone = now
+                log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
+                         f" in {gone_delay:.1f}s" if gone_delay else "")
+                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
+                rv = None
+                stop.wait(gone_delay)
+                continue
             except ApiError as exc:
                 if stop.is_set():
                     return
-                if exc.status == 410:
-                    now = time.monotonic()
-                    gone_delay = min(max(gone_delay * 2, 0.5), 30.0) if now - last_gone < 10 else 0.0
-                    last_gone = now
-                    log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
-                             f" in {gone_delay:.1f}s" if gone_delay else "")
-                    metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
-                    rv = None
-                    stop.wait(gone_delay)
-                    continue
-                if exc.status == 404:
+                if isinstance(exc, NotFound):
                     self._rediscover.set()
-                log.warning("watch of %s failed: %s", rtype, exc)
+                log.warning("watch of %s failed: %s", rtype, why(exc))
                 metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
@@ -211,7 +220,7 @@ class Observer:
             typ = ev.get("type")
             obj = ev.get("object") or {}
             if typ == "ERROR":
-                raise ApiError(int(obj.get("code") or 500), rtype.url, obj.get("message") or "watch error")
+                raise api_error(int(obj.get("code") or 500), {"message": "watch error", **obj}, rtype.url)
             new_rv = (obj.get("metadata") or {}).get("resourceVersion")
             if typ in ("ADDED", "MODIFIED", "DELETED"):
                 obj.setdefault("apiVersion", rtype.api_version)
@@ -245,7 +254,7 @@ class Observer:
                 try:
                     self.refresh()
                 except (ApiError, *NETWORK_ERRORS) as exc:
-                    log.warning("discovery refresh failed: %s", exc)
+                    log.warning("discovery refresh failed: %s", why(exc))
 
     def refresh(self) -> set[tuple[str, str]]:
         """Diff the served types with the watched ones; returns the keys of types started or retired."""

@@ -7,7 +7,6 @@ that commits of others touched are listed again and written back in one `resync`
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
@@ -22,7 +21,6 @@ from kubedr.exporter.recorder import Recorder
 from kubedr.exporter.selection import Selection
 
 from kubedr import contract
-from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.exporter")
 
@@ -53,7 +51,7 @@ class Scoper:
             rules = scope.ignore_rules(new.ignore)
         except scope.ScopeError as exc:
             if initial and "namespaces" not in self.flags:  # never guess which namespaces from a broken policy
-                raise UsageError(f"{exc} (fix the policy or give --namespaces / --all-namespaces)") from exc
+                raise scope.ScopeError(f"{exc} (fix the policy or give --namespaces / --all-namespaces)") from exc
             log.error("%s; keeping the scope in force (%s)", exc, "flags only" if initial else "as it was")
             if not initial:
                 return False
@@ -62,7 +60,7 @@ class Scoper:
             msg = (f"no namespaces chosen: give --namespaces a,b or --all-namespaces, or export.namespaces in the "
                    f"repo's {scope.POLICY_PATH} ([] for all)")
             if initial:
-                raise UsageError(msg)
+                raise scope.ScopeError(msg)
             log.error("%s; keeping the scope in force", msg)
             return False
         changed = new != self.scope
@@ -117,19 +115,3 @@ class Scoper:
         if len(diff) == 1:
             text = f"export scope changed\n\n{self.scope.describe()}\n\n" + text.split("\n\n", 1)[1].lstrip("\n")
         return with_trailer(text, scope.SCOPE_TRAILER, self.scope.trailer())
-
-
-def scope_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The scope settings given as flags (or $KUBEDR_*, or the config file): these win over the policy."""
-    given = {"namespaces": [] if args.all_namespaces else scope.split_names(args.namespaces) or None,
-             "exclude_namespaces": scope.split_names(args.exclude_namespaces) or None,
-             "extra_kinds": scope.split_names(args.cluster_scoped_kinds) or None,
-             "label_selector": args.label_selector or None,
-             "exclude_kinds": scope.split_names(args.exclude_kinds) or None,
-             "exclude_objects": scope.split_names(args.exclude_objects) or None}
-    flags = {k: v for k, v in given.items() if v is not None}
-    try:
-        scope.effective(flags, {})
-    except scope.ScopeError as exc:
-        raise UsageError(f"--{str(exc).replace('_', '-')}") from exc
-    return flags

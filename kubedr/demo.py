@@ -184,9 +184,9 @@ class Demo:
 
     # -- 1. clusters ------------------------------------------------------------------------------------
     def start_clusters(self) -> None:
-        from kubedr.applier.client import Cluster
         from kubedr.emulator.server import Emulator
         from kubedr.kube import api_client
+        from kubedr.kubeapi import Cluster
 
         logging.getLogger("kubedr.emulator").setLevel(logging.WARNING)   # the story is told on stdout
         self.kubeconfigs: dict[str, Path] = {}
@@ -449,18 +449,16 @@ class Demo:
         return f"{base}/{name}" if name else base
 
     def get(self, side: str, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        from kubedr.applier.client import ApiError
+        from kubedr.apierrors import NotFound
 
         try:
             return self.api[side].request("GET", self.path(api_version, kind, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def apply(self, side: str, obj: dict[str, Any]) -> None:
         """Server-side apply, retried briefly while a just-created CRD becomes served."""
-        from kubedr.applier.client import ApiError
+        from kubedr.apierrors import NotFound
 
         path = self.path(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
         until = time.monotonic() + 10
@@ -469,8 +467,8 @@ class Demo:
                 self.api[side].request("PATCH", path, json.dumps(obj), {"fieldManager": FIELD_MANAGER, "force": "true"},
                                        "application/apply-patch+yaml")
                 return
-            except ApiError as exc:
-                if exc.status != 404 or time.monotonic() > until:
+            except NotFound:
+                if time.monotonic() > until:
                     raise
                 time.sleep(0.05)
 

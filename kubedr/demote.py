@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
 def set_aside(args: argparse.Namespace, me: str, writer: roles.Writer) -> str:
     """Steps 2-5: the side branch ('' when nothing was unreplicated); the clone ends on the branch."""
-    from kubedr.exporter.cli import Exporter
+    from kubedr.exporter.cli import export_options, exporter_for
 
-    exporter = Exporter(args)
+    exporter = exporter_for(export_options(args))
     store = exporter.store
     store.follow_remote = False
     gitdir = str(store.workdir / ".git")
@@ -182,7 +182,7 @@ def _push_side(store: Any, me: str, writer: roles.Writer, base: str, tip: str, l
 
 def _adopt(args: argparse.Namespace, store: Any, tip: str, tracking: str) -> list[contract.ObjectRef]:
     """Mark live objects in scope that the branch lacks as kubedr's, so the standby round's prune may delete them."""
-    from kubedr.applier.client import ApiError
+    from kubedr.apierrors import NotFound
     from kubedr.applier.decode import MANAGED_LABEL
     from kubedr.applier.inventory import Inventory
 
@@ -203,25 +203,24 @@ def _adopt(args: argparse.Namespace, store: Any, tip: str, tracking: str) -> lis
             cluster.request("PATCH", resource.path(ref.namespace, ref.name),
                             {"metadata": {"labels": {MANAGED_LABEL: "true"}}}, {"fieldManager": "kubedr"},
                             "application/merge-patch+json")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
+            pass
     return refs
 
 
 def _cluster(args: argparse.Namespace) -> Any:
-    from kubedr.applier.client import Cluster
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     return Cluster(api_client(args.kubeconfig, args.context))
 
 
 def _apply_standby(args: argparse.Namespace) -> int:
     """One applier round in standby mode (prune as configured, under the guard); the number of failures."""
-    from kubedr.applier.cli import _engine
+    from kubedr.applier.cli import _engine, apply_options
 
     ns = argparse.Namespace(**{**vars(args), "workdir": args.apply_workdir, "mode": "standby", "dry_run": False})
-    engine = _engine(args.kubeconfig, args.context, ns, args.repo)
+    engine = _engine(apply_options(ns, args.repo))
     try:
         report = engine.step()
     finally:

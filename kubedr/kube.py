@@ -1,4 +1,5 @@
-"""One way to reach a cluster: kubeconfig (optionally a context) or the in-cluster service account."""
+"""One way to reach a cluster: kubeconfig (optionally a context) or the in-cluster service account; the base
+client (kubeapi.Cluster) talks over the connection this makes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import os
 import re
 
 from kubernetes import client, config
-from kubernetes.dynamic import DynamicClient
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> client.ApiClient:
@@ -19,11 +19,6 @@ def api_client(kubeconfig: str | None = None, context: str | None = None, pool: 
         config.load_incluster_config(client_configuration=conf)
     conf.connection_pool_maxsize = pool
     return client.ApiClient(conf)
-
-
-def dynamic_client(kubeconfig: str | None = None, context: str | None = None) -> DynamicClient:
-    """A discovery-backed client for any kind, CRDs included."""
-    return DynamicClient(api_client(kubeconfig, context))
 
 
 _KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")

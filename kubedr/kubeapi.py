@@ -1,43 +1,90 @@
-"""Raw JSON over the Kubernetes client's connection pool: lists and watch streams without model classes."""
+"""The one Kubernetes client: raw JSON requests, watch streams and discovery over the ApiClient's connection pool.
+
+The generated typed clients cost more per call than the request itself; kubedr sends and reads JSON it
+already holds, so it talks HTTP through the ApiClient's authentication, TLS and pool, and nothing more.
+Every refusal is an `apierrors.ApiError` subclass (NotFound, Conflict, Gone, Invalid, ...).
+"""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import urllib3
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from kubedr.apierrors import NotFound, api_error
+from kubedr.contract import ObjectRef
+from kubedr.kube import version_priority
 
 
-class ApiError(Exception):
-    """A non-2xx answer; status 410 means the resourceVersion is too old (re-list)."""
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives: /api[s]/<group_version>/[namespaces/<ns>/]<plural>."""
 
-    def __init__(self, status: int, path: str, message: str) -> None:
-        super().__init__(f"{status} from {path}: {message}")
-        self.status = status
+    group_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str = "", name: str = "") -> str:
+        base = "/api/" if "/" not in self.group_version else "/apis/"
+        out = base + self.group_version
+        if self.namespaced and namespace:
+            out += f"/namespaces/{quote(namespace, safe='')}"
+        out += f"/{self.plural}"
+        if name:
+            out += f"/{quote(name, safe='')}"
+        return out
 
 
-class KubeHTTP:
-    """GET JSON and stream watch events, reusing the ApiClient's auth, TLS and pool."""
+class Cluster:
+    """One cluster: request(), get(), watch(), discovery by (group, kind) or apiVersion, and /version."""
 
-    def __init__(self, api: ApiClient) -> None:
-        self.api = api
+    def __init__(self, api_client: ApiClient) -> None:
+        self.api = api_client
+        self._lock = threading.Lock()
+        self._by_gv: dict[str, dict[str, Resource]] = {}
+        self._versions: dict[str, list[str]] | None = None
+
+    # ---- requests -----------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
+                content_type: str = "application/json", timeout: float | tuple[float, float] = 60) -> Any:
+        """Send one request; the decoded JSON body, or an ApiError subclass for any non-2xx answer."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, headers, _, _ = self.api.param_serialize(method, path, header_params=headers,
+                                                         auth_settings=["BearerToken"])
+        query = {k: v for k, v in (query or {}).items() if v is not None}
+        if query:
+            url += "?" + urlencode(query)
+        try:
+            resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+        except ApiException as exc:  # the library's wrapping of a TLS failure (status 0): a network error here
+            raise urllib3.exceptions.SSLError(exc.reason) from exc
+        raw = resp.read()
+        if resp.status >= 400:
+            raise api_error(resp.status, raw, path)
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            return {"message": raw.decode(errors="replace")[:300]}
+
+    def get(self, path: str, query: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
+        """One JSON document (a list page, a discovery document); an ApiError subclass for anything but 2xx."""
+        doc = self.request("GET", path, query=query, timeout=(10, timeout))
+        return doc if isinstance(doc, dict) else {}
 
     def _prepare(self, path: str, query: dict[str, Any] | None) -> tuple[str, dict[str, str]]:
         _, url, headers, _, _ = self.api.param_serialize(
             "GET", path, query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
         return url, headers
-
-    def get(self, path: str, query: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
-        """One JSON document; ApiError for anything but 2xx."""
-        url, headers = self._prepare(path, query)
-        r = self.api.rest_client.pool_manager.request(
-            "GET", url, headers=headers, timeout=urllib3.Timeout(connect=10, read=timeout))
-        if not 200 <= r.status < 300:
-            raise ApiError(r.status, path, _message(r.data))
-        return json.loads(r.data)
 
     def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> Iterator[dict[str, Any]]:
         """Watch events as dicts, one per line of the chunked stream."""
@@ -48,7 +95,7 @@ class KubeHTTP:
         finished = False
         try:
             if not 200 <= r.status < 300:
-                raise ApiError(r.status, path, _message(r.read()))
+                raise api_error(r.status, r.read(), path)
             buf = b""
             for chunk in r.stream(65536, decode_content=True):
                 buf += chunk
@@ -66,9 +113,60 @@ class KubeHTTP:
                 r.close()  # a half-read stream cannot go back to the pool
             r.release_conn()
 
+    # ---- discovery ----------------------------------------------------------------------------------------
 
-def _message(body: bytes) -> str:
-    try:
-        return json.loads(body).get("message") or body[:200].decode(errors="replace")
-    except (ValueError, AttributeError):
-        return body[:200].decode(errors="replace")
+    def version(self) -> str:
+        """The server's gitVersion (v1.30.2)."""
+        return str(self.request("GET", "/version").get("gitVersion", ""))
+
+    def _load_gv(self, gv: str) -> dict[str, Resource]:
+        path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+        try:
+            doc = self.request("GET", path)
+        except NotFound:
+            return {}
+        out: dict[str, Resource] = {}
+        for r in doc.get("resources", []):
+            if "/" in r["name"]:
+                continue
+            out[r["kind"]] = Resource(gv, r["kind"], r["name"], bool(r.get("namespaced")))
+        return out
+
+    def _group_versions(self, refresh: bool = False) -> dict[str, list[str]]:
+        """Group -> its served group-versions, the preferred one first, then by Kubernetes version priority."""
+        if self._versions is None or refresh:
+            out = {"": ["v1"]}
+            for g in self.request("GET", "/apis").get("groups", []):
+                gvs = [v["groupVersion"] for v in g.get("versions") or []]
+                pv = (g.get("preferredVersion") or {}).get("groupVersion") or (gvs[0] if gvs else "")
+                rest = sorted((gv for gv in gvs if gv != pv), key=lambda gv: version_priority(gv.rpartition("/")[2]))
+                out[g["name"]] = [pv, *rest]
+            self._versions = out
+        return self._versions
+
+    def resource_for(self, api_version: str, kind: str) -> Resource | None:
+        """The resource of a kind at an apiVersion; rediscovers once on a miss (a CRD just arrived)."""
+        with self._lock:
+            if api_version not in self._by_gv or kind not in self._by_gv[api_version]:
+                self._by_gv[api_version] = self._load_gv(api_version)
+            return self._by_gv[api_version].get(kind)
+
+    def resource_of(self, ref: ObjectRef) -> Resource | None:
+        """The resource of a (group, kind): at the group's preferred version when served there, else at the
+        newest version that serves it; None when not served."""
+        for refresh in (False, True):  # a miss rediscovers once (a CRD just arrived or gained a version)
+            versions = self._group_versions(refresh).get(ref.group, [])
+            for gv in versions:
+                with self._lock:
+                    if refresh or gv not in self._by_gv:
+                        self._by_gv[gv] = self._load_gv(gv)
+                    found = self._by_gv[gv].get(ref.kind)
+                if found is not None:
+                    return found
+        return None
+
+    def forget(self) -> None:
+        """Drop discovery caches (after CRDs were applied or deleted)."""
+        with self._lock:
+            self._by_gv.clear()
+            self._versions = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import os
 import signal
@@ -30,9 +29,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from kubedr import metrics
+from kubedr.apierrors import ApiError, NotFound
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.leader")
 
@@ -75,8 +75,9 @@ class LeaderElector:
 
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, identity: str,
                  timing: Timing | None = None) -> None:
-        self.api = client.CoordinationV1Api(_without_retries(api_client))
+        self.api = Cluster(_without_retries(api_client))
         self.namespace, self.name, self.identity = namespace, name, identity
+        self._leases = f"/apis/{LEASE_API}/namespaces/{namespace}/leases"
         self.timing = timing or Timing()
         self._lease: dict[str, Any] | None = None      # the last Lease object read or written
         self._observed: dict[str, Any] = {}             # its spec (the election record)
@@ -124,12 +125,12 @@ class LeaderElector:
         # 2. read (or create) the Lease.
         try:
             current = self._read()
-        except ApiException as exc:
-            if exc.status != 404:
-                log.warning("lease %s/%s: read failed: %s", self.namespace, self.name, _reason(exc))
-                return False
+        except NotFound:
             record["leaseTransitions"] = 0
             return self._create(record)
+        except ApiError as exc:
+            log.warning("lease %s/%s: read failed: %s", self.namespace, self.name, _reason(exc))
+            return False
         except Exception as exc:  # noqa: BLE001 - a network error is one failed round, not a crash
             log.warning("lease %s/%s: read failed: %s", self.namespace, self.name, exc)
             return False
@@ -216,27 +217,25 @@ class LeaderElector:
 
     def _read(self) -> dict[str, Any]:
         try:
-            resp = self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
-                                                  _request_timeout=self._timeout())
-        except ApiException:
+            lease: dict[str, Any] = self.api.request("GET", f"{self._leases}/{self.name}", timeout=self._timeout())
+        except ApiError:
             self.last_contact = time.monotonic()
             raise
         self.last_contact = time.monotonic()
-        return json.loads(resp.data)
+        return lease
 
     def _create(self, record: dict[str, Any]) -> bool:
         body = {"apiVersion": LEASE_API, "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace}, "spec": record}
         try:
-            resp = self.api.create_namespaced_lease(self.namespace, body, _preload_content=False,
-                                                    _request_timeout=self._timeout())
+            created = self.api.request("POST", self._leases, body, timeout=self._timeout())
         except Exception as exc:  # noqa: BLE001 - AlreadyExists when another candidate won the race
             self._answered(exc)
             log.info("lease %s/%s: create failed: %s", self.namespace, self.name, _reason(exc))
             return False
         self.last_contact = time.monotonic()
-        self._lease = json.loads(resp.data)
-        self._set_observed(dict(self._lease.get("spec") or record))
+        self._lease = created
+        self._set_observed(dict(created.get("spec") or record))
         return True
 
     def _update(self, record: dict[str, Any]) -> bool:
@@ -244,19 +243,18 @@ class LeaderElector:
         body = dict(self._lease)
         body["spec"] = {**(self._lease.get("spec") or {}), **record}
         try:
-            resp = self.api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False,
-                                                     _request_timeout=self._timeout())
+            replaced = self.api.request("PUT", f"{self._leases}/{self.name}", body, timeout=self._timeout())
         except Exception as exc:  # noqa: BLE001 - a 409 means someone else wrote first
             self._answered(exc)
             log.debug("lease %s/%s: update failed: %s", self.namespace, self.name, _reason(exc))
             return False
         self.last_contact = time.monotonic()
-        self._lease = json.loads(resp.data)
-        self._set_observed(dict(self._lease.get("spec") or body["spec"]))
+        self._lease = replaced
+        self._set_observed(dict(replaced.get("spec") or body["spec"]))
         return True
 
     def _answered(self, exc: Exception) -> None:
-        if isinstance(exc, ApiException) and exc.status:
+        if isinstance(exc, ApiError):
             self.last_contact = time.monotonic()
 
     def _set_observed(self, spec: dict[str, Any]) -> None:
@@ -274,8 +272,8 @@ def _without_retries(api_client: client.ApiClient) -> client.ApiClient:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, ApiException):
-        return f"{exc.status} {exc.reason}"
+    if isinstance(exc, ApiError):
+        return f"{exc.status} {exc.reason or exc}"
     return str(exc)
 
 
@@ -351,6 +349,21 @@ class NotElected(Exception):
     """Stopped while waiting to lead."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """Whether to run only while leading, which Lease, who this candidate is, and the Lease timing."""
+
+    elect: bool = False
+    namespace: str = "kubedr-system"
+    name: str = ""
+    identity: str | None = None
+    timing: Timing = Timing()
+
+
+class OptionsError(ValueError):
+    """The leader-election flags do not fit together; str() names them."""
+
+
 # -- what the exporter and applier CLIs add ------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:
     """The leader-election flags (also $KUBEDR_LEADER_ELECT etc., as the manifests set them)."""
@@ -369,9 +382,23 @@ def add_arguments(parser: argparse.ArgumentParser, default_name: str) -> None:
                        help="seconds between attempts")
 
 
-def run_elected(args: argparse.Namespace, api_client: Callable[[], client.ApiClient],
+def options_from(args: argparse.Namespace) -> Options:
+    """The Options of the flags add_arguments defined; OptionsError when the timing cannot work."""
+    if not getattr(args, "leader_elect", False):
+        return Options()
+    try:
+        timing = Timing(args.leader_election_lease_duration, args.leader_election_renew_deadline,
+                        args.leader_election_retry_period)
+    except ValueError as exc:
+        raise OptionsError("--leader-election-retry-period < --leader-election-renew-deadline < "
+                           "--leader-election-lease-duration is needed, all above 0") from exc
+    return Options(True, args.leader_election_namespace, args.leader_election_name, args.leader_election_identity,
+                   timing)
+
+
+def run_elected(options: Options, api_client: Callable[[], client.ApiClient],
                 work: Callable[[threading.Event], int]) -> int:
-    """Run work(stop) directly, or, with --leader-elect, only while leading.
+    """Run work(stop) directly, or, with options.elect, only while leading.
 
     stop is set on SIGTERM and when the Lease is lost; work must return soon after. Losing the Lease
     returns 1 so that the pod restarts and rejoins as a spare, as client-go users do; a clean return
@@ -379,19 +406,16 @@ def run_elected(args: argparse.Namespace, api_client: Callable[[], client.ApiCli
     """
     stop = threading.Event()
     with _sigterm_sets(stop):
-        if not getattr(args, "leader_elect", False):
+        if not options.elect:
             return work(stop)
-        timing = Timing(args.leader_election_lease_duration, args.leader_election_renew_deadline,
-                        args.leader_election_retry_period)
         try:
-            with elected(api_client(), args.leader_election_namespace, args.leader_election_name,
-                         args.leader_election_identity, timing, stop=stop, on_lost=stop.set) as lead:
+            with elected(api_client(), options.namespace, options.name, options.identity, options.timing,
+                         stop=stop, on_lost=stop.set) as lead:
                 code = work(stop)
         except NotElected:
             return 0
     if lead.lost.is_set():
-        log.error("lost the lease %s/%s; exiting so that a spare takes over",
-                  args.leader_election_namespace, args.leader_election_name)
+        log.error("lost the lease %s/%s; exiting so that a spare takes over", options.namespace, options.name)
         return 1
     return code
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from kubedr import config, roles
 from kubedr.config import UsageError
+from kubedr.durations import DurationError, parse_duration
 from kubedr.handover import Branch, Rejected, ago
 
 log = logging.getLogger("kubedr.promote")
@@ -29,13 +30,13 @@ ATTEMPTS = 5
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     """Flags of `kubedr promote`: the cluster, the repo, the liveness rule, and the applier's options."""
-    from kubedr.applier.cli import _target_options, parse_duration
+    from kubedr.applier.cli import _target_options
 
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster to promote (in-cluster when absent)")
     p.add_argument("--context")
     p.add_argument("--repo", help="the config repo (URL or path)")
     p.add_argument("--cluster-name", help="this cluster's name, as its exporter's --cluster-name")
-    p.add_argument("--alive-within", type=parse_duration, default=parse_duration("10m"),
+    p.add_argument("--alive-within", default="10m", metavar="DURATION",
                    help="the writer counts as alive while its newest commit is younger than this (default 10m)")
     p.add_argument("--force", action="store_true", help="take the role even though the writer looks alive")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
@@ -48,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.repo or not args.cluster_name:
         raise UsageError("kubedr promote: --repo and --cluster-name are required")
     me = _name(args.cluster_name)
+    try:
+        alive_within = parse_duration(args.alive_within, "--alive-within")
+    except DurationError as exc:
+        raise UsageError(str(exc)) from exc
     started = time.monotonic()
     signer = config.signer(args.signing_key)
     with Branch(args.repo, args.branch, signer) as branch:
         for _ in range(ATTEMPTS):
             try:
-                code = _attempt(args, me, branch, started)
+                code = _attempt(args, me, branch, started, alive_within)
             except Rejected as exc:
                 log.warning("%s; deciding again", exc)
                 continue
@@ -72,7 +77,7 @@ def _name(cluster: str) -> str:
         raise UsageError(f"--cluster-name: {exc}") from exc
 
 
-def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float) -> int:
+def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float, alive_within: float) -> int:
     head = branch.fetch()
     writer = branch.writer()
     if writer is not None and writer.cluster == me:
@@ -86,9 +91,9 @@ def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float) 
         age = time.time() - last[1]
         print(f"promote {me}: the last commit of {old} is {last[0][:12]}, {ago(age)} old: whatever {old} "
               f"changed after it is not in the repo (the RPO you accept)")
-        if age < args.alive_within and not args.force:
+        if age < alive_within and not args.force:
             log.error("promote %s refused: %s committed %s ago (less than --alive-within %s): it looks alive; "
-                      "stop it, or pass --force", me, old, ago(age), ago(args.alive_within))
+                      "stop it, or pass --force", me, old, ago(age), ago(alive_within))
             return 1
     else:
         print(f"promote {me}: no commit of a previous writer on {args.branch}")
@@ -131,8 +136,8 @@ def _finish(args: argparse.Namespace, me: str, writer: roles.Writer, started: fl
 
 
 def _cluster(args: argparse.Namespace) -> Any:
-    from kubedr.applier.client import Cluster
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     return Cluster(api_client(args.kubeconfig, args.context))
 
@@ -154,6 +159,6 @@ def _switchover(args: argparse.Namespace) -> int:
 
 def _engine(args: argparse.Namespace) -> Any:
     from kubedr.applier.cli import _engine as engine_for
+    from kubedr.applier.cli import apply_options
 
-    return engine_for(args.kubeconfig, args.context, argparse.Namespace(**{**vars(args), "dry_run": False}),
-                      args.repo)
+    return engine_for(apply_options(argparse.Namespace(**{**vars(args), "dry_run": False}), args.repo))

@@ -102,16 +102,22 @@ def parse_recipient(value: str, where: str = "recipient") -> str:
         raise SealingError(f"{where}: not an age X25519 recipient: {value.strip()[:20]!r}") from exc
 
 
-def load_recipients(values: Iterable[str] = (), files: Iterable[str] = ()) -> list[str]:
-    """Recipients from flags and recipients files (one per line, # comments), validated, de-duplicated."""
-    out: list[str] = [parse_recipient(v) for v in values if v.strip()]
+def recipient_lines(values: Iterable[str] = (), files: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(recipient text, where it came from) of flags and recipients files (one per line, # comments), as the
+    age CLI reads -r and -R; the one reader behind every command that takes --recipient/--recipients-file."""
+    out = [(v.strip(), "recipient") for v in values if v.strip()]
     for file in files:
         try:
             text = Path(file).read_text(encoding="utf-8")
         except OSError as exc:
             raise SealingError(f"recipients file {file}: {exc.strerror or exc}") from exc
-        out.extend(parse_recipient(line, f"{file}:{number}") for number, line in _lines(text))
-    return sorted(set(out))
+        out.extend((line, f"{file}:{number}") for number, line in _lines(text))
+    return out
+
+
+def load_recipients(values: Iterable[str] = (), files: Iterable[str] = ()) -> list[str]:
+    """X25519 recipients from flags and recipients files, validated, de-duplicated."""
+    return sorted({parse_recipient(text, where) for text, where in recipient_lines(values, files)})
 
 
 def load_identities(files: str | Iterable[str]) -> list[Identity]:

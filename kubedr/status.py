@@ -231,19 +231,16 @@ def exporter_row(kubeconfig: str, context: str | None, head: RepoHead | None) ->
 
 def read_lease(kubeconfig: str, context: str | None, namespace: str, name: str) -> dict[str, Any] | None:
     """The Lease's spec, None when it does not exist."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
+    from kubedr.apierrors import NotFound
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
-    api = client.CoordinationV1Api(api_client(kubeconfig, context))
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
     try:
-        resp = api.read_namespaced_lease(name, namespace, _preload_content=False, _request_timeout=10)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return json.loads(resp.data).get("spec") or {}
+        lease = Cluster(api_client(kubeconfig, context)).request("GET", path, timeout=10)
+    except NotFound:
+        return None
+    return lease.get("spec") or {}
 
 
 def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
@@ -347,9 +344,9 @@ def replication_lag(st: dict[str, Any], head: RepoHead | None) -> tuple[float | 
 def role_row(side: str, kubeconfig: str, context: str | None, head: RepoHead | None, name: str | None) -> Row:
     """The side's role: its own record (promote/demote) set against the branch's writer."""
     try:
-        from kubedr.applier.client import Cluster
         from kubedr.applier.role import read_role
         from kubedr.kube import api_client
+        from kubedr.kubeapi import Cluster
 
         rec = read_role(Cluster(api_client(kubeconfig, context)))
     except Exception as exc:  # noqa: BLE001

@@ -20,6 +20,7 @@ from prometheus_client import write_to_textfile
 
 from kubedr import metrics
 from kubedr.config import UsageError
+from kubedr.durations import DurationError
 
 log = logging.getLogger("kubedr.snapshot")
 
@@ -169,7 +170,7 @@ def _recipient_texts(args: argparse.Namespace) -> list[str]:
 def _prune(store: Store, cluster: str, keep_last: int | None, max_age: str | None, dry_run: bool) -> int:
     if keep_last is not None and keep_last < 1:
         raise UsageError("--keep-last must be at least 1")
-    age = retention.parse_duration(max_age) if max_age else None
+    age = retention.parse_duration(max_age, "--max-age") if max_age else None
     if keep_last is None and age is None:
         raise UsageError("snapshot prune: give --keep-last N and/or --max-age D")
     now = datetime.now(UTC)
@@ -226,7 +227,7 @@ def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
     req.expect_nodes = _csv(args.expect_nodes)
     if args.keep_last is not None or args.max_age:  # check retention flags before spending a snapshot on them
         if args.max_age:
-            retention.parse_duration(args.max_age)
+            retention.parse_duration(args.max_age, "--max-age")
         if args.keep_last is not None and args.keep_last < 1:
             raise UsageError("--keep-last must be at least 1")
     done = save.save(req)
@@ -265,7 +266,7 @@ def _set_id(args: argparse.Namespace) -> str | None:
         return args.set_id
     if not args.set_window:
         return None
-    window = int(retention.parse_duration(args.set_window).total_seconds())
+    window = int(retention.parse_duration(args.set_window, "--set-window").total_seconds())
     if window < 1:
         raise UsageError(f"--set-window {args.set_window}: at least one second")
     now = int(datetime.now(UTC).timestamp())
@@ -392,18 +393,19 @@ def _initial_cluster(text: str | None) -> list[tuple[str, str]] | None:
 
 def _run_post_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
     from kubedr.snapshot import postrestore
-    from kubernetes.client.exceptions import ApiException
     from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
+    from kubedr.apierrors import ApiError
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
 
     m = manifest.find(store, cluster, args.id)
     recorded = m.nodes or sorted({*m.facts.control_plane_nodes, *m.facts.worker_nodes})
     try:
-        summary = postrestore.run(api_client(args.kubeconfig), recorded, m.id, _csv(args.namespaces) or None,
+        summary = postrestore.run(Cluster(api_client(args.kubeconfig)), recorded, m.id, _csv(args.namespaces) or None,
                                   bool(args.force))
-    except (ApiException, ConfigException, HTTPError) as exc:
+    except (ApiError, ConfigException, HTTPError) as exc:
         text = str(exc).strip().splitlines()
         log.error("snapshot post-restore: the API (%s) did not answer: %s", args.kubeconfig or "in-cluster",
                   text[0][:200] if text else type(exc).__name__)
@@ -428,6 +430,13 @@ RUNNERS = {"save": _run_save, "list": _run_list, "verify": _run_verify, "restore
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the action; every failure is one line naming the snapshot, file or store."""
+    try:
+        return _run(args)
+    except (keys.KeyFileError, DurationError, manifest.ClusterNameError) as exc:  # a bad setting: usage, exit 2
+        raise UsageError(str(exc)) from exc
+
+
+def _run(args: argparse.Namespace) -> int:
     action = getattr(args, "snapshot_action", None)
     if not action:
         raise UsageError(f"snapshot: choose an action: {', '.join(ACTIONS)}")

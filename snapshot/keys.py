@@ -7,7 +7,11 @@ from typing import Any
 
 from pyrage import ssh, x25519
 
-from kubedr.config import UsageError
+from kubedr import sealing
+
+
+class KeyFileError(ValueError):
+    """A recipient or identity is missing or unreadable; str() names the flag or file."""
 
 
 def parse_recipient(text: str, where: str = "--recipient") -> Any:
@@ -19,22 +23,20 @@ def parse_recipient(text: str, where: str = "--recipient") -> Any:
         if text.startswith("ssh-"):
             return ssh.Recipient.from_str(text)
     except Exception as exc:  # pyrage raises its own RecipientError and ValueError
-        raise UsageError(f"{where}: invalid age recipient {text[:24]!r}: {exc}") from exc
-    raise UsageError(f"{where}: not an age recipient: {text[:24]!r} (expected age1... or ssh-...)")
+        raise KeyFileError(f"{where}: invalid age recipient {text[:24]!r}: {exc}") from exc
+    raise KeyFileError(f"{where}: not an age recipient: {text[:24]!r} (expected age1... or ssh-...)")
 
 
 def load_recipients(values: list[str] | None, files: list[str] | None) -> list[Any]:
-    """Recipients from flags and recipients files (one per line, '#' comments); at least one is needed."""
-    out = [parse_recipient(v) for v in values or []]
-    for name in files or []:
-        try:
-            lines = Path(name).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise UsageError(f"recipients file {name}: {exc.strerror or exc}") from exc
-        out += [parse_recipient(line, f"recipients file {name}") for line in lines
-                if line.strip() and not line.lstrip().startswith("#")]
+    """Recipients (age or SSH) from flags and recipients files, read as kubedr.sealing reads them; at least one."""
+    try:
+        lines = sealing.recipient_lines(values or [], files or [])
+    except sealing.SealingError as exc:
+        raise KeyFileError(str(exc)) from exc
+    out = [parse_recipient(text, "--recipient" if where == "recipient" else f"recipients file {where}")
+           for text, where in lines]
     if not out:
-        raise UsageError("snapshot save needs at least one --recipient or --recipients-file: bundles are "
+        raise KeyFileError("snapshot save needs at least one --recipient or --recipients-file: bundles are "
                          "always encrypted")
     return out
 
@@ -42,13 +44,13 @@ def load_recipients(values: list[str] | None, files: list[str] | None) -> list[A
 def load_identities(files: list[str] | None) -> list[Any]:
     """Identities from age identity files (AGE-SECRET-KEY-1... lines) or SSH private keys."""
     if not files:
-        raise UsageError("an --identity FILE is needed to decrypt the bundle")
+        raise KeyFileError("an --identity FILE is needed to decrypt the bundle")
     out: list[Any] = []
     for name in files:
         try:
             data = Path(name).read_bytes()
         except OSError as exc:
-            raise UsageError(f"identity file {name}: {exc.strerror or exc}") from exc
+            raise KeyFileError(f"identity file {name}: {exc.strerror or exc}") from exc
         try:
             if data.lstrip().startswith(b"-----BEGIN"):
                 out.append(ssh.Identity.from_buffer(data))
@@ -56,7 +58,7 @@ def load_identities(files: list[str] | None) -> list[Any]:
             keys = [line.strip() for line in data.decode().splitlines() if line.strip().startswith("AGE-SECRET-KEY-")]
             out += [x25519.Identity.from_str(k) for k in keys]
         except Exception as exc:
-            raise UsageError(f"identity file {name}: {exc}") from exc
+            raise KeyFileError(f"identity file {name}: {exc}") from exc
         if not out:
-            raise UsageError(f"identity file {name}: no AGE-SECRET-KEY-1... line found")
+            raise KeyFileError(f"identity file {name}: no AGE-SECRET-KEY-1... line found")
     return out

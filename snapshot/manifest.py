@@ -35,11 +35,14 @@ def id_time(snapshot_id: str) -> datetime | None:
         return None
 
 
-def check_cluster(name: str) -> str:
-    if not CLUSTER_NAME.match(name or ""):
-        from kubedr.config import UsageError
+class ClusterNameError(ValueError):
+    """A cluster name that cannot be a store prefix; str() names the flag."""
 
-        raise UsageError(f"--cluster {name!r}: use letters, digits, '.', '_' or '-' (at most 63)")
+
+def check_cluster(name: str) -> str:
+    """The name, when it can be a store prefix (a path segment that sorts and reads well)."""
+    if not CLUSTER_NAME.match(name or ""):
+        raise ClusterNameError(f"--cluster {name!r}: use letters, digits, '.', '_' or '-' (at most 63)")
     return name
 
 

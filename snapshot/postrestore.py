@@ -5,20 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubedr.apierrors import ApiError, NotFound
+from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.snapshot")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets on the pod template
 MARK = "kubedr.io/post-restore"  # on the workload: the snapshot it was restarted for (a re-run skips it)
-# kind -> (list all namespaces, list one namespace, patch) method names of AppsV1Api
-KINDS: dict[str, tuple[str, str, str]] = {
-    "Deployment": ("list_deployment_for_all_namespaces", "list_namespaced_deployment", "patch_namespaced_deployment"),
-    "DaemonSet": ("list_daemon_set_for_all_namespaces", "list_namespaced_daemon_set", "patch_namespaced_daemon_set"),
-    "StatefulSet": ("list_stateful_set_for_all_namespaces", "list_namespaced_stateful_set",
-                    "patch_namespaced_stateful_set"),
-}
+KINDS: dict[str, str] = {"Deployment": "deployments", "DaemonSet": "daemonsets", "StatefulSet": "statefulsets"}
+PATCH = "application/strategic-merge-patch+json"  # what `kubectl rollout restart` sends
 
 
 @dataclass
@@ -42,56 +38,62 @@ class Summary:
         return out
 
 
-def _items(api: client.AppsV1Api, kind: str, namespaces: list[str] | None) -> list:
-    every, one, _ = KINDS[kind]
-    if not namespaces:
-        return getattr(api, every)().items
-    return [o for ns in namespaces for o in getattr(api, one)(ns).items]
+def _path(plural: str, namespace: str | None, name: str = "", group_version: str = "apps/v1") -> str:
+    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return prefix + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}" + (f"/{name}" if name else "")
 
 
-def _restart(api: client.AppsV1Api, kind: str, obj, snapshot_id: str, now: str, force: bool, out: Summary) -> None:
-    name = f"{kind} {obj.metadata.namespace}/{obj.metadata.name}"
-    if (obj.metadata.annotations or {}).get(MARK) == snapshot_id and not force:
+def _items(api: Cluster, plural: str, namespaces: list[str] | None, group_version: str = "apps/v1") -> list[Any]:
+    scopes: list[str | None] = list(namespaces or []) or [None]  # None: every namespace (or cluster-scoped)
+    return [o for ns in scopes
+            for o in api.request("GET", _path(plural, ns, group_version=group_version)).get("items") or []]
+
+
+def _restart(api: Cluster, kind: str, obj: dict[str, Any], snapshot_id: str, now: str, force: bool,
+             out: Summary) -> None:
+    meta = obj.get("metadata") or {}
+    name = f"{kind} {meta.get('namespace')}/{meta.get('name')}"
+    if (meta.get("annotations") or {}).get(MARK) == snapshot_id and not force:
         out.skipped.append(f"{name} (already restarted for {snapshot_id})")
         return
-    if kind == "Deployment" and obj.spec.paused:
+    if kind == "Deployment" and (obj.get("spec") or {}).get("paused"):
         out.skipped.append(f"{name} (paused; kubectl refuses to restart it too)")
         return
     body = {"metadata": {"annotations": {MARK: snapshot_id}},
             "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
     try:
-        getattr(api, KINDS[kind][2])(obj.metadata.name, obj.metadata.namespace, body)
+        api.request("PATCH", _path(KINDS[kind], meta["namespace"], meta["name"]), body, content_type=PATCH)
         out.restarted.append(name)
-    except ApiException as exc:
-        out.failed.append(f"{name}: {exc.status} {exc.reason}")
+    except ApiError as exc:
+        out.failed.append(f"{name}: {exc.status} {exc.reason or exc}")
 
 
-def run(api_client: client.ApiClient, recorded_nodes: list[str], snapshot_id: str,
+def run(api: Cluster, recorded_nodes: list[str], snapshot_id: str,
         namespaces: list[str] | None = None, force: bool = False) -> Summary:
     """Compare nodes, rollout-restart workloads and delete Pods bound to nodes that do not exist; re-runnable."""
-    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     out = Summary()
-    nodes = {n.metadata.name for n in core.list_node().items}
+    nodes = {n["metadata"]["name"] for n in _items(api, "nodes", None, "v1")}
     out.missing_nodes = sorted(set(recorded_nodes) - nodes)
     out.extra_nodes = sorted(nodes - set(recorded_nodes)) if recorded_nodes else []
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # Go's time.RFC3339, as kubectl writes it
     for kind in KINDS:
         try:
-            objs = _items(apps, kind, namespaces)
-        except ApiException as exc:
-            out.failed.append(f"list {kind}: {exc.status} {exc.reason}")
+            objs = _items(api, KINDS[kind], namespaces)
+        except ApiError as exc:
+            out.failed.append(f"list {kind}: {exc.status} {exc.reason or exc}")
             continue
         for obj in objs:
-            _restart(apps, kind, obj, snapshot_id, now, force, out)
-    pods = [p for ns in namespaces for p in core.list_namespaced_pod(ns).items] if namespaces \
-        else core.list_pod_for_all_namespaces().items
-    for pod in pods:
-        if pod.spec.node_name and pod.spec.node_name not in nodes:
-            name = f"{pod.metadata.namespace}/{pod.metadata.name} (node {pod.spec.node_name})"
+            _restart(api, kind, obj, snapshot_id, now, force, out)
+    for pod in _items(api, "pods", namespaces, "v1"):
+        meta, node = pod["metadata"], (pod.get("spec") or {}).get("nodeName")
+        if node and node not in nodes:
+            name = f"{meta['namespace']}/{meta['name']} (node {node})"
             try:  # no kubelet will confirm it: delete at once, as the pod garbage collector does
-                core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+                api.request("DELETE", _path("pods", meta["namespace"], meta["name"], "v1"),
+                            query={"gracePeriodSeconds": "0"})
                 out.deleted_pods.append(name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    out.failed.append(f"delete pod {name}: {exc.status} {exc.reason}")
+            except NotFound:
+                pass
+            except ApiError as exc:
+                out.failed.append(f"delete pod {name}: {exc.status} {exc.reason or exc}")
     return out

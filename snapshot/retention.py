@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from kubedr.snapshot.manifest import Manifest
 
-from kubedr.config import UsageError
+from kubedr.durations import parse_duration as seconds
 
 INCOMPLETE_AFTER = timedelta(hours=24)  # a save without a manifest this old was interrupted
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_duration(text: str) -> timedelta:
-    """'90m', '36h', '7d', '2w' (or a sum like '1d12h') -> timedelta."""
-    parts = re.findall(r"(\d+)\s*([smhdw])", text or "")
-    if not parts or re.sub(r"\s*\d+\s*[smhdw]", "", text).strip():
-        raise UsageError(f"duration {text!r}: use a number and a unit s, m, h, d or w (e.g. 7d)")
-    return timedelta(seconds=sum(int(n) * UNITS[u] for n, u in parts))
+def parse_duration(text: str, flag: str = "duration") -> timedelta:
+    """'90m', '36h', '7d', '2w' (or a sum like '1d12h') -> timedelta; a unit is required (7 is not 7 days)."""
+    return timedelta(seconds=seconds(text, flag, bare_seconds=False))
 
 
 def select(manifests: Sequence[Manifest], now: datetime, keep_last: int | None = None,

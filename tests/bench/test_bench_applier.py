@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubedr.applier.client import Cluster
 
 from kubedr import contract
 from kubedr.kube import api_client
+from kubedr.kubeapi import Cluster
 from tests.conftest import free_port, wait_until
 
 N_OBJECTS = int(os.environ.get("KUBEDR_BENCH_APPLY_OBJECTS", "10000"))

@@ -85,10 +85,10 @@ def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
 
 def test_killed_mid_round_restart_converges(secondary: Any, git_remote: Path, tmp_path: Path,
                                             procs: list[subprocess.Popen]) -> None:
-    from kubedr.applier.client import Cluster
     from kubedr.applier.inventory import Inventory
 
     from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
     from tests.integration.applier.conftest import Repo
 
     repo = Repo(git_remote, tmp_path / "work")

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from idle import counting_git, seed_repo
-from kubedr.applier.cli import _engine, add_arguments
-from kubedr.applier.client import Cluster
+from kubedr.applier.cli import _engine, add_arguments, apply_options
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import loop
 
 from kubedr.contract import ObjectRef
 from kubedr.kube import api_client
+from kubedr.kubeapi import Cluster
 from tests.conftest import wait_until
 from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace
 
@@ -29,7 +29,7 @@ def _engine_for(secondary: Any, repo: Path, *flags: str) -> Any:
     parser = argparse.ArgumentParser()
     add_arguments("apply", parser)
     args = parser.parse_args(["--repo", str(repo), *flags])
-    return _engine(secondary.kubeconfig_path, None, args, str(repo))
+    return _engine(apply_options(args, str(repo), secondary.kubeconfig_path))
 
 
 def _bursts(times: list[float], gap: float = 0.5) -> list[list[float]]:

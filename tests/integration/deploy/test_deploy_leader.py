@@ -253,7 +253,7 @@ def test_run_elected_from_cli_flags_and_env(kubeconfig: str, monkeypatch) -> Non
         seen.append(REGISTRY.get_sample_value("kubedr_leader_is_leader", label))
         return 7
 
-    assert leader.run_elected(args, lambda: kube.api_client(kubeconfig), work) == 7
+    assert leader.run_elected(leader.options_from(args), lambda: kube.api_client(kubeconfig), work) == 7
     assert seen == ["pod-x", 1.0]
     assert REGISTRY.get_sample_value("kubedr_leader_is_leader", label) == 0
     assert REGISTRY.get_sample_value("kubedr_leader_transitions_total", {**label, "event": "released"}) == released + 1
@@ -263,8 +263,7 @@ def test_run_elected_from_cli_flags_and_env(kubeconfig: str, monkeypatch) -> Non
 
 
 def test_without_leader_elect_work_just_runs() -> None:
-    args = argparse.Namespace(leader_elect=False)
-    assert leader.run_elected(args, lambda: pytest.fail("no API needed"), lambda stop: 3) == 3
+    assert leader.run_elected(leader.Options(), lambda: pytest.fail("no API needed"), lambda stop: 3) == 3
 
 
 def test_micro_time_round_trips() -> None:
@@ -290,7 +289,7 @@ def test_a_waiting_spare_is_ready_and_the_leader_is_ready_when_its_work_is(kubec
 
     with Candidate(kubeconfig, "pod-a") as a:
         wait_until(a.leading.is_set, what="pod-a leads")
-        spare = threading.Thread(target=leader.run_elected, args=(args, lambda: kube.api_client(kubeconfig), work))
+        spare = threading.Thread(target=leader.run_elected, args=(leader.options_from(args), lambda: kube.api_client(kubeconfig), work))
         spare.start()
         wait_until(check, what="the waiting spare reports ready")
         assert not seen                                 # still waiting: pod-a holds the Lease

@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from kubedr import contract, kube, leader
 from tests.conftest import free_port, run_git, wait_until
 
@@ -25,7 +27,7 @@ def lease_spec(kc: str) -> dict[str, Any]:
     api = leader.client.CoordinationV1Api(kube.api_client(kc))
     try:
         return json.loads(api.read_namespaced_lease(LEASE, NS, _preload_content=False).data)["spec"]
-    except leader.ApiException as exc:
+    except ApiException as exc:
         if exc.status == 404:
             return {}
         raise
@@ -35,7 +37,7 @@ def configmap(kc: str, name: str) -> bool:
     try:
         kube.client.CoreV1Api(kube.api_client(kc)).read_namespaced_config_map(name, "shop")
         return True
-    except leader.ApiException as exc:
+    except ApiException as exc:
         if exc.status == 404:
             return False
         raise

@@ -13,6 +13,7 @@ import pytest
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.server import Emulator
 
+from kubedr.apierrors import NotFound
 from tests.conftest import free_port, wait_until
 from tests.webhook import WebhookServer
 
@@ -62,7 +63,7 @@ def test_url_webhook_rules_namespace_selector_denial_and_mutation(emu: Emulator,
         assert [r["operation"] for r in server.seen("ConfigMap", "blue")] == ["CREATE"]
         with pytest.raises(ApiError) as denied:
             emu.api.create(cm("red", color="red"))
-        assert denied.value.code == 403
+        assert denied.value.status == 403
         assert denied.value.message == 'admission webhook "colors.test" denied the request: red is not allowed'
         with pytest.raises(ApiError):  # an update is admitted too, with the old object
             emu.api.patch("v1", "ConfigMap", "blue", {"data": {"color": "red"}}, namespace="shop")
@@ -87,7 +88,7 @@ def test_failure_policy_fail_and_ignore(emu: Emulator) -> None:
     emu.api.create(config("ValidatingWebhookConfiguration", "strict", hook("strict.test", gone, ["configmaps"])))
     with pytest.raises(ApiError) as failed:
         emu.api.create(cm("b"))
-    assert failed.value.code == 500 and failed.value.reason == "InternalError"
+    assert failed.value.status == 500 and failed.value.reason == "InternalError"
     assert failed.value.message.startswith('Internal error occurred: failed calling webhook "strict.test": '
                                            'failed to call webhook: Post "https://127.0.0.1:')
 
@@ -114,9 +115,7 @@ def test_service_reference_needs_ready_endpoints(emu: Emulator, tmp_path: Path) 
         def served() -> bool:
             try:  # the endpoints controller makes the object a moment after the Service
                 eps = emu.api.get("v1", "Endpoints", "hook", "shop")
-            except ApiError as exc:
-                if exc.code != 404:
-                    raise
+            except NotFound:
                 return False
             return bool((eps.get("subsets") or [{}])[0].get("addresses"))
         wait_until(served, what="the Pod to be ready behind the Service")
@@ -126,6 +125,6 @@ def test_service_reference_needs_ready_endpoints(emu: Emulator, tmp_path: Path) 
         assert [r["operation"] for r in server.seen("ConfigMap", "a")] == ["CREATE"]
         with pytest.raises(ApiError) as denied:
             emu.api.create(cm("r", color="red"))
-        assert denied.value.code == 403
+        assert denied.value.status == 403
     finally:
         server.stop()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from exporter_harness import export_args
-from kubedr.exporter.cli import Exporter
+from kubedr.exporter.cli import Exporter, export_options, exporter_for
 
 from kubedr.cli import build_parser
 
@@ -36,7 +36,7 @@ def start_exporter(tmp_path: Path, primary) -> Iterator[Callable[..., Exporter]]
         argv = export_args(primary, remote, tmp_path / "clone", *(extra or ("--namespaces", "shop")),
                            "--secrets", "plaintext", "--push-backoff-max", "0.5s")
         args = build_parser("export").parse_args(argv)
-        exp = Exporter(args)
+        exp = exporter_for(export_options(args))
         exp.start()
         started.append(exp)
         return exp

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from exporter_harness import export_args, hand_push, remote_files, subjects
-from kubedr.exporter.cli import Exporter
+from kubedr.exporter.cli import export_options, exporter_for
 
 from kubedr import metrics
 from kubedr.cli import build_parser, main
@@ -58,7 +58,7 @@ def test_applier_holds_at_unsigned_and_unknown_commits_until_acknowledged(primar
     args = build_parser("export").parse_args(export_args(
         primary, git_remote, tmp_path / "clone", "--namespaces", "shop", "--signing-key", str(exporter_key),
         "--remote-check-interval", "0.2s", "--push-backoff-max", "0.5s"))
-    exporter = Exporter(args)
+    exporter = exporter_for(export_options(args))
     exporter.start()
     applier = ["apply", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(git_remote), "--once",
                "--workdir", str(tmp_path / "applier"), "--allowed-signers", str(signers), "--no-validate"]
@@ -118,7 +118,7 @@ def test_applier_holds_at_unsigned_and_unknown_commits_until_acknowledged(primar
         exporter.store.close()
 
     # a restarted exporter (same clone) signs as before
-    exporter = Exporter(args)
+    exporter = exporter_for(export_options(args))
     exporter.start()
     try:
         api.create(cm("d", "1"))

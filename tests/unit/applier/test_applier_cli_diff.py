@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
-from kubedr.applier.cli import parse_duration
 from kubedr.applier.diff import normalize, unified
 from kubedr.applier.status import Failure, Status
+
+from kubedr.durations import DurationError, parse_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("1s", 1.0), ("500ms", 0.5), ("2m", 120.0), ("1.5", 1.5)])
@@ -16,8 +15,8 @@ def test_parse_duration(text: str, seconds: float) -> None:
 
 
 def test_parse_duration_rejects_garbage() -> None:
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_duration("soon")
+    with pytest.raises(DurationError, match="--interval 'soon': not a duration"):
+        parse_duration("soon", "--interval")
 
 
 def test_normalize_drops_volatile_fields_only() -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubedr.applier.client import ApiError
 from kubedr.applier.recreate import NEVER, RECREATE, immutable_change, refusal, refusal_for_live
 
+from kubedr.apierrors import ApiError, api_error
 from kubedr.contract import ObjectRef
 from tests.conftest import load_fixture
 
 
 def invalid(message: str, *causes: str) -> ApiError:
     details = {"causes": [{"reason": "FieldValueInvalid", "message": c, "field": "spec"} for c in causes]}
-    return ApiError(422, "Invalid", message, details if causes else None)
+    return api_error(422, {"reason": "Invalid", "message": message, **({"details": details} if causes else {})})
 
 
 # how real apiservers word it (kube-apiserver validation, CEL transition rules, a cloud webhook)
@@ -59,13 +59,13 @@ def test_real_immutable_wordings_are_recognised(message: str, causes: list[str])
 
 def test_a_truly_invalid_object_is_never_taken_for_an_immutable_change(fixtures_dir: Any) -> None:
     doc = load_fixture("errors/422-invalid.json")  # a real apiserver's answer to a bad name
-    exc = ApiError(422, doc["reason"], doc["message"], doc["details"])
+    exc = api_error(422, doc)
     assert immutable_change(exc) == ""
     mixed = invalid('Deployment.apps "web" is invalid: [spec.selector: ...: field is immutable, spec.replicas: '
                     'Invalid value: -1: must be greater than or equal to 0]',
                     "Invalid value: ...: field is immutable", "Invalid value: -1: must be greater than or equal to 0")
     assert immutable_change(mixed) == ""  # recreating would delete it and then fail to create it
-    assert immutable_change(ApiError(409, "Conflict", "field is immutable")) == ""
+    assert immutable_change(api_error(409, {"reason": "Conflict", "message": "field is immutable"})) == ""
     assert immutable_change(ValueError("field is immutable")) == ""
 
 

@@ -21,7 +21,7 @@ def store() -> ClusterStore:
 def _invalid(call) -> ApiError:
     with pytest.raises(ApiError) as exc:
         call()
-    assert exc.value.code == 422 and exc.value.reason == "Invalid"
+    assert exc.value.status == 422 and exc.value.reason == "Invalid"
     return exc.value
 
 

@@ -44,7 +44,7 @@ def test_generate_name_and_validation(store):
     assert made["metadata"]["name"].startswith("web-") and len(made["metadata"]["name"]) == 9
     with pytest.raises(ApiError) as exc:
         store.create(_cm("Bad_Name"))
-    assert exc.value.code == 422
+    assert exc.value.status == 422
 
 
 def test_list_at_an_old_resource_version_rewinds_the_history(store):
@@ -61,7 +61,7 @@ def test_list_at_an_old_resource_version_rewinds_the_history(store):
         store.create(_cm(f"x{i}"))
     with pytest.raises(ApiError) as exc:
         store.list_rt(store.kind("v1", "ConfigMap"), "default", resource_version=str(rv), rv_match="Exact")
-    assert exc.value.code == 410
+    assert exc.value.status == 410
 
 
 def test_label_selector_syntax():

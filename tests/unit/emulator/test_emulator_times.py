@@ -62,7 +62,7 @@ def test_lease_writes_store_what_the_real_server_stores(store):
     with pytest.raises(ApiError) as exc:
         store.patch("coordination.k8s.io/v1", "Lease", "l", {"spec": {"renewTime": "2026-11-24T19:50:22+00:00"}},
                     namespace="default")
-    assert exc.value.code == 400 and 'cannot be handled as a Lease: parsing time "2026-11-24T19:50:22+00:00"' \
+    assert exc.value.status == 400 and 'cannot be handled as a Lease: parsing time "2026-11-24T19:50:22+00:00"' \
         in exc.value.message
     with pytest.raises(ApiError):
         store.create(_lease("bad", renewTime="2026-11-24T19:50:21Z"))

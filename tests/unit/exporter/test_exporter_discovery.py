@@ -11,8 +11,8 @@ from kubedr.exporter import coverage
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
 
+from kubedr.apierrors import api_error
 from kubedr.kube import version_priority
-from kubedr.kubeapi import ApiError
 from tests.conftest import load_fixture
 
 MONITORING = "monitoring.coreos.com"
@@ -60,7 +60,7 @@ class CapturedAPI:
 
     def get(self, path: str, query: dict | None = None) -> dict[str, Any]:
         if path not in self.docs:
-            raise ApiError(503, path, "the server is currently unable to handle the request")
+            raise api_error(503, {"reason": "ServiceUnavailable", "message": "the server is currently unable to handle the request"}, path)
         return copy.deepcopy(self.docs[path])
 
 

@@ -9,7 +9,7 @@ from kubedr.exporter.events import ResourceType
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
 
-from kubedr.kubeapi import ApiError
+from kubedr.apierrors import api_error
 
 CMS = ResourceType("", "v1", "configmaps", "ConfigMap", True)
 
@@ -26,7 +26,7 @@ class AlwaysGone(Observer):
         return str(len(self.lists))
 
     def _watch(self, rtype, rv, stop):
-        raise ApiError(410, rtype.url, "too old resource version")
+        raise api_error(410, {"reason": "Expired", "message": "too old resource version"}, rtype.url)
 
 
 def test_repeated_410_backs_off() -> None:

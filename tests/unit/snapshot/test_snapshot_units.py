@@ -14,7 +14,7 @@ from kubedr.snapshot.manifest import Manifest, id_time, new_id
 from kubedr.snapshot.store import DirStore, S3Store, StoreError, open_store
 from pyrage import x25519
 
-from kubedr.config import UsageError
+from kubedr.durations import DurationError
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -41,8 +41,8 @@ def test_durations():
     assert retention.parse_duration("1d12h") == timedelta(hours=36)
     assert retention.parse_duration("90m") == timedelta(minutes=90)
     for bad in ("", "7", "7 days", "d"):
-        with pytest.raises(UsageError):
-            retention.parse_duration(bad)
+        with pytest.raises(DurationError, match="--max-age"):
+            retention.parse_duration(bad, "--max-age")
 
 
 def test_ids_sort_by_time():
@@ -127,11 +127,11 @@ def test_bundle_refuses_unsafe_paths(tmp_path):
 
 
 def test_keys_are_checked():
-    with pytest.raises(UsageError, match="not an age recipient"):
+    with pytest.raises(keys.KeyFileError, match="not an age recipient"):
         keys.parse_recipient("hello")
-    with pytest.raises(UsageError, match="at least one"):
+    with pytest.raises(keys.KeyFileError, match="at least one"):
         keys.load_recipients([], [])
-    with pytest.raises(UsageError, match="--identity"):
+    with pytest.raises(keys.KeyFileError, match="--identity"):
         keys.load_identities([])
 
 
