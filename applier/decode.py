@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -50,7 +49,8 @@ def parse_map(pairs: list[str] | None, what: str) -> dict[str, str]:
 # ---- validation ------------------------------------------------------------------------------------------
 
 class Validator:
-    """kubernetes-validate schemas for the target's version, each compiled once (not once per object)."""
+    """kubernetes-validate schemas for the target's version, each compiled once by jsonschema-rs (the pure-Python
+    validator cost more per object than the apply request)."""
 
     def __init__(self, server_version: str) -> None:
         from kubernetes_validate import utils as kv
@@ -69,8 +69,7 @@ class Validator:
     def _validator(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
         if key not in self._cache:
-            import jsonschema
-            from referencing import Registry, Resource
+            import jsonschema_rs
 
             kv = self._kv
             gv = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
@@ -82,10 +81,9 @@ class Validator:
                 self._cache[key] = None
                 return None
             if self._defs is None:
-                self._defs = kv.schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json",
-                                                self.version)
-            registry = Resource.from_contents(self._defs) @ (Resource.from_contents(schema) @ Registry())
-            self._cache[key] = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+                defs = kv.schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", self.version)
+                self._defs = jsonschema_rs.Registry([(defs["$id"], defs)])
+            self._cache[key] = jsonschema_rs.Draft202012Validator(schema, registry=self._defs)
         return self._cache[key]
 
     def check(self, obj: dict[str, Any]) -> None:
@@ -95,7 +93,7 @@ class Validator:
             return
         error = next(iter(validator.iter_errors(obj)), None)
         if error is not None:
-            where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+            where = ".".join(str(p) for p in error.instance_path) or "(root)"
             minor = ".".join(self.version.split(".")[:2])
             raise DecodeError(f"invalid for Kubernetes {minor}: {where}: {error.message}")
 
@@ -222,8 +220,7 @@ class Decoder:
 
     def decode(self, path: str, data: bytes) -> dict[str, Any]:
         """The object to apply for a repo file; ManifestError/DecodeError (one line) when it cannot be."""
-        obj = contract.load(data, path)
-        obj = copy.deepcopy(obj)
+        obj = contract.load(data, path)  # a fresh object: changed in place below
         for key in ("status",):
             obj.pop(key, None)
         meta = obj.get("metadata") or {}

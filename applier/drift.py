@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ INTERVAL = 60.0  # report a lasting drift, rescan for strays, and at most this l
 FIRST_BACKOFF = 1.0  # a second heal of the same object waits this long, doubling up to the interval
 MAX_HEALS_PER_MINUTE = 60  # over all objects: a storm of edits never turns into a storm of applies
 WATCH_TIMEOUT = 300  # seconds a watch stays open before it is renewed from its resourceVersion
+LIST_PAGE = 500  # objects per list request: 100,000 are never held at once
 
 # Writers whose fields are theirs to change: a path they took from kubedr is not drift.
 CONTROLLERS: dict[str, str] = {
@@ -48,13 +50,28 @@ CONTROLLERS: dict[str, str] = {
 }
 
 
-@dataclass
 class Baseline:
-    """kubedr's field set after its last apply of an object, and the values the server answered for it."""
+    """kubedr's field set after its last apply of an object, and the values the server answered for it, kept as
+    compact JSON: 100,000 objects of nested dicts took more than a gigabyte."""
 
-    path: str
-    tree: dict[str, Any]
-    values: Any
+    __slots__ = ("packed", "path")
+
+    def __init__(self, path: str, tree: dict[str, Any], values: Any) -> None:
+        self.path = path
+        self.packed = json.dumps([tree, values], separators=(",", ":")).encode()
+
+    @property
+    def tree(self) -> dict[str, Any]:
+        return dict(json.loads(self.packed)[0])
+
+    @property
+    def values(self) -> Any:
+        return json.loads(self.packed)[1]
+
+    def unpack(self) -> tuple[dict[str, Any], Any]:
+        """(field set, values), decoded once."""
+        tree, values = json.loads(self.packed)
+        return tree, values
 
 
 @dataclass
@@ -171,12 +188,13 @@ class Drift:
                 if resource is None:
                     self._stop.wait(self.settings.interval)
                     continue
-                doc = self.engine.cluster.get(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"})
-                rv = doc["metadata"]["resourceVersion"]
-                for item in doc.get("items") or []:
-                    item.setdefault("kind", kind)
-                    item.setdefault("apiVersion", resource.group_version)
-                    self._observe(item, listed=True)
+                rv = ""
+                for page in self._pages(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"}):
+                    rv = page["metadata"]["resourceVersion"]
+                    for item in page.get("items") or []:
+                        item.setdefault("kind", kind)
+                        item.setdefault("apiVersion", resource.group_version)
+                        self._observe(item, listed=True)
                 while not self._stop.is_set():
                     query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv,
                              "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_TIMEOUT)}
@@ -200,6 +218,16 @@ class Drift:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
 
+    def _pages(self, path: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """A list, one page of LIST_PAGE objects at a time (all pages from one snapshot, as the server serves them)."""
+        token = ""
+        while True:
+            page = self.engine.cluster.get(path, {**query, "limit": str(LIST_PAGE), **({"continue": token} if token else {})})
+            yield page
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
+
     def _observe(self, live: dict[str, Any], listed: bool = False) -> None:
         ref = ref_of(live)
         base = self.baselines.get(ref)
@@ -218,7 +246,8 @@ class Drift:
     def _differences(base: Baseline, live: dict[str, Any]) -> tuple[list[str], list[str]]:
         """(drifted paths, their writers); paths a controller owns now are not drift."""
         paths, writers = [], set()
-        for d in differences(base.values, live, base.tree):
+        tree, values = base.unpack()
+        for d in differences(values, live, tree):
             who = owners(live, d.elements)
             if who & CONTROLLERS.keys():
                 continue
@@ -448,7 +477,7 @@ class Drift:
             resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
             if resource is None:
                 continue
-            for item in self.engine.cluster.get(resource.path()).get("items") or []:
+            for item in (i for page in self._pages(resource.path(), {}) for i in page.get("items") or []):
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", resource.group_version)
                 meta = item.get("metadata") or {}

@@ -1,6 +1,7 @@
 """Fetch: know which commit to apply and which paths changed, at the cost of one `git ls-remote` when idle.
 
-A remote URL is mirrored into a bare clone under the work directory and polled with `git ls-remote`. A local
+A remote URL is mirrored into a bare clone under the work directory and polled with `git ls-remote`; a new
+mirror holds only the tip and fetches older history only as far back as a diff or the trust gate needs it. A local
 path (a bare repo or a checkout kept current by a git-sync sidecar) is read in place and watched with
 watchdog, so a new commit wakes the applier at once; polling stays as the fallback.
 """
@@ -25,6 +26,7 @@ log = logging.getLogger("kubedr.applier.fetch")
 # and the watchdog events that are writes (not the opens and reads of the applier's own git commands).
 REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
+SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
 COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
 
 
@@ -109,16 +111,38 @@ class Source:
             return None
         sha = out[0]
         if sha != self._last_remote or not self.has(sha):
-            self._g("fetch", "-q", "--no-tags", self.repo,
-                    f"+refs/heads/{self.branch}:refs/heads/{self.branch}", "+refs/tags/*:refs/tags/*")
+            # a new mirror starts from the tip alone: a long history is fetched only as far back as needed (reach)
+            fresh = self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
+            self._g("fetch", "-q", "--no-tags", *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
             self._last_remote = sha
         return sha
+
+    @property
+    def _refspecs(self) -> list[str]:
+        return [f"+refs/heads/{self.branch}:refs/heads/{self.branch}", "+refs/tags/*:refs/tags/*"]
+
+    @property
+    def shallow(self) -> bool:
+        """Whether the mirror holds only the recent part of the history."""
+        return not self.local and Path(self.gitdir, "shallow").exists()
+
+    def reach(self, old: str | None, new: str) -> bool:
+        """Fetch a shallow mirror's history back to old (all of it when old is None), deepening a little more each
+        time; whether old is new or an ancestor of it."""
+        depth = SHALLOW_STEP
+        while True:
+            if old and self.has(old) and self.is_ancestor(old, new):
+                return True
+            if not self.shallow:
+                return False
+            self._g("fetch", "-q", "--no-tags", "--unshallow" if old is None else f"--deepen={depth}", self.repo,
+                    *self._refspecs)
+            depth *= 4
 
     def fetch_all(self) -> None:
         """Bring tags and the branch's full history (for --revision and --at on a mirrored remote)."""
         if not self.local:
-            self._g("fetch", "-q", self.repo, f"+refs/heads/{self.branch}:refs/heads/{self.branch}",
-                    "+refs/tags/*:refs/tags/*")
+            self._g("fetch", "-q", *(["--unshallow"] if self.shallow else []), self.repo, *self._refspecs)
 
     def has(self, sha: str) -> bool:
         """Whether the commit is present locally."""
@@ -127,6 +151,11 @@ class Source:
             return True
         except FetchError:
             return False
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Whether old is new or one of its ancestors."""
+        where = ["-C", self.gitdir] if self.local else ["--git-dir", self.gitdir]
+        return subprocess.run(["git", *where, "merge-base", "--is-ancestor", old, new], capture_output=True).returncode == 0
 
     def resolve(self, revision: str) -> str:
         """A sha, tag or branch name to a commit sha."""
@@ -177,6 +206,7 @@ class Source:
 
     def changes(self, old: str, new: str) -> list[Change] | None:
         """Paths changed from old to new; None when old is unknown here (history rewritten): apply all."""
+        self.reach(old, new)
         if not self.has(old):
             return None
         out = self._g("diff", "--name-status", "-z", "--no-renames", old, new)

@@ -47,7 +47,7 @@ def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bo
         writer = _branch_writer(source)
         if writer is not None and writer.cluster == name:
             state = f"it is the writer ({name} at epoch {writer.epoch})"
-        elif writer is not None and _held_before(source, name):
+        elif writer is not None and _held_before(cluster, source, name):
             state = f"{name} held the writer role before; run `kubedr demote` for it first"
     if _said.get(id(cluster)) != state:
         _said[id(cluster)] = state
@@ -58,22 +58,42 @@ def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bo
 
 
 _history: dict[tuple[int, str], tuple[Any, str, bool]] = {}  # (id, name) -> (source, head scanned, held the role)
+SCAN_CONFIGMAP = "kubedr-role-scan"  # how far the branch was scanned for `name`'s commits: a restart goes on from there
 
 
-def _held_before(source: Any, name: str) -> bool:
-    """Whether a commit on the branch was made under `name`'s role (scanned once, then only new commits)."""
+def _held_before(cluster: Cluster, source: Any, name: str) -> bool:
+    """Whether a commit on the branch was made under `name`'s role (scanned once, then only new commits; the
+    scan's progress is recorded on the cluster, so a restart does not walk the whole history again)."""
     head = source.head()
     key = (id(source), name)
     owner, last, held = _history.get(key, (None, "", False))
     if owner is not source:
-        last, held = "", False
+        last, held = _resume(cluster, source, name, head)
     if held or not head or head == last:
+        _history[key] = (source, last, held)
         return held
+    if last and not source.reach(last, head):
+        last = ""  # the recorded commit left the branch (history rewritten): walk all of it again
+    if not last:
+        source.reach(None, head)
     span = f"{last}..{head}" if last else head
-    out = source._g("log", f"--format=%(trailers:key={roles.WRITER_TRAILER},valueonly,separator=%x2C)", span)
-    held = name in out.decode().replace(",", "\n").split()
+    out = source._g("log", f"--format=%H %(trailers:key={roles.WRITER_TRAILER},valueonly,separator=%x20)", span)
+    found = next((line.split()[0] for line in out.decode().splitlines() if name in line.split()[1:]), "")
+    held = bool(found)
     _history[key] = (source, head, held)
+    put_state(cluster, SCAN_CONFIGMAP, {"cluster": name, "scanned": head, "held": found})
     return held
+
+
+def _resume(cluster: Cluster, source: Any, name: str, head: str | None) -> tuple[str, bool]:
+    """(commit scanned up to, held) from the record, when it is about this name and still holds for this head."""
+    rec = get_state(cluster, SCAN_CONFIGMAP) or {}
+    if rec.get("cluster") != name or not head:
+        return "", False
+    held, scanned = rec.get("held") or "", rec.get("scanned") or ""
+    if held:  # the commit made under the role: still on the branch (not rewritten away)?
+        return (head, True) if source.reach(held, head) else ("", False)
+    return scanned, False
 
 
 def _branch_writer(source: Any) -> roles.Writer | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import urllib3
 from kubedr.applier import order
-from kubedr.applier.apply import Outcome, ServerSideApplier
+from kubedr.applier.apply import STAGE_CHUNK, Outcome, ServerSideApplier
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.images import Index
@@ -261,12 +261,12 @@ class Engine:
             inventory.save()  # remember before applying: a crash never leaves an object nobody knows
 
         decoder = Decoder(s.maps, self.validator, s.identities, finish=lambda o: hold(o, mode))
-        blobs = dict(zip(todo, self.source.read_blobs([tree[p] for p in todo]), strict=True))
+        blobs: dict[str, bytes] = {}  # read a chunk at a time, just before it is applied
 
         new_namespaces = {path_ref[p].name for p in todo if path_ref[p].kind == "Namespace" and not
                           path_ref[p].group}
 
-        def apply_path(path: str) -> dict[str, Any]:
+        def apply_path(path: str) -> None:  # the server's answer is not kept: 100k of them would fill memory
             obj = decoder.decode(path, blobs.pop(path))
             try:
                 result, recreated = self.applier.apply_recreating(obj, s.recreate)
@@ -274,7 +274,7 @@ class Engine:
                 # a dry run cannot create the namespace its objects go into; the server answers 404 for them
                 ns = path_ref[path].namespace
                 if s.dry_run and ns in new_namespaces and f'"{ns}"' in str(exc):
-                    return {}
+                    return
                 raise
             if self.drift is not None and result and not s.dry_run:
                 self.drift.applied(path_ref[path], path, result)
@@ -284,10 +284,13 @@ class Engine:
                 log.warning("%s", line)
                 if not s.dry_run:
                     metrics.APPLY_OBJECTS.labels("recreate").inc()
-            return result
 
         for stage, paths in order.plan((path_ref[p], p) for p in todo):
-            outcomes = self.applier.run_stage(paths, apply_path)
+            outcomes = []
+            for i in range(0, len(paths), STAGE_CHUNK):
+                part = paths[i:i + STAGE_CHUNK]
+                blobs.update(zip(part, self.source.read_blobs([tree[p] for p in part]), strict=True))
+                outcomes += self.applier.run_stage(part, apply_path)
             self._count(outcomes, report, failures, "apply")
             if stage == "crds":
                 names = [path_ref[o.item].name for o in outcomes if not o.error]

@@ -105,6 +105,8 @@ class Gate:
 
     def _commits(self, base: str | None, target: str) -> list[str]:
         """Commits after base up to target, ancestors first; the whole history when base is not an ancestor."""
+        if not self.source.reach(base, target):
+            self.source.reach(None, target)  # the whole history is checked: a shallow mirror fetches all of it
         if base and self._git("merge-base", "--is-ancestor", base, target, check=False).returncode == 0:
             revs = [target, f"^{base}"]
         else:
@@ -116,6 +118,8 @@ class Gate:
         if base == target:
             return Gated(target, anchor=anchor)
         anchor = None if self.flag_file else (anchor or base or target)
+        if anchor:
+            self.source.reach(anchor, target)  # its policy is read: a shallow mirror fetches back to it
         signers = self._signers_file(anchor or target)
         if signers is None:
             return Gated(target)  # no --allowed-signers and no trust section in the policy: trust is off

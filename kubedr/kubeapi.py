@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +17,12 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from kubedr.apierrors import NotFound, api_error
 from kubedr.contract import ObjectRef
 from kubedr.kube import version_priority
+
+AUTH_TTL = 1.0  # seconds the auth headers (which may carry a refreshed token) are reused
 
 
 @dataclass(frozen=True)
@@ -51,29 +53,43 @@ class Cluster:
         self._lock = threading.Lock()
         self._by_gv: dict[str, dict[str, Resource]] = {}
         self._versions: dict[str, list[str]] | None = None
+        self._headers: tuple[float, urllib3.HTTPConnectionPool, str, dict[str, str]] | None = None
 
     # ---- requests -----------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
                 content_type: str = "application/json", timeout: float | tuple[float, float] = 60) -> Any:
         """Send one request; the decoded JSON body, or an ApiError subclass for any non-2xx answer."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        _, url, headers, _, _ = self.api.param_serialize(method, path, header_params=headers,
-                                                         auth_settings=["BearerToken"])
+        pool, prefix, auth = self._auth()
         query = {k: v for k, v in (query or {}).items() if v is not None}
-        if query:
-            url += "?" + urlencode(query)
-        try:
-            resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
-        except ApiException as exc:  # the library's wrapping of a TLS failure (status 0): a network error here
-            raise urllib3.exceptions.SSLError(exc.reason) from exc
-        raw = resp.read()
+        url = prefix + path + ("?" + urlencode(query) if query else "")
+        if isinstance(body, str | bytes):  # already serialized (a YAML apply configuration): sent as it is
+            data: bytes | None = body.encode() if isinstance(body, str) else body
+        else:
+            data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        bound = urllib3.Timeout(connect=timeout[0], read=timeout[1]) if isinstance(timeout, tuple) else \
+            urllib3.Timeout(total=timeout)
+        resp = pool.urlopen(method, url, body=data, headers={**auth, "Content-Type": content_type}, timeout=bound,
+                            preload_content=True, assert_same_host=False)
+        raw = resp.data
         if resp.status >= 400:
             raise api_error(resp.status, raw, path)
         try:
             return json.loads(raw) if raw else {}
         except ValueError:
             return {"message": raw.decode(errors="replace")[:300]}
+
+    def _auth(self) -> tuple[urllib3.HTTPConnectionPool, str, dict[str, str]]:
+        """The server's connection pool, its path prefix, and the headers every request carries. Asking the
+        kubernetes client for them runs its token-refresh hook, which costs more than a request: once per AUTH_TTL."""
+        now = time.monotonic()
+        cached = self._headers
+        if cached is None or now - cached[0] >= AUTH_TTL:
+            _, url, headers, _, _ = self.api.param_serialize("GET", "", header_params={"Accept": "application/json"},
+                                                             auth_settings=["BearerToken"])
+            pool = self.api.rest_client.pool_manager.connection_from_url(url)
+            cached = self._headers = (now, pool, urllib3.util.parse_url(url).path or "", headers)
+        return cached[1], cached[2], cached[3]
 
     def get(self, path: str, query: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
         """One JSON document (a list page, a discovery document); an ApiError subclass for anything but 2xx."""
