@@ -21,6 +21,7 @@ import pytest
 
 from tests.bench.test_bench_exporter import RemoteWatcher, Writer, _kubedr, _path, _rss_hwm_mb, _stop
 from tests.conftest import run_git, wait_until
+from tests.history import synthesize
 
 SIZES = [int(n) for n in os.environ.get("KUBEDR_BENCH_SCALE", "10000,40000,100000").split(",") if n]
 HISTORIES = [int(n) for n in os.environ.get("KUBEDR_BENCH_SCALE_COMMITS", "1000,1000000").split(",") if n]
@@ -111,22 +112,12 @@ def test_bench_scale_exporter(tmp_path: Path, objects: int) -> None:
         _stop(exporter, emu)
 
 
-def _synthesize_history(remote: Path, commits: int) -> None:
-    """A branch of `commits` tiny commits (one file, then empty ones), written by git fast-import."""
-    stream = [b"blob\nmark :1\ndata 3\nhi\n",
-              b"commit refs/heads/main\ncommitter a <a@x> 1700000000 +0000\ndata 5\nseed\nM 100644 :1 README.md\n\n"]
-    stream += [b"commit refs/heads/main\ncommitter a <a@x> %d +0000\ndata %d\nc%d\n" % (1700000000 + i, len(b"c%d" % i), i)
-               for i in range(1, commits)]
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=remote, input=b"".join(stream), check=True)
-
-
 @pytest.mark.bench
 @pytest.mark.parametrize("commits", HISTORIES, ids=[f"{n}-commits" for n in HISTORIES])
 def test_bench_scale_exporter_restart(tmp_path: Path, commits: int) -> None:
     remote = tmp_path / "remote.git"
-    run_git("init", "--bare", "-q", "-b", "main", str(remote))
     start = time.perf_counter()
-    _synthesize_history(remote, commits)
+    synthesize(remote, commits, writer="bench")  # the exporter below is cluster "bench": the writer
     print(f"\nscale restart: {commits} commits synthesized in {time.perf_counter() - start:.1f} s")
     kubeconfig = tmp_path / "kubeconfig"
     emu = _emulator(kubeconfig, 100, 1000)
@@ -134,7 +125,7 @@ def test_bench_scale_exporter_restart(tmp_path: Path, commits: int) -> None:
         fresh_s, fresh_rss, fresh_cpu = _once(_export_args(kubeconfig, remote, tmp_path / "clone"))
         kept_s, kept_rss, kept_cpu = _once(_export_args(kubeconfig, remote, tmp_path / "clone"))
         assert int(run_git("rev-list", "--count", "--first-parent", "-n", str(commits + 10), "main",
-                           cwd=remote).strip()) == commits + 1
+                           cwd=remote).strip()) == commits + 1  # + the exporter's resync commit
         print(f"scale restart with {commits} commits on the branch: fresh clone {fresh_s:.1f} s "
               f"(CPU {fresh_cpu:.1f} s, peak RSS {fresh_rss:.0f} MB), clone kept {kept_s:.1f} s (CPU {kept_cpu:.1f} s, "
               f"peak RSS {kept_rss:.0f} MB)")
