@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import bisect
+import itertools
 import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from kubedr.emulator import errors, resources
@@ -135,6 +138,22 @@ class Reads(Registry):
                     current[k] = ev.prev
             return rv, current
 
+    _list_cache: tuple[tuple, list[tuple[str, StoredObject]]] | None = None
+
+    def _sorted(self, rt: ServedResource, at: int | None, ns: str | None,
+                allns: bool) -> tuple[int, list[tuple[str, StoredObject]]]:
+        """The objects of one list in key order at a resourceVersion; the pages of one list share one sort."""
+        with self.lock:
+            now = self.rv if at is None or at >= self.rv else at
+        cached = self._list_cache
+        if cached is not None and cached[0] == (rt.group, rt.plural, ns, allns, now) and now >= self.compacted:
+            return now, cached[1]
+        rv, snap = self._snapshot(rt, at)
+        keyed = sorted(((f"{ons}/{name}" if allns else name, e) for (ons, name), e in snap.items()
+                        if not ns or ons == ns), key=itemgetter(0))
+        self._list_cache = ((rt.group, rt.plural, ns, allns, rv), keyed)
+        return rv, keyed
+
     def list_rt(self, rt: ServedResource, namespace: str | None = None, label_selector: str | None = None,
                 field_selector: str | None = None, limit: int | None = None, continue_: str | None = None,
                 resource_version: str | None = None, rv_match: str | None = None) -> tuple[int, list[StoredObject], dict]:
@@ -161,19 +180,16 @@ class Reads(Registry):
                 self.wait_for(want, 3.0)
                 if want > self.rv:
                     raise errors.too_large_resource_version(want, self.rv)
-        rv, snap = self._snapshot(rt, at)
         ns = namespace if rt.namespaced else None
         allns = rt.namespaced and not ns
-        keyed = []
-        for (ons, name), entry in snap.items():
-            if ns and ons != ns:
-                continue
-            k = f"{ons}/{name}" if allns else name
-            if start and k < start:
-                continue
-            keyed.append((k, entry))
-        keyed.sort(key=lambda t: t[0])
-        out = [e for _, e in keyed if (lsel is None or lsel(e.obj)) and (fsel is None or fsel(e.obj))]
+        rv, keyed = self._sorted(rt, at, ns, allns)
+        pos = bisect.bisect_left(keyed, start, key=itemgetter(0)) if start else 0
+        out: list[StoredObject] = []
+        for _, e in itertools.islice(keyed, pos, None):
+            if (lsel is None or lsel(e.obj)) and (fsel is None or fsel(e.obj)):
+                out.append(e)
+                if limit and limit > 0 and len(out) > limit:
+                    break  # one more than the page tells that another page follows
         extra: dict = {}
         if limit and limit > 0 and len(out) > limit:
             last = out[limit - 1].obj["metadata"]
@@ -181,7 +197,7 @@ class Reads(Registry):
             tok = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": lk + "\x00"}, separators=(",", ":"))
             extra["continue"] = base64.urlsafe_b64encode(tok.encode()).decode().rstrip("=")
             if lsel is None and fsel is None:
-                extra["remainingItemCount"] = len(out) - limit
+                extra["remainingItemCount"] = len(keyed) - pos - limit
             out = out[:limit]
         return rv, out, extra
 

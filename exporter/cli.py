@@ -260,8 +260,7 @@ class Exporter:
         self.store = store
         self.cluster = o.cluster_name or urlparse(api.api.configuration.host).hostname or "cluster"
         self.selection = Selection(None, ())
-        self.recorder = Recorder(self.store.workdir, secrets, sealer)
-        self.store.on_moved = self.recorder.digests.clear
+        self.recorder = Recorder(self.store, secrets, sealer)
         self.pusher = Pusher(self.store, backoff_max=o.push_backoff_max)
         self.committer = Committer(self.store, self.recorder, self.selection, self.cluster, self.batch_window,
                                    on_commit=self.pusher.notify, push_idle=self.pusher.idle)

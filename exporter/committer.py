@@ -12,7 +12,7 @@ from collections.abc import Callable
 from kubedr.exporter.events import Event
 from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.gittree import with_trailer
-from kubedr.exporter.recorder import Pending, Recorder
+from kubedr.exporter.recorder import MAX_OBJECT_TRAILERS, Pending, Recorder
 from kubedr.exporter.selection import Selection
 
 from kubedr import contract, metrics
@@ -21,7 +21,6 @@ log = logging.getLogger("kubedr.exporter.committer")
 
 VERB_OF_STATUS = {"A": "create", "M": "update", "T": "update", "D": "delete"}
 VERB_ORDER = ("create", "update", "delete")
-MAX_OBJECT_TRAILERS = 500  # a resync of 10,000 objects lists them all, but not 20,000 trailer lines
 
 
 def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str = "") -> str:
@@ -106,10 +105,12 @@ class Committer:
     def commit(self, reason: str = "", paths: set[str] | None = None) -> str | None:
         """Commit what the recorder changed (plus any extra paths), the message built from the real diff."""
         pending = self.recorder.take_pending()
-        candidates = set(pending) | (paths or set()) | self.extra
+        others = ((paths or set()) | self.extra) - pending.keys()
         self.extra = set()
-        if not candidates:
+        if not pending and not others:
             return None
+        candidates = [*pending, *others]  # a list, not a second set of every path of a resync
+        candidates.sort()
         changes: list[tuple[str, Pending]] = []
 
         def message(diff: list[tuple[str, str]]) -> str:
@@ -125,9 +126,7 @@ class Committer:
                 text = with_trailer(text, *line.split(": ", 1))
             return self.annotate(diff, text)
 
-        contents = {p: None if pd.deleted else pd.data for p, pd in pending.items()
-                    if pd.deleted or pd.data is not None}
-        sha = self.store.commit_paths(sorted(candidates), message, contents)
+        sha = self.store.commit_paths(candidates, message, blobs={p: pd.blob for p, pd in pending.items()})
         if sha is None:
             return None
         now = time.monotonic()

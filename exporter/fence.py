@@ -86,8 +86,8 @@ class Fence:
         if not (self.store.workdir / ".git").exists():
             self.store.workdir.mkdir(parents=True, exist_ok=True)
             self.store._init()
-        proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", self.store.remote,
-                               f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
+        proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", *self.store.fetch_depth(),
+                               self.store.remote, f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
                               env=self.store.env, timeout=300)
         known = ROLE_REF
         if proc.returncode != 0:

@@ -1,130 +1,122 @@
-"""HEAD's tree kept in memory; blobs, trees and commits written as loose objects, so a commit spawns no git.
+"""Git objects of the exporter's commits through libgit2 (pygit2), and a pack stream for big batches.
 
-A group commit then costs a few milliseconds whatever the size of the repo: only the directories on the path
-of a changed file are re-serialised, and each keeps its entries encoded in git order (a change is a bisect,
-not a re-sort of a 10,000-entry directory). Objects are written like git does (zlib, temp file + rename),
-so a kill at any instant leaves at worst an unreferenced object; the branch only moves through `git update-ref`.
+A commit rewrites only the trees on the paths it changes (libgit2 tree builders on HEAD's trees), so its
+cost does not depend on the objects kept in Python: none are. Blobs of a small commit are written loose by
+libgit2; a big batch (a resync of 100,000 objects) streams its blobs into one pack file as they arrive,
+keeping ~100 bytes per object, because pygit2 exposes no pack writer for new objects and a loose file per
+object costs 100-300 us on a busy disk. Objects are only referenced once the branch moves (`git update-ref`),
+and a pack appears with its .idx last, so a kill at any instant leaves at worst unreferenced objects.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import os
 import struct
 import time
 import zlib
-from pathlib import Path
+from array import array
+from collections.abc import Mapping
+from typing import cast
 
-FILE_MODE = "100644"
-TREE_MODE = b"40000"
+import pygit2
+
+BLOB, TREE, COMMIT = pygit2.GIT_OBJECT_BLOB, pygit2.GIT_OBJECT_TREE, pygit2.GIT_OBJECT_COMMIT
+FILE_MODE, TREE_MODE = pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_TREE
+PACK_THRESHOLD = 32  # a commit with more new blobs than this streams them into one pack, not loose files
 
 
-class _Dir:
-    """One directory: its entries, and their serialised form kept in git order between commits."""
+def blob_id(data: bytes) -> bytes:
+    """The git object id (raw 20 bytes) of a blob holding data."""
+    return pygit2.hash(data).raw
 
-    __slots__ = ("entries", "sha", "order", "encoded", "dirty")
 
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[str, str] | _Dir] = {}
-        self.sha: str | None = None  # None: changed since last serialised
-        self.order: list[bytes] = []  # git sort keys (directories sort as "name/")
-        self.encoded: dict[bytes, bytes] = {}  # sort key -> "mode name\0<sha>" bytes
-        self.dirty: set[str] = set()  # subdirectories to serialise again
+class PackStream:
+    """One pack v2 written as objects arrive (no deltas); the .idx is made at finish()."""
 
-    @staticmethod
-    def _key(name: str, is_dir: bool) -> bytes:
-        return name.encode() + (b"/" if is_dir else b"")
+    def __init__(self, pack_dir: str) -> None:
+        os.makedirs(pack_dir, exist_ok=True)
+        self.pack_dir = pack_dir
+        self.tmp = os.path.join(pack_dir, f"tmp_kubedr_{os.getpid()}_{id(self):x}.pack")
+        self.fh = open(self.tmp, "wb+")  # noqa: SIM115 - closed by finish() or abort()
+        self.fh.write(b"PACK" + struct.pack(">II", 2, 0))
+        self.names = bytearray()  # 20 bytes per object, in write order
+        self.has: set[bytes] = set()  # the same ids, to write each object once
+        self.crcs = array("I")
+        self.offsets = array("Q")
+        self.size = 12
 
-    def put(self, name: str, entry: tuple[str, str] | _Dir) -> None:
-        is_dir = isinstance(entry, _Dir)
-        old = self.entries.get(name)
-        if old is not None and isinstance(old, _Dir) != is_dir:
-            self.remove(name)
-            old = None
-        key = self._key(name, is_dir)
-        if old is None:
-            if not self.order or key > self.order[-1]:
-                self.order.append(key)
-            else:
-                bisect.insort(self.order, key)
-        self.entries[name] = entry
-        if not is_dir:
-            mode, sha = entry  # type: ignore[misc]
-            self.encoded[key] = (mode.lstrip("0") or "0").encode() + b" " + name.encode() + b"\0" + bytes.fromhex(sha)
-        self.sha = None
+    def __len__(self) -> int:
+        return len(self.crcs)
 
-    def remove(self, name: str) -> None:
-        entry = self.entries.pop(name, None)
-        if entry is None:
+    def add(self, kind: int, oid: bytes, data: bytes) -> None:
+        """Append one object (its id computed by the caller)."""
+        if oid in self.has:
             return
-        key = self._key(name, isinstance(entry, _Dir))
-        del self.order[bisect.bisect_left(self.order, key)]
-        self.encoded.pop(key, None)
-        self.dirty.discard(name)
-        self.sha = None
+        self.has.add(oid)
+        record = _entry_header(kind, len(data)) + zlib.compress(data, 1)
+        self.names += oid
+        self.crcs.append(zlib.crc32(record))
+        self.offsets.append(self.size)
+        self.fh.write(record)
+        self.size += len(record)
+
+    def abort(self) -> None:
+        """Drop the half-written pack."""
+        self.fh.close()
+        os.unlink(self.tmp)
+
+    def finish(self) -> str:
+        """Count, checksum and index the pack, then move .pack and .idx (last) into place; returns its base path."""
+        count = len(self.crcs)
+        self.fh.seek(8)
+        self.fh.write(struct.pack(">I", count))
+        self.fh.seek(0)
+        digest = hashlib.sha1(usedforsecurity=False)
+        while chunk := self.fh.read(1 << 20):
+            digest.update(chunk)
+        checksum = digest.digest()
+        self.fh.write(checksum)
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        names = self.names
+        order = sorted(range(count), key=lambda i: names[20 * i:20 * i + 20])
+        fanout = [0] * 256
+        for i in order:
+            fanout[names[20 * i]] += 1
+        total = 0
+        for b in range(256):
+            total += fanout[b]
+            fanout[b] = total
+        large = array("Q")
+        small = array("I")
+        for i in order:
+            off = self.offsets[i]
+            if off < 0x80000000:
+                small.append(off)
+            else:
+                small.append(0x80000000 | len(large))
+                large.append(off)
+        crcs = array("I", (self.crcs[i] for i in order))
+        for table in (small, crcs, large):
+            if struct.pack("=I", 1) != struct.pack(">I", 1):
+                table.byteswap()  # network order
+        idx = bytearray(b"\377tOc" + struct.pack(">I", 2) + struct.pack(">256I", *fanout))
+        idx += b"".join(names[20 * i:20 * i + 20] for i in order)
+        idx += crcs.tobytes() + small.tobytes() + large.tobytes() + checksum
+        idx += hashlib.sha1(idx, usedforsecurity=False).digest()
+        base = os.path.join(self.pack_dir, f"pack-{checksum.hex()}")
+        os.replace(self.tmp, base + ".pack")
+        tmp = f"{base}.idx.tmp{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(idx)
+        os.replace(tmp, base + ".idx")
+        return base
 
 
-PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3}
-PACK_THRESHOLD = 32  # a commit with more new objects than this is written as one pack, not loose files
-
-
-class ObjectStore:
-    """Writes objects into a repository: loose files, or one pack per large batch (one file, not thousands)."""
-
-    def __init__(self, gitdir: Path) -> None:
-        self.objects = os.path.join(gitdir, "objects")
-        self._dirs: set[str] = set()
-        self._batch: dict[str, tuple[str, bytes]] | None = None
-
-    def begin(self) -> None:
-        """Collect the objects of one commit in memory until flush()."""
-        self._batch = {}
-
-    def discard(self) -> None:
-        """Forget unflushed objects (a batch that made no commit)."""
-        self._batch = None
-
-    def flush(self) -> None:
-        """Write what begin() collected: a pack when large, loose objects otherwise."""
-        batch, self._batch = self._batch or {}, None
-        if len(batch) > PACK_THRESHOLD:
-            write_pack(os.path.join(self.objects, "pack"), batch)
-        else:
-            for sha, (kind, data) in batch.items():
-                self._loose(sha, f"{kind} {len(data)}\0".encode() + data)
-
-    def write(self, kind: str, data: bytes) -> str:
-        """Store one object; returns its SHA-1 (nothing is written when it already exists loose)."""
-        raw = f"{kind} {len(data)}\0".encode() + data
-        sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
-        if self._batch is not None:
-            if not os.path.exists(os.path.join(self.objects, sha[:2], sha[2:])):
-                self._batch[sha] = (kind, data)
-        else:
-            self._loose(sha, raw)
-        return sha
-
-    def _loose(self, sha: str, raw: bytes) -> None:
-        folder = os.path.join(self.objects, sha[:2])
-        path = os.path.join(folder, sha[2:])
-        if not os.path.exists(path):
-            if folder not in self._dirs:
-                os.makedirs(folder, exist_ok=True)
-                self._dirs.add(folder)
-            tmp = os.path.join(folder, f"tmp_obj_{os.getpid()}_{sha[2:8]}")
-            try:
-                fh = open(tmp, "wb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:  # `git repack -d` (prune-packed) removed the emptied fan-out directory
-                os.makedirs(folder, exist_ok=True)
-                fh = open(tmp, "wb")  # noqa: SIM115
-            with fh:
-                fh.write(zlib.compress(raw, 1))
-            os.replace(tmp, path)  # the directory now holds our file: prune-packed cannot remove it meanwhile
-
-
-def _entry_header(kind: str, size: int) -> bytes:
-    byte = (PACK_TYPES[kind] << 4) | (size & 0x0F)
+def _entry_header(kind: int, size: int) -> bytes:
+    byte = (kind << 4) | (size & 0x0F)
     size >>= 4
     out = bytearray()
     while size:
@@ -135,109 +127,142 @@ def _entry_header(kind: str, size: int) -> bytes:
     return bytes(out)
 
 
-def write_pack(pack_dir: str, objects: dict[str, tuple[str, bytes]]) -> str:
-    """Write objects as pack v2 + idx v2 (no deltas); the .idx appears last, so git never sees half a pack."""
-    os.makedirs(pack_dir, exist_ok=True)
-    body = bytearray(b"PACK" + struct.pack(">II", 2, len(objects)))
-    entries = []
-    for sha, (kind, data) in objects.items():
-        record = _entry_header(kind, len(data)) + zlib.compress(data, 1)
-        entries.append((bytes.fromhex(sha), zlib.crc32(record), len(body)))
-        body += record
-    checksum = hashlib.sha1(body, usedforsecurity=False).digest()
-    body += checksum
-    entries.sort()
-    fanout = [0] * 256
-    for name, _, _ in entries:
-        fanout[name[0]] += 1
-    total = 0
-    for i in range(256):
-        total += fanout[i]
-        fanout[i] = total
-    idx = bytearray(b"\377tOc" + struct.pack(">I", 2) + struct.pack(">256I", *fanout))
-    idx += b"".join(name for name, _, _ in entries)
-    idx += b"".join(struct.pack(">I", crc) for _, crc, _ in entries)
-    idx += b"".join(struct.pack(">I", offset) for _, _, offset in entries)
-    idx += checksum
-    idx += hashlib.sha1(idx, usedforsecurity=False).digest()
-    base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
-    for suffix, content in ((".pack", body), (".idx", idx)):
-        tmp = f"{base}{suffix}.tmp{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(content)
-        os.replace(tmp, base + suffix)
-    return base
+class BlobSink:
+    """The new blobs of the next commit: kept in memory while few, streamed into one pack when many."""
 
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.small: dict[bytes, bytes] = {}
+        self.pack: PackStream | None = None
 
-class TreeModel:
-    """The committed tree as nested directories of (mode, blob sha)."""
-
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-        self.root = _Dir()
-
-    def load(self, listing: str) -> None:
-        """Fill from `git ls-tree -r -z --full-tree HEAD` output."""
-        self.root = _Dir()
-        for record in listing.split("\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition("\t")
-            mode, _, sha = meta.split(" ")
-            self.set(path, sha, mode)
-
-    def _dir_of(self, path: str) -> _Dir | None:
-        node = self.root
-        for part in path.split("/")[:-1]:
-            child = node.entries.get(part)
-            if not isinstance(child, _Dir):
-                return None
-            node = child
-        return node
-
-    def get(self, path: str) -> str | None:
-        """Blob sha at path, or None."""
-        d = self._dir_of(path)
-        entry = d.entries.get(path.rpartition("/")[2]) if d else None
-        return entry[1] if isinstance(entry, tuple) else None
-
-    def set(self, path: str, sha: str | None, mode: str = FILE_MODE) -> None:
-        """Put a blob at path (None removes it, and its directories once empty); marks the path dirty."""
-        parts = path.split("/")
-        chain = [self.root]
-        for part in parts[:-1]:
-            child = chain[-1].entries.get(part)
-            if not isinstance(child, _Dir):
-                if sha is None:
-                    return
-                child = _Dir()
-                chain[-1].put(part, child)
-            chain.append(child)
-        if sha is None:
-            chain[-1].remove(parts[-1])
+    def add(self, data: bytes) -> bytes:
+        """Stage a blob; returns its raw id (callers stage what HEAD lacks: a copy in another pack is harmless)."""
+        oid = blob_id(data)
+        if oid in self.small:
+            return oid
+        if self.pack is not None:
+            self.pack.add(BLOB, oid, data)
+        elif len(self.small) < PACK_THRESHOLD:
+            self.small[oid] = data
         else:
-            chain[-1].put(parts[-1], (mode, sha))
-        for i, d in enumerate(chain):
-            d.sha = None
-            if i + 1 < len(chain):
-                d.dirty.add(parts[i])
-        for i in range(len(chain) - 1, 0, -1):  # drop directories left empty
-            if not chain[i].entries:
-                chain[i - 1].remove(parts[i - 1])
+            self.pack = PackStream(os.path.join(self.repo.path, "objects", "pack"))
+            for known, body in self.small.items():
+                self.pack.add(BLOB, known, body)
+            self.small = {}
+            self.pack.add(BLOB, oid, data)
+        return oid
 
-    def write_tree(self, node: _Dir | None = None) -> str:
-        """Serialise dirty directories bottom-up; returns the root tree sha."""
-        node = node or self.root
-        if node.sha is not None:
-            return node.sha
-        for name in node.dirty:
-            child = node.entries.get(name)
-            if isinstance(child, _Dir):
-                node.encoded[name.encode() + b"/"] = TREE_MODE + b" " + name.encode() + b"\0" + bytes.fromhex(
-                    self.write_tree(child))
-        node.dirty.clear()
-        node.sha = self.store.write("tree", b"".join(map(node.encoded.__getitem__, node.order)))
-        return node.sha
+    def get(self, oid: bytes) -> bytes | None:
+        """A staged blob's bytes while it is still in memory."""
+        return self.small.get(oid)
+
+    def flush(self) -> None:
+        """Make every staged blob readable in the repository: a pack when many, loose objects otherwise."""
+        pack, self.pack = self.pack, None
+        small, self.small = self.small, {}
+        if pack is not None:
+            pack.finish()  # libgit2 finds the new pack on its next lookup miss
+        for data in small.values():
+            self.repo.odb.write(BLOB, data)
+
+    def discard(self) -> None:
+        """Forget what was staged (a batch that made no commit)."""
+        if self.pack is not None:
+            self.pack.abort()
+        self.pack, self.small = None, {}
+
+
+class TreeCache:
+    """HEAD's directories as libgit2 tree builders, kept from one commit to the next.
+
+    A commit changes only the entries it touches and writes the directories on their paths; a directory is
+    read from git once (not once per commit), and its entries live in libgit2, not in Python objects.
+    """
+
+    def __init__(self, repo: pygit2.Repository, root: pygit2.Oid | None) -> None:
+        self.repo = repo
+        self.root = root
+        self.dirs: dict[str, pygit2.TreeBuilder | None] = {}
+
+    def _tree(self, oid: pygit2.Oid) -> pygit2.Tree:
+        return cast(pygit2.Tree, self.repo[oid])  # a tree's id: the object is a Tree
+
+    def _dir(self, path: str, create: bool = False) -> pygit2.TreeBuilder | None:
+        """The builder of a directory ("" the root); None when absent and not created."""
+        builder = self.dirs.get(path)
+        if builder is not None or (path in self.dirs and not create):
+            return builder
+        if not path:
+            builder = self.repo.TreeBuilder(self._tree(self.root)) if self.root is not None else self.repo.TreeBuilder()
+        else:
+            parent_path, _, name = path.rpartition("/")
+            parent = self._dir(parent_path, create)
+            entry = parent.get(name) if parent is not None else None
+            if entry is not None and entry.filemode == TREE_MODE:
+                builder = self.repo.TreeBuilder(self._tree(entry.id))
+            elif create and parent is not None:
+                if entry is not None:
+                    parent.remove(name)  # a file that a directory replaces
+                builder = self.repo.TreeBuilder()
+        self.dirs[path] = builder
+        return builder
+
+    def get(self, path: str) -> bytes | None:
+        """The raw blob id at path, None when there is no file there."""
+        folder, _, name = path.rpartition("/")
+        builder = self._dir(folder)
+        entry = builder.get(name) if builder is not None else None
+        return None if entry is None or entry.filemode == TREE_MODE else entry.id.raw
+
+    def _drop(self, path: str) -> None:
+        """Forget a directory and everything below it (it went, or a file replaced it)."""
+        prefix = path + "/"
+        for known in [d for d in self.dirs if d == path or d.startswith(prefix)]:
+            self.dirs[known] = None
+
+    def apply(self, changes: Mapping[str, bytes | None]) -> pygit2.Oid:
+        """Apply path -> raw blob id (None removes) and write the changed directories; returns the root tree.
+
+        A directory left empty goes; a file replaces a directory of the same name and the other way round.
+        """
+        dirty: set[str] = set()
+        removals_first = ((p, o) for wanted in (False, True) for p, o in changes.items() if (o is not None) == wanted)
+        for path, oid in removals_first:
+            folder, _, name = path.rpartition("/")
+            builder = self._dir(folder, create=oid is not None)
+            if builder is None:
+                continue
+            entry = builder.get(name)
+            if oid is None:
+                if entry is None or entry.filemode == TREE_MODE:
+                    continue
+                builder.remove(name)
+            else:
+                if entry is not None and entry.filemode == TREE_MODE:
+                    self._drop(path)
+                builder.insert(name, pygit2.Oid(raw=oid), FILE_MODE)
+            while True:
+                dirty.add(folder)
+                if not folder:
+                    break
+                folder = folder.rpartition("/")[0]
+        for folder in sorted(dirty, key=lambda d: -d.count("/") - (1 if d else 0)):  # deepest first
+            builder = self.dirs.get(folder)
+            parent_path, _, name = folder.rpartition("/")
+            parent = self.dirs.get(parent_path)
+            if not folder or builder is None or parent is None:
+                continue  # the root is written below; a dropped directory was replaced by a file
+            if len(builder):
+                parent.insert(name, builder.write(), TREE_MODE)
+                continue
+            entry = parent.get(name)
+            if entry is not None and entry.filemode == TREE_MODE:
+                parent.remove(name)
+            self.dirs[folder] = None
+        root = self._dir("", create=True)
+        assert root is not None
+        self.root = root.write()
+        return self.root
 
 
 COMMITTED_AT = "Kubedr-Committed-At"  # trailer: the commit time to the microsecond (git's own is whole seconds)

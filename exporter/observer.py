@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -139,7 +140,7 @@ class Observer:
                 obj.setdefault("apiVersion", rtype.api_version)
                 obj.setdefault("kind", rtype.kind)
                 try:
-                    seen.add(contract.ref_of(obj).path)
+                    seen.add(sys.intern(contract.ref_of(obj).path))  # the recorder's index holds the same string
                 except ValueError:
                     continue
                 emit(Event("ADDED", rtype, obj, received))

@@ -33,6 +33,7 @@ class Pusher:
         self.failed: BaseException | None = None
         self.fence: Callable[[], str | None] = lambda: None  # why not to push onto the remote (exporter/fence.py)
         self.fenced: str | None = None  # set when a push was withheld: the exporter stops and waits for the role
+        self._maintenance: threading.Thread | None = None  # the running `git repack`, if any
 
     def notify(self, sha: str, received: list[float]) -> None:
         """Called after each commit: remember when its changes arrived, wake the push loop."""
@@ -91,12 +92,19 @@ class Pusher:
         self._set_failing(False)
         self.pushes += 1
         if self.pushes % 50 == 0:
-            self.store.maintain()
+            self.maintain()
         now = time.monotonic()
         for r in received:
             metrics.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))
         metrics.EXPORT_UNPUSHED.set(0)
         return True
+
+    def maintain(self) -> None:
+        """Repack in the background: a repack of 100,000 objects takes seconds, a push must not wait for it."""
+        if self._maintenance is not None and self._maintenance.is_alive():
+            return
+        self._maintenance = threading.Thread(target=self.store.maintain, name="git-maintenance", daemon=True)
+        self._maintenance.start()
 
     def _withheld(self, received: list[float]) -> bool:
         """True (and the push not made) when the fence says this exporter is not the writer."""

@@ -1,18 +1,17 @@
-"""Turns decisions into files in the clone's work tree: sanitize, seal Secrets, canonical YAML, atomic write."""
+"""Turns decisions into blobs of the next commit: sanitize, seal Secrets, canonical YAML, staged in the store."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from kubedr.exporter.coverage import Tally
-from kubedr.exporter.gitstore import TMP_PREFIX
+from kubedr.exporter.gitstore import GitStore
+from kubedr.exporter.gittree import blob_id
 from kubedr.exporter.scope import IgnoreRule, strip_ignored
 
 from kubedr import contract, sanitize
@@ -21,19 +20,19 @@ from kubedr.contract import ObjectRef
 log = logging.getLogger("kubedr.exporter.recorder")
 
 SECRET_KEY = ("", "Secret")
+MAX_OBJECT_TRAILERS = 500  # a commit of more objects names them without their Resource-Version and managers
 SECRET_MODES = ("skip", "seal", "plaintext")
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
-    """What the next commit message says about one path (latest state wins)."""
+    """What the next commit message says about one path (latest state wins); ~300 bytes with its path."""
 
     ref: ObjectRef
     resource_version: str = ""
     managers: tuple[str, ...] = ()
     received: float = field(default_factory=time.monotonic)
-    data: bytes | None = None  # the bytes written (so the commit need not read the file back)
-    deleted: bool = False
+    blob: bytes | None = None  # raw id of the blob staged in the store's sink (None: deleted)
 
 
 def field_managers(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -47,19 +46,31 @@ def field_managers(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-class Recorder:
-    """Keeps the work tree equal to the selected, sanitized objects; remembers what the next commit holds."""
+_MANAGERS: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct manager list, not one per object
 
-    def __init__(self, root: Path, secrets: str = "skip", sealer: Any = None) -> None:
+
+def _shared(managers: tuple[str, ...]) -> tuple[str, ...]:
+    if len(_MANAGERS) > 4096:
+        _MANAGERS.clear()
+    return _MANAGERS.setdefault(managers, managers)
+
+
+class Recorder:
+    """Stages the selected, sanitized objects as blobs of the next commit; remembers what that commit holds.
+
+    What HEAD holds is read from HEAD's trees (libgit2); per object in scope the recorder keeps only its path
+    in the type index, and, until the next commit, a Pending record.
+    """
+
+    def __init__(self, store: GitStore, secrets: str = "skip", sealer: Any = None) -> None:
         if secrets not in SECRET_MODES:
             raise ValueError(f"secrets mode must be one of {SECRET_MODES}")
-        self.root = Path(root)
+        self.store = store
         self.secrets = secrets
         self.sealer = sealer
         self.index: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.pending: dict[str, Pending] = {}
         self.skipped_secrets = 0
-        self.digests: dict[str, bytes] = {}  # path -> digest of the bytes in the work tree (saves a read)
         self.skipped = Tally()  # objects in scope that a sanitize rule keeps out of the repo
         self.ignore: list[IgnoreRule] = []  # the policy's values never exported (exporter/scope.py)
 
@@ -78,7 +89,7 @@ class Recorder:
                 log.warning("ignoring %s", exc)
                 continue
             if ref is not None:
-                self.index[(ref.group, ref.kind)].add(p)
+                self.index[(ref.group, ref.kind)].add(sys.intern(p))
 
     def decide(self, obj: dict[str, Any], wanted: bool, received: float) -> None:
         """Write the object's file when wanted (and it changed), remove it when not."""
@@ -94,7 +105,10 @@ class Recorder:
         if data is not None or not wanted:
             self.skipped.note(key, ref.path, None)
         meta = obj.get("metadata") or {}
-        pending = Pending(ref, str(meta.get("resourceVersion") or ""), field_managers(obj), received)
+        if len(self.pending) < MAX_OBJECT_TRAILERS:
+            pending = Pending(ref, str(meta.get("resourceVersion") or ""), _shared(field_managers(obj)), received)
+        else:  # the commit's message names the objects only (committer.format_message): keep no more
+            pending = Pending(ref, "", (), received)
         if data is None:
             self.remove(ref.path, key, pending)
         else:
@@ -114,49 +128,35 @@ class Recorder:
         return contract.dump(clean)
 
     def _previous(self, path: str) -> dict[str, Any] | None:
+        oid = self.current(path)
+        data = self.store.read_blob(oid) if oid is not None else None
         try:
-            return contract.load((self.root / path).read_bytes(), path)
-        except (OSError, contract.ManifestError):
+            return contract.load(data, path) if data is not None else None
+        except contract.ManifestError:
             return None
 
+    def current(self, path: str) -> bytes | None:
+        """Raw blob id the next commit gives path: staged if pending, else HEAD's (None: no file)."""
+        p = self.pending.get(path)
+        return p.blob if p is not None else self.store.blob_at(path)
+
     def write(self, path: str, key: tuple[str, str], data: bytes, pending: Pending) -> None:
-        """Atomic write (temp file + rename); nothing happens when the bytes are already there."""
+        """Stage the object's bytes as a blob; nothing happens when the path already holds them."""
+        path = sys.intern(path)
         self.index[key].add(path)
-        target = os.path.join(self.root, path)
-        digest = hashlib.blake2b(data, digest_size=16).digest()
-        known = self.digests.get(path)
-        if known is None:
-            try:
-                with open(target, "rb") as fh:
-                    known = hashlib.blake2b(fh.read(), digest_size=16).digest()
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-        if known == digest:
-            self.digests[path] = digest
+        oid = blob_id(data)
+        if self.current(path) == oid:
             return
-        tmp = os.path.join(os.path.dirname(target), f"{TMP_PREFIX}{os.getpid()}-{os.path.basename(target)}")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-        self.digests[path] = digest
-        pending.data = data
+        pending.blob = self.store.sink.add(data)
         self.pending[path] = pending
 
     def remove(self, path: str, key: tuple[str, str], pending: Pending) -> None:
-        """Delete the file if it exists (its directory too once empty)."""
+        """Stage the file's deletion, when the next commit would otherwise hold it."""
         self.index[key].discard(path)
-        self.digests.pop(path, None)
-        target = self.root / path
-        try:
-            target.unlink()
-        except FileNotFoundError:
+        if self.current(path) is None:
             return
-        pending.deleted = True
+        pending.blob = None
         self.pending[path] = pending
-        try:
-            target.parent.rmdir()
-        except OSError:
-            pass
 
     def synced(self, key: tuple[str, str], seen: set[str], received: float) -> None:
         """After a full list of one type: files of that type that were not listed are deletions."""

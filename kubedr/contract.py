@@ -29,6 +29,7 @@ numbers (``y``, ``on``, ``1e3``, ``0o17``, ``1_e3``) are quoted, so a file also 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -84,7 +85,7 @@ def decode_name(stem: str) -> str:
     return name
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ObjectRef:
     """Identity of an object in both clusters and in the repo; namespace is "" for cluster-scoped objects."""
 
@@ -126,7 +127,9 @@ def ref_of(obj: dict[str, Any]) -> ObjectRef:
     if not (isinstance(api_version, str) and api_version and isinstance(kind, str) and kind
             and isinstance(name, str) and name):
         raise ValueError("object needs apiVersion, kind and metadata.name")
-    return ObjectRef(group_of(api_version), kind, meta.get("namespace") or "", name)
+    # group, kind and namespace repeat across objects: one string each, not one per object (exporter memory)
+    return ObjectRef(sys.intern(group_of(api_version)), sys.intern(kind), sys.intern(meta.get("namespace") or ""),
+                     name)
 
 
 def ref_of_path(path: str) -> ObjectRef | None:

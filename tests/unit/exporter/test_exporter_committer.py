@@ -62,7 +62,7 @@ def _cm(name: str, value: str, rv: str = "1") -> dict:
 def test_group_commit_writes_commits_and_pushes_with_git_trailers(tmp_path: Path, git_remote: Path) -> None:
     store = GitStore(tmp_path / "clone", str(git_remote))
     store.open()
-    committer = Committer(store, Recorder(store.workdir, "skip"), Selection(["shop"]), "prod")
+    committer = Committer(store, Recorder(store, "skip"), Selection(["shop"]), "prod")
     committer.handle(Event("ADDED", CMS, _cm("a", "1", "10"), 0.0))
     assert committer.commit() is not None
     committer.handle(Event("MODIFIED", CMS, _cm("a", "1", "11"), 0.0))  # same content: no commit

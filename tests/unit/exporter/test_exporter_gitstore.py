@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,15 @@ STALE = ("refs/heads/main.lock", "refs/remotes/origin/main.lock", "config.lock",
 
 
 def _commit(store: GitStore, path: str, text: str) -> str:
-    """As the recorder does: write the file, then commit the bytes written."""
-    (store.workdir / path).parent.mkdir(parents=True, exist_ok=True)
-    (store.workdir / path).write_text(text)
+    """As the recorder does: stage the bytes as a blob, then commit it (object files are never in the work tree)."""
     with store.lock:
-        return store.commit_paths([path], lambda diff: f"update {path}\n", {path: text.encode()})
+        blob = store.sink.add(text.encode())
+        return store.commit_paths([path], lambda diff: f"update {path}\n", blobs={path: blob})
+
+
+def _show(store: GitStore, path: str) -> str:
+    return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=store.workdir, capture_output=True, text=True,
+                          check=True).stdout
 
 
 def test_restart_removes_every_stale_git_lock_and_pushes_again(tmp_path: Path, git_remote: Path) -> None:
@@ -66,13 +71,16 @@ def test_restart_adopts_a_remote_commit_that_changed_a_file_it_has(tmp_path: Pat
     other.open()
     theirs = _commit(other, "shop/Secret/db.yaml", "sealed: 2\n")
     assert Pusher(other).push_once()
+    (store.workdir / "shop/Secret").mkdir(parents=True)
+    (store.workdir / "shop/Secret/db.yaml").write_text("sealed: 1\n")  # what a clone made before sparse held
     os.utime(store.workdir / "shop/Secret/db.yaml", (1e9, 1e9))  # written long before the restart
 
     store.close()  # the process ended
     restarted = GitStore(tmp_path / "clone", str(git_remote))
     restarted.open()
     assert restarted.head() == theirs
-    assert (restarted.workdir / "shop/Secret/db.yaml").read_text() == "sealed: 2\n"
+    assert _show(restarted, "shop/Secret/db.yaml") == "sealed: 2\n"
+    assert not (restarted.workdir / "shop").exists()  # object files live in git objects only
     sha = _commit(restarted, "shop/Secret/db.yaml", "sealed: 3\n")
     assert Pusher(restarted).push_once()
     assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
@@ -87,7 +95,8 @@ def test_restart_with_a_dirty_file_and_unpushed_commits_rebases_onto_the_remote(
     _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
     assert Pusher(store).push_once()
     mine = _commit(store, "shop/ConfigMap/b.yaml", "v: 1\n")  # committed, never pushed
-    (store.workdir / "shop/ConfigMap/a.yaml").write_text("v: half-written")
+    (store.workdir / "shop/ConfigMap").mkdir(parents=True)
+    (store.workdir / "shop/ConfigMap/a.yaml").write_text("v: half-written")  # as an older exporter could leave
 
     other = GitStore(tmp_path / "other", str(git_remote))
     other.open()
@@ -100,7 +109,8 @@ def test_restart_with_a_dirty_file_and_unpushed_commits_rebases_onto_the_remote(
     log = subprocess.run(["git", "log", "--format=%H %s", "main"], cwd=restarted.workdir, capture_output=True,
                          text=True, check=True).stdout.splitlines()
     assert log[1].split()[0] == theirs and "shop/ConfigMap/b.yaml" in log[0] and log[0].split()[0] != mine
-    assert (restarted.workdir / "shop/ConfigMap/a.yaml").read_text() == "v: 1\n"
+    assert _show(restarted, "shop/ConfigMap/a.yaml") == "v: 1\n"
+    assert not (restarted.workdir / "shop/ConfigMap/a.yaml").exists()
     assert Pusher(restarted).push_once()
 
 
@@ -131,3 +141,45 @@ def test_commits_go_on_after_a_repack_removed_the_loose_object_directories(tmp_p
     assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
                           check=True).stdout.strip() == sha
     subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=store.workdir, check=True, capture_output=True)
+
+
+def test_a_fresh_clone_takes_the_tip_only_and_later_fetches_are_incremental(tmp_path: Path, git_remote: Path) -> None:
+    """A branch's history is never fetched whole: a restart on a long branch costs what it does on a short one."""
+    writer = GitStore(tmp_path / "writer", str(git_remote))
+    writer.open()
+    for i in range(5):
+        _commit(writer, "shop/ConfigMap/a.yaml", f"v: {i}\n")
+    assert Pusher(writer).push_once()
+
+    fresh = GitStore(tmp_path / "clone", str(git_remote))
+    fresh.open()
+    assert fresh.head() == writer.head()
+    assert fresh.git("rev-list", "--count", "HEAD").strip() == "1"  # the tip, not 5 commits
+    assert (fresh.workdir / ".git" / "shallow").is_file()
+    tip = _commit(writer, "shop/ConfigMap/b.yaml", "v: 1\n")
+    assert Pusher(writer).push_once()
+    fresh.sync_with_remote()
+    assert fresh.head() == tip and fresh.git("rev-list", "--count", "HEAD").strip() == "2"
+    mine = _commit(fresh, "shop/ConfigMap/c.yaml", "v: 1\n")  # a shallow clone pushes like any other
+    assert Pusher(fresh).push_once()
+    assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
+                          check=True).stdout.strip() == mine
+
+
+def test_maintenance_runs_beside_pushes_not_before_them(tmp_path: Path, git_remote: Path) -> None:
+    store = GitStore(tmp_path / "clone", str(git_remote))
+    store.open()
+    started, release = threading.Event(), threading.Event()
+
+    def slow_repack() -> None:  # as a repack of 100,000 objects: seconds
+        started.set()
+        release.wait(30)
+
+    store.maintain = slow_repack  # type: ignore[method-assign]
+    pusher = Pusher(store)
+    pusher.maintain()
+    assert started.wait(10)
+    pusher.maintain()  # one at a time: no second repack while the first runs
+    _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
+    assert pusher.push_once()  # not held up by the repack
+    release.set()
