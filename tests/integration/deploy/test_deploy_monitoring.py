@@ -20,7 +20,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubedr import metrics
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import ROOT, free_port, stop_process, wait_until
 
 MONITORING = ROOT / "manifests" / "components" / "monitoring"
 # metrics other stages are adding (fencing, signed commits): only the promtool cases exercise them so far
@@ -110,12 +110,7 @@ def test_every_metric_the_dashboard_and_the_rules_query_is_served(clusters, git_
         exporter, applier = scrape(ports["export"]), scrape(ports["apply"])
     finally:
         for proc, log in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc)
             log.close()
 
     assert sample(exporter, "kubedr_exporter_change_to_commit_seconds_count") >= 1   # the panels have data
