@@ -176,3 +176,16 @@ def cm_path(name: str) -> str:
 
 def wait_data(side: Side, name: str, data: dict[str, str] | None, what: str = "", timeout: float = 30) -> None:
     wait_until(lambda: side.data(name) == data, timeout=timeout, what=what or f"{name} = {data} on {side.name}")
+
+
+def start_pair(pair: dict[str, Side], web_replicas: int) -> tuple[Side, Side]:
+    """A writes and exports, B exports (fenced while A is the writer) and applies: the standby both tests start from."""
+    a, b = pair["A"], pair["B"]
+    a.put(configmap("settings", v="1"))
+    a.put(deployment("web", web_replicas))
+    a.start_exporter()
+    b.start_exporter()
+    b.start_applier()
+    wait_data(b, "settings", {"v": "1"}, "the initial sync")
+    wait_until(lambda: b.replicas("web") == 0, timeout=30, what="web held at 0 on the standby")
+    return a, b

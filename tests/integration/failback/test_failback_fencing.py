@@ -14,30 +14,17 @@ from failback_harness import (
     branch_file,
     cm_path,
     configmap,
-    deployment,
     git,
     kubedr_env,
     run_kubedr,
     side_branches,
     sources,
-    wait_data,
+    start_pair,
     writer,
 )
 
 from kubedr import contract, sanitize
 from tests.conftest import wait_until
-
-
-def _start(pair: dict[str, Side]) -> tuple[Side, Side]:
-    a, b = pair["A"], pair["B"]
-    a.put(configmap("settings", v="1"))
-    a.put(deployment("web", 2))
-    a.start_exporter()
-    b.start_exporter()
-    b.start_applier()
-    wait_data(b, "settings", {"v": "1"}, "the initial sync")
-    wait_until(lambda: b.replicas("web") == 0, timeout=30, what="web held at 0 on the standby")
-    return a, b
 
 
 def _exported(side: Side, name: str) -> str:
@@ -54,7 +41,7 @@ def _commits_since_promote(remote: Path) -> list[str]:
 
 
 def test_split_brain_old_primary_pushes_nothing_and_its_changes_go_to_a_side_branch(pair: dict[str, Side]) -> None:
-    a, b = _start(pair)
+    a, b = start_pair(pair, 2)
     promoted = b.promote("--force")  # A's exporter is still running: a region cut off, not destroyed
     assert promoted.returncode == 0, promoted.stderr
 
@@ -101,7 +88,7 @@ def test_split_brain_old_primary_pushes_nothing_and_its_changes_go_to_a_side_bra
 
 
 def test_promote_refuses_while_the_writer_is_alive_unless_forced(pair: dict[str, Side]) -> None:
-    a, b = _start(pair)
+    a, b = start_pair(pair, 2)
     a.start_applier()  # deployed on both sides: on the writer it applies nothing
     wait_until(lambda: "nothing is applied to this cluster: it is the writer (A at epoch 1)" in a.log("applier"),
                timeout=30, what="A's applier idle")
@@ -141,7 +128,7 @@ def _killed_at(argv: list[str], line: str) -> None:
 
 
 def test_sigkill_during_promote_or_demote_then_rerun_completes(pair: dict[str, Side]) -> None:
-    a, b = _start(pair)
+    a, b = start_pair(pair, 2)
     a.kill("exporter")
     promote = ["promote", "--kubeconfig", b.kubeconfig, "--repo", str(b.remote), "--cluster-name", "B", "--force"]
     _killed_at(promote, "the RPO you accept")  # before anything changed

@@ -8,10 +8,10 @@ from failback_harness import (
     branch_file,
     cm_path,
     configmap,
-    deployment,
     git,
     side_branches,
     sources,
+    start_pair,
     wait_data,
     writer,
 )
@@ -19,20 +19,8 @@ from failback_harness import (
 from tests.conftest import wait_until
 
 
-def _start(pair: dict[str, Side]) -> tuple[Side, Side]:
-    a, b = pair["A"], pair["B"]
-    a.put(configmap("settings", v="1"))
-    a.put(deployment("web", 3))
-    a.start_exporter()
-    b.start_exporter()  # present but fenced: A is the writer
-    b.start_applier()
-    wait_data(b, "settings", {"v": "1"}, "the initial sync")
-    wait_until(lambda: b.replicas("web") == 0, timeout=30, what="web held at 0 on the standby")
-    return a, b
-
-
 def test_round_trip_a_b_a_keeps_every_change_on_one_line(pair: dict[str, Side]) -> None:
-    a, b = _start(pair)
+    a, b = start_pair(pair, 3)
     wait_until(lambda: b.readyz().startswith("fenced: the writer is A (epoch 1)"), timeout=30, what="B fenced")
     assert b.metric("kubedr_exporter_fenced") == 1.0
 
