@@ -33,10 +33,11 @@ def record_role(cluster: Cluster, name: str, role: str, epoch: int, **extra: str
                                              "changedAt": roles.iso(), **extra})
 
 
-def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bool:
+def serving(cluster: Cluster, name: str | None = None, source: Any = None, record: bool = True) -> bool:
     """True when this cluster must not be applied to (logged once): it is the writer, by its own record or by
     the branch's role file, or it held the role before and was not demoted yet (applying now would overwrite
-    what it never replicated, before `kubedr demote` set it aside). A cluster recorded as standby applies."""
+    what it never replicated, before `kubedr demote` set it aside). A cluster recorded as standby applies.
+    record=False (a dry run) keeps the history scan's progress in memory only: nothing is written."""
     now = time.monotonic()
     cached = _checked.get(id(cluster))
     if cached is not None and cached[0] is cluster and now - cached[1] < RECHECK:
@@ -47,7 +48,7 @@ def serving(cluster: Cluster, name: str | None = None, source: Any = None) -> bo
         writer = _branch_writer(source)
         if writer is not None and writer.cluster == name:
             state = f"it is the writer ({name} at epoch {writer.epoch})"
-        elif writer is not None and _held_before(cluster, source, name):
+        elif writer is not None and _held_before(cluster, source, name, record):
             state = f"{name} held the writer role before; run `kubedr demote` for it first"
     if _said.get(id(cluster)) != state:
         _said[id(cluster)] = state
@@ -61,7 +62,7 @@ _history: dict[tuple[int, str], tuple[Any, str, bool]] = {}  # (id, name) -> (so
 SCAN_CONFIGMAP = "kubedr-role-scan"  # how far the branch was scanned for `name`'s commits: a restart goes on from there
 
 
-def _held_before(cluster: Cluster, source: Any, name: str) -> bool:
+def _held_before(cluster: Cluster, source: Any, name: str, record: bool) -> bool:
     """Whether a commit on the branch was made under `name`'s role (scanned once, then only new commits; the
     scan's progress is recorded on the cluster, so a restart does not walk the whole history again)."""
     head = source.head()
@@ -81,7 +82,8 @@ def _held_before(cluster: Cluster, source: Any, name: str) -> bool:
     found = next((line.split()[0] for line in out.decode().splitlines() if name in line.split()[1:]), "")
     held = bool(found)
     _history[key] = (source, head, held)
-    put_state(cluster, SCAN_CONFIGMAP, {"cluster": name, "scanned": head, "held": found})
+    if record:
+        put_state(cluster, SCAN_CONFIGMAP, {"cluster": name, "scanned": head, "held": found})
     return held
 
 

@@ -442,7 +442,8 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     failed = False
     while not stop.is_set():
         try:
-            report = None if writer_here(engine.cluster, engine.cluster_name, engine.source) else engine.step()
+            report = None if writer_here(engine.cluster, engine.cluster_name, engine.source,
+                                         record=not engine.settings.dry_run) else engine.step()
             engine.caught_up = engine.untrusted is None  # held at an untrusted commit: behind the branch
             if report is not None:
                 failed = bool(report.failures)

@@ -89,3 +89,14 @@ def test_a_new_mirror_fetches_the_tip_and_only_as_much_history_as_it_needs(git_d
 
 def _count(src: Source) -> int:
     return int(src._g("rev-list", "--count", "refs/heads/main").decode())
+
+
+def test_a_dry_run_scans_the_role_history_but_writes_no_record(secondary: Any, repo: Repo) -> None:
+    cluster = Cluster(api_client(secondary.kubeconfig_path))
+    source = Source(str(repo.remote))
+    _commit_as(repo, "A", 1, "A exports")
+    _commit_as(repo, "B", 2, "B promoted")
+    role._history.clear()
+    role._checked.clear()
+    assert role.serving(cluster, "A", source, record=False)  # the same answer as a real round
+    assert get_state(cluster, role.SCAN_CONFIGMAP) is None
