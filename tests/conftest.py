@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +168,14 @@ def emulator(tmp_path: Path) -> Iterator[object]:
         yield emu
     finally:
         emu.stop()
+
+
+def shuffled(value: Any, rng: random.Random) -> Any:
+    """The same object with every mapping's keys in a random order (canonical output must not depend on it)."""
+    if isinstance(value, dict):
+        keys = list(value)
+        rng.shuffle(keys)
+        return {k: shuffled(value[k], rng) for k in keys}
+    if isinstance(value, list):
+        return [shuffled(v, rng) for v in value]
+    return value

@@ -11,7 +11,7 @@ import yaml
 
 from kubedr import contract
 from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
-from tests.conftest import FIXTURES, load_fixture
+from tests.conftest import FIXTURES, load_fixture, shuffled
 
 
 def _all_fixture_objects() -> list[dict]:
@@ -90,15 +90,6 @@ def test_contract_dump_round_trips_every_fixture() -> None:
 
 def test_contract_dump_is_independent_of_key_order() -> None:
     dep = load_fixture("objects/namespaced-deployment.json")["items"][0]
-
-    def shuffled(value, rng):
-        if isinstance(value, dict):
-            keys = list(value)
-            rng.shuffle(keys)
-            return {k: shuffled(value[k], rng) for k in keys}
-        if isinstance(value, list):
-            return [shuffled(v, rng) for v in value]
-        return value
 
     expected = contract.dump(dep)
     for seed in range(5):

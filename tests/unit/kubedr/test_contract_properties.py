@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from kubedr import contract
 from kubedr.contract import ObjectRef, ref_of_path
+from tests.conftest import shuffled
 
 PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -85,16 +86,6 @@ def difference(want: Any, got: Any, where: str = "") -> str:
     if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
         return next(d for i, (w, g) in enumerate(zip(want, got, strict=True)) if (d := difference(w, g, f"{where}[{i}]")))
     return f"{where}: wrote {want!r}, read {got!r}"
-
-
-def shuffled(value: Any, rng: random.Random) -> Any:
-    if isinstance(value, dict):
-        keys = list(value)
-        rng.shuffle(keys)
-        return {k: shuffled(value[k], rng) for k in keys}
-    if isinstance(value, list):
-        return [shuffled(v, rng) for v in value]
-    return value
 
 
 @PROPERTY
