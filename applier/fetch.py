@@ -189,6 +189,14 @@ class Source:
                 log.debug("commit %s: unreadable %s trailer %r", sha[:12], COMMITTED_AT, value)
         return float(out[0])
 
+    def trailer_values(self, span: str, key: str) -> Iterator[tuple[str, list[str]]]:
+        """(commit, values of trailer `key`) for each commit of `span`, newest first: one git process."""
+        out = self._g("log", f"--format=%H%x00%(trailers:key={key},valueonly,separator=%x00)%x1e", span)
+        for record in out.decode().split("\x1e"):
+            sha, *values = record.strip("\n").split("\x00")
+            if sha:
+                yield sha, [v for v in values if v]
+
     # ---- reading -----------------------------------------------------------------------------------------
 
     def tree(self, sha: str) -> dict[str, str]:

@@ -78,8 +78,7 @@ def _held_before(cluster: Cluster, source: Any, name: str, record: bool) -> bool
     if not last:
         source.reach(None, head)
     span = f"{last}..{head}" if last else head
-    out = source._g("log", f"--format=%H %(trailers:key={roles.WRITER_TRAILER},valueonly,separator=%x20)", span)
-    found = next((line.split()[0] for line in out.decode().splitlines() if name in line.split()[1:]), "")
+    found = next((sha for sha, writers in source.trailer_values(span, roles.WRITER_TRAILER) if name in writers), "")
     held = bool(found)
     _history[key] = (source, head, held)
     if record:
