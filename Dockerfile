@@ -9,7 +9,8 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
 WORKDIR /src
 COPY pyproject.toml ./
 COPY README.md ./
-COPY kubedr ./kubedr
+COPY base ./base
+COPY commands ./commands
 COPY exporter ./exporter
 COPY applier ./applier
 COPY snapshot ./snapshot

@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from kubedr.applier import recreate as rc
-from kubedr.applier.decode import MANAGED_LABEL, DecodeError
-
 from kubedr import contract
 from kubedr.apierrors import ApiError, Conflict, Invalid, NotFound
+from kubedr.applier import recreate as rc
+from kubedr.applier.decode import MANAGED_LABEL, DecodeError
 from kubedr.contract import ManifestError, ObjectRef
 from kubedr.kubeapi import Cluster
 from kubedr.owned import owned_by_cluster

@@ -17,7 +17,6 @@ from kubedr.durations import parse_duration
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine, Settings
-
     from kubedr.kubeapi import Cluster
     from kubedr.sealing import Identity
 
@@ -208,7 +207,6 @@ def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = 
 def _engine(options: ApplyOptions) -> Engine:
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
-
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
 
@@ -242,9 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _apply(engine: Engine, options: ApplyOptions) -> int:
-    from kubedr.applier.round import loop
-
     from kubedr import metrics
+    from kubedr.applier.round import loop
 
     engine.cluster_name = options.cluster_name
     if options.metrics_listen:
@@ -299,7 +296,6 @@ def _diff(engine: Engine) -> int:
 
 def _switchover(args: argparse.Namespace) -> int:
     from kubedr.applier.standby import read_mode, record_mode, switchover
-
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
 
@@ -335,7 +331,7 @@ def _sync(args: argparse.Namespace) -> int:
     try:
         repo = args.keep_repo or os.path.join(tmp, "repo.git")
         subprocess.run(["git", "init", "--bare", "-q", "-b", args.branch, repo], check=True)
-        export = [sys.executable, "-m", "kubedr.cli", "export", "--once", "--kubeconfig", args.from_kubeconfig,
+        export = [sys.executable, "-m", "kubedr", "export", "--once", "--kubeconfig", args.from_kubeconfig,
                   "--namespaces", ",".join(namespaces), "--repo", repo, "--branch", args.branch,
                   "--workdir", os.path.join(tmp, "export")]
         if args.from_context:
@@ -465,9 +461,8 @@ def _pull_secret(args: argparse.Namespace, name: str) -> dict[str, tuple[str, st
     import base64
     import json
 
-    from kubedr.applier.images import parse_auths
-
     from kubedr.apierrors import ApiError
+    from kubedr.applier.images import parse_auths
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
 

@@ -10,13 +10,12 @@ import copy
 import difflib
 from typing import Any
 
+from kubedr import contract
 from kubedr.applier.apply import Action, ServerSideApplier
 from kubedr.applier.decode import Decoder
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import Engine
 from kubedr.applier.standby import hold
-
-from kubedr import contract
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 
 VOLATILE_META = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kubedr import metrics
+from kubedr.apierrors import Gone, api_error
 from kubedr.applier.apply import FIELD_MANAGER
 from kubedr.applier.decode import MANAGED_LABEL, Decoder, map_ref
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
@@ -28,9 +30,6 @@ from kubedr.applier.standby import Mode, hold
 from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
 from kubedr.applier.status import load as load_status
-
-from kubedr import metrics
-from kubedr.apierrors import Gone, api_error
 from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
-from kubedr.applier.decode import Maps, _walk_containers, map_image, map_ref
-from kubedr.applier.fetch import Source
 
 from kubedr import contract
+from kubedr.applier.decode import Maps, _walk_containers, map_image, map_ref
+from kubedr.applier.fetch import Source
 from kubedr.contract import ref_of_path
 
 log = logging.getLogger("kubedr.applier.images")

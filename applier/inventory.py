@@ -13,7 +13,6 @@ import zlib
 from dataclasses import dataclass
 
 from kubedr.applier.state import delete_state, list_state, put_state
-
 from kubedr.contract import ObjectRef
 from kubedr.kubeapi import Cluster
 

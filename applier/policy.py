@@ -10,9 +10,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kubedr.applier.decode import Maps
-
 from kubedr import policyfile
+from kubedr.applier.decode import Maps
 from kubedr.policyfile import POLICY_PATH
 
 if TYPE_CHECKING:

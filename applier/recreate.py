@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubedr.applier.decode import MANAGED_LABEL
-
 from kubedr.apierrors import Invalid
+from kubedr.applier.decode import MANAGED_LABEL
 from kubedr.contract import ObjectRef
 
 RECREATE_TIMEOUT = 60.0  # how long a deletion may take (Foreground waits for dependents) before giving up

@@ -11,9 +11,8 @@ import logging
 import time
 from typing import Any
 
-from kubedr.applier.state import get_state, put_state
-
 from kubedr import roles
+from kubedr.applier.state import get_state, put_state
 from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.applier.role")

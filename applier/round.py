@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
+
+from kubedr import metrics
+from kubedr.apierrors import ApiError, NotFound
 from kubedr.applier import order
 from kubedr.applier.apply import STAGE_CHUNK, Action, Outcome, ServerSideApplier
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
@@ -30,9 +33,6 @@ from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
 from kubedr.applier.status import save as save_status
 from kubedr.applier.trust import Gate, Untrusted
-
-from kubedr import metrics
-from kubedr.apierrors import ApiError, NotFound
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
 from kubedr.kubeapi import Cluster
 from kubedr.remote import redact

@@ -11,11 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kubedr import contract
 from kubedr.applier.decode import Maps, map_ref
 from kubedr.applier.fetch import Source
 from kubedr.applier.standby import SCALED
-
-from kubedr import contract
 from kubedr.contract import ObjectRef, ref_of_path
 
 log = logging.getLogger("kubedr.applier.serving")

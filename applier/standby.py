@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedr.apierrors import ApiError, NotFound
 from kubedr.applier.decode import MANAGED_LABEL
 from kubedr.applier.state import get_state, put_state
-
-from kubedr.apierrors import ApiError, NotFound
 from kubedr.contract import ObjectRef
 from kubedr.kubeapi import Cluster
 

@@ -14,7 +14,6 @@ from typing import Any, TypedDict
 
 from kubedr.applier.standby import MODE_CONFIGMAP
 from kubedr.applier.state import get_state, put_state
-
 from kubedr.kubeapi import Cluster
 
 STATUS_CONFIGMAP = "kubedr-status"

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from kubedr.applier.fetch import Source
-from kubedr.applier.policy import POLICY_PATH
 
 from kubedr import signing
+from kubedr.applier.fetch import Source
+from kubedr.applier.policy import POLICY_PATH
 from kubedr.signing import SigningError, Verdict
 
 log = logging.getLogger("kubedr.applier.trust")

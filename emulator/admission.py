@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 from kubedr.emulator.errors import ApiError, api_error
 from kubedr.emulator.resources import ServedResource
 from kubedr.emulator.writes import do_patch
-
 from kubedr.selectors import selector_matches
 
 ADMISSION_GROUP = "admissionregistration.k8s.io"

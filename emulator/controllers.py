@@ -19,7 +19,6 @@ from kubedr.emulator.deletion import NamespaceFinalizer
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.objects import HistoryEvent, now_iso
 from kubedr.emulator.store import ClusterStore
-
 from kubedr.selectors import selector_matches
 
 log = logging.getLogger("kubedr.emulator.controllers")

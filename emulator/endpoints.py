@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.store import ClusterStore
-
 from kubedr.selectors import selector_matches
 
 KCM = "kube-controller-manager"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from kubedr.emulator.resources import ServedResource
-
 from kubedr.apierrors import ApiError, error_class
+from kubedr.emulator.resources import ServedResource
 
 __all__ = ["ApiError", "api_error", "status_of"]  # ApiError: the base class every emulator error is one of
 

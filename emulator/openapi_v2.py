@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import yaml
+
 from kubedr.emulator import k8s_schema
 
 # client-go asks for the old "@v1.0" name; the server answers with the ".v1.0" one (Go's mime parser rejects "@").

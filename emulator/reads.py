@@ -17,7 +17,6 @@ from kubedr.emulator import errors, resources
 from kubedr.emulator.objects import HistoryEvent, StoredObject, dumps
 from kubedr.emulator.registry import Registry
 from kubedr.emulator.resources import ServedResource
-
 from kubedr.selectors import SelectorError, field_matcher, label_matcher
 
 if TYPE_CHECKING:

@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from kubedr.apierrors import Gone
 from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables, tls
 from kubedr.emulator import field_validation as _fv
 from kubedr.emulator import openapi as _openapi
@@ -26,8 +28,6 @@ from kubedr.emulator.objects import dumps
 from kubedr.emulator.resources import ServedResource
 from kubedr.emulator.store import ClusterStore
 from kubedr.emulator.writes import PATCH_TYPES
-
-from kubedr.apierrors import Gone
 from kubedr.kube import version_priority
 
 log = logging.getLogger("kubedr.emulator")

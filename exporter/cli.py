@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from kubedr import config, contract, leader, metrics, sanitize
+from kubedr.apierrors import ApiError
+from kubedr.config import UsageError
+from kubedr.durations import parse_duration
 from kubedr.exporter import coverage
 from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import Event, ResourceType
@@ -27,11 +31,6 @@ from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
 from kubedr.exporter.scope import SCOPE_PATH, ScopeError, effective, split_names
 from kubedr.exporter.scoping import Scoper
 from kubedr.exporter.selection import Selection
-
-from kubedr import config, contract, leader, metrics, sanitize
-from kubedr.apierrors import ApiError
-from kubedr.config import UsageError
-from kubedr.durations import parse_duration
 from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.exporter")

@@ -9,13 +9,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from kubedr import contract, metrics
 from kubedr.exporter.events import Event
 from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.recorder import MAX_OBJECT_TRAILERS, Pending, Recorder
 from kubedr.exporter.selection import Selection
-
-from kubedr import contract, metrics
 
 log = logging.getLogger("kubedr.exporter.committer")
 

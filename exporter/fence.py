@@ -13,9 +13,8 @@ import logging
 import subprocess
 import threading
 
-from kubedr.exporter.gitstore import GitError, GitStore
-
 from kubedr import metrics, roles
+from kubedr.exporter.gitstore import GitError, GitStore
 from kubedr.remote import scrub
 
 log = logging.getLogger("kubedr.exporter.fence")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pygit2
+
 from kubedr.exporter.gittree import (
     COMMIT,
     COMMITTED_AT,
@@ -22,7 +23,6 @@ from kubedr.exporter.gittree import (
     committed_at,
     with_trailer,
 )
-
 from kubedr.remote import redact, scrub
 from kubedr.signing import Signer
 

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import urllib3
-from kubedr.exporter.coverage import Unwatched
-from kubedr.exporter.events import Event, ResourceType
-from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 
 from kubedr import contract, metrics
 from kubedr.apierrors import ApiError, Gone, NotFound, api_error
+from kubedr.exporter.coverage import Unwatched
+from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 from kubedr.kube import version_priority
 from kubedr.kubeapi import Cluster
 

@@ -8,9 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from kubedr.exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
-
 from kubedr import metrics
+from kubedr.exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
 
 log = logging.getLogger("kubedr.exporter.pusher")
 

@@ -9,13 +9,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedr import contract, sanitize
+from kubedr.contract import ObjectRef
 from kubedr.exporter.coverage import Tally
 from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.gittree import blob_id
 from kubedr.exporter.scope import IgnoreRule, strip_ignored
-
-from kubedr import contract, sanitize
-from kubedr.contract import ObjectRef
 
 log = logging.getLogger("kubedr.exporter.recorder")
 

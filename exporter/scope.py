@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from kubedr.exporter.events import ResourceType
 
 from kubedr import policyfile
 from kubedr.contract import ObjectRef
+from kubedr.exporter.events import ResourceType
 from kubedr.policyfile import POLICY_PATH
 from kubedr.selectors import SelectorError, label_matcher
 

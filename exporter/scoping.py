@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any
 
+from kubedr import contract
 from kubedr.exporter import scope
 from kubedr.exporter.committer import Committer
 from kubedr.exporter.gitstore import TMP_PREFIX, GitStore
@@ -19,8 +20,6 @@ from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.recorder import Recorder
 from kubedr.exporter.selection import Selection
-
-from kubedr import contract
 from kubedr.policyfile import POLICY_PATH
 
 log = logging.getLogger("kubedr.exporter")

@@ -8,10 +8,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kubedr.contract import ObjectRef, ref_of, ref_of_path
 from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.scope import Filters, Scope
-
-from kubedr.contract import ObjectRef, ref_of, ref_of_path
 
 RBAC = "rbac.authorization.k8s.io"
 ADMISSION = "admissionregistration.k8s.io"

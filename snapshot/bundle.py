@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import pyrage
+
 from kubedr.snapshot.store import Reader, Store
 
 CHUNK = 1 << 20

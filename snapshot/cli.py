@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubedr.snapshot import bundle, cutover, etcd, keys, manifest, preflight, restore, retention, save
-from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
 from prometheus_client import write_to_textfile
 
 from kubedr import metrics
 from kubedr.config import UsageError
 from kubedr.durations import DurationError
+from kubedr.snapshot import bundle, cutover, etcd, keys, manifest, preflight, restore, retention, save
+from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
 
 log = logging.getLogger("kubedr.snapshot")
 
@@ -395,13 +395,13 @@ def _initial_cluster(text: str | None) -> list[tuple[str, str]] | None:
 
 
 def _run_post_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
-    from kubedr.snapshot import postrestore
     from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
     from kubedr.apierrors import ApiError
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
+    from kubedr.snapshot import postrestore
 
     m = manifest.find(store, cluster, args.id)
     recorded = m.nodes or sorted({*m.facts.control_plane_nodes, *m.facts.worker_nodes})

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
 from kubedr.snapshot import etcd, restore
 
 log = logging.getLogger("kubedr.snapshot")

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
 from kubedr.snapshot import etcd
 from kubedr.snapshot.kubeadm import ApiFacts
 from kubedr.snapshot.manifest import EtcdMember, Facts

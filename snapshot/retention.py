@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from kubedr.snapshot.manifest import Manifest
-
 from kubedr.durations import parse_duration as seconds
+from kubedr.snapshot.manifest import Manifest
 
 INCOMPLETE_AFTER = timedelta(hours=24)  # a save without a manifest this old was interrupted
 

@@ -32,7 +32,7 @@ RPO_OBJECTS = 1_000     # ConfigMaps the changes rotate over
 
 def _kubedr(log: Path, *args: str) -> subprocess.Popen:
     fh = open(log, "ab")  # noqa: SIM115 - the process owns it
-    return subprocess.Popen([sys.executable, "-m", "kubedr.cli", *args], stdout=fh, stderr=subprocess.STDOUT,
+    return subprocess.Popen([sys.executable, "-m", "kubedr", *args], stdout=fh, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -103,7 +103,7 @@ def test_bench_applier_full_apply_10k(tmp_path: Path, procs: list[subprocess.Pop
     procs.append(secondary.proc)
     log = tmp_path / "apply.log"
     start = time.perf_counter()
-    rc = subprocess.run([sys.executable, "-m", "kubedr.cli", "apply", "--once", "--kubeconfig",
+    rc = subprocess.run([sys.executable, "-m", "kubedr", "apply", "--once", "--kubeconfig",
                          secondary.kubeconfig, "--repo", str(work)], capture_output=True, text=True)
     wall = time.perf_counter() - start
     log.write_text(rc.stderr)
@@ -228,7 +228,6 @@ def _cpu_seconds(pid: int) -> float:
 def test_bench_applier_idle(where: str, tmp_path: Path, procs: list[subprocess.Popen], git_daemon: Any) -> None:
     """An applier with nothing to do: CPU, git processes and API requests per 10 s (interval 1 s)."""
     from kubedr.emulator.server import Emulator
-
     from tests.integration.applier.idle import counting_git, git_calls, seed_repo
 
     remote, url = git_daemon("idle.git")
@@ -240,7 +239,7 @@ def test_bench_applier_idle(where: str, tmp_path: Path, procs: list[subprocess.P
         env_path = counting_git(tmp_path / "bin", log)
         fh = open(tmp_path / "apply.log", "ab")  # noqa: SIM115 - the process owns it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubedr.cli", "apply", "--kubeconfig", str(kubeconfig), "--repo",
+            [sys.executable, "-m", "kubedr", "apply", "--kubeconfig", str(kubeconfig), "--repo",
              str(remote) if where == "local path" else url, "--interval", "1s", "--workdir", str(tmp_path / "work")],
             stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PATH": env_path, "PYTHONUNBUFFERED": "1"})
         procs.append(proc)

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubedr.applier.status import read_status
 
 from kubedr import contract
+from kubedr.applier.status import read_status
 from kubedr.kube import api_client
 from tests.bench.test_bench_applier import Emu, _git, _kubedr, _objects
 from tests.conftest import free_port, port_open, wait_until

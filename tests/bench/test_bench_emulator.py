@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
-from kubedr.emulator.server import Emulator
 
+from kubedr.emulator.server import Emulator
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.bench

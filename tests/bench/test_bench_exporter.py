@@ -31,7 +31,7 @@ BASELINE_SAMPLE = 200
 
 
 def _kubedr(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kubedr.cli", *args], **kw)
+    return subprocess.Popen([sys.executable, "-m", "kubedr", *args], **kw)
 
 
 class Writer:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_bench_applier import Emu, procs  # noqa: F401 - the fixture
 
-from kubedr import repo_init
+from kubedr.commands import repo_init
 from tests.conftest import wait_until
 
 N_WORKLOADS = int(os.environ.get("KUBEDR_BENCH_FAILBACK_WORKLOADS", "1000"))
@@ -34,7 +34,7 @@ def _deployment(i: int) -> dict:
 def _kubedr(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", *args], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-m", "kubedr", *args], capture_output=True, text=True, env=env,
                           timeout=1200)
     return proc, time.perf_counter() - start
 

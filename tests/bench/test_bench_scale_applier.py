@@ -86,7 +86,7 @@ def started() -> Iterator[list[Watched]]:
 
 def _emulator(tmp: Path, started: list[Watched]) -> tuple[str, Watched]:
     kubeconfig = tmp / "secondary.kubeconfig"
-    emu = Watched([sys.executable, "-m", "kubedr.cli", "emulate", "--listen", f"127.0.0.1:{free_port()}",
+    emu = Watched([sys.executable, "-m", "kubedr", "emulate", "--listen", f"127.0.0.1:{free_port()}",
                    "--kubeconfig", str(kubeconfig), "--no-controllers"], tmp / "emulator.log")
     started.append(emu)
     wait_until(lambda: kubeconfig.exists() and kubeconfig.stat().st_size > 0, timeout=60, what="emulator")
@@ -96,7 +96,7 @@ def _emulator(tmp: Path, started: list[Watched]) -> tuple[str, Watched]:
 def _apply(tmp: Path, kubeconfig: str, repo: str, name: str, *extra: str) -> tuple[Watched, float]:
     """One `kubedr apply --once`, as its own process; (the process, wall seconds)."""
     start = time.perf_counter()
-    w = Watched([sys.executable, "-m", "kubedr.cli", "apply", "--once", "--kubeconfig", kubeconfig, "--repo", repo,
+    w = Watched([sys.executable, "-m", "kubedr", "apply", "--once", "--kubeconfig", kubeconfig, "--repo", repo,
                  "--workdir", str(tmp / "work"), *extra], tmp / f"{name}.log")
     rc = w.wait()
     wall = time.perf_counter() - start
@@ -143,7 +143,7 @@ def test_bench_scale_applier_long_history(commits: int, tmp_path: Path, started:
     assert "1 applied" in restart.log.read_text()
     # one round of a running applier: a signed commit pushed -> applied on the secondary
     metrics = free_port()
-    daemon = Watched([sys.executable, "-m", "kubedr.cli", "apply", "--kubeconfig", kubeconfig, "--repo", url,
+    daemon = Watched([sys.executable, "-m", "kubedr", "apply", "--kubeconfig", kubeconfig, "--repo", url,
                       "--workdir", str(tmp_path / "work"), "--interval", "0.1s", "--allowed-signers", signers,
                       "--metrics-listen", f"127.0.0.1:{metrics}"], tmp_path / "daemon.log")
     started.append(daemon)

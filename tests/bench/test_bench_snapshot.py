@@ -96,7 +96,7 @@ def test_bench_snapshot_save_restore(tmp_path, size):
         db_bytes = (tmp_path / "raw.db").stat().st_size
         (tmp_path / "raw.db").unlink()
         store = tmp_path / "store"
-        cli = [sys.executable, "-m", "kubedr.cli", "--log-level", "DEBUG", "snapshot"]
+        cli = [sys.executable, "-m", "kubedr", "--log-level", "DEBUG", "snapshot"]
         save_s, save_rss, out = run_rss([*cli, "save", "--store", str(store), "--endpoints", e.client_url,
                                          "--root", str(tmp_path / "root"), "-r", keys.recipient,
                                          "--no-cluster-info", "--work-dir", str(tmp_path)])
@@ -141,7 +141,7 @@ def test_bench_restore_three_members(tmp_path):
         fill_etcd(e, SET_SIZE)
         keys = make_age_keys(tmp_path / "id.txt")
         store = tmp_path / "store"
-        cli = [sys.executable, "-m", "kubedr.cli", "--log-level", "DEBUG", "snapshot"]
+        cli = [sys.executable, "-m", "kubedr", "--log-level", "DEBUG", "snapshot"]
         run_rss([*cli, "save", "--store", str(store), "--endpoints", e.client_url, "--root", str(tmp_path / "root"),
                  "-r", keys.recipient, "--no-cluster-info", "--work-dir", str(tmp_path)])
     finally:

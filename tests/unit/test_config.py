@@ -47,7 +47,7 @@ def test_unknown_setting_names_file_and_key(tmp_path):
 
 
 def test_cli_reports_a_bad_config_file_in_one_line(tmp_path, capsys):
-    from kubedr import cli
+    from kubedr.commands import cli
 
     cfg = tmp_path / "kubedr.yaml"
     cfg.write_text("status:\n  no-such-setting: 1\n")
@@ -66,7 +66,7 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 
 def test_no_parser_of_any_command_accepts_abbreviated_flags():
-    from kubedr.cli import COMMANDS, build_parser
+    from kubedr.commands.cli import COMMANDS, build_parser
 
     for name in COMMANDS:
         parsers = _parsers(build_parser(name))
@@ -82,7 +82,7 @@ def test_no_parser_of_any_command_accepts_abbreviated_flags():
     (["export", "--namespaecs", "shop"], "--namespaecs"),                              # misspelled
 ])
 def test_shortened_or_misspelled_flag_is_an_error(argv, bad, capsys):
-    from kubedr.cli import main
+    from kubedr.commands.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)

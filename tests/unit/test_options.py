@@ -7,13 +7,13 @@ from typing import Any
 
 import pyrage
 import pytest
-from kubedr.applier.cli import apply_options
-from kubedr.exporter.cli import export_options
 
 from kubedr import leader
-from kubedr.cli import build_parser, main
+from kubedr.applier.cli import apply_options
+from kubedr.commands.cli import build_parser, main
 from kubedr.config import UsageError
 from kubedr.durations import DurationError, parse_duration
+from kubedr.exporter.cli import export_options
 
 
 def export(*flags: str) -> Any:

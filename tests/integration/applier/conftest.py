@@ -99,7 +99,7 @@ def deployment(name: str = "web", ns: str = "shop", replicas: int = 3, image: st
 
 def apply(secondary: Any, repo: Repo | Path | str, *extra: str) -> int:
     """One `kubedr apply --once` round in process (as the CLI runs it)."""
-    from kubedr.cli import main
+    from kubedr.commands.cli import main
 
     path = str(getattr(repo, "remote", repo))
     return main(["apply", "--kubeconfig", secondary.kubeconfig_path, "--repo", path, "--once",
@@ -118,7 +118,6 @@ def live(emu: Any, api_version: str, kind: str, name: str, ns: str | None = None
 
 def status_of(emu: Any) -> dict[str, Any]:
     from kubedr.applier.status import read_status
-
     from kubedr.kube import api_client
 
     return read_status(api_client(emu.kubeconfig_path))

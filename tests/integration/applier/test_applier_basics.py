@@ -134,7 +134,7 @@ def test_dry_run_with_prune_lists_deletions_and_changes_nothing(secondary: Any, 
     assert live(secondary, "v1", "ConfigMap", "cm-new", "shop") is None
     assert status_of(secondary)["commit"] == before["commit"]
 
-    from kubedr.cli import main
+    from kubedr.commands.cli import main
     assert main(["diff", "--prune", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(repo.remote)]) == 1
     out = capsys.readouterr().out
     assert "--- live/shop/ConfigMap/cm-0.yaml" in out and "+++ repo/shop/ConfigMap/cm-new.yaml" in out

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.integration.applier.conftest import Repo, configmap, deployment, live, namespace
 
 

@@ -30,7 +30,7 @@ class Daemon:
     def __init__(self, secondary: Any, repo: Repo, log: Path, *extra: str) -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubedr.cli", "apply", "--kubeconfig", secondary.kubeconfig_path,
+            [sys.executable, "-m", "kubedr", "apply", "--kubeconfig", secondary.kubeconfig_path,
              "--repo", str(repo.remote), "--interval", "200ms", "--drift-interval", "4s",
              "--workdir", str(log.parent / "applier-work"), *extra],
             stdout=subprocess.DEVNULL, stderr=log.open("w"), env=_env())
@@ -65,7 +65,7 @@ def kubectl_run(kubectl: str, secondary: Any, *args: str) -> str:
 
 
 def status(secondary: Any, *extra: str) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "--log-level", "ERROR", "status", "-o", "json",
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "--log-level", "ERROR", "status", "-o", "json",
                            "--secondary-kubeconfig", secondary.kubeconfig_path, *extra],
                           capture_output=True, text=True, timeout=60, env=_env())
     assert proc.returncode in (0, 1), proc.stderr
@@ -207,7 +207,7 @@ def test_switchover_is_not_drift_and_metrics_count_drift(secondary: Any, repo: R
                                                          kubectl: str) -> None:
     import urllib.request
 
-    from kubedr.cli import main
+    from kubedr.commands.cli import main
     from tests.conftest import free_port
 
     for o in (namespace("shop"), deployment("web", replicas=3), configmap("settings", color="blue")):

@@ -32,7 +32,7 @@ def procs() -> Iterator[list[subprocess.Popen]]:
 
 def kubedr(procs: list[subprocess.Popen], log: Path, *args: str) -> subprocess.Popen:
     fh = open(log, "ab")  # noqa: SIM115 - the process owns it
-    p = subprocess.Popen([sys.executable, "-m", "kubedr.cli", *args], stdout=fh, stderr=subprocess.STDOUT,
+    p = subprocess.Popen([sys.executable, "-m", "kubedr", *args], stdout=fh, stderr=subprocess.STDOUT,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     procs.append(p)
     return p
@@ -86,7 +86,6 @@ def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
 def test_killed_mid_round_restart_converges(secondary: Any, git_remote: Path, tmp_path: Path,
                                             procs: list[subprocess.Popen]) -> None:
     from kubedr.applier.inventory import Inventory
-
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
     from tests.integration.applier.conftest import Repo

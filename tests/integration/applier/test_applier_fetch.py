@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from kubedr.applier.fetch import Change, Source
-
 from tests.conftest import wait_until
 from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace, status_of
 

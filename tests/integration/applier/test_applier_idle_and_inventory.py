@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from idle import counting_git, seed_repo
+
 from kubedr.applier.cli import _engine, add_arguments, apply_options
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import loop
-
 from kubedr.contract import ObjectRef
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster

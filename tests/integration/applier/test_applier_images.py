@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.conftest import free_port, port_open, wait_until
 from tests.integration.applier.conftest import Repo, apply, deployment, namespace, status_of
 
@@ -45,7 +45,7 @@ def shop(repo: Repo) -> Repo:
 
 
 def images(*args: str) -> tuple[int, list[dict[str, Any]]]:
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "--log-level", "ERROR", "images", "-o", "json", *args],
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "--log-level", "ERROR", "images", "-o", "json", *args],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Repo, git, status_of
+
+from kubedr import roles
 from kubedr.applier import role
 from kubedr.applier.fetch import Source
 from kubedr.applier.state import get_state, put_state
-
-from kubedr import roles
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster
 from tests.history import NAMESPACE, push_change, synthesize
@@ -73,7 +73,7 @@ def test_a_new_mirror_fetches_the_tip_and_only_as_much_history_as_it_needs(git_d
         ("A", "history/ConfigMap/cm-0.yaml"), ("A", "history/ConfigMap/cm-1.yaml")]
     assert src.shallow and 100 < _count(src) < 1000  # deepened as far as the older commit, not to the root
     # the applier of a secondary that applied `older` (its status) starts on an empty work dir: the diff only
-    from kubedr.cli import main
+    from kubedr.commands.cli import main
 
     assert main(["apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo", url, "--revision", older,
                  "--workdir", str(tmp_path / "pinned")]) == 0

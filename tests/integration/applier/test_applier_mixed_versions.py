@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.conftest import free_port, wait_until
 from tests.integration.applier.conftest import apply, live, namespace
 from tests.integration.exporter.exporter_harness import remote_files
@@ -43,7 +43,7 @@ def exporter(primary: Any, git_remote: Path, tmp_path: Path) -> Iterator[tuple[s
     port = free_port()
     log = tmp_path / "export.log"
     with open(log, "ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "kubedr.cli", "export", "--kubeconfig", primary.kubeconfig_path,
+        proc = subprocess.Popen([sys.executable, "-m", "kubedr", "export", "--kubeconfig", primary.kubeconfig_path,
                                  "--namespaces", "shop", "--repo", str(git_remote), "--workdir",
                                  str(tmp_path / "export-work"), "--metrics-listen", f"127.0.0.1:{port}"],
                                 stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})

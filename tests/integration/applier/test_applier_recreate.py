@@ -273,7 +273,7 @@ def test_object_kubedr_did_not_create_is_not_recreated(secondary: Any, repo: Rep
 
 def test_primary_recreates_exporter_commits_applier_recreates(primary: Any, secondary: Any, repo: Repo,
                                                               tmp_path: Any) -> None:
-    from kubedr.cli import main
+    from kubedr.commands.cli import main
 
     def export() -> None:
         assert main(["export", "--once", "--kubeconfig", primary.kubeconfig_path, "--namespaces", "shop",
@@ -304,7 +304,7 @@ def test_primary_recreates_exporter_commits_applier_recreates(primary: Any, seco
 
 
 def test_diff_marks_what_would_be_recreated(secondary: Any, repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
-    from kubedr.cli import main
+    from kubedr.commands.cli import main
 
     for o in (namespace("shop"), rolebinding("view")):
         repo.put(o)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubedr.applier.cli import run as _unused  # noqa: F401  (the module the CLI routes to imports cleanly)
-
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.integration.applier.conftest import Repo, apply, configmap, deployment, live, namespace, status_of
 
 

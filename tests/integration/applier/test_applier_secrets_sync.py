@@ -9,7 +9,7 @@ from typing import Any
 import pyrage
 
 from kubedr import sealing
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace, status_of
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.integration.applier.conftest import Repo, apply, live, namespace, status_of
 
 

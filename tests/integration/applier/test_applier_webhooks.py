@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubedr.emulator.server import Emulator
 
-from kubedr.cli import main
+from kubedr.commands.cli import main
+from kubedr.emulator.server import Emulator
 from tests.conftest import wait_until
 from tests.integration.applier.conftest import Repo, apply, live, status_of
 from tests.webhook import WebhookServer

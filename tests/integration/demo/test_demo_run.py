@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def run_demo(*args: str, timeout: float = 150) -> tuple[subprocess.CompletedProcess, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "demo", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "demo", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=env)
     return proc, time.monotonic() - started
 

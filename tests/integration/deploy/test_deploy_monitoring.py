@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
-from kubedr.emulator.errors import ApiError
-from kubedr.emulator.server import Emulator
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubedr import metrics
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.server import Emulator
 from tests.conftest import ROOT, free_port, stop_process, wait_until
 
 MONITORING = ROOT / "manifests" / "components" / "monitoring"
@@ -91,7 +91,7 @@ def test_every_metric_the_dashboard_and_the_rules_query_is_served(clusters, git_
         for command, extra in args.items():
             log = open(tmp_path / f"{command}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append((subprocess.Popen(
-                [sys.executable, "-m", "kubedr.cli", command, *extra, "--metrics-listen",
+                [sys.executable, "-m", "kubedr", command, *extra, "--metrics-listen",
                  f"127.0.0.1:{ports[command]}"], stdout=log, stderr=subprocess.STDOUT, env=env), log))
         cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"},
               "data": {"k": "v"}}

@@ -80,7 +80,7 @@ def test_two_appliers_one_active_takeover_after_sigkill(emulator: Any, tmp_path:
     for replica in ("applier-0", "applier-1"):
         logs[replica] = open(tmp_path / f"{replica}.log", "wb")  # noqa: SIM115 - closed below
         procs[replica] = subprocess.Popen(
-            [sys.executable, "-m", "kubedr.cli", "apply", "--kubeconfig", kc, "--repo", str(git_remote),
+            [sys.executable, "-m", "kubedr", "apply", "--kubeconfig", kc, "--repo", str(git_remote),
              "--workdir", str(tmp_path / replica), "--interval", "200ms",
              "--leader-elect", "--leader-election-namespace", NS, "--leader-election-identity", replica,
              "--leader-election-lease-duration", "2", "--leader-election-renew-deadline", "1.5",

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubedr import contract, repo_init
+from kubedr import contract
+from kubedr.commands import repo_init
 from kubedr.config import UsageError
 from tests.conftest import run_git
 
@@ -78,7 +79,7 @@ def test_init_a_bare_remote_pushes(tmp_path: Path, git_remote: Path) -> None:
 
 def test_init_over_git_daemon_via_the_cli(tmp_path: Path, git_daemon) -> None:
     bare, url = git_daemon("config.git")
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "init", "--repo", url, "--branch", "dr"],
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "init", "--repo", url, "--branch", "dr"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "pushed" in proc.stdout
@@ -89,7 +90,7 @@ def test_init_over_git_daemon_via_the_cli(tmp_path: Path, git_daemon) -> None:
 
 
 def test_cli_without_repo_is_one_line_usage_error() -> None:
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "init"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "init"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--repo" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

@@ -20,7 +20,7 @@ from tests.conftest import free_port, run_git, wait_until
 def kubedr(*args: str, timeout: float = 90, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    return subprocess.run([sys.executable, "-m", "kubedr.cli", "--log-level", "WARNING", *args],
+    return subprocess.run([sys.executable, "-m", "kubedr", "--log-level", "WARNING", *args],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 

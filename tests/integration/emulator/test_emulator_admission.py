@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubedr.emulator.errors import ApiError
-from kubedr.emulator.server import Emulator
 
 from kubedr.apierrors import NotFound
+from kubedr.emulator.errors import ApiError
+from kubedr.emulator.server import Emulator
 from tests.conftest import free_port, wait_until
 from tests.webhook import WebhookServer
 

@@ -7,11 +7,11 @@ import threading
 import urllib.request
 
 import pytest
-from kubedr.emulator.server import Emulator
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from kubedr.emulator.server import Emulator
 from kubedr.kube import api_client
 from tests.conftest import free_port, load_fixture, wait_until
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from exporter_harness import export_args
-from kubedr.exporter.cli import Exporter, export_options, exporter_for
 
-from kubedr.cli import build_parser
+from kubedr.commands.cli import build_parser
+from kubedr.exporter.cli import Exporter, export_options, exporter_for
 
 
 @pytest.fixture

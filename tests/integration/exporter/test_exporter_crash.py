@@ -24,7 +24,7 @@ CONFIGMAPS = "/api/v1/namespaces/shop/configmaps"
 def _spawn(primary, remote: str, workdir: Path, log: Path) -> subprocess.Popen:
     argv = export_args(primary, remote, workdir, "--namespaces", "shop", "--push-backoff-max", "0.5s")
     with log.open("ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "kubedr.cli", *argv], stdout=subprocess.DEVNULL,
+        return subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True)
 
 

@@ -18,7 +18,7 @@ def _replica(primary, remote: Path, tmp_path: Path, name: str) -> subprocess.Pop
                        "--leader-election-namespace", "shop", "--leader-election-identity", name,
                        "--leader-election-lease-duration", "2", "--leader-election-renew-deadline", "1.5",
                        "--leader-election-retry-period", "0.2", "--push-backoff-max", "0.5s")
-    return subprocess.Popen([sys.executable, "-m", "kubedr.cli", *argv], stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=subprocess.DEVNULL,
                             stderr=(tmp_path / f"{name}.log").open("wb"), start_new_session=True)
 
 

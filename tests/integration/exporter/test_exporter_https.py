@@ -18,7 +18,7 @@ TOKEN = "s3cr3t-t0ken-4711"
 
 def _export(primary, url: str, workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     argv = export_args(primary, url, workdir, "--namespaces", "shop", "--once")
-    return subprocess.run([sys.executable, "-m", "kubedr.cli", *argv], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kubedr", *argv], env=env, capture_output=True, text=True,
                           timeout=120)
 
 
@@ -52,13 +52,13 @@ def test_https_remote_with_credentials_from_a_store_and_never_a_token_in_the_log
         assert inline.returncode == 0, inline.stderr[-2000:]
         # the applier fetches from the same remote, with the same credential store
         applied = subprocess.run(
-            [sys.executable, "-m", "kubedr.cli", "apply", "--once", "--kubeconfig", str(primary.kubeconfig_path),
+            [sys.executable, "-m", "kubedr", "apply", "--once", "--kubeconfig", str(primary.kubeconfig_path),
              "--repo", server.url("config.git"), "--workdir", str(tmp_path / "applier"), "--namespace-map",
              "shop=shop-dr"], env=with_store, capture_output=True, text=True, timeout=120)
         assert applied.returncode == 0, applied.stderr[-2000:]
         assert primary.api.get("v1", "ConfigMap", "settings", "shop-dr")["data"] == {"mode": "a"}
         failed = subprocess.run(
-            [sys.executable, "-m", "kubedr.cli", "apply", "--once", "--kubeconfig", str(primary.kubeconfig_path),
+            [sys.executable, "-m", "kubedr", "apply", "--once", "--kubeconfig", str(primary.kubeconfig_path),
              "--repo", f"https://kubedr:{TOKEN}@127.0.0.1:{server.port}/missing.git", "--workdir",
              str(tmp_path / "applier2")], env=base, capture_output=True, text=True, timeout=120)
         assert failed.returncode != 0

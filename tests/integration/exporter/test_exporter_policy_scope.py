@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from exporter_harness import git, hand_push, remote_files, subjects
 
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.conftest import wait_until
 
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -89,7 +89,7 @@ def test_a_policy_change_takes_effect_without_restart_in_one_commit(primary, sta
     changed = set(git(git_remote, "show", "--name-only", "--no-renames", "--format=", sha).split())
     assert gone | {added, ".kubedr/export-scope.yaml"} <= changed
     assert git(git_remote, "log", "-1", "--format=%s", sha).startswith("scope 4 objects: 1 create, 3 delete")
-    status = subprocess.run([sys.executable, "-m", "kubedr.cli", "status", "--repo", str(git_remote), "-o", "json"],
+    status = subprocess.run([sys.executable, "-m", "kubedr", "status", "--repo", str(git_remote), "-o", "json"],
                             capture_output=True, text=True)
     scope_row = next(r for r in json.loads(status.stdout) if r["component"] == "export scope")
     assert scope_row["data"]["scope"]["label_selector"] == "tier!=cache"

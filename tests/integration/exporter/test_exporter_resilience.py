@@ -8,7 +8,7 @@ from pathlib import Path
 from exporter_harness import export_args, remote_files, subjects
 
 from kubedr import metrics
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.conftest import free_port, port_open, wait_until
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from exporter_harness import export_args, remote_files, subjects
 
-from kubedr.cli import main
+from kubedr.commands.cli import main
 from tests.conftest import wait_until
 
 SECRET = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -101,7 +101,7 @@ def test_without_digest_key_file_a_killed_exporter_restarts_without_resealing(pr
 
     def spawn() -> subprocess.Popen:
         with log.open("ab") as err:
-            return subprocess.Popen([sys.executable, "-m", "kubedr.cli", *argv], stdout=subprocess.DEVNULL,
+            return subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=subprocess.DEVNULL,
                                     stderr=err, start_new_session=True)
 
     proc = spawn()

@@ -25,7 +25,7 @@ def ssh_host(tmp_path: Path):
 
 
 def _kubedr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kubedr.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kubedr", *args], env=env, capture_output=True, text=True,
                           timeout=120)
 
 

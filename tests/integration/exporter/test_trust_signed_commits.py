@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from exporter_harness import export_args, hand_push, remote_files, subjects
-from kubedr.exporter.cli import export_options, exporter_for
 
 from kubedr import metrics
-from kubedr.cli import build_parser, main
+from kubedr.commands.cli import build_parser, main
+from kubedr.exporter.cli import export_options, exporter_for
 from tests.conftest import wait_until
 from tests.sshkeys import allowed_signers, make_key, verify_commit
 
@@ -160,6 +160,6 @@ def _exists(emu, name: str) -> bool:
 
 
 def _status(secondary, remote: Path) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "status", "--secondary-kubeconfig", secondary.kubeconfig_path, "--repo",
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "status", "--secondary-kubeconfig", secondary.kubeconfig_path, "--repo",
                            str(remote), "-o", "json"], capture_output=True, text=True)
     return json.loads(proc.stdout)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from failback_harness import NS, Side
 
-from kubedr import repo_init
+from kubedr.commands import repo_init
 
 
 @pytest.fixture

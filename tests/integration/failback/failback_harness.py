@@ -62,7 +62,7 @@ class Side:
 
     def _spawn(self, what: str, argv: list[str]) -> None:
         log = open(self.tmp / f"{self.name}-{what}.log", "ab")  # noqa: SIM115 - the process owns it
-        self.procs[what] = subprocess.Popen([sys.executable, "-m", "kubedr.cli", *argv], stdout=log,
+        self.procs[what] = subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=log,
                                             stderr=subprocess.STDOUT, env=kubedr_env(), start_new_session=True)
 
     def log(self, what: str) -> str:
@@ -137,7 +137,7 @@ class Side:
 
 
 def run_kubedr(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kubedr.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kubedr", *argv], capture_output=True, text=True,
                           env=kubedr_env(), timeout=timeout)
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from kubedr import roles
+from kubedr.commands import repo_init
+from kubedr.commands.handover import Branch
 from kubedr.exporter.fence import Fence
 from kubedr.exporter.gitstore import GitError, GitStore
-
-from kubedr import repo_init, roles
-from kubedr.handover import Branch
 
 
 def _set_role(remote: Path, cluster: str) -> roles.Writer:

@@ -115,7 +115,7 @@ def test_promote_refuses_while_the_writer_is_alive_unless_forced(pair: dict[str,
 
 def _killed_at(argv: list[str], line: str) -> None:
     """Run a kubedr command and SIGKILL it as soon as it prints a line containing `line`."""
-    proc = subprocess.Popen([sys.executable, "-m", "kubedr.cli", *argv], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=kubedr_env(), start_new_session=True)
     seen = []
     for out in proc.stdout:

@@ -31,7 +31,7 @@ def keygen(path: Path) -> str:
 
 
 def kubedr(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kubedr.cli", *args], input=stdin, capture_output=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "kubedr", *args], input=stdin, capture_output=True, cwd=cwd,
                           timeout=60)
 
 

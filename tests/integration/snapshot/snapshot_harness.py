@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubedr.emulator.tls import make_ca
-
 from tests.conftest import free_port, stop_process, wait_until
 
 ETCD = "/usr/bin/etcd"
@@ -214,7 +213,7 @@ def make_etcd_pki(d: Path) -> dict[str, str]:
 def kubedr(*args: str, env: dict[str, str] | None = None, check: bool = True,
            timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess, as a CronJob would."""
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "snapshot", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "snapshot", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"kubedr snapshot {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

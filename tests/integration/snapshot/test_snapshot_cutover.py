@@ -87,7 +87,7 @@ def test_cutover_failing_half_way_leaves_the_old_data_served(node, age_keys):
 
 
 def test_cutover_killed_mid_way_converges_when_run_again(node, age_keys):
-    args = [sys.executable, "-m", "kubedr.cli", "snapshot", "restore", "--store", str(node["store"]), "-i",
+    args = [sys.executable, "-m", "kubedr", "snapshot", "restore", "--store", str(node["store"]), "-i",
             str(age_keys.identity), "--node", "cp-1", "--target-root", str(node["root"]), "--cutover"]
     journal = node["root"] / "etc/kubernetes/kubedr-cutover.json"
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

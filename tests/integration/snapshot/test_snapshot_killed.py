@@ -25,7 +25,7 @@ def big_etcd(etcd_factory, request):
 
 def start_save(e, age_keys, tmp_path, *store_args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "kubedr.cli", "snapshot", "save", *store_args, "--endpoints", e.client_url,
+        [sys.executable, "-m", "kubedr", "snapshot", "save", *store_args, "--endpoints", e.client_url,
          "--root", str(tmp_path / "none"), "-r", age_keys.recipient, "--compression", "none", "--no-cluster-info"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **S3_ENV})
 
@@ -87,9 +87,10 @@ def test_s3_store(big_etcd, age_keys, tmp_path, s3_endpoint):
 
 @pytest.mark.parametrize("size", [1 << 20, 24 << 20], ids=["single-put", "multipart"])
 def test_s3_failed_bundle_leaves_no_object(tmp_path, s3_endpoint, size):
+    from pyrage import x25519
+
     from kubedr.snapshot import bundle
     from kubedr.snapshot.store import S3Options, S3Store
-    from pyrage import x25519
 
     for k, v in S3_ENV.items():
         os.environ.setdefault(k, v)

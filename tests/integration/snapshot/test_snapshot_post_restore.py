@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 
+from snapshot_harness import kubedr
+
 from kubedr.snapshot import manifest
 from kubedr.snapshot.store import DirStore
-from snapshot_harness import kubedr
 
 RECORDED = ["cp-1", "cp-2", "w-1", "w-gone"]
 

@@ -6,8 +6,9 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
-from kubedr.snapshot.manifest import new_id
 from snapshot_harness import kubedr, listed
+
+from kubedr.snapshot.manifest import new_id
 
 
 def _clone_at(store, src_id: str, when: datetime) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from kubedr.applier.diff import normalize, unified
 from kubedr.applier.status import Failure, Status
-
 from kubedr.durations import DurationError, parse_duration
 
 

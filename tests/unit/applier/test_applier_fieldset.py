@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from kubedr.applier.drift import CONTROLLERS, Baseline, Drift
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.emulator.store import ClusterStore

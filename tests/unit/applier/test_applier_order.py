@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kubedr.applier.order import ORDER, STAGES, plan, plan_deletes, stage_of
 
+from kubedr.applier.order import ORDER, STAGES, plan, plan_deletes, stage_of
 from kubedr.contract import ObjectRef
 
 

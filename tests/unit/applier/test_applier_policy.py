@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubedr.applier.decode import Maps
 from kubedr.applier.policy import PolicyError, merge, parse
 from kubedr.applier.round import Settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kubedr.applier.inventory import BUCKETS, bucket_of, guard
-
 from kubedr.contract import ObjectRef
 
 

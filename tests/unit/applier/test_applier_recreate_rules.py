@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubedr.applier.recreate import NEVER, RECREATE, immutable_change, refusal, refusal_for_live
 
 from kubedr.apierrors import ApiError, api_error
+from kubedr.applier.recreate import NEVER, RECREATE, immutable_change, refusal, refusal_for_live
 from kubedr.contract import ObjectRef
 from tests.conftest import load_fixture
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from kubedr import contract
 from kubedr.applier.decode import (
     MANAGED_LABEL,
     DecodeError,
@@ -14,8 +16,6 @@ from kubedr.applier.decode import (
     parse_map,
     transform,
 )
-
-from kubedr import contract
 from kubedr.contract import ObjectRef
 
 

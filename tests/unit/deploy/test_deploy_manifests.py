@@ -230,7 +230,8 @@ def test_every_file_under_manifests_is_referenced(tmp_path: Path) -> None:
 
 def _settings_for(command: str, config_file: Path, env: dict[str, str], monkeypatch) -> Any:
     """Parse like `kubedr <command>` does inside the pod: no flags, KUBEDR_CONFIG + the Deployment's env."""
-    from kubedr import cli, config
+    from kubedr import config
+    from kubedr.commands import cli
 
     for key in [k for k in __import__("os").environ if k.startswith("KUBEDR_")]:
         monkeypatch.delenv(key)
@@ -272,7 +273,7 @@ def test_overlay_config_is_accepted_by_the_real_commands(kubectl: str, overlay: 
 @pytest.mark.parametrize("command,lease", [("export", "kubedr-exporter"), ("apply", "kubedr-applier")])
 def test_the_commands_the_deployments_run_accept_leader_election(command: str, lease: str, monkeypatch) -> None:
     """The Deployments run 2 replicas and set $KUBEDR_LEADER_ELECT; the command must honour it."""
-    from kubedr import cli
+    from kubedr.commands import cli
 
     parser = cli.build_parser(command)
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]

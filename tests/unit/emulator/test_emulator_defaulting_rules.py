@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+
 from kubedr.emulator import defaults
 from kubedr.emulator.resources import BUILTINS
 

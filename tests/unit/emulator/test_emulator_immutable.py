@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.immutable import go_label_selector, go_role_ref
 from kubedr.emulator.server import bootstrap

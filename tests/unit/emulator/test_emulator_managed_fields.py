@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from kubedr.emulator import k8s_schema
 from kubedr.emulator.managed_fields import (
     ApplyConflict,
@@ -17,7 +18,6 @@ from kubedr.emulator.managed_fields import (
     to_fields_v1,
     track_update,
 )
-
 from tests.conftest import FIXTURES, load_fixture
 
 T0, T1, T2 = "2026-11-24T16:41:19Z", "2026-11-24T16:41:20Z", "2026-11-24T16:41:21Z"

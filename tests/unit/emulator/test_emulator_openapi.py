@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from kubedr.emulator import openapi
 from kubedr.emulator.openapi import Resource
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import yaml
+
 from kubedr.emulator import openapi_v2
 from kubedr.emulator.server import _accepted
 

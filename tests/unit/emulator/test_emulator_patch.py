@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubedr.emulator.patch import PatchError, UnsupportedPatch, json_patch, merge_patch, strategic_merge_patch
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
 from kubedr.emulator import protobuf
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.server import bootstrap
 from kubedr.emulator.store import ClusterStore
-
 from kubedr.selectors import label_matcher
 
 

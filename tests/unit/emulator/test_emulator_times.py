@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubedr.emulator import times
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.server import bootstrap

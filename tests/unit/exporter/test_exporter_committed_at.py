@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubedr.applier.fetch import Source
+from kubedr.contract import ObjectRef
 from kubedr.exporter.committer import format_message
 from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.gittree import committed_at, with_trailer
 from kubedr.exporter.recorder import Pending
-
-from kubedr.contract import ObjectRef
 
 CM = ObjectRef("", "ConfigMap", "shop", "a")
 

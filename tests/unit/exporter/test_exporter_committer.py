@@ -5,14 +5,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from kubedr.contract import ObjectRef
 from kubedr.exporter.committer import Committer, format_message
 from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import Pending, Recorder, field_managers
 from kubedr.exporter.selection import Selection
-
-from kubedr.contract import ObjectRef
 
 DEPLOY = ObjectRef("apps", "Deployment", "shop", "web")
 CM = ObjectRef("", "ConfigMap", "shop", "settings")

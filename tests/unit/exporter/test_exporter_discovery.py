@@ -7,11 +7,11 @@ import logging
 from typing import Any
 
 import pytest
+
+from kubedr.apierrors import api_error
 from kubedr.exporter import coverage
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
-
-from kubedr.apierrors import api_error
 from kubedr.kube import version_priority
 from tests.conftest import load_fixture
 

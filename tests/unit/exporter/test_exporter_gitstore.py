@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from kubedr.exporter.gitstore import GitError, GitStore
 from kubedr.exporter.pusher import Pusher
 

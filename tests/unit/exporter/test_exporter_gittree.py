@@ -9,6 +9,7 @@ from pathlib import Path
 import pygit2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from kubedr.exporter.gittree import PACK_THRESHOLD, BlobSink, TreeCache, blob_id
 
 PATHS = ["a/y.yaml", "a-b/x.yaml", "a.c", "a0", "_cluster/Namespace/shop.yaml", "shop/ConfigMap/%3Ax.yaml",

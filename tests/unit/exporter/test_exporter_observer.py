@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+from kubedr.apierrors import api_error
 from kubedr.exporter.events import ResourceType
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
-
-from kubedr.apierrors import api_error
 
 CMS = ResourceType("", "v1", "configmaps", "ConfigMap", True)
 

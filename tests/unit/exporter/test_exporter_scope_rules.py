@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from kubedr.contract import ref_of
 from kubedr.exporter import scope
 from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.selection import Selection
-
-from kubedr.contract import ref_of
 
 CM = ResourceType("", "v1", "configmaps", "ConfigMap", True)
 ROLE = ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True)

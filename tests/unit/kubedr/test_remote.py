@@ -24,7 +24,7 @@ def test_scrub_finds_any_url_password_without_being_told() -> None:
 
 
 def test_status_never_shows_the_token_of_an_unreachable_repo() -> None:
-    from kubedr.status import RepoHead, head_row
+    from kubedr.commands.status import RepoHead, head_row
 
     url = "https://kubedr:tok3n@127.0.0.1:1/config.git"
     row = head_row(url, "main", RepoHead(error=f"git fetch: fatal: unable to access '{url}/': refused"))

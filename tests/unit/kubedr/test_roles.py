@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubedr import roles
-from kubedr.status import role_state
+from kubedr.commands.status import role_state
 
 A1 = roles.Writer("A", 1)
 B2 = roles.Writer("B", 2)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from kubedr.snapshot import facts, kubeadm, manifest
 from kubedr.snapshot.manifest import EtcdMember, Facts, Manifest
 from kubedr.snapshot.store import DirStore

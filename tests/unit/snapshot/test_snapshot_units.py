@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kubedr.snapshot import bundle, keys, kubeadm, retention
-from kubedr.snapshot.manifest import Manifest, id_time, new_id
-from kubedr.snapshot.store import DirStore, S3Store, StoreError, open_store
 from pyrage import x25519
 
 from kubedr.durations import DurationError
+from kubedr.snapshot import bundle, keys, kubeadm, retention
+from kubedr.snapshot.manifest import Manifest, id_time, new_id
+from kubedr.snapshot.store import DirStore, S3Store, StoreError, open_store
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

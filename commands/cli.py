@@ -11,22 +11,22 @@ from kubedr import config
 
 # name -> (module, help). A module provides add_arguments(name, parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("kubedr.demo", "rehearse DR end to end on two emulated clusters"),
+    "demo": ("kubedr.commands.demo", "rehearse DR end to end on two emulated clusters"),
     "emulate": ("kubedr.emulator.cli", "run the Kubernetes API emulator and write a kubeconfig for it"),
-    "init": ("kubedr.repo_init", "create a config repo from the repo template"),
+    "init": ("kubedr.commands.repo_init", "create a config repo from the repo template"),
     "export": ("kubedr.exporter.cli", "watch the primary and commit every change to Git"),
     "apply": ("kubedr.applier.cli", "apply the repo to the secondary (standby by default)"),
     "diff": ("kubedr.applier.cli", "show what apply would change, per object"),
     "switchover": ("kubedr.applier.cli", "bring standby workloads up to the primary's replicas"),
     "images": ("kubedr.applier.cli", "images the repo's workloads need at switchover; --check asks the DR registry"),
-    "promote": ("kubedr.promote", "take the writer role for this cluster (epoch + 1) and bring workloads up"),
-    "demote": ("kubedr.demote", "make a returning primary a standby; keep what it never replicated on a side branch"),
+    "promote": ("kubedr.commands.promote", "take the writer role for this cluster (epoch + 1) and bring workloads up"),
+    "demote": ("kubedr.commands.demote", "make a returning primary a standby; keep what it never replicated on a side branch"),
     "sync": ("kubedr.applier.cli", "one-shot export from one cluster and apply to another"),
-    "status": ("kubedr.status", "replication lag, last applied commit, last snapshot"),
-    "seal": ("kubedr.sealing_cli", "seal a Secret manifest with age recipients"),
-    "unseal": ("kubedr.sealing_cli", "unseal a sealed Secret manifest with an age identity"),
-    "reseal": ("kubedr.sealing_cli", "re-seal every Secret in a repo for new recipients, in one commit"),
-    "trust": ("kubedr.trust_cli", "acknowledge reviewed commits whose signature does not verify; list them"),
+    "status": ("kubedr.commands.status", "replication lag, last applied commit, last snapshot"),
+    "seal": ("kubedr.commands.sealing_cli", "seal a Secret manifest with age recipients"),
+    "unseal": ("kubedr.commands.sealing_cli", "unseal a sealed Secret manifest with an age identity"),
+    "reseal": ("kubedr.commands.sealing_cli", "re-seal every Secret in a repo for new recipients, in one commit"),
+    "trust": ("kubedr.commands.trust_cli", "acknowledge reviewed commits whose signature does not verify; list them"),
     "snapshot": ("kubedr.snapshot.cli", "etcd snapshot save | list | verify | prune | restore | post-restore"),
 }
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubedr import demo_failback as failback
+from kubedr.commands import demo_failback as failback
 from kubedr.config import UsageError
 
 NAMESPACE = "shop"
@@ -200,7 +200,7 @@ class Demo:
 
     # -- 2. repo ----------------------------------------------------------------------------------------
     def make_repo(self) -> None:
-        from kubedr import repo_init
+        from kubedr.commands import repo_init
 
         self.remote = self.root / "config.git"
         subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(self.remote)], check=True)
@@ -269,7 +269,7 @@ class Demo:
         log = self.root / f"{name}.log"
         self.logs[name] = log
         with open(log, "ab") as out:
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", "kubedr.cli", "--log-level", "INFO", *argv],
+            self.procs[name] = subprocess.Popen([sys.executable, "-m", "kubedr", "--log-level", "INFO", *argv],
                                                 stdout=out, stderr=subprocess.STDOUT, env=env,
                                                 stdin=subprocess.DEVNULL)
 
@@ -419,7 +419,7 @@ class Demo:
                         self.say(f"  {x.name}{{{labels}}} {x.value:g}")
 
     def print_status(self) -> None:
-        from kubedr import status
+        from kubedr.commands import status
 
         args = argparse.Namespace(primary_kubeconfig=str(self.kubeconfigs["primary"]), primary_context=None,
                                   secondary_kubeconfig=str(self.kubeconfigs["secondary"]), secondary_context=None,

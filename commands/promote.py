@@ -20,15 +20,15 @@ import time
 from typing import TYPE_CHECKING
 
 from kubedr import config, roles
+from kubedr.commands.handover import Branch, Rejected, ago
 from kubedr.config import UsageError
 from kubedr.durations import DurationError, parse_duration
-from kubedr.handover import Branch, Rejected, ago
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine
     from kubedr.kubeapi import Cluster
 
-log = logging.getLogger("kubedr.promote")
+log = logging.getLogger("kubedr.commands.promote")
 ATTEMPTS = 5
 
 

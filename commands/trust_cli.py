@@ -15,9 +15,9 @@ import subprocess
 import tempfile
 
 from kubedr import config, signing
+from kubedr.commands.repo_init import is_remote
 from kubedr.config import UsageError
 from kubedr.remote import redact, scrub
-from kubedr.repo_init import is_remote
 
 log = logging.getLogger("kubedr.trust")
 

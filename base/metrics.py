@@ -113,7 +113,7 @@ SNAPSHOT_SECONDS = _snapshot_gauge("kubedr_snapshot_last_duration_seconds", "How
 SNAPSHOT_FAILED = _snapshot_gauge("kubedr_snapshot_last_failure_timestamp_seconds",
                                   "Unix time of the last failed save")
 
-# leader election (kubedr/leader.py)
+# leader election (kubedr.leader)
 LEADER = Gauge("kubedr_leader_is_leader", "1 while this process holds the Lease, else 0", ["lease"])
 LEADER_TRANSITIONS = Counter("kubedr_leader_transitions_total", "Times this process gained or lost the Lease",
                              ["lease", "event"])

@@ -17,7 +17,7 @@ import urllib.request
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kubedr.demo import Demo
+    from kubedr.commands.demo import Demo
 
 NAMESPACE = "shop"
 
@@ -32,9 +32,9 @@ def export_args(demo: Demo, side: str) -> list[str]:
 
 def kubedr(demo: Demo, *argv: str) -> str:
     """Run one kubedr command; its stdout, or NotConverged with its last error line."""
-    from kubedr.demo import NotConverged
+    from kubedr.commands.demo import NotConverged
 
-    proc = subprocess.run([sys.executable, "-m", "kubedr.cli", "--log-level", "WARNING", *argv],
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "--log-level", "WARNING", *argv],
                           capture_output=True, text=True, timeout=max(10.0, demo.remaining() + 10), env=demo.env)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
@@ -94,7 +94,7 @@ def round_trip(demo: Demo) -> None:
     from_primary = [s for s in _git(demo, "log", "--format=%(trailers:key=Source-Cluster,valueonly,separator=%x2C)",
                                     f"{head_at_promote}..main").splitlines() if s == "primary"]
     if from_primary:
-        from kubedr.demo import NotConverged
+        from kubedr.commands.demo import NotConverged
 
         raise NotConverged(f"{len(from_primary)} commits of the fenced primary reached the branch")
     demo.step("the old primary is back: its exporter says "

@@ -23,14 +23,14 @@ import time
 from typing import TYPE_CHECKING
 
 from kubedr import contract, roles
+from kubedr.commands.handover import Branch
 from kubedr.config import UsageError
-from kubedr.handover import Branch
 
 if TYPE_CHECKING:
     from kubedr.exporter.gitstore import GitStore
     from kubedr.kubeapi import Cluster
 
-log = logging.getLogger("kubedr.demote")
+log = logging.getLogger("kubedr.commands.demote")
 VERBS = {"A": "create", "M": "update", "D": "delete"}
 
 
