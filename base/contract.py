@@ -151,6 +151,38 @@ def ref_of_path(path: str) -> ObjectRef | None:
     return ObjectRef(group, kind, "" if top == CLUSTER_DIR else top, name)
 
 
+# ---- tree entries ------------------------------------------------------------------------------------
+# The repo is untrusted input: only regular files and directories whose names git itself accepts are read.
+# Names as git's verify_path and fsck judge them (core.protectNTFS and protectHFS included): a name with a
+# slash or NUL, ".", "..", ".git" in any case or disguise (trailing dots/spaces, the 8.3 short name git~1,
+# HFS+ ignorable code points). The table says why each mode that is not a file or a directory is refused.
+
+FILE_MODES = frozenset({0o100644, 0o100755})
+TREE_MODE = 0o040000
+REFUSED_MODES = {0o120000: "a symbolic link", 0o160000: "a submodule (gitlink)"}
+_HFS_IGNORED = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
+
+
+def entry_problem(name: bytes, mode: int) -> str | None:
+    """Why a tree entry must not be read (one phrase), or None for a regular file or directory git accepts."""
+    if not name:
+        return "an empty name"
+    if b"/" in name or b"\0" in name:
+        return "a name with a slash or NUL, which git refuses"
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a name that is not UTF-8"
+    if text in (".", ".."):
+        return f"the name {text!r}, which git refuses"
+    folded = _HFS_IGNORED.sub("", text).lower().rstrip(". ")
+    if folded in (".git", "git~1"):
+        return "a name git reserves for its own directory"
+    if mode in FILE_MODES or mode == TREE_MODE:
+        return None
+    return REFUSED_MODES.get(mode, f"mode {mode:o}, not a regular file")
+
+
 # ---- canonical YAML ---------------------------------------------------------------------------------
 # A small block-style emitter: ~5x faster than yaml.dump's Python representer. Scalars it is not sure
 # about are handed to libyaml (cached), so every output loads back to the same object.

@@ -170,3 +170,26 @@ def test_contract_load_refuses_a_misplaced_object() -> None:
     assert contract.load(data, "n/ConfigMap/a.yaml")["metadata"]["name"] == "a"
     with pytest.raises(ManifestError, match="path says ConfigMap n/b"):
         contract.load(data, "n/ConfigMap/b.yaml")
+
+
+@pytest.mark.parametrize(("name", "mode", "problem"), [
+    (b"settings.yaml", 0o100644, None),
+    (b"run.yaml", 0o100755, None),
+    (b"shop", 0o040000, None),
+    (b"README.md", 0o120000, "a symbolic link"),
+    (b"vendor", 0o160000, "a submodule (gitlink)"),
+    (b"x.yaml", 0o100664, "mode 100664, not a regular file"),
+    (b"", 0o100644, "an empty name"),
+    (b"shop/ConfigMap/settings.yaml", 0o100644, "a name with a slash or NUL, which git refuses"),
+    (b"a\0b", 0o100644, "a name with a slash or NUL, which git refuses"),
+    (b"..", 0o040000, "the name '..', which git refuses"),
+    (b".", 0o040000, "the name '.', which git refuses"),
+    (b".GIT", 0o040000, "a name git reserves for its own directory"),
+    (b".git. . ", 0o040000, "a name git reserves for its own directory"),
+    (b"GIT~1", 0o040000, "a name git reserves for its own directory"),
+    (".g\u200cit".encode(), 0o040000, "a name git reserves for its own directory"),
+    (b"\xff.yaml", 0o100644, "a name that is not UTF-8"),
+    (b".gitattributes", 0o100644, None),
+])
+def test_tree_entries_git_would_refuse_are_refused(name: bytes, mode: int, problem: str | None) -> None:
+    assert contract.entry_problem(name, mode) == problem

@@ -1,0 +1,202 @@
+"""Every git process kubedr starts goes through here: one error, one timeout policy, no credential ever shown.
+
+A command that fails raises GitError with git's telling stderr line; one that outlives its timeout is killed
+with everything it started (ssh, git-remote-https) and raises GitError too. The transport settings bound every
+network step besides the overall timeout: ssh gives up on a host that does not answer within CONNECT_TIMEOUT and
+on a connection silent for SERVER_ALIVE_SECONDS * 3; HTTP(S) on one slower than 1 KB/s for LOW_SPEED_SECONDS.
+stop_all() ends every running git process at once (a daemon's SIGTERM must not wait for a hung fetch).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubedr.remote import scrub
+
+LOCAL_TIMEOUT = 600.0  # a command that reads or writes only this machine's repositories
+NETWORK_TIMEOUT = 120.0  # fetch, push, ls-remote, clone: the whole command
+CONNECT_TIMEOUT = 10  # seconds for ssh to reach the host and finish the handshake
+SERVER_ALIVE_SECONDS = 10  # ssh keepalive probe interval; three unanswered probes end the connection
+LOW_SPEED_SECONDS = 30  # HTTP(S): below 1 KB/s for this long ends the transfer
+SSH_OPTIONS = (f"-o BatchMode=yes -o ConnectTimeout={CONNECT_TIMEOUT} -o ServerAliveInterval={SERVER_ALIVE_SECONDS} "
+               "-o ServerAliveCountMax=3")
+NETWORK_COMMANDS = frozenset({"fetch", "push", "ls-remote", "clone", "pull"})
+TELLING = ("fatal:", "error:", "ssh:", "remote: error", "! [rejected]", "! [remote rejected]")
+
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+class GitError(RuntimeError):
+    """A git command failed or timed out: `git <command>: <git's telling stderr line>` (credentials masked)."""
+
+    def __init__(self, command: str, reason: str, returncode: int | None = None, stderr: str = "") -> None:
+        super().__init__(f"git {command}: {reason}")
+        self.command = command
+        self.reason = reason
+        self.returncode = returncode  # None: killed at its timeout
+        self.stderr = stderr  # all of it, credentials masked
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a git command printed; returncode 0 unless run with check=False."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+
+_configured_ssh: list[str] = []  # core.sshCommand of the user's git config, read once
+
+
+def _ssh_command(env: Mapping[str, str]) -> str | None:
+    """The ssh command git would use, with kubedr's time bounds after the operator's own options (ssh takes the
+    first value it is given, so an operator's -o ConnectTimeout wins); None for a GIT_SSH program (no options)."""
+    if "GIT_SSH" in env and "GIT_SSH_COMMAND" not in env:
+        return None
+    command = env.get("GIT_SSH_COMMAND")
+    if command is None:
+        if not _configured_ssh:
+            got = subprocess.run(["git", "config", "--get", "core.sshCommand"], capture_output=True, text=True,
+                                 env=dict(env), cwd="/", timeout=30)
+            _configured_ssh.append(got.stdout.strip() or "ssh")
+        command = _configured_ssh[0]
+    return f"{command} {SSH_OPTIONS}"
+
+
+def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment git runs with: never a prompt, messages in English, every transport step bounded."""
+    env = {**os.environ, **(extra or {})}
+    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    env.setdefault("GIT_HTTP_LOW_SPEED_LIMIT", "1000")
+    env.setdefault("GIT_HTTP_LOW_SPEED_TIME", str(LOW_SPEED_SECONDS))
+    ssh = _ssh_command(env)
+    if ssh is not None:
+        env["GIT_SSH_COMMAND"] = ssh
+    return env
+
+
+def _command(args: Sequence[str]) -> str:
+    """The subcommand named in args (after -C/--git-dir/-c options), for messages."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ("-C", "-c", "--git-dir", "--work-tree") else 1
+    return args[i] if i < len(args) else "git"
+
+
+def reason(stderr: str, returncode: int) -> str:
+    """git's telling line: the first fatal/error line, else the last line, else the exit code."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if ln.startswith(TELLING)]
+    return (telling or lines or [f"exit {returncode}"])[0 if telling else -1]
+
+
+def run(args: Sequence[str], *, cwd: str | Path | None = None, git_dir: str | Path | None = None,
+        stdin: bytes | None = None, env: Mapping[str, str] | None = None, timeout: float | None = None,
+        check: bool = True, remote: str | None = None) -> Result:
+    """Run `git [--git-dir D] args`; GitError when it fails (check) or outlives timeout (always).
+
+    The default timeout is NETWORK_TIMEOUT for commands that reach a remote, LOCAL_TIMEOUT otherwise; remote
+    (a URL) is masked in every message besides whatever URL git itself prints.
+    """
+    argv = ["git", *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
+    name = _command(args)
+    limit = timeout if timeout is not None else NETWORK_TIMEOUT if name in NETWORK_COMMANDS else LOCAL_TIMEOUT
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=environment(env), stdin=subprocess.PIPE if stdin is not None
+                                else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as exc:  # no git on PATH, cwd gone
+        raise GitError(name, scrub(str(exc), remote)) from None
+    with _running_lock:
+        _running.add(proc)
+    try:
+        out, err = proc.communicate(stdin, timeout=limit)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        proc.communicate()
+        raise GitError(name, f"no answer within {limit:g} s (killed)") from None
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    if proc.returncode < 0 and proc.returncode != -signal.SIGPIPE:
+        raise GitError(name, f"stopped by signal {-proc.returncode}", proc.returncode)
+    if check and proc.returncode != 0:
+        text = scrub(err.decode(errors="replace"), remote)
+        raise GitError(name, reason(text, proc.returncode), proc.returncode, text)
+    return Result(proc.returncode, out, err)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # git and whatever it started: ssh, remote helpers
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_all() -> None:
+    """Kill every git command this process is running (their callers get GitError): for a prompt shutdown."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        _kill(proc)
+
+
+TRAILERS_FORMAT = "%H%x00%ct%x00%s%x00%(trailers:only,unfold)%x1e"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit as `git log` tells it: sha, committer time, subject, trailers (key -> values, in order)."""
+
+    sha: str
+    time: int
+    subject: str
+    trailers: dict[str, list[str]] = field(default_factory=dict)
+
+    def trailer(self, key: str) -> list[str]:
+        """The values of one trailer key (git compares keys case-insensitively)."""
+        low = key.lower()
+        return [v for k, vs in self.trailers.items() if k.lower() == low for v in vs]
+
+
+def parse_log(out: bytes) -> Iterator[Commit]:
+    """Commits from `git log --format=TRAILERS_FORMAT` output."""
+    for record in out.decode(errors="replace").split("\x1e"):
+        record = record.lstrip("\n")
+        if not record:
+            continue
+        sha, when, subject, block = (record.split("\x00", 3) + ["", "", ""])[:4]
+        trailers: dict[str, list[str]] = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip():
+                trailers.setdefault(key.strip(), []).append(value.strip())
+        yield Commit(sha, int(when or 0), subject, trailers)
+
+
+def log(revs: Sequence[str], *, cwd: str | Path | None = None, git_dir: str | Path | None = None,
+        no_walk: bool = False, paths: Sequence[str] = (), env: Mapping[str, str] | None = None) -> list[Commit]:
+    """The commits of revs (newest first; no_walk: only the named ones), with their trailers: one git process."""
+    args = ["log", f"--format={TRAILERS_FORMAT}", *(["--no-walk=unsorted"] if no_walk else []), *revs, "--",
+            *paths]
+    return list(parse_log(run(args, cwd=cwd, git_dir=git_dir, env=env).stdout))
