@@ -205,6 +205,7 @@ def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = 
 
 
 def _engine(options: ApplyOptions) -> Engine:
+    from kubedr import git
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
     from kubedr.kube import api_client
@@ -213,7 +214,7 @@ def _engine(options: ApplyOptions) -> Engine:
     settings = options.settings
     try:
         source = Source(settings.repo, settings.branch, options.workdir)
-    except FetchError as exc:
+    except (FetchError, git.GitError) as exc:
         raise UsageError(str(exc)) from exc
     api = api_client(options.kubeconfig, options.context, pool=max(16, settings.concurrency))
     return Engine(Cluster(api), source, settings)
@@ -320,6 +321,7 @@ def _sync(args: argparse.Namespace) -> int:
     """Export once from one cluster into a temporary repo, then apply it once to the other."""
     import subprocess
 
+    from kubedr import git
     from kubedr.applier.round import loop
 
     if not args.from_kubeconfig or not args.to_kubeconfig:
@@ -330,7 +332,7 @@ def _sync(args: argparse.Namespace) -> int:
     tmp = tempfile.mkdtemp(prefix="kubedr-sync-")
     try:
         repo = args.keep_repo or os.path.join(tmp, "repo.git")
-        subprocess.run(["git", "init", "--bare", "-q", "-b", args.branch, repo], check=True)
+        git.run(["init", "--bare", "-q", "-b", args.branch, repo])
         export = [sys.executable, "-m", "kubedr", "export", "--once", "--kubeconfig", args.from_kubeconfig,
                   "--namespaces", ",".join(namespaces), "--repo", repo, "--branch", args.branch,
                   "--workdir", os.path.join(tmp, "export")]
@@ -409,6 +411,7 @@ def _images(args: argparse.Namespace) -> int:
     """List (and with --check, look up) every image the repo's workloads reference."""
     import json
 
+    from kubedr import git
     from kubedr.applier.decode import Maps, parse_map
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.images import Index, Registries, parse_auths
@@ -433,7 +436,7 @@ def _images(args: argparse.Namespace) -> int:
             except PolicyError as exc:
                 log.error("%s: %s (ignored)", POLICY_PATH, exc)
         images = Index().images(source, target, maps)
-    except FetchError as exc:
+    except (FetchError, git.GitError) as exc:
         raise UsageError(str(exc)) from exc
     rows: list[dict[str, Any]] = [{"image": image, "objects": users, "state": "", "detail": ""}
                                   for image, users in images.items()]

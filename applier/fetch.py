@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubedr.remote import redact, scrub
+from kubedr import git
+from kubedr.remote import redact
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -34,7 +34,7 @@ COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the mic
 
 
 class FetchError(Exception):
-    """The repo or the revision cannot be read; one line naming it."""
+    """The repo or the revision cannot be read; one line naming it (a failing git command raises git.GitError)."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,6 @@ class Change:
 
     status: str
     path: str
-
-
-def _git(args: list[str], cwd: str | None = None, input_bytes: bytes | None = None) -> bytes:
-    proc = subprocess.run(["git", *args], cwd=cwd, input=input_bytes, capture_output=True)
-    if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise FetchError(scrub(f"git {' '.join(args[:3])}: {msg[-1] if msg else 'exit ' + str(proc.returncode)}"))
-    return proc.stdout
 
 
 def is_local(repo: str) -> bool:
@@ -78,15 +70,18 @@ class Source:
             base.mkdir(parents=True, exist_ok=True)
             self.gitdir = str(base / "mirror.git")
             if not Path(self.gitdir, "HEAD").exists():
-                _git(["init", "--bare", "-q", self.gitdir])
+                git.run(["init", "--bare", "-q", self.gitdir])
         self._last_remote: str | None = None
         self._tree: tuple[str, dict[str, str]] | None = None
 
     # ---- resolving -------------------------------------------------------------------------------------
 
-    def _g(self, *args: str, input_bytes: bytes | None = None) -> bytes:
+    def _g(self, *args: str, input_bytes: bytes | None = None, check: bool = True) -> bytes:
+        return self._run(list(args), input_bytes, check).stdout
+
+    def _run(self, args: list[str], input_bytes: bytes | None = None, check: bool = True) -> git.Result:
         where = ["-C", self.gitdir] if self.local else ["--git-dir", self.gitdir]
-        return _git([*where, *args], input_bytes=input_bytes)
+        return git.run([*where, *args], stdin=input_bytes, check=check, remote=self.repo)
 
     @property
     def checkout(self) -> bool:
@@ -104,12 +99,11 @@ class Source:
         if self.local:
             refs = [f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}"]
             for ref in (["HEAD"] if self.checkout else []) + refs:
-                try:
-                    return self._g("rev-parse", "-q", "--verify", ref + "^{commit}").decode().strip()
-                except FetchError:
-                    continue
+                found = self._run(["rev-parse", "-q", "--verify", ref + "^{commit}"], check=False)
+                if found.ok:
+                    return found.text.strip()
             return None
-        out = _git(["ls-remote", self.repo, f"refs/heads/{self.branch}"]).decode().split()
+        out = git.run(["ls-remote", self.repo, f"refs/heads/{self.branch}"], remote=self.repo).text.split()
         if not out:
             return None
         sha = out[0]
@@ -149,24 +143,19 @@ class Source:
 
     def has(self, sha: str) -> bool:
         """Whether the commit is present locally."""
-        try:
-            self._g("cat-file", "-e", sha + "^{commit}")
-            return True
-        except FetchError:
-            return False
+        return self._run(["cat-file", "-e", sha + "^{commit}"], check=False).ok
 
     def is_ancestor(self, old: str, new: str) -> bool:
         """Whether old is new or one of its ancestors."""
-        where = ["-C", self.gitdir] if self.local else ["--git-dir", self.gitdir]
-        return subprocess.run(["git", *where, "merge-base", "--is-ancestor", old, new], capture_output=True).returncode == 0
+        return self._run(["merge-base", "--is-ancestor", old, new], check=False).ok
 
     def resolve(self, revision: str) -> str:
         """A sha, tag or branch name to a commit sha."""
         self.fetch_all()
-        try:
-            return self._g("rev-parse", "-q", "--verify", revision + "^{commit}").decode().strip()
-        except FetchError as exc:
-            raise FetchError(f"revision {revision!r} not found in {redact(self.repo)}") from exc
+        found = self._run(["rev-parse", "-q", "--verify", revision + "^{commit}"], check=False)
+        if not found.ok:
+            raise FetchError(f"revision {revision!r} not found in {redact(self.repo)}")
+        return found.text.strip()
 
     def at(self, timestamp: str) -> str:
         """The last commit of the branch at or before a time (anything `git log --before` accepts)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import urllib3
 
-from kubedr import metrics
+from kubedr import git, metrics
 from kubedr.apierrors import ApiError, NotFound
 from kubedr.applier import order
 from kubedr.applier.apply import STAGE_CHUNK, Action, Outcome, ServerSideApplier
@@ -450,7 +450,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
                 if on_round:
                     on_round(report)
             failed = failed or engine.untrusted is not None
-        except (FetchError, ApiError, OSError, urllib3.exceptions.HTTPError, SigningError) as exc:
+        except (FetchError, git.GitError, ApiError, OSError, urllib3.exceptions.HTTPError, SigningError) as exc:
             log.error("round failed: %s", " ".join(str(exc).split()))
             failed = True
         except Exception as exc:  # urllib3 connection errors and the like: retried next round

@@ -15,17 +15,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from kubedr import signing
+from kubedr import git, signing
 from kubedr.applier.fetch import Source
 from kubedr.applier.policy import POLICY_PATH
-from kubedr.signing import SigningError, Verdict
+from kubedr.signing import Verdict
 
 log = logging.getLogger("kubedr.applier.trust")
 
@@ -79,12 +78,8 @@ class Gate:
     def _git_args(self) -> list[str]:
         return ["-C", self.source.gitdir] if self.source.local else ["--git-dir", self.source.gitdir]
 
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["git", *self._git_args, *args], capture_output=True, text=True)
-        if check and proc.returncode != 0:
-            lines = proc.stderr.strip().splitlines()
-            raise SigningError(f"git {args[0]}: {lines[-1] if lines else proc.returncode}")
-        return proc
+    def _git(self, *args: str, check: bool = True) -> git.Result:
+        return git.run([*self._git_args, *args], check=check)
 
     def _signers_file(self, anchor: str) -> str | None:
         """The allowed-signers file in force: the flag's, else the policy's at the anchor commit."""
@@ -107,11 +102,11 @@ class Gate:
         """Commits after base up to target, ancestors first; the whole history when base is not an ancestor."""
         if not self.source.reach(base, target):
             self.source.reach(None, target)  # the whole history is checked: a shallow mirror fetches all of it
-        if base and self._git("merge-base", "--is-ancestor", base, target, check=False).returncode == 0:
+        if base and self._git("merge-base", "--is-ancestor", base, target, check=False).ok:
             revs = [target, f"^{base}"]
         else:
             revs = [target]
-        return self._git("rev-list", "--topo-order", "--reverse", *revs).stdout.split()
+        return self._git("rev-list", "--topo-order", "--reverse", *revs).text.split()
 
     def admit(self, base: str | None, target: str, anchor: str | None = None) -> Gated:
         """How far past base the applier may go toward target (all the way when trust is not configured)."""
@@ -148,4 +143,4 @@ class Gate:
 
     def _policy_changers(self, base: str | None, target: str) -> set[str]:
         revs = [target, f"^{base}"] if base else [target]
-        return set(self._git("rev-list", *revs, "--", POLICY_PATH).stdout.split())
+        return set(self._git("rev-list", *revs, "--", POLICY_PATH).text.split())

@@ -9,12 +9,13 @@ role was ever taken: nobody is fenced (a repo from before roles, until the first
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import yaml
+
+from kubedr import git
 
 WRITER_PATH = ".kubedr/writer.yaml"
 WRITER_TRAILER = "Writer"
@@ -104,47 +105,32 @@ def side_branch(cluster: str, now: float | None = None) -> str:
 
 
 # -- reading the role and commit facts from a git directory -------------------------------------------------
-def git(gitdir: str, *args: str, check: bool = True, stdin: bytes | None = None, timeout: float = 300) -> str:
-    """Run git on a repository directory; RoleError with git's last line."""
-    proc = subprocess.run(["git", "--git-dir", gitdir, *args], capture_output=True, input=stdin, timeout=timeout)
-    if check and proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise RoleError(f"git {' '.join(args[:2])}: {lines[-1] if lines else proc.returncode}")
-    return proc.stdout.decode(errors="replace")
-
-
 def read_writer(gitdir: str, rev: str) -> Writer | None:
     """The role in the tree of rev; None when the file is absent (or rev does not exist)."""
-    proc = subprocess.run(["git", "--git-dir", gitdir, "cat-file", "blob", f"{rev}:{WRITER_PATH}"],
-                          capture_output=True)
-    if proc.returncode != 0:
-        return None
-    return parse(proc.stdout)
+    proc = git.run(["cat-file", "blob", f"{rev}:{WRITER_PATH}"], git_dir=gitdir, check=False)
+    return parse(proc.stdout) if proc.ok else None
 
 
 def commit_facts(gitdir: str, rev: str) -> dict[str, str]:
     """Time (Unix seconds, sub-second from the exporter's trailer), source cluster and epoch of a commit."""
-    fmt = (f"%ct%x00%(trailers:key={COMMITTED_AT},valueonly,separator=%x01)%x00"
-           f"%(trailers:key={SOURCE_TRAILER},valueonly,separator=%x01)%x00"
-           f"%(trailers:key={EPOCH_TRAILER},valueonly,separator=%x01)%x00%s")
-    ct, at, source, epoch, subject = git(gitdir, "show", "-s", f"--format={fmt}", rev).rstrip("\n").split("\0", 4)
-    when = float(ct)
-    if at.strip():
+    [commit] = git.log([rev], git_dir=gitdir, no_walk=True)
+    when = float(commit.time)
+    for at in commit.trailer(COMMITTED_AT)[:1]:
         try:
-            when = datetime.strptime(at.strip().split("\x01")[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-                tzinfo=UTC).timestamp()
+            when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
         except ValueError:
             pass
-    return {"time": str(when), "source": source.strip().split("\x01")[0], "epoch": epoch.strip().split("\x01")[0],
-            "subject": subject}
+    source, epoch = ((commit.trailer(key) or [""])[0] for key in (SOURCE_TRAILER, EPOCH_TRAILER))
+    return {"time": str(when), "source": source, "epoch": epoch, "subject": commit.subject}
 
 
 def last_commit_of(gitdir: str, rev: str, cluster: str, depth: int = 200) -> tuple[str, float] | None:
     """(sha, time) of the newest commit on rev's first-parent line that `cluster`'s exporter made."""
-    fmt = f"--format=%H%x00%(trailers:key={SOURCE_TRAILER},valueonly,separator=%x01)"
-    out = git(gitdir, "log", "--first-parent", f"-n{depth}", fmt, rev, check=False)
-    for line in out.splitlines():
-        sha, _, source = line.partition("\0")
-        if source.split("\x01")[0].strip() == cluster:
-            return sha, float(commit_facts(gitdir, sha)["time"])
+    try:
+        commits = git.log(["--first-parent", f"-n{depth}", rev], git_dir=gitdir)
+    except git.GitError:
+        return None
+    for commit in commits:
+        if commit.trailer(SOURCE_TRAILER)[:1] == [cluster]:
+            return commit.sha, float(commit_facts(gitdir, commit.sha)["time"])
     return None

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import os
 import struct
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from kubedr import git
 
 NAMESPACE = b"git"  # what git passes to ssh-keygen -Y sign/verify -n
 ARMOR = ("-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----")
@@ -157,14 +158,11 @@ def verify(git_args: list[str], shas: list[str], allowed_signers: str) -> dict[s
     if not shas:
         return {}
     fmt = f"%H%x00%G?%x00%GS%x00%GF%x00%(trailers:key={ACK_TRAILER},valueonly,separator=%x20)%x1e"
-    cmd = ["git", *git_args, "-c", f"gpg.ssh.allowedSignersFile={os.path.abspath(allowed_signers)}",
+    cmd = [*git_args, "-c", f"gpg.ssh.allowedSignersFile={os.path.abspath(allowed_signers)}",
            "log", "--no-walk=unsorted", "--stdin", f"--format={fmt}"]
-    proc = subprocess.run(cmd, input=("\n".join(shas) + "\n").encode(), capture_output=True)
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise SigningError(f"git log (verify): {err[-1] if err else proc.returncode}")
+    proc = git.run(cmd, stdin=("\n".join(shas) + "\n").encode())
     out: dict[str, Verdict] = {}
-    for record in proc.stdout.decode(errors="replace").split("\x1e"):
+    for record in proc.text.split("\x1e"):
         record = record.strip("\n")
         if record:
             sha, status, principal, fingerprint, acks = (record.split("\x00") + [""] * 5)[:5]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubedr import git
 from kubedr.commands import demo_failback as failback
 from kubedr.config import UsageError
 
@@ -203,7 +204,7 @@ class Demo:
         from kubedr.commands import repo_init
 
         self.remote = self.root / "config.git"
-        subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(self.remote)], check=True)
+        git.run(["init", "--quiet", "--bare", "-b", "main", str(self.remote)])
         repo_init.init_repo(str(self.remote), writer="primary")
         self.step(f"config repo {self.remote} made by `kubedr init --writer primary` (README for auditors, "
                   ".kubedr/policy.yaml, .gitattributes, .kubedr/writer.yaml: the primary may export, epoch 1)")
@@ -256,8 +257,7 @@ class Demo:
         self.say(f"      secondary converged {time.monotonic() - began:.2f} s after start "
                  f"(initial sync of {len(APP)} objects, Secrets unsealed, Deployment held at 0 replicas)")
         children = self.owned_children()
-        tree = subprocess.run(["git", "--git-dir", str(self.remote), "ls-tree", "-r", "--name-only", "main"],
-                              capture_output=True, text=True, check=True).stdout.split()
+        tree = git.run(["ls-tree", "-r", "--name-only", "main"], git_dir=self.remote).text.split()
         leaked = [f for f in tree if "/ReplicaSet.apps/" in f or "/Pod/" in f]
         if leaked:
             raise NotConverged(f"objects owned by a controller reached Git: {', '.join(leaked)}")
@@ -342,16 +342,14 @@ class Demo:
     # -- the report -------------------------------------------------------------------------------------
     def report(self, lags: list[tuple[str, float]]) -> None:
         self.say("\n== Git log of the config repo (newest first) ==")
-        log = subprocess.run(["git", "--git-dir", str(self.remote), "log", "--format=%h %s", "main"],
-                             capture_output=True, text=True, check=True).stdout
+        log = git.run(["log", "--format=%h %s", "main"], git_dir=self.remote).text
         self.say(log.rstrip())
-        last = subprocess.run(["git", "--git-dir", str(self.remote), "log", "-1", "--format=%B",
-                               "--grep", "Deployment", "main"], capture_output=True, text=True).stdout.strip()
+        last = git.run(["log", "-1", "--format=%B", "--grep", "Deployment", "main"], git_dir=self.remote,
+                       check=False).text.strip()
         if last:
             self.say("\n-- one commit in full (trailers: source cluster, resourceVersion, field managers) --")
             self.say(last)
-        sealed = subprocess.run(["git", "--git-dir", str(self.remote), "show", f"main:{NAMESPACE}/Secret/db.yaml"],
-                                capture_output=True, text=True).stdout
+        sealed = git.run(["show", f"main:{NAMESPACE}/Secret/db.yaml"], git_dir=self.remote, check=False).text
         if sealed:
             self.say(f"\n== A sealed Secret in the repo ({NAMESPACE}/Secret/db.yaml; no value in clear text) ==")
             self.say("\n".join(sealed.splitlines()[:16]) + ("\n..." if len(sealed.splitlines()) > 16 else ""))

@@ -16,6 +16,8 @@ import sys
 import urllib.request
 from typing import TYPE_CHECKING
 
+from kubedr import git
+
 if TYPE_CHECKING:
     from kubedr.commands.demo import Demo
 
@@ -62,8 +64,7 @@ def readyz(listen: str) -> str:
 
 
 def _git(demo: Demo, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(demo.remote), *args], capture_output=True, text=True,
-                          check=True).stdout
+    return git.run(args, git_dir=demo.remote).text
 
 
 def promote_secondary(demo: Demo) -> None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
-from kubedr import roles
+from kubedr import git, roles
 from kubedr.remote import redact, scrub
 from kubedr.signing import Signer
 
@@ -55,13 +54,10 @@ class Branch:
         self.close()
 
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
-        proc = subprocess.run(["git", "--git-dir", self.gitdir, *args], capture_output=True, input=stdin,
-                              env=self.env, timeout=600)
-        if check and proc.returncode != 0:
-            lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
-            why = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))), " | ".join(lines[-2:]))
-            raise roles.RoleError(scrub(f"git {args[0]} ({redact(self.repo)}): {why or proc.returncode}", self.repo))
-        return proc.stdout.decode(errors="replace")
+        try:
+            return git.run(args, git_dir=self.gitdir, stdin=stdin, env=self.env, check=check, remote=self.repo).text
+        except git.GitError as exc:
+            raise roles.RoleError(f"git {exc.command} ({redact(self.repo)}): {exc.reason}") from exc
 
     def fetch(self) -> str | None:
         """Fetch the branch; its head sha (None when the branch does not exist yet)."""
@@ -86,8 +82,7 @@ class Branch:
         env = {**self.env, "GIT_INDEX_FILE": index}
 
         def run(*a: str, stdin: bytes | None = None) -> str:
-            return subprocess.run(["git", "--git-dir", self.gitdir, *a], input=stdin, capture_output=True, env=env,
-                                  check=True).stdout.decode()
+            return git.run(a, git_dir=self.gitdir, stdin=stdin, env=env).text
 
         if self.head:
             run("read-tree", self.head)
@@ -105,9 +100,9 @@ class Branch:
     def push(self, sha: str, ref: str | None = None) -> None:
         """Push sha to the branch (or ref) as a fast-forward; Rejected when the remote moved."""
         target = ref or f"refs/heads/{self.branch}"
-        proc = subprocess.run(["git", "--git-dir", self.gitdir, "push", "-q", "--porcelain", self.repo,
-                               f"{sha}:{target}"], capture_output=True, env=self.env, timeout=300)
-        if proc.returncode == 0:
+        proc = git.run(["push", "-q", "--porcelain", self.repo, f"{sha}:{target}"], git_dir=self.gitdir, env=self.env,
+                       check=False, remote=self.repo)
+        if proc.ok:
             return
         err = (proc.stdout + proc.stderr).decode(errors="replace")
         if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kubedr import config
+from kubedr import config, git
 from kubedr.config import UsageError
 from kubedr.policyfile import POLICY_PATH
 
@@ -77,9 +75,8 @@ def is_remote(repo: str) -> bool:
     path = Path(repo)
     if not path.is_dir():
         return False
-    probe = subprocess.run(["git", "-C", str(path), "rev-parse", "--is-bare-repository"],
-                           capture_output=True, text=True)
-    return probe.returncode == 0 and probe.stdout.strip() == "true"
+    probe = git.run(["-C", str(path), "rev-parse", "--is-bare-repository"], check=False)
+    return probe.ok and probe.text.strip() == "true"
 
 
 def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool = True,
@@ -113,8 +110,7 @@ def init_repo(repo: str, branch: str = "main", force: bool = False, push: bool =
         _checkout(work, branch)
     written = copy_template(work, force) + write_role(work, writer)
     sha = _commit(work, written, sign_env)
-    has_origin = subprocess.run(["git", "-C", str(work), "remote", "get-url", "origin"],
-                                capture_output=True).returncode == 0
+    has_origin = git.run(["-C", str(work), "remote", "get-url", "origin"], check=False).ok
     if sha and push and has_origin:
         _git(work, "push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
     return _summary(repo, branch, written, sha, pushed=bool(sha and push and has_origin))
@@ -167,10 +163,8 @@ def read_policy(repo_dir: str | Path) -> dict[str, Any]:
 
 def _checkout(work: Path, branch: str) -> None:
     """Be on branch: the existing one, a new one from HEAD, or an unborn one in an empty repo."""
-    exists = subprocess.run(["git", "-C", str(work), "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}"],
-                            capture_output=True).returncode == 0
-    local = subprocess.run(["git", "-C", str(work), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-                           capture_output=True).returncode == 0
+    exists, local = (git.run(["-C", str(work), "rev-parse", "--verify", "--quiet", ref], check=False).ok
+                     for ref in (f"refs/remotes/origin/{branch}", f"refs/heads/{branch}"))
     if local:
         _git(work, "checkout", "--quiet", branch)
     elif exists:
@@ -184,7 +178,7 @@ def _commit(work: Path, written: list[str], sign_env: dict[str, str] | None = No
     if not written:
         return None
     _git(work, "add", "--", *written)
-    if subprocess.run(["git", "-C", str(work), "diff", "--cached", "--quiet"]).returncode == 0:
+    if git.run(["-C", str(work), "diff", "--cached", "--quiet"], check=False).ok:
         return None
     _git(work, *_identity(work), "commit", "--quiet", "-m", COMMIT_MESSAGE, env=sign_env)
     return _git(work, "rev-parse", "HEAD").strip()
@@ -194,19 +188,17 @@ def _identity(work: Path) -> list[str]:
     """-c user.name/-c user.email when git has none configured (GIT_* variables still win)."""
     args = []
     for key, fallback in (("user.name", "kubedr init"), ("user.email", "kubedr@localhost")):
-        has = subprocess.run(["git", "-C", str(work), "config", key], capture_output=True, text=True).stdout.strip()
+        has = git.run(["-C", str(work), "config", key], check=False).text.strip()
         if not has:
             args += ["-c", f"{key}={fallback}"]
     return args
 
 
 def _git(work: Path | None, *args: str, env: dict[str, str] | None = None) -> str:
-    cmd = ["git", *(["-C", str(work)] if work else []), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env} if env else None)
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise UsageError(f"init: git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
-    return proc.stdout
+    try:
+        return git.run([*(["-C", str(work)] if work else []), *args], env=env).text
+    except git.GitError as exc:
+        raise UsageError(f"init: git {exc.command} failed: {exc.reason}") from exc
 
 
 def _summary(repo: str, branch: str, written: list[str], sha: str | None, pushed: bool) -> str:

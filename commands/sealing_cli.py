@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kubedr import config, contract, sealing
+from kubedr import config, contract, git, sealing
 from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.sealing")
@@ -108,13 +108,11 @@ def _unseal(args: argparse.Namespace) -> int:
 
 
 def _reseal(args: argparse.Namespace) -> int:
-    import git
-
-    try:
-        repo = git.Repo(args.repo)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise UsageError(f"--repo {args.repo}: not a git working tree") from exc
-    root = Path(repo.working_tree_dir or args.repo)
+    top = git.run(["-C", args.repo, "rev-parse", "--show-toplevel"], check=False) \
+        if Path(args.repo).is_dir() else None
+    if top is None or not top.ok:
+        raise UsageError(f"--repo {args.repo}: not a git working tree")
+    root = Path(top.text.strip())
     recipients, identities = _recipients(args), _identities(args)
     signer = config.signer(args.signing_key)
     key = _digest_key(args)
@@ -143,7 +141,7 @@ def _reseal(args: argparse.Namespace) -> int:
             changed[rel] = new
     for rel in plain:
         log.warning("%s: plain Secret left as is (give --digest-key-file to seal it too)", rel)
-    status = repo.git.status("--porcelain", "-z", "--", *changed) if changed else ""
+    status = git.run(["status", "--porcelain", "-z", "--", *changed], cwd=root).text if changed else ""
     dirty = sorted({entry[3:] for entry in status.split("\0") if len(entry) > 3})
     errors += [f"{rel}: has uncommitted changes; commit or discard them first" for rel in dirty]
     if errors:
@@ -161,10 +159,11 @@ def _reseal(args: argparse.Namespace) -> int:
     message = args.message or (
         f"reseal {len(changed)} Secret(s) for {len(recipients)} recipient(s)\n\n"
         + "".join(f"- {n}\n" for n in names) + "\nKubedr-Recipients: " + ", ".join(recipients) + "\n")
-    repo.git.add("--", *changed)
-    with repo.git.custom_environment(**(signer.git_config() if signer else {})):
-        repo.git.commit("-q", "-m", message, "--", *changed)
-    log.info("reseal: %d Secret(s) re-sealed in commit %s", len(changed), repo.head.commit.hexsha[:12])
+    git.run(["add", "--", *changed], cwd=root)
+    git.run(["commit", "-q", "-F", "-", "--", *changed], cwd=root, stdin=message.encode(),
+            env=signer.git_config() if signer else None)
+    sha = git.run(["rev-parse", "HEAD"], cwd=root).text.strip()
+    log.info("reseal: %d Secret(s) re-sealed in commit %s", len(changed), sha[:12])
     return 0
 
 

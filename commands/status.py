@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kubedr import git
 from kubedr.config import UsageError
 from kubedr.remote import redact, scrub
 
@@ -148,15 +147,15 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
     """Fetch the branch (blobless) into a scratch repo and read its recent history."""
     scratch = tempfile.mkdtemp(prefix="kubedr-status-")
     try:
-        _git(["init", "--quiet", "--bare", scratch])
+        git.run(["init", "--quiet", "--bare", scratch])
         # --git-dir, not -C: a relative repo path stays relative to where the operator ran the command
-        _git(["--git-dir", scratch, "fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
-              f"refs/heads/{branch}:refs/heads/{branch}"])
-        out = _git(["-C", scratch, "log", "--format=%H%x00%ct%x00%s", branch])
-        scope = _git(["-C", scratch, "log", "-1", "--format=%(trailers:key=Kubedr-Scope,valueonly)",
-                      "--grep=^Kubedr-Scope: ", branch]).strip()
+        git.run(["fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
+                 f"refs/heads/{branch}:refs/heads/{branch}"], git_dir=scratch, remote=repo)
+        out = git.run(["log", "--format=%H%x00%ct%x00%s", branch], git_dir=scratch).text
+        scope = git.run(["log", "-1", "--format=%(trailers:key=Kubedr-Scope,valueonly)", "--grep=^Kubedr-Scope: ",
+                         branch], git_dir=scratch).text.strip()
         writer, writer_error = _writer(scratch, repo, branch)
-    except RuntimeError as exc:
+    except git.GitError as exc:
         return RepoHead(error=str(exc))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -177,30 +176,18 @@ def _writer(scratch: str, repo: str, branch: str) -> tuple[Any, str]:
     """The role file of the fetched head (its blob fetched by id when the fetch left blobs out)."""
     from kubedr import roles
 
-    try:
-        blob = _git(["--git-dir", scratch, "rev-parse", "-q", "--verify", f"{branch}:{roles.WRITER_PATH}"]).strip()
-    except RuntimeError:
+    found = git.run(["rev-parse", "-q", "--verify", f"{branch}:{roles.WRITER_PATH}"], git_dir=scratch, check=False)
+    if not found.ok:
         return None, ""
+    blob = found.text.strip()
     try:
-        try:
-            data = subprocess.run(["git", "--git-dir", scratch, "cat-file", "blob", blob], capture_output=True,
-                                  check=True, timeout=60, env={**os.environ, "GIT_NO_LAZY_FETCH": "1"}).stdout
-        except subprocess.CalledProcessError:
-            _git(["--git-dir", scratch, "fetch", "--quiet", "--no-filter", repo, blob])
-            data = subprocess.run(["git", "--git-dir", scratch, "cat-file", "blob", blob], capture_output=True,
-                                  check=True, timeout=60).stdout
+        local = git.run(["cat-file", "blob", blob], git_dir=scratch, env={"GIT_NO_LAZY_FETCH": "1"}, check=False)
+        if not local.ok:
+            git.run(["fetch", "--quiet", "--no-filter", repo, blob], git_dir=scratch, remote=repo)
+        data = local.stdout if local.ok else git.run(["cat-file", "blob", blob], git_dir=scratch).stdout
         return roles.parse(data), ""
-    except (RuntimeError, subprocess.SubprocessError, roles.RoleError) as exc:
+    except (git.GitError, roles.RoleError) as exc:
         return None, f"writer role unreadable: {_one_line(exc)}"
-
-
-def _git(args: list[str]) -> str:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        why = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))), lines[-1] if lines else "")
-        raise RuntimeError(f"git {args[2] if args[0] == '-C' else args[0]}: {why or proc.returncode}")
-    return proc.stdout
 
 
 def head_row(repo: str, branch: str, head: RepoHead) -> Row:

@@ -11,13 +11,12 @@ import argparse
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 
-from kubedr import config, signing
+from kubedr import config, git, signing
 from kubedr.commands.repo_init import is_remote
 from kubedr.config import UsageError
-from kubedr.remote import redact, scrub
+from kubedr.remote import redact
 
 log = logging.getLogger("kubedr.trust")
 
@@ -34,12 +33,10 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _git(args: list[str], env: dict[str, str] | None = None, repo: str = "") -> str:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise UsageError(scrub(f"trust: git {args[2] if args[0] in ('-C', '--git-dir') else args[0]}: "
-                               f"{lines[-1] if lines else proc.returncode}", repo))
-    return proc.stdout
+    try:
+        return git.run(args, env=env, remote=repo or None).text
+    except git.GitError as exc:
+        raise UsageError(f"trust: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,9 +62,7 @@ def _resolve(where: list[str], branch: str, commits: list[str]) -> list[str]:
     out = []
     for c in commits:
         sha = _git([*where, "rev-parse", "-q", "--verify", f"{c}^{{commit}}"]).strip()
-        on_branch = subprocess.run(["git", *where, "merge-base", "--is-ancestor", sha, f"refs/heads/{branch}"],
-                                   capture_output=True)
-        if on_branch.returncode != 0:
+        if not git.run([*where, "merge-base", "--is-ancestor", sha, f"refs/heads/{branch}"], check=False).ok:
             raise UsageError(f"trust: commit {c} is not on branch {branch}")
         out.append(sha)
     return out
@@ -84,16 +79,16 @@ def _ack(args: argparse.Namespace, where: list[str]) -> int:
         ", ".join(s[:12] for s in shas)
     body = f"{args.message.strip()}\n\n" if args.message else ""
     message = f"{subject}\n\n{body}" + "".join(f"{signing.ACK_TRAILER}: {s}\n" for s in shas)
-    env = {**os.environ, **signer.git_config()}
+    env = {**os.environ, **signer.git_config()}  # git's identity when the operator set none
     env.setdefault("GIT_AUTHOR_NAME", "kubedr trust")
     env.setdefault("GIT_AUTHOR_EMAIL", "trust@kubedr.invalid")
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
     env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-    proc = subprocess.run(["git", *where, "commit-tree", "-S", f"{head}^{{tree}}", "-p", head, "-F", "-"],
-                          input=message, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise UsageError(f"trust ack: signing the commit failed: {proc.stderr.strip().splitlines()[-1:]}")
-    sha = proc.stdout.strip()
+    try:
+        sha = git.run([*where, "commit-tree", "-S", f"{head}^{{tree}}", "-p", head, "-F", "-"],
+                      stdin=message.encode(), env=env).text.strip()
+    except git.GitError as exc:
+        raise UsageError(f"trust ack: signing the commit failed: {exc.reason}") from exc
     if where[0] == "--git-dir":
         _git([*where, "push", "-q", args.repo, f"{sha}:refs/heads/{args.branch}"], repo=args.repo)
     else:

@@ -10,10 +10,9 @@ the metrics `kubedr_exporter_fenced` and `kubedr_exporter_writer_epoch`, and `ku
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 
-from kubedr import metrics, roles
+from kubedr import git, metrics, roles
 from kubedr.exporter.gitstore import GitError, GitStore
 from kubedr.remote import scrub
 
@@ -68,10 +67,12 @@ class Fence:
 
     def recheck(self) -> str | None:
         """While idle: read the branch's role afresh (its own ref, never the pusher's); the reason, or None."""
-        proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", self.store.remote,
-                               f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
-                              env=self.store.env, timeout=60)
-        if proc.returncode != 0:
+        try:
+            proc = git.run(["fetch", "-q", "--no-tags", self.store.remote, f"+refs/heads/{self.store.branch}:{ROLE_REF}"],
+                           git_dir=self.gitdir, env=self.store.env, timeout=60, check=False, remote=self.store.remote)
+        except git.GitError:
+            return None  # no answer in time: as unreachable
+        if not proc.ok:
             return None  # unreachable: the pusher's own check decides when it can push again
         try:
             writer = roles.read_writer(self.gitdir, ROLE_REF)
@@ -85,11 +86,14 @@ class Fence:
         if not (self.store.workdir / ".git").exists():
             self.store.workdir.mkdir(parents=True, exist_ok=True)
             self.store._init()
-        proc = subprocess.run(["git", "--git-dir", self.gitdir, "fetch", "-q", "--no-tags", *self.store.fetch_depth(),
-                               self.store.remote, f"+refs/heads/{self.store.branch}:{ROLE_REF}"], capture_output=True,
-                              env=self.store.env, timeout=300)
+        try:
+            proc = git.run(["fetch", "-q", "--no-tags", *self.store.fetch_depth(), self.store.remote,
+                            f"+refs/heads/{self.store.branch}:{ROLE_REF}"], git_dir=self.gitdir, env=self.store.env,
+                           check=False, remote=self.store.remote)
+        except git.GitError as exc:  # no answer in time
+            proc = git.Result(-1, b"", exc.reason.encode())
         known = ROLE_REF
-        if proc.returncode != 0:
+        if not proc.ok:
             err = proc.stderr.decode(errors="replace").strip()
             if "couldn't find remote ref" in err:
                 return self._take(None)  # an empty remote: nobody holds a role
@@ -146,7 +150,7 @@ class Fence:
             try:
                 if self.claim() is None:
                     return True
-            except (GitError, subprocess.TimeoutExpired, OSError) as exc:
+            except (GitError, git.GitError, OSError) as exc:
                 log.warning("cannot read the writer role yet: %s", str(exc).splitlines()[0] if str(exc) else exc)
             stop.wait(interval)
         return False

@@ -10,7 +10,6 @@ cluster's state.
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 from collections.abc import Callable
 
@@ -41,7 +40,7 @@ class Follower:
                 continue
             try:
                 remote = self.store.remote_head()
-            except (GitError, subprocess.TimeoutExpired) as exc:
+            except GitError as exc:
                 log.debug("remote check failed: %s", exc)
                 continue
             head = self.store.head()

@@ -6,7 +6,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pygit2
 
+from kubedr import git
 from kubedr.exporter.gittree import (
     COMMIT,
     COMMITTED_AT,
@@ -35,7 +35,7 @@ DEFAULT_IDENTITY = {"GIT_AUTHOR_NAME": "kubedr exporter", "GIT_AUTHOR_EMAIL": "e
 
 
 class GitError(RuntimeError):
-    """A git command failed; the message carries its stderr."""
+    """The clone cannot do what was asked: a git command failed (git's telling line) or the clone is busy."""
 
 
 class RemoteMoved(GitError):
@@ -86,14 +86,13 @@ class GitStore:
             self.env.update(signer.git_config())
 
     # -- process helpers
-    def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float = 600) -> str:
+    def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float | None = None) -> str:
         """Run git in the clone; stderr goes into the error."""
-        proc = subprocess.run(["git", *args], cwd=self.workdir, input=stdin, capture_output=True,
-                              env=self.env, timeout=timeout)
-        if check and proc.returncode != 0:
-            err = scrub(proc.stderr.decode(errors="replace").strip(), self.remote)
-            raise GitError(f"git {' '.join(args[:3])}: {err}")
-        return proc.stdout.decode(errors="replace")
+        try:
+            return git.run(args, cwd=self.workdir, stdin=stdin, env=self.env, timeout=timeout, check=check,
+                           remote=self.remote).text
+        except git.GitError as exc:
+            raise GitError(str(exc)) from exc
 
     # -- setup
     def open(self) -> None:
@@ -224,7 +223,7 @@ class GitStore:
         """At start: adopt the remote branch if we have nothing, rebase unpushed work if both moved."""
         try:
             remote = self.remote_head()
-        except (GitError, subprocess.TimeoutExpired) as exc:
+        except GitError as exc:
             if self.head() is None and not any(self._tracked_or_present()):
                 raise GitError(f"remote {self.shown} unreachable and no local clone to buffer into: {exc}") from exc
             log.warning("remote %s unreachable at start (%s); commits stay local until it is back", self.shown, exc)
@@ -271,9 +270,7 @@ class GitStore:
 
     def is_ancestor(self, a: str, b: str) -> bool:
         """True when commit a is reachable from b."""
-        proc = subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=self.workdir, env=self.env,
-                              capture_output=True)
-        return proc.returncode == 0
+        return git.run(["merge-base", "--is-ancestor", a, b], cwd=self.workdir, env=self.env, check=False).ok
 
     def rebase_onto_remote(self) -> None:
         """Replay local commits on the remote's; a conflict aborts and raises (never force-push)."""
@@ -281,11 +278,10 @@ class GitStore:
             upstream = f"refs/remotes/origin/{self.branch}"
             base = self.git("merge-base", "HEAD", upstream, check=False).strip()
             self.sync_index()
-            proc = subprocess.run(["git", "rebase", "-q", upstream], cwd=self.workdir, env=self.env,
-                                  capture_output=True)
+            proc = git.run(["rebase", "-q", upstream], cwd=self.workdir, env=self.env, check=False)
             self._moved()
-            if proc.returncode != 0:
-                subprocess.run(["git", "rebase", "--abort"], cwd=self.workdir, env=self.env, capture_output=True)
+            if not proc.ok:
+                git.run(["rebase", "--abort"], cwd=self.workdir, env=self.env, check=False)
                 raise RemoteMoved(f"remote {self.shown} branch {self.branch} has commits that conflict with "
                                   f"unpushed local commits; resolve by hand in {self.workdir} (never force-pushed)")
             if base:
@@ -397,9 +393,12 @@ class GitStore:
         for needed, args in ((loose > 27, ["repack", "-d", "-q"]),  # ~7,000 loose objects, as gc.auto estimates
                              (packs > 16, ["repack", "-d", "-q", "--geometric=2"])):
             if needed:
-                proc = subprocess.run(["git", *args], cwd=self.workdir, env=self.env, capture_output=True,
-                                      timeout=600)
-                if proc.returncode != 0:
+                try:
+                    proc = git.run(args, cwd=self.workdir, env=self.env, check=False)
+                except git.GitError as exc:
+                    log.warning("%s", exc)
+                    continue
+                if not proc.ok:
                     log.warning("git %s: %s", " ".join(args), proc.stderr.decode(errors="replace").strip())
 
     def ls_files(self) -> list[str]:
@@ -411,9 +410,12 @@ class GitStore:
 
     def push(self, sha: str, timeout: float = 120) -> None:
         """Push sha to the remote branch; a rejection because the remote moved raises RemoteMoved."""
-        proc = subprocess.run(["git", "push", "-q", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}"],
-                              cwd=self.workdir, env=self.env, capture_output=True, timeout=timeout)
-        if proc.returncode == 0:
+        try:
+            proc = git.run(["push", "-q", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}"], cwd=self.workdir,
+                           env=self.env, timeout=timeout, check=False, remote=self.remote)
+        except git.GitError as exc:
+            raise GitError(f"push to {self.shown}: {exc.reason}") from exc
+        if proc.ok:
             return
         err = (proc.stdout + proc.stderr).decode(errors="replace")
         if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -77,7 +76,7 @@ class Pusher:
                 raise GitError("remote keeps moving; will retry")
         except RemoteMoved:
             raise
-        except (GitError, subprocess.TimeoutExpired, OSError) as exc:
+        except (GitError, OSError) as exc:
             with self._cond:
                 self._received = received + self._received
                 self._dirty = True
