@@ -3,6 +3,7 @@ and the node-exporter textfile the snapshot job writes."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+
+from kubedr.config import UsageError
 
 log = logging.getLogger("kubedr.metrics")
 
@@ -150,11 +153,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve(listen: str, live: Callable[[], bool] | None = None,
           ready: Callable[[], bool | str] | None = None) -> ThreadingHTTPServer:
-    """Serve metrics and probes on host:port in a daemon thread; port 0 picks a free one."""
+    """Serve metrics and probes on host:port in a daemon thread; port 0 picks a free one.
+
+    A bad address or a port another process holds is a UsageError (one line, exit 2), never a traceback."""
     host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--metrics-listen {listen}: expected [HOST]:PORT, e.g. :9090")
     handler = type("Handler", (_Handler,), {
         "live": staticmethod(live or (lambda: True)), "ready": staticmethod(ready or (lambda: True))})
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), handler)
+    try:
+        server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), handler)
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        raise UsageError(f"--metrics-listen {listen}: " + (
+            "the port is taken by another process (give each kubedr process its own port)" if taken
+            else exc.strerror or str(exc))) from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="kubedr-metrics", daemon=True).start()
     return server

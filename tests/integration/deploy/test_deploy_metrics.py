@@ -101,3 +101,35 @@ def test_every_metric_in_observe_is_named_kubedr_and_served(server) -> None:
         elif not metric._labelnames:      # labelled ones appear once a label set is used
             assert name in families, f"{name} not served"
     assert snapshot == set(metrics.SNAPSHOT_GAUGES)
+
+
+@pytest.mark.parametrize("command", ["export", "apply"])
+def test_a_taken_metrics_port_is_one_line_and_exit_2(command: str, emulator, git_remote, tmp_path) -> None:
+    """The quick start once gave the exporter and the applier the same port: the second says so in one line."""
+    import socket
+    import subprocess
+    import sys
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    extra = (["--namespaces", "shop", "--workdir", str(tmp_path / "clone")] if command == "export"
+             else ["--workdir", str(tmp_path / "mirror")])
+    try:
+        proc = subprocess.run([sys.executable, "-m", "kubedr", command, "--kubeconfig", str(tmp_path / "kubeconfig"),
+                               "--repo", str(git_remote), *extra, "--metrics-listen", f"127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        holder.close()
+    errors = [ln for ln in proc.stderr.splitlines() if " INFO " not in ln]
+    assert proc.returncode == 2, proc.stderr
+    assert len(errors) == 1 and f"--metrics-listen 127.0.0.1:{port}: the port is taken" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_metrics_address_is_a_usage_error() -> None:
+    from kubedr.config import UsageError
+
+    with pytest.raises(UsageError, match="expected \\[HOST\\]:PORT"):
+        metrics.serve("localhost")
