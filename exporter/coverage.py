@@ -109,14 +109,21 @@ class Report:
         return [u for u in self.unwatched if u.uncovered]
 
     def summary(self) -> str:
+        """The whole report in one line: counts per rule and per reason, and the types not covered by name."""
         reasons = Counter(u.reason for u in self.unwatched)
+        rules: Counter[str] = Counter()
+        for w in self.watched:
+            rules.update(w.skipped)
         other = [w for w in self.watched if w.rtype.version != w.preferred]
+        uncovered = sorted(f"{u.name} ({u.reason})" for u in self.uncovered)
         return (f"coverage: {len(self.watched)} types watched ({len(other)} at a non-preferred version), "
                 f"{sum(w.exported for w in self.watched)} objects exported, "
-                f"{sum(sum(w.skipped.values()) for w in self.watched)} skipped by rule; "
-                f"{len(self.unwatched)} not watched"
+                f"{sum(rules.values())} skipped by rule"
+                + (f" ({', '.join(f'{r} {n}' for r, n in sorted(rules.items()))})" if rules else "")
+                + f"; {len(self.unwatched)} not watched"
                 + (f" ({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})" if reasons else "")
-                + (f"; {len(self.uncovered)} NOT COVERED" if self.uncovered else ""))
+                + (f"; {len(uncovered)} NOT COVERED: {', '.join(uncovered[:5])}"
+                   + (f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else "") if uncovered else ""))
 
     def lines(self) -> list[str]:
         """The report as text, one line per type."""
@@ -127,15 +134,15 @@ class Report:
         return out
 
     def log(self) -> None:
-        """INFO per type, WARNING for each type in scope that is not covered."""
-        log.log(logging.WARNING if self.uncovered else logging.INFO, "%s", self.summary())
+        """One line (INFO; WARNING when a type in scope is not covered); one per type at DEBUG."""
+        log.log(logging.WARNING if self.uncovered else logging.INFO, "%s (per type: kubedr export --explain, "
+                "or --log-level DEBUG)", self.summary())
+        if not log.isEnabledFor(logging.DEBUG):
+            return
         for w in sorted(self.watched, key=lambda w: str(w.rtype)):
-            log.info("watched %s", w)
+            log.debug("watched %s", w)
         for u in sorted(self.unwatched, key=lambda u: u.name):
-            if u.uncovered:
-                log.warning("NOT COVERED: %s", u)
-            else:
-                log.info("not watched: %s", u)
+            log.debug("%s: %s", "NOT COVERED" if u.uncovered else "not watched", u)
 
 
 def build(watched: Iterable[ResourceType], preferred: Mapping[str, str], unwatched: Iterable[Unwatched],

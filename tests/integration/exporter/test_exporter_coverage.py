@@ -24,7 +24,7 @@ def test_a_kind_added_at_an_older_version_is_watched_after_rediscovery(
     api = primary.api
     api.create(_crd("widgets", "Widget", "v1"))
     wait_until(lambda: primary.api.groups().get("example.com"), what="example.com served")
-    with caplog.at_level(logging.INFO, logger="kubedr.exporter"):
+    with caplog.at_level(logging.DEBUG, logger="kubedr.exporter"):
         exp = start_exporter(git_remote)
         assert "gadgets.example.com" not in "\n".join(exp.coverage().lines())
         api.create(_crd("gadgets", "Gadget", "v1alpha1"))

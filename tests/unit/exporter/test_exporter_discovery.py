@@ -137,10 +137,15 @@ def test_the_report_counts_and_warns(observer: Observer, caplog: pytest.LogCaptu
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="kubedr.exporter.coverage"):
         report.log()
-    records = [r for r in caplog.records if r.name == "kubedr.exporter.coverage"]
-    levels = {r.getMessage().split(":")[0]: r.levelno for r in records}
-    assert levels["NOT COVERED"] == logging.WARNING and levels["not watched"] == logging.INFO
-    assert records[0].levelno == logging.WARNING and "1 NOT COVERED" in records[0].getMessage()
+    [line] = [r for r in caplog.records if r.name == "kubedr.exporter.coverage"]  # one line, whatever the count
+    assert line.levelno == logging.WARNING
+    assert "1 NOT COVERED: metrics.example.io (discovery-failed)" in line.getMessage()
+    assert "3 skipped by rule (kube-root-ca 3)" in line.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="kubedr.exporter.coverage"):
+        report.log()
+    levels = {r.getMessage().split(":")[0]: r.levelno for r in caplog.records}
+    assert levels["NOT COVERED"] == levels["not watched"] == logging.DEBUG  # the details: one line per type
 
 
 def test_a_type_whose_list_fails_is_reported_uncovered(observer: Observer) -> None:
