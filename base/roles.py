@@ -80,10 +80,15 @@ def fence_reason(writer: Writer | None, cluster: str, held_epoch: int) -> str | 
         return None if held_epoch == 0 else f"the branch has no {WRITER_PATH} but this exporter held epoch {held_epoch}"
     if writer.cluster != cluster:
         return f"the writer is {writer.cluster} (epoch {writer.epoch}), not {cluster}"
-    if held_epoch != writer.epoch:
-        return (f"this exporter holds epoch {held_epoch}, the branch is at epoch {writer.epoch}: "
-                f"run `kubedr demote` for {cluster} first")
+    if held_epoch != writer.epoch:  # the role changed under a running exporter: it claims the role afresh
+        return (f"the branch's role became {cluster} at epoch {writer.epoch} while this exporter exported under "
+                f"{f'epoch {held_epoch}' if held_epoch else 'no role'}: waiting for the role to settle")
     return None
+
+
+def settling(writer: Writer | None, cluster: str) -> bool:
+    """A fence of cluster's own role (a newer epoch than held): not a conflict, the exporter re-claims it."""
+    return writer is not None and writer.cluster == cluster
 
 
 def trailers(writer: Writer | None) -> list[str]:

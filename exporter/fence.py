@@ -29,23 +29,32 @@ class Fence:
         self.cluster = cluster
         self.held: roles.Writer | None = None  # the role this exporter commits under (None: no role file yet)
         self.reason: str | None = None  # why it is fenced; None while it may push
+        self._said = False  # the role it exports under was logged
 
     @property
     def gitdir(self) -> str:
         return str(self.store.workdir / ".git")
 
-    def _set(self, reason: str | None) -> str | None:
-        if reason != self.reason:
-            if reason:
+    def _set(self, reason: str | None, settling: bool = False) -> str | None:
+        if reason != self.reason or not (reason or self._said):
+            self._said = reason is None
+            if settling:  # its own role under a newer epoch: claimed afresh at once, nothing to do for anyone
+                log.info("%s", reason)
+            elif reason:
                 log.error("fenced: %s; this exporter (%s) pushes nothing and keeps its local commits in %s",
                           reason, self.cluster, self.store.workdir)
+            elif self.held:
+                log.info("writer of %s: %s at epoch %s", self.store.branch, self.cluster, self.held.epoch)
             else:
-                log.info("writer of %s: %s at epoch %s", self.store.branch, self.cluster,
-                         self.held.epoch if self.held else 0)
+                log.info("%s names no writer (%s): exporting as %s", self.store.branch, roles.WRITER_PATH,
+                         self.cluster)
         self.reason = reason
         metrics.EXPORT_FENCED.set(1 if reason else 0)
         metrics.EXPORT_EPOCH.set(self.held.epoch if self.held and not reason else 0)
         return reason
+
+    def _judge(self, writer: roles.Writer | None) -> str | None:
+        return self._set(roles.fence_reason(writer, self.cluster, self.held_epoch), roles.settling(writer, self.cluster))
 
     @property
     def held_epoch(self) -> int:
@@ -63,7 +72,7 @@ class Fence:
             writer = roles.read_writer(self.gitdir, tracking)
         except roles.RoleError as exc:
             return self._set(str(exc))
-        return self._set(roles.fence_reason(writer, self.cluster, self.held_epoch))
+        return self._judge(writer)
 
     def recheck(self) -> str | None:
         """While idle: read the branch's role afresh (its own ref, never the pusher's); the reason, or None."""
@@ -78,7 +87,7 @@ class Fence:
             writer = roles.read_writer(self.gitdir, ROLE_REF)
         except roles.RoleError as exc:
             return self._set(str(exc))
-        return self._set(roles.fence_reason(writer, self.cluster, self.held_epoch))
+        return self._judge(writer)
 
     # -- before exporting --------------------------------------------------------------------------------
     def claim(self) -> str | None:
@@ -136,13 +145,11 @@ class Fence:
             return []
         out = self.store.git("log", f"--format=%H%x00%(trailers:key={roles.EPOCH_TRAILER},valueonly,separator=%x20)",
                              head, "--not", known, check=False)
-        want = str(writer.epoch) if writer else ""
-        stale = []
-        for line in out.splitlines():
-            sha, _, epoch = line.partition("\0")
-            if epoch.strip() != want:
-                stale.append(sha)
-        return stale
+        want = {str(writer.epoch) if writer else ""}
+        if writer is not None and writer.epoch == 1:
+            want.add("")  # made before the first role was given (to this cluster): nobody held one meanwhile
+        return [sha for sha, _, epoch in (line.partition("\0") for line in out.splitlines())
+                if epoch.strip() not in want]
 
     def wait(self, stop: threading.Event, interval: float) -> bool:
         """Wait until this exporter may export (True) or stop is set (False); errors are retried."""

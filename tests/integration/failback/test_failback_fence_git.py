@@ -75,3 +75,26 @@ def test_role_commits_are_signed_with_the_signing_key(tmp_path: Path, git_remote
         plain = unsigned.commit_file("x.yaml", b"x: 1\n", "x\n")
         unsigned.push(plain, "refs/heads/plain")
     assert verify_commit(git_remote, plain, allowed_signers(tmp_path / "ok2", kubedr=key)).returncode != 0
+
+
+def test_a_role_given_to_this_cluster_while_it_exports_is_taken_up_not_fenced(
+        tmp_path: Path, git_remote: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`kubedr init --writer A` on a repo A already exports to: A settles into epoch 1 with its unpushed work."""
+    import logging
+
+    repo_init.init_repo(str(git_remote))
+    a = _fence(tmp_path, git_remote, "A")
+    assert a.claim() is None and a.held is None
+    a.store.open()
+    (a.store.workdir / "x.yaml").write_text("x: 1\n")
+    assert a.store.commit_paths(["x.yaml"], lambda _: "made before the role\n")  # unpushed, no role trailers
+    _set_role(git_remote, "A")
+    a.store.fetch()
+    with caplog.at_level(logging.INFO, logger="kubedr.exporter.fence"):
+        reason = a.check()
+    assert reason == ("the branch's role became A at epoch 1 while this exporter exported under no role: "
+                      "waiting for the role to settle")
+    assert [r.levelno for r in caplog.records] == [logging.INFO] and "demote" not in caplog.text
+    a.store.close()
+    again = _fence(tmp_path, git_remote, "A")
+    assert again.claim() is None and again.held is not None and again.held.epoch == 1  # the commit is not stale

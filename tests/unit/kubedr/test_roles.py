@@ -15,6 +15,7 @@ FENCE = [
     (None, "A", 0, False),   # no role yet: nobody is fenced
     (None, "A", 1, True),    # the role file vanished under an exporter that held one
     (A1, "A", 1, False),
+    (A1, "A", 0, True),      # the role was given to A while its exporter ran without one
     (A1, "B", 0, True),      # the standby's exporter
     (B2, "A", 1, True),      # the old primary after B's promote
     (roles.Writer("A", 3), "A", 1, True),  # A is the writer again, but this exporter holds epoch 1
@@ -27,6 +28,8 @@ def test_fence_reason(writer: roles.Writer | None, cluster: str, held: int, fenc
     assert (reason is not None) == fenced
     if writer is not None and writer.cluster != cluster:
         assert reason == f"the writer is {writer.cluster} (epoch {writer.epoch}), not {cluster}"
+    if writer is not None and writer.cluster == cluster and fenced:  # its own role, newer: claimed afresh
+        assert reason is not None and reason.endswith("waiting for the role to settle") and "demote" not in reason
 
 
 def test_the_role_file_round_trips_and_the_epoch_only_grows() -> None:
