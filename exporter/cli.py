@@ -112,7 +112,8 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
                    help="how often an idle exporter looks for commits others pushed (policy changes, hand edits)")
     p.add_argument("--repo", help="Git remote: a path, file://, git://, ssh or https URL")
     p.add_argument("--branch", default="main", help="branch to commit to (default main)")
-    p.add_argument("--workdir", help="local clone, the durable buffer (default ~/.cache/kubedr/export/...)")
+    p.add_argument("--workdir", help="local clone, the durable buffer (default ~/.cache/kubedr/export/<digest of "
+                                     "the repo, branch and cluster name>)")
     p.add_argument("--once", action="store_true", help="only the startup reconcile (one resync commit), then exit")
     p.add_argument("--explain", action="store_true",
                    help="print the coverage report (types watched or not and why, objects exported or skipped by "
@@ -242,12 +243,17 @@ def exporter_for(options: ExportOptions) -> Exporter:
     """The Exporter and what it works with: the clone (with its signer), the API, the Secrets' sealing."""
     from kubedr.kube import api_client
 
-    store = GitStore(Path(options.workdir or default_workdir(options.repo, options.branch)), options.repo,
-                     options.branch)
+    api = Cluster(api_client(options.kubeconfig, options.context, pool=128))  # one connection per watch
+    workdir = options.workdir or default_workdir(options.repo, options.branch, cluster_name(options, api))
+    store = GitStore(Path(workdir), options.repo, options.branch)
     secrets, sealer = _secret_mode(options, store.prepare)
-    api = api_client(options.kubeconfig, options.context, pool=128)  # one connection per watch
     store.use_signer(config.signer(options.signing_key))
-    return Exporter(options, store, Cluster(api), secrets, sealer)
+    return Exporter(options, store, api, secrets, sealer)
+
+
+def cluster_name(options: ExportOptions, api: Cluster) -> str:
+    """The Source-Cluster of this exporter's commits: --cluster-name, else the API server's host."""
+    return options.cluster_name or urlparse(api.api.configuration.host).hostname or "cluster"
 
 
 class Exporter:
@@ -257,7 +263,7 @@ class Exporter:
         o = options
         self.batch_window = o.batch_window
         self.store = store
-        self.cluster = o.cluster_name or urlparse(api.api.configuration.host).hostname or "cluster"
+        self.cluster = cluster_name(o, api)
         self.selection = Selection(None, ())
         self.recorder = Recorder(self.store, secrets, sealer)
         self.pusher = Pusher(self.store, backoff_max=o.push_backoff_max)
@@ -361,6 +367,7 @@ class Exporter:
     def work(self, stop: threading.Event, once: bool) -> int:
         """Until stop is set (SIGTERM, lost Lease) or fenced; with once, just the reconcile and a push."""
         try:
+            self.store.hold_clone()  # fenced or not: no other exporter may use this clone meanwhile
             if once:
                 if self.fence.claim() is not None:
                     return FENCED

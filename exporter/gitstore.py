@@ -51,9 +51,10 @@ def checked_out(path: str) -> bool:
     return "/" not in path or path.startswith(".kubedr/")
 
 
-def default_workdir(repo: str, branch: str) -> Path:
-    """A stable per-remote clone under ~/.cache, so a restart finds its unpushed commits."""
-    digest = hashlib.sha256(f"{repo}#{branch}".encode()).hexdigest()[:16]
+def default_workdir(repo: str, branch: str, cluster: str) -> Path:
+    """A stable clone under ~/.cache per remote, branch and cluster, so a restart finds its unpushed commits and
+    the exporters of two clusters on one machine (the runbook runs one per region) never share one."""
+    digest = hashlib.sha256(f"{repo}#{branch}#{cluster}".encode()).hexdigest()[:16]
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "kubedr" / "export" / digest
 
@@ -75,6 +76,7 @@ class GitStore:
         self._index_stale = False  # commits bypass the index; porcelain commands need it refreshed
         self.on_moved: Callable[[], None] = lambda: None  # the work tree changed under the recorder
         self._flock: int | None = None  # fd holding the clone for this process (see _hold_clone)
+        self._work_flock: int | None = None  # fd while this process changes the clone (see _hold_clone)
         self.brought_in: list[tuple[str, str]] = []  # (base, tip) of commits others pushed that we took in
         self.follow_remote = True  # False (kubedr demote): fetch only, never move HEAD onto another writer's work
         self.signer: Signer | None = None  # signs every commit (and makes git sign what a rebase rewrites)
@@ -98,7 +100,7 @@ class GitStore:
     def open(self) -> None:
         """Clone or reuse the work tree, repair what a crash left, and catch up with the remote."""
         self.prepare()
-        self._hold_clone()
+        self._hold_clone(work=True)
         self.repair()
         self.sync_with_remote()
 
@@ -109,24 +111,36 @@ class GitStore:
             self._init()
         return self.workdir / ".git"
 
-    def _hold_clone(self) -> None:
-        """One exporter per clone: repair() treats every git lock as stale, which is only true when alone."""
-        if self._flock is not None:
+    def hold_clone(self) -> None:
+        """The exporter's claim on its clone for its whole run, fenced or not: one exporter per clone."""
+        self.prepare()
+        self._hold_clone(work=False)
+
+    def _hold_clone(self, work: bool) -> None:
+        """Two locks: the exporter's (hold_clone) and the work lock of whoever changes the clone now (open(): the
+        exporting exporter, or `kubedr demote` beside the exporter that waits fenced). repair() treats every git
+        lock as stale, which is only true for the one holder of the work lock."""
+        if (self._work_flock if work else self._flock) is not None:
             return
-        fd = os.open(self.workdir / ".git" / "kubedr-exporter.flock", os.O_RDWR | os.O_CREAT, 0o600)
+        name = "kubedr-work.flock" if work else "kubedr-exporter.flock"
+        fd = os.open(self.workdir / ".git" / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise GitError(f"another kubedr exporter is using the clone {self.workdir}; give each its own "
-                           f"--workdir") from None
-        self._flock = fd  # released by the kernel when this process ends, however it ends
+            raise GitError(f"another kubedr {'process (an exporter, kubedr demote)' if work else 'exporter'} is "
+                           f"using the clone {self.workdir}" + ("" if work else "; give each its own --workdir")) from None
+        if work:
+            self._work_flock = fd
+        else:
+            self._flock = fd  # released by the kernel when this process ends, however it ends
 
     def close(self) -> None:
         """Let another exporter (or a restart in this process) use the clone."""
-        fd, self._flock = self._flock, None
-        if fd is not None:
-            os.close(fd)
+        for fd in (self._work_flock, self._flock):
+            if fd is not None:
+                os.close(fd)
+        self._work_flock = self._flock = None
 
     def _init(self) -> None:
         self.git("init", "-q", "-b", self.branch)

@@ -125,7 +125,7 @@ def test_a_second_exporter_on_the_same_clone_is_refused(tmp_path: Path, git_remo
              f"try:\n    GitStore({str(tmp_path / 'clone')!r}, {str(git_remote)!r}).open()\n"
              "except GitError as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert "another kubedr exporter is using the clone" in out
+    assert "another kubedr process (an exporter, kubedr demote) is using the clone" in out
     assert lock.exists()  # the live exporter's lock was left alone
 
 
