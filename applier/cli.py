@@ -248,25 +248,7 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
     if options.metrics_listen:
         metrics.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if options.settings.dry_run:
-        try:
-            report = engine.step()
-        except Exception as exc:  # the cluster or the repo is unreachable: one line
-            log.error("dry run failed: %s", " ".join(str(exc).split()))
-            return 1
-        if report is None:
-            print("nothing to apply")
-            return 0
-        for path in report.would_apply:
-            print(f"would apply {path}")
-        for path in report.would_delete:
-            print(f"would delete {path}")
-        for line in report.recreated:
-            print(line)
-        for line in report.exempt:
-            print(f"exempt from standby: {line}")
-        for f in report.failures:
-            print(f"would fail {f}")
-        return 1 if report.failures else 0
+        return _dry_run(engine, options)
     from kubedr.kube import api_client
 
     def work(stop: Any) -> int:
@@ -282,6 +264,37 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
             engine.drift.stop()
 
     return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
+
+
+def _dry_run(engine: Engine, options: ApplyOptions) -> int:
+    """One round with dryRun=All that records nothing; exit codes as --once: 1 on failures or when held."""
+    from kubedr.applier.role import serving
+
+    try:
+        if serving(engine.cluster, options.cluster_name, engine.source, record=False):
+            print("nothing would be applied: this cluster writes the branch, or held the role and was not demoted")
+            return 0
+        report = engine.step()
+    except Exception as exc:  # the cluster or the repo is unreachable: one line
+        log.error("dry run failed: %s", " ".join(str(exc).split()))
+        return 1
+    held = engine.untrusted
+    if report is None:
+        print(f"held at {held.line()}" if held else "nothing to apply")
+        return 1 if held else 0
+    for path in report.would_apply:
+        print(f"would apply {path}")
+    for path in report.would_delete:
+        print(f"would delete {path}")
+    for line in report.recreated:
+        print(line)
+    for line in report.exempt:
+        print(f"exempt from standby: {line}")
+    for f in report.failures:
+        print(f"would fail {f}")
+    if held:
+        print(f"then held at {held.line()}")
+    return 1 if report.failures or held else 0
 
 
 def _diff(engine: Engine) -> int:

@@ -18,8 +18,13 @@ Run against the old primary once it is reachable, where its exporter's clone is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubedr import contract, roles
@@ -27,6 +32,7 @@ from kubedr.commands.handover import Branch
 from kubedr.config import UsageError
 
 if TYPE_CHECKING:
+    from kubedr.exporter.cli import Exporter
     from kubedr.exporter.gitstore import GitStore
     from kubedr.kubeapi import Cluster
 
@@ -90,10 +96,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 def set_aside(args: argparse.Namespace, me: str, writer: roles.Writer) -> str:
-    """Steps 2-5: the side branch ('' when nothing was unreplicated); the clone ends on the branch."""
-    from kubedr.exporter.cli import export_options, exporter_for
+    """Steps 2-5: the side branch ('' when nothing was unreplicated); the clone ends on the branch.
 
-    exporter = exporter_for(export_options(args))
+    A dry run works in a scratch copy of the clone: its reconcile commit and fetches never touch the real one."""
+    from kubedr.exporter.cli import export_options, exporter_for
+    from kubedr.exporter.gitstore import default_workdir
+
+    options = export_options(args)
+    if not args.dry_run:
+        return _set_aside(args, me, writer, exporter_for(options))
+    clone = Path(options.workdir or default_workdir(options.repo, options.branch, me))
+    with tempfile.TemporaryDirectory(prefix="kubedr-demote-plan-") as tmp:
+        scratch = Path(tmp) / "clone"
+        if clone.is_dir():
+            shutil.copytree(clone, scratch, symlinks=True, copy_function=_link_objects)
+        return _set_aside(args, me, writer, exporter_for(dataclasses.replace(options, workdir=str(scratch))))
+
+
+def _link_objects(src: str, dst: str) -> None:
+    """Git never rewrites an object file in place: link those (a copy costs no space); copy the rest."""
+    if f"{os.sep}.git{os.sep}objects{os.sep}" in src:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
+def _set_aside(args: argparse.Namespace, me: str, writer: roles.Writer, exporter: Exporter) -> str:
     store = exporter.store
     store.follow_remote = False
     gitdir = str(store.workdir / ".git")

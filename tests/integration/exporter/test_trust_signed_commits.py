@@ -49,7 +49,7 @@ def untrusted_metric() -> dict[str, str]:
 
 
 def test_applier_holds_at_unsigned_and_unknown_commits_until_acknowledged(primary, secondary, git_remote: Path,
-                                                                         tmp_path: Path) -> None:
+                                                                         tmp_path: Path, capsys) -> None:
     exporter_key, admin_key, stranger_key = (make_key(tmp_path, n) for n in ("exporter", "admin", "stranger"))
     signers = allowed_signers(tmp_path / "allowed_signers", exporter=exporter_key, admin=admin_key)
     assert main(["init", "--repo", str(git_remote), "--signing-key", str(admin_key)]) == 0
@@ -80,6 +80,9 @@ def test_applier_holds_at_unsigned_and_unknown_commits_until_acknowledged(primar
         after_bad = git("rev-list", f"{bad}..main", cwd=git_remote).split()
         assert after_bad and all(verify_commit(git_remote, s, signers).returncode == 0 for s in after_bad)
 
+        capsys.readouterr()
+        assert main([*applier, "--dry-run"]) == 1  # the plan says so too, and exits as --once does
+        assert f"held at untrusted commit {bad[:12]} (not signed)" in capsys.readouterr().out
         assert main(applier) == 1  # held: nothing past the bad commit
         assert secondary.api.get("v1", "ConfigMap", "a", "shop")["data"] == {"v": "1"}
         assert not _exists(secondary, "b")
