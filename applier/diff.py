@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from typing import Any
 
 from kubedr import contract
 from kubedr.applier.apply import Action, ServerSideApplier
 from kubedr.applier.decode import Decoder
-from kubedr.applier.inventory import Inventory
+from kubedr.applier.fetch import is_local
+from kubedr.applier.inventory import Inventory, guard
+from kubedr.applier.policy import POLICY_PATH
 from kubedr.applier.round import Engine
 from kubedr.applier.standby import hold
+from kubedr.applier.status import load as load_status
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.remote import redact
 
 VOLATILE_META = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
 
@@ -41,11 +46,31 @@ def unified(path: str, live: dict[str, Any] | None, after: dict[str, Any] | None
     return "".join(difflib.unified_diff(a, b, f"live/{path}", f"repo/{path}"))
 
 
+def foreign_records(engine: Engine, target: str) -> str | None:
+    """Why this cluster's records (status, inventory) belong to another repo, so a plan against them is wrong."""
+    status = load_status(engine.cluster)
+    if status is None or not status.commit or not status.repo or _place(status.repo) == _place(engine.settings.repo):
+        return None
+    if engine.source.reach(status.commit, target):
+        return None  # the same history under another name
+    return (f"this cluster's records are of {redact(status.repo)} ({status.branch or '?'}) at {status.commit[:12]}, "
+            f"which {redact(engine.settings.repo)} does not have: refusing to plan against them (every object "
+            f"they name would show as a prune)")
+
+
+def _place(repo: str) -> str:
+    path = repo[len("file://"):] if repo.startswith("file://") else repo
+    return os.path.realpath(path).rstrip("/") if is_local(repo) else repo.rstrip("/")
+
+
 def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     """(per-object diffs, one-line errors) between the secondary and the tree apply would apply now."""
     target = engine.target()
     if target is None:
         return [], [f"{engine.settings.repo}: no commits on {engine.settings.branch}"]
+    foreign = foreign_records(engine, target)
+    if foreign:
+        return [], [foreign]
     engine.settings = engine._effective(target)
     s = engine.settings
     prune = prune or bool(s.prune)
@@ -90,10 +115,24 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
             elif o.result:
                 out.append(o.result)
         if prune:
-            for ref in sorted(Inventory(engine.cluster).load().refs - desired):
-                live = applier.get_live(ref)
-                if live is not None:
-                    out.append(unified(ref.path, normalize(live), None))
+            out += _prunes(engine, applier, desired)
     finally:
         applier.close()
     return out, errors
+
+
+def _prunes(engine: Engine, applier: ServerSideApplier, desired: set[ObjectRef]) -> list[str]:
+    """Each deletion labelled as a prune with its reason, and the guard's verdict when it would refuse them."""
+    s = engine.settings
+    inventory = Inventory(engine.cluster).load()
+    why = "--prune" if "prune" in s.explicit else f"prune: true in {POLICY_PATH}"
+    out = []
+    for ref in sorted(inventory.refs - desired):
+        live = applier.get_live(ref)
+        if live is not None:
+            out.append(f"# prune {ref.display}: kubedr applied it and its file left the repo ({why})\n"
+                       + unified(ref.path, normalize(live), None))
+    verdict = guard(len(out), len(inventory.refs), s.force_prune, s.prune_max_fraction, s.prune_max_objects)
+    if out and not verdict.allowed:
+        out.append(f"# apply would refuse these {len(out)} prunes: {verdict.reason}\n")
+    return out

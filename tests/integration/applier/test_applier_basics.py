@@ -138,3 +138,4 @@ def test_dry_run_with_prune_lists_deletions_and_changes_nothing(secondary: Any, 
     assert main(["diff", "--prune", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(repo.remote)]) == 1
     out = capsys.readouterr().out
     assert "--- live/shop/ConfigMap/cm-0.yaml" in out and "+++ repo/shop/ConfigMap/cm-new.yaml" in out
+    assert "# prune ConfigMap shop/cm-0: kubedr applied it and its file left the repo (--prune)\n" in out

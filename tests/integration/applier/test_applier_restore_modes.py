@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kubedr.applier.cli import run as _unused  # noqa: F401  (the module the CLI routes to imports cleanly)
 from kubedr.commands.cli import main
-from tests.integration.applier.conftest import Repo, apply, configmap, deployment, live, namespace, status_of
+from tests.integration.applier.conftest import (
+    Repo,
+    apply,
+    configmap,
+    deployment,
+    git,
+    live,
+    namespace,
+    status_of,
+)
 
 
 def test_restore_older_commit_brings_back_deleted_and_removes_newer(secondary: Any, repo: Repo) -> None:
@@ -118,6 +128,35 @@ def test_diff_shows_the_pending_change(secondary: Any, repo: Repo, capsys: Any) 
     assert "+++ repo/shop/ConfigMap/brand-new.yaml" in out
     assert "same.yaml" not in out
     assert live(secondary, "v1", "ConfigMap", "settings", "shop")["data"] == {"mode": "blue"}
+
+
+def test_diff_refuses_to_plan_against_another_repos_records(secondary: Any, repo: Repo, tmp_path: Path,
+                                                            capsys: Any) -> None:
+    """A secondary that applied one repo, diffed against another: not a plan to delete all it holds."""
+    for o in (namespace("shop"), configmap("settings"), configmap("other")):
+        repo.put(o)
+    repo.commit("seed")
+    assert apply(secondary, repo, "--prune") == 0
+    elsewhere = tmp_path / "elsewhere.git"
+    git("init", "--bare", "-q", "-b", "main", str(elsewhere), cwd=tmp_path)
+    other = Repo(elsewhere, tmp_path / "elsewhere")
+    other.put(namespace("shop"))
+    other.put(configmap("settings"))
+    other.commit("another history")
+    capsys.readouterr()
+    args = ["diff", "--prune", "--kubeconfig", secondary.kubeconfig_path, "--workdir", str(tmp_path / "mirror")]
+    assert main([*args, "--repo", str(elsewhere)]) == 2
+    out = capsys.readouterr()
+    [line] = [ln for ln in out.err.splitlines() if " ERROR " in ln]
+    assert out.out == "" and f"this cluster's records are of {repo.remote} (main) at " in line, out.err
+    assert "refusing to plan" in line
+    # the same repo under another name is the same history: planned as usual, its prune labelled with the reason
+    repo.remove(configmap("other"))
+    repo.commit("other goes")
+    assert main([*args, "--repo", f"file://{repo.remote}"]) == 1
+    out = capsys.readouterr().out
+    assert "# prune ConfigMap shop/other: kubedr applied it and its file left the repo (--prune)" in out
+    assert "# apply would refuse these 1 prunes: prune refused: would delete 1 of 3 objects (33%" in out
 
 
 def test_crd_applied_and_established_before_its_custom_resources(secondary: Any, repo: Repo) -> None:
