@@ -128,6 +128,7 @@ class Drift:
         self._published: str = ""
         self._worker: threading.Thread | None = None
         self.started = time.time()
+        self.writer = False  # the cluster writes the branch: its edits are the primary's own, never drift
 
     # ---- the engine's hooks ------------------------------------------------------------------------------
 
@@ -270,6 +271,10 @@ class Drift:
             if self._stop.is_set():
                 return
             try:
+                if self._writes_the_branch():
+                    self._next_scan = time.monotonic() + self.settings.interval  # a round's end wakes it sooner
+                    self._publish()
+                    continue
                 self._confirm(suspects)
                 self._heal_due()
                 if time.monotonic() >= self._next_scan:
@@ -281,6 +286,16 @@ class Drift:
                 with self._cond:
                     self._suspects |= suspects
                 self._stop.wait(1.0)
+
+    def _writes_the_branch(self) -> bool:
+        """While the cluster is the writer (as its applier's rounds judge it) nothing is compared or healed."""
+        writer = self.engine.writes_branch
+        if writer != self.writer:
+            self.writer, self._dirty = writer, True
+            if writer:
+                self.drifted.clear()
+                self.strays = {}
+        return writer
 
     def _next_wake(self) -> float:
         due = [d.next_heal for d in self.drifted.values() if self.heal_on(d.ref)]
@@ -462,6 +477,8 @@ class Drift:
     def _stray_loop(self) -> None:
         """A scan each interval, in its own thread: listing every kind never delays a heal."""
         while not self._stop.wait(self.settings.interval):
+            if self.writer:
+                continue
             try:
                 self._scan_strays()
             except Exception as exc:  # the secondary is away: next interval
@@ -507,7 +524,8 @@ class Drift:
             "strayCount": str(len(self.strays)),
             "strays": json.dumps([{"object": r.display, "madeBy": m} for r, m in sorted(self.strays.items())][:200],
                                  indent=1),
-            "heal": _heal_text(self.engine.settings.heal, self.mode),
+            "heal": "off (this cluster is or was the writer)" if self.writer else _heal_text(self.engine.settings.heal,
+                                                                                           self.mode),
             "driftWatched": str(len(self.baselines)),  # objects with a baseline: being compared
             "driftStarted": str(round(self.started)),  # when this applier's watch started (unix time)
         }

@@ -113,6 +113,7 @@ class Engine:
         self.serving = Serving()
         self.images = Index()  # the images the repo's workloads need, recorded with the status
         self.cluster_name: str | None = None  # --cluster-name: a writer applies nothing (applier/role.py)
+        self.writes_branch = False  # the last round found this cluster the writer (or not yet demoted)
 
     def close(self) -> None:
         self.applier.close()
@@ -442,8 +443,9 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     failed = False
     while not stop.is_set():
         try:
-            report = None if writer_here(engine.cluster, engine.cluster_name, engine.source,
-                                         record=not engine.settings.dry_run) else engine.step()
+            engine.writes_branch = writer_here(engine.cluster, engine.cluster_name, engine.source,
+                                               record=not engine.settings.dry_run)
+            report = None if engine.writes_branch else engine.step()
             engine.caught_up = engine.untrusted is None  # held at an untrusted commit: behind the branch
             if report is not None:
                 failed = bool(report.failures)

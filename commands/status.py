@@ -2,8 +2,10 @@
 
 Each source is optional and read independently, so one unreachable side never hides the others:
   --repo                   the config repo's head (sha, time, subject), and how far the secondary is behind
-  --primary-kubeconfig     the exporter's Lease on the primary (who leads, when it last renewed)
-  --secondary-kubeconfig   the applier's record (kubedr-status ConfigMap): applied commit, failures, mode
+  --primary-kubeconfig     the exporter's Lease on the primary (who leads, when it last renewed), its role, and
+                           its applier's record when kubedr applied there (an old primary, demoted)
+  --secondary-kubeconfig   the applier's record (kubedr-status ConfigMap): applied commit, failures, mode; its role
+The writer's applier applies nothing: it is shown idle, without lag or drift against its own exports.
   --snapshot-store         the newest etcd snapshot (id, age, size, revision) from the snapshot store
 
 Replication lag, when the repo is known: 0 when the secondary applied the head (and the figure measured for it:
@@ -76,18 +78,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("status: name at least one of --repo, --primary-kubeconfig, --secondary-kubeconfig, "
                          "--snapshot-store")
     rows = gather(args)
-    lag = next((r.data.get("lag_seconds") for r in rows if r.component == "applier"), None)
-    if args.max_lag is not None and lag is not None and lag > args.max_lag:
-        for r in rows:
-            if r.component == "applier":
-                r.problem = True
-                r.detail = (r.detail + f"; lag above --max-lag {args.max_lag:g}s").lstrip("; ")
-    drift = next((len(r.data.get("drift") or []) for r in rows if r.component == "applier"), None)
-    if args.max_drift is not None and drift is not None and drift > args.max_drift:
-        for r in rows:
-            if r.component == "applier":
-                r.problem = True
-                r.detail = (r.detail + f"; drift above --max-drift {args.max_drift}").lstrip("; ")
+    for r in (r for r in rows if r.component == "applier" and not r.data.get("writes_branch")):
+        lag, drift = r.data.get("lag_seconds"), len(r.data.get("drift") or [])
+        if args.max_lag is not None and lag is not None and lag > args.max_lag:
+            r.problem = True
+            r.detail = (r.detail + f"; lag above --max-lag {args.max_lag:g}s").lstrip("; ")
+        if args.max_drift is not None and drift > args.max_drift:
+            r.problem = True
+            r.detail = (r.detail + f"; drift above --max-drift {args.max_drift}").lstrip("; ")
     if args.output == "json":
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2, default=str)
         print()
@@ -97,24 +95,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def gather(args: argparse.Namespace) -> list[Row]:
-    """Every row, in a fixed order: repo, primary, secondary, snapshot."""
+    """Every row, in a fixed order: repo, primary, secondary, snapshot; each side's applier read with its role."""
     head = repo_head(args.repo, args.branch) if args.repo else None
     rows: list[Row] = []
     if head is not None:
         rows.append(head_row(args.repo, args.branch, head))
         if head.scope:
-            rows.append(Row("repo", "export scope", "", detail=head.scope, data={"scope": json.loads(head.scope)}))
-    if args.primary_kubeconfig:
-        rows.append(exporter_row(args.primary_kubeconfig, args.primary_context, head))
-        rows.append(role_row("primary", args.primary_kubeconfig, args.primary_context, head,
-                             getattr(args, "primary_cluster_name", None)))
-    if args.secondary_kubeconfig:
-        rows.append(applier_row(args.secondary_kubeconfig, args.secondary_context, head))
-        rows.append(role_row("secondary", args.secondary_kubeconfig, args.secondary_context, head,
-                             getattr(args, "secondary_cluster_name", None)))
+            scope = json.loads(head.scope)
+            rows.append(Row("repo", "export scope", "", detail=scope_text(scope), data={"scope": scope}))
+    for side in ("primary", "secondary"):
+        kubeconfig, context = getattr(args, f"{side}_kubeconfig"), getattr(args, f"{side}_context")
+        if not kubeconfig:
+            continue
+        role = role_row(side, kubeconfig, context, head, getattr(args, f"{side}_cluster_name", None))
+        name = role.data.get("cluster") or getattr(args, f"{side}_cluster_name", None)
+        if side == "primary":
+            rows.append(exporter_row(kubeconfig, context, head, name))
+        applier = applier_row(kubeconfig, context, head, side, role.state, optional=side == "primary")
+        rows += [applier] if applier else []
+        rows.append(role)
     if args.snapshot_store:
         rows.append(snapshot_row(args))
     return rows
+
+
+def scope_text(scope: dict[str, Any]) -> str:
+    """The exporter's scope as `key: a,b; key: value` (the JSON stays in -o json)."""
+    return "; ".join(f"{k}: {','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in scope.items()
+                     if v not in (None, "", []) or k == "namespaces") or "(defaults)"
 
 
 # -- the repo -------------------------------------------------------------------------------------------
@@ -128,6 +136,7 @@ class RepoHead:
     error: str = ""
     gitdir: str = ""
     log: list[tuple[str, float]] = field(default_factory=list)   # (sha, commit time), newest first
+    sources: list[str] = field(default_factory=list)  # the Source-Cluster trailer of each commit in log
     scope: str = ""  # the exporter's effective scope (trailer of its last scope commit), JSON
     writer: Any = None  # the branch's writer role (kubedr.roles.Writer), None when it names nobody
     writer_error: str = ""
@@ -151,7 +160,8 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
         # --git-dir, not -C: a relative repo path stays relative to where the operator ran the command
         git.run(["fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
                  f"refs/heads/{branch}:refs/heads/{branch}"], git_dir=scratch, remote=repo)
-        out = git.run(["log", "--format=%H%x00%ct%x00%s", branch], git_dir=scratch).text
+        out = git.run(["log", "--format=%H%x00%ct%x00%(trailers:key=Source-Cluster,valueonly,separator=%x2C)%x00%s",
+                       branch], git_dir=scratch).text
         scope = git.run(["log", "-1", "--format=%(trailers:key=Kubedr-Scope,valueonly)", "--grep=^Kubedr-Scope: ",
                          branch], git_dir=scratch).text.strip()
         writer, writer_error = _writer(scratch, repo, branch)
@@ -159,16 +169,17 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
         return RepoHead(error=str(exc))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log = []
+    log, sources = [], []
     subject = ""
     for i, line in enumerate(out.splitlines()):
-        sha, ts, subj = line.split("\x00", 2)
+        sha, ts, source, subj = line.split("\x00", 3)
         log.append((sha, float(ts)))
+        sources.append(source.strip())
         if i == 0:
             subject = subj
     if not log:
         return RepoHead(error=f"branch {branch} has no commits")
-    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log, scope=scope,
+    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log, sources=sources, scope=scope,
                     writer=writer, writer_error=writer_error)
 
 
@@ -195,22 +206,32 @@ def head_row(repo: str, branch: str, head: RepoHead) -> Row:
         return Row("repo", "git", "unreachable", detail=scrub(f"{redact(repo)}: {head.error}", repo), problem=True)
     role = (f"writer {head.writer.cluster} (epoch {head.writer.epoch})" if head.writer
             else head.writer_error or "no writer role")
+    source = head.sources[0] if head.sources else ""
     return Row("repo", "git", branch, commit=head.sha[:12], lag="",
-               detail=f"{role}; {ago(head.time)}: {head.subject}",
+               detail=f"{role}; last commit {ago(head.time)}" + (f" by {source}" if source else "")
+                      + f": {head.subject}",
                data={"sha": head.sha, "time": head.time, "subject": head.subject, "repo": redact(repo),
-                     "writer": head.writer.cluster if head.writer else None,
+                     "source": source or None, "writer": head.writer.cluster if head.writer else None,
                      "epoch": head.writer.epoch if head.writer else None})
 
 
 # -- the primary ----------------------------------------------------------------------------------------
-def exporter_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> Row:
-    """Who holds the exporter Lease and when it was last renewed; the repo head is what it last pushed."""
+def exporter_row(kubeconfig: str, context: str | None, head: RepoHead | None, cluster: str | None = None) -> Row:
+    """Who holds the exporter Lease and when it was last renewed; the newest commit this cluster made."""
     try:
         lease = read_lease(kubeconfig, context, *EXPORTER_LEASE)
     except Exception as exc:  # noqa: BLE001 - one line for the table, whatever broke
         return Row("primary", "exporter", "unreachable", detail=_one_line(exc), problem=True)
-    commit = head.sha[:12] if head and head.sha else ""
-    last = f"last commit {ago(head.time)}" if head and head.sha else ""
+    commit, last = "", ""
+    if head and head.sha and cluster:
+        mine = next((i for i, source in enumerate(head.sources) if source == cluster), None)
+        if mine is None:
+            last = f"no commit of {cluster} in the last {len(head.log)}"
+        else:
+            commit, last = head.log[mine][0][:12], f"last commit of {cluster} {ago(head.log[mine][1])}"
+    elif head and head.sha:
+        by = head.sources[0] if head.sources else ""
+        commit, last = head.sha[:12], f"last commit on the branch {ago(head.time)}" + (f" by {by}" if by else "")
     if lease is None:
         return Row("primary", "exporter", "no lease", commit=commit,
                    detail="; ".join(filter(None, ["no kubedr-exporter Lease (not deployed or single replica)", last])))
@@ -248,22 +269,34 @@ def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
 
 
 # -- the secondary --------------------------------------------------------------------------------------
-def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> Row:
-    """The applier's own record: applied commit, failures, mode; lag against the repo head when known."""
+def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, side: str = "secondary",
+                role: str = "", optional: bool = False) -> Row | None:
+    """The applier's own record: applied commit, failures, mode; lag against the repo head when known.
+
+    On the writer's cluster (role `writer`, or `fenced` until demoted) it applies nothing: no lag, no drift.
+    optional: no row when kubedr never applied there (the primary's side)."""
     try:
         from kubedr.applier.status import read_record
         from kubedr.kube import api_client
 
         record = read_record(api_client(kubeconfig, context))
     except ImportError:
-        return Row("secondary", "applier", "unknown", detail="the applier is not installed", problem=True)
+        return None if optional else Row(side, "applier", "unknown", detail="the applier is not installed",
+                                         problem=True)
     except Exception as exc:  # noqa: BLE001
-        return Row("secondary", "applier", "unreachable", detail=_one_line(exc), problem=True)
+        return None if optional else Row(side, "applier", "unreachable", detail=_one_line(exc), problem=True)
     if record is None:
-        return Row("secondary", "applier", "never applied", detail="no kubedr-status ConfigMap in kubedr-system",
-                   problem=True)
+        return None if optional else Row(side, "applier", "never applied",
+                                         detail="no kubedr-status ConfigMap in kubedr-system", problem=True)
     st = record.status
     applied = st.fully_applied or st.commit
+    if role in ("writer", "fenced"):
+        what = ("this cluster writes the branch" if role == "writer"
+                else "this cluster held the writer role and was not demoted")
+        return Row(side, "applier", f"idle ({role})", commit=applied[:12],
+                   detail=f"{what}: its applier applies nothing; it last applied {applied[:12] or '-'} "
+                          f"{ago(st.applied_at)}",
+                   data={**record.to_data(), "drift": [], "lag_seconds": None, "writes_branch": True})
     failures = st.failures
     mode = record.mode
     if record.active_namespaces:
@@ -295,7 +328,7 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None) -> 
     if st.applied_at:
         parts.append(f"applied {ago(st.applied_at)}")
     parts.append(_applier_leader(kubeconfig, context))
-    return Row("secondary", "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
+    return Row(side, "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
                drift=str(len(drift)), detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted),
                data={**record.to_data(), "lag_seconds": lag})
 
@@ -344,7 +377,7 @@ def role_row(side: str, kubeconfig: str, context: str | None, head: RepoHead | N
         return Row(side, "role", "unreachable", detail=_one_line(exc), problem=True)
     writer = head.writer if head else None
     state, detail, problem = role_state(rec, writer, name, serves=side == "primary")
-    return Row(side, "role", state, detail=detail, problem=problem, data=rec)
+    return Row(side, "role", state, detail=detail, problem=problem, data={**rec, "cluster": rec.get("cluster") or name})
 
 
 def role_state(rec: dict[str, str], writer: Any, name: str | None, serves: bool) -> tuple[str, str, bool]:
@@ -392,20 +425,30 @@ def snapshot_row(args: argparse.Namespace) -> Row:
 
 
 # -- output ---------------------------------------------------------------------------------------------
+WIDTH = 120  # the table and the details below it fit a 120-column terminal or CI log
+
+
 def render(rows: list[Row]) -> None:
-    """One rich table; wide enough in a pipe (CI logs) that nothing is cut."""
+    """One rich table of short columns, then each row's details, wrapped to WIDTH."""
+    import textwrap
+
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns) if sys.stdout.isatty() else WIDTH
+    console = Console(width=width)
     table = Table(box=box.SIMPLE_HEAD, title="kubedr status", title_justify="left")
-    for col in ("SIDE", "COMPONENT", "STATE", "COMMIT", "LAG", "FAILURES", "DRIFT", "DETAIL"):
-        table.add_column(col, no_wrap=col != "DETAIL", overflow="fold")
+    for col in ("SIDE", "COMPONENT", "STATE", "COMMIT", "LAG", "FAILURES", "DRIFT"):
+        table.add_column(col, no_wrap=col != "STATE", overflow="fold")
     for r in rows:
-        style = "red" if r.problem else None
-        table.add_row(r.side, r.component, r.state, r.commit, r.lag, r.failures, r.drift, r.detail, style=style)
+        table.add_row(r.side, r.component, r.state, r.commit, r.lag, r.failures, r.drift,
+                      style="red" if r.problem else None)
     console.print(table)
+    for r in (r for r in rows if r.detail):
+        text = textwrap.fill(f"{r.side} {r.component}: {r.detail}", width=width - 2, initial_indent="  ",
+                             subsequent_indent="      ", break_on_hyphens=False)
+        console.print(text, style="red" if r.problem else None, markup=False, highlight=False, soft_wrap=True)
 
 
 def ago(ts: float | None, suffix: str = " ago") -> str:
