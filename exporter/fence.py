@@ -35,12 +35,15 @@ class Fence:
     def gitdir(self) -> str:
         return str(self.store.workdir / ".git")
 
-    def _set(self, reason: str | None, settling: bool = False) -> str | None:
+    def _set(self, reason: str | None, settling: bool = False, waiting: bool = False) -> str | None:
         if reason != self.reason or not (reason or self._said):
             self._said = reason is None
             if settling:  # its own role under a newer epoch: claimed afresh at once, nothing to do for anyone
                 log.info("%s", reason)
-            elif reason:
+            elif reason and waiting:  # at start: a standby's exporter waits by design
+                log.warning("fenced: %s; this exporter (%s) exports once the branch names it, reading the role "
+                            "again meanwhile", reason, self.cluster)
+            elif reason:  # the role moved away under a running exporter
                 log.error("fenced: %s; this exporter (%s) pushes nothing and keeps its local commits in %s",
                           reason, self.cluster, self.store.workdir)
             elif self.held:
@@ -119,7 +122,7 @@ class Fence:
         except roles.RoleError as exc:
             return self._set(str(exc))
         if writer is not None and writer.cluster != self.cluster:
-            return self._set(roles.fence_reason(writer, self.cluster, 0))
+            return self._set(roles.fence_reason(writer, self.cluster, 0), waiting=True)
         stale = self.stale_commits(writer, known)
         if stale:
             return self._set(f"{len(stale)} local commit{'s' if len(stale) > 1 else ''} in {self.store.workdir} "

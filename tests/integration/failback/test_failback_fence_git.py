@@ -98,3 +98,22 @@ def test_a_role_given_to_this_cluster_while_it_exports_is_taken_up_not_fenced(
     a.store.close()
     again = _fence(tmp_path, git_remote, "A")
     assert again.claim() is None and again.held is not None and again.held.epoch == 1  # the commit is not stale
+
+
+def test_waiting_at_start_is_a_warning_the_role_moving_away_mid_run_an_error(
+        tmp_path: Path, git_remote: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The standby's exporter waits by design (WARNING); losing the role while exporting is the alarm (ERROR)."""
+    import logging
+
+    repo_init.init_repo(str(git_remote), writer="A")
+    with caplog.at_level(logging.INFO, logger="kubedr.exporter.fence"):
+        assert _fence(tmp_path, git_remote, "B", "clone-b").claim() == "the writer is A (epoch 1), not B"
+        a = _fence(tmp_path, git_remote, "A")
+        assert a.claim() is None
+        a.store.open()
+        _set_role(git_remote, "B")
+        assert a.recheck() == "the writer is B (epoch 2), not A"
+    a.store.close()
+    fenced = [(r.levelno, r.getMessage().split(";")[0]) for r in caplog.records if "fenced:" in r.getMessage()]
+    assert fenced == [(logging.WARNING, "fenced: the writer is A (epoch 1), not B"),
+                      (logging.ERROR, "fenced: the writer is B (epoch 2), not A")]
