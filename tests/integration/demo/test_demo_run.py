@@ -70,7 +70,9 @@ def test_demo_runs_to_completion_and_prints_what_it_promises(tmp_path: Path) -> 
     assert re.search(r'kubedr_applier_objects_total\{action="delete"\} 1\b', metrics)
 
     # kubedr status, and what was kept for exploring
-    assert re.search(r"secondary\s+applier\s+active\s+[0-9a-f]{12}", out), out
+    # after the promote the secondary writes the branch: its applier applies nothing, no lag against itself
+    assert re.search(r"secondary\s+applier\s+idle \(writer\)\s+[0-9a-f]{12}\s", out), out
+    assert re.search(r"secondary\s+role\s+writer", out) and "repo git: writer secondary (epoch 2)" in out, out
     assert (keep / "config.git").is_dir() and (keep / "exporter.log").is_file() and (keep / "applier.log").is_file()
     assert re.search(r"primary\s+role\s+fenced", out) and re.search(r"secondary\s+role\s+writer", out)
 

@@ -90,11 +90,13 @@ def test_a_role_given_to_this_cluster_while_it_exports_is_taken_up_not_fenced(
     assert a.store.commit_paths(["x.yaml"], lambda _: "made before the role\n")  # unpushed, no role trailers
     _set_role(git_remote, "A")
     a.store.fetch()
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="kubedr.exporter.fence"):
         reason = a.check()
     assert reason == ("the branch's role became A at epoch 1 while this exporter exported under no role: "
                       "waiting for the role to settle")
-    assert [r.levelno for r in caplog.records] == [logging.INFO] and "demote" not in caplog.text
+    fence = [r for r in caplog.records if r.name == "kubedr.exporter.fence"]
+    assert [r.levelno for r in fence] == [logging.INFO] and "demote" not in fence[0].getMessage()
     a.store.close()
     again = _fence(tmp_path, git_remote, "A")
     assert again.claim() is None and again.held is not None and again.held.epoch == 1  # the commit is not stale
@@ -106,6 +108,7 @@ def test_waiting_at_start_is_a_warning_the_role_moving_away_mid_run_an_error(
     import logging
 
     repo_init.init_repo(str(git_remote), writer="A")
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="kubedr.exporter.fence"):
         assert _fence(tmp_path, git_remote, "B", "clone-b").claim() == "the writer is A (epoch 1), not B"
         a = _fence(tmp_path, git_remote, "A")
@@ -114,6 +117,7 @@ def test_waiting_at_start_is_a_warning_the_role_moving_away_mid_run_an_error(
         _set_role(git_remote, "B")
         assert a.recheck() == "the writer is B (epoch 2), not A"
     a.store.close()
-    fenced = [(r.levelno, r.getMessage().split(";")[0]) for r in caplog.records if "fenced:" in r.getMessage()]
+    fenced = [(r.levelno, r.getMessage().split(";")[0]) for r in caplog.records
+              if r.name == "kubedr.exporter.fence" and "fenced:" in r.getMessage()]
     assert fenced == [(logging.WARNING, "fenced: the writer is A (epoch 1), not B"),
                       (logging.ERROR, "fenced: the writer is B (epoch 2), not A")]
