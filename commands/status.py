@@ -121,7 +121,12 @@ def gather(args: argparse.Namespace) -> list[Row]:
 
 def scope_text(scope: dict[str, Any]) -> str:
     """The exporter's scope as `key: a,b; key: value` (the JSON stays in -o json)."""
-    return "; ".join(f"{k}: {','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in scope.items()
+    def value(key: str, v: Any) -> str:
+        if key == "namespaces" and v == []:
+            return "all"
+        return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    return "; ".join(f"{k}: {value(k, v)}" for k, v in scope.items()
                      if v not in (None, "", []) or k == "namespaces") or "(defaults)"
 
 

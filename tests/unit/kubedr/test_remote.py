@@ -29,3 +29,11 @@ def test_status_never_shows_the_token_of_an_unreachable_repo() -> None:
     url = "https://kubedr:tok3n@127.0.0.1:1/config.git"
     row = head_row(url, "main", RepoHead(error=f"git fetch: fatal: unable to access '{url}/': refused"))
     assert row.problem and "tok3n" not in row.detail and "kubedr:***@127.0.0.1:1" in row.detail
+
+
+def test_status_shows_the_export_scope_in_words_not_json() -> None:
+    from kubedr.commands.status import scope_text
+
+    scope = {"namespaces": [], "exclude_namespaces": ["kube-system", "kubedr-system"], "label_selector": None}
+    assert scope_text(scope) == "namespaces: all; exclude_namespaces: kube-system,kubedr-system"
+    assert scope_text({"namespaces": ["shop", "payments"]}) == "namespaces: shop,payments"
