@@ -254,8 +254,8 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
             log.error("dry run failed: %s", " ".join(str(exc).split()))
             return 1
         if report is None:
-            print("nothing to apply")
-            return 0
+            print(engine.held.line() if engine.held else "nothing to apply")
+            return 1 if engine.held else 0
         for path in report.would_apply:
             print(f"would apply {path}")
         for path in report.would_delete:
@@ -348,6 +348,7 @@ def _sync(args: argparse.Namespace) -> int:
             return proc.returncode
         options = apply_options(args, repo, args.to_kubeconfig, args.to_context,
                                 args.workdir or os.path.join(tmp, "work"), identity_files)
+        options.settings.own_repo = True  # a new repo each run: applied whole, never held as a rewrite
         engine = _engine(options)
         try:
             return loop(engine, 1.0, once=True)

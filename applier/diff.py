@@ -43,9 +43,12 @@ def unified(path: str, live: dict[str, Any] | None, after: dict[str, Any] | None
 
 def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     """(per-object diffs, one-line errors) between the secondary and the tree apply would apply now."""
-    target = engine.target()
-    if target is None:
+    head = engine.target()
+    if head is None:
         return [], [f"{engine.settings.repo}: no commits on {engine.settings.branch}"]
+    target, held = engine.preview(head)  # what apply would apply: never past a hold or an untrusted commit
+    if target is None:
+        return [], held
     engine.settings = engine._effective(target)
     s = engine.settings
     prune = prune or bool(s.prune)
@@ -96,4 +99,4 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
                     out.append(unified(ref.path, normalize(live), None))
     finally:
         applier.close()
-    return out, errors
+    return out, held + errors
