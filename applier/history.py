@@ -131,7 +131,7 @@ def decide(source: Source, status: Status | None, repo: str, branch: str, head: 
     here = key(repo, branch)
     last = key(rec.repo, rec.branch or branch) if rec.repo else here
     newest = rec.newest.get(here) or (rec.commit if last == here else "")
-    base = rec.commit if rec.commit and last == here and source.has(rec.commit) else None
+    base = rec.commit if rec.commit and last == here and (rec.commit == head or source.has(rec.commit)) else None
     if pinned:
         return Decision(RESTORE, base=base, newest=newest)
     if own:

@@ -4,6 +4,7 @@ apply` processes, real git and ssh-keygen."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -117,12 +118,16 @@ def test_a_rollback_is_held_and_applies_nothing_until_acknowledged(secondary: An
 @pytest.mark.parametrize("gate", [True, False], ids=["trust-gate", "no-gate"])
 def test_rewritten_history_on_the_same_url_is_held_until_acknowledged(secondary: Any, repo: Repo, daemon: Any,
                                                                      tmp_path: Path, gate: bool) -> None:
+    """A force-pushed orphan history (gate on), a repo deleted and re-created at the same URL (gate off)."""
     admin = make_key(tmp_path, "admin") if gate else None
     signers = ["--allowed-signers", str(allowed_signers(tmp_path / "signers", admin=admin))] if admin else []
     *_, c5 = history(repo, admin)
     d = daemon(secondary, repo, *signers)
     applied(secondary, repo, d, c5)
 
+    if not gate:  # the repo deleted and created again at the same URL
+        shutil.rmtree(repo.remote)
+        run_git("init", "--bare", "-q", "-b", "main", str(repo.remote))
     git("checkout", "-q", "--orphan", "rewritten", cwd=repo.work)
     git("rm", "-r", "-q", "-f", ".", cwd=repo.work)
     for obj in (namespace("shop"), configmap("a", color="rewritten"), BINDING):
