@@ -126,6 +126,8 @@ def _accept(args: argparse.Namespace) -> int:
     """A person accepts the branch head a secondary without the trust gate holds after a rollback or rewrite."""
     import getpass
 
+    import urllib3
+
     from kubedr.apierrors import ApiError
     from kubedr.applier.history import accept
     from kubedr.kube import api_client
@@ -134,9 +136,12 @@ def _accept(args: argparse.Namespace) -> int:
     if len(args.commits) != 1:
         raise UsageError("trust accept: name the held commit (kubedr status shows it)")
     try:
-        held = accept(Cluster(api_client(args.kubeconfig, args.context)), args.commits[0],
-                      f"{getpass.getuser()} with kubedr trust accept")
-    except ApiError as exc:
+        cluster = Cluster(api_client(args.kubeconfig, args.context))
+    except Exception as exc:  # a missing or unreadable kubeconfig: one line
+        raise UsageError(f"trust accept: kubeconfig: {' '.join(str(exc).split())}") from exc
+    try:
+        held = accept(cluster, args.commits[0], f"{getpass.getuser()} with kubedr trust accept")
+    except (ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
         log.error("trust accept: the secondary: %s", " ".join(str(exc).split()))
         return 1
     print(f"accepted {held.what()}; the applier applies it at its next poll")

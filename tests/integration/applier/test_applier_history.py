@@ -89,6 +89,7 @@ def test_a_rollback_is_held_and_applies_nothing_until_acknowledged(secondary: An
     d = daemon(secondary, repo, "--metrics-listen", f"127.0.0.1:{port}", *signers)
     applied(secondary, repo, d, c5)
     assert binding(secondary) is None
+    assert main(["trust", "accept", c5, "--kubeconfig", secondary.kubeconfig_path]) == 2  # nothing is held
 
     repo.force(c4)  # the branch moved back to the commit that grants cluster-admin
     held = held_for(secondary, c4)
@@ -102,6 +103,7 @@ def test_a_rollback_is_held_and_applies_nothing_until_acknowledged(secondary: An
     assert f'kubedr_applier_history_held_info{{commit="{c4}",newest="{c5}",reason="rollback"}} 1.0' in scrape(port)
     code, row = status(secondary)
     assert code == 1 and row["detail"].startswith(f"HELD branch main of {repo.remote} moved back")
+    assert main(["trust", "accept", c5[:12], "--kubeconfig", secondary.kubeconfig_path]) == 2  # not the held one
 
     head = acknowledge(secondary, repo, c4, admin)
     applied(secondary, repo, d, head)
