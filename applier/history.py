@@ -13,11 +13,12 @@ line; without it, `kubedr trust accept` against the secondary (its record, which
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from kubedr.applier.fetch import Source
+from kubedr.applier.fetch import Source, is_local
 from kubedr.applier.state import put_state
 from kubedr.applier.status import ACCEPTED_KEY, STATUS_CONFIGMAP, Status
 from kubedr.applier.status import load as load_status
@@ -36,6 +37,12 @@ REWRITE = "rewrite"
 KEEP_NEWEST = 16  # repos and branches whose newest applied commit the record keeps
 CLOCK_SLACK = 600.0  # seconds an acknowledgement's commit time may precede the hold (the signer's clock differs)
 ACCEPT_MANAGER = "kubedr-accept"  # the field manager of `kubedr trust accept`'s key in the status record
+
+
+def shown(repo: str) -> str:
+    """The repo as the record names it: a URL without its password, a local path made absolute (a later run from
+    another directory must find the same repo in it)."""
+    return os.path.abspath(repo) if is_local(repo) and "://" not in repo else redact(repo)
 
 
 def key(repo: str, branch: str) -> str:
@@ -152,7 +159,7 @@ def decide(source: Source, status: Status | None, repo: str, branch: str, head: 
         first, since = known.commit, known.since
     else:
         first, since = head, time.time() if now is None else now
-    held = Held(first, head, newest, reason, since, gate_on(), redact(repo), branch)
+    held = Held(first, head, newest, reason, since, gate_on(), shown(repo), branch)
     how = _acknowledged(source, held, acks if held.gate else None, rec.accepted)
     if how:
         return Decision(ACCEPTED, base=base, newest=newest, line=f"{held.what()}: {how}; applying {head[:12]}")

@@ -252,7 +252,7 @@ class Engine:
         # an acknowledged hold stays recorded until the round applying the head records it (_record)
         if (not self.settings.dry_run and decision.kind != history.ACCEPTED and (status.held if status else {}) != data
                 and (status is not None or held is not None)):
-            record = status or Status(repo=redact(self.settings.repo), branch=self.settings.branch)
+            record = status or Status(repo=history.shown(self.settings.repo), branch=self.settings.branch)
             record.held = data
             save_status(self.cluster, record)
         return decision
@@ -309,7 +309,7 @@ class Engine:
             metrics.APPLY_UNTRUSTED.labels(gated.untrusted.sha, gated.untrusted.signer).set(1)
         data = _untrusted_data(gated.untrusted)
         if not self.settings.dry_run and (status.untrusted if status else {}) != data:
-            record = status or Status(repo=redact(self.settings.repo), branch=self.settings.branch)
+            record = status or Status(repo=history.shown(self.settings.repo), branch=self.settings.branch)
             record.untrusted = data
             save_status(self.cluster, record)  # the anchor moves only with an applied round (_record)
         return gated.target
@@ -487,7 +487,7 @@ class Engine:
         newest = prev.newest if s.own_repo else history.remember(
             prev.newest, s.repo, s.branch, self.decision.newest_after(self.source, target))
         new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
-                     repo=redact(s.repo), branch=s.branch, mode=mode.name, newest=newest,
+                     repo=history.shown(s.repo), branch=s.branch, mode=mode.name, newest=newest,
                      exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                              if not mode.is_active(r.namespace)],
                      images=self.images.images(self.source, target, self.settings.maps),

@@ -18,9 +18,10 @@ def kubedr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
                           env=cli_env(), cwd=cwd)
 
 
-def apply_once(secondary: Any, repo: Repo, *extra: str) -> subprocess.CompletedProcess[str]:
+def apply_once(secondary: Any, repo: Repo | str, *extra: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return kubedr("apply", "--once", "--no-validate", "--kubeconfig", secondary.kubeconfig_path, "--repo",
-                  str(repo.remote), "--workdir", str(Path(secondary.kubeconfig_path).parent / "work"), *extra)
+                  str(getattr(repo, "remote", repo)), "--workdir", str(Path(secondary.kubeconfig_path).parent / "work"),
+                  *extra, cwd=cwd)
 
 
 def new_repo(tmp_path: Path, name: str) -> Repo:
@@ -56,6 +57,20 @@ def test_a_re_pointed_applier_applies_the_new_tree_whole_and_says_so(secondary: 
 
     again = apply_once(secondary, y, "--prune")  # converged: no re-point, nothing to do
     assert again.returncode == 0 and "re-pointed" not in again.stderr and "round failed" not in again.stderr
+
+
+def test_a_relative_repo_path_names_the_same_repo_from_anywhere(secondary: Any, tmp_path: Path) -> None:
+    x = new_repo(tmp_path, "x")
+    x.put(namespace("shop"))
+    x.put(configmap("a"))
+    x.commit("a")
+    assert apply_once(secondary, "x.git", cwd=tmp_path).returncode == 0
+    assert status_of(secondary)["repo"] == str(x.remote)
+    x.put(configmap("b"))
+    x.commit("b")
+    run = apply_once(secondary, x, cwd=ROOT)
+    assert run.returncode == 0 and "re-pointed" not in run.stderr, run.stderr
+    assert cm(secondary, "b")
 
 
 def test_a_re_point_prunes_only_within_the_guard_even_when_forced(secondary: Any, tmp_path: Path) -> None:
