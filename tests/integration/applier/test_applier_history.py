@@ -174,7 +174,7 @@ def test_an_old_acknowledgement_does_not_release_a_new_hold(secondary: Any, repo
     assert status_of(secondary)["commit"] == newest and status_of(secondary)["held"]["commit"] == c4
 
 
-def test_kubedr_diff_shows_a_held_branch_as_held(secondary: Any, repo: Repo, daemon: Any) -> None:
+def test_kubedr_diff_and_a_dry_run_show_a_held_branch_as_held(secondary: Any, repo: Repo, daemon: Any) -> None:
     *_, c4, c5 = history(repo, None)
     d = daemon(secondary, repo)
     applied(secondary, repo, d, c5)
@@ -184,7 +184,12 @@ def test_kubedr_diff_shows_a_held_branch_as_held(secondary: Any, repo: Repo, dae
                            "--repo", str(repo.remote), "--no-validate"], capture_output=True, text=True, timeout=60,
                           env=cli_env())
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout  # no diff of c4 shown as what apply would do
-    assert f"held: branch main of {repo.remote} moved back from {c5[:12]} to {c4[:12]} (rollback)" in proc.stderr
+    line = f"held: branch main of {repo.remote} moved back from {c5[:12]} to {c4[:12]} (rollback)"
+    assert line in proc.stderr
+    dry = subprocess.run([sys.executable, "-m", "kubedr", "apply", "--dry-run", "--kubeconfig",
+                          secondary.kubeconfig_path, "--repo", str(repo.remote), "--no-validate"],
+                         capture_output=True, text=True, timeout=60, env=cli_env())
+    assert dry.returncode == 1 and dry.stdout.startswith(line) and "would apply" not in dry.stdout, dry.stdout
 
 
 def test_kubedr_diff_never_shows_an_untrusted_commit_as_what_apply_would_do(secondary: Any, repo: Repo,
