@@ -232,8 +232,8 @@ class Engine:
         s = self.settings
         anchor = status.trust_anchor or None if status else None
         return history.decide(self.source, status, s.repo, s.branch, head, pinned=bool(s.revision or s.at),
-                              own=s.own_repo, gate_on=lambda: self.gate.is_on(anchor, head),
-                              acks=lambda shas: self.gate.acknowledgements(shas, anchor, head))
+                              own=s.own_repo, gate_on=lambda: self.gate.is_on(anchor),
+                              acks=lambda shas: self.gate.acknowledgements(shas, anchor))
 
     def _history(self, head: str, status: Status | None) -> history.Decision:
         """Decide, then say a re-point, a hold or its release once: log, /metrics, the status record."""

@@ -146,21 +146,21 @@ class Gate:
             self._verdicts[(key, sha)] = verdict
         return [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
 
-    def is_on(self, anchor: str | None, head: str) -> bool:
-        """Whether only signed history may be applied: --allowed-signers, a recorded policy anchor, or signers in
-        the head's policy."""
-        return bool(self.flag_file or anchor or self._signers_file(head))
+    def is_on(self, anchor: str | None) -> bool:
+        """Whether only signed history may be applied here: --allowed-signers, or a policy anchor this secondary
+        recorded (never the branch's own say-so: a rewritten head could name any key)."""
+        return bool(self.flag_file or anchor)
 
-    def acknowledgements(self, shas: list[str], anchor: str | None, head: str) -> dict[str, tuple[str, ...]]:
-        """The commits among shas whose signature verifies, and what each acknowledges. With a policy anchor that
-        left the repo nothing verifies: only --allowed-signers can anchor trust then."""
-        if not self.flag_file and anchor and not self.source.has(anchor):
-            if anchor not in self._lost:
+    def acknowledgements(self, shas: list[str], anchor: str | None) -> dict[str, tuple[str, ...]]:
+        """The commits among shas whose signature verifies against the signers in force (the flag's, or the
+        recorded anchor's policy), and what each acknowledges; none when the anchor left the repo."""
+        if not self.flag_file and not (anchor and self.source.has(anchor)):
+            if anchor and anchor not in self._lost:
                 self._lost.add(anchor)
                 log.error("the trust anchor %s is not in the repo: no acknowledgement verifies until "
                           "--allowed-signers anchors trust outside it", anchor[:12])
             return {}
-        signers = self._signers_file(anchor or head)
+        signers = self.flag_file or self._signers_file(str(anchor))
         if signers is None:
             return {}
         return {v.sha: v.acknowledges for v in self._verify(shas, signers) if v.good}

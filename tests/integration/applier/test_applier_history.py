@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubedr.commands.cli import main
+from kubedr.signing import ACK_TRAILER
 from tests.conftest import free_port, run_git, wait_until
 from tests.integration.applier.conftest import (
     Repo,
@@ -127,23 +129,35 @@ def test_rewritten_history_on_the_same_url_is_held_until_acknowledged(secondary:
     d = daemon(secondary, repo, *signers)
     applied(secondary, repo, d, c5)
 
-    if not gate:  # the repo deleted and created again at the same URL
+    mallory = make_key(tmp_path, "mallory")
+    if not gate:  # the repo deleted and created again at the same URL, naming a key of its own in its policy
         shutil.rmtree(repo.remote)
         run_git("init", "--bare", "-q", "-b", "main", str(repo.remote))
     git("checkout", "-q", "--orphan", "rewritten", cwd=repo.work)
     git("rm", "-r", "-q", "-f", ".", cwd=repo.work)
     for obj in (namespace("shop"), configmap("a", color="rewritten"), BINDING):
         repo.put(obj)
-    other = repo.commit("unrelated history", key=admin, force=True)
+    if not gate:
+        repo.write(".kubedr/policy.yaml", yaml.safe_dump({"trust": {"allowed_signers": [
+            f'mallory namespaces="git" {Path(str(mallory) + ".pub").read_text().strip()}']}}).encode())
+    other = repo.commit("unrelated history", key=admin or mallory, force=True)
     held = held_for(secondary, other)
     assert held["reason"] == "rewrite"
+    # an acknowledgement signed by a key the secondary never trusted (the rewritten policy's own) counts for nothing
+    forged = repo.commit(f"acknowledge\n\n{ACK_TRAILER}: {other}", key=mallory)
+    wait_until(lambda: status_of(secondary)["held"].get("head") == forged, timeout=30, what="the hold to see it")
     polls_later(secondary)
+    assert status_of(secondary)["held"]["commit"] == other
     assert binding(secondary) is None and live(secondary, "v1", "ConfigMap", "a", "shop")["data"] == {"color": "blue"}
     assert (f"held: branch main of {repo.remote} no longer contains {c5[:12]}, the newest commit applied from it; "
             f"its head is {other[:12]} (rewritten history)") in d.text()
 
-    head = acknowledge(secondary, repo, other, admin)
-    applied(secondary, repo, d, head)
+    acknowledge(secondary, repo, other, admin)
+    if gate:  # the rewrite is accepted; the forged commit on it is still unsigned by an allowed key: stop before it
+        applied(secondary, repo, d, other)
+        wait_until(lambda: status_of(secondary)["untrusted"].get("commit") == forged, what="held at the forgery")
+    else:
+        applied(secondary, repo, d, forged)
     assert binding(secondary) is not None
     assert live(secondary, "v1", "ConfigMap", "a", "shop")["data"] == {"color": "rewritten"}
 
