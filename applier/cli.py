@@ -278,6 +278,9 @@ def _dry_run(engine: Engine, options: ApplyOptions) -> int:
     except Exception as exc:  # the cluster or the repo is unreachable: one line
         log.error("dry run failed: %s", " ".join(str(exc).split()))
         return 1
+    if engine.held is not None:  # a rollback or rewrite: nothing is applied until a person acknowledges it
+        print(engine.held.line())
+        return 1
     held = engine.untrusted
     if report is None:
         print(f"held at {held.line()}" if held else "nothing to apply")
@@ -361,6 +364,7 @@ def _sync(args: argparse.Namespace) -> int:
             return proc.returncode
         options = apply_options(args, repo, args.to_kubeconfig, args.to_context,
                                 args.workdir or os.path.join(tmp, "work"), identity_files)
+        options.settings.own_repo = True  # a new repo each run: applied whole, never held as a rewrite
         engine = _engine(options)
         try:
             return loop(engine, 1.0, once=True)

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import copy
 import difflib
-import os
 from typing import Any
 
 from kubedr import contract
 from kubedr.applier.apply import Action, ServerSideApplier
 from kubedr.applier.decode import Decoder
-from kubedr.applier.fetch import is_local
 from kubedr.applier.inventory import Inventory, guard
 from kubedr.applier.policy import POLICY_PATH
 from kubedr.applier.round import Engine
 from kubedr.applier.standby import hold
 from kubedr.applier.status import load as load_status
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
-from kubedr.remote import redact
+from kubedr.remote import identity, redact
 
 VOLATILE_META = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
 
@@ -49,7 +47,7 @@ def unified(path: str, live: dict[str, Any] | None, after: dict[str, Any] | None
 def foreign_records(engine: Engine, target: str) -> str | None:
     """Why this cluster's records (status, inventory) belong to another repo, so a plan against them is wrong."""
     status = load_status(engine.cluster)
-    if status is None or not status.commit or not status.repo or _place(status.repo) == _place(engine.settings.repo):
+    if status is None or not status.commit or not status.repo or identity(status.repo) == identity(engine.settings.repo):
         return None
     if engine.source.reach(status.commit, target):
         return None  # the same history under another name
@@ -58,16 +56,14 @@ def foreign_records(engine: Engine, target: str) -> str | None:
             f"they name would show as a prune)")
 
 
-def _place(repo: str) -> str:
-    path = repo[len("file://"):] if repo.startswith("file://") else repo
-    return os.path.realpath(path).rstrip("/") if is_local(repo) else repo.rstrip("/")
-
-
 def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     """(per-object diffs, one-line errors) between the secondary and the tree apply would apply now."""
-    target = engine.target()
-    if target is None:
+    head = engine.target()
+    if head is None:
         return [], [f"{engine.settings.repo}: no commits on {engine.settings.branch}"]
+    target, held = engine.preview(head)  # what apply would apply: never past a hold or an untrusted commit
+    if target is None:
+        return [], held
     foreign = foreign_records(engine, target)
     if foreign:
         return [], [foreign]
@@ -118,7 +114,7 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
             out += _prunes(engine, applier, desired)
     finally:
         applier.close()
-    return out, errors
+    return out, held + errors
 
 
 def _prunes(engine: Engine, applier: ServerSideApplier, desired: set[ObjectRef]) -> list[str]:

@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Any
 from kubedr import metrics
 from kubedr.apierrors import Gone, api_error
 from kubedr.applier.apply import FIELD_MANAGER
-from kubedr.applier.decode import MANAGED_LABEL, Decoder, map_ref
+from kubedr.applier.decode import MANAGED_LABEL, Decoder
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.applier.standby import Mode, hold
 from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
-from kubedr.applier.status import load as load_status
-from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
+from kubedr.contract import ObjectRef, ref_of
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine
@@ -156,7 +155,8 @@ class Drift:
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker; watches start once the first round (or the recorded status) names the objects."""
+        """Start the worker; it follows nothing until a round of this run names the objects (round_done): the
+        recorded commit may be older than the head, and healing towards it would resurrect deleted objects."""
         self._worker = threading.Thread(target=self._work, name="kubedr-drift", daemon=True)
         self._worker.start()
         threading.Thread(target=self._stray_loop, name="kubedr-strays", daemon=True).start()
@@ -261,7 +261,6 @@ class Drift:
     # ---- the worker: confirm, heal, scan, publish ------------------------------------------------------
 
     def _work(self) -> None:
-        self._prime()
         while not self._stop.is_set():
             with self._cond:
                 wait = self._next_wake() - time.monotonic()
@@ -300,32 +299,6 @@ class Drift:
     def _next_wake(self) -> float:
         due = [d.next_heal for d in self.drifted.values() if self.heal_on(d.ref)]
         return min([self._next_scan, *due])
-
-    def _prime(self) -> None:
-        """After a restart with nothing new to apply: follow the recorded commit's objects."""
-        while not self._stop.is_set() and not self.commit:
-            try:
-                with self.engine.lock:
-                    if self.commit:
-                        return
-                    status = load_status(self.engine.cluster)
-                    if status is None or not status.commit:
-                        pass
-                    else:
-                        desired = {}
-                        for path in self.engine.source.tree(status.commit):
-                            try:
-                                ref = ref_of_path(path)
-                            except ManifestError:
-                                continue
-                            if ref is not None:
-                                desired[map_ref(ref, self.engine.settings.maps)] = path
-                        self.round_done(status.commit, desired, self.engine.mode_for(status.commit),
-                                        {f.path for f in status.failures})
-                        return
-            except Exception as exc:
-                log.debug("drift: waiting for the first round: %s", exc)
-            self._stop.wait(1.0)
 
     def _confirm(self, suspects: set[ObjectRef]) -> None:
         """Look at each suspect under the engine's lock: baseline it, clear it, or record it as drifted."""
@@ -531,7 +504,7 @@ class Drift:
         }
 
     def _publish(self) -> None:
-        if not self._dirty:
+        if not self._dirty or not self.commit:  # nothing followed yet: the record keeps what it says
             return
         self._dirty = False
         metrics.APPLY_DRIFTED.set(len(self.drifted))

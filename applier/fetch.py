@@ -186,6 +186,10 @@ class Source:
             if sha:
                 yield sha, [v for v in values if v]
 
+    def commits(self, revs: list[str]) -> list[git.Commit]:
+        """The commits of revs (options such as --since allowed), newest first, with times and trailers."""
+        return git.log(revs, cwd=self.gitdir) if self.local else git.log(revs, git_dir=self.gitdir)
+
     # ---- reading -----------------------------------------------------------------------------------------
 
     def tree(self, sha: str) -> dict[str, str]:

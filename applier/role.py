@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from kubedr import roles
+from kubedr.applier.history import key
 from kubedr.applier.state import get_state, put_state
 from kubedr.kubeapi import Cluster
 
@@ -81,19 +82,24 @@ def _held_before(cluster: Cluster, source: Any, name: str, record: bool) -> bool
     held = bool(found)
     _history[key] = (source, head, held)
     if record:
-        put_state(cluster, SCAN_CONFIGMAP, {"cluster": name, "scanned": head, "held": found})
+        put_state(cluster, SCAN_CONFIGMAP, {"cluster": name, "scanned": head, "held": found, "repo": _repo(source)})
     return held
 
 
 def _resume(cluster: Cluster, source: Any, name: str, head: str | None) -> tuple[str, bool]:
-    """(commit scanned up to, held) from the record, when it is about this name and still holds for this head."""
+    """(commit scanned up to, held) from the record, when it is about this name and repo (a re-pointed applier
+    scans afresh) and still holds for this head."""
     rec = get_state(cluster, SCAN_CONFIGMAP) or {}
-    if rec.get("cluster") != name or not head:
+    if rec.get("cluster") != name or not head or rec.get("repo", _repo(source)) != _repo(source):
         return "", False
     held, scanned = rec.get("held") or "", rec.get("scanned") or ""
     if held:  # the commit made under the role: still on the branch (not rewritten away)?
         return (head, True) if source.reach(held, head) else ("", False)
     return scanned, False
+
+
+def _repo(source: Any) -> str:
+    return key(source.repo, source.branch)
 
 
 def _branch_writer(source: Any) -> roles.Writer | None:

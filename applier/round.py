@@ -19,7 +19,7 @@ import urllib3
 
 from kubedr import git, metrics
 from kubedr.apierrors import ApiError, NotFound
-from kubedr.applier import order
+from kubedr.applier import history, order
 from kubedr.applier.apply import STAGE_CHUNK, Action, Outcome, ServerSideApplier
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
@@ -68,6 +68,7 @@ class Settings:
     recreate: bool = True  # delete and re-create objects whose immutable fields changed (applier.recreate)
     explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
     allowed_signers: str | None = None  # git allowed-signers file: apply only commits that verify (applier.trust)
+    own_repo: bool = False  # `kubedr sync`'s throwaway repo: applied whole, never held (applier.history)
     drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
     heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
 
@@ -114,6 +115,11 @@ class Engine:
         self.images = Index()  # the images the repo's workloads need, recorded with the status
         self.cluster_name: str | None = None  # --cluster-name: a writer applies nothing (applier/role.py)
         self.writes_branch = False  # the last round found this cluster the writer (or not yet demoted)
+        self.decision = history.Decision(history.FRESH)  # how the head relates to what was applied (applier.history)
+        self.held: history.Held | None = None  # a rollback or rewrite held until a person acknowledges it
+        self.head_seen = ""  # the branch head (or pinned commit) the last poll saw
+        self.fully_applied = ""  # the last commit applied with no failure
+        self._unapplied: tuple[str, str, float] = ("", "", 0.0)  # (head, applied, since) of the last poll
 
     def close(self) -> None:
         self.applier.close()
@@ -183,12 +189,17 @@ class Engine:
 
     def step(self) -> Report | None:
         """Run a round when there is something to do (a new commit, failures to retry, new settings)."""
-        target = self.target()
-        if target is None:
+        head = self.target()
+        if head is None:
             log.info("repo %s has no commits on %s yet", redact(self.settings.repo), self.settings.branch)
             return None
         status = load_status(self.cluster)
-        target = self._admit(target, status)
+        self.head_seen, self.fully_applied = head, status.fully_applied if status else ""
+        decision = self._history(head, status)
+        self.note_poll()  # before the round: a round that hangs leaves the age counting from what is pending
+        if decision.held is not None:
+            return None
+        target = self._admit(head, status, decision)
         if target is None:
             return None
         self.settings = self._effective(target)
@@ -202,16 +213,90 @@ class Engine:
             if status is not None:
                 status.settings = ""
             self._mode_changed = False
-        if status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run:
+        if (status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run
+                and decision.kind in (history.FORWARD, history.RESTORE)):
+            self._follow(target, status, mode)
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None
         with self.lock:  # a drift heal waits for the round, never for the polling above
             return self.run_round(target, status, mode, fp)
 
-    def _admit(self, target: str, status: Status | None) -> str | None:
+    def _anchor(self, status: Status | None, decision: history.Decision) -> str | None:
+        """The recorded trust anchor, when it belongs to this repo (a re-pointed source anchors afresh)."""
+        anchor = status.trust_anchor if status else ""
+        if not anchor or decision.fresh or decision.kind == history.FRESH:
+            return None
+        return anchor if decision.kind == history.FORWARD or self.source.has(anchor) else None
+
+    def _decide(self, head: str, status: Status | None) -> history.Decision:
+        """How head relates to what this secondary applied (nothing is written)."""
+        s = self.settings
+        anchor = status.trust_anchor or None if status else None
+        return history.decide(self.source, status, s.repo, s.branch, head, pinned=bool(s.revision or s.at),
+                              own=s.own_repo, gate_on=lambda: self.gate.is_on(anchor),
+                              acks=lambda shas: self.gate.acknowledgements(shas, anchor))
+
+    def _history(self, head: str, status: Status | None) -> history.Decision:
+        """Decide, then say a re-point, a hold or its release once: log, /metrics, the status record."""
+        decision = self._decide(head, status)
+        if decision.line and decision.line != self.decision.line:
+            log.warning("%s", decision.line)
+        held = decision.held
+        if held is not None and (self.held is None or self.held.commit != held.commit):
+            log.error("%s", held.line())
+            metrics.APPLY_HELD_TOTAL.inc()
+        self.decision, self.held = decision, held
+        metrics.APPLY_HELD.clear()
+        if held is not None:
+            metrics.APPLY_HELD.labels(held.commit, held.newest, held.reason).set(1)
+        data = held.to_data() if held else {}
+        # an acknowledged hold stays recorded until the round applying the head records it (_record)
+        if (not self.settings.dry_run and decision.kind != history.ACCEPTED and (status.held if status else {}) != data
+                and (status is not None or held is not None)):
+            record = status or Status(repo=history.shown(self.settings.repo), branch=self.settings.branch)
+            record.held = data
+            save_status(self.cluster, record)
+        return decision
+
+    def _follow(self, target: str, status: Status, mode: Mode) -> None:
+        """Nothing new to apply: drift follows the recorded commit, found to be the head in this run."""
+        if self.drift is None or self.drift.commit == target:
+            return
+        with self.lock:
+            desired, _, _ = self._desired(self.source.tree(target))
+            self.drift.round_done(target, desired, mode, {f.path for f in status.failures})
+
+    def _desired(self, tree: dict[str, str]) -> tuple[dict[ObjectRef, str], dict[str, ObjectRef], list[Failure]]:
+        """(object -> path, path -> object, paths that name no object) of a commit's tree, after the maps."""
+        desired: dict[ObjectRef, str] = {}
+        path_ref: dict[str, ObjectRef] = {}
+        failures: list[Failure] = []
+        for path in tree:
+            try:
+                ref = ref_of_path(path)
+            except ManifestError as exc:
+                failures.append(Failure(path, exc.reason))
+                continue
+            if ref is None:
+                continue
+            mapped = map_ref(ref, self.settings.maps)
+            desired[mapped] = path
+            path_ref[path] = mapped
+        return desired, path_ref, failures
+
+    def preview(self, head: str) -> tuple[str | None, list[str]]:
+        """The commit a round would apply now, and why it is not the head (a hold, an untrusted commit); for
+        `kubedr diff`, which writes nothing."""
+        status = load_status(self.cluster)
+        decision = self._decide(head, status)
+        if decision.held is not None:
+            return None, [decision.held.line()]
+        gated = self.gate.admit(decision.base, head, self._anchor(status, decision))
+        return gated.target, [gated.untrusted.line()] if gated.untrusted else []
+
+    def _admit(self, target: str, status: Status | None, decision: history.Decision) -> str | None:
         """The newest commit the trust gate lets through; a newly refused commit is logged, counted, recorded."""
-        gated = self.gate.admit(status.commit if status and status.commit else None, target,
-                                status.trust_anchor or None if status else None)
+        gated = self.gate.admit(decision.base, target, self._anchor(status, decision))
         self.trust_anchor = gated.anchor or ""
         if gated.untrusted != self.untrusted:
             if gated.untrusted is not None:
@@ -225,7 +310,7 @@ class Engine:
             metrics.APPLY_UNTRUSTED.labels(gated.untrusted.sha, gated.untrusted.signer).set(1)
         data = _untrusted_data(gated.untrusted)
         if not self.settings.dry_run and (status.untrusted if status else {}) != data:
-            record = status or Status(repo=self.settings.repo, branch=self.settings.branch)
+            record = status or Status(repo=history.shown(self.settings.repo), branch=self.settings.branch)
             record.untrusted = data
             save_status(self.cluster, record)  # the anchor moves only with an applied round (_record)
         return gated.target
@@ -239,20 +324,9 @@ class Engine:
         report = Report(commit=target, exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                                                if not mode.is_active(r.namespace)])
         tree = self.source.tree(target)
-        desired: dict[ObjectRef, str] = {}
-        path_ref: dict[str, ObjectRef] = {}
+        desired, path_ref, unnamed = self._desired(tree)
         failures: list[Failure] = [self._policy_failure] if self._policy_failure else []
-        for path in tree:
-            try:
-                ref = ref_of_path(path)
-            except ManifestError as exc:
-                failures.append(Failure(path, exc.reason))
-                continue
-            if ref is None:
-                continue
-            mapped = map_ref(ref, s.maps)
-            desired[mapped] = path
-            path_ref[path] = mapped
+        failures += unnamed
 
         todo = self._paths_to_apply(target, status, fp, path_ref)
         inventory = Inventory(self.cluster).load()
@@ -322,12 +396,12 @@ class Engine:
                         path_ref: dict[str, ObjectRef]) -> list[str]:
         """Everything on first start, after a restore or a settings change; otherwise the diff + retries."""
         s = self.settings
-        if status is None or not status.commit or status.settings != fp or s.revision or s.at:
+        base = self.decision.base
+        if status is None or not base or status.settings != fp or s.revision or s.at:
             return sorted(path_ref)
-        changes = self.source.changes(status.commit, target)
+        changes = self.source.changes(base, target)
         if changes is None:
-            log.warning("last applied commit %s is not in the repo history; applying everything",
-                        status.commit[:12])
+            log.warning("last applied commit %s is not in the repo history; applying everything", base[:12])
             return sorted(path_ref)
         todo = {c.path for c in changes if c.status == "A" and c.path in path_ref}
         todo |= {f.path for f in status.failures if f.path in path_ref}
@@ -346,11 +420,11 @@ class Engine:
         if not gone:
             return
         s = self.settings
-        verdict = guard(len(gone), len(inventory.refs), s.force_prune, s.prune_max_fraction, s.prune_max_objects)
+        force = s.force_prune and not self.decision.fresh  # a re-pointed source prunes only within the guard
+        verdict = guard(len(gone), len(inventory.refs), force, s.prune_max_fraction, s.prune_max_objects)
         if not verdict.allowed:  # objects deleted out of band must not count: only the ones that exist do
             gone = self._drop_ghosts(inventory, gone, failures)
-            verdict = guard(len(gone), len(inventory.refs), s.force_prune, s.prune_max_fraction,
-                            s.prune_max_objects)
+            verdict = guard(len(gone), len(inventory.refs), force, s.prune_max_fraction, s.prune_max_objects)
         if not verdict.allowed:
             log.error("%s", verdict.reason)
             metrics.APPLY_PRUNE_REFUSED.inc()
@@ -410,15 +484,22 @@ class Engine:
         commit_time = self.source.commit_time(target)
         prev = status or Status()
         now = time.time()
+        s = self.settings
+        newest = prev.newest if s.own_repo else history.remember(
+            prev.newest, s.repo, s.branch, self.decision.newest_after(self.source, target))
         new = Status(commit=target, commit_time=commit_time, applied_at=now, failures=failures, settings=fp,
-                     repo=self.settings.repo, branch=self.settings.branch, mode=mode.name,
+                     repo=history.shown(s.repo), branch=s.branch, mode=mode.name, newest=newest,
                      exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                              if not mode.is_active(r.namespace)],
                      images=self.images.images(self.source, target, self.settings.maps),
                      fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag,
                      untrusted=_untrusted_data(self.untrusted), trust_anchor=self.trust_anchor)
+        if self.decision.kind == history.ACCEPTED:
+            log.info("%s applied; the hold is released", target[:12])
+        self.fully_applied = new.fully_applied
         if not failures:
             new.fully_applied, new.fully_applied_time = target, commit_time
+            self.fully_applied = target
             if target != prev.fully_applied:
                 new.lag = max(0.0, now - commit_time)
             metrics.APPLY_LAST_TIME.set(now)
@@ -427,6 +508,25 @@ class Engine:
             metrics.APPLY_LAG.set(max(0.0, now - commit_time))
             metrics.APPLY_LAG_HIST.observe(max(0.0, now - commit_time))
         save_status(self.cluster, new)
+
+    def note_poll(self) -> None:
+        """A poll went through: the age gauge counts from the oldest commit it found not applied yet, or from now
+        when none is (read when scraped, so it grows while polls fail or hang)."""
+        metrics.unapplied_since(self._unapplied_since(time.time()))
+
+    def _unapplied_since(self, now: float) -> float:
+        head, applied = self.head_seen, self.fully_applied
+        if not head or head == applied:
+            return now
+        if self._unapplied[:2] == (head, applied):
+            return self._unapplied[2]
+        since = self.held.since if self.held else now  # not after what was applied: counted from the hold
+        if applied and self.source.has(applied) and self.source.is_ancestor(applied, head):
+            pending = self.source.commits([head, f"^{applied}"])
+            if pending:
+                since = self.source.commit_time(min(pending, key=lambda c: c.time).sha)
+        self._unapplied = (head, applied, since)
+        return since
 
 
 def _untrusted_data(u: Untrusted | None) -> dict[str, str]:
@@ -437,6 +537,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
          on_round: Callable[[Report], None] | None = None) -> int:
     """Round after round until stopped; with once, one round. Exit code 1 when the last round had failures."""
     stop = stop or threading.Event()
+    metrics.unapplied_since(time.time())  # nothing is known to be applied yet
     if not once:
         engine.source.watch()
         engine.retry_after = max(engine.retry_after, RETRY_AFTER)
@@ -445,13 +546,18 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
         try:
             engine.writes_branch = writer_here(engine.cluster, engine.cluster_name, engine.source,
                                                record=not engine.settings.dry_run)
-            report = None if engine.writes_branch else engine.step()
-            engine.caught_up = engine.untrusted is None  # held at an untrusted commit: behind the branch
+            if engine.writes_branch:
+                report = None
+                metrics.unapplied_since(time.time())  # the writer applies nothing: nothing is pending
+            else:
+                report = engine.step()
+                engine.note_poll()
+            engine.caught_up = engine.untrusted is None and engine.held is None  # held: behind the branch
             if report is not None:
                 failed = bool(report.failures)
                 if on_round:
                     on_round(report)
-            failed = failed or engine.untrusted is not None
+            failed = failed or engine.untrusted is not None or engine.held is not None
         except (FetchError, git.GitError, ApiError, OSError, urllib3.exceptions.HTTPError, SigningError) as exc:
             log.error("round failed: %s", " ".join(str(exc).split()))
             failed = True

@@ -17,6 +17,7 @@ from kubedr.applier.state import get_state, put_state
 from kubedr.kubeapi import Cluster
 
 STATUS_CONFIGMAP = "kubedr-status"
+ACCEPTED_KEY = "accepted"  # written by `kubedr trust accept` (its own field manager), never by the applier
 MAX_FAILURES_KEPT = 200
 MAX_IMAGES_KEPT = 1000
 
@@ -75,6 +76,9 @@ class Status:
     lag: float | None = None  # primary commit -> fully applied, measured when it was applied
     untrusted: dict[str, str] = field(default_factory=dict)  # the commit the trust gate refused: commit, signer, reason
     trust_anchor: str = ""  # the commit whose policy's allowed signers are in force (policy mode of applier.trust)
+    newest: dict[str, str] = field(default_factory=dict)  # repo identity + branch -> newest commit applied (history)
+    held: dict[str, str] = field(default_factory=dict)  # a rollback or rewrite held back (applier.history.Held)
+    accepted: dict[str, str] = field(default_factory=dict)  # `kubedr trust accept`'s key: read here, never written
     exempt: list[str] = field(default_factory=list)  # workloads kept at primary replicas in standby, and why
     images: dict[str, list[str]] = field(default_factory=dict)  # image -> objects using it (applier.images)
 
@@ -94,6 +98,8 @@ class Status:
             "retryPaths": "\n".join(f.path for f in self.failures[MAX_FAILURES_KEPT:]),
             "untrusted": json.dumps(self.untrusted) if self.untrusted else "",
             "trustAnchor": self.trust_anchor,
+            "newest": json.dumps(self.newest, indent=0) if self.newest else "",
+            "held": json.dumps(self.held) if self.held else "",
             "exempt": "\n".join(self.exempt),
             # what a switchover pulls: every image, with up to 5 of the objects using it
             "images": json.dumps({i: u[:5] + ([f"... {len(u) - 5} more"] if len(u) > 5 else [])
@@ -112,8 +118,18 @@ class Status:
                    settings=data.get("settings", ""), repo=data.get("repo", ""), branch=data.get("branch", ""),
                    mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None,
                    untrusted=json.loads(data["untrusted"]) if data.get("untrusted") else {},
-                   trust_anchor=data.get("trustAnchor", ""),
+                   trust_anchor=data.get("trustAnchor", ""), newest=_json_map(data.get("newest")),
+                   held=_json_map(data.get("held")), accepted=_json_map(data.get(ACCEPTED_KEY)),
                    exempt=(data.get("exempt") or "").splitlines(), images=images_of(data))
+
+
+def _json_map(text: str | None) -> dict[str, str]:
+    """A flat JSON object of strings from the record ({} when absent or not one)."""
+    try:
+        doc = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in doc.items()} if isinstance(doc, dict) else {}
 
 
 def _parse(iso: str) -> float:
@@ -159,7 +175,7 @@ class Record:
             "appliedAt": st.applied_at or None, "lagSeconds": st.lag,
             "failures": [{"path": f.path, "reason": f.reason} for f in st.failures],
             "mode": self.mode, "activeNamespaces": self.active_namespaces, "modeChangedAt": self.mode_changed_at,
-            "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted,
+            "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted, "held": st.held,
             "drift": self.drift, "strays": self.strays, "heal": self.heal,
             "driftWatched": self.drift_watched, "driftStarted": self.drift_started,
             "exempt": st.exempt, "images": st.images, "imageCount": self.image_count,

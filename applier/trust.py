@@ -73,6 +73,7 @@ class Gate:
         self._verdicts: dict[tuple[str, str], Verdict] = {}  # (signers digest, sha) -> verdict
         self._files: dict[str, str] = {}  # signers digest -> file holding them (policy mode)
         self._tmp: str | None = None  # where the policy's signers are written for ssh-keygen
+        self._lost: set[str] = set()  # recorded anchors found missing from the repo (said once)
 
     @property
     def _git_args(self) -> list[str]:
@@ -122,11 +123,7 @@ class Gate:
             log.warning("trusting the allowed signers in %s of %s on first use; --allowed-signers anchors "
                         "trust outside the repo", POLICY_PATH, target[:12])
         shas = self._commits(base, target)
-        key = hashlib.sha256(Path(signers).read_bytes()).hexdigest()
-        unknown = [s for s in shas if (key, s) not in self._verdicts]
-        for sha, verdict in signing.verify(self._git_args, unknown, signers).items():
-            self._verdicts[(key, sha)] = verdict
-        verdicts = [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
+        verdicts = self._verify(shas, signers)
         acked = {a.lower() for v in verdicts if v.good for a in v.acknowledges}
         changers = self._policy_changers(base, target) if not self.flag_file else set()
         last, moved = base, anchor
@@ -140,6 +137,33 @@ class Gate:
                 return Gated(last, anchor=moved, again=True)  # check the rest with the new signers
             return Gated(last, Untrusted(v.sha, v.signer, v.reason), anchor=anchor)
         return Gated(target, anchor=moved)
+
+    def _verify(self, shas: list[str], signers: str) -> list[Verdict]:
+        """Each commit's verdict against the signers file (remembered: a signature never changes)."""
+        key = hashlib.sha256(Path(signers).read_bytes()).hexdigest()
+        unknown = [s for s in shas if (key, s) not in self._verdicts]
+        for sha, verdict in signing.verify(self._git_args, unknown, signers).items():
+            self._verdicts[(key, sha)] = verdict
+        return [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
+
+    def is_on(self, anchor: str | None) -> bool:
+        """Whether only signed history may be applied here: --allowed-signers, or a policy anchor this secondary
+        recorded (never the branch's own say-so: a rewritten head could name any key)."""
+        return bool(self.flag_file or anchor)
+
+    def acknowledgements(self, shas: list[str], anchor: str | None) -> dict[str, tuple[str, ...]]:
+        """The commits among shas whose signature verifies against the signers in force (the flag's, or the
+        recorded anchor's policy), and what each acknowledges; none when the anchor left the repo."""
+        if not self.flag_file and not (anchor and self.source.has(anchor)):
+            if anchor and anchor not in self._lost:
+                self._lost.add(anchor)
+                log.error("the trust anchor %s is not in the repo: no acknowledgement verifies until "
+                          "--allowed-signers anchors trust outside it", anchor[:12])
+            return {}
+        signers = self.flag_file or self._signers_file(str(anchor))
+        if signers is None:
+            return {}
+        return {v.sha: v.acknowledges for v in self._verify(shas, signers) if v.good}
 
     def _policy_changers(self, base: str | None, target: str) -> set[str]:
         revs = [target, f"^{base}"] if base else [target]

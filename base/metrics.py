@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -92,6 +93,28 @@ APPLY_UNTRUSTED = Gauge("kubedr_applier_untrusted_commit_info",
                         ["commit", "signer"])
 APPLY_UNTRUSTED_TOTAL = Counter("kubedr_applier_untrusted_commits_total",
                                 "Commits refused because their signature does not verify")
+APPLY_HELD = Gauge("kubedr_applier_history_held_info",
+                   "1 while the branch moved back (rollback) or to other history (rewrite) from the newest commit "
+                   "applied: nothing is applied until a person acknowledges the held commit",
+                   ["commit", "newest", "reason"])
+APPLY_HELD_TOTAL = Counter("kubedr_applier_history_holds_total", "Rollbacks and rewrites held back")
+APPLY_UNAPPLIED_AGE = Gauge("kubedr_applier_oldest_unapplied_commit_age_seconds",
+                            "Age of the oldest commit of the branch not yet fully applied; with none, the time "
+                            "since a poll last found none (so an applier that is stuck, failing or held raises it)")
+
+
+class _Since:
+    """The Unix time the unapplied-age gauge counts from; the age itself is computed when scraped."""
+
+    at = 0.0
+
+
+def unapplied_since(ts: float) -> None:
+    """Count the unapplied-age gauge from ts: the oldest unapplied commit's time, or the poll that found none."""
+    _Since.at = ts
+
+
+APPLY_UNAPPLIED_AGE.set_function(lambda: max(0.0, time.time() - _Since.at) if _Since.at else 0.0)
 APPLY_DRIFTED = Gauge("kubedr_applier_drifted_objects", "Managed objects whose kubedr-owned fields differ from the repo")
 APPLY_STRAYS = Gauge("kubedr_applier_stray_objects", "Objects in managed namespaces that are not in the repo")
 APPLY_DRIFT_DETECTED = Counter("kubedr_applier_drift_detected_total", "Times a managed object was found drifted")

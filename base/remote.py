@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import urlsplit, urlunsplit
 
 _USERINFO_PASSWORD = re.compile(r"(\w+://[^/:@\s]+):[^@/\s]+@")
+DEFAULT_PORTS = frozenset({22, 80, 443, 9418})  # ssh, http, https, git: the same repo with or without them
 
 
 def redact(url: str) -> str:
@@ -32,3 +34,26 @@ def scrub(text: str, url: str | None = None) -> str:
     except ValueError:
         return text
     return text.replace(password, "***") if password else text
+
+
+def identity(url: str) -> str:
+    """Which repo a URL names, so a new spelling of one remote is not taken for another repo: host and path
+    (no scheme, user, password or default port, no trailing `/` or `.git`); a local path absolute and resolved."""
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    if "://" in url:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return url
+        host, path = (parts.hostname or "").lower(), parts.path
+        if port is not None and port not in DEFAULT_PORTS:
+            host += f":{port}"
+    elif ":" in url.split("/", 1)[0] and not os.path.exists(url):  # scp-like: [user@]host:path
+        host, _, path = url.partition(":")
+        host = host.rpartition("@")[2].lower()
+    else:
+        return os.path.realpath(os.path.expanduser(url))
+    path = path.strip("/")
+    return f"{host}/{path.removesuffix('.git').rstrip('/')}"

@@ -112,7 +112,8 @@ def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float, 
 
         applied = load_status(engine.cluster)
         if head and (applied is None or applied.commit != head):
-            raise Rejected(f"the applied commit is not the head {head[:12]} of {args.branch}")
+            raise Rejected(f"the applied commit is not the head {head[:12]} of {args.branch}"
+                           + (f" ({engine.held.line()})" if engine.held else ""))
         if report is not None and report.failures:
             print(f"promote {me}: {len(report.failures)} objects failed to apply (see kubedr status); going on")
     finally:

@@ -320,6 +320,8 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, sid
         signer = f", signer {untrusted['signer']}" if untrusted.get("signer") else ""
         parts.insert(0, f"HELD at untrusted commit {untrusted.get('commit', '')[:12]} ({untrusted.get('reason', '')}"
                         f"{signer}): review it, then kubedr trust ack")
+    if st.held:  # a rollback or rewrite of the branch (applier.history)
+        parts.insert(0, "HELD " + (st.held.get("line") or "").removeprefix("held: "))
     if st.exempt:
         parts.append(f"{len(st.exempt)} exempt from standby (serve webhooks/APIs): "
                      f"{', '.join(e.split(':')[0] for e in st.exempt[:3])}{' ...' if len(st.exempt) > 3 else ''}")
@@ -334,7 +336,7 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, sid
         parts.append(f"applied {ago(st.applied_at)}")
     parts.append(_applier_leader(kubeconfig, context))
     return Row(side, "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
-               drift=str(len(drift)), detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted),
+               drift=str(len(drift)), detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted or st.held),
                data={**record.to_data(), "lag_seconds": lag})
 
 

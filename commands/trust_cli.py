@@ -2,7 +2,9 @@
 
 The applier stops at the first commit that does not verify (applier/trust.py). History is never rewritten:
 a person holding an allowed key reviews the commit, then records that in a signed, empty commit whose
-trailer `Kubedr-Acknowledges: <sha>` names it; the applier then goes on past it.
+trailer `Kubedr-Acknowledges: <sha>` names it; the applier then goes on past it. The same acknowledgement
+releases a held rollback or rewrite of the branch (applier/history.py); without the trust gate, `trust accept`
+records the release on the secondary instead.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ log = logging.getLogger("kubedr.trust")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    """`kubedr trust ACTION`: ack SHA... (signed commit) or verify (list what does not verify)."""
-    parser.add_argument("action", choices=("ack", "verify"), help="ack: acknowledge commits; verify: list them")
-    parser.add_argument("commits", nargs="*", metavar="SHA", help="ack: the reviewed commits")
+    """`kubedr trust ACTION`: ack SHA... (signed commit), verify (list what does not verify), or accept SHA (a held
+    rollback or rewrite, on a secondary without the trust gate)."""
+    parser.add_argument("action", choices=("ack", "verify", "accept"),
+                        help="ack: acknowledge commits; verify: list them; accept: release a held rollback or "
+                             "rewrite on the secondary (no trust gate)")
+    parser.add_argument("commits", nargs="*", metavar="SHA", help="ack: the reviewed commits; accept: the held one")
+    parser.add_argument("--kubeconfig", help="accept: kubeconfig of the secondary (in-cluster when absent)")
+    parser.add_argument("--context")
     parser.add_argument("--repo", help="the config repo: URL, bare repo or working tree")
     parser.add_argument("--branch", default="main", help="branch (default main)")
     parser.add_argument("--signing-key", help="ack: your SSH private key (its public key is an allowed signer)")
@@ -41,6 +48,8 @@ def _git(args: list[str], env: dict[str, str] | None = None, repo: str = "") -> 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch on the action."""
+    if args.action == "accept":
+        return _accept(args)
     if not args.repo:
         raise UsageError("trust: --repo is required")
     tmp = tempfile.mkdtemp(prefix="kubedr-trust-")
@@ -113,3 +122,33 @@ def _verify(args: argparse.Namespace, where: list[str]) -> int:
         print(f"{v.sha}  {v.reason}{f' ({v.signer})' if v.signer else ''}  {state}")
     print(f"{len(shas)} commits, {len(bad)} do not verify, {sum(v.sha not in acked for v in bad)} unacknowledged")
     return 1 if any(v.sha not in acked for v in bad) else 0
+
+
+def _accept(args: argparse.Namespace) -> int:
+    """A person accepts the branch head a secondary without the trust gate holds after a rollback or rewrite."""
+    import getpass
+
+    import urllib3
+
+    from kubedr.apierrors import ApiError
+    from kubedr.applier.history import accept
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
+
+    if len(args.commits) != 1:
+        raise UsageError("trust accept: name the held commit (kubedr status shows it)")
+    try:
+        cluster = Cluster(api_client(args.kubeconfig, args.context))
+    except Exception as exc:  # a missing or unreadable kubeconfig: one line
+        raise UsageError(f"trust accept: kubeconfig: {' '.join(str(exc).split())}") from exc
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        who = "someone"
+    try:
+        held = accept(cluster, args.commits[0], f"{who} with kubedr trust accept")
+    except (ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
+        log.error("trust accept: the secondary: %s", " ".join(str(exc).split()))
+        return 1
+    print(f"accepted {held.what()}; the applier applies it at its next poll")
+    return 0

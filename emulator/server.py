@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -154,6 +155,7 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         q = parse_qs(url.query, keep_blank_values=True)
         self.server.requests.append((time.monotonic(), method, self.path))
+        self.server.slow_down(method, path)
         try:
             if not path.startswith(PUBLIC):
                 auth = self.headers.get("Authorization")
@@ -537,6 +539,16 @@ def _accepted(accept: str) -> list[str]:
     return [m for _, _, m in sorted(found)]
 
 
+@dataclass
+class Delay:
+    """Requests of one method and path answered late, and how many more."""
+
+    method: str
+    path: str
+    seconds: float
+    left: int
+
+
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -555,6 +567,16 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         self.address = f"{addr[0]}:{self.server_address[1]}"
+        self.delays: list[Delay] = []  # Emulator.delay
+
+    def slow_down(self, method: str, path: str) -> None:
+        """Wait before answering a request Emulator.delay named (a slow API server, on purpose)."""
+        with self._conn_lock:
+            found = next((d for d in self.delays if (d.method, d.path) == (method, path) and d.left > 0), None)
+            if found is not None:
+                found.left -= 1
+        if found is not None:
+            time.sleep(found.seconds)
 
     def track(self, conn: socket.socket, live: bool) -> None:
         """Remember open client connections, so that stop() can drop keep-alive ones."""
@@ -600,6 +622,13 @@ class Emulator:
         self.kubeconfig: Path | None = None  # set by write_kubeconfig
         self._httpd: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def delay(self, method: str, path: str, seconds: float, times: int = 1) -> None:
+        """Answer the next `times` requests of method to path (no query) only after seconds: a test holds one side
+        of a race back on purpose, so the other side deterministically goes first."""
+        assert self._httpd is not None, "start() the emulator first"
+        with self._httpd._conn_lock:
+            self._httpd.delays.append(Delay(method, path, seconds, times))
 
     @property
     def requests(self) -> list[tuple[float, str, str]]:

@@ -3,58 +3,22 @@ a fight with another writer reported without a hot loop. A real `kubedr apply` d
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import wait_until
-from tests.integration.applier.conftest import Repo, apply, configmap, deployment, live, namespace, status_of
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEDR_")}
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    return env
-
-
-class Daemon:
-    """`kubedr apply` running as it does in production, its log in a file."""
-
-    def __init__(self, secondary: Any, repo: Repo, log: Path, *extra: str) -> None:
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubedr", "apply", "--kubeconfig", secondary.kubeconfig_path,
-             "--repo", str(repo.remote), "--interval", "200ms", "--drift-interval", "4s",
-             "--workdir", str(log.parent / "applier-work"), *extra],
-            stdout=subprocess.DEVNULL, stderr=log.open("w"), env=_env())
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Any]:
-    started: list[Daemon] = []
-
-    def start(secondary: Any, repo: Repo, *extra: str) -> Daemon:
-        d = Daemon(secondary, repo, tmp_path / f"applier{len(started)}.log", *extra)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
+from tests.integration.applier.conftest import (
+    Repo,
+    applied,
+    apply,
+    configmap,
+    deployment,
+    live,
+    namespace,
+    status,
+    status_of,
+)
 
 
 def kubectl_run(kubectl: str, secondary: Any, *args: str) -> str:
@@ -64,27 +28,9 @@ def kubectl_run(kubectl: str, secondary: Any, *args: str) -> str:
     return proc.stdout
 
 
-def status(secondary: Any, *extra: str) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "kubedr", "--log-level", "ERROR", "status", "-o", "json",
-                           "--secondary-kubeconfig", secondary.kubeconfig_path, *extra],
-                          capture_output=True, text=True, timeout=60, env=_env())
-    assert proc.returncode in (0, 1), proc.stderr
-    return proc.returncode, next(r for r in json.loads(proc.stdout) if r["component"] == "applier")
-
-
 def data_of(secondary: Any, name: str) -> dict[str, str] | None:
     obj = live(secondary, "v1", "ConfigMap", name, "shop")
     return None if obj is None else obj.get("data")
-
-
-def applied(secondary: Any, repo: Repo, daemon_: Daemon) -> None:
-    wait_until(lambda: (status_of(secondary) or {}).get("commit") == repo_head(repo), timeout=30,
-               what=f"the applier to apply the head; log:\n{daemon_.text()}")
-
-
-def repo_head(repo: Repo) -> str:
-    from tests.integration.applier.conftest import git
-    return git("rev-parse", "HEAD", cwd=repo.work)
 
 
 def test_hand_edit_healed_and_stray_reported_not_deleted(secondary: Any, repo: Repo, daemon: Any,
@@ -233,3 +179,29 @@ def test_switchover_is_not_drift_and_metrics_count_drift(secondary: Any, repo: R
     wait_until(lambda: metric("kubedr_applier_drifted_objects") == 1, timeout=10, what="the drift gauge")
     assert metric("kubedr_applier_drift_detected_total") >= 1 and metric("kubedr_applier_heals_total") == 0
     assert data_of(secondary, "settings") == {"color": "red"}
+
+
+def test_a_restart_never_heals_objects_the_repo_deleted_meanwhile(secondary: Any, repo: Repo, daemon: Any) -> None:
+    """Applier stopped; 300 ConfigMaps deleted on the primary (their files left the repo) and on the secondary;
+    restarted with --prune. The emulator holds its first round back (its first read, the role record, answers
+    late), so the drift watch is up first: it must not heal towards the last recorded commit."""
+    ghosts = [f"ghost-{i:03}" for i in range(300)]
+    for obj in (namespace("shop"), configmap("keep"), *(configmap(f"stay-{i}") for i in range(5)),
+                *(configmap(g) for g in ghosts)):
+        repo.put(obj)
+    repo.commit("300 ghosts to be")
+    assert apply(secondary, repo, "--prune", "--no-validate") == 0
+    for g in ghosts:
+        repo.remove(configmap(g))
+        secondary.api.delete("v1", "ConfigMap", g, "shop")
+    repo.remove(configmap("keep"))
+    head = repo.commit("the ghosts and keep deleted on the primary")
+
+    secondary.delay("GET", "/api/v1/namespaces/kubedr-system/configmaps/kubedr-role", 6.0)
+    d = daemon(secondary, repo, "--prune", "--no-validate")
+    applied(secondary, repo, d, head)
+    assert not [g for g in ghosts if live(secondary, "v1", "ConfigMap", g, "shop")], d.text()
+    assert live(secondary, "v1", "ConfigMap", "keep", "shop") is None, d.text()  # pruned: no ghost counted
+    assert "healed" not in d.text() and "prune refused" not in d.text()
+    wait_until(lambda: status_of(secondary).get("driftWatched") == 6, timeout=20,
+               what=f"the drift watch to follow the applied head; log:\n{d.text()}")

@@ -11,6 +11,7 @@ from conftest import Repo, git, status_of
 from kubedr import roles
 from kubedr.applier import role
 from kubedr.applier.fetch import Source
+from kubedr.applier.history import key
 from kubedr.applier.state import get_state, put_state
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster
@@ -40,12 +41,13 @@ def test_the_held_role_scan_resumes_from_its_record_after_a_restart(secondary: A
     old = _commit_as(repo, "A", 1, "A exports")
     first = _commit_as(repo, "B", 2, "B promoted")
     assert _restart(cluster, source)  # A made `old` under its role: nothing is applied until A is demoted
-    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": first, "held": old}
+    here = key(str(repo.remote), "main")
+    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": first, "held": old, "repo": here}
     # the branch rewritten without A's commit: the record no longer holds; the whole history is walked again
     git("checkout", "-q", "--orphan", "fresh", cwd=repo.work)
     rewritten = _commit_as(repo, "B", 2, "B promoted, history squashed", force=True)
     assert not _restart(cluster, source)
-    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": rewritten, "held": ""}
+    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": rewritten, "held": "", "repo": here}
     # a restart goes on from the recorded commit: a planted record past A's commit proves the walk starts there
     _commit_as(repo, "A", 1, "A exports again")
     tip = _commit_as(repo, "B", 3, "B promoted again")
@@ -56,7 +58,7 @@ def test_the_held_role_scan_resumes_from_its_record_after_a_restart(secondary: A
     last = _commit_as(repo, "B", 5, "B promoted once more")
     role._checked.clear()  # the same process, a moment later: the new commits are walked, from the record on
     assert role.serving(cluster, "A", source)
-    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": last, "held": later}
+    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": last, "held": later, "repo": here}
 
 
 def test_a_new_mirror_fetches_the_tip_and_only_as_much_history_as_it_needs(git_daemon: Any, tmp_path: Path,

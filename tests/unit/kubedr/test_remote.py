@@ -37,3 +37,20 @@ def test_status_shows_the_export_scope_in_words_not_json() -> None:
     scope = {"namespaces": [], "exclude_namespaces": ["kube-system", "kubedr-system"], "label_selector": None}
     assert scope_text(scope) == "namespaces: all; exclude_namespaces: kube-system,kubedr-system"
     assert scope_text({"namespaces": ["shop", "payments"]}) == "namespaces: shop,payments"
+
+
+def test_identity_is_one_for_every_spelling_of_a_remote(tmp_path) -> None:
+    from kubedr.remote import identity
+
+    same = ["https://kubedr:tok3n@Git.Example.com/dr/config.git", "https://git.example.com:443/dr/config/",
+            "ssh://git@git.example.com/dr/config.git", "ssh://git@git.example.com:22/dr/config",
+            "git@git.example.com:dr/config.git", "git://git.example.com/dr/config.git"]
+    assert {identity(u) for u in same} == {"git.example.com/dr/config"}
+    others = ["https://git.example.com/dr/other.git", "https://git.example.com:8443/dr/config.git",
+              "https://mirror.example.com/dr/config.git"]
+    assert len({identity(u) for u in others} | {"git.example.com/dr/config"}) == 4
+    repo = tmp_path / "repo.git"
+    repo.mkdir()
+    (tmp_path / "link.git").symlink_to(repo)
+    assert identity(str(repo)) == identity(f"file://{repo}/") == identity(str(tmp_path / "link.git"))
+    assert identity(str(repo)) != identity(str(tmp_path / "repo"))  # a checkout beside a bare repo is another repo
