@@ -25,6 +25,7 @@ import pygit2
 
 from kubedr import git
 from kubedr.exporter import treewalk
+from kubedr.exporter.diskspace import out_of_space, storage_problem
 from kubedr.exporter.gittree import (
     COMMIT,
     COMMITTED_AT,
@@ -42,7 +43,6 @@ log = logging.getLogger("kubedr.exporter.git")
 
 DEFAULT_IDENTITY = {"GIT_AUTHOR_NAME": "kubedr exporter", "GIT_AUTHOR_EMAIL": "exporter@kubedr.invalid",
                     "GIT_COMMITTER_NAME": "kubedr exporter", "GIT_COMMITTER_EMAIL": "exporter@kubedr.invalid"}
-NEARLY_FULL = 64 * 1024  # bytes: a write that failed with less free than this failed for want of space
 MAX_NAMED = 50  # refused entries named one per line; more are counted
 
 
@@ -67,30 +67,6 @@ def default_workdir(repo: str, branch: str) -> Path:
     digest = hashlib.sha256(f"{repo}#{branch}".encode()).hexdigest()[:16]
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "kubedr" / "export" / digest
-
-
-def storage_problem(path: Path, exc: BaseException) -> str | None:
-    """Why a write under path failed when the file system is the cause ('no space left on device'); else None.
-
-    libgit2 sometimes reports a full disk as "no error": the file system's free space decides then.
-    """
-    code = getattr(exc, "errno", None)
-    text = str(exc).lower()
-    if code in (errno.ENOSPC, errno.EDQUOT) or "no space left" in text or "quota exceeded" in text:
-        return "no space left on device"
-    if code == errno.EROFS or "read-only file system" in text:
-        return "read-only file system"
-    return "no space left on device" if out_of_space(path) else None
-
-
-def out_of_space(path: Path) -> bool:
-    """True when the file system holding path has (almost) no free space or no free inodes left."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return False
-    free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
-    return free < NEARLY_FULL or bool(st.f_files and not st.f_ffree)
 
 
 class GitStore:

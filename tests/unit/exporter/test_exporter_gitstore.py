@@ -230,3 +230,20 @@ def test_maintenance_runs_beside_pushes_not_before_them(tmp_path: Path, git_remo
     _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
     assert pusher.push_once()  # not held up by the repack
     release.set()
+
+
+def test_a_failed_write_is_put_down_to_the_disk_only_when_the_disk_is_the_cause(tmp_path: Path) -> None:
+    import errno
+
+    import pygit2
+
+    from kubedr import git
+    from kubedr.exporter.diskspace import storage_problem
+
+    assert storage_problem(tmp_path, OSError(errno.ENOSPC, "No space left on device")) == "no space left on device"
+    assert storage_problem(tmp_path, OSError(errno.EDQUOT, "Disk quota exceeded")) == "no space left on device"
+    assert storage_problem(tmp_path, OSError(errno.EROFS, "Read-only file system")) == "read-only file system"
+    assert storage_problem(tmp_path, git.GitError("fetch", "fatal: write error: No space left on device")) \
+        == "no space left on device"
+    assert storage_problem(tmp_path, pygit2.GitError("no error")) is None  # a disk with room: not the cause
+    assert storage_problem(tmp_path, OSError(errno.EACCES, "Permission denied")) is None
