@@ -167,17 +167,16 @@ class GitStore:
         log.info("initialised local clone %s for %s", self.workdir, self.shown)
 
     def _no_work_tree(self) -> None:
-        """A clone made by an earlier kubedr kept a sparse work tree: drop it, and the index, for good."""
+        """A clone made by an earlier kubedr kept a (sparse) work tree: drop it, and the index, for good."""
         if self.git("config", "--bool", "--get", "core.bare", check=False).strip() == "true":
             return
         head = self.head()
-        top = [p for p in self.files(head) if "/" not in p] if head else []
-        for name in top:
-            path = self.workdir / name
+        for name in sorted({p.split("/")[0] for p in self.files(head)} if head else set()):
+            path = self.workdir / name  # a name git accepts: never '..', never a path
             if path.is_symlink() or path.is_file():
-                path.unlink()
-        if (self.workdir / ".kubedr").is_dir() and not (self.workdir / ".kubedr").is_symlink():
-            shutil.rmtree(self.workdir / ".kubedr", ignore_errors=True)
+                path.unlink()  # a link goes, what it points to stays
+            elif path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
         for leftover in (self.gitdir / "index", self.gitdir / "info" / "sparse-checkout"):
             leftover.unlink(missing_ok=True)
         self.git("config", "--unset", "core.sparseCheckout", check=False)

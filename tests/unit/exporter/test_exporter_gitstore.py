@@ -138,6 +138,8 @@ def test_a_clone_an_earlier_kubedr_made_loses_its_work_tree_and_its_half_done_re
     (old / "README.md").write_text("hi\n")
     (old / ".kubedr").mkdir()
     (old / ".kubedr" / "policy.yaml").write_text("export: {}\n")
+    (old / "shop" / "ConfigMap").mkdir(parents=True)  # object files, as a clone from before sparse held them
+    (old / "shop" / "ConfigMap" / "a.yaml").write_text("v: 0\n")
     _git(old, "add", "-A")
     _git(old, "commit", "-q", "-m", "init")
     _git(old, "push", "-q", "origin", "main")
