@@ -139,7 +139,7 @@ def _set_aside(args: argparse.Namespace, me: str, writer: roles.Writer, exporter
             else:  # no clone: start from the last commit this cluster pushed (else the branch)
                 last = roles.last_commit_of(gitdir, tracking, me, depth=100000)
                 base = last[0] if last else store.git("rev-parse", tracking).strip()
-                _move(store, base)
+                store.move_to(base)
         exporter.reconcile()  # a local resync commit of the live differences; nothing is pushed
         with store.lock:
             tip = store.head() or base
@@ -161,21 +161,13 @@ def _set_aside(args: argparse.Namespace, me: str, writer: roles.Writer, exporter
             adopted = [] if args.dry_run or args.no_apply else _adopt(args, store, tip, tracking)
             if args.dry_run:
                 return ""
-            _move(store, store.git("rev-parse", tracking).strip())
+            store.move_to(store.git("rev-parse", tracking).strip())
             if adopted:
                 print(f"demote {me}: {len(adopted)} objects the branch lacks are marked for the prune of the "
                       f"standby round (they are on the side branch)")
             return side
     finally:
         store.close()
-
-
-def _move(store: GitStore, sha: str) -> None:
-    """Point the clone's branch (and work tree) at sha."""
-    store.git("update-ref", f"refs/heads/{store.branch}", sha)
-    store.git("symbolic-ref", "HEAD", f"refs/heads/{store.branch}")
-    store.git("read-tree", "-u", "--reset", sha)
-    store._moved()
 
 
 def _name_status(store: GitStore, base: str, tip: str) -> list[tuple[str, str]]:
@@ -225,8 +217,7 @@ def _adopt(args: argparse.Namespace, store: GitStore, tip: str, tracking: str) -
     from kubedr.applier.decode import MANAGED_LABEL
     from kubedr.applier.inventory import Inventory
 
-    ours = set(store.git("ls-tree", "-r", "--name-only", tip).split())
-    theirs = set(store.git("ls-tree", "-r", "--name-only", tracking).split())
+    ours, theirs = set(store.files(tip)), set(store.files(tracking))
     refs = [r for r in (contract.ref_of_path(p) for p in sorted(ours - theirs) if not p.startswith(".")) if r]
     if not refs:
         return []

@@ -10,8 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pygit2
+
 from kubedr import config, contract, git, sealing
 from kubedr.config import UsageError
+from kubedr.exporter import treewalk
 
 log = logging.getLogger("kubedr.sealing")
 
@@ -107,6 +110,34 @@ def _unseal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _committed_secrets(root: Path) -> dict[str, bytes]:
+    """path -> bytes of every Secret file HEAD holds, read from git objects; entries git refuses are named, unread."""
+    try:
+        repo = pygit2.Repository(str(root))
+        head = repo.head.peel(pygit2.Commit)
+    except (pygit2.GitError, KeyError):
+        return {}  # no commit yet: nothing committed to reseal
+    found = treewalk.files(repo, head.tree_id)
+    for entry in found.refused:
+        log.warning("%s: %s; not read, left as it is", entry.path, entry.why)
+    out = {}
+    for path, oid in sorted(found.changes):
+        parts = path.split("/")
+        if oid is not None and len(parts) == 3 and parts[1] == "Secret" and path.endswith(contract.SUFFIX):
+            out[path] = repo[pygit2.Oid(raw=oid)].peel(pygit2.Blob).data
+    return out
+
+
+def _through_link(root: Path, rel: str) -> str | None:
+    """The first symbolic link on the way from root to rel in the work tree (never written through), or None."""
+    path = root
+    for part in rel.split("/"):
+        path = path / part
+        if path.is_symlink():
+            return path.relative_to(root).as_posix()
+    return None
+
+
 def _reseal(args: argparse.Namespace) -> int:
     top = git.run(["-C", args.repo, "rev-parse", "--show-toplevel"], check=False) \
         if Path(args.repo).is_dir() else None
@@ -120,12 +151,10 @@ def _reseal(args: argparse.Namespace) -> int:
     changed: dict[str, bytes] = {}
     errors: list[str] = []
     plain: list[str] = []
-    for file in sorted(root.glob("*/Secret/*.yaml")):
-        rel = file.relative_to(root).as_posix()
+    for rel, old in _committed_secrets(root).items():
         try:
             if contract.ref_of_path(rel) is None:
                 continue
-            old = file.read_bytes()
             obj = contract.load(old, rel)
             if sealing.is_sealed(obj):
                 new = contract.dump(sealing.reseal(obj, identities, recipients))
@@ -144,6 +173,8 @@ def _reseal(args: argparse.Namespace) -> int:
     status = git.run(["status", "--porcelain", "-z", "--", *changed], cwd=root).text if changed else ""
     dirty = sorted({entry[3:] for entry in status.split("\0") if len(entry) > 3})
     errors += [f"{rel}: has uncommitted changes; commit or discard them first" for rel in dirty]
+    errors += [f"{rel}: {link} is a symbolic link in the working tree; nothing is written through one"
+               for rel in changed if (link := _through_link(root, rel))]
     if errors:
         for line in errors:
             log.error("%s", line)

@@ -24,11 +24,11 @@ from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import Event, ResourceType
 from kubedr.exporter.fence import Fence
 from kubedr.exporter.follow import Follower
-from kubedr.exporter.gitstore import GitError, GitStore, default_workdir
+from kubedr.exporter.gitstore import GitError, GitStore, WorkdirError, default_workdir
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer, why
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
-from kubedr.exporter.scope import SCOPE_PATH, ScopeError, effective, split_names
+from kubedr.exporter.scope import ScopeError, effective, split_names
 from kubedr.exporter.scoping import Scoper
 from kubedr.exporter.selection import Selection
 from kubedr.kubeapi import Cluster
@@ -246,6 +246,10 @@ def exporter_for(options: ExportOptions) -> Exporter:
     api = Cluster(api_client(options.kubeconfig, options.context, pool=128))  # one connection per watch
     workdir = options.workdir or default_workdir(options.repo, options.branch, cluster_name(options, api))
     store = GitStore(Path(workdir), options.repo, options.branch)
+    try:
+        store.prepare()
+    except WorkdirError as exc:
+        raise UsageError(f"--workdir {exc}") from None
     secrets, sealer = _secret_mode(options, store.prepare)
     store.use_signer(config.signer(options.signing_key))
     return Exporter(options, store, api, secrets, sealer)
@@ -280,6 +284,7 @@ class Exporter:
                                  self.scoper.on_foreign, o.remote_check_interval,
                                  moved_head=lambda: self.pusher.notify(self.store.head() or "", []))
         self.committer.on_idle = self.follower.catch_up
+        self.committer.relist = self.observer.relist
         self.fence = Fence(self.store, self.cluster)
         self.pusher.fence = self.fence.check
         self.committer.trailers = self.fence.trailers
@@ -294,8 +299,7 @@ class Exporter:
         with self.store.lock:
             self.store.open()
             self.scoper.apply_policy(initial=True)
-            known = set(self.store.ls_files()) | set(self._work_tree_files()) | {SCOPE_PATH}
-            self.recorder.load_index(sorted(known))
+            self.recorder.load_index(self.store.files())
             types = self.observer.discover()
             rvs: dict[ResourceType, str] = {}
             unlisted: set[tuple[str, str]] = set()
@@ -310,10 +314,11 @@ class Exporter:
             keep = {t.key for t in types} | {k for k in self.recorder.index if k[0] in self.observer.failed_groups}
             keep |= unlisted
             self.recorder.drop_types(keep, time.monotonic())
-            sha = self.committer.commit(reason="resync", paths=known)
-            self.store.brought_in.clear()  # the full list above already wrote the cluster's state back
-        log.info("startup reconcile: %d types, %s in %.1fs", len(types),
-                 f"resync commit {sha[:12]}" if sha else "repo already up to date", time.monotonic() - started)
+            sha = self.committer.commit(reason="resync")
+            self.store.take_foreign()  # the full list above already wrote the cluster's state back
+        outcome = ("nothing committed (no space)" if self.committer.stall else f"resync commit {sha[:12]}" if sha
+                   else "repo already up to date")
+        log.info("startup reconcile: %d types, %s in %.1fs", len(types), outcome, time.monotonic() - started)
         self._types = types
         self.coverage().log()
         return rvs
@@ -322,17 +327,6 @@ class Exporter:
         """What is exported and what is not, and why (logged, on /metrics, and by --explain)."""
         return report_of(self.observer, self.observer.watched() or set(self._types), self.recorder.exported(),
                          self.recorder.skipped.counts())
-
-    def _work_tree_files(self) -> list[str]:
-        root = self.store.workdir
-        out = []
-        for top in root.iterdir():
-            if top.name.startswith(".") or not top.is_dir():
-                continue
-            for sub in top.iterdir():
-                if sub.is_dir():
-                    out += [f"{top.name}/{sub.name}/{f.name}" for f in sub.iterdir() if f.is_file()]
-        return out
 
     def start(self) -> None:
         """Reconcile, then run committer, pusher and one watch per type in background threads."""
@@ -395,6 +389,8 @@ class Exporter:
     def _work(self, stop: threading.Event, once: bool) -> int:
         if once:
             self.reconcile()
+            if self.committer.stall:
+                return 1
             return 0 if self._push_with_retries(5) else FENCED if self.pusher.fenced else 1
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, lambda *_: stop.set())

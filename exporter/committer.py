@@ -7,11 +7,12 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from kubedr import contract, metrics
 from kubedr.exporter.events import Event
-from kubedr.exporter.gitstore import GitStore
+from kubedr.exporter.gitstore import GitStore, StorageFull
 from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.recorder import MAX_OBJECT_TRAILERS, Pending, Recorder
 from kubedr.exporter.selection import Selection
@@ -20,13 +21,22 @@ log = logging.getLogger("kubedr.exporter.committer")
 
 VERB_OF_STATUS = {"A": "create", "M": "update", "T": "update", "D": "delete"}
 VERB_ORDER = ("create", "update", "delete")
+STALL_FIRST, STALL_MAX = 1.0, 60.0  # seconds between commit attempts while the clone's disk is full
 
 
-def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str = "") -> str:
-    """Subject names the object and verb; several objects get a summary and one line each; then trailers."""
+def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str = "",
+                   dropped: Sequence[str] = ()) -> str:
+    """Subject names the object and verb; several objects get a summary and one line each; then trailers.
+
+    dropped names the entries kubedr does not read that the commit removes, one line each.
+    """
     changes = sorted(changes, key=lambda c: (c[1].ref.namespace, c[1].ref.group, c[1].ref.kind, c[1].ref.name))
     trailers = [f"Source-Cluster: {cluster}"]
-    if len(changes) == 1 and not reason:
+    drops = [f"drop {entry}" for entry in dropped]
+    if not changes and drops:
+        noun = "entry" if len(drops) == 1 else "entries"
+        return "\n".join([f"drop {len(drops)} {noun} kubedr does not read", "", *drops, "", *trailers]) + "\n"
+    if len(changes) == 1 and not reason and not drops:
         verb, p = changes[0]
         lines = [f"{verb} {p.ref.display}", ""]
         if p.resource_version:
@@ -39,6 +49,7 @@ def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str
     noun = "object" if len(changes) == 1 else "objects"
     lines = [f"{reason or 'export'} {len(changes)} {noun}: {summary}", ""]
     lines += [f"{verb} {p.ref.display}" for verb, p in changes]
+    lines += drops
     lines.append("")
     if len(changes) > MAX_OBJECT_TRAILERS:
         lines += [f"Per-object Resource-Version and Field-Managers trailers omitted for {len(changes)} objects.", ""]
@@ -52,8 +63,17 @@ def format_message(changes: list[tuple[str, Pending]], cluster: str, reason: str
     return "\n".join(lines + trailers) + "\n"
 
 
+@dataclass
+class Stall:
+    """Commits the clone's file system refused: the types to list again (their blobs are lost), and when."""
+
+    keys: set[tuple[str, str]]
+    delay: float
+    until: float
+
+
 class Committer:
-    """Owns the work tree: applies events through selection and recorder, then commits what changed."""
+    """Owns the next commit: applies events through selection and recorder, then commits what changed."""
 
     def __init__(self, store: GitStore, recorder: Recorder, selection: Selection, cluster: str,
                  batch_window: float = 0.1, on_commit: Callable[[str, list[float]], None] | None = None,
@@ -70,11 +90,13 @@ class Committer:
         self.failed: BaseException | None = None
         self.annotate: Callable[[list[tuple[str, str]], str], str] = lambda diff, text: text  # last word on messages
         self.on_idle: Callable[[], None] = lambda: None  # under the lock, nothing pending, last commit pushed
-        self.extra: set[str] = set()  # files written outside the recorder (the scope file) for the next commit
+        self.extra: dict[str, bytes] = {}  # files made outside the recorder (the scope file) for the next commit
         self._hold: set[tuple[str, str]] = set()  # types being re-listed: commit once all of them are done
         self._hold_reason = ""
         self._hold_until = 0.0
         self.trailers: Callable[[], list[str]] = lambda: []  # "Key: value" lines for every commit (writer role)
+        self.relist: Callable[[set[tuple[str, str]]], set[tuple[str, str]]] = lambda keys: set()  # list again
+        self.stall: Stall | None = None  # set while the clone's file system takes no commit
 
     def hold(self, keys: set[tuple[str, str]], reason: str, timeout: float = 60.0) -> None:
         """Commit nothing until these types finished their re-list, then all of it in one `reason` commit."""
@@ -101,15 +123,12 @@ class Committer:
             name = ((event.obj or {}).get("metadata") or {}).get("name", "?")
             log.error("cannot export %s %s %s: %s", event.type, event.rtype, name, exc)
 
-    def commit(self, reason: str = "", paths: set[str] | None = None) -> str | None:
-        """Commit what the recorder changed (plus any extra paths), the message built from the real diff."""
+    def commit(self, reason: str = "") -> str | None:
+        """Commit what the recorder changed, the extra files and the drops, the message built from the real diff."""
         pending = self.recorder.take_pending()
-        others = ((paths or set()) | self.extra) - pending.keys()
-        self.extra = set()
-        if not pending and not others:
+        contents, self.extra = self.extra, {}
+        if not pending and not contents and not self.store.refused:
             return None
-        candidates = [*pending, *others]  # a list, not a second set of every path of a resync
-        candidates.sort()
         changes: list[tuple[str, Pending]] = []
 
         def message(diff: list[tuple[str, str]]) -> str:
@@ -120,12 +139,20 @@ class Committer:
                     p = Pending(ref) if ref is not None else None
                 if p is not None:
                     changes.append((VERB_OF_STATUS.get(status, "update"), p))
-            text = format_message(changes, self.cluster, reason)
+            text = format_message(changes, self.cluster, reason, [f"{r.path} ({r.why})" for r in self.store.refused])
             for line in self.trailers():
                 text = with_trailer(text, *line.split(": ", 1))
             return self.annotate(diff, text)
 
-        sha = self.store.commit_paths(candidates, message, blobs={p: pd.blob for p, pd in pending.items()})
+        try:
+            sha = self.store.commit_paths(message, blobs={p: pd.blob for p, pd in pending.items()},
+                                          contents=dict(contents))
+        except StorageFull as exc:
+            self._stalled(exc, pending, contents)
+            return None
+        if self.stall is not None:
+            log.info("committing again: the clone's file system took this commit")
+            self.stall = None
         if sha is None:
             return None
         now = time.monotonic()
@@ -139,6 +166,36 @@ class Committer:
         log.debug("committed %s: %d changes", sha[:12], len(changes))
         self.on_commit(sha, received)
         return sha
+
+    def _stalled(self, exc: StorageFull, pending: dict[str, Pending], contents: dict[str, bytes]) -> None:
+        """Nothing was committed: keep what can be kept, list the pending types again once there is space."""
+        for path, p in pending.items():
+            if p.blob is None:  # a deletion: the type's next full list must find the file again
+                self.recorder.index[(p.ref.group, p.ref.kind)].add(path)
+        for path, data in contents.items():
+            self.extra.setdefault(path, data)
+        keys = {(p.ref.group, p.ref.kind) for p in pending.values()}
+        if self.stall is None:
+            log.error("%s; %d change(s) wait, committed once it takes them again", exc, len(pending))
+            self.stall = Stall(keys, STALL_FIRST, time.monotonic() + STALL_FIRST)
+        else:
+            delay = min(self.stall.delay * 2, STALL_MAX)
+            self.stall = Stall(self.stall.keys | keys, delay, time.monotonic() + delay)
+
+    def _waiting(self) -> bool:
+        """True while a stall holds commits back; at its end, the lost types are listed again first."""
+        stall = self.stall
+        if stall is None:
+            return False
+        if time.monotonic() < stall.until:
+            return True
+        if self.store.full():
+            stall.until = time.monotonic() + stall.delay
+            return True
+        keys, stall.keys = stall.keys, set()
+        if keys:
+            self.hold(self.relist(keys), "resync")
+        return bool(keys)
 
     def run(self) -> None:
         """The group-commit loop: keep writing what arrives; commit whenever the previous push is done.
@@ -164,9 +221,9 @@ class Committer:
                             if nxt is not None:
                                 self.handle(nxt)
                     metrics.EXPORT_QUEUE.set(self.queue.qsize())
-                    if self.holding():
+                    if self.holding() or self._waiting():
                         continue
-                    if (self.recorder.pending or self.extra) and self.push_idle():
+                    if (self.recorder.pending or self.extra or self.store.refused) and self.push_idle():
                         reason, self._hold_reason = self._hold_reason, ""
                         self.commit(reason=reason)
                     elif not self.recorder.pending and self.push_idle():

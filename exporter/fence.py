@@ -13,7 +13,7 @@ import logging
 import threading
 
 from kubedr import git, metrics, roles
-from kubedr.exporter.gitstore import GitError, GitStore
+from kubedr.exporter.gitstore import GitError, GitStore, StorageFull
 from kubedr.remote import scrub
 
 log = logging.getLogger("kubedr.exporter.fence")
@@ -95,9 +95,7 @@ class Fence:
     # -- before exporting --------------------------------------------------------------------------------
     def claim(self) -> str | None:
         """Fetch the branch's role; None when this exporter may export now (and holds that role)."""
-        if not (self.store.workdir / ".git").exists():
-            self.store.workdir.mkdir(parents=True, exist_ok=True)
-            self.store._init()
+        self.store.prepare()
         try:
             proc = git.run(["fetch", "-q", "--no-tags", *self.store.fetch_depth(), self.store.remote,
                             f"+refs/heads/{self.store.branch}:{ROLE_REF}"], git_dir=self.gitdir, env=self.store.env,
@@ -109,11 +107,12 @@ class Fence:
             err = proc.stderr.decode(errors="replace").strip()
             if "couldn't find remote ref" in err:
                 return self._take(None)  # an empty remote: nobody holds a role
-            error = GitError(scrub(f"reading the writer role from {self.store.shown}: "
-                                   f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode}",
-                                   self.store.remote))
+            error = self.store.error(scrub(
+                f"reading the writer role from {self.store.shown}: "
+                f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode}",
+                self.store.remote), git.GitError("fetch", err))
             last = self._last_known()
-            if last is None:
+            if last is None or isinstance(error, StorageFull):
                 raise error
             known = last
             log.warning("%s; exporting under the role last read (commits stay local until the remote is back)", error)

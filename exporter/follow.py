@@ -1,10 +1,10 @@
 """Commits others push to the branch: a policy change takes effect, a hand edit of an object file is undone.
 
 The exporter is the only writer of object files: the truth is the primary cluster. When the branch gains a
-commit the exporter did not make, it is brought into the clone (fast-forward, or a rebase of unpushed work;
-never a force-push, history is never rewritten), a changed `.kubedr/policy.yaml` is read again, and every
-type whose files the commit touched is listed again, so the next commit (`resync`) writes back the
-cluster's state.
+commit the exporter did not make, it is brought into the clone (a fast-forward, or the unpushed commits made
+again on top of it; never a force-push, history is never rewritten), a changed `.kubedr/policy.yaml` is read
+again, and every type whose files the commit touched is listed again, so the next commit (`resync`) writes
+back the cluster's state and drops any entry kubedr does not read (exporter/treewalk.py).
 """
 
 from __future__ import annotations
@@ -62,10 +62,6 @@ class Follower:
             except GitError as exc:
                 log.error("cannot bring in the remote's commits: %s", exc)
             self.moved_head()
-        ranges, self.store.brought_in = self.store.brought_in, []
-        paths: set[str] = set()
-        for base, tip in ranges:
-            out = self.store.git("log", "--format=", "--name-only", "--no-renames", "-z", tip, f"^{base}")
-            paths |= {p.strip("\n") for p in out.split("\0") if p.strip("\n")}
+        paths = self.store.take_foreign()
         if paths:
             self.on_foreign(sorted(paths))

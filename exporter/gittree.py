@@ -16,10 +16,11 @@ import struct
 import time
 import zlib
 from array import array
-from collections.abc import Mapping
-from typing import cast
+from collections.abc import Iterable, Mapping
 
 import pygit2
+
+from kubedr.contract import FILE_MODES
 
 BLOB, TREE, COMMIT = pygit2.GIT_OBJECT_BLOB, pygit2.GIT_OBJECT_TREE, pygit2.GIT_OBJECT_COMMIT
 FILE_MODE, TREE_MODE = pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_TREE
@@ -62,9 +63,15 @@ class PackStream:
         self.size += len(record)
 
     def abort(self) -> None:
-        """Drop the half-written pack."""
-        self.fh.close()
-        os.unlink(self.tmp)
+        """Drop the half-written pack (on a full disk too: closing may fail to flush what is buffered)."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
 
     def finish(self) -> str:
         """Count, checksum and index the pack, then move .pack and .idx (last) into place; returns its base path."""
@@ -134,22 +141,27 @@ class BlobSink:
         self.repo = repo
         self.small: dict[bytes, bytes] = {}
         self.pack: PackStream | None = None
+        self.failed: OSError | None = None  # the pack could not be written (a full disk): the batch cannot commit
 
     def add(self, data: bytes) -> bytes:
         """Stage a blob; returns its raw id (callers stage what HEAD lacks: a copy in another pack is harmless)."""
         oid = blob_id(data)
-        if oid in self.small:
+        if oid in self.small or self.failed is not None:
             return oid
-        if self.pack is not None:
-            self.pack.add(BLOB, oid, data)
-        elif len(self.small) < PACK_THRESHOLD:
-            self.small[oid] = data
-        else:
-            self.pack = PackStream(os.path.join(self.repo.path, "objects", "pack"))
-            for known, body in self.small.items():
-                self.pack.add(BLOB, known, body)
-            self.small = {}
-            self.pack.add(BLOB, oid, data)
+        try:
+            if self.pack is not None:
+                self.pack.add(BLOB, oid, data)
+            elif len(self.small) < PACK_THRESHOLD:
+                self.small[oid] = data
+            else:
+                self.pack = PackStream(os.path.join(self.repo.path, "objects", "pack"))
+                for known, body in self.small.items():
+                    self.pack.add(BLOB, known, body)
+                self.small = {}
+                self.pack.add(BLOB, oid, data)
+        except OSError as exc:  # one error for the batch (flush raises it), not one per object
+            self.failed = exc
+            self.discard(keep_failure=True)
         return oid
 
     def get(self, oid: bytes) -> bytes | None:
@@ -158,18 +170,26 @@ class BlobSink:
 
     def flush(self) -> None:
         """Make every staged blob readable in the repository: a pack when many, loose objects otherwise."""
+        if self.failed is not None:
+            raise self.failed
         pack, self.pack = self.pack, None
         small, self.small = self.small, {}
         if pack is not None:
-            pack.finish()  # libgit2 finds the new pack on its next lookup miss
+            try:
+                pack.finish()  # libgit2 finds the new pack on its next lookup miss
+            except OSError:
+                pack.abort()
+                raise
         for data in small.values():
             self.repo.odb.write(BLOB, data)
 
-    def discard(self) -> None:
+    def discard(self, keep_failure: bool = False) -> None:
         """Forget what was staged (a batch that made no commit)."""
         if self.pack is not None:
             self.pack.abort()
         self.pack, self.small = None, {}
+        if not keep_failure:
+            self.failed = None
 
 
 class TreeCache:
@@ -184,8 +204,13 @@ class TreeCache:
         self.root = root
         self.dirs: dict[str, pygit2.TreeBuilder | None] = {}
 
-    def _tree(self, oid: pygit2.Oid) -> pygit2.Tree:
-        return cast(pygit2.Tree, self.repo[oid])  # a tree's id: the object is a Tree
+    def _tree(self, oid: pygit2.Oid | None) -> pygit2.Tree | None:
+        """The tree behind a directory entry; None when its object is not a tree (a hostile entry)."""
+        try:
+            tree = self.repo.get(oid) if oid is not None else None
+        except pygit2.GitError:  # a tree git cannot parse either: as if absent, what is written replaces it
+            return None
+        return tree if isinstance(tree, pygit2.Tree) else None
 
     def _dir(self, path: str, create: bool = False) -> pygit2.TreeBuilder | None:
         """The builder of a directory ("" the root); None when absent and not created."""
@@ -193,26 +218,28 @@ class TreeCache:
         if builder is not None or (path in self.dirs and not create):
             return builder
         if not path:
-            builder = self.repo.TreeBuilder(self._tree(self.root)) if self.root is not None else self.repo.TreeBuilder()
+            tree = self._tree(self.root)
+            builder = self.repo.TreeBuilder(tree) if tree is not None else self.repo.TreeBuilder()
         else:
             parent_path, _, name = path.rpartition("/")
             parent = self._dir(parent_path, create)
             entry = parent.get(name) if parent is not None else None
-            if entry is not None and entry.filemode == TREE_MODE:
-                builder = self.repo.TreeBuilder(self._tree(entry.id))
+            tree = self._tree(entry.id) if entry is not None and entry.filemode == TREE_MODE else None
+            if tree is not None:
+                builder = self.repo.TreeBuilder(tree)
             elif create and parent is not None:
                 if entry is not None:
-                    parent.remove(name)  # a file that a directory replaces
+                    parent.remove(name)  # a file (or any entry that is not a directory) that a directory replaces
                 builder = self.repo.TreeBuilder()
         self.dirs[path] = builder
         return builder
 
     def get(self, path: str) -> bytes | None:
-        """The raw blob id at path, None when there is no file there."""
+        """The raw blob id at path, None when there is no regular file there (a symlink or submodule is none)."""
         folder, _, name = path.rpartition("/")
         builder = self._dir(folder)
         entry = builder.get(name) if builder is not None else None
-        return None if entry is None or entry.filemode == TREE_MODE else entry.id.raw
+        return None if entry is None or entry.filemode not in FILE_MODES else entry.id.raw
 
     def _drop(self, path: str) -> None:
         """Forget a directory and everything below it (it went, or a file replaced it)."""
@@ -220,12 +247,19 @@ class TreeCache:
         for known in [d for d in self.dirs if d == path or d.startswith(prefix)]:
             self.dirs[known] = None
 
-    def apply(self, changes: Mapping[str, bytes | None]) -> pygit2.Oid:
+    def apply(self, changes: Mapping[str, bytes | None], drops: Iterable[tuple[str, str]] = ()) -> pygit2.Oid:
         """Apply path -> raw blob id (None removes) and write the changed directories; returns the root tree.
 
+        drops are (directory, name) entries removed first, whatever they are (entries kubedr refuses to read).
         A directory left empty goes; a file replaces a directory of the same name and the other way round.
         """
         dirty: set[str] = set()
+        for folder, name in drops:
+            builder = self._dir(folder)
+            if builder is None or builder.get(name) is None:
+                continue
+            builder.remove(name)  # never a directory kubedr reads: nothing of it is cached
+            dirty |= _ancestry(folder)
         removals_first = ((p, o) for wanted in (False, True) for p, o in changes.items() if (o is not None) == wanted)
         for path, oid in removals_first:
             folder, _, name = path.rpartition("/")
@@ -241,11 +275,7 @@ class TreeCache:
                 if entry is not None and entry.filemode == TREE_MODE:
                     self._drop(path)
                 builder.insert(name, pygit2.Oid(raw=oid), FILE_MODE)
-            while True:
-                dirty.add(folder)
-                if not folder:
-                    break
-                folder = folder.rpartition("/")[0]
+            dirty |= _ancestry(folder)
         for folder in sorted(dirty, key=lambda d: -d.count("/") - (1 if d else 0)):  # deepest first
             builder = self.dirs.get(folder)
             parent_path, _, name = folder.rpartition("/")
@@ -263,6 +293,15 @@ class TreeCache:
         assert root is not None
         self.root = root.write()
         return self.root
+
+
+def _ancestry(folder: str) -> set[str]:
+    """A directory and every directory above it, the root ("") included."""
+    out = {folder}
+    while folder:
+        folder = folder.rpartition("/")[0]
+        out.add(folder)
+    return out
 
 
 COMMITTED_AT = "Kubedr-Committed-At"  # trailer: the commit time to the microsecond (git's own is whole seconds)

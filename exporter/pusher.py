@@ -7,14 +7,16 @@ import threading
 import time
 from collections.abc import Callable
 
+import pygit2
+
 from kubedr import metrics
-from kubedr.exporter.gitstore import GitError, GitStore, PushRejected, RemoteMoved
+from kubedr.exporter.gitstore import GitError, GitStore, PushRejected
 
 log = logging.getLogger("kubedr.exporter.pusher")
 
 
 class Pusher:
-    """Pushes HEAD whenever it moves; rebases when the remote moved without conflict, else stops loudly."""
+    """Pushes HEAD whenever it moves; when the remote moved, makes the unpushed commits again on its tip."""
 
     def __init__(self, store: GitStore, backoff_initial: float = 0.2, backoff_max: float = 30.0) -> None:
         self.store = store
@@ -50,7 +52,7 @@ class Pusher:
             self._cond.notify()
 
     def push_once(self) -> bool:
-        """Push HEAD now; True when the remote has it (rebasing first if the remote moved)."""
+        """Push HEAD now; True when the remote has it (replaying onto the remote first if it moved)."""
         with self._cond:
             received, self._received = self._received, []
             self._dirty = False
@@ -66,17 +68,17 @@ class Pusher:
                     self.store.push(head)
                     break
                 except PushRejected as exc:
-                    log.warning("remote %s moved (%s); fetching and rebasing", self.store.shown, exc)
+                    log.warning("remote %s moved (%s); fetching and replaying", self.store.shown, exc)
                     self.store.fetch()
-                    if self._withheld(received):  # the role moved: never rebase onto the new writer's work
+                    if self._withheld(received):  # the role moved: never replay onto the new writer's work
                         return False
                     self.store.rebase_onto_remote()
-                    head = self.store.head() or head  # a rebase leaves a commit
+                    head = self.store.head() or head
+                    if head == self.pushed or self._on_remote(head):
+                        break  # the remote held all of it already
             else:
                 raise GitError("remote keeps moving; will retry")
-        except RemoteMoved:
-            raise
-        except (GitError, OSError) as exc:
+        except (GitError, OSError, pygit2.GitError) as exc:
             with self._cond:
                 self._received = received + self._received
                 self._dirty = True
@@ -96,6 +98,12 @@ class Pusher:
             metrics.EXPORT_PUSH_LATENCY.observe(max(0.0, now - r))
         metrics.EXPORT_UNPUSHED.set(0)
         return True
+
+    def _on_remote(self, sha: str) -> bool:
+        """True when the remote's branch, as last fetched, is sha."""
+        tracking = self.store.git("rev-parse", "-q", "--verify", f"refs/remotes/origin/{self.store.branch}",
+                                  check=False).strip()
+        return tracking == sha
 
     def maintain(self) -> None:
         """Repack in the background: a repack of 100,000 objects takes seconds, a push must not wait for it."""

@@ -8,14 +8,13 @@ that commits of others touched are listed again and written back in one `resync`
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 from kubedr import contract
 from kubedr.exporter import scope
 from kubedr.exporter.committer import Committer
-from kubedr.exporter.gitstore import TMP_PREFIX, GitStore
+from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.recorder import Recorder
@@ -42,10 +41,7 @@ class Scoper:
 
     def apply_policy(self, initial: bool = False) -> bool:
         """Read the repo policy's export section; take the new effective scope if it changed (True)."""
-        try:
-            data = (self.store.workdir / POLICY_PATH).read_bytes()
-        except OSError:
-            data = None
+        data = self.store.read_file(POLICY_PATH)  # from git objects: a regular file or nothing
         try:
             new = scope.effective(self.flags, scope.parse_policy(data))
             rules = scope.ignore_rules(new.ignore)
@@ -72,16 +68,10 @@ class Scoper:
         return changed
 
     def _write_scope(self, data: bytes) -> None:
-        target = self.store.workdir / scope.SCOPE_PATH
-        try:
-            if target.read_bytes() == data:
-                return
-        except OSError:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(TMP_PREFIX + target.name)
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-        self.committer.extra.add(scope.SCOPE_PATH)
+        if self.store.read_file(scope.SCOPE_PATH) == data:
+            self.committer.extra.pop(scope.SCOPE_PATH, None)
+        else:
+            self.committer.extra[scope.SCOPE_PATH] = data
 
     def on_foreign(self, paths: list[str]) -> None:
         """Commits others pushed changed these paths: re-read the policy, re-list the types they touched."""

@@ -1,15 +1,57 @@
-"""Readers for the bare remote and argument builders shared by the exporter tests and benchmark."""
+"""Readers for the bare remote, argument builders and the exporter as a process, shared by the exporter tests."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
+
+from kubedr import contract
+from kubedr.sanitize import sanitize
 
 
 def export_args(primary, remote: Path | str, workdir: Path, *extra: str) -> list[str]:
     return ["export", "--kubeconfig", str(primary.kubeconfig_path), "--repo", str(remote), "--workdir",
             str(workdir), "--cluster-name", "prod", *extra]
+
+
+def spawn(primary, remote: Path | str, workdir: Path, log: Path, *extra: str) -> subprocess.Popen:
+    """`kubedr export` as its own process (its own session: a kill takes its git children too), stderr to log."""
+    argv = export_args(primary, remote, workdir, *(extra or ("--namespaces", "shop")), "--push-backoff-max", "0.5s")
+    with log.open("ab") as err:
+        return subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
+
+
+def alive(proc: subprocess.Popen, log: Path):
+    """Wrap a condition for wait_until: it fails at once, with the log's tail, when the exporter has exited."""
+    def check(cond):
+        def probe() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"the exporter exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            return bool(cond())
+        return probe
+    return check
+
+
+def all_objects(remote: Path) -> bytes:
+    """The content of every object reachable from any ref of the remote, as one byte string to search."""
+    objs = subprocess.run(["git", "rev-list", "--objects", "--all"], cwd=remote, capture_output=True, text=True,
+                          check=True).stdout.split("\n")
+    shas = "".join(line.split()[0] + "\n" for line in objs if line.strip())
+    return subprocess.run(["git", "cat-file", "--batch"], cwd=remote, input=shas.encode(), capture_output=True,
+                          check=True).stdout
+
+
+def expected_configmaps(api, namespace: str = "shop") -> dict[str, str]:
+    """path -> file the exporter writes for each ConfigMap the primary holds in namespace."""
+    out = {}
+    for obj in api.list("v1", "ConfigMap", namespace):
+        clean = sanitize(obj)
+        if clean is not None:
+            out[contract.ref_of(obj).path] = contract.dump(clean).decode()
+    return out
 
 
 def git(remote: Path, *args: str) -> str:

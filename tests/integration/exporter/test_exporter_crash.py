@@ -6,26 +6,15 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import urllib3
-from exporter_harness import export_args, remote_files, subjects
+from exporter_harness import expected_configmaps, remote_files, spawn, subjects
 
-from kubedr import contract
-from kubedr.sanitize import sanitize
 from tests.conftest import wait_until
 
 CONFIGMAPS = "/api/v1/namespaces/shop/configmaps"
-
-
-def _spawn(primary, remote: str, workdir: Path, log: Path) -> subprocess.Popen:
-    argv = export_args(primary, remote, workdir, "--namespaces", "shop", "--push-backoff-max", "0.5s")
-    with log.open("ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True)
 
 
 class Churn(threading.Thread):
@@ -69,22 +58,13 @@ class Churn(threading.Thread):
             self.error = f"churn stopped: {exc}"
 
 
-def _expected(api) -> dict[str, str]:
-    out = {}
-    for obj in api.list("v1", "ConfigMap", "shop"):
-        clean = sanitize(obj)
-        if clean is not None:
-            out[contract.ref_of(obj).path] = contract.dump(clean).decode()
-    return out
-
-
 def test_sigkill_under_load_then_restart_converges(primary, git_daemon, tmp_path: Path) -> None:
     # The remote is served by `git daemon`, as a Git host is: the kill takes the exporter and its own git
     # children down, not the remote's receive-pack (a receive-pack killed mid ref update leaves a lock on the
     # remote that git never clears; the exporter then names it in its push error).
     bare, url = git_daemon("repo.git")
     workdir, log = tmp_path / "clone", tmp_path / "exporter.log"
-    procs = [_spawn(primary, url, workdir, log)]
+    procs = [spawn(primary, url, workdir, log)]
     churn = Churn(primary, seed=int.from_bytes(os.urandom(2), "big"))
 
     def alive(cond):
@@ -110,7 +90,7 @@ def test_sigkill_under_load_then_restart_converges(primary, git_daemon, tmp_path
             procs[-1].wait(10)
             after = churn.ops + 100
             wait_until(lambda after=after: churn.ops >= after, timeout=30, what="changes while the exporter is down")
-            procs.append(_spawn(primary, url, workdir, log))
+            procs.append(spawn(primary, url, workdir, log))
             wait_until(alive(lambda after=after: churn.ops >= after + 100), timeout=30,
                        what=f"load after restart {round_}")
         churn.stop.set()
@@ -119,10 +99,10 @@ def test_sigkill_under_load_then_restart_converges(primary, git_daemon, tmp_path
 
         def converged() -> bool:
             files = remote_files(bare)
-            return {p: t for p, t in files.items() if p.startswith("shop/ConfigMap/")} == _expected(primary.api)
+            return {p: t for p, t in files.items() if p.startswith("shop/ConfigMap/")} == expected_configmaps(primary.api)
 
         wait_until(alive(converged), timeout=30, what="remote equal to the primary (nothing lost, nothing phantom)")
-        assert _expected(primary.api), "the churn should leave some ConfigMaps"
+        assert expected_configmaps(primary.api), "the churn should leave some ConfigMaps"
         procs[-1].send_signal(signal.SIGTERM)
         assert procs[-1].wait(20) == 0, "SIGTERM should stop the exporter cleanly"
     except BaseException:

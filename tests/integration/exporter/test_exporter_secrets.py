@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from exporter_harness import export_args, remote_files, subjects
+from exporter_harness import all_objects, export_args, remote_files, subjects
 
 from kubedr.commands.cli import main
 from tests.conftest import wait_until
@@ -14,14 +14,6 @@ from tests.conftest import wait_until
 SECRET = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
           "metadata": {"name": "db", "namespace": "shop"}, "stringData": {"password": "hunter2-xyzzy"}}
 PATH = "shop/Secret/db.yaml"
-
-
-def _all_blobs(remote: Path) -> bytes:
-    objs = subprocess.run(["git", "rev-list", "--objects", "--all"], cwd=remote, capture_output=True, text=True,
-                          check=True).stdout.split("\n")
-    shas = "".join(line.split()[0] + "\n" for line in objs if line.strip())
-    return subprocess.run(["git", "cat-file", "--batch"], cwd=remote, input=shas.encode(), capture_output=True,
-                          check=True).stdout
 
 
 def test_without_recipient_secrets_are_skipped(primary, git_remote: Path, tmp_path: Path, capfd) -> None:
@@ -55,7 +47,7 @@ def test_sealed_secret_opens_with_age_and_is_stable(primary, git_remote: Path, t
     assert after["metadata"]["labels"] == {"tier": "db"}
     assert after["sealed"]["values"]["password"]["age"] == armored  # unchanged value, unchanged ciphertext
     assert subjects(git_remote)[0].startswith("resync 1 object: 1 update")
-    wait_until(lambda: b"hunter2-xyzzy" not in _all_blobs(git_remote), what="no clear text in any blob")
+    wait_until(lambda: b"hunter2-xyzzy" not in all_objects(git_remote), what="no clear text in any blob")
 
 
 def test_digest_key_file_is_the_seal_format_and_made_on_first_start(primary, git_remote: Path, tmp_path: Path,

@@ -36,8 +36,7 @@ def test_claim_follows_the_role_and_refuses_stale_local_commits(tmp_path: Path, 
 
     # A exports, a commit stays unpushed (epoch 1); B is promoted and A again: that commit is stale
     a.store.open()
-    (a.store.workdir / "x.yaml").write_text("x: 1\n")
-    assert a.store.commit_paths(["x.yaml"], lambda _: "local\n\nWriter: A\nWriter-Epoch: 1\n")
+    assert a.store.commit_paths(lambda _: "local\n\nWriter: A\nWriter-Epoch: 1\n", contents={"x.yaml": b"x: 1\n"})
     _set_role(git_remote, "B")
     assert _fence(tmp_path, git_remote, "A").claim() == "the writer is B (epoch 2), not A"
     _set_role(git_remote, "A")

@@ -224,3 +224,43 @@ def test_sealing_reseal_seals_plain_secrets_and_refuses_dirty_files(tmp_path: Pa
     obj = contract.load(plain.read_bytes(), "fixtures/Secret/plain.yaml")
     assert sealing.is_sealed(obj) and PLAINTEXTS[2] not in plain.read_bytes()
     assert base64.b64decode(sealing.unseal(obj, sealing.load_identities(str(key)))["data"]["v"]) == PLAINTEXTS[2]
+
+
+def test_sealing_reseal_reads_the_repo_from_git_objects_and_never_writes_through_a_link(tmp_path: Path) -> None:
+    """Committed symlinks where Secrets live (a file, a whole Secret directory) point at sealed files of this
+    machine: reseal names them and leaves them, and the host files stay as they were."""
+    repo, host = tmp_path / "repo", tmp_path / "host"
+    run_git("init", "-q", "-b", "main", str(repo))
+    old_key, new_key = tmp_path / "old.key", tmp_path / "new.key"
+    old_r, new_r = keygen(old_key), keygen(new_key)
+    sealer = sealing.Sealer([old_r], b"k" * 32)
+    sealed = contract.dump(sealer.seal(secret("real", v=b"x")))
+    linked = secret("x", v=b"y")
+    linked["metadata"]["namespace"] = "linked"
+    (host / "dir").mkdir(parents=True)
+    (host / "file.yaml").write_bytes(contract.dump(sealer.seal(secret("evil", v=b"z"))))  # as its path says
+    (host / "dir" / "x.yaml").write_bytes(contract.dump(sealer.seal(linked)))
+    originals = {p: p.read_bytes() for p in (host / "file.yaml", host / "dir" / "x.yaml")}
+    real = repo / "fixtures" / "Secret" / "real.yaml"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(sealed)
+    real.parent.joinpath("evil.yaml").symlink_to(host / "file.yaml")
+    (repo / "linked").mkdir()
+    (repo / "linked" / "Secret").symlink_to(host / "dir")
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", "init", cwd=repo)
+    done = kubedr("reseal", "--repo", str(repo), "--identity", str(old_key), "--recipient", new_r)
+    assert done.returncode == 0, done.stderr
+    assert b"fixtures/Secret/evil.yaml: a symbolic link; not read" in done.stderr
+    assert b"linked/Secret: a symbolic link; not read" in done.stderr
+    assert {p: p.read_bytes() for p in originals} == originals
+    assert run_git("show", "--name-only", "--format=", "HEAD", cwd=repo).split() == ["fixtures/Secret/real.yaml"]
+    sealing.unseal(contract.load(real.read_bytes(), "real"), sealing.load_identities(str(new_key)))
+
+    # a link made in the working tree only, on the way to a committed Secret: refused, nothing written
+    shutil.move(str(repo / "fixtures"), str(host / "moved"))
+    (repo / "fixtures").symlink_to(host / "moved")
+    before = (host / "moved" / "Secret" / "real.yaml").read_bytes()
+    again = kubedr("reseal", "--repo", str(repo), "--identity", str(new_key), "--recipient", old_r)
+    assert again.returncode == 1 and b"nothing written" in again.stderr, again.stderr
+    assert (host / "moved" / "Secret" / "real.yaml").read_bytes() == before

@@ -38,7 +38,7 @@ def test_exporter_commits_carry_it_and_the_applier_measures_lag_from_it(tmp_path
     store.open()
     msg = format_message([("create", Pending(CM, "7", ("kubectl",)))], "prod")
     with store.lock:
-        sha = store.commit_paths(["shop/ConfigMap/a.yaml"], lambda diff: msg, {"shop/ConfigMap/a.yaml": b"a: 1\n"})
+        sha = store.commit_paths(lambda diff: msg, contents={"shop/ConfigMap/a.yaml": b"a: 1\n"})
     trailers = git("log", "-1", "--format=%(trailers:only,unfold)", sha, cwd=store.workdir).split("\n")
     assert trailers[:3] == ["Source-Cluster: prod", "Resource-Version: 7", "Field-Managers: kubectl"]
     value = git("log", "-1", "--format=%(trailers:key=Kubedr-Committed-At,valueonly)", sha, cwd=store.workdir)
@@ -49,8 +49,5 @@ def test_exporter_commits_carry_it_and_the_applier_measures_lag_from_it(tmp_path
     assert abs(source.commit_time(sha) - at) < 1e-6
 
     # a commit made by anything else (a person, an older exporter): whole seconds, as before
-    (store.workdir / "README.md").write_text("hi\n")
-    git("add", "README.md", cwd=store.workdir)
-    git("commit", "-q", "-m", "docs: readme", cwd=store.workdir)
-    plain = git("rev-parse", "HEAD", cwd=store.workdir).strip()
+    plain = git("commit-tree", f"{sha}^{{tree}}", "-p", sha, "-m", "docs: readme", cwd=store.workdir).strip()
     assert source.commit_time(plain) == float(git("show", "-s", "--format=%ct", plain, cwd=store.workdir))

@@ -84,19 +84,17 @@ def test_group_commit_writes_commits_and_pushes_with_git_trailers(tmp_path: Path
     assert "k: '2'" in git("show", "main:shop/ConfigMap/a.yaml", cwd=git_remote)
     git("fsck", "--strict", "--no-dangling", cwd=store.workdir)  # objects written without git are valid
     git("fsck", "--strict", cwd=git_remote)
-    store.sync_index()  # the index is refreshed lazily, before porcelain commands
-    assert git("status", "--porcelain", cwd=store.workdir) == ""
+    assert sorted(p.name for p in store.workdir.iterdir()) == [".git"]  # no work tree: nothing but git objects
 
 
-def test_repair_after_crash_removes_stale_lock_and_temp_files(tmp_path: Path, git_remote: Path) -> None:
+def test_repair_after_crash_removes_stale_locks_and_half_written_objects(tmp_path: Path, git_remote: Path) -> None:
     store = GitStore(tmp_path / "clone", str(git_remote))
     store.open()
-    (store.workdir / ".git" / "index.lock").write_text("")
-    (store.workdir / "shop").mkdir()
-    (store.workdir / "shop" / ".kubedr-tmp-1-x.yaml").write_text("half")
+    (store.workdir / ".git" / "HEAD.lock").write_text("")
+    (store.workdir / ".git" / "objects" / "pack" / "tmp_kubedr_1_x.pack").write_bytes(b"PACK")
     store.open()
-    assert not (store.workdir / ".git" / "index.lock").exists()
-    assert not (store.workdir / "shop" / ".kubedr-tmp-1-x.yaml").exists()
+    assert not (store.workdir / ".git" / "HEAD.lock").exists()
+    assert not (store.workdir / ".git" / "objects" / "pack" / "tmp_kubedr_1_x.pack").exists()
 
 
 def test_huge_commits_list_every_object_but_skip_per_object_trailers() -> None:

@@ -1,8 +1,8 @@
-"""The local clone after a kill -9: every git lock a killed git can leave is stale at start, and removed."""
+"""The local clone after a kill -9 or a move of the remote: stale git locks go, commits others pushed are taken in
+and unpushed ones made again on top of them, and a clone an earlier kubedr made loses its work tree."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -19,15 +19,21 @@ STALE = ("refs/heads/main.lock", "refs/remotes/origin/main.lock", "config.lock",
 
 
 def _commit(store: GitStore, path: str, text: str) -> str:
-    """As the recorder does: stage the bytes as a blob, then commit it (object files are never in the work tree)."""
+    """As the recorder does: stage the bytes as a blob, then commit it."""
     with store.lock:
         blob = store.sink.add(text.encode())
-        return store.commit_paths([path], lambda diff: f"update {path}\n", blobs={path: blob})
+        sha = store.commit_paths(lambda diff: f"update {path}\n", blobs={path: blob})
+    assert sha is not None
+    return sha
 
 
 def _show(store: GitStore, path: str) -> str:
     return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=store.workdir, capture_output=True, text=True,
                           check=True).stdout
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
 def test_restart_removes_every_stale_git_lock_and_pushes_again(tmp_path: Path, git_remote: Path) -> None:
@@ -72,47 +78,89 @@ def test_restart_adopts_a_remote_commit_that_changed_a_file_it_has(tmp_path: Pat
     other.open()
     theirs = _commit(other, "shop/Secret/db.yaml", "sealed: 2\n")
     assert Pusher(other).push_once()
-    (store.workdir / "shop/Secret").mkdir(parents=True)
-    (store.workdir / "shop/Secret/db.yaml").write_text("sealed: 1\n")  # what a clone made before sparse held
-    os.utime(store.workdir / "shop/Secret/db.yaml", (1e9, 1e9))  # written long before the restart
 
     store.close()  # the process ended
     restarted = GitStore(tmp_path / "clone", str(git_remote))
     restarted.open()
     assert restarted.head() == theirs
     assert _show(restarted, "shop/Secret/db.yaml") == "sealed: 2\n"
-    assert not (restarted.workdir / "shop").exists()  # object files live in git objects only
+    assert [p.name for p in restarted.workdir.iterdir()] == [".git"]  # no work tree: git objects only
     sha = _commit(restarted, "shop/Secret/db.yaml", "sealed: 3\n")
     assert Pusher(restarted).push_once()
     assert subprocess.run(["git", "rev-parse", "main"], cwd=git_remote, capture_output=True, text=True,
                           check=True).stdout.strip() == sha
 
 
-def test_restart_with_a_dirty_file_and_unpushed_commits_rebases_onto_the_remote(tmp_path: Path,
+def test_unpushed_commits_are_made_again_on_a_remote_that_changed_the_same_file(tmp_path: Path,
                                                                                  git_remote: Path) -> None:
-    """Killed mid-write with a commit not pushed yet, while the other replica pushed: rebase, not a stop."""
+    """A second writer changed the file a commit not pushed yet changed too: the local one (the cluster's newer
+    state, as this exporter saw it) goes on top; what the other writer changed is handed out to be listed again."""
     store = GitStore(tmp_path / "clone", str(git_remote))
     store.open()
     _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
     assert Pusher(store).push_once()
-    mine = _commit(store, "shop/ConfigMap/b.yaml", "v: 1\n")  # committed, never pushed
-    (store.workdir / "shop/ConfigMap").mkdir(parents=True)
-    (store.workdir / "shop/ConfigMap/a.yaml").write_text("v: half-written")  # as an older exporter could leave
+    mine = _commit(store, "shop/ConfigMap/a.yaml", "v: 3\n")  # committed, never pushed
+    _commit(store, "shop/ConfigMap/b.yaml", "v: 1\n")
 
     other = GitStore(tmp_path / "other", str(git_remote))
     other.open()
+    _commit(other, "shop/ConfigMap/a.yaml", "v: 2\n")
     theirs = _commit(other, "shop/ConfigMap/c.yaml", "v: 1\n")
     assert Pusher(other).push_once()
 
     store.close()  # the process ended
     restarted = GitStore(tmp_path / "clone", str(git_remote))
-    restarted.open()
-    log = subprocess.run(["git", "log", "--format=%H %s", "main"], cwd=restarted.workdir, capture_output=True,
-                         text=True, check=True).stdout.splitlines()
-    assert log[1].split()[0] == theirs and "shop/ConfigMap/b.yaml" in log[0] and log[0].split()[0] != mine
-    assert _show(restarted, "shop/ConfigMap/a.yaml") == "v: 1\n"
-    assert not (restarted.workdir / "shop/ConfigMap/a.yaml").exists()
+    restarted.open()  # a git rebase stopped here on a conflict
+    log = _git(restarted.workdir, "log", "--format=%H %P %s", "main").splitlines()
+    assert [line.split()[2:] for line in log[:2]] == [["update", "shop/ConfigMap/b.yaml"],
+                                                      ["update", "shop/ConfigMap/a.yaml"]]
+    assert log[1].split()[1] == theirs and log[1].split()[0] != mine
+    assert _show(restarted, "shop/ConfigMap/a.yaml") == "v: 3\n"
+    assert _show(restarted, "shop/ConfigMap/c.yaml") == "v: 1\n"
     assert Pusher(restarted).push_once()
+    assert _git(git_remote, "rev-parse", "main").strip() == restarted.head()
+
+    other.sync_with_remote()  # the other writer takes that in (a fast-forward) and pushes again
+    assert other.take_foreign() == {"shop/ConfigMap/a.yaml", "shop/ConfigMap/b.yaml"}  # what to list again
+    _commit(other, "shop/ConfigMap/d.yaml", "v: 1\n")
+    assert Pusher(other).push_once()
+    restarted.sync_with_remote()
+    assert restarted.take_foreign() == {"shop/ConfigMap/d.yaml"}
+
+
+def test_a_clone_an_earlier_kubedr_made_loses_its_work_tree_and_its_half_done_rebase(tmp_path: Path,
+                                                                                      git_remote: Path) -> None:
+    """Its sparse work tree held top-level files and .kubedr/ (a symlink among them, as a hostile commit leaves);
+    a kill mid-rebase left HEAD detached. The clone becomes bare; the link is removed, never followed."""
+    old = tmp_path / "clone"
+    _git(tmp_path, "init", "-q", "-b", "main", str(old))
+    _git(old, "remote", "add", "origin", str(git_remote))
+    (old / "README.md").write_text("hi\n")
+    (old / ".kubedr").mkdir()
+    (old / ".kubedr" / "policy.yaml").write_text("export: {}\n")
+    (old / "shop" / "ConfigMap").mkdir(parents=True)  # object files, as a clone from before sparse held them
+    (old / "shop" / "ConfigMap" / "a.yaml").write_text("v: 0\n")
+    _git(old, "add", "-A")
+    _git(old, "commit", "-q", "-m", "init")
+    _git(old, "push", "-q", "origin", "main")
+    _git(old, "config", "core.sparseCheckout", "true")
+    secret = tmp_path / "secret.key"
+    secret.write_text("private\n")
+    (old / "README.md").unlink()
+    (old / "README.md").symlink_to(secret)
+    _git(old, "checkout", "-q", "--detach")
+    (old / ".git" / "rebase-merge").mkdir()
+
+    store = GitStore(old, str(git_remote))
+    store.open()
+    assert sorted(p.name for p in old.iterdir()) == [".git"]
+    assert secret.read_text() == "private\n"
+    assert _git(old, "config", "core.bare").strip() == "true"
+    assert _git(old, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert not (old / ".git" / "index").exists() and not (old / ".git" / "rebase-merge").exists()
+    sha = _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
+    assert Pusher(store).push_once()
+    assert _git(git_remote, "rev-parse", "main").strip() == sha
 
 
 def test_a_second_exporter_on_the_same_clone_is_refused(tmp_path: Path, git_remote: Path) -> None:
@@ -184,3 +232,20 @@ def test_maintenance_runs_beside_pushes_not_before_them(tmp_path: Path, git_remo
     _commit(store, "shop/ConfigMap/a.yaml", "v: 1\n")
     assert pusher.push_once()  # not held up by the repack
     release.set()
+
+
+def test_a_failed_write_is_put_down_to_the_disk_only_when_the_disk_is_the_cause(tmp_path: Path) -> None:
+    import errno
+
+    import pygit2
+
+    from kubedr import git
+    from kubedr.exporter.diskspace import storage_problem
+
+    assert storage_problem(tmp_path, OSError(errno.ENOSPC, "No space left on device")) == "no space left on device"
+    assert storage_problem(tmp_path, OSError(errno.EDQUOT, "Disk quota exceeded")) == "no space left on device"
+    assert storage_problem(tmp_path, OSError(errno.EROFS, "Read-only file system")) == "read-only file system"
+    assert storage_problem(tmp_path, git.GitError("fetch", "fatal: write error: No space left on device")) \
+        == "no space left on device"
+    assert storage_problem(tmp_path, pygit2.GitError("no error")) is None  # a disk with room: not the cause
+    assert storage_problem(tmp_path, OSError(errno.EACCES, "Permission denied")) is None
