@@ -85,8 +85,8 @@ def test_a_role_given_to_this_cluster_while_it_exports_is_taken_up_not_fenced(
     a = _fence(tmp_path, git_remote, "A")
     assert a.claim() is None and a.held is None
     a.store.open()
-    (a.store.workdir / "x.yaml").write_text("x: 1\n")
-    assert a.store.commit_paths(["x.yaml"], lambda _: "made before the role\n")  # unpushed, no role trailers
+    # unpushed, no role trailers
+    assert a.store.commit_paths(lambda _: "made before the role\n", contents={"x.yaml": b"x: 1\n"})
     _set_role(git_remote, "A")
     a.store.fetch()
     caplog.clear()
