@@ -31,7 +31,7 @@ from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
 from kubedr.exporter.scope import SCOPE_PATH, ScopeError, effective, split_names
 from kubedr.exporter.scoping import Scoper
 from kubedr.exporter.selection import Selection
-from kubedr.kubeapi import Cluster
+from kubedr.kubeapi import Cluster, Unreachable
 
 log = logging.getLogger("kubedr.exporter")
 DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given
@@ -242,10 +242,10 @@ def exporter_for(options: ExportOptions) -> Exporter:
     """The Exporter and what it works with: the clone (with its signer), the API, the Secrets' sealing."""
     from kubedr.kube import api_client
 
+    api = api_client(options.kubeconfig, options.context, pool=128)  # one connection per watch
     store = GitStore(Path(options.workdir or default_workdir(options.repo, options.branch)), options.repo,
                      options.branch)
     secrets, sealer = _secret_mode(options, store.prepare)
-    api = api_client(options.kubeconfig, options.context, pool=128)  # one connection per watch
     store.use_signer(config.signer(options.signing_key))
     return Exporter(options, store, Cluster(api), secrets, sealer)
 
@@ -447,6 +447,9 @@ def run(args: argparse.Namespace) -> int:
         return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
     except GitError as exc:
         log.error("%s", exc)
+        return 1
+    except (ApiError, Unreachable) as exc:  # the primary refused or did not answer (a daemon restarts on it)
+        log.error("%s", why(exc))
         return 1
     except ScopeError as exc:  # the policy is unusable and no flag says which namespaces
         raise UsageError(str(exc)) from exc
