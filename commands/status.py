@@ -104,17 +104,47 @@ def gather(args: argparse.Namespace) -> list[Row]:
         rows.append(head_row(args.repo, args.branch, head))
         if head.scope:
             rows.append(Row("repo", "export scope", "", detail=head.scope, data={"scope": json.loads(head.scope)}))
-    if args.primary_kubeconfig:
+    down = unreachable_sides({"primary": (args.primary_kubeconfig, args.primary_context),
+                              "secondary": (args.secondary_kubeconfig, args.secondary_context)})
+    for side, component in (("primary", "exporter"), ("secondary", "applier")):
+        if side in down:
+            rows.append(Row(side, component, "unreachable", detail=down[side], problem=True))
+    if args.primary_kubeconfig and "primary" not in down:
         rows.append(exporter_row(args.primary_kubeconfig, args.primary_context, head))
         rows.append(role_row("primary", args.primary_kubeconfig, args.primary_context, head,
                              getattr(args, "primary_cluster_name", None)))
-    if args.secondary_kubeconfig:
+    if args.secondary_kubeconfig and "secondary" not in down:
         rows.append(applier_row(args.secondary_kubeconfig, args.secondary_context, head))
         rows.append(role_row("secondary", args.secondary_kubeconfig, args.secondary_context, head,
                              getattr(args, "secondary_cluster_name", None)))
     if args.snapshot_store:
         rows.append(snapshot_row(args))
     return rows
+
+
+PROBE_TIMEOUT = 10.0  # seconds a side's API server has to answer /version before its rows say unreachable
+
+
+def unreachable_sides(sides: dict[str, tuple[str | None, str | None]]) -> dict[str, str]:
+    """side -> why its API server cannot be used, for the sides given a kubeconfig; asked at once, so two servers
+    that never answer cost one timeout, and a side that does not answer costs no more requests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import CONNECT_TIMEOUT, Cluster
+
+    def probe(kubeconfig: str, context: str | None) -> str:
+        try:
+            Cluster(api_client(kubeconfig, context)).request("GET", "/version", timeout=(CONNECT_TIMEOUT,
+                                                                                         PROBE_TIMEOUT))
+        except Exception as exc:  # noqa: BLE001 - a kubeconfig, TLS or network problem: one line in the table
+            return _one_line(exc)
+        return ""
+
+    named = {side: conf for side, conf in sides.items() if conf[0]}
+    with ThreadPoolExecutor(max(1, len(named))) as pool:
+        found = {side: pool.submit(probe, str(kubeconfig), context) for side, (kubeconfig, context) in named.items()}
+    return {side: why for side, future in found.items() if (why := future.result())}
 
 
 # -- the repo -------------------------------------------------------------------------------------------
