@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, write_kubeconfig
+from tests.conftest import free_port, run_git, write_kubeconfig
 
 
 def kubedr(*args: str | Path, quiet: bool = False) -> subprocess.CompletedProcess[str]:
@@ -85,3 +85,15 @@ def test_init_names_an_ssh_remote_that_refuses(refusing_ssh_remote: tuple[str, s
     proc = kubedr("init", "--repo", url)
     line = one_line(proc)
     assert proc.returncode == 2 and f"git clone failed: {says}" in line, line
+
+
+@pytest.mark.parametrize("command", [["switchover"], ["promote", "--cluster-name", "dr"], ["diff"]])
+def test_any_command_names_a_closed_api_port_in_one_line(command: list[str], tmp_path: Path, git_remote: Path) -> None:
+    run_git("clone", "-q", str(git_remote), str(tmp_path / "clone"))
+    run_git("-C", str(tmp_path / "clone"), "commit", "-q", "--allow-empty", "-m", "first")
+    run_git("-C", str(tmp_path / "clone"), "push", "-q", "origin", "HEAD:main")
+    kubeconfig = write_kubeconfig(tmp_path / "closed.kubeconfig", f"http://127.0.0.1:{free_port()}")
+    repo = [] if command == ["switchover"] else ["--repo", git_remote, "--workdir", tmp_path / "work"]
+    proc = kubedr(*command, "--kubeconfig", kubeconfig, *repo, quiet=True)
+    line = one_line(proc)
+    assert proc.returncode in (1, 2) and "API server http://127.0.0.1:" in line and "connection refused" in line
