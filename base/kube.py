@@ -31,7 +31,6 @@ def api_client(kubeconfig: str | None = None, context: str | None = None, pool: 
         where = "in-cluster service account" if in_cluster else f"kubeconfig {path or '~/.kube/config'}"
         raise KubeconfigError(f"{where}: {_first_line(exc)}") from None
     conf.connection_pool_maxsize = pool
-    conf.retries = False  # kubeapi.Cluster decides what is sent again; a timed out request never is
     return client.ApiClient(conf)
 
 
