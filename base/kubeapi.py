@@ -58,8 +58,11 @@ def unreachable(exc: Exception, server: str, what: str) -> Unreachable:
 
 
 def _seconds(exc: Exception) -> str:
-    """The timeout urllib3 names at the end of its message (`... (read timeout=15.0)`)."""
-    return str(exc).rpartition("=")[2].rstrip(")") or "?"
+    """The timeout urllib3 names at the end of its message (`... (read timeout=15.0)` -> 15)."""
+    try:
+        return f"{float(str(exc).rpartition('=')[2].rstrip(')')):g}"
+    except ValueError:
+        return "?"
 
 
 def bounds(method: str, timeout: float | tuple[float, float] | None) -> urllib3.Timeout:

@@ -52,7 +52,7 @@ def test_export_once_gives_up_on_a_silent_api_server(silent_kubeconfig: Path, gi
     proc, took = kubedr("export", "--once", "--kubeconfig", silent_kubeconfig, "--namespaces", "shop", "--repo",
                         git_remote, "--workdir", tmp_path / "clone")
     assert proc.returncode == 1 and took < BOUND, (took, proc.stderr)
-    assert "no answer within 15" in one_line(proc.stderr) and "GET /api/v1" in proc.stderr
+    assert "no answer within 15 s" in one_line(proc.stderr) and "GET /api/v1" in proc.stderr
 
 
 def test_apply_once_gives_up_on_a_silent_api_server(silent_kubeconfig: Path, git_remote: Path,
@@ -61,7 +61,7 @@ def test_apply_once_gives_up_on_a_silent_api_server(silent_kubeconfig: Path, git
                         tmp_path / "mirror")
     assert proc.returncode == 1 and took < BOUND, (took, proc.stderr)
     line = one_line(proc.stderr)
-    assert "round failed: API server http://127.0.0.1:" in line and "no answer within 15" in line
+    assert "round failed: API server http://127.0.0.1:" in line and "no answer within 15 s" in line
 
 
 def test_status_gives_up_on_two_silent_api_servers_at_once(silent_kubeconfig: Path, tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ def test_status_gives_up_on_two_silent_api_servers_at_once(silent_kubeconfig: Pa
     rows = [line.split() for line in proc.stdout.splitlines() if "unreachable" in line]
     assert [r[:3] for r in rows] == [["primary", "exporter", "unreachable"],
                                      ["secondary", "applier", "unreachable"]], proc.stdout
-    assert proc.stdout.count("no answer within 10") == 2 and proc.stderr == ""
+    assert proc.stdout.count("no answer within 10 s") == 2 and proc.stderr == ""
 
 
 def test_leader_election_without_its_namespace_is_one_line(emulator: object, tmp_path: Path,

@@ -49,7 +49,7 @@ def test_a_silent_api_server_costs_one_timeout_and_the_snapshot_is_kept(etcd_ser
                           "-r", age_keys.recipient, "--kubeconfig", kubeconfig))
     assert proc.returncode == 0 and took < BOUND, (took, proc.stderr)
     assert [line.split(" WARNING ")[1] for line in problems(proc.stderr) if "API" in line] == [
-        f"kubedr.snapshot: the API did not answer (API server {silent_server.url}: no answer within 15.0 s (GET "
+        f"kubedr.snapshot: the API did not answer (API server {silent_server.url}: no answer within 15 s (GET "
         "/api/v1/namespaces/kube-system/configmaps/kubeadm-config)): kubeadm-config and node list not included"]
     assert len(listed(str(tmp_path / "store"))) == 1
 
