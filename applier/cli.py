@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubedr import leader
-from kubedr.config import UsageError
+from kubedr.config import Bound, UsageError, check_bounds
 from kubedr.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -145,9 +145,15 @@ class ApplyOptions:
     election: leader.Options = leader.Options()
 
 
+TIMES: dict[str, Bound] = {"interval": Bound(above=0), "drift_interval": Bound(above=0)}  # seconds
+FLAGS = {"namespace_replicas": "--namespace-standby-replicas"}  # Settings fields spelled unlike their flag
+
+
 def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | None = None) -> Settings:
-    """Settings for the Engine from parsed options (args is only read); UsageError for a bad map."""
+    """Settings for the Engine from parsed options (args is only read); UsageError for a bad map or a value
+    outside its bound (policy.LIMITS)."""
     from kubedr.applier.decode import Maps, parse_map
+    from kubedr.applier.policy import LIMITS
     from kubedr.applier.round import Settings
 
     try:
@@ -157,6 +163,9 @@ def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | N
                        parse_map(args.namespace_standby_replicas, "namespace-standby-replicas").items()}
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    check_bounds({"prune_max_fraction": args.prune_max_fraction, "prune_max_objects": args.prune_max_objects,
+                  "standby_replicas": args.standby_replicas, "namespace_replicas": ns_replicas,
+                  "concurrency": args.concurrency}, LIMITS, FLAGS)
     prune = args.prune
     if (getattr(args, "revision", None) or getattr(args, "at", None)) and prune is None:
         prune = True  # a restore applies that tree exactly: it prunes back to it (guard still on)
@@ -196,6 +205,7 @@ def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = 
         elect = leader.options_from(args)
     except ValueError as exc:  # DurationError, leader.OptionsError
         raise UsageError(str(exc)) from exc
+    check_bounds({"interval": interval, "drift_interval": drift}, TIMES)
     return ApplyOptions(settings_from(args, repo, identities),
                         kubeconfig=getattr(args, "kubeconfig", None) if kubeconfig is None else kubeconfig,
                         context=getattr(args, "context", None) if context is None else context,

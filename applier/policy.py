@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubedr import policyfile
 from kubedr.applier.decode import Maps
+from kubedr.config import Bound, out_of_bounds
 from kubedr.policyfile import POLICY_PATH
 
 if TYPE_CHECKING:
@@ -53,6 +54,16 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
+# Settings field -> the values it may take, whether a flag, $KUBEDR_*, the config file or the repo's policy sets it.
+LIMITS: dict[str, Bound] = {
+    "prune_max_fraction": Bound(above=0, most=1),  # a share of the inventory; above 1 would disable the guard
+    "prune_max_objects": Bound(least=0),
+    "standby_replicas": Bound(least=0),
+    "namespace_replicas": Bound(least=0),
+    "concurrency": Bound(least=1),
+}
+
+
 def parse(data: bytes) -> dict[str, Any]:
     """The apply section as Settings field -> value; PolicyError names the bad key."""
     try:
@@ -68,6 +79,9 @@ def parse(data: bytes) -> dict[str, Any]:
             out[field] = convert(value)
         except (TypeError, ValueError) as exc:
             raise PolicyError(f"apply.{key}: {exc}") from exc
+        bad = out_of_bounds({field: out[field]}, LIMITS)
+        if bad is not None:
+            raise PolicyError(f"apply.{key}: {bad[1]:g}: must be {bad[2]}")
     return out
 
 
@@ -87,4 +101,4 @@ def merge(settings: Settings, policy: dict[str, Any]) -> Settings:
     return dataclasses.replace(settings, **top) if top else settings
 
 
-__all__ = ["POLICY_PATH", "FIELDS", "PolicyError", "parse", "merge", "Maps"]
+__all__ = ["POLICY_PATH", "FIELDS", "LIMITS", "PolicyError", "parse", "merge", "Maps"]

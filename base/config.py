@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -17,6 +18,46 @@ if TYPE_CHECKING:
 
 class UsageError(Exception):
     """A setting is missing or wrong; reported as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a numeric setting must lie in, so a nonsense value is refused where options are read."""
+
+    least: float | None = None  # the smallest value allowed
+    above: float | None = None  # values must be greater than this
+    most: float | None = None  # the largest value allowed
+
+    def __str__(self) -> str:
+        low = f"above {self.above:g}" if self.above is not None else \
+            f"at least {self.least:g}" if self.least is not None else ""
+        high = f"at most {self.most:g}" if self.most is not None else ""
+        return " and ".join(filter(None, (low, high)))
+
+    def holds(self, value: float) -> bool:
+        """The value lies in the range."""
+        return not ((self.least is not None and value < self.least) or (self.above is not None and value <= self.above)
+                    or (self.most is not None and value > self.most))
+
+
+def out_of_bounds(values: dict[str, Any], bounds: dict[str, Bound]) -> tuple[str, float, Bound] | None:
+    """The first setting whose value (a number, or a mapping of numbers) is outside its bound; None: not given."""
+    for name, bound in bounds.items():
+        value = values.get(name)
+        for item in (value.values() if isinstance(value, dict) else [value]):
+            if item is not None and not bound.holds(item):
+                return name, item, bound
+    return None
+
+
+def check_bounds(values: dict[str, Any], bounds: dict[str, Bound], flags: dict[str, str] | None = None) -> None:
+    """UsageError (one line naming the flag) for a setting outside its bound; flags maps a setting to its flag
+    where the two are not spelled alike."""
+    found = out_of_bounds(values, bounds)
+    if found is not None:
+        name, value, bound = found
+        flag = (flags or {}).get(name) or "--" + name.replace("_", "-")
+        raise UsageError(f"{flag} {value:g}: must be {bound}")
 
 
 def load_file(path: str) -> dict[str, Any]:

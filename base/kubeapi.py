@@ -2,7 +2,10 @@
 
 The generated typed clients cost more per call than the request itself; kubedr sends and reads JSON it
 already holds, so it talks HTTP through the ApiClient's authentication, TLS and pool, and nothing more.
-Every refusal is an `apierrors.ApiError` subclass (NotFound, Conflict, Gone, Invalid, ...).
+Every refusal is an `apierrors.ApiError` subclass (NotFound, Conflict, Gone, Invalid, ...); a server that cannot
+be reached or does not answer in time is `Unreachable`, with one line that says which and why. Every request is
+bounded: CONNECT_TIMEOUT to connect, then READ_TIMEOUT (reads) or WRITE_TIMEOUT (writes) for the answer; a timed
+out request is never retried (the caller's next round is the retry).
 """
 
 from __future__ import annotations
@@ -23,6 +26,52 @@ from kubedr.contract import ObjectRef
 from kubedr.kube import version_priority
 
 AUTH_TTL = 1.0  # seconds the auth headers (which may carry a refreshed token) are reused
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection (TCP and TLS)
+READ_TIMEOUT = 15.0  # seconds a read (a GET, a list page) may wait for the server's answer
+WRITE_TIMEOUT = 35.0  # a write passes admission webhooks, which may take up to 30 s (their maximum timeoutSeconds)
+RESENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})  # sent again once when a kept-alive connection broke
+
+
+class Unreachable(ConnectionError):
+    """The API server refused the connection, could not be reached, or did not answer in time; str() is one line."""
+
+
+def unreachable(exc: Exception, server: str, what: str) -> Unreachable:
+    """The one-line Unreachable for a urllib3 failure of `what` (GET /api/v1, a watch)."""
+    cause: Exception = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
+    errors = urllib3.exceptions
+    if isinstance(cause, errors.NameResolutionError):
+        why = "its host name does not resolve"
+    elif isinstance(cause, errors.NewConnectionError):
+        inner = cause.__cause__ or cause.__context__
+        why = (inner.strerror if isinstance(inner, OSError) and inner.strerror else str(cause).rpartition(": ")[2])
+        why = why[:1].lower() + why[1:]
+    elif isinstance(cause, errors.ConnectTimeoutError):
+        why = f"no connection within {_seconds(cause)} s"
+    elif isinstance(cause, errors.ReadTimeoutError):
+        why = f"no answer within {_seconds(cause)} s"
+    elif isinstance(cause, errors.SSLError):
+        why = f"TLS failed: {cause}"
+    else:
+        why = f"connection broken: {cause}"
+    return Unreachable(f"API server {server}: {why} ({what})")
+
+
+def _seconds(exc: Exception) -> str:
+    """The timeout urllib3 names at the end of its message (`... (read timeout=15.0)` -> 15)."""
+    try:
+        return f"{float(str(exc).rpartition('=')[2].rstrip(')')):g}"
+    except ValueError:
+        return "?"
+
+
+def bounds(method: str, timeout: float | tuple[float, float] | None) -> urllib3.Timeout:
+    """The urllib3 Timeout of one request: (connect, read), or a number bounding the whole request."""
+    if timeout is None:
+        return urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT if method in ("GET", "HEAD") else WRITE_TIMEOUT)
+    if isinstance(timeout, tuple):
+        return urllib3.Timeout(connect=timeout[0], read=timeout[1])
+    return urllib3.Timeout(connect=min(CONNECT_TIMEOUT, timeout), read=timeout, total=timeout)
 
 
 @dataclass(frozen=True)
@@ -50,6 +99,7 @@ class Cluster:
 
     def __init__(self, api_client: ApiClient) -> None:
         self.api = api_client
+        self.server = str(api_client.configuration.host)
         self._lock = threading.Lock()
         self._by_gv: dict[str, dict[str, Resource]] = {}
         self._versions: dict[str, list[str]] | None = None
@@ -58,8 +108,9 @@ class Cluster:
     # ---- requests -----------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
-                content_type: str = "application/json", timeout: float | tuple[float, float] = 60) -> Any:
-        """Send one request; the decoded JSON body, or an ApiError subclass for any non-2xx answer."""
+                content_type: str = "application/json", timeout: float | tuple[float, float] | None = None) -> Any:
+        """Send one request; the decoded JSON body, an ApiError subclass for any non-2xx answer, Unreachable when
+        there is no answer (timeout: (connect, read) seconds or a bound on the whole request; default by method)."""
         pool, prefix, auth = self._auth()
         query = {k: v for k, v in (query or {}).items() if v is not None}
         url = prefix + path + ("?" + urlencode(query) if query else "")
@@ -67,10 +118,17 @@ class Cluster:
             data: bytes | None = body.encode() if isinstance(body, str) else body
         else:
             data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        bound = urllib3.Timeout(connect=timeout[0], read=timeout[1]) if isinstance(timeout, tuple) else \
-            urllib3.Timeout(total=timeout)
-        resp = pool.urlopen(method, url, body=data, headers={**auth, "Content-Type": content_type}, timeout=bound,
-                            preload_content=True, assert_same_host=False)
+        bound = bounds(method, timeout)
+        for attempt in (1, 2):
+            try:
+                resp = pool.urlopen(method, url, body=data, headers={**auth, "Content-Type": content_type},
+                                    timeout=bound, retries=False, preload_content=True, assert_same_host=False)
+                break
+            except urllib3.exceptions.ProtocolError as exc:  # the server had closed a kept-alive connection
+                if attempt == 2 or method not in RESENT:
+                    raise unreachable(exc, self.server, f"{method} {path}") from exc
+            except urllib3.exceptions.HTTPError as exc:
+                raise unreachable(exc, self.server, f"{method} {path}") from exc
         raw = resp.data
         if resp.status >= 400:
             raise api_error(resp.status, raw, path)
@@ -91,9 +149,10 @@ class Cluster:
             cached = self._headers = (now, pool, urllib3.util.parse_url(url).path or "", headers)
         return cached[1], cached[2], cached[3]
 
-    def get(self, path: str, query: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
+    def get(self, path: str, query: dict[str, Any] | None = None,
+            timeout: float = READ_TIMEOUT) -> dict[str, Any]:
         """One JSON document (a list page, a discovery document); an ApiError subclass for anything but 2xx."""
-        doc = self.request("GET", path, query=query, timeout=(10, timeout))
+        doc = self.request("GET", path, query=query, timeout=(CONNECT_TIMEOUT, timeout))
         return doc if isinstance(doc, dict) else {}
 
     def _prepare(self, path: str, query: dict[str, Any] | None) -> tuple[str, dict[str, str]]:
@@ -105,9 +164,12 @@ class Cluster:
     def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> Iterator[dict[str, Any]]:
         """Watch events as dicts, one per line of the chunked stream."""
         url, headers = self._prepare(path, {**query, "watch": "1"})
-        r = self.api.rest_client.pool_manager.request(
-            "GET", url, headers=headers, preload_content=False,
-            timeout=urllib3.Timeout(connect=10, read=read_timeout))
+        try:
+            r = self.api.rest_client.pool_manager.request(
+                "GET", url, headers=headers, preload_content=False, retries=False,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout))
+        except urllib3.exceptions.HTTPError as exc:
+            raise unreachable(exc, self.server, f"watch {path}") from exc
         finished = False
         try:
             if not 200 <= r.status < 300:

@@ -18,7 +18,6 @@ import argparse
 import copy
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 from kubernetes import client
 
-from kubedr import metrics
+from kubedr import metrics, shutdown
 from kubedr.apierrors import ApiError, NotFound
 from kubedr.kubeapi import Cluster
 
@@ -86,6 +85,7 @@ class LeaderElector:
         self._lease_label = f"{namespace}/{name}"
         self.last_contact = 0.0                         # monotonic time the API last answered us
         self._until: float | None = None                # while renewing: every call ends by the deadline
+        self.refused: str = ""                          # why the Lease cannot be created at all (no namespace)
         metrics.LEADER.labels(lease=self._lease_label).set(0)
 
     # -- what a caller may ask -------------------------------------------------------------
@@ -169,7 +169,10 @@ class LeaderElector:
         log.info("lease %s/%s: %s is waiting to lead", self.namespace, self.name, self.identity)
         last_leader = None
         while not stop.is_set():
-            if self.try_acquire_or_renew():
+            acquired = self.try_acquire_or_renew()
+            if self.refused:
+                raise LeaseUnavailable(self.refused)
+            if acquired:
                 log.info("lease %s/%s: %s became leader", self.namespace, self.name, self.identity)
                 self._report("acquired")
                 return True
@@ -229,6 +232,11 @@ class LeaderElector:
                 "metadata": {"name": self.name, "namespace": self.namespace}, "spec": record}
         try:
             created = self.api.request("POST", self._leases, body, timeout=self._timeout())
+        except NotFound as exc:  # no such namespace (or no coordination.k8s.io): waiting cannot help
+            self.last_contact = time.monotonic()
+            self.refused = (f"lease {self.namespace}/{self.name} cannot be created: {exc} (create the namespace, or "
+                            "give --leader-election-namespace)")
+            return False
         except Exception as exc:  # noqa: BLE001 - AlreadyExists when another candidate won the race
             self._answered(exc)
             log.info("lease %s/%s: create failed: %s", self.namespace, self.name, _reason(exc))
@@ -349,6 +357,10 @@ class NotElected(Exception):
     """Stopped while waiting to lead."""
 
 
+class LeaseUnavailable(Exception):
+    """The Lease cannot be created where it should live (its namespace does not exist); str() is one line."""
+
+
 @dataclass(frozen=True)
 class Options:
     """Whether to run only while leading, which Lease, who this candidate is, and the Lease timing."""
@@ -400,12 +412,12 @@ def run_elected(options: Options, api_client: Callable[[], client.ApiClient],
                 work: Callable[[threading.Event], int]) -> int:
     """Run work(stop) directly, or, with options.elect, only while leading.
 
-    stop is set on SIGTERM and when the Lease is lost; work must return soon after. Losing the Lease
-    returns 1 so that the pod restarts and rejoins as a spare, as client-go users do; a clean return
-    (or SIGTERM) releases the Lease so the spare takes over at once.
+    stop is set on SIGTERM and when the Lease is lost; work must return soon after (kubedr.shutdown ends the
+    process when it does not). Losing the Lease returns 1 so that the pod restarts and rejoins as a spare, as
+    client-go users do; a clean return (or SIGTERM) releases the Lease so the spare takes over at once.
     """
     stop = threading.Event()
-    with _sigterm_sets(stop):
+    with shutdown.on_sigterm(stop):
         if not options.elect:
             return work(stop)
         try:
@@ -414,20 +426,10 @@ def run_elected(options: Options, api_client: Callable[[], client.ApiClient],
                 code = work(stop)
         except NotElected:
             return 0
+        except LeaseUnavailable as exc:
+            log.error("%s", exc)
+            return 1
     if lead.lost.is_set():
         log.error("lost the lease %s/%s; exiting so that a spare takes over", options.namespace, options.name)
         return 1
     return code
-
-
-@contextmanager
-def _sigterm_sets(event: threading.Event) -> Iterator[None]:
-    """SIGTERM (the kubelet stopping the pod) sets event instead of killing the process mid-commit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda *_: event.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

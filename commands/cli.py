@@ -71,6 +71,27 @@ def main(argv: list[str] | None = None) -> int:
     except config.UsageError as exc:
         logging.getLogger("kubedr").error("%s", exc)
         return 2
+    except Exception as exc:
+        detail = environment_error(exc)
+        if detail is None:
+            raise
+        logging.getLogger("kubedr").error("kubedr %s: %s", args.command, detail)
+        return 1
+
+
+# (module, class): errors of the environment, never of kubedr: a command that lets one through says it in one line
+ENVIRONMENT_ERRORS = (("kubedr.kubeapi", "Unreachable"), ("kubedr.apierrors", "ApiError"), ("kubedr.git", "GitError"))
+
+
+def environment_error(exc: Exception) -> str | None:
+    """One line for an API server or git remote that refused or did not answer; None for anything else. Looks
+    the classes up among the loaded modules: one that was never imported cannot have raised."""
+    for module, name in ENVIRONMENT_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            status, path = getattr(exc, "status", None), getattr(exc, "path", "")
+            return f"{status} from {path}: {exc}" if status else str(exc)
+    return None
 
 
 if __name__ == "__main__":

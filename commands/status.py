@@ -103,9 +103,14 @@ def gather(args: argparse.Namespace) -> list[Row]:
         if head.scope:
             scope = json.loads(head.scope)
             rows.append(Row("repo", "export scope", "", detail=scope_text(scope), data={"scope": scope}))
+    down = unreachable_sides({side: (getattr(args, f"{side}_kubeconfig"), getattr(args, f"{side}_context"))
+                              for side in ("primary", "secondary")})
     for side in ("primary", "secondary"):
         kubeconfig, context = getattr(args, f"{side}_kubeconfig"), getattr(args, f"{side}_context")
         if not kubeconfig:
+            continue
+        if side in down:
+            rows.append(Row(side, "cluster", "unreachable", detail=down[side], problem=True))
             continue
         role = role_row(side, kubeconfig, context, head, getattr(args, f"{side}_cluster_name", None))
         name = role.data.get("cluster") or getattr(args, f"{side}_cluster_name", None)
@@ -128,6 +133,31 @@ def scope_text(scope: dict[str, Any]) -> str:
 
     return "; ".join(f"{k}: {value(k, v)}" for k, v in scope.items()
                      if v not in (None, "", []) or k == "namespaces") or "(defaults)"
+
+
+PROBE_TIMEOUT = 10.0  # seconds a side's API server has to answer /version before its rows say unreachable
+
+
+def unreachable_sides(sides: dict[str, tuple[str | None, str | None]]) -> dict[str, str]:
+    """side -> why its API server cannot be used, for the sides given a kubeconfig; asked at once, so two servers
+    that never answer cost one timeout, and a side that does not answer costs no more requests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import CONNECT_TIMEOUT, Cluster
+
+    def probe(kubeconfig: str, context: str | None) -> str:
+        try:
+            Cluster(api_client(kubeconfig, context)).request("GET", "/version", timeout=(CONNECT_TIMEOUT,
+                                                                                         PROBE_TIMEOUT))
+        except Exception as exc:  # noqa: BLE001 - a kubeconfig, TLS or network problem: one line in the table
+            return _one_line(exc)
+        return ""
+
+    named = {side: conf for side, conf in sides.items() if conf[0]}
+    with ThreadPoolExecutor(max(1, len(named))) as pool:
+        found = {side: pool.submit(probe, str(kubeconfig), context) for side, (kubeconfig, context) in named.items()}
+    return {side: why for side, future in found.items() if (why := future.result())}
 
 
 # -- the repo -------------------------------------------------------------------------------------------

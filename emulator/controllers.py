@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from kubedr.emulator import endpoints, kubelet
+from kubedr.emulator import daemonsets, endpoints, kubelet
 from kubedr.emulator.deletion import NamespaceFinalizer
 from kubedr.emulator.errors import ApiError
 from kubedr.emulator.objects import HistoryEvent, now_iso
@@ -30,7 +30,7 @@ FAKE_CA = ("-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjA
            "Y2EwHhcNMjQwMTAxMDAwMDAwWhcNMzQwMTAxMDAwMDAwWjAjMSEwHwYDVQQDDBhrdWJlZHItZW11bGF0b3ItY2E=\n"
            "-----END CERTIFICATE-----\n")
 WATCHED = {("", "namespaces"), ("apps", "deployments"), ("apps", "replicasets"), ("", "services"), ("", "pods"),
-           ("apps", "statefulsets"), ("batch", "jobs")}
+           ("apps", "statefulsets"), ("batch", "jobs"), ("apps", "daemonsets"), ("", "nodes")}
 
 
 class Controllers(NamespaceFinalizer):
@@ -106,6 +106,11 @@ class Controllers(NamespaceFinalizer):
             endpoints.pod_changed(self.store, obj, ev.prev.obj if ev.prev else None)
         elif kind == "StatefulSet" and ev.type != "DELETED":
             self._statefulset(obj)
+        elif kind == "DaemonSet" and ev.type != "DELETED":
+            self._daemonset(obj)
+        elif kind == "Node":
+            for ds in self.store.list("apps/v1", "DaemonSet"):
+                self._daemonset(ds)
         elif kind == "Job" and ev.type != "DELETED":
             before = ((ev.prev.obj if ev.prev else {}).get("spec") or {}).get("suspend")
             if ev.type == "ADDED" or bool(before) != bool((obj.get("spec") or {}).get("suspend")):
@@ -359,6 +364,56 @@ class Controllers(NamespaceFinalizer):
                 live = self.store._entry(rs_rt, pod["metadata"]["namespace"], ref["name"])
                 if live is not None:
                     self._replicaset(live.obj)
+            if ref.get("kind") == "DaemonSet" and ref.get("controller"):
+                live = self.store._entry(self.store.kind("apps/v1", "DaemonSet"), pod["metadata"]["namespace"],
+                                         ref["name"])
+                if live is not None:
+                    self._daemonset(live.obj)
+
+    # ------------------------------------------------------------ daemonsets
+
+    def _daemonset(self, ds: dict) -> None:
+        """One Pod on each Node the template fits (daemonsets.eligible), none elsewhere; the counts in status.
+        Pods are not replaced when the template changes (no rolling update)."""
+        s = self.store
+        meta = ds["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        ns = meta["namespace"]
+        pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+        wanted = {n["metadata"]["name"] for n in s.list("v1", "Node") if daemonsets.eligible(n, pod_spec)}
+        pod_rt = s.kind("v1", "Pod")
+        placed: dict[str, dict] = {}
+        for pod in self._owned("Pod", ds):
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            if node in wanted and node not in placed:
+                placed[node] = pod
+                continue
+            try:
+                s.delete_rt(pod_rt, pod["metadata"]["name"], ns)
+                self._event(ds, "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}", "daemonset-controller")
+            except ApiError:
+                continue
+        for node in sorted(wanted - set(placed)):
+            try:
+                placed[node] = s.create_rt(pod_rt, daemonsets.pod_for(ds, node, self._owner_ref(ds)), ns, KCM).obj
+            except ApiError:
+                return
+            self._event(ds, "SuccessfulCreate", f"Created pod: {placed[node]['metadata']['name']}",
+                        "daemonset-controller")
+        ready = sum(any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in (p.get("status") or {}).get("conditions") or []) for p in placed.values())
+        status = {"currentNumberScheduled": len(placed), "desiredNumberScheduled": len(wanted),
+                  "numberMisscheduled": 0, "numberReady": ready, "numberAvailable": ready,
+                  "numberUnavailable": len(wanted) - ready, "updatedNumberScheduled": len(placed),
+                  "observedGeneration": meta.get("generation", 1)}
+        ds_rt = s.kind("apps/v1", "DaemonSet")
+        with s.lock:
+            live = s._entry(ds_rt, ns, meta["name"])
+            if live is not None and live.obj.get("status") != status:
+                s.update_rt(ds_rt, {**live.obj, "status": status}, meta["name"], ns, KCM, subresource="status")
 
 
     # ------------------------------------------------------------ statefulsets, jobs

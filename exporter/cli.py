@@ -31,7 +31,7 @@ from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
 from kubedr.exporter.scope import ScopeError, effective, split_names
 from kubedr.exporter.scoping import Scoper
 from kubedr.exporter.selection import Selection
-from kubedr.kubeapi import Cluster
+from kubedr.kubeapi import Cluster, Unreachable
 
 log = logging.getLogger("kubedr.exporter")
 DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given
@@ -70,6 +70,10 @@ class ExportOptions:
 
 
 DURATIONS = ("batch_window", "push_backoff_max", "remote_check_interval", "role_check_interval")
+LIMITS: dict[str, config.Bound] = {  # a zero interval would spin; a page size of 0 lists everything at once
+    "batch_window": config.Bound(least=0), "push_backoff_max": config.Bound(above=0),
+    "remote_check_interval": config.Bound(above=0), "role_check_interval": config.Bound(above=0),
+    "page_size": config.Bound(least=1)}
 
 
 def export_options(args: argparse.Namespace) -> ExportOptions:
@@ -88,9 +92,16 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
         elect = leader.options_from(args)
     except ValueError as exc:  # DurationError, leader.OptionsError
         raise UsageError(str(exc)) from exc
+    config.check_bounds({**durations, "page_size": args.page_size}, LIMITS)
+    recipients = tuple(_recipients(args))
+    if args.secrets == "plaintext" and recipients:
+        raise UsageError("--secrets plaintext writes Secret values to Git in clear text: it does not go with "
+                         "--recipient/--recipients-file (drop --secrets to seal them)")
+    if args.secrets == "seal" and not recipients:
+        raise UsageError("--secrets seal needs --recipient or --recipients-file")
     return ExportOptions(repo=repo, branch=args.branch, workdir=args.workdir, kubeconfig=args.kubeconfig,
                          context=args.context, cluster_name=args.cluster_name, scope=scope_flags(args),
-                         page_size=args.page_size, secrets=args.secrets, recipients=tuple(_recipients(args)),
+                         page_size=args.page_size, secrets=args.secrets, recipients=recipients,
                          digest_key_file=args.digest_key_file, signing_key=args.signing_key,
                          metrics_listen=args.metrics_listen, once=bool(args.once), election=elect, **durations)
 
@@ -171,8 +182,6 @@ def _secret_mode(options: ExportOptions, private_dir: Callable[[], Path]) -> tup
     if mode == "skip":
         log.info("Secrets are not exported: no --recipient given (add --recipient age1... to export them sealed)")
         return mode, None
-    if not recipients:
-        raise UsageError("--secrets=seal needs --recipient or --recipients-file")
     from kubedr import sealing
 
     # The format `kubedr seal/reseal` read (hex line); made on first start if missing. Without a file it lives
@@ -450,6 +459,9 @@ def run(args: argparse.Namespace) -> int:
         return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
     except GitError as exc:
         log.error("%s", exc)
+        return 1
+    except (ApiError, Unreachable) as exc:  # the primary refused or did not answer (a daemon restarts on it)
+        log.error("%s", why(exc))
         return 1
     except ScopeError as exc:  # the policy is unusable and no flag says which namespaces
         raise UsageError(str(exc)) from exc

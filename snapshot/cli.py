@@ -10,6 +10,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any
 
 from prometheus_client import write_to_textfile
 
-from kubedr import metrics
-from kubedr.config import UsageError
-from kubedr.durations import DurationError
+from kubedr import metrics, shutdown
+from kubedr.config import Bound, UsageError, check_bounds
+from kubedr.durations import DurationError, parse_duration
 from kubedr.snapshot import bundle, cutover, etcd, keys, manifest, preflight, restore, retention, save
 from kubedr.snapshot.store import S3Options, Store, StoreError, open_store
 
@@ -60,6 +61,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any], tuple[str, ...]]] = {
                ("save",)),
     "set_window": (("--set-window",), {"help": "set id = the start time floored to this (e.g. 30m): jobs that one "
                                        "schedule starts on every control-plane node share it"}, ("save",)),
+    "every": (("--every",), {"help": "keep running (a DaemonSet on the control-plane nodes): save at every multiple "
+                             "of this period (e.g. 30m), the set id being that time, so every node's save of one "
+                             "period shares it; a node that already stored its part skips it"}, ("save",)),
     "etcd_from": (("--etcd-from",), {"help": "who takes the set's etcd snapshot: leader (default in a set), this, "
                                      "or a node name"}, ("save",)),
     "expect_nodes": (("--expect-nodes",), {"help": "control-plane nodes of the set, comma separated (default the "
@@ -119,6 +123,13 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any], tuple[str, ...]]] = {
     "dry_run": (("--dry-run",), {"action": "store_true", "help": "check everything and print the plan only"},
                 ("prune", "restore")),
 }
+
+
+# numeric options and the values they may take (durations in seconds)
+LIMITS: dict[str, Bound] = {"part_size_mb": Bound(least=5),  # S3's smallest multipart part is 5 MiB
+                            "keep_last": Bound(least=1), "cutover_timeout": Bound(above=0),
+                            "bump_revision": Bound(least=0), "every": Bound(least=1)}
+RETRY = 60.0  # --every: seconds before a failed save of a period is tried again (within that period)
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -197,14 +208,14 @@ def _prune(store: Store, cluster: str, keep_last: int | None, max_age: str | Non
     return len(doomed)
 
 
-def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
+def _run_save(args: argparse.Namespace, store: Store, cluster: str, stop: threading.Event | None = None) -> int:
     if args.metrics_file and not args.metrics_file.endswith(".prom"):
         raise UsageError(f"--metrics-file {args.metrics_file}: node-exporter reads only files ending in .prom")
     if not args.metrics_file:
-        return _save(args, store, cluster)
+        return _save(args, store, cluster, stop)
     metrics.resume_textfile(args.metrics_file)
     try:
-        return _save(args, store, cluster)
+        return _save(args, store, cluster, stop)
     except BaseException:
         metrics.SNAPSHOT_FAILED.set(time.time())
         raise
@@ -215,13 +226,35 @@ def _run_save(args: argparse.Namespace, store: Store, cluster: str) -> int:
             log.error("metrics file %s: %s", args.metrics_file, exc)
 
 
-def _save(args: argparse.Namespace, store: Store, cluster: str) -> int:
+def _run_every(args: argparse.Namespace, store: Store, cluster: str, stop: threading.Event) -> int:
+    """Save at every multiple of --every until SIGTERM; the period's start is the set id every node shares."""
+    if args.set_id or args.set_window:
+        raise UsageError("--every names each set by its period: it does not go with --set-id or --set-window")
+    period = parse_duration(args.every, "--every")
+    check_bounds({"every": period}, LIMITS)
+    slot = time.time() // period * period  # the period running now: a node that started late joins its set
+    while not stop.is_set():
+        sid = manifest.new_id(datetime.fromtimestamp(slot, UTC))
+        try:
+            _run_save(argparse.Namespace(**{**vars(args), "set_id": sid}), store, cluster, stop)
+            slot = max(slot + period, time.time() // period * period)
+            wake = slot
+        except FAILURES as exc:
+            log.error("snapshot save %s: %s", sid, exc)
+            wake = time.time() + RETRY  # this period's set again, while the period lasts
+            if wake >= slot + period:
+                slot = wake = max(slot + period, time.time() // period * period)
+        stop.wait(max(0.0, wake - time.time()))
+    return 0
+
+
+def _save(args: argparse.Namespace, store: Store, cluster: str, stop: threading.Event | None = None) -> int:
     root = Path(args.root or "/")
     recipients = keys.load_recipients(args.recipient, args.recipients_file)
     req = save.SaveRequest(store=store, cluster=cluster, client=_client(args, root), recipients=recipients,
                            recipient_texts=_recipient_texts(args), root=root,
                            compression=args.compression or bundle.default_compression(), work_dir=args.work_dir,
-                           kubeconfig=args.kubeconfig, cluster_info=not args.no_cluster_info)
+                           kubeconfig=args.kubeconfig, cluster_info=not args.no_cluster_info, stop=stop)
     req.node = _node(args)
     req.set_id, req.etcd_from = _set_id(args), args.etcd_from or ("leader" if args.set_id or args.set_window
                                                                    else "this")
@@ -345,6 +378,7 @@ def _run_restore(args: argparse.Namespace, store: Store, cluster: str) -> int:
         reuse_data_dir=data_dir == current)
     identities = keys.load_identities(args.identity)
     m = manifest.find(store, cluster, args.id)
+    req.recorded_member = restore.recorded_member(store, m, req.node)
     if cut_root is not None and (done := cutover.finished(cut_root, m.id)):
         print(done)
         return 0
@@ -427,7 +461,9 @@ def _peak_rss() -> str:
         return "unknown"
 
 
-RUNNERS = {"save": _run_save, "list": _run_list, "verify": _run_verify, "restore": _run_restore,
+FAILURES = (StoreError, etcd.EtcdError, bundle.BundleError, restore.VerifyError, preflight.PreflightError,
+            cutover.CutoverError)  # one line each, exit 1
+RUNNERS = {"list": _run_list, "verify": _run_verify, "restore": _run_restore,
            "post-restore": _run_post_restore}
 
 
@@ -443,15 +479,20 @@ def _run(args: argparse.Namespace) -> int:
     action = getattr(args, "snapshot_action", None)
     if not action:
         raise UsageError(f"snapshot: choose an action: {', '.join(ACTIONS)}")
+    check_bounds({name: getattr(args, name, None) for name in LIMITS if name != "every"}, LIMITS)
     store = _store(args)
     cluster = manifest.check_cluster(args.cluster or "kubernetes")
     try:
         if action == "prune":
             _prune(store, cluster, args.keep_last, args.max_age, bool(args.dry_run))
             return 0
+        if action == "save":
+            stop = threading.Event()
+            with shutdown.on_sigterm(stop):
+                return _run_every(args, store, cluster, stop) if args.every else _run_save(args, store, cluster,
+                                                                                            stop)
         return RUNNERS[action](args, store, cluster)
-    except (StoreError, etcd.EtcdError, bundle.BundleError, restore.VerifyError, preflight.PreflightError,
-            cutover.CutoverError) as exc:
+    except FAILURES as exc:
         log.error("snapshot %s: %s", action, exc)
         return 1
     finally:

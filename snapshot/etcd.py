@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from typing import Any
 # kubeadm's client certificate choices under pki/etcd, best first
 KUBEADM_CLIENT_CERTS = (("healthcheck-client.crt", "healthcheck-client.key"), ("server.crt", "server.key"))
 READ_CHUNK = 4 << 20
-SAVE_TIMEOUT = "2h"
+SAVE_TIMEOUT = "2h"  # etcdctl's bound on a whole snapshot stream (a large database on a slow disk)
+STALL_TIMEOUT = 20.0  # seconds a snapshot stream may go without a byte before etcdctl is killed
+QUERY_TIMEOUT = 30.0  # seconds for etcdctl to answer a query (member list, endpoint status)
 
 
 class EtcdError(Exception):
@@ -32,7 +35,7 @@ class Client:
     cacert: str | None = None
     cert: str | None = None
     key: str | None = None
-    timeout: str = "30s"
+    timeout: str = "10s"
 
     def flags(self, single: bool = False, timeout: str | None = None) -> list[str]:
         eps = self.endpoints[:1] if single else self.endpoints
@@ -76,25 +79,41 @@ def kubeadm_tls(pki_dir: Path) -> tuple[str, str, str] | None:
     return None
 
 
-def _run(args: list[str], step: str, timeout: float = 3600) -> str:
+def _run(args: list[str], step: str, timeout: float = 3600, stop: threading.Event | None = None) -> str:
     env = dict(os.environ, ETCDCTL_API="3")
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     except FileNotFoundError as exc:
         raise EtcdError(f"{step}: {args[0]} not found") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise EtcdError(f"{step}: timed out after {timeout}s") from exc
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                if stop is not None and stop.is_set():
+                    raise EtcdError(f"{step}: stopped") from None
+                if time.monotonic() > deadline:
+                    raise EtcdError(f"{step}: timed out after {timeout:g}s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        lines = (err or out).strip().splitlines()
         raise EtcdError(f"{step}: {lines[-1] if lines else f'exit code {proc.returncode}'}")
-    return proc.stdout
+    return out
 
 
-def take(client: Client, dest: Path) -> tuple[str, bool]:
+def take(client: Client, dest: Path, stop: threading.Event | None = None,
+         stall: float = STALL_TIMEOUT) -> tuple[str, bool]:
     """Stream a snapshot from the first endpoint into dest, hashing it while etcdctl writes it.
 
     Returns the file's sha256 and whether etcd's trailing integrity hash was present (it is checked: a
-    mismatch raises). etcdctl writes dest.part, then renames it; the reader follows the growing file.
+    mismatch raises). etcdctl writes dest.part, then renames it; the reader follows the growing file. A stream
+    that goes `stall` seconds without a byte (an etcd that accepts and never answers), or stop being set, kills
+    etcdctl and raises EtcdError.
     """
     part = dest.with_name(dest.name + ".part")
     env = dict(os.environ, ETCDCTL_API="3")
@@ -107,13 +126,23 @@ def take(client: Client, dest: Path) -> tuple[str, bool]:
     except FileNotFoundError as exc:
         raise EtcdError(f"{step}: etcdctl not found") from exc
     hasher = _TailHasher()
+    progress = [time.monotonic()]
+
+    def idle() -> None:
+        """Wait a little for the writer; give up when stopped or when etcd sent nothing for too long."""
+        if stop is not None and stop.is_set():
+            raise EtcdError(f"{step}: stopped")
+        if time.monotonic() - progress[0] > stall:
+            raise EtcdError(f"{step}: no data from {client.endpoints[0]} for {stall:g} s (etcd does not answer)")
+        time.sleep(0.005)
+
     try:
         fh = None
         while fh is None and proc.poll() is None:
             try:
                 fh = open(part, "rb")
             except FileNotFoundError:
-                time.sleep(0.005)
+                idle()
         if fh is None and dest.exists():
             fh = open(dest, "rb")  # finished before we looked
         if fh is not None:
@@ -123,12 +152,13 @@ def take(client: Client, dest: Path) -> tuple[str, bool]:
                     chunk = fh.read(READ_CHUNK)
                     if chunk:
                         hasher.update(chunk)
+                        progress[0] = time.monotonic()
                     elif exited:
                         break  # etcdctl is done and everything it wrote has been read
                     elif proc.poll() is not None:
                         exited = True  # one more pass reads what it wrote last
                     else:
-                        time.sleep(0.005)  # caught up with the writer
+                        idle()  # caught up with the writer
         proc.wait()
         errors.seek(0)
         err = errors.read().decode(errors="replace")
@@ -137,6 +167,7 @@ def take(client: Client, dest: Path) -> tuple[str, bool]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            part.unlink(missing_ok=True)
     if proc.returncode != 0:
         lines = err.strip().splitlines()
         raise EtcdError(f"{step}: {lines[-1] if lines else f'exit code {proc.returncode}'}")
@@ -205,21 +236,29 @@ def check(path: Path, sha256: str | None = None) -> tuple[SnapshotStatus, str]:
     return st, sha
 
 
-def member(client: Client) -> Member:
-    """Describe the member behind the first endpoint (name, peer URLs, version, IDs)."""
+def member(client: Client, stop: threading.Event | None = None) -> Member:
+    """Describe the member behind the first endpoint (name, peer URLs, version, IDs); EtcdError when stop is set."""
     single = client.flags(single=True)
-    st = json.loads(_run(["etcdctl", *single, "endpoint", "status", "-w", "json"], "etcdctl endpoint status"))
-    status_doc = st[0]["Status"]
-    header = status_doc.get("header", {})
-    mid = int(header.get("member_id", 0))
-    members = json.loads(_run(["etcdctl", *single, "member", "list", "-w", "json"], "etcdctl member list"))
-    listed = members.get("members", [])
-    me: dict[str, Any] = next((m for m in listed if int(m.get("ID", 0)) == mid), {})
-    return Member(name=me.get("name", ""), peer_urls=list(me.get("peerURLs", [])),
-                  version=status_doc.get("version", ""), member_id=f"{mid:x}",
-                  cluster_id=f"{int(header.get('cluster_id', 0)):x}",
-                  leader=mid != 0 and int(status_doc.get("leader", 0)) == mid,
-                  members=tuple(sorted((m.get("name", ""), tuple(m.get("peerURLs", []))) for m in listed)))
+    step = f"etcdctl endpoint status {client.endpoints[0]}"
+    out = _run(["etcdctl", *single, "endpoint", "status", "-w", "json"], step, QUERY_TIMEOUT, stop)
+    listing = _run(["etcdctl", *single, "member", "list", "-w", "json"], "etcdctl member list", QUERY_TIMEOUT,
+                   stop) if out.strip() not in ("", "[]") else ""
+    try:
+        st = json.loads(out or "[]")
+        if not st:  # etcdctl prints [] when the endpoint did not answer within --command-timeout
+            raise EtcdError(f"{step}: no answer within {client.timeout}")
+        status_doc = st[0]["Status"]
+        header = status_doc.get("header", {})
+        mid = int(header.get("member_id", 0))
+        listed = json.loads(listing).get("members", [])
+        me: dict[str, Any] = next((m for m in listed if int(m.get("ID", 0)) == mid), {})
+        return Member(name=me.get("name", ""), peer_urls=list(me.get("peerURLs", [])),
+                      version=status_doc.get("version", ""), member_id=f"{mid:x}",
+                      cluster_id=f"{int(header.get('cluster_id', 0)):x}",
+                      leader=mid != 0 and int(status_doc.get("leader", 0)) == mid,
+                      members=tuple(sorted((m.get("name", ""), tuple(m.get("peerURLs", []))) for m in listed)))
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise EtcdError(f"{step}: unexpected answer ({type(exc).__name__}: {exc})") from exc
 
 
 def healthy(client: Client) -> bool:

@@ -7,9 +7,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubedr.snapshot.bundle import BundleFile
+
+if TYPE_CHECKING:
+    from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.snapshot")
 
@@ -120,38 +123,50 @@ def cluster_configuration(configmap_data: dict[str, Any] | None) -> dict[str, An
     return doc if isinstance(doc, dict) else {}
 
 
+KUBEADM_CONFIG = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config"
+
+
+def _cluster(kubeconfig: str | None) -> Cluster:
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
+
+    return Cluster(api_client(kubeconfig))
+
+
 def cluster_facts(kubeconfig: str | None) -> ApiFacts:
-    """The kubeadm-config ConfigMap and the node list, when the API is reachable; skipped otherwise."""
+    """The kubeadm-config ConfigMap and the node list, when the API answers; skipped otherwise (an API server that
+    does not answer costs one request timeout, not one per read)."""
+    from kubedr.kubeapi import Unreachable
+
     out = ApiFacts()
     if not kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
         log.info("no kubeconfig: kubeadm-config and node list not included")
         return out
     try:
-        from kubernetes import client
-
-        from kubedr.kube import api_client
-
-        api = api_client(kubeconfig)
+        api = _cluster(kubeconfig)
     except Exception as exc:  # a broken kubeconfig must not cost the snapshot
         log.warning("kubeconfig %s not usable (%s): kubeadm-config and node list not included", kubeconfig,
                     _first_line(exc))
         return out
-    core = client.CoreV1Api(api)
     try:
-        cm = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=(5, 15))
-        doc = api.sanitize_for_serialization(cm)
-        out.cluster_configuration = cluster_configuration(doc.get("data"))
+        cm = api.request("GET", KUBEADM_CONFIG)
+        out.cluster_configuration = cluster_configuration(cm.get("data"))
         out.entries.append(BundleFile(f"{CLUSTER_PREFIX}/kubeadm-config.json",
-                                 data=json.dumps(doc, indent=2, sort_keys=True).encode(), mode=0o644))
+                                      data=json.dumps(cm, indent=2, sort_keys=True).encode(), mode=0o644))
+    except Unreachable as exc:
+        log.warning("the API did not answer (%s): kubeadm-config and node list not included", exc)
+        return out
     except Exception as exc:  # optional: say why it is missing
         log.warning("kubeadm-config ConfigMap not read (%s): not included", _first_line(exc))
     try:
-        nodes = core.list_node(_request_timeout=(5, 30))
-        metas = [n.metadata for n in nodes.items if n.metadata and n.metadata.name]
-        out.nodes = sorted(str(m.name) for m in metas)
-        out.control_plane = sorted(str(m.name) for m in metas if set(m.labels or {}) & set(CONTROL_PLANE_LABELS))
+        nodes = api.request("GET", "/api/v1/nodes")
+        metas = [n.get("metadata") or {} for n in nodes.get("items") or []]
+        metas = [m for m in metas if m.get("name")]
+        out.nodes = sorted(str(m["name"]) for m in metas)
+        out.control_plane = sorted(str(m["name"]) for m in metas
+                                   if set(m.get("labels") or {}) & set(CONTROL_PLANE_LABELS))
         out.entries.append(BundleFile(f"{CLUSTER_PREFIX}/nodes.json", mode=0o644,
-                                 data=json.dumps(api.sanitize_for_serialization(nodes), indent=2).encode()))
+                                      data=json.dumps(nodes, indent=2).encode()))
     except Exception as exc:
         log.warning("node list not read (%s): not included", _first_line(exc))
     return out
@@ -160,13 +175,8 @@ def cluster_facts(kubeconfig: str | None) -> ApiFacts:
 def read_cluster_configuration(kubeconfig: str) -> dict[str, Any]:
     """The ClusterConfiguration of the cluster a kubeconfig points at; {} when the API does not answer."""
     try:
-        from kubernetes import client
-
-        from kubedr.kube import api_client
-
-        cm = client.CoreV1Api(api_client(kubeconfig)).read_namespaced_config_map(
-            "kubeadm-config", "kube-system", _request_timeout=(2, 5))
-        return cluster_configuration(cm.data)
+        cm = _cluster(kubeconfig).request("GET", KUBEADM_CONFIG, timeout=(2, 5))
+        return cluster_configuration(cm.get("data"))
     except Exception as exc:  # optional: the preflight says it was not readable
         log.info("ClusterConfiguration not read through %s (%s)", kubeconfig, _first_line(exc))
         return {}

@@ -188,6 +188,7 @@ class NodePart:
     files: list[FileEntry] = field(default_factory=list)
     api_sans: list[str] = field(default_factory=list)
     format: int = FORMAT
+    member: str = ""  # the name of this node's etcd member ("" in parts saved before it was recorded)
 
     @property
     def prefix(self) -> str:

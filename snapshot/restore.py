@@ -13,7 +13,7 @@ from typing import Any
 from kubedr.snapshot import bundle, etcd, kubeadm, manifest, preflight, progress
 from kubedr.snapshot.manifest import BundleInfo, FileEntry, Manifest, NodePart
 from kubedr.snapshot.save import SNAPSHOT_NAME
-from kubedr.snapshot.store import Store
+from kubedr.snapshot.store import Store, StoreError
 
 log = logging.getLogger("kubedr.snapshot")
 
@@ -145,6 +145,7 @@ class RestoreRequest:
     initial_cluster: list[tuple[str, str]] | None = None
     force: bool = False
     reuse_data_dir: bool = False  # --cutover: the live data dir is moved aside at the cut, not before
+    recorded_member: str = ""  # the etcd member the snapshot recorded for this node (recorded_member())
 
 
 def files_node(m: Manifest, node: str) -> str | None:
@@ -154,9 +155,24 @@ def files_node(m: Manifest, node: str) -> str | None:
     return m.node if not m.expected_nodes else None
 
 
+def recorded_member(store: Store, m: Manifest, node: str) -> str:
+    """The etcd member the snapshot recorded for a node: the saving node's own, or the one its part of the set
+    names; "" when none was recorded (the node's name is the member's then)."""
+    if node == m.node:
+        return m.snapshot.member.name
+    if node not in m.present:
+        return ""
+    try:
+        return manifest.load_part(store, m, node).member
+    except StoreError as exc:
+        log.warning("the etcd member of node %s is not known (%s): give --name if it is not %s", node, exc, node)
+        return ""
+
+
 def initial_cluster(m: Manifest, req: RestoreRequest) -> tuple[str, list[tuple[str, str]]]:
-    """This member's name and every member's peer URL: flags first, then the recorded member list."""
-    name = req.name or req.node
+    """This member's name (--name, else the member recorded for this node, else the node's name) and every
+    member's peer URL: flags first, then the recorded member list."""
+    name = req.name or req.recorded_member or req.node
     if req.initial_cluster:
         return name, list(req.initial_cluster)
     if req.peer_urls:

@@ -6,6 +6,7 @@ import logging
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ class SaveRequest:
     set_id: str | None = None  # every control-plane node's job saves under this id (one set)
     etcd_from: str = "this"  # who takes the etcd snapshot: "this", "leader" or a node name
     expect_nodes: list[str] = field(default_factory=list)
+    stop: threading.Event | None = None  # set on SIGTERM: the etcd stream is abandoned
 
 
 @dataclass
@@ -63,7 +65,7 @@ def _takes_etcd(req: SaveRequest) -> tuple[bool, etcd.Member | None]:
         return True, None
     if req.etcd_from != "leader":
         return False, None
-    member = etcd.member(req.client)
+    member = etcd.member(req.client, req.stop)
     return member.leader, member
 
 
@@ -81,15 +83,18 @@ def save(req: SaveRequest) -> Saved:
         if m.node == req.node:
             log.info("%s/%s already holds this node's etcd snapshot and files", req.cluster, sid)
             return Saved(m, time.monotonic() - t0, 0.0)
-        return _save_part(req, sid, started, t0)
+        if req.node in m.present:
+            log.info("%s/%s already holds the files of node %s", req.cluster, sid, req.node)
+            return Saved(None, time.monotonic() - t0, 0.0, manifest.load_part(req.store, m, req.node))
+        return _save_part(req, sid, started, t0, None)
     takes, member = _takes_etcd(req)
     if not takes:
-        return _save_part(req, sid, started, t0)
+        return _save_part(req, sid, started, t0, member)
     work = Path(tempfile.mkdtemp(prefix="kubedr-snapshot-", dir=req.work_dir))
     try:
         db = work / "snapshot.db"
-        sha, _ = etcd.take(req.client, db)  # hashed, and etcd's integrity hash checked, as it streams in
-        member = member or etcd.member(req.client)
+        sha, _ = etcd.take(req.client, db, req.stop)  # hashed, and etcd's integrity hash checked, as it streams in
+        member = member or etcd.member(req.client, req.stop)
         st, sha = etcd.check(db, sha)  # before anything leaves the node
         size = db.stat().st_size
         log.info("snapshot taken: revision %d, %d keys, %d bytes, etcd %s", st.revision, st.total_keys, size,
@@ -98,8 +103,8 @@ def save(req: SaveRequest) -> Saved:
             if req.cluster_info else kubeadm.ApiFacts()
         recorded = facts.record(req.root, api, member)
         entries = [*kubeadm.collect(req.root), *api.entries, bundle.BundleFile(SNAPSHOT_NAME, path=db, sha256=sha)]
-        expected = req.expect_nodes or (recorded.control_plane_nodes or [n.name for n in recorded.members]
-                                        if req.set_id else [])
+        members = [req.node if n.name == member.name else n.name for n in recorded.members]  # this one by node
+        expected = req.expect_nodes or ((recorded.control_plane_nodes or members) if req.set_id else [])
         m = manifest.Manifest(id=sid, cluster=req.cluster, node=req.node, created=started.isoformat(),
                               nodes=api.nodes, kubedr_version=_version(), facts=recorded,
                               expected_nodes=sorted(set(expected) | {req.node}) if expected else [])
@@ -123,10 +128,10 @@ def save(req: SaveRequest) -> Saved:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _save_part(req: SaveRequest, sid: str, started: datetime, t0: float) -> Saved:
-    """This node's own files under nodes/<node>/ of the set; its manifest last."""
+def _save_part(req: SaveRequest, sid: str, started: datetime, t0: float, member: etcd.Member | None) -> Saved:
+    """This node's own files under nodes/<node>/ of the set, with its etcd member's name; its manifest last."""
     part = manifest.NodePart(node=req.node, cluster=req.cluster, id=sid, created=started.isoformat(),
-                             api_sans=facts.api_sans(req.root))
+                             api_sans=facts.api_sans(req.root), member=_member_name(req, member))
     entries = kubeadm.collect(req.root)
     total = sum(e.path.stat().st_size if e.path else 0 for e in entries)
     t1 = time.monotonic()
@@ -135,6 +140,17 @@ def _save_part(req: SaveRequest, sid: str, started: datetime, t0: float) -> Save
     manifest.write_part(req.store, part)
     log.info("stored the files of node %s in set %s/%s", req.node, req.cluster, sid)
     return Saved(None, time.monotonic() - t0, time.monotonic() - t1, part)
+
+
+def _member_name(req: SaveRequest, member: etcd.Member | None) -> str:
+    """The name of this node's etcd member, for restore's default --name; "" when etcd does not say."""
+    if member is None:
+        try:
+            member = etcd.member(req.client, req.stop)
+        except etcd.EtcdError as exc:
+            log.warning("this node's etcd member not recorded (restore will need --name): %s", exc)
+            return ""
+    return member.name
 
 
 def _bundle_doc(written: bundle.Written, req: SaveRequest) -> manifest.BundleInfo:

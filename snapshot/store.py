@@ -13,6 +13,9 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 CHUNK = 1 << 20
+CONNECT_TIMEOUT = 5  # S3: seconds to connect
+READ_TIMEOUT = 20  # S3: seconds to wait for an answer (a stored part, a listing page)
+ATTEMPTS = 3  # S3: tries of one request, the first included (botocore's standard retry mode, with backoff)
 
 
 class StoreError(Exception):
@@ -147,7 +150,8 @@ class S3Store:
             s3={"addressing_style": "path" if options.path_style else "auto"},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+            retries={"max_attempts": ATTEMPTS, "mode": "standard"},
             max_pool_connections=max(10, options.concurrency * 2),
         )
         self.client = boto3.client("s3", endpoint_url=options.endpoint_url, config=conf)

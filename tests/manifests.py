@@ -44,9 +44,8 @@ class PodRuntime:
 
 
 def pod_runtime(workload: dict[str, Any]) -> PodRuntime:
-    """The container's effective user, root-fs mode, writable mounts and literal env (Deployment or CronJob)."""
-    spec = workload["spec"]
-    pod = (spec.get("template") or spec["jobTemplate"]["spec"]["template"])["spec"]
+    """The container's effective user, root-fs mode, writable mounts and literal env (Deployment or DaemonSet)."""
+    pod = workload["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     pod_sc, sc = pod.get("securityContext", {}), container.get("securityContext", {})
     volumes = {v["name"]: v for v in pod.get("volumes", [])}

@@ -101,3 +101,77 @@ def test_the_snapshot_cli_reports_a_bad_retention_age_in_one_line(tmp_path: Path
     assert main(["snapshot", "prune", "--store", str(tmp_path), "--max-age", "7"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--max-age '7': not a duration" in err[0]
+
+
+@pytest.mark.parametrize("flags,error", [
+    (("--prune-max-fraction", "7"), "--prune-max-fraction 7: must be above 0 and at most 1"),
+    (("--prune-max-fraction", "0"), "--prune-max-fraction 0: must be above 0 and at most 1"),
+    (("--prune-max-fraction", "-0.5"), "--prune-max-fraction -0.5: must be above 0 and at most 1"),
+    (("--prune-max-objects", "-1"), "--prune-max-objects -1: must be at least 0"),
+    (("--standby-replicas", "-2"), "--standby-replicas -2: must be at least 0"),
+    (("--namespace-standby-replicas", "shop=-1"), "--namespace-standby-replicas -1: must be at least 0"),
+    (("--concurrency", "0"), "--concurrency 0: must be at least 1"),
+    (("--interval", "0"), "--interval 0: must be above 0"),
+    (("--drift-interval", "0s"), "--drift-interval 0: must be above 0"),
+])
+def test_apply_refuses_nonsense_naming_the_flag(flags: tuple[str, ...], error: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        apply(*flags)
+    assert str(exc.value) == error
+
+
+def test_apply_bounds_include_their_edges() -> None:
+    s = apply("--prune-max-fraction", "1", "--prune-max-objects", "0", "--standby-replicas", "0", "--concurrency",
+              "1", "--namespace-standby-replicas", "shop=0").settings
+    assert (s.prune_max_fraction, s.prune_max_objects, s.standby_replicas, s.concurrency) == (1.0, 0, 0, 1)
+
+
+def test_the_repo_policy_cannot_turn_the_prune_guard_off() -> None:
+    from kubedr.applier.policy import PolicyError, parse
+
+    assert parse(b"apply:\n  prune_max_fraction: 1\n") == {"prune_max_fraction": 1.0}
+    for key, value, error in (("prune_max_fraction", "7", "7: must be above 0 and at most 1"),
+                              ("prune_max_objects", "-5", "-5: must be at least 0"),
+                              ("standby_replicas_by_namespace", "{shop: -1}", "-1: must be at least 0")):
+        with pytest.raises(PolicyError, match=f"^apply.{key}: {error}$"):
+            parse(f"apply:\n  {key}: {value}\n".encode())
+
+
+@pytest.mark.parametrize("flags,error", [
+    (("--page-size", "0"), "--page-size 0: must be at least 1"),
+    (("--remote-check-interval", "0"), "--remote-check-interval 0: must be above 0"),
+    (("--role-check-interval", "0s"), "--role-check-interval 0: must be above 0"),
+    (("--push-backoff-max", "0ms"), "--push-backoff-max 0: must be above 0"),
+])
+def test_export_refuses_nonsense_naming_the_flag(flags: tuple[str, ...], error: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        export("--namespaces", "shop", *flags)
+    assert str(exc.value) == error
+    assert export("--namespaces", "shop", "--batch-window", "0").batch_window == 0  # commit each pass at once
+
+
+def test_plaintext_secrets_do_not_go_with_recipients(tmp_path: Path) -> None:
+    key = str(pyrage.x25519.Identity.generate().to_public())
+    (tmp_path / "recipients.txt").write_text(key + "\n")
+    for given in (("--recipient", key), ("--recipients-file", str(tmp_path / "recipients.txt"))):
+        with pytest.raises(UsageError, match="^--secrets plaintext writes Secret values to Git in clear text"):
+            export("--namespaces", "shop", "--secrets", "plaintext", *given)
+        assert export("--namespaces", "shop", *given).secret_mode == "seal"
+    assert export("--namespaces", "shop", "--secrets", "plaintext").secret_mode == "plaintext"  # tests only
+    with pytest.raises(UsageError, match="^--secrets seal needs --recipient"):
+        export("--namespaces", "shop", "--secrets", "seal")
+
+
+@pytest.mark.parametrize("argv,error", [
+    (["apply", "--repo", "r", "--prune-max-fraction", "7"], "--prune-max-fraction 7: must be above 0 and at most 1"),
+    (["export", "--repo", "r", "--namespaces", "a", "--secrets", "plaintext", "--recipient",
+      str(pyrage.x25519.Identity.generate().to_public())], "--secrets plaintext writes Secret values"),
+    (["snapshot", "save", "--store", "STORE", "--part-size-mb", "1"], "--part-size-mb 1: must be at least 5"),
+    (["snapshot", "restore", "--store", "STORE", "--data-dir", "d", "--bump-revision", "-1"],
+     "--bump-revision -1: must be at least 0"),
+    (["snapshot", "save", "--store", "STORE", "--every", "0s", "-r", "age1x"], "--every 0: must be at least 1"),
+])
+def test_nonsense_is_one_line_and_exit_2(argv: list[str], error: str, tmp_path: Path, capsys: Any) -> None:
+    assert main([str(tmp_path) if a == "STORE" else a for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and error in err[0], err

@@ -61,9 +61,9 @@ def test_the_validator_can_fail() -> None:
 def test_primary_has_exporter_and_snapshot_secondary_has_applier(kubectl: str) -> None:
     primary, secondary = render(kubectl, "primary"), render(kubectl, "secondary")
     assert set(by_kind(primary, "Deployment")) == {"kubedr-exporter"}
-    assert set(by_kind(primary, "CronJob")) == {"kubedr-snapshot"}
+    assert set(by_kind(primary, "DaemonSet")) == {"kubedr-snapshot"}
     assert set(by_kind(secondary, "Deployment")) == {"kubedr-applier"}
-    assert not by_kind(secondary, "CronJob")
+    assert not by_kind(secondary, "DaemonSet")
     # hostPath needs "privileged" where the snapshot job runs; the secondary stays "restricted"
     ns_label = "pod-security.kubernetes.io/enforce"
     assert by_kind(primary, "Namespace")["kubedr-system"]["metadata"]["labels"][ns_label] == "privileged"
@@ -135,16 +135,16 @@ def test_credentials_come_from_secrets_and_recipients_from_a_config_map(kubectl:
     assert app["git-credentials"]["secret"]["secretName"] == "kubedr-git"
 
 
-def test_snapshot_cronjob_runs_on_control_plane_with_host_paths(kubectl: str) -> None:
-    cron = by_kind(render(kubectl, "primary"), "CronJob")["kubedr-snapshot"]
-    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+def test_snapshot_daemonset_runs_on_control_plane_with_host_paths(kubectl: str) -> None:
+    ds = by_kind(render(kubectl, "primary"), "DaemonSet")["kubedr-snapshot"]
+    pod = ds["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
     assert any(t["key"] == "node-role.kubernetes.io/control-plane" for t in pod["tolerations"])
     host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     assert {"/etc/kubernetes", "/etc/kubernetes/pki/etcd"} <= host_paths
     (container,) = pod["containers"]
-    assert container["args"] == ["--log-json", "snapshot", "save"]
+    assert container["args"] == ["--log-json", "snapshot", "save", "--every", "30m"]
     assert all(m.get("readOnly") for m in container["volumeMounts"] if m["name"] not in ("tmp", "textfile-collector"))
     textfile = next(v for v in pod["volumes"] if v["name"] == "textfile-collector")["hostPath"]
     mount = next(m for m in container["volumeMounts"] if m["name"] == "textfile-collector")["mountPath"]
@@ -154,7 +154,7 @@ def test_snapshot_cronjob_runs_on_control_plane_with_host_paths(kubectl: str) ->
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
-    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 1
 
 
 def test_dockerfile_is_generated_from_the_image_spec() -> None:
@@ -178,7 +178,7 @@ def test_pod_security_settings_fit_the_image(kubectl: str, overlay: str) -> None
     spec = image.load_spec()
     docs = render(kubectl, overlay)
     settings = yaml.safe_load((MANIFESTS / "overlays" / overlay / "config.yaml").read_text())
-    workloads = [d for d in docs if d["kind"] in ("Deployment", "CronJob")]
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "DaemonSet")]
     assert workloads
     for doc in workloads:
         pod = pod_runtime(doc)
@@ -255,10 +255,9 @@ def test_overlay_config_is_accepted_by_the_real_commands(kubectl: str, overlay: 
     assert set(sections) == set(commands)
     for command in commands:
         pytest.importorskip({"export": "kubedr.exporter.cli", "apply": "kubedr.applier.cli", "snapshot": "kubedr.snapshot.cli"}[command])
-        workload = next(d for d in docs if d["kind"] in ("Deployment", "CronJob") and
-                        (d["spec"].get("template") or d["spec"]["jobTemplate"]["spec"]["template"])
-                        ["spec"]["containers"][0]["args"][1] == command)
-        pod = workload["spec"].get("template") or workload["spec"]["jobTemplate"]["spec"]["template"]
+        workload = next(d for d in docs if d["kind"] in ("Deployment", "DaemonSet") and
+                        d["spec"]["template"]["spec"]["containers"][0]["args"][1] == command)
+        pod = workload["spec"]["template"]
         env = {e["name"]: e.get("value", "from-field") for e in pod["spec"]["containers"][0].get("env", [])}
         assert env["KUBEDR_CONFIG"].startswith("/etc/kubedr/config/")
         env.pop("KUBEDR_CONFIG")
@@ -284,8 +283,8 @@ def test_the_commands_the_deployments_run_accept_leader_election(command: str, l
 
 def test_snapshot_job_uses_its_service_account_not_the_nodes_admin_conf(kubectl: str) -> None:
     docs = render(kubectl, "primary")
-    cron = by_kind(docs, "CronJob")["kubedr-snapshot"]
-    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    ds = by_kind(docs, "DaemonSet")["kubedr-snapshot"]
+    pod = ds["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "kubedr-snapshot" and pod.get("automountServiceAccountToken") is not False
     config_name = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
     data = by_kind(docs, "ConfigMap")[config_name]["data"]

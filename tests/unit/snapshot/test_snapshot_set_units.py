@@ -109,3 +109,28 @@ def test_set_window_gives_every_node_of_one_schedule_the_same_id():
     assert manifest.id_time(first) is not None
     assert _set_id(argparse.Namespace(set_id="weekly-1", set_window=None)) == "weekly-1"
     assert _set_id(argparse.Namespace(set_id=None, set_window=None)) is None
+
+
+def test_the_member_of_a_node_is_the_one_its_part_of_the_set_recorded(tmp_path):
+    from kubedr.snapshot import restore
+
+    store = DirStore(tmp_path)
+    m = Manifest(id="s1", cluster="prod", node="vm-1", created="2026-11-30T06:00:00+00:00",
+                 snapshot=manifest.EtcdSnapshot(member=manifest.SnapshotMember("etcd-a", ["http://10.0.0.1:2380"])),
+                 facts=Facts(members=[EtcdMember("etcd-a", ["http://10.0.0.1:2380"]),
+                                      EtcdMember("etcd-b", ["http://10.0.0.2:2380"])]),
+                 expected_nodes=["vm-1", "vm-2", "vm-3"])
+    manifest.write(store, m)
+    manifest.write_part(store, manifest.NodePart(node="vm-2", cluster="prod", id="s1", created=m.created,
+                                                 member="etcd-b"))
+    manifest.write_part(store, manifest.NodePart(node="vm-3", cluster="prod", id="s1", created=m.created))
+    m = manifest.load(store, "prod", "s1")
+    recorded = {n: restore.recorded_member(store, m, n) for n in ("vm-1", "vm-2", "vm-3", "vm-9")}
+    assert recorded == {"vm-1": "etcd-a", "vm-2": "etcd-b", "vm-3": "", "vm-9": ""}
+
+    def name(node: str, given: str | None = None) -> str:
+        req = restore.RestoreRequest(data_dir=tmp_path / "d", target_root=None, name=given, node=node,
+                                     recorded_member=recorded[node])
+        return restore.initial_cluster(m, req)[0]
+
+    assert (name("vm-2"), name("vm-3"), name("vm-2", "etcd-x")) == ("etcd-b", "vm-3", "etcd-x")
