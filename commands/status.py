@@ -110,7 +110,8 @@ def gather(args: argparse.Namespace) -> list[Row]:
         if not kubeconfig:
             continue
         if side in down:
-            rows.append(Row(side, "cluster", "unreachable", detail=down[side], problem=True))
+            rows.append(Row(side, "exporter" if side == "primary" else "applier", "unreachable", detail=down[side],
+                            problem=True))
             continue
         role = role_row(side, kubeconfig, context, head, getattr(args, f"{side}_cluster_name", None))
         name = role.data.get("cluster") or getattr(args, f"{side}_cluster_name", None)

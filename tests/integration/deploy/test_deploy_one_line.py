@@ -77,7 +77,9 @@ def test_status_names_an_ssh_remote_that_refuses(refusing_ssh_remote: tuple[str,
     proc = kubedr("status", "--repo", url)
     assert proc.returncode == 1 and proc.stderr == ""
     row = next(line for line in proc.stdout.splitlines() if "unreachable" in line)
-    assert row.split()[:3] == ["repo", "git", "unreachable"] and says in row, proc.stdout
+    assert row.split()[:3] == ["repo", "git", "unreachable"], proc.stdout
+    details = " ".join(proc.stdout.split("repo git:", 1)[1].split())  # the details below the table wrap
+    assert says in details, proc.stdout
 
 
 def test_init_names_an_ssh_remote_that_refuses(refusing_ssh_remote: tuple[str, str]) -> None:
