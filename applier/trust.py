@@ -19,9 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from kubedr import git, signing
+from kubedr import git, policyfile, signing
 from kubedr.applier.fetch import Source
 from kubedr.applier.policy import POLICY_PATH
 from kubedr.signing import Verdict
@@ -56,11 +54,9 @@ class Gated:
 def policy_signers(data: bytes) -> list[str]:
     """The `trust.allowed_signers` lines of a policy file ([] when absent or unreadable)."""
     try:
-        doc = yaml.safe_load(data) or {}
-    except yaml.YAMLError:
+        lines = policyfile.section(data, "trust").get("allowed_signers")
+    except policyfile.PolicyFileError:
         return []
-    trust = doc.get("trust") if isinstance(doc, dict) else None
-    lines = trust.get("allowed_signers") if isinstance(trust, dict) else None
     return [str(x).strip() for x in lines or [] if str(x).strip()]
 
 

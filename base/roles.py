@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import yaml
 
-from kubedr import git
+from kubedr import contract, git
 
 WRITER_PATH = ".kubedr/writer.yaml"
 WRITER_TRAILER = "Writer"
@@ -51,11 +51,12 @@ def check_name(cluster: str) -> str:
 def parse(data: bytes) -> Writer:
     """The role file's bytes -> Writer; RoleError names the file."""
     try:
-        doc = yaml.safe_load(data)
+        doc = contract.parse_yaml(data, WRITER_PATH)
         writer = Writer(check_name(str(doc["cluster"])), int(doc["epoch"]), str(doc.get("since") or ""),
                         str(doc.get("reason") or ""))
-    except (yaml.YAMLError, KeyError, TypeError, ValueError, RoleError) as exc:
-        raise RoleError(f"{WRITER_PATH}: not a writer role ({' '.join(str(exc).split())})") from exc
+    except (contract.ManifestError, KeyError, TypeError, ValueError, RoleError) as exc:
+        why = exc.reason if isinstance(exc, contract.ManifestError) else " ".join(str(exc).split())
+        raise RoleError(f"{WRITER_PATH}: not a writer role ({why})") from exc
     if writer.epoch < 1:
         raise RoleError(f"{WRITER_PATH}: epoch must be 1 or more, not {writer.epoch}")
     return writer
