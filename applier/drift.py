@@ -30,7 +30,7 @@ from kubedr.applier.standby import Mode, hold
 from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
 from kubedr.applier.status import load as load_status
-from kubedr.contract import ManifestError, ObjectRef, ref_of, ref_of_path
+from kubedr.contract import ObjectRef, ref_of
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine
@@ -297,14 +297,8 @@ class Drift:
                     if status is None or not status.commit:
                         pass
                     else:
-                        desired = {}
-                        for path in self.engine.source.tree(status.commit):
-                            try:
-                                ref = ref_of_path(path)
-                            except ManifestError:
-                                continue
-                            if ref is not None:
-                                desired[map_ref(ref, self.engine.settings.maps)] = path
+                        desired = {map_ref(ref, self.engine.settings.maps): path for path, ref in
+                                   self.engine.source.objects(status.commit).refs.items()}
                         self.round_done(status.commit, desired, self.engine.mode_for(status.commit),
                                         {f.path for f in status.failures})
                         return

@@ -33,7 +33,7 @@ from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
 from kubedr.applier.status import save as save_status
 from kubedr.applier.trust import Gate, Untrusted
-from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.contract import ObjectRef
 from kubedr.kubeapi import Cluster
 from kubedr.remote import redact
 from kubedr.signing import SigningError
@@ -238,17 +238,14 @@ class Engine:
         report = Report(commit=target, exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                                                if not mode.is_active(r.namespace)])
         tree = self.source.tree(target)
+        objects = self.source.objects(target)
         desired: dict[ObjectRef, str] = {}
         path_ref: dict[str, ObjectRef] = {}
         failures: list[Failure] = [self._policy_failure] if self._policy_failure else []
-        for path in tree:
-            try:
-                ref = ref_of_path(path)
-            except ManifestError as exc:
-                failures.append(Failure(path, exc.reason))
-                continue
-            if ref is None:
-                continue
+        for path, reason in objects.problems:
+            log.error("%s: %s", path, reason)
+            failures.append(Failure(path, reason))
+        for path, ref in objects.refs.items():
             mapped = map_ref(ref, s.maps)
             desired[mapped] = path
             path_ref[path] = mapped
