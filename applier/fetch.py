@@ -186,7 +186,8 @@ class Source:
 
     def commit_time(self, sha: str) -> float:
         """The primary's commit time, Unix seconds: the exporter's sub-second trailer, else the committer time."""
-        out = self._g("show", "-s", f"--format=%ct%n%(trailers:key={COMMITTED_AT},valueonly)", sha).decode().split()
+        out = self._g("log", "-1", "--no-walk", f"--format=%ct%n%(trailers:key={COMMITTED_AT},valueonly)",
+                      sha).decode().split()  # not `git show`: it parses the tree, and dies on a hostile one
         for value in out[1:2]:
             try:
                 return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
@@ -221,6 +222,10 @@ class Source:
         """Every file of a commit that may be read: path -> blob sha."""
         return dict(self.listing(sha).files)
 
+    def file(self, sha: str, path: str) -> str | None:
+        """The blob of one file of a commit (None when absent or refused), without reading the whole tree."""
+        return self._reader.file(sha, path)
+
     def objects(self, sha: str) -> Objects:
         """The commit's object files with their identities (a long name's read from its file) and the problems:
         refused tree entries, misnamed paths, long-name files that do not hold their name."""
@@ -252,9 +257,9 @@ class Source:
         self.reach(old, new)
         if not self.has(old):
             return None
-        out = self._g("diff", "--name-status", "-z", "--no-renames", old, new)
-        parts = [p.decode() for p in out.split(b"\0") if p]
-        return [Change("D" if s == "D" else "A", p) for s, p in zip(parts[::2], parts[1::2], strict=True)]
+        before, after = self.listing(old).files, self.listing(new).files  # not `git diff`: it dies on hostile trees
+        return [*(Change("A", p) for p, blob in after.items() if before.get(p) != blob),
+                *(Change("D", p) for p in before.keys() - after.keys())]
 
     def read_blobs(self, blobs: list[str]) -> Iterator[bytes]:
         """Contents of blobs of a listing, in order (read in this process, one at a time)."""

@@ -138,5 +138,13 @@ class Gate:
         return Gated(target, anchor=moved)
 
     def _policy_changers(self, base: str | None, target: str) -> set[str]:
+        """Commits whose policy file differs from each parent's (read entry by entry, not `rev-list -- path`,
+        which dies on a hostile tree)."""
         revs = [target, f"^{base}"] if base else [target]
-        return set(self._git("rev-list", *revs, "--", POLICY_PATH).text.split())
+        changers = set()
+        for line in self._git("rev-list", "--parents", *revs).text.splitlines():
+            sha, *parents = line.split()
+            mine = self.source.file(sha, POLICY_PATH)
+            if all(self.source.file(p, POLICY_PATH) != mine for p in parents) and (parents or mine is not None):
+                changers.add(sha)
+        return changers

@@ -89,10 +89,14 @@ class TreeReader:
             repo = self._local.repo = pygit2.Repository(self.gitdir)
         return repo
 
+    def _root(self, commit: str) -> bytes:
+        """The commit's tree id; the tree itself is left to _parse (libgit2 refuses to parse a hostile one)."""
+        return self._repo.revparse_single(commit).peel(pygit2.Commit).tree_id.raw
+
     def read(self, commit: str) -> Listing:
         """The files of a commit that may be read, and the entries refused (anywhere in the tree)."""
         try:
-            root = self._repo.revparse_single(commit).peel(pygit2.Tree).id.raw
+            root = self._root(commit)
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise TreeError(f"commit {commit[:12]}: no tree ({exc})") from exc
         out = Listing()
@@ -104,11 +108,31 @@ class TreeReader:
             self._paths = seen
         return out
 
-    def _walk(self, path: str, tree: bytes, out: Listing, seen: dict[str, bytes]) -> None:
+    def file(self, commit: str, path: str) -> str | None:
+        """One file's blob id, judged as read() judges every entry on the way; None when absent or refused."""
+        try:
+            tree = self._root(commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        *dirs, name = path.split("/")
+        with self._lock:
+            for part in dirs:
+                found = self._dir(tree, None).dirs.get(part)
+                if found is None:
+                    return None
+                tree = found
+            return self._dir(tree, None).files.get(name)
+
+    def _dir(self, tree: bytes, path: str | None) -> _Dir:
+        """One tree's entries, judged: kept from an earlier read, or parsed (what was at path before helps)."""
         here = self._trees.get(tree)
         if here is None:
-            before = self._trees.get(self._paths.get(path, b""))
+            before = self._trees.get(self._paths.get(path, b"")) if path is not None else None
             here = self._trees[tree] = self._parse(tree, before.files if before is not None else {})
+        return here
+
+    def _walk(self, path: str, tree: bytes, out: Listing, seen: dict[str, bytes]) -> None:
+        here = self._dir(tree, path)
         seen[path] = tree
         prefix = f"{path}/" if path else ""
         for name, blob in here.files.items():

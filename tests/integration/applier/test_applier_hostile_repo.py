@@ -6,6 +6,7 @@ line and never read; a bomb costs one failed file, not the applier.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from kubedr import contract
+from kubedr import contract, signing
 from tests import hostile
 from tests.conftest import stop_process, wait_until
 from tests.integration.applier.conftest import Repo, configmap, live, namespace, status_of
+from tests.sshkeys import allowed_signers, make_key
 
 RSS_LIMIT_KB = 300 * 1024
 
@@ -27,8 +29,9 @@ def kubedr_apply(secondary: Any, repo: Repo, *extra: str) -> list[str]:
             "--no-validate", *extra]
 
 
-def apply_once(secondary: Any, repo: Repo) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(kubedr_apply(secondary, repo, "--once"), capture_output=True, text=True, timeout=120)
+def apply_once(secondary: Any, repo: Repo, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(kubedr_apply(secondary, repo, "--once", *extra), capture_output=True, text=True,
+                          timeout=120)
 
 
 def settings(color: str, name: str = "settings") -> bytes:
@@ -109,3 +112,36 @@ def test_a_yaml_bomb_is_one_failed_file_and_the_applier_stays_small(secondary: A
     assert all(live(secondary, "v1", "ConfigMap", f"cm-{i}", "shop") for i in range(3))
     assert live(secondary, "v1", "ConfigMap", "bomb", "shop") is None
     assert sum("bomb.yaml" in ln for ln in log.read_text().splitlines()) >= 1
+
+
+def test_with_the_trust_gate_a_hostile_tree_is_held_unsigned_and_never_stops_the_applier(secondary: Any, repo: Repo,
+                                                                                         tmp_path: Path) -> None:
+    key = make_key(tmp_path, "admin")
+    signers = allowed_signers(tmp_path / "allowed_signers", admin=key)
+    repo.put(namespace("shop"))
+    repo.write("shop/ConfigMap/settings.yaml", settings("blue"))
+    env = {**os.environ, **signing.Signer(key).git_config()}
+    subprocess.run(["git", "add", "-A"], cwd=repo.work, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "signed start"], cwd=repo.work, env=env, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=repo.work, check=True)
+    gated = ("--allowed-signers", str(signers))
+    assert subprocess.run(kubedr_apply(secondary, repo, "--once", *gated), timeout=120).returncode == 0
+
+    shadow = hostile.blob(repo.remote, settings("HACKED-shadow"))
+    bad = hostile.add(repo.remote, "main", "", ("100644", b"", shadow),  # an empty name: `git show` dies on it
+                      ("100644", b"shop/ConfigMap/settings.yaml", shadow))
+    held = apply_once(secondary, repo, *gated)
+    assert held.returncode == 1 and "round failed" not in held.stderr, held.stderr
+    assert status_of(secondary)["untrusted"]["commit"] == bad
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop")["data"] == {"color": "blue"}
+
+    # acknowledged by a signed commit made in place (git cannot send this tree: upload-pack dies on the empty name)
+    ack = subprocess.run(["git", "-C", str(repo.remote), "commit-tree", "-S", f"{bad}^{{tree}}", "-p", bad, "-m",
+                          f"reviewed\n\n{signing.ACK_TRAILER}: {bad}"], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    subprocess.run(["git", "-C", str(repo.remote), "update-ref", "refs/heads/main", ack], check=True)
+    done = apply_once(secondary, repo, *gated)
+    assert done.returncode == 1 and "round failed" not in done.stderr, done.stderr
+    assert status_of(secondary)["untrusted"] == {}
+    assert sorted(f["path"] for f in status_of(secondary)["failures"]) == ["''", "'shop/ConfigMap/settings.yaml'"]
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop")["data"] == {"color": "blue"}

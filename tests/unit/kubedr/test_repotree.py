@@ -113,3 +113,16 @@ def test_a_new_commit_is_read_as_a_whole_and_unchanged_directories_are_kept(repo
     assert sorted(after.files) == ["a/x.yaml", "b/y.yaml", "c/z.yaml"]
     assert list(reader.blobs([after.files["b/y.yaml"]])) == [b"3"]
     assert sorted(reader.read(first).files) == ["a/x.yaml", "b/y.yaml"]  # back again: from what is kept
+
+
+def test_one_file_is_found_by_the_same_rules_without_reading_the_tree(repo: Path) -> None:
+    policy = hostile.blob(repo, b"apply: {}\n")
+    kubedr = hostile.tree(repo, [("100644", b"policy.yaml", policy)])
+    shadow = hostile.blob(repo, b"apply: {prune: true}\n")
+    root = hostile.tree(repo, [("100644", b"", shadow), ("40000", b".kubedr", kubedr),
+                               ("100644", b".kubedr/policy.yaml", shadow)])  # libgit2 will not parse this tree
+    sha = hostile.commit(repo, root, "a root git refuses to show")
+    reader = TreeReader(str(repo))
+    assert reader.file(sha, ".kubedr/policy.yaml") == policy
+    assert reader.file(sha, ".kubedr/writer.yaml") is None and reader.file(sha, "") is None
+    assert reader.read(sha).files == {".kubedr/policy.yaml": policy}
