@@ -85,6 +85,8 @@ def test_diff_masks_secret_values_as_kubectl_diff_does(secondary: Any, repo: Rep
                         namespace="shop", manager="kubectl-client-side-apply")
     repo.put(sealed("db", password=values["after"], same=values["same"], added=values["added"]))
     repo.remove(old)
+    values["pin"] = b"13579"  # a plain Secret the schema refuses: its error must not quote the value
+    repo.put({**secret("plain", b""), "data": {}, "stringData": {"pin": int(values["pin"])}})
     repo.commit("rotate the password, add a key, drop a Secret")
 
     done = subprocess.run([sys.executable, "-m", "kubedr", "diff", "--kubeconfig", secondary.kubeconfig_path, "--repo",
@@ -92,9 +94,19 @@ def test_diff_masks_secret_values_as_kubectl_diff_does(secondary: Any, repo: Rep
                            str(tmp_path / "diff-work")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     out = done.stdout + done.stderr
+    assert "shop/Secret/plain.yaml" in done.stderr and "Secret value: not shown" in done.stderr
     for line in ("-  password: '*** (before)'", "+  password: '*** (after)'", "+  added: '***'", "   same: '***'",
                  "-  token: '***'", f"     {LAST_APPLIED}: '***'"):
         assert line in out.splitlines(), out
-    for value in values.values():
-        assert value.decode() not in out and base64.b64encode(value).decode() not in out
-    assert base64.b64decode(live(secondary, "v1", "Secret", "db", "shop")["data"]["password"]) == values["password"]
+    dry = subprocess.run([sys.executable, "-m", "kubedr", "apply", "--kubeconfig", secondary.kubeconfig_path, "--repo",
+                          str(repo.remote), "--identity", str(key_file), "--prune", "--dry-run", "--once"],
+                         capture_output=True, text=True, timeout=120)
+    assert "would fail shop/Secret/plain.yaml" in dry.stdout, dry.stdout + dry.stderr
+    assert apply(secondary, repo, "--identity", str(key_file)) == 1  # the plain one fails: into kubedr-status
+    status = subprocess.run([sys.executable, "-m", "kubedr", "status", "--secondary-kubeconfig",
+                             secondary.kubeconfig_path, "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert "plain.yaml" in status.stdout
+    for text in (out, dry.stdout + dry.stderr, status.stdout + status.stderr, json.dumps(status_of(secondary))):
+        for value in values.values():
+            assert value.decode() not in text and base64.b64encode(value).decode() not in text
+    assert base64.b64decode(live(secondary, "v1", "Secret", "db", "shop")["data"]["password"]) == values["after"]
