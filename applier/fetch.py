@@ -36,7 +36,7 @@ REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
 COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
-LISTINGS_KEPT = 3
+LISTINGS_KEPT = 2  # the commit a round applies and the one before it (its changes)
 
 
 class FetchError(Exception):
@@ -87,7 +87,8 @@ class Source:
                 git.run(["init", "--bare", "-q", self.gitdir])
         self._last_remote: str | None = None
         self._reader = TreeReader(self.gitdir)
-        self._listings: dict[str, Listing] = {}  # the last few commits read (a round, the trust anchor, drift)
+        self._listings: dict[str, Listing] = {}  # the last commits read (oldest first)
+        self._listing_lock = threading.Lock()
         self._objects: tuple[str, Objects] | None = None
 
     # ---- resolving -------------------------------------------------------------------------------------
@@ -206,17 +207,18 @@ class Source:
     # ---- reading -----------------------------------------------------------------------------------------
 
     def listing(self, sha: str) -> Listing:
-        """What a commit holds that may be read, and the entries refused (kept for the last few commits)."""
-        found = self._listings.get(sha)
-        if found is None:
-            try:
-                found = self._reader.read(sha)
-            except TreeError as exc:
-                raise FetchError(str(exc)) from exc
-            while len(self._listings) >= LISTINGS_KEPT:
-                self._listings.pop(next(iter(self._listings)))
-            self._listings[sha] = found
-        return found
+        """What a commit holds that may be read, and the entries refused (kept for the last two commits)."""
+        with self._listing_lock:  # the round and the drift watch read from their own threads
+            found = self._listings.get(sha)
+            if found is None:
+                try:
+                    found = self._reader.read(sha)
+                except TreeError as exc:
+                    raise FetchError(str(exc)) from exc
+                while len(self._listings) >= LISTINGS_KEPT:
+                    self._listings.pop(next(iter(self._listings)))
+                self._listings[sha] = found
+            return found
 
     def tree(self, sha: str) -> dict[str, str]:
         """Every file of a commit that may be read: path -> blob sha."""

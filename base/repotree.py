@@ -102,7 +102,7 @@ class TreeReader:
         out = Listing()
         with self._lock:
             seen: dict[str, bytes] = {}
-            self._walk("", root, out, seen)
+            self._walk(root, out, seen)
             keep = set(seen.values()) | set(self._paths.values())
             self._trees = {tree: d for tree, d in self._trees.items() if tree in keep}
             self._paths = seen
@@ -115,32 +115,34 @@ class TreeReader:
         except (KeyError, ValueError, pygit2.GitError):
             return None
         *dirs, name = path.split("/")
+        for part in dirs:
+            found = self._judged(tree).dirs.get(part)
+            if found is None:
+                return None
+            tree = found
+        return self._judged(tree).files.get(name)
+
+    def _judged(self, tree: bytes) -> _Dir:
+        """One tree's entries, judged: kept from a read, or parsed now and not kept (file() walks many commits)."""
         with self._lock:
-            for part in dirs:
-                found = self._dir(tree, None).dirs.get(part)
-                if found is None:
-                    return None
-                tree = found
-            return self._dir(tree, None).files.get(name)
+            here = self._trees.get(tree)
+        return here if here is not None else self._parse(tree, {})
 
-    def _dir(self, tree: bytes, path: str | None) -> _Dir:
-        """One tree's entries, judged: kept from an earlier read, or parsed (what was at path before helps)."""
-        here = self._trees.get(tree)
-        if here is None:
-            before = self._trees.get(self._paths.get(path, b"")) if path is not None else None
-            here = self._trees[tree] = self._parse(tree, before.files if before is not None else {})
-        return here
-
-    def _walk(self, path: str, tree: bytes, out: Listing, seen: dict[str, bytes]) -> None:
-        here = self._dir(tree, path)
-        seen[path] = tree
-        prefix = f"{path}/" if path else ""
-        for name, blob in here.files.items():
-            out.files[prefix + name] = blob
-        out.refused.extend(Refused(path or "(root)" if name is None else where(path, name), why)
-                           for name, why in here.refused)
-        for name, sub in here.dirs.items():
-            self._walk(prefix + name, sub, out, seen)
+    def _walk(self, root: bytes, out: Listing, seen: dict[str, bytes]) -> None:
+        todo = [("", root)]  # a stack, not recursion: a tree may be nested deeper than Python recurses
+        while todo:
+            path, tree = todo.pop()
+            here = self._trees.get(tree)
+            if here is None:
+                before = self._trees.get(self._paths.get(path, b""))
+                here = self._trees[tree] = self._parse(tree, before.files if before is not None else {})
+            seen[path] = tree
+            prefix = f"{path}/" if path else ""
+            for name, blob in here.files.items():
+                out.files[prefix + name] = blob
+            out.refused.extend(Refused(path or "(root)" if name is None else where(path, name), why)
+                               for name, why in here.refused)
+            todo.extend((prefix + name, sub) for name, sub in reversed(here.dirs.items()))
 
     def _parse(self, tree: bytes, judged: dict[str, str]) -> _Dir:
         """Judge one tree's entries; files whose blob is in judged (name -> blob) passed before."""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import yaml
 
 from kubedr import contract, git
+from kubedr.repotree import TreeReader
 
 WRITER_PATH = ".kubedr/writer.yaml"
 WRITER_TRAILER = "Writer"
@@ -107,9 +108,13 @@ def side_branch(cluster: str, now: float | None = None) -> str:
 
 # -- reading the role and commit facts from a git directory -------------------------------------------------
 def read_writer(gitdir: str, rev: str) -> Writer | None:
-    """The role in the tree of rev; None when the file is absent (or rev does not exist)."""
-    proc = git.run(["cat-file", "blob", f"{rev}:{WRITER_PATH}"], git_dir=gitdir, check=False)
-    return parse(proc.stdout) if proc.ok else None
+    """The role in the tree of rev; None when the file is absent (or rev does not exist).
+
+    Read entry by entry (repotree), not as `rev:path`: git's lookup takes whichever entry comes first, and a root
+    entry named `.kubedr/writer.yaml` placed before `.kubedr` would stand in for the real file."""
+    reader = TreeReader(gitdir)
+    blob = reader.file(rev, WRITER_PATH)
+    return parse(next(reader.blobs([blob]))) if blob else None
 
 
 def commit_facts(gitdir: str, rev: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pygit2
 import pytest
 
 from kubedr import contract
@@ -126,3 +127,12 @@ def test_one_file_is_found_by_the_same_rules_without_reading_the_tree(repo: Path
     assert reader.file(sha, ".kubedr/policy.yaml") == policy
     assert reader.file(sha, ".kubedr/writer.yaml") is None and reader.file(sha, "") is None
     assert reader.read(sha).files == {".kubedr/policy.yaml": policy}
+
+
+def test_a_tree_nested_deeper_than_python_recurses_is_read(repo: Path) -> None:
+    odb = pygit2.Repository(str(repo)).odb  # 3000 trees: written in process, not by 3000 git commands
+    tree = hostile.tree(repo, [("100644", b"deep.yaml", hostile.blob(repo, b"a: 1\n"))])
+    for _ in range(3000):
+        tree = str(odb.write(pygit2.GIT_OBJECT_TREE, b"40000 d\0" + bytes.fromhex(tree)))
+    listing = TreeReader(str(repo)).read(hostile.commit(repo, tree, "deep"))
+    assert list(listing.files) == ["d/" * 3000 + "deep.yaml"] and listing.refused == []
