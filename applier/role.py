@@ -99,7 +99,7 @@ def _resume(cluster: Cluster, source: Any, name: str, head: str | None) -> tuple
 def _branch_writer(source: Any) -> roles.Writer | None:
     """The role file at the head of the applier's source, None when absent or unreadable."""
     head = source.head()
-    blob = source.tree(head).get(roles.WRITER_PATH) if head else None
+    blob = source.file(head, roles.WRITER_PATH) if head else None
     if blob is None:
         return None
     try:

@@ -139,7 +139,7 @@ class Engine:
             return self.settings
         self._policy_for = target
         self._policy_failure = None
-        blob = self.source.tree(target).get(POLICY_PATH)
+        blob = self.source.file(target, POLICY_PATH)
         if blob is None:
             return self.user
         try:

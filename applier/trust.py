@@ -81,7 +81,7 @@ class Gate:
         """The allowed-signers file in force: the flag's, else the policy's at the anchor commit."""
         if self.flag_file:
             return self.flag_file
-        blob = self.source.tree(anchor).get(POLICY_PATH)
+        blob = self.source.file(anchor, POLICY_PATH)
         lines = policy_signers(next(iter(self.source.read_blobs([blob])))) if blob else []
         if not lines:
             return None

@@ -4,8 +4,8 @@ Every entry is judged before anything is read: contract.entry_problem (git's own
 directories only), the object's type against its mode, a name that occurs twice in one tree, and a file's size
 against contract.MAX_FILE_BYTES. A refused entry is named in one line and never read; a refused directory is not
 entered. Trees are parsed from their raw bytes, because libgit2's parser turns odd modes (100664) into 100644.
-Each directory's result is kept (by tree id, for the last two reads), so a new commit costs only the directories
-it changed, and a file whose blob was judged before is not judged again.
+Each directory's result is kept (by tree id, until the next read), so a new commit costs only the directories it
+changed, and a file whose blob was judged before is not judged again.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class TreeReader:
         self.gitdir = gitdir
         self._local = threading.local()  # one libgit2 handle per thread
         self._lock = threading.Lock()
-        self._trees: dict[bytes, _Dir] = {}  # tree id -> its entries, judged (those of the last two reads)
+        self._trees: dict[bytes, _Dir] = {}  # tree id -> its entries, judged (those of the last read)
         self._paths: dict[str, bytes] = {}  # directory path -> tree id, as the last read found them
 
     @property
@@ -103,7 +103,7 @@ class TreeReader:
         with self._lock:
             seen: dict[str, bytes] = {}
             self._walk(root, out, seen)
-            keep = set(seen.values()) | set(self._paths.values())
+            keep = set(seen.values())  # (the one before is found while this read walks; then it goes)
             self._trees = {tree: d for tree, d in self._trees.items() if tree in keep}
             self._paths = seen
         return out
