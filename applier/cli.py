@@ -455,7 +455,7 @@ def _images(args: argparse.Namespace) -> int:
         target = source.resolve(args.revision) if args.revision else source.head()
         if target is None:
             raise UsageError(f"kubedr images: {args.branch} has no commits")
-        policy_blob = source.tree(target).get(POLICY_PATH)
+        policy_blob = source.file(target, POLICY_PATH)
         if policy_blob and not args.image_map:
             try:
                 policy = parse(next(iter(source.read_blobs([policy_blob]))))

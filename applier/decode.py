@@ -15,6 +15,7 @@ from kubedr.contract import ObjectRef
 log = logging.getLogger("kubedr.applier.decode")
 
 MANAGED_LABEL = "kubedr.io/managed"
+SECRET_FIELDS = ("data", "stringData")  # a Secret's fields whose every value is secret
 PATH_ANNOTATION = "kubedr.io/path"
 
 
@@ -95,7 +96,10 @@ class Validator:
         if error is not None:
             where = ".".join(str(p) for p in error.instance_path) or "(root)"
             minor = ".".join(self.version.split(".")[:2])
-            raise DecodeError(f"invalid for Kubernetes {minor}: {where}: {error.message}")
+            # the schema's message quotes the value: never a Secret's
+            secret = obj.get("kind") == "Secret" and str(next(iter(error.instance_path), "")) in SECRET_FIELDS
+            message = "not what the schema allows (a Secret value: not shown)" if secret else error.message
+            raise DecodeError(f"invalid for Kubernetes {minor}: {where}: {message}")
 
 
 def _minor(version: str) -> tuple[int, int] | None:

@@ -1,7 +1,8 @@
 """`kubedr diff`: what apply would change, per object, as a unified diff (live vs. what apply would produce).
 
 The "after" side is the server's own answer to a dry-run server-side apply, so defaulting, merging with
-fields other managers own and admission all show exactly as a real apply would leave them.
+fields other managers own and admission all show exactly as a real apply would leave them. Secret values never
+show: as `kubectl diff` does, each is `***`, or `*** (before)` / `*** (after)` where it changes.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from typing import Any
 
 from kubedr import contract
 from kubedr.applier.apply import Action, ServerSideApplier
-from kubedr.applier.decode import Decoder
+from kubedr.applier.decode import SECRET_FIELDS, Decoder, map_ref
 from kubedr.applier.inventory import Inventory, guard
 from kubedr.applier.policy import POLICY_PATH
 from kubedr.applier.round import Engine
 from kubedr.applier.standby import hold
 from kubedr.applier.status import load as load_status
-from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.contract import ObjectRef
 from kubedr.remote import identity, redact
 
 VOLATILE_META = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
+MASK, MASK_BEFORE, MASK_AFTER = "***", "*** (before)", "*** (after)"  # kubectl diff's words
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # kubectl apply copies the whole Secret there
 
 
 def normalize(obj: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -37,8 +40,44 @@ def normalize(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def _mask_pair(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Replace every value of two maps (in place): equal ones by ***, changed ones by *** (before)/(after)."""
+    for key in before:
+        if key in after and before[key] != after[key]:
+            before[key], after[key] = MASK_BEFORE, MASK_AFTER
+        else:
+            before[key] = MASK
+            if key in after:
+                after[key] = MASK
+    for key in after.keys() - before.keys():
+        after[key] = MASK
+
+
+def _map(obj: Any, key: str) -> dict[str, Any]:
+    """obj[key] when it is a map (changed in place by the caller), else a throwaway empty one."""
+    found = obj.get(key) if isinstance(obj, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def masked(live: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict[str, Any] | None,
+                                                                              dict[str, Any] | None]:
+    """Copies of two sides of a Secret's diff with its values masked (other kinds as they are)."""
+    if not any(o is not None and o.get("kind") == "Secret" and o.get("apiVersion") == "v1" for o in (live, after)):
+        return live, after
+    before, now = copy.deepcopy(live), copy.deepcopy(after)
+    for field in SECRET_FIELDS:
+        _mask_pair(_map(before, field), _map(now, field))
+    notes = [_map(_map(side, "metadata"), "annotations") for side in (before, now)]
+    copies = [{LAST_APPLIED: n[LAST_APPLIED]} if LAST_APPLIED in n else {} for n in notes]
+    _mask_pair(*copies)
+    for note, copied in zip(notes, copies, strict=True):
+        note.update(copied)
+    return before, now
+
+
 def unified(path: str, live: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
-    """A unified diff of two objects' canonical YAML; empty when equal."""
+    """A unified diff of two objects' canonical YAML (Secret values masked); empty when equal."""
+    live, after = masked(live, after)
     a = contract.dump(live).decode().splitlines(keepends=True) if live is not None else []
     b = contract.dump(after).decode().splitlines(keepends=True) if after is not None else []
     return "".join(difflib.unified_diff(a, b, f"live/{path}", f"repo/{path}"))
@@ -75,21 +114,12 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
         engine.validator = Validator(engine.cluster.version())
     mode = engine.mode()
     tree = engine.source.tree(target)
+    objects = engine.source.objects(target)
     applier = ServerSideApplier(engine.cluster, s.concurrency, dry_run=True)
     decoder = Decoder(s.maps, engine.validator, s.identities, finish=lambda o: hold(o, mode))
-    paths: list[str] = []
-    desired: set[ObjectRef] = set()
-    errors: list[str] = []
-    from kubedr.applier.decode import map_ref
-    for path in sorted(tree):
-        try:
-            ref = ref_of_path(path)
-        except ManifestError as exc:
-            errors.append(str(exc))
-            continue
-        if ref is not None:
-            paths.append(path)
-            desired.add(map_ref(ref, s.maps))
+    paths = sorted(objects.refs)
+    desired = {map_ref(ref, s.maps) for ref in objects.refs.values()}
+    errors = [f"{path}: {reason}" for path, reason in objects.problems]
     blobs = dict(zip(paths, engine.source.read_blobs([tree[p] for p in paths]), strict=True))
 
     def one(path: str) -> str:

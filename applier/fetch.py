@@ -4,6 +4,9 @@ A remote URL is mirrored into a bare clone under the work directory and polled w
 mirror holds only the tip and fetches older history only as far back as a diff or the trust gate needs it. A local
 path (a bare repo or a checkout kept current by a git-sync sidecar) is read in place and watched with
 watchdog, so a new commit wakes the applier at once; polling stays as the fallback.
+
+What a commit holds is read from git objects entry by entry (kubedr.repotree): entries the contract refuses are
+named and never read, and a long name's file is read to learn the name (kubedr.contract).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubedr import git
+from kubedr import contract, git
+from kubedr.contract import ManifestError, ObjectRef
 from kubedr.remote import redact
+from kubedr.repotree import Listing, TreeError, TreeReader
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -31,10 +36,19 @@ REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
 COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
+LISTINGS_KEPT = 2  # the commit a round applies and the one before it (its changes)
 
 
 class FetchError(Exception):
     """The repo or the revision cannot be read; one line naming it (a failing git command raises git.GitError)."""
+
+
+@dataclass
+class Objects:
+    """A commit's object files: path -> identity, and (path, one-line reason) for what cannot be read as one."""
+
+    refs: dict[str, ObjectRef]
+    problems: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,10 @@ class Source:
             if not Path(self.gitdir, "HEAD").exists():
                 git.run(["init", "--bare", "-q", self.gitdir])
         self._last_remote: str | None = None
-        self._tree: tuple[str, dict[str, str]] | None = None
+        self._reader = TreeReader(self.gitdir)
+        self._listings: dict[str, Listing] = {}  # the last commits read (oldest first)
+        self._listing_lock = threading.Lock()
+        self._objects: tuple[str, Objects] | None = None
 
     # ---- resolving -------------------------------------------------------------------------------------
 
@@ -170,7 +187,8 @@ class Source:
 
     def commit_time(self, sha: str) -> float:
         """The primary's commit time, Unix seconds: the exporter's sub-second trailer, else the committer time."""
-        out = self._g("show", "-s", f"--format=%ct%n%(trailers:key={COMMITTED_AT},valueonly)", sha).decode().split()
+        out = self._g("log", "-1", "--no-walk", f"--format=%ct%n%(trailers:key={COMMITTED_AT},valueonly)",
+                      sha).decode().split()  # not `git show`: it parses the tree, and dies on a hostile one
         for value in out[1:2]:
             try:
                 return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
@@ -192,49 +210,66 @@ class Source:
 
     # ---- reading -----------------------------------------------------------------------------------------
 
+    def listing(self, sha: str) -> Listing:
+        """What a commit holds that may be read, and the entries refused (kept for the last two commits)."""
+        with self._listing_lock:  # the round and the drift watch read from their own threads
+            found = self._listings.get(sha)
+            if found is None:
+                try:
+                    found = self._reader.read(sha)
+                except TreeError as exc:
+                    raise FetchError(str(exc)) from exc
+                while len(self._listings) >= LISTINGS_KEPT:
+                    self._listings.pop(next(iter(self._listings)))
+                self._listings[sha] = found
+            return found
+
     def tree(self, sha: str) -> dict[str, str]:
-        """Every file of a commit: path -> blob sha (the last one is remembered: a commit never changes)."""
-        if self._tree is not None and self._tree[0] == sha:
-            return dict(self._tree[1])
-        out = self._g("ls-tree", "-r", "-z", "--full-tree", sha)
-        files: dict[str, str] = {}
-        for entry in out.split(b"\0"):
-            if not entry:
+        """Every file of a commit that may be read: path -> blob sha."""
+        return dict(self.listing(sha).files)
+
+    def file(self, sha: str, path: str) -> str | None:
+        """The blob of one file of a commit (None when absent or refused), without reading the whole tree."""
+        return self._reader.file(sha, path)
+
+    def objects(self, sha: str) -> Objects:
+        """The commit's object files with their identities (a long name's read from its file) and the problems:
+        refused tree entries, misnamed paths, long-name files that do not hold their name."""
+        if self._objects is not None and self._objects[0] == sha:
+            return self._objects[1]
+        listing = self.listing(sha)
+        found = Objects({}, [(r.path, f"tree entry refused: {r.reason}; not read") for r in listing.refused])
+        hashed: list[str] = []
+        for path in listing.files:
+            try:
+                ref = contract.ref_of_path(path)
+            except ManifestError as exc:
+                found.problems.append((path, exc.reason))
                 continue
-            meta, _, path = entry.partition(b"\t")
-            mode, typ, blob = meta.split()
-            if typ == b"blob":
-                files[path.decode()] = blob.decode()
-        self._tree = (sha, files)
-        return dict(files)
+            if ref is not None and contract.hashed(path):
+                hashed.append(path)
+            elif ref is not None:
+                found.refs[path] = ref
+        for path, data in zip(hashed, self.read_blobs([listing.files[p] for p in hashed]), strict=True):
+            try:
+                found.refs[path] = contract.ref_of(contract.load(data, path))
+            except ManifestError as exc:
+                found.problems.append((path, exc.reason))
+        self._objects = (sha, found)
+        return found
 
     def changes(self, old: str, new: str) -> list[Change] | None:
         """Paths changed from old to new; None when old is unknown here (history rewritten): apply all."""
         self.reach(old, new)
         if not self.has(old):
             return None
-        out = self._g("diff", "--name-status", "-z", "--no-renames", old, new)
-        parts = [p.decode() for p in out.split(b"\0") if p]
-        return [Change("D" if s == "D" else "A", p) for s, p in zip(parts[::2], parts[1::2], strict=True)]
+        before, after = self.listing(old).files, self.listing(new).files  # not `git diff`: it dies on hostile trees
+        return [*(Change("A", p) for p, blob in after.items() if before.get(p) != blob),
+                *(Change("D", p) for p in before.keys() - after.keys())]
 
     def read_blobs(self, blobs: list[str]) -> Iterator[bytes]:
-        """Contents of many blobs through one `git cat-file --batch`, in order."""
-        if not blobs:
-            return iter(())
-        out = self._g("cat-file", "--batch", input_bytes=("\n".join(blobs) + "\n").encode())
-        result: list[bytes] = []
-        pos = 0
-        for _ in blobs:
-            nl = out.index(b"\n", pos)
-            header = out[pos:nl].split()
-            if len(header) < 3 or header[1] == b"missing":
-                result.append(b"")
-                pos = nl + 1
-                continue
-            size = int(header[2])
-            result.append(out[nl + 1:nl + 1 + size])
-            pos = nl + 1 + size + 1
-        return iter(result)
+        """Contents of blobs of a listing, in order (read in this process, one at a time)."""
+        return self._reader.blobs(blobs)
 
     # ---- waiting -----------------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import urllib3
 from kubedr import contract
 from kubedr.applier.decode import Maps, _walk_containers, map_image, map_ref
 from kubedr.applier.fetch import Source
-from kubedr.contract import ref_of_path
 
 log = logging.getLogger("kubedr.applier.images")
 
@@ -45,22 +44,14 @@ class Index:
         if maps.fingerprint() != self._maps:
             self._maps, self._by_blob = maps.fingerprint(), {}
         tree = source.tree(target)
-        new = sorted({sha for sha in tree.values() if sha not in self._by_blob})
-        paths = {sha: p for p, sha in tree.items()}
+        refs = source.objects(target).refs
+        new = sorted({tree[p] for p in refs if tree[p] not in self._by_blob})
+        paths = {tree[p]: p for p in refs}
         for sha, data in zip(new, source.read_blobs(new), strict=True):
             self._by_blob[sha] = _images_of(paths[sha], data, maps)
         out: dict[str, list[str]] = {}
-        for path, sha in sorted(tree.items()):
-            images = self._by_blob.get(sha) or []
-            if not images:
-                continue
-            try:
-                ref = ref_of_path(path)
-            except contract.ManifestError:
-                continue
-            if ref is None:
-                continue
-            for image in images:
+        for path, ref in sorted(refs.items()):
+            for image in self._by_blob.get(tree[path]) or []:
                 out.setdefault(image, []).append(map_ref(ref, maps).display)
         return dict(sorted(out.items()))
 

@@ -105,7 +105,7 @@ def _repo(source: Any) -> str:
 def _branch_writer(source: Any) -> roles.Writer | None:
     """The role file at the head of the applier's source, None when absent or unreadable."""
     head = source.head()
-    blob = source.tree(head).get(roles.WRITER_PATH) if head else None
+    blob = source.file(head, roles.WRITER_PATH) if head else None
     if blob is None:
         return None
     try:

@@ -33,7 +33,7 @@ from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
 from kubedr.applier.status import save as save_status
 from kubedr.applier.trust import Gate, Untrusted
-from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.contract import ObjectRef
 from kubedr.kubeapi import Cluster
 from kubedr.remote import redact
 from kubedr.signing import SigningError
@@ -146,7 +146,7 @@ class Engine:
             return self.settings
         self._policy_for = target
         self._policy_failure = None
-        blob = self.source.tree(target).get(POLICY_PATH)
+        blob = self.source.file(target, POLICY_PATH)
         if blob is None:
             return self.user
         try:
@@ -263,22 +263,17 @@ class Engine:
         if self.drift is None or self.drift.commit == target:
             return
         with self.lock:
-            desired, _, _ = self._desired(self.source.tree(target))
+            desired, _, _ = self._desired(target)
             self.drift.round_done(target, desired, mode, {f.path for f in status.failures})
 
-    def _desired(self, tree: dict[str, str]) -> tuple[dict[ObjectRef, str], dict[str, ObjectRef], list[Failure]]:
-        """(object -> path, path -> object, paths that name no object) of a commit's tree, after the maps."""
+    def _desired(self, target: str) -> tuple[dict[ObjectRef, str], dict[str, ObjectRef], list[Failure]]:
+        """(object -> path, path -> object, refused entries and paths that name no object) of a commit, after the
+        maps; each problem logged once."""
+        objects = self.source.objects(target)
         desired: dict[ObjectRef, str] = {}
         path_ref: dict[str, ObjectRef] = {}
-        failures: list[Failure] = []
-        for path in tree:
-            try:
-                ref = ref_of_path(path)
-            except ManifestError as exc:
-                failures.append(Failure(path, exc.reason))
-                continue
-            if ref is None:
-                continue
+        failures = [Failure(path, reason) for path, reason in objects.problems]
+        for path, ref in objects.refs.items():
             mapped = map_ref(ref, self.settings.maps)
             desired[mapped] = path
             path_ref[path] = mapped
@@ -324,7 +319,9 @@ class Engine:
         report = Report(commit=target, exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                                                if not mode.is_active(r.namespace)])
         tree = self.source.tree(target)
-        desired, path_ref, unnamed = self._desired(tree)
+        desired, path_ref, unnamed = self._desired(target)
+        for f in unnamed:
+            log.error("%s", f)
         failures: list[Failure] = [self._policy_failure] if self._policy_failure else []
         failures += unnamed
 

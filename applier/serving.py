@@ -15,7 +15,7 @@ from kubedr import contract
 from kubedr.applier.decode import Maps, map_ref
 from kubedr.applier.fetch import Source
 from kubedr.applier.standby import SCALED
-from kubedr.contract import ObjectRef, ref_of_path
+from kubedr.contract import ObjectRef
 
 log = logging.getLogger("kubedr.applier.serving")
 ADMISSION = "admissionregistration.k8s.io"
@@ -73,14 +73,7 @@ def _load(source: Source, tree: dict[str, str], paths: list[str]) -> list[tuple[
 
 def _compute(source: Source, target: str, maps: Maps) -> dict[ObjectRef, str]:
     tree = source.tree(target)
-    refs: dict[str, ObjectRef] = {}
-    for path in tree:
-        try:
-            ref = ref_of_path(path)
-        except contract.ManifestError:
-            continue
-        if ref is not None:
-            refs[path] = ref
+    refs = source.objects(target).refs
     callers: dict[ServiceRef, str] = {}
     for path, obj in _load(source, tree, [p for p, r in refs.items() if (r.group, r.kind) in SERVED_THROUGH]):
         ref = refs[path]

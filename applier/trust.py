@@ -19,9 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from kubedr import git, signing
+from kubedr import git, policyfile, signing
 from kubedr.applier.fetch import Source
 from kubedr.applier.policy import POLICY_PATH
 from kubedr.signing import Verdict
@@ -56,11 +54,9 @@ class Gated:
 def policy_signers(data: bytes) -> list[str]:
     """The `trust.allowed_signers` lines of a policy file ([] when absent or unreadable)."""
     try:
-        doc = yaml.safe_load(data) or {}
-    except yaml.YAMLError:
+        lines = policyfile.section(data, "trust").get("allowed_signers")
+    except policyfile.PolicyFileError:
         return []
-    trust = doc.get("trust") if isinstance(doc, dict) else None
-    lines = trust.get("allowed_signers") if isinstance(trust, dict) else None
     return [str(x).strip() for x in lines or [] if str(x).strip()]
 
 
@@ -86,7 +82,7 @@ class Gate:
         """The allowed-signers file in force: the flag's, else the policy's at the anchor commit."""
         if self.flag_file:
             return self.flag_file
-        blob = self.source.tree(anchor).get(POLICY_PATH)
+        blob = self.source.file(anchor, POLICY_PATH)
         lines = policy_signers(next(iter(self.source.read_blobs([blob])))) if blob else []
         if not lines:
             return None
@@ -166,5 +162,13 @@ class Gate:
         return {v.sha: v.acknowledges for v in self._verify(shas, signers) if v.good}
 
     def _policy_changers(self, base: str | None, target: str) -> set[str]:
+        """Commits whose policy file differs from each parent's (read entry by entry, not `rev-list -- path`,
+        which dies on a hostile tree)."""
         revs = [target, f"^{base}"] if base else [target]
-        return set(self._git("rev-list", *revs, "--", POLICY_PATH).text.split())
+        changers = set()
+        for line in self._git("rev-list", "--parents", *revs).text.splitlines():
+            sha, *parents = line.split()
+            mine = self.source.file(sha, POLICY_PATH)
+            if all(self.source.file(p, POLICY_PATH) != mine for p in parents) and (parents or mine is not None):
+                changers.add(sha)
+        return changers

@@ -14,9 +14,20 @@ names like ``system:controller:x`` are legal. Every byte outside ``[A-Za-z0-9._-
 (UTF-8), and so is a leading dot: ``system%3Acontroller%3Ax.yaml``. Because ``%`` can never occur in a real
 name, the encoding is unambiguous and reversible, and the files are safe on Windows/macOS checkouts.
 
+Long names: a file name holds at most 255 bytes (ext4, XFS, btrfs, APFS, NTFS). When ``<encoded name>.yaml`` would
+be longer (a 251-253 character name, or a shorter one that percent-encoding lengthens), the file is named by a prefix
+of the encoded name, ``~`` and the sha256 of the full name: ``aaaa…aaa~3f2c…9b1e.yaml``. ``~`` never occurs in an
+encoded name, so such a file name can never be an ordinary one; the object inside carries its real name, and only
+the name whose hash it is may live there. Names that fit keep their paths.
+
 Files that are not objects: anything not exactly three segments deep, any segment starting with a dot
 (``.kubedr/…``, ``.gitattributes``), anything not ending in ``.yaml``, and kind segments that do not start
-with an upper-case letter (Kinds are CamelCase), e.g. ``README.md`` or ``docs/examples/x.yaml``.
+with an upper-case letter (Kinds are CamelCase), e.g. ``README.md`` or ``docs/examples/x.yaml``. A path that is
+not the one its object would get (``shop/ConfigMap./x.yaml``) is refused: one object, one path (but for a long
+name's full encoding, as written before the long-name rule: still read, and the exporter's next sync moves it).
+
+Reading is bounded: a file over MAX_FILE_BYTES, or one with YAML anchors or aliases (canonical YAML has none; a
+few lines of them expand to gigabytes), is refused with one line naming it.
 
 Canonical YAML (``dump``): block style, UTF-8, no aliases, no line folding, multi-line strings as literal
 blocks. Key order: ``apiVersion``, ``kind``, ``metadata``, then the other top-level keys alphabetically;
@@ -28,6 +39,7 @@ numbers (``y``, ``on``, ``1e3``, ``0o17``, ``1_e3``) are quoted, so a file also 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -42,6 +54,12 @@ _TOP_FIRST = ("apiVersion", "kind", "metadata")
 _META_FIRST = ("name", "namespace", "labels", "annotations")
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 _KIND_RE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+MAX_FILE_NAME = 255  # bytes of one path segment on the file systems a checkout lands on
+LONG_MARK = "~"  # between a long name's prefix and its hash; never in an encoded name
+_HASH_HEX = 64  # sha256
+_PREFIX_MAX = MAX_FILE_NAME - len(SUFFIX) - len(LONG_MARK) - _HASH_HEX
+_LONG_STEM_RE = re.compile(rf"(?:[A-Za-z0-9._-]|%[0-9A-F]{{2}})+{LONG_MARK}[0-9a-f]{{{_HASH_HEX}}}")
+MAX_FILE_BYTES = 3 * 1024 * 1024  # the API server's request limit: no object file can usefully be larger
 
 
 class ManifestError(Exception):
@@ -85,6 +103,22 @@ def decode_name(stem: str) -> str:
     return name
 
 
+def file_name(name: str) -> str:
+    """The file name of an object: its encoded name, or a prefix, `~` and a hash when that exceeds 255 bytes."""
+    stem = encode_name(name)
+    if len(stem) + len(SUFFIX) <= MAX_FILE_NAME:
+        return stem + SUFFIX
+    prefix = stem[:_PREFIX_MAX]
+    cut = prefix.find("%", _PREFIX_MAX - 2)  # never end inside a %XX escape
+    prefix = prefix[:cut] if cut >= 0 else prefix
+    return f"{prefix}{LONG_MARK}{hashlib.sha256(name.encode()).hexdigest()}{SUFFIX}"
+
+
+def hashed(path: str) -> bool:
+    """Whether the path's file name is a long name's prefix and hash: the object's real name is only in the file."""
+    return LONG_MARK in path.rpartition("/")[2]
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class ObjectRef:
     """Identity of an object in both clusters and in the repo; namespace is "" for cluster-scoped objects."""
@@ -103,7 +137,7 @@ class ObjectRef:
     def path(self) -> str:
         """Repo path of the object's file, relative to the repo root, with forward slashes."""
         top = self.namespace or CLUSTER_DIR
-        return f"{top}/{self.type_dir}/{encode_name(self.name)}{SUFFIX}"
+        return f"{top}/{self.type_dir}/{file_name(self.name)}"
 
     @property
     def display(self) -> str:
@@ -135,20 +169,39 @@ def ref_of(obj: dict[str, Any]) -> ObjectRef:
 def ref_of_path(path: str) -> ObjectRef | None:
     """Identity for a repo path, or None when the file is not an object (README.md, .kubedr/…, dotfiles).
 
-    Raises ManifestError for a path shaped like an object whose name is not canonically encoded.
+    For a long name's file (`hashed`), the name is the file's stem, a stand-in: the real one is in the file (load
+    checks that it hashes to this path). Raises ManifestError for a path shaped like an object whose name is not
+    canonically encoded.
     """
-    parts = path.replace("\\", "/").split("/")
+    parts = path.split("/")
     if len(parts) != 3 or any(not p or p.startswith(".") for p in parts) or not parts[2].endswith(SUFFIX):
         return None
     top, type_dir, filename = parts
     kind, _, group = type_dir.partition(".")
     if not _KIND_RE.match(kind):
         return None
-    try:
-        name = decode_name(filename[: -len(SUFFIX)])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(path, str(exc)) from exc
-    return ObjectRef(group, kind, "" if top == CLUSTER_DIR else top, name)
+    stem = filename[: -len(SUFFIX)]
+    namespace = "" if top == CLUSTER_DIR else top
+    if LONG_MARK in stem:
+        if not _LONG_STEM_RE.fullmatch(stem) or not _PREFIX_MAX - 2 <= stem.index(LONG_MARK) <= _PREFIX_MAX:
+            raise ManifestError(path, f"file name {filename!r} is neither an encoded name nor a long name's "
+                                      f"prefix{LONG_MARK}sha256")
+        ref = ObjectRef(group, kind, namespace, stem)
+        expected = f"{ref.namespace or CLUSTER_DIR}/{ref.type_dir}/{filename}"
+    else:
+        try:
+            ref = ObjectRef(group, kind, namespace, decode_name(stem))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(path, str(exc)) from exc
+        expected = ref.path
+    if path not in (expected, _encoded_path(ref)):
+        raise ManifestError(path, f"not the path of {ref.display} (that is {expected})")
+    return ref
+
+
+def _encoded_path(ref: ObjectRef) -> str:
+    """The path with the whole encoded name: ref.path, but for a long name (what was written before its rule)."""
+    return f"{ref.namespace or CLUSTER_DIR}/{ref.type_dir}/{encode_name(ref.name)}{SUFFIX}"
 
 
 # ---- tree entries ------------------------------------------------------------------------------------
@@ -335,13 +388,29 @@ def dump(obj: dict[str, Any]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def load(data: bytes, path: str) -> dict[str, Any]:
-    """Parse one manifest; ManifestError names the file for YAML errors, non-objects and misplaced files."""
+def parse_yaml(data: bytes, path: str) -> Any:
+    """One YAML document of the repo, bounded: ManifestError (one line naming the file) for a file over
+    MAX_FILE_BYTES, with anchors or aliases, or not YAML."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ManifestError(path, f"{len(data)} bytes, over the {MAX_FILE_BYTES} byte limit (not read)")
     try:
-        obj = yaml.load(data, Loader=yaml.CSafeLoader)
+        if b"&" in data or b"*" in data:  # the only characters that start an anchor or an alias
+            for event in yaml.parse(data, Loader=yaml.CSafeLoader):
+                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                    line = f" on line {event.start_mark.line + 1}" if event.start_mark else ""
+                    raise ManifestError(path, f"YAML anchor or alias{line}: the repo contract has none "
+                                              f"(refused unparsed)")
+        return yaml.load(data, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise ManifestError(path, f"invalid YAML: {reason}") from exc
+    except RecursionError:
+        raise ManifestError(path, "YAML nested too deeply") from None
+
+
+def load(data: bytes, path: str) -> dict[str, Any]:
+    """Parse one manifest; ManifestError names the file for YAML errors, non-objects and misplaced files."""
+    obj = parse_yaml(data, path)
     if not isinstance(obj, dict):
         raise ManifestError(path, f"expected a mapping (one object), got {type(obj).__name__}")
     try:
@@ -349,6 +418,6 @@ def load(data: bytes, path: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ManifestError(path, str(exc)) from exc
     expected = ref_of_path(path)
-    if expected is not None and expected != ref:
+    if expected is not None and path not in (ref.path, _encoded_path(ref)):
         raise ManifestError(path, f"file holds {ref.display}, but its path says {expected.display}")
     return obj

@@ -27,6 +27,9 @@ LOW_SPEED_SECONDS = 30  # HTTP(S): below 1 KB/s for this long ends the transfer
 SSH_OPTIONS = (f"-o BatchMode=yes -o ConnectTimeout={CONNECT_TIMEOUT} -o ServerAliveInterval={SERVER_ALIVE_SECONDS} "
                "-o ServerAliveCountMax=3")
 NETWORK_COMMANDS = frozenset({"fetch", "push", "ls-remote", "clone", "pull"})
+# Settings every command gets, so the repo's content does not steer git: a bare repo reads HEAD:.mailmap by default,
+# and a hostile tree at HEAD would fail every `git log` (a .mailmap would also rename authors in what kubedr shows).
+FIXED_CONFIG = {"mailmap.blob": "", "log.mailmap": "false"}
 TELLING = ("fatal:", "error:", "ssh:", "remote: error", "! [rejected]", "! [remote rejected]")
 
 _running: set[subprocess.Popen[bytes]] = set()
@@ -92,6 +95,11 @@ def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     ssh = _ssh_command(env)
     if ssh is not None:
         env["GIT_SSH_COMMAND"] = ssh
+    count = int(env.get("GIT_CONFIG_COUNT") or 0)  # after whatever the caller adds (signing keys)
+    for key, value in FIXED_CONFIG.items():
+        env[f"GIT_CONFIG_KEY_{count}"], env[f"GIT_CONFIG_VALUE_{count}"] = key, value
+        count += 1
+    env["GIT_CONFIG_COUNT"] = str(count)
     return env
 
 

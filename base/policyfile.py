@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
+from kubedr import contract
 
 POLICY_PATH = ".kubedr/policy.yaml"
 
@@ -18,9 +18,9 @@ def section(data: bytes | None, name: str) -> dict[str, Any]:
     if not data:
         return {}
     try:
-        doc = yaml.safe_load(data) or {}
-    except yaml.YAMLError as exc:
-        raise PolicyFileError(f"invalid YAML: {' '.join(str(exc).split())}") from exc
+        doc = contract.parse_yaml(data, POLICY_PATH) or {}
+    except contract.ManifestError as exc:
+        raise PolicyFileError(exc.reason) from exc
     found = doc.get(name) if isinstance(doc, dict) else None
     if found is None:
         return {}

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 import yaml
 
-from kubedr import git
+from kubedr import contract, git
+from kubedr.repotree import TreeReader
 
 WRITER_PATH = ".kubedr/writer.yaml"
 WRITER_TRAILER = "Writer"
@@ -51,11 +52,12 @@ def check_name(cluster: str) -> str:
 def parse(data: bytes) -> Writer:
     """The role file's bytes -> Writer; RoleError names the file."""
     try:
-        doc = yaml.safe_load(data)
+        doc = contract.parse_yaml(data, WRITER_PATH)
         writer = Writer(check_name(str(doc["cluster"])), int(doc["epoch"]), str(doc.get("since") or ""),
                         str(doc.get("reason") or ""))
-    except (yaml.YAMLError, KeyError, TypeError, ValueError, RoleError) as exc:
-        raise RoleError(f"{WRITER_PATH}: not a writer role ({' '.join(str(exc).split())})") from exc
+    except (contract.ManifestError, KeyError, TypeError, ValueError, RoleError) as exc:
+        why = exc.reason if isinstance(exc, contract.ManifestError) else " ".join(str(exc).split())
+        raise RoleError(f"{WRITER_PATH}: not a writer role ({why})") from exc
     if writer.epoch < 1:
         raise RoleError(f"{WRITER_PATH}: epoch must be 1 or more, not {writer.epoch}")
     return writer
@@ -111,9 +113,13 @@ def side_branch(cluster: str, now: float | None = None) -> str:
 
 # -- reading the role and commit facts from a git directory -------------------------------------------------
 def read_writer(gitdir: str, rev: str) -> Writer | None:
-    """The role in the tree of rev; None when the file is absent (or rev does not exist)."""
-    proc = git.run(["cat-file", "blob", f"{rev}:{WRITER_PATH}"], git_dir=gitdir, check=False)
-    return parse(proc.stdout) if proc.ok else None
+    """The role in the tree of rev; None when the file is absent (or rev does not exist).
+
+    Read entry by entry (repotree), not as `rev:path`: git's lookup takes whichever entry comes first, and a root
+    entry named `.kubedr/writer.yaml` placed before `.kubedr` would stand in for the real file."""
+    reader = TreeReader(gitdir)
+    blob = reader.file(rev, WRITER_PATH)
+    return parse(next(reader.blobs([blob]))) if blob else None
 
 
 def commit_facts(gitdir: str, rev: str) -> dict[str, str]:

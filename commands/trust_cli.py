@@ -4,7 +4,8 @@ The applier stops at the first commit that does not verify (applier/trust.py). H
 a person holding an allowed key reviews the commit, then records that in a signed, empty commit whose
 trailer `Kubedr-Acknowledges: <sha>` names it; the applier then goes on past it. The same acknowledgement
 releases a held rollback or rewrite of the branch (applier/history.py); without the trust gate, `trust accept`
-records the release on the secondary instead.
+records the release on the secondary instead. An acknowledgement that the allowed signers in force would not
+accept is refused before anything is pushed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", help="the config repo: URL, bare repo or working tree")
     parser.add_argument("--branch", default="main", help="branch (default main)")
     parser.add_argument("--signing-key", help="ack: your SSH private key (its public key is an allowed signer)")
-    parser.add_argument("--allowed-signers", help="verify: git allowed-signers file")
+    parser.add_argument("--allowed-signers", help="git allowed-signers file, as the appliers have it (ack: default "
+                        "the policy's trust.allowed_signers on the branch)")
     parser.add_argument("--message", help="ack: what was reviewed (goes into the commit message)")
 
 
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                  repo=args.repo)
         else:
             where = ["-C", args.repo]
-        return (_ack if args.action == "ack" else _verify)(args, where)
+        return _ack(args, where, tmp) if args.action == "ack" else _verify(args, where)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -77,7 +79,32 @@ def _resolve(where: list[str], branch: str, commits: list[str]) -> list[str]:
     return out
 
 
-def _ack(args: argparse.Namespace, where: list[str]) -> int:
+def _signers_in_force(args: argparse.Namespace, where: list[str], head: str, scratch: str) -> str:
+    """The allowed-signers file an acknowledgement must verify against: the flag's, else the branch policy's."""
+    from kubedr.applier.policy import POLICY_PATH
+    from kubedr.applier.trust import policy_signers
+    from kubedr.repotree import TreeReader
+
+    if args.allowed_signers:
+        try:
+            signing.check_allowed_signers(args.allowed_signers)
+        except signing.SigningError as exc:
+            raise UsageError(str(exc)) from exc
+        return str(args.allowed_signers)
+    gitdir = where[1] if where[0] == "--git-dir" else _git([*where, "rev-parse", "--absolute-git-dir"]).strip()
+    reader = TreeReader(gitdir)
+    blob = reader.read(head).files.get(POLICY_PATH)
+    lines = policy_signers(next(reader.blobs([blob]))) if blob else []
+    if not lines:
+        raise UsageError(f"trust ack: no allowed signers in force on {args.branch}: give --allowed-signers FILE "
+                         f"(the appliers' file) or list the keys in the policy's trust.allowed_signers")
+    path = os.path.join(scratch, "kubedr-allowed-signers")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+def _ack(args: argparse.Namespace, where: list[str], scratch: str) -> int:
     if not args.commits:
         raise UsageError("trust ack: name the reviewed commit(s)")
     signer = config.signer(args.signing_key, required="trust ack (an acknowledgement counts only when signed)")
@@ -98,6 +125,12 @@ def _ack(args: argparse.Namespace, where: list[str]) -> int:
                       stdin=message.encode(), env=env).text.strip()
     except git.GitError as exc:
         raise UsageError(f"trust ack: signing the commit failed: {exc.reason}") from exc
+    signers = _signers_in_force(args, where, head, scratch)
+    verdict = signing.verify(where, [sha], signers)[sha]
+    if not verdict.good:
+        source = args.allowed_signers or f"the policy's trust.allowed_signers on {args.branch}"
+        raise UsageError(f"trust ack: {args.signing_key} is not an allowed signer ({verdict.reason}; allowed signers: "
+                         f"{source}): the appliers would ignore this acknowledgement; nothing pushed")
     if where[0] == "--git-dir":
         _git([*where, "push", "-q", args.repo, f"{sha}:refs/heads/{args.branch}"], repo=args.repo)
     else:

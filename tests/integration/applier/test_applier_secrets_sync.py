@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +57,56 @@ def test_sync_carries_namespaces_and_secrets_in_one_command(primary: Any, second
     assert live(secondary, "v1", "ConfigMap", "settings", "billing") is not None
     assert live(secondary, "v1", "Namespace", "ignored") is None
     assert base64.b64decode(live(secondary, "v1", "Secret", "db", "shop")["data"]["password"]) == b"s3cret"
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # kubectl apply's copy of the object
+
+
+def test_diff_masks_secret_values_as_kubectl_diff_does(secondary: Any, repo: Repo, tmp_path: Path) -> None:
+    ident = pyrage.x25519.Identity.generate()
+    key_file = tmp_path / "applier.key"
+    key_file.write_text(f"# created: test\n{ident}\n")
+    sealer = sealing.Sealer([str(ident.to_public())], b"d" * 32)
+    values = {"password": b"pw-before-4f1c", "same": b"same-9d2e", "token": b"tok-old-77aa", "after": b"pw-after-0b3e",
+              "added": b"new-c4d5"}
+
+    def sealed(name: str, **data: bytes) -> dict[str, Any]:
+        obj = {**secret(name, b""), "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+        return sealer.seal(obj)
+
+    repo.put(namespace("shop"))
+    repo.put(sealed("db", password=values["password"], same=values["same"]))
+    old = repo.put(sealed("old", token=values["token"]))
+    repo.commit("secrets")
+    assert apply(secondary, repo, "--identity", str(key_file)) == 0
+    db = live(secondary, "v1", "Secret", "db", "shop")
+    copy = json.dumps({"apiVersion": "v1", "kind": "Secret", "data": db["data"]})  # as `kubectl apply` keeps it
+    secondary.api.patch("v1", "Secret", "db", {"metadata": {"annotations": {LAST_APPLIED: copy}}}, "merge",
+                        namespace="shop", manager="kubectl-client-side-apply")
+    repo.put(sealed("db", password=values["after"], same=values["same"], added=values["added"]))
+    repo.remove(old)
+    values["pin"] = b"13579"  # a plain Secret the schema refuses: its error must not quote the value
+    repo.put({**secret("plain", b""), "data": {}, "stringData": {"pin": int(values["pin"])}})
+    repo.commit("rotate the password, add a key, drop a Secret")
+
+    done = subprocess.run([sys.executable, "-m", "kubedr", "diff", "--kubeconfig", secondary.kubeconfig_path, "--repo",
+                           str(repo.remote), "--identity", str(key_file), "--prune", "--workdir",
+                           str(tmp_path / "diff-work")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    out = done.stdout + done.stderr
+    assert "shop/Secret/plain.yaml" in done.stderr and "Secret value: not shown" in done.stderr
+    for line in ("-  password: '*** (before)'", "+  password: '*** (after)'", "+  added: '***'", "   same: '***'",
+                 "-  token: '***'", f"     {LAST_APPLIED}: '***'"):
+        assert line in out.splitlines(), out
+    dry = subprocess.run([sys.executable, "-m", "kubedr", "apply", "--kubeconfig", secondary.kubeconfig_path, "--repo",
+                          str(repo.remote), "--identity", str(key_file), "--prune", "--dry-run", "--once"],
+                         capture_output=True, text=True, timeout=120)
+    assert "would fail shop/Secret/plain.yaml" in dry.stdout, dry.stdout + dry.stderr
+    assert apply(secondary, repo, "--identity", str(key_file)) == 1  # the plain one fails: into kubedr-status
+    status = subprocess.run([sys.executable, "-m", "kubedr", "status", "--secondary-kubeconfig",
+                             secondary.kubeconfig_path, "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert "plain.yaml" in status.stdout
+    for text in (out, dry.stdout + dry.stderr, status.stdout + status.stderr, json.dumps(status_of(secondary))):
+        for value in values.values():
+            assert value.decode() not in text and base64.b64encode(value).decode() not in text
+    assert base64.b64decode(live(secondary, "v1", "Secret", "db", "shop")["data"]["password"]) == values["after"]

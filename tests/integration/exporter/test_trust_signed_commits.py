@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from exporter_harness import export_args, hand_push, remote_files, subjects
 
-from kubedr import metrics
+from kubedr import metrics, signing
 from kubedr.commands.cli import build_parser, main
 from kubedr.exporter.cli import export_options, exporter_for
 from tests.conftest import wait_until
@@ -95,17 +95,21 @@ def test_applier_holds_at_unsigned_and_unknown_commits_until_acknowledged(primar
         stranger = hand_push(git_remote, tmp_path / "hand", "notes.txt", "hi\n", "signed by a stranger", stranger_key)
         api.create(cm("e", "1"))
         wait_until(lambda: "shop/ConfigMap/e.yaml" in remote_files(git_remote), what="export after the stranger")
-        ack = ["--repo", str(git_remote), "--signing-key", str(admin_key), "--message", "reviewed"]
+        ack = ["--repo", str(git_remote), "--signing-key", str(admin_key), "--message", "reviewed",
+               "--allowed-signers", str(signers)]
         assert main(["trust", "ack", bad, *ack]) == 0
         assert main(applier) == 1  # the signed commits between the two bad ones apply; nothing past the second
         assert untrusted_metric()["commit"] == stranger
         assert untrusted_metric()["signer"].startswith("SHA256:")
         assert _exists(secondary, "b") and not _exists(secondary, "e")
 
-        # an acknowledgement signed by a key that is not allowed counts for nothing (and needs one itself)
-        assert main(["trust", "ack", stranger, "--repo", str(git_remote), "--signing-key", str(stranger_key)]) == 0
-        stranger_ack = git("log", "-1", "--format=%H", f"--grep=acknowledge 1 reviewed commit: {stranger[:12]}",
-                           "main", cwd=git_remote)
+        # `trust ack` refuses a key that is not allowed; one pushed by hand counts for nothing (and needs one itself)
+        tip = git("rev-parse", "main", cwd=git_remote)
+        assert main(["trust", "ack", stranger, "--repo", str(git_remote), "--signing-key", str(stranger_key),
+                     "--allowed-signers", str(signers)]) == 2
+        assert git("rev-parse", "main", cwd=git_remote) == tip
+        stranger_ack = hand_push(git_remote, tmp_path / "hand", "notes.txt", "ack\n",
+                                 f"acknowledge\n\n{signing.ACK_TRAILER}: {stranger}", stranger_key)
         assert main(applier) == 1
         assert untrusted_metric()["commit"] == stranger
         assert main(["trust", "ack", stranger, stranger_ack, *ack]) == 0
@@ -150,6 +154,34 @@ def test_restart_resync_writes_back_a_hand_edit(primary, git_remote: Path, tmp_p
     head = git("rev-parse", "main", cwd=git_remote)
     assert verify_commit(git_remote, head, signers).returncode == 0
     assert git("merge-base", "--is-ancestor", bad, head, cwd=git_remote) == ""  # history kept, not rewritten
+
+
+def test_trust_ack_refuses_a_key_the_allowed_signers_in_force_do_not_hold(git_remote: Path, tmp_path: Path) -> None:
+    admin_key, stranger_key = make_key(tmp_path, "admin"), make_key(tmp_path, "stranger")
+    signers = allowed_signers(tmp_path / "allowed_signers", admin=admin_key)
+    assert main(["init", "--repo", str(git_remote), "--signing-key", str(admin_key)]) == 0
+    bad = hand_push(git_remote, tmp_path / "hand", "notes.txt", "hi\n", "unsigned")
+
+    def ack(key: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kubedr", "trust", "ack", bad, "--repo", str(git_remote),
+                               "--signing-key", str(key), *extra], capture_output=True, text=True, timeout=60)
+
+    for extra in (["--allowed-signers", str(signers)], []):  # the file given; the policy's list (none yet)
+        refused = ack(stranger_key, *extra)
+        assert refused.returncode == 2 and git("rev-parse", "main", cwd=git_remote) == bad
+        [line] = refused.stderr.splitlines()
+        assert ("not an allowed signer" if extra else "no allowed signers in force") in line
+    policy = (git_remote.parent / "hand" / ".kubedr" / "policy.yaml").read_text()
+    admin = (tmp_path / "allowed_signers").read_text().strip()
+    signed = hand_push(git_remote, tmp_path / "hand", ".kubedr/policy.yaml",
+                       policy.replace("allowed_signers: []", f"allowed_signers:\n    - '{admin}'"), "trust admin",
+                       admin_key)
+    refused = ack(stranger_key)
+    assert refused.returncode == 2 and "the policy's trust.allowed_signers" in refused.stderr
+    assert git("rev-parse", "main", cwd=git_remote) == signed
+    done = ack(admin_key)
+    assert done.returncode == 0, done.stderr
+    assert verify_commit(git_remote, git("rev-parse", "main", cwd=git_remote), signers).returncode == 0
 
 
 def _exists(emu, name: str) -> bool:

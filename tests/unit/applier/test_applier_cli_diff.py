@@ -54,3 +54,15 @@ def test_status_keeps_every_failed_path_for_retry_but_reasons_only_for_the_first
     assert len(data["failures"]) < 100_000
     back = Status.from_data(data)
     assert [f.path for f in back.failures] == [f.path for f in st.failures]
+
+
+def test_validation_errors_never_quote_a_secret_value() -> None:
+    from kubedr.applier.decode import DecodeError, Validator
+
+    check = Validator("1.30").check
+    for field in ("data", "stringData"):
+        with pytest.raises(DecodeError) as info:
+            check({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, field: {"pw": 987654321}})
+        assert f"{field}.pw" in str(info.value) and "987654321" not in str(info.value)
+    with pytest.raises(DecodeError, match="987654321"):  # other kinds keep the schema's own words
+        check({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": 987654321}})

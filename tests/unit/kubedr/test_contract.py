@@ -193,3 +193,64 @@ def test_contract_load_refuses_a_misplaced_object() -> None:
 ])
 def test_tree_entries_git_would_refuse_are_refused(name: bytes, mode: int, problem: str | None) -> None:
     assert contract.entry_problem(name, mode) == problem
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("shop/ConfigMap./settings.yaml", "shop/ConfigMap/settings.yaml"),  # an empty group after the dot
+    ("shop/ConfigMap/" + "a" * 180 + "~" + "0" * 64 + ".yaml", None),  # a prefix too short for a long name
+])
+def test_contract_a_path_that_is_not_its_objects_path_is_refused(path: str, expected: str | None) -> None:
+    with pytest.raises(ManifestError) as info:
+        ref_of_path(path)
+    assert info.value.path == path and (expected is None or expected in info.value.reason)
+
+
+def test_contract_a_backslash_is_never_a_separator() -> None:
+    assert ref_of_path("shop\\ConfigMap\\settings.yaml") is None  # one root file, not shop/ConfigMap/settings
+
+
+@pytest.mark.parametrize(("length", "hashed"), [(249, False), (250, False), (251, True), (253, True)])
+def test_contract_names_up_to_250_bytes_keep_their_paths_longer_ones_are_hashed(length: int, hashed: bool) -> None:
+    ref = ObjectRef("", "ConfigMap", "shop", "a" * length)
+    assert contract.hashed(ref.path) is hashed
+    assert (ref.path == f"shop/ConfigMap/{'a' * length}.yaml") is not hashed
+    assert len(ref.path.rpartition("/")[2]) == (length + 5 if not hashed else 255)
+
+
+def test_contract_a_long_name_is_never_cut_inside_an_escape() -> None:
+    for pad in range(3):
+        name = "a" * (183 + pad) + ":" * 30  # ':' is %3A: the 185-byte cut falls on each of its three bytes
+        prefix = ObjectRef("", "ConfigMap", "shop", name).path.rpartition("/")[2].partition("~")[0]
+        assert not prefix.endswith(("%", "%3")) and contract.encode_name(name).startswith(prefix)
+
+
+BOMB = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+    b"%s: &%s [%s]\n" % (chr(98 + i).encode(), chr(98 + i).encode(), b", ".join([b"*" + chr(97 + i).encode()] * 9))
+    for i in range(8))
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (BOMB, "YAML anchor or alias on line 1: the repo contract has none"),
+    (b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata: &d {k: v}\nmore: *d\n", "line 5"),
+    (b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\nk: !!str &s v\n", "anchor or alias"),
+    (b"k: '" + b"x" * contract.MAX_FILE_BYTES + b"'\n", f"over the {contract.MAX_FILE_BYTES} byte limit"),
+])
+def test_contract_yaml_is_bounded_anchors_aliases_and_size_are_refused(data: bytes, reason: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        contract.load(data, "shop/ConfigMap/x.yaml")
+    assert reason in info.value.reason and "\n" not in str(info.value)
+
+
+def test_contract_stars_and_ampersands_in_strings_are_not_aliases() -> None:
+    obj = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "all"},
+           "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}], "note": "a & b, *c, &d"}
+    assert contract.load(contract.dump(obj), "_cluster/ClusterRole.rbac.authorization.k8s.io/all.yaml") == obj
+
+
+def test_every_reader_of_repo_yaml_is_bounded() -> None:
+    from kubedr import policyfile, roles
+
+    with pytest.raises(policyfile.PolicyFileError, match="anchor or alias"):
+        policyfile.section(BOMB, "apply")
+    with pytest.raises(roles.RoleError, match="anchor or alias"):
+        roles.parse(BOMB)

@@ -94,3 +94,15 @@ def test_log_reads_trailers_of_each_commit(tmp_path: Path) -> None:
     assert len(second.sha) == 40 and second.time > 0
     [only] = git.log([first.sha], cwd=repo, no_walk=True)
     assert only == first
+
+
+def test_a_bare_repos_own_mailmap_never_steers_git(tmp_path: Path) -> None:
+    work, bare = tmp_path / "work", tmp_path / "bare.git"
+    run_git("init", "-q", "-b", "main", str(work))
+    (work / ".mailmap").write_text("Someone Else <tests@kubedr.invalid>\n")
+    run_git("-C", str(work), "add", ".mailmap")
+    run_git("-C", str(work), "-c", "user.name=kubedr-tests", "-c", "user.email=tests@kubedr.invalid", "commit", "-qm",
+            "a mailmap in the tree")
+    run_git("clone", "-q", "--bare", str(work), str(bare))
+    assert run_git("-C", str(bare), "log", "-1", "--format=%aN").strip() == "Someone Else"  # git's own default
+    assert git.run(["log", "-1", "--format=%aN"], git_dir=bare).text.strip() == "kubedr-tests"

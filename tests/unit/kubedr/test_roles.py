@@ -73,3 +73,19 @@ def test_status_role_state(rec: dict, writer: roles.Writer, name: str | None, se
     assert (state, problem) == expected
     if state == "fenced":
         assert "kubedr demote" in detail
+
+
+def test_the_role_is_read_entry_by_entry_a_shadow_entry_never_stands_in(tmp_path) -> None:
+    from tests import hostile
+    from tests.conftest import run_git
+
+    repo = tmp_path / "repo.git"
+    run_git("init", "--bare", "-q", "-b", "main", str(repo))
+    real, shadow = (hostile.blob(repo, roles.dump(w)) for w in (A1, B2))
+    kubedr = hostile.tree(repo, [("100644", b"writer.yaml", real)])
+    # the shadow first: git's own `main:.kubedr/writer.yaml` lookup takes it
+    sha = hostile.commit(repo, hostile.tree(repo, [("100644", b".kubedr/writer.yaml", shadow),
+                                                   ("40000", b".kubedr", kubedr)]), "shadowed role")
+    assert run_git("-C", str(repo), "cat-file", "blob", f"{sha}:.kubedr/writer.yaml") == roles.dump(B2).decode()
+    assert roles.read_writer(str(repo), "main") == A1
+    assert roles.read_writer(str(repo), "no-such-ref") is None
