@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kubedr import policyfile
+from kubedr import holds, policyfile
 from kubedr.applier.decode import Maps
 from kubedr.policyfile import POLICY_PATH
 
@@ -54,7 +54,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 
 
 def parse(data: bytes) -> dict[str, Any]:
-    """The apply section as Settings field -> value; PolicyError names the bad key."""
+    """The apply section (and the standby rules) as Settings field -> value; PolicyError names the bad key."""
     try:
         section = policyfile.section(data, "apply")
     except policyfile.PolicyFileError as exc:
@@ -68,6 +68,12 @@ def parse(data: bytes) -> dict[str, Any]:
             out[field] = convert(value)
         except (TypeError, ValueError) as exc:
             raise PolicyError(f"apply.{key}: {exc}") from exc
+    try:
+        rules = holds.policy_rules(data)
+    except holds.HoldError as exc:
+        raise PolicyError(str(exc)) from exc
+    if rules:
+        out["standby_rules"] = rules
     return out
 
 

@@ -23,6 +23,7 @@ from kubedr.applier import order
 from kubedr.applier.apply import STAGE_CHUNK, Action, Outcome, ServerSideApplier
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
+from kubedr.applier.holding import Holds
 from kubedr.applier.images import Index
 from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
@@ -32,8 +33,10 @@ from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jo
 from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
 from kubedr.applier.status import save as save_status
+from kubedr.applier.takeover import publish as publish_switchover
 from kubedr.applier.trust import Gate, Untrusted
 from kubedr.contract import ManifestError, ObjectRef, ref_of_path
+from kubedr.holds import Rule
 from kubedr.kubeapi import Cluster
 from kubedr.remote import redact
 from kubedr.signing import SigningError
@@ -70,6 +73,7 @@ class Settings:
     allowed_signers: str | None = None  # git allowed-signers file: apply only commits that verify (applier.trust)
     drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
     heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
+    standby_rules: tuple[Rule, ...] = ()  # the repo policy's `standby:` rules (kubedr.holds)
 
 
 @dataclass
@@ -114,6 +118,7 @@ class Engine:
         self.images = Index()  # the images the repo's workloads need, recorded with the status
         self.cluster_name: str | None = None  # --cluster-name: a writer applies nothing (applier/role.py)
         self.writes_branch = False  # the last round found this cluster the writer (or not yet demoted)
+        self.holds = Holds((), cluster)  # the standby rules; renewed when the policy's change
 
     def close(self) -> None:
         self.applier.close()
@@ -132,7 +137,10 @@ class Engine:
 
     @property
     def _base_mode(self) -> Mode:
-        return Mode(replicas=self.settings.standby_replicas, namespace_replicas=dict(self.settings.namespace_replicas))
+        if self.holds.policy_rules != self.settings.standby_rules:
+            self.holds = Holds(self.settings.standby_rules, self.cluster)
+        return Mode(replicas=self.settings.standby_replicas, namespace_replicas=dict(self.settings.namespace_replicas),
+                    holds=self.holds)
 
     def _effective(self, target: str) -> Settings:
         """The operator's settings, with the policy file of the commit filling what they left open."""
@@ -156,7 +164,7 @@ class Engine:
         base = self._base_mode
         if override:
             wanted = Mode(active=override == "active", replicas=base.replicas,
-                          namespace_replicas=dict(base.namespace_replicas))
+                          namespace_replicas=dict(base.namespace_replicas), holds=base.holds)
             if not self.settings.dry_run:
                 current = read_mode(self.cluster, base)
                 if current.fingerprint() != wanted.fingerprint() or not current.recorded:
@@ -188,6 +196,8 @@ class Engine:
             log.info("repo %s has no commits on %s yet", redact(self.settings.repo), self.settings.branch)
             return None
         status = load_status(self.cluster)
+        if status is not None:
+            publish_switchover(status.switchover)
         target = self._admit(target, status)
         if target is None:
             return None
@@ -239,6 +249,7 @@ class Engine:
         report = Report(commit=target, exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                                                if not mode.is_active(r.namespace)])
         tree = self.source.tree(target)
+        mode.holds.forget()  # CRDs are read again: one may have gained a scale subresource
         desired: dict[ObjectRef, str] = {}
         path_ref: dict[str, ObjectRef] = {}
         failures: list[Failure] = [self._policy_failure] if self._policy_failure else []
@@ -307,6 +318,8 @@ class Engine:
 
         report.failures = failures
         report.seconds = time.monotonic() - started
+        if not mode.active:
+            self._report_holds(mode, desired)
         if not s.dry_run:
             self._record(target, status, fp, mode, failures)
             if self.drift is not None:
@@ -332,6 +345,12 @@ class Engine:
         todo = {c.path for c in changes if c.status == "A" and c.path in path_ref}
         todo |= {f.path for f in status.failures if f.path in path_ref}
         return sorted(todo)
+
+    def _report_holds(self, mode: Mode, desired: dict[ObjectRef, str]) -> None:
+        try:
+            mode.holds.log_report((r.group, r.kind) for r in desired)
+        except (ApiError, urllib3.exceptions.HTTPError) as exc:
+            log.warning("standby holds: cannot read the CRDs for the report: %s", " ".join(str(exc).split()))
 
     def _retire_jobs(self, gone: list[ObjectRef], mode: Mode, failures: list[Failure]) -> None:
         try:

@@ -77,6 +77,7 @@ class Status:
     trust_anchor: str = ""  # the commit whose policy's allowed signers are in force (policy mode of applier.trust)
     exempt: list[str] = field(default_factory=list)  # workloads kept at primary replicas in standby, and why
     images: dict[str, list[str]] = field(default_factory=dict)  # image -> objects using it (applier.images)
+    switchover: dict[str, Any] = field(default_factory=dict)  # the last switchover's RTO (applier.takeover; not ours)
 
     def to_data(self) -> dict[str, str]:
         def iso(t: float) -> str:
@@ -113,7 +114,16 @@ class Status:
                    mode=data.get("mode", ""), lag=float(data["lagSeconds"]) if data.get("lagSeconds") else None,
                    untrusted=json.loads(data["untrusted"]) if data.get("untrusted") else {},
                    trust_anchor=data.get("trustAnchor", ""),
-                   exempt=(data.get("exempt") or "").splitlines(), images=images_of(data))
+                   exempt=(data.get("exempt") or "").splitlines(), images=images_of(data),
+                   switchover=_json_object(data.get("switchover")))
+
+
+def _json_object(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _parse(iso: str) -> float:
@@ -162,7 +172,7 @@ class Record:
             "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted,
             "drift": self.drift, "strays": self.strays, "heal": self.heal,
             "driftWatched": self.drift_watched, "driftStarted": self.drift_started,
-            "exempt": st.exempt, "images": st.images, "imageCount": self.image_count,
+            "exempt": st.exempt, "images": st.images, "imageCount": self.image_count, "switchover": st.switchover,
         }
 
 
