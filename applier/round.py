@@ -179,6 +179,7 @@ class Engine:
 
     def mode_for(self, target: str) -> Mode:
         """The mode, with the workloads serving webhooks and aggregated APIs of this commit exempt from standby."""
+        self.settings = self._effective(target)  # the commit's policy: its standby replicas and rules
         mode = self.mode()
         if not mode.active:
             mode.exempt = self.serving.exempt(self.source, target, self.settings.maps)
