@@ -5,6 +5,7 @@ and the reason, and exits 1 after --timeout."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,9 @@ def test_switchover_waits_until_every_workload_is_available(slow_secondary: Any,
         assert live(slow_secondary, "apps/v1", "Deployment", f"web-{i}", "shop")["status"]["availableReplicas"] == 2
     assert live(slow_secondary, "apps/v1", "StatefulSet", "db", "shop")["status"]["readyReplicas"] == 2
     assert live(slow_secondary, "example.com/v1", "Widget", "w", "shop")["spec"]["replicas"] == 3
+    main(["status", "--secondary-kubeconfig", slow_secondary.kubeconfig_path])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert re.search(rf"last switchover \d+s ago: RTO {rto:.1f} s \(32 workloads Available\)", shown)
 
 
 def test_switchover_names_what_is_not_available_and_why(slow_secondary: Any, repo: Repo,
@@ -86,6 +90,9 @@ def test_switchover_names_what_is_not_available_and_why(slow_secondary: Any, rep
     record = status_of(slow_secondary)["switchover"]
     assert record["rtoSeconds"] is None and record["notAvailableCount"] == 1
     assert record["notAvailable"][0].startswith("apps/Deployment shop/broken: Available: 0/1; image pull failure")
+    main(["status", "--secondary-kubeconfig", slow_secondary.kubeconfig_path])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "1 of 33 workloads not Available at its timeout (first: apps/Deployment shop/broken: " in shown
 
 
 def test_no_wait_returns_once_the_workloads_are_requested(slow_secondary: Any, repo: Repo,
