@@ -357,16 +357,20 @@ def serve(cluster: Cluster, command: str, namespaces: list[str] | None, brought_
     return 0 if ok else 1
 
 
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
+
+
 def _report(t: Takeover, rows: list[tuple[str, str, str]], errors: dict[tuple[str, str], str], wait: Wait) -> None:
     out = wait.out
     for (group, kind), error in sorted(errors.items()):
         out.write(f"cannot follow {kind}{'.' + group if group else ''}: {error}\n")
     if t.rto is not None:
-        out.write(f"standby serves: {t.workloads} workloads Available; RTO {t.rto:.1f} s (command start -> every "
+        out.write(f"standby serves: {_n(t.workloads, 'workload')} Available; RTO {t.rto:.1f} s (command start -> every "
                   f"workload Available: {t.switch_seconds:.1f} s to bring {t.brought_up} objects up, "
                   f"{t.rto - t.switch_seconds:.1f} s until Available)\n")
         return
-    out.write(f"NOT serving after --timeout {wait.timeout:g} s: {len(rows)} of {t.workloads} workloads not "
+    out.write(f"NOT serving after --timeout {wait.timeout:g} s: {len(rows)} of {_n(t.workloads, 'workload')} not "
               f"Available\n")
     width = max((len(r[0]) for r in rows), default=8)
     state_width = max((len(r[1]) for r in rows), default=5)

@@ -344,7 +344,8 @@ def takeover_text(sw: dict[str, Any]) -> str:
     """The last switchover or promote that waited: its RTO, or what was not Available when it gave up."""
     when = f"last {sw.get('command') or 'switchover'} {ago(sw.get('startedAt'))}"
     if sw.get("rtoSeconds") is not None:
-        return f"{when}: RTO {float(sw['rtoSeconds']):.1f} s ({sw.get('workloads', '?')} workloads Available)"
+        n = sw.get("workloads", "?")
+        return f"{when}: RTO {float(sw['rtoSeconds']):.1f} s ({n} workload{'' if n == 1 else 's'} Available)"
     missing = sw.get("notAvailable") or []
     return (f"{when}: {sw.get('notAvailableCount', len(missing))} of {sw.get('workloads', '?')} workloads not "
             f"Available at its timeout" + (f" (first: {missing[0]})" if missing else ""))
