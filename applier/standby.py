@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,18 +259,22 @@ class Switched:
     failures: list[str] = field(default_factory=list)
 
 
-def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> Switched:
+def switchover(cluster: Cluster, namespaces: list[str] | None = None, concurrency: int = 16) -> Switched:
     """Give every held object the primary's values back (replicas, suspend, switches); safe to repeat."""
     done = Switched()
-    for held in targets(cluster, namespaces, done.failures):
+
+    def bring_up(held: Held) -> None:
         if held.ops:
             try:
                 cluster.request("PATCH", held.resource.path(held.ref.namespace, held.ref.name), held.ops,
                                 {"fieldManager": SWITCHOVER_MANAGER}, "application/json-patch+json")
             except ApiError as exc:
                 done.failures.append(f"{held.ref.display}: {exc}")
-                continue
+                return
         done.brought_up.append(held.ref)
+
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="kubedr-switchover") as pool:
+        list(pool.map(bring_up, targets(cluster, namespaces, done.failures)))
     return done
 
 
