@@ -41,6 +41,18 @@ def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in conds or [] if isinstance(c, dict)]
 
 
+def _short(*checks: tuple[str, int, int]) -> Verdict | None:
+    """The first (what, have, want) short of want, as kstatus words it (`Ready: 1/3`); None when none is."""
+    for what, have, want in checks:
+        if want > have:
+            return Verdict(False, f"{what}: {have}/{want}")
+    return None
+
+
+def _extra(have: int, want: int) -> Verdict | None:
+    return Verdict(False, f"Pending termination: {have - want}") if have > want else None
+
+
 def deployment(d: dict[str, Any]) -> Verdict:
     """Replicas, updated, available and ready at spec.replicas; Available and a finished Progressing condition."""
     want = _int(d, "spec", "replicas", default=1)
@@ -55,16 +67,10 @@ def deployment(d: dict[str, Any]) -> Verdict:
             progressing = progressing or (c.get("status") == "True" and c.get("reason") == "NewReplicaSetAvailable")
         elif c.get("type") == "Available":
             is_available = c.get("status") == "True"
-    if want > have:
-        return Verdict(False, f"Replicas: {have}/{want}")
-    if want > updated:
-        return Verdict(False, f"Updated: {updated}/{want}")
-    if have > want:
-        return Verdict(False, f"Pending termination: {have - want}")
-    if updated > available:
-        return Verdict(False, f"Available: {available}/{updated}")
-    if want > ready:
-        return Verdict(False, f"Ready: {ready}/{want}")
+    found = (_short(("Replicas", have, want), ("Updated", updated, want)) or _extra(have, want)
+             or _short(("Available", available, updated), ("Ready", ready, want)))
+    if found is not None:
+        return found
     if not progressing:
         return Verdict(False, "ReplicaSet not Available")
     if not is_available:
@@ -81,12 +87,9 @@ def statefulset(s: dict[str, Any]) -> Verdict:
     ready, current = _int(s, "status", "readyReplicas"), _int(s, "status", "currentReplicas")
     updated = _int(s, "status", "updatedReplicas")
     partition = _int(s, "spec", "updateStrategy", "rollingUpdate", "partition", default=-1)
-    if want > have:
-        return Verdict(False, f"Replicas: {have}/{want}")
-    if want > ready:
-        return Verdict(False, f"Ready: {ready}/{want}")
-    if have > want:
-        return Verdict(False, f"Pending termination: {have - want}")
+    found = _short(("Replicas", have, want), ("Ready", ready, want)) or _extra(have, want)
+    if found is not None:
+        return found
     if partition != -1:
         return READY if updated >= want - partition else Verdict(False, f"Updated: {updated}/{want - partition}")
     if want > current:
@@ -104,12 +107,9 @@ def daemonset(d: dict[str, Any]) -> Verdict:
     desired = _int(d, "status", "desiredNumberScheduled", default=-1)
     if desired == -1:
         return Verdict(False, "no status.desiredNumberScheduled yet")
-    for field, what in (("currentNumberScheduled", "Current"), ("updatedNumberScheduled", "Updated"),
-                        ("numberAvailable", "Available"), ("numberReady", "Ready")):
-        have = _int(d, "status", field)
-        if desired > have:
-            return Verdict(False, f"{what}: {have}/{desired}")
-    return READY
+    return _short(*((what, _int(d, "status", field), desired) for field, what in (
+        ("currentNumberScheduled", "Current"), ("updatedNumberScheduled", "Updated"),
+        ("numberAvailable", "Available"), ("numberReady", "Ready")))) or READY
 
 
 def replicaset(r: dict[str, Any]) -> Verdict:
@@ -117,14 +117,9 @@ def replicaset(r: dict[str, Any]) -> Verdict:
     if any(c.get("type") == "ReplicaFailure" and c.get("status") == "True" for c in _conditions(r)):
         return Verdict(False, "ReplicaFailure: cannot create Pods")
     want, have = _int(r, "spec", "replicas", default=1), _int(r, "status", "replicas")
-    for field, what in (("fullyLabeledReplicas", "Labelled"), ("availableReplicas", "Available"),
-                        ("readyReplicas", "Ready")):
-        n = _int(r, "status", field)
-        if want > n:
-            return Verdict(False, f"{what}: {n}/{want}")
-    if have > want:
-        return Verdict(False, f"Pending termination: {have - want}")
-    return READY
+    return _short(*((what, _int(r, "status", field), want) for field, what in (
+        ("fullyLabeledReplicas", "Labelled"), ("availableReplicas", "Available"), ("readyReplicas", "Ready")))) \
+        or _extra(have, want) or READY
 
 
 def custom(obj: dict[str, Any]) -> Verdict:
