@@ -324,7 +324,11 @@ def report(kinds: Iterable[tuple[str, str]], policy: Mapping[tuple[str, str], Ru
         explicit = policy.get((group, kind))
         crd = crd_of(group, kind) if "." in group else None
         rule = resolve(group, kind, policy, crd)
-        if rule is not None:
+        refused = rule is not None and schema_refusal(crd, None, rule.tokens, 0 if rule.replicas else rule.value)
+        if rule is not None and refused:
+            as_is.append(f"  as is     {name}: {refused} (rule: {rule.describe()}); add a policy rule with "
+                         "another switch")
+        elif rule is not None:
             held.append(f"  held      {name}: {rule.switch()} ({rule.source}: {rule.why})")
         elif explicit is not None:
             as_is.append(f"  as is     {name}: the repo policy holds it off ({explicit.why})")

@@ -52,7 +52,8 @@ def crd(group: str, kind: str, scale: bool = False, served: str = "v1", **props:
 CRDS = [crd("example.com", "Widget", scale=True, replicas={"type": "integer", "minimum": 0}),
         crd("kustomize.toolkit.fluxcd.io", "Kustomization"),
         crd("keda.sh", "ScaledObject", served="v1alpha1"),
-        crd("ci.example.com", "Pipeline", enabled={"type": "boolean"})]
+        crd("ci.example.com", "Pipeline", enabled={"type": "boolean"}),
+        crd("db.example.com", "Database", scale=True, replicas={"type": "integer", "minimum": 1})]
 
 
 def cr(api_version: str, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +68,7 @@ OBJECTS = [cr("example.com/v1", "Widget", "w", {"replicas": 3, "color": "blue"})
                                                          "triggers": [{"type": "cpu"}]}),
            cr("ci.example.com/v1", "Pipeline", "release", {"enabled": True, "branch": "main"}),
            deployment("web")]
+DATABASE = cr("db.example.com/v1", "Database", "orders", {"replicas": 3})  # its CRD: replicas >= 1
 
 
 def get(emu: Any, obj: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +142,7 @@ def test_everything_that_runs_is_held_and_a_switchover_brings_it_back(
         capsys: pytest.CaptureFixture[str]) -> None:
     widget, kustomization, scaled, pipeline, web = OBJECTS
     primary.api.create(namespace("shop"))
-    for o in CRDS + OBJECTS:
+    for o in [*CRDS, *OBJECTS, DATABASE]:
         create(primary, o)
     repo.write(".kubedr/policy.yaml", POLICY)
     repo.commit("policy: hold Pipelines")
@@ -166,6 +168,12 @@ def test_everything_that_runs_is_held_and_a_switchover_brings_it_back(
     log = applier.log.read_text()
     assert "held      Widget.example.com: spec.replicas at standby replicas (scale subresource" in log
     assert "held      Pipeline.ci.example.com: spec.enabled=false (policy: a Pipeline runs builds" in log
+    # a standby value the CRD's schema refuses: said once, the object applied as it is
+    assert get(secondary, DATABASE)["spec"]["replicas"] == 3 and "kubedr.io/held" not in \
+        (get(secondary, DATABASE)["metadata"].get("labels") or {})
+    assert log.count("standby: Database.db.example.com is applied as it is, not held: its CRD allows "
+                     "spec.replicas >= 1 (minimum), not 0") == 1
+    assert "as is     Database.db.example.com: its CRD allows spec.replicas >= 1 (minimum), not 0" in log
 
     # a restart: the same held objects, not one write to them
     versions = {o["kind"]: get(secondary, o)["metadata"]["resourceVersion"] for o in OBJECTS}
