@@ -341,7 +341,7 @@ def _switchover(args: argparse.Namespace) -> int:
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
 
-    started = time.monotonic()
+    started = getattr(args, "started", None) or time.monotonic()  # the command's start (kubedr.commands.cli)
     wait = wait_options(args)
     cluster = Cluster(api_client(args.kubeconfig, args.context))
     namespaces = _namespaces(args.namespaces)

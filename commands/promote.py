@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         alive_within = parse_duration(args.alive_within, "--alive-within")
     except DurationError as exc:
         raise UsageError(str(exc)) from exc
-    started = time.monotonic()
     from kubedr.applier.cli import wait_options
 
+    started = getattr(args, "started", None) or time.monotonic()  # the command's start (kubedr.commands.cli)
     args.waiting = wait_options(args)
     signer = config.signer(args.signing_key)
     with Branch(args.repo, args.branch, signer) as branch:

@@ -2,10 +2,12 @@
 
 The secondary is its own `kubedr emulate` process, with its controllers and pretend kubelet (every Pod Ready as
 soon as it is created). Two standbys, applied alike by `kubedr apply --once`:
-  - kubedr: `kubedr switchover` (a process), its RTO as it prints it (command start -> every workload Available);
-  - the floor: the same JSON patches sent by a bare client over one pool, then a list of the Deployments every
-    20 ms until every one is Available: what the API server and its kubelet need, nothing of kubedr's.
-kubedr's own share is the difference (process start, discovery, inventory, lists, its watches).
+  - kubedr: `kubedr switchover` (a process), its RTO as it prints it (the process's start -> every workload
+    Available: its own start-up counts);
+  - the floor: the same JSON patches sent by a bare client over one pool, then one watch of the Deployments until
+    every one is Available: what the API server and its kubelet need, nothing of kubedr's.
+Alternately, best of ROUNDS each (the machine is shared: its load moves both alike).
+kubedr's own share is the difference (interpreter start and imports, discovery, inventory, lists, its watches).
 Goal: kubedr's share under 2 s at 300 workloads.
 """
 
@@ -32,6 +34,7 @@ N_WORKLOADS = int(os.environ.get("KUBEDR_BENCH_SWITCHOVER_WORKLOADS", "300"))
 NAMESPACES = 6
 REPLICAS = 2
 KUBEDR_SHARE_GOAL = 2.0
+ROUNDS = int(os.environ.get("KUBEDR_BENCH_SWITCHOVER_ROUNDS", "3"))
 
 
 def _env() -> dict[str, str]:
@@ -103,43 +106,62 @@ def _available(d: dict[str, Any]) -> bool:
     return bool((d.get("status") or {}).get("availableReplicas") == d["spec"]["replicas"] == REPLICAS)
 
 
-@pytest.mark.bench
-def test_bench_switchover_rto_of_300_workloads(tmp_path: Path, secondaries: list[Secondary]) -> None:
-    remote = _repo(tmp_path)
-
-    floor_side = _standby(tmp_path, "floor", remote, secondaries)
-    deployments = floor_side.deployments()
+def _floor(side: Secondary) -> tuple[float, float]:
+    """(patching, everything Available) seconds for a bare client: the patches, then one watch until Available."""
+    page = side.cluster.get("/apis/apps/v1/deployments")
+    available = {d["metadata"]["name"] for d in page.get("items") or [] if _available(d)}
     started = time.perf_counter()
 
     def patch(d: dict[str, Any]) -> None:
         meta = d["metadata"]
-        floor_side.cluster.request("PATCH", f"/apis/apps/v1/namespaces/{meta['namespace']}/deployments/{meta['name']}",
-                                   [{"op": "add", "path": "/spec/replicas", "value": REPLICAS}], None,
-                                   "application/json-patch+json")
+        side.cluster.request("PATCH", f"/apis/apps/v1/namespaces/{meta['namespace']}/deployments/{meta['name']}",
+                             [{"op": "add", "path": "/spec/replicas", "value": REPLICAS}], None,
+                             "application/json-patch+json")
 
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(patch, deployments))
+        list(pool.map(patch, page.get("items") or []))
     patched = time.perf_counter() - started
-    wait_until(lambda: all(_available(d) for d in floor_side.deployments()), timeout=600, interval=0.02,
-               what="every Deployment Available (floor)")
-    floor = time.perf_counter() - started
+    query = {"resourceVersion": page["metadata"]["resourceVersion"], "timeoutSeconds": "600"}
+    for ev in side.cluster.watch("/apis/apps/v1/deployments", query, 630):
+        obj = ev.get("object") or {}
+        if ev.get("type") == "MODIFIED" and _available(obj):
+            available.add(obj["metadata"]["name"])
+            if len(available) == N_WORKLOADS:
+                break
+    return patched, time.perf_counter() - started
 
-    kubedr_side = _standby(tmp_path, "kubedr", remote, secondaries)
+
+def _kubedr(side: Secondary) -> tuple[float, float, float]:
+    """(RTO, time to bring up, wall) of `kubedr switchover` as a process."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "kubedr", "switchover", "--kubeconfig", kubedr_side.kubeconfig,
+    proc = subprocess.run([sys.executable, "-m", "kubedr", "switchover", "--kubeconfig", side.kubeconfig,
                            "--timeout", "10m"], capture_output=True, text=True, env=_env(), timeout=900)
     wall = time.perf_counter() - started
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     found = re.search(r"RTO ([0-9.]+) s \(command start -> every workload Available: ([0-9.]+) s to bring", proc.stdout)
     assert found, proc.stdout
-    rto, switch = float(found.group(1)), float(found.group(2))
-    assert all(_available(d) for d in kubedr_side.deployments())
+    assert all(_available(d) for d in side.deployments())
+    return float(found.group(1)), float(found.group(2)), wall
+
+
+@pytest.mark.bench
+def test_bench_switchover_rto_of_300_workloads(tmp_path: Path, secondaries: list[Secondary]) -> None:
+    remote = _repo(tmp_path)
+    floors, runs = [], []
+    for i in range(ROUNDS):  # alternately, so a change of the machine's load touches both alike
+        floors.append(_floor(_standby(tmp_path, f"floor-{i}", remote, secondaries)))
+        runs.append(_kubedr(_standby(tmp_path, f"kubedr-{i}", remote, secondaries)))
+    patched, floor = min(floors, key=lambda f: f[1])
+    rto, switch, wall = min(runs)
     share = rto - floor
-    print(f"\nswitchover of {N_WORKLOADS} Deployments x {REPLICAS} Pods ({N_WORKLOADS * REPLICAS} Pods) on the emulator:"
+    print(f"\nswitchover of {N_WORKLOADS} Deployments x {REPLICAS} Pods ({N_WORKLOADS * REPLICAS} Pods) on the emulator,"
+          f" best of {ROUNDS}:"
           f"\n  kubedr switchover: RTO {rto:.2f} s as printed ({switch:.2f} s to bring them up, {rto - switch:.2f} s "
-          f"until Available); {wall:.2f} s wall, process start and exit included"
-          f"\n  floor (bare client: the same patches, then lists until Available): {floor:.2f} s "
-          f"({patched:.2f} s patching)"
-          f"\n  kubedr's own share: {share:.2f} s ({share / rto * 100 if rto else 0:.0f}% of the RTO); "
-          f"process start to the first request and exit: {wall - rto:.2f} s")
+          f"until Available); {wall:.2f} s wall, process start and exit included; all: "
+          f"{', '.join(f'{r[0]:.2f}' for r in runs)} s"
+          f"\n  floor (bare client: the same patches, then one watch until Available): {floor:.2f} s "
+          f"({patched:.2f} s patching); all: {', '.join(f'{f[1]:.2f}' for f in floors)} s"
+          f"\n  kubedr's own share: {share:.2f} s ({share / rto * 100 if rto else 0:.0f}% of the RTO: the "
+          f"interpreter's start and imports, then its lists and patches); outside the RTO (exec, exit): "
+          f"{wall - rto:.2f} s")
     assert share < KUBEDR_SHARE_GOAL, f"kubedr adds {share:.2f} s to the API server's and kubelets' {floor:.2f} s"
