@@ -84,6 +84,10 @@ class Holds:
             self._said.add(line)
         log.warning("%s", line)
 
+    @property
+    def reported(self) -> bool:
+        return bool(self._report)
+
     def log_report(self, kinds: Iterable[tuple[str, str]]) -> None:
         """Log which of these kinds are held and by which rule, when that changed (at start, then on change)."""
         lines = holds.report(kinds, self.policy, lambda g, k: self.crd(g, k))

@@ -214,6 +214,8 @@ class Engine:
                 status.settings = ""
             self._mode_changed = False
         if status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run:
+            if not mode.active and not self.holds.reported:  # a restart with nothing to apply still says it
+                self._report_holds(mode, {r: p for p in self.source.tree(target) if (r := _ref(p)) is not None})
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None
         with self.lock:  # a drift heal waits for the round, never for the polling above
@@ -447,6 +449,13 @@ class Engine:
             metrics.APPLY_LAG.set(max(0.0, now - commit_time))
             metrics.APPLY_LAG_HIST.observe(max(0.0, now - commit_time))
         save_status(self.cluster, new)
+
+
+def _ref(path: str) -> ObjectRef | None:
+    try:
+        return ref_of_path(path)
+    except ManifestError:
+        return None
 
 
 def _untrusted_data(u: Untrusted | None) -> dict[str, str]:

@@ -182,6 +182,8 @@ def test_everything_that_runs_is_held_and_a_switchover_brings_it_back(
     applier.start()
     wait_until(lambda: applier.get("/readyz").startswith("ok"), timeout=20, what="the applier back")
     assert {o["kind"]: get(secondary, o)["metadata"]["resourceVersion"] for o in OBJECTS} == versions
+    wait_until(lambda: applier.log.read_text().count("held      Widget.example.com") == 2, timeout=20,
+               what="the restarted applier's report of what it holds")
 
     # the primary scales its Widget and enables nothing new: the annotation follows, the live field stays held
     primary.api.patch("example.com/v1", "Widget", "w", {"spec": {"replicas": 5}}, namespace="shop")
