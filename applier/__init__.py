@@ -3,7 +3,10 @@
 Read in this order:
     fetch.py      which commit, which paths changed (git ls-remote / watchdog on a local checkout)
     decode.py     file -> object: repo contract, unseal, kubernetes-validate, namespace/image/storage maps
-    standby.py    workloads at standby replicas, CronJobs suspended; switchover; the recorded mode
+    standby.py    hold by the rules of kubedr.holds (the primary's value in an annotation); switchover; the mode
+    holding.py    which rule holds a kind here: the repo policy's, the built-in table, a CRD's scale subresource
+    takeover.py   after a switchover: follow every workload until Available, the RTO, what is not and why
+    readiness.py  when a workload is Available (kstatus) and why one is not (Pods, Events), as tables
     order.py      the apply order as one table (deletions reversed)
     apply.py      server-side apply as field manager `kubedr` (force), concurrent within a stage
     inventory.py  what kubedr applied (on the secondary) and the prune guard

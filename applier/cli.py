@@ -17,6 +17,7 @@ from kubedr.durations import parse_duration
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine, Settings
+    from kubedr.applier.takeover import Wait
     from kubedr.kubeapi import Cluster
     from kubedr.sealing import Identity
 
@@ -81,6 +82,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--namespaces", help="only these namespaces (space or comma separated)")
         parser.add_argument("--plan", action="store_true",
                             help="print what would come up and the images it needs; change nothing")
+        wait_arguments(parser)
         return
     if name == "images":
         _images_arguments(parser)
@@ -110,6 +112,29 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--cluster-name", help="this cluster's name (its exporter's --cluster-name): while the "
                                                    "branch names it the writer, nothing is applied")
         leader.add_arguments(parser, "kubedr-applier")
+
+
+def wait_arguments(p: argparse.ArgumentParser) -> None:
+    """--wait/--no-wait and --timeout of switchover and promote."""
+    wait = p.add_mutually_exclusive_group()
+    wait.add_argument("--wait", dest="wait", action="store_true", default=True,
+                      help="follow every workload brought up until it is Available, print the RTO (the default)")
+    wait.add_argument("--no-wait", dest="wait", action="store_false", help="return once the workloads are requested")
+    p.add_argument("--timeout", default="10m", metavar="DURATION",
+                   help="with --wait: give up after this long, name what is not Available and why, exit 1 "
+                        "(default 10m)")
+
+
+def wait_options(args: argparse.Namespace) -> Wait | None:
+    """How to wait (None with --no-wait); UsageError for a bad --timeout."""
+    from kubedr.applier.takeover import Wait
+
+    if not args.wait:
+        return None
+    try:
+        return Wait(parse_duration(args.timeout, "--timeout"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _namespaces(text: str | None) -> list[str]:
@@ -322,10 +347,15 @@ def _diff(engine: Engine) -> int:
 
 
 def _switchover(args: argparse.Namespace) -> int:
+    import time
+
     from kubedr.applier.standby import read_mode, record_mode, switchover
+    from kubedr.applier.takeover import serve
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
 
+    started = getattr(args, "started", None) or time.monotonic()  # the command's start (kubedr.commands.cli)
+    wait = wait_options(args)
     cluster = Cluster(api_client(args.kubeconfig, args.context))
     namespaces = _namespaces(args.namespaces)
     if args.plan:
@@ -336,11 +366,15 @@ def _switchover(args: argparse.Namespace) -> int:
     else:
         mode.active = True
     record_mode(cluster, mode, "kubedr switchover" + (f" --namespaces {' '.join(namespaces)}" if namespaces else ""))
-    changed, failures = switchover(cluster, namespaces or None)
-    for f in failures:
+    done = switchover(cluster, namespaces or None)
+    for f in done.failures:
         log.error("switchover: %s", f)
-    print(f"switchover: {changed} objects brought up ({mode.name}); {len(failures)} failed")
-    return 1 if failures else 0
+    print(f"switchover: {len(done.brought_up)} objects brought up ({mode.name}); {len(done.failures)} failed",
+          flush=True)
+    if wait is None:
+        return 1 if done.failures else 0
+    served = serve(cluster, "switchover", namespaces or None, done.brought_up, started, wait)
+    return 1 if done.failures or served else 0
 
 
 def _sync(args: argparse.Namespace) -> int:

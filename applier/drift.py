@@ -26,7 +26,7 @@ from kubedr.apierrors import Gone, api_error
 from kubedr.applier.apply import FIELD_MANAGER
 from kubedr.applier.decode import MANAGED_LABEL, Decoder
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
-from kubedr.applier.standby import Mode, hold
+from kubedr.applier.standby import Mode, hold, read_mode
 from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
 from kubedr.contract import ObjectRef, ref_of
@@ -376,7 +376,7 @@ class Drift:
     def _heal_due(self) -> None:
         now = time.monotonic()
         due = [d for d in self.drifted.values() if self.heal_on(d.ref) and d.next_heal <= now]
-        if not due:
+        if not due or self._mode_moved():
             return
         with self.engine.lock:
             decode = self._decoder()
@@ -399,6 +399,12 @@ class Drift:
                 if d.heals == 3:  # a fight: say so now, then once per interval (_report_lasting)
                     self._report(d)
                 self._suspect(d.ref)  # cleared once seen clean; a fight brings it back with its backoff
+
+    def _mode_moved(self) -> bool:
+        """A switchover recorded another mode since the last round: its changes (a removed pause annotation has
+        no owner to tell it from drift) are not healed back into the old mode; the next round applies the new."""
+        now = read_mode(self.engine.cluster)
+        return now.recorded and (now.active, now.active_namespaces) != (self.mode.active, self.mode.active_namespaces)
 
     def _budget(self) -> bool:
         now = time.monotonic()

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kubedr import policyfile
+from kubedr import holds, policyfile
 from kubedr.applier.decode import Maps
 from kubedr.config import Bound, out_of_bounds
 from kubedr.policyfile import POLICY_PATH
@@ -65,7 +65,7 @@ LIMITS: dict[str, Bound] = {
 
 
 def parse(data: bytes) -> dict[str, Any]:
-    """The apply section as Settings field -> value; PolicyError names the bad key."""
+    """The apply section (and the standby rules) as Settings field -> value; PolicyError names the bad key."""
     try:
         section = policyfile.section(data, "apply")
     except policyfile.PolicyFileError as exc:
@@ -82,6 +82,12 @@ def parse(data: bytes) -> dict[str, Any]:
         bad = out_of_bounds({field: out[field]}, LIMITS)
         if bad is not None:
             raise PolicyError(f"apply.{key}: {bad[1]:g}: must be {bad[2]}")
+    try:
+        rules = holds.policy_rules(data)
+    except holds.HoldError as exc:
+        raise PolicyError(str(exc)) from exc
+    if rules:
+        out["standby_rules"] = rules
     return out
 
 

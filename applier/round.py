@@ -23,6 +23,7 @@ from kubedr.applier import history, order
 from kubedr.applier.apply import STAGE_CHUNK, Action, Outcome, ServerSideApplier
 from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
+from kubedr.applier.holding import Holds
 from kubedr.applier.images import Index
 from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
 from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
@@ -32,8 +33,10 @@ from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jo
 from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
 from kubedr.applier.status import save as save_status
+from kubedr.applier.takeover import publish as publish_switchover
 from kubedr.applier.trust import Gate, Untrusted
 from kubedr.contract import ObjectRef
+from kubedr.holds import Rule
 from kubedr.kubeapi import Cluster
 from kubedr.remote import redact
 from kubedr.signing import SigningError
@@ -71,6 +74,7 @@ class Settings:
     own_repo: bool = False  # `kubedr sync`'s throwaway repo: applied whole, never held (applier.history)
     drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
     heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
+    standby_rules: tuple[Rule, ...] = ()  # the repo policy's `standby:` rules (kubedr.holds)
 
 
 @dataclass
@@ -120,6 +124,7 @@ class Engine:
         self.head_seen = ""  # the branch head (or pinned commit) the last poll saw
         self.fully_applied = ""  # the last commit applied with no failure
         self._unapplied: tuple[str, str, float] = ("", "", 0.0)  # (head, applied, since) of the last poll
+        self.holds = Holds((), cluster)  # the standby rules; renewed when the policy's change
 
     def close(self) -> None:
         self.applier.close()
@@ -138,7 +143,10 @@ class Engine:
 
     @property
     def _base_mode(self) -> Mode:
-        return Mode(replicas=self.settings.standby_replicas, namespace_replicas=dict(self.settings.namespace_replicas))
+        if self.holds.policy_rules != self.settings.standby_rules:
+            self.holds = Holds(self.settings.standby_rules, self.cluster)
+        return Mode(replicas=self.settings.standby_replicas, namespace_replicas=dict(self.settings.namespace_replicas),
+                    holds=self.holds)
 
     def _effective(self, target: str) -> Settings:
         """The operator's settings, with the policy file of the commit filling what they left open."""
@@ -162,7 +170,7 @@ class Engine:
         base = self._base_mode
         if override:
             wanted = Mode(active=override == "active", replicas=base.replicas,
-                          namespace_replicas=dict(base.namespace_replicas))
+                          namespace_replicas=dict(base.namespace_replicas), holds=base.holds)
             if not self.settings.dry_run:
                 current = read_mode(self.cluster, base)
                 if current.fingerprint() != wanted.fingerprint() or not current.recorded:
@@ -177,6 +185,7 @@ class Engine:
 
     def mode_for(self, target: str) -> Mode:
         """The mode, with the workloads serving webhooks and aggregated APIs of this commit exempt from standby."""
+        self.settings = self._effective(target)  # the commit's policy: its standby replicas and rules
         mode = self.mode()
         if not mode.active:
             mode.exempt = self.serving.exempt(self.source, target, self.settings.maps)
@@ -199,6 +208,8 @@ class Engine:
         self.note_poll()  # before the round: a round that hangs leaves the age counting from what is pending
         if decision.held is not None:
             return None
+        if status is not None:
+            publish_switchover(status.switchover)
         target = self._admit(head, status, decision)
         if target is None:
             return None
@@ -216,6 +227,8 @@ class Engine:
         if (status is not None and status.commit == target and status.settings == fp and not self.settings.dry_run
                 and decision.kind in (history.FORWARD, history.RESTORE)):
             self._follow(target, status, mode)
+            if not mode.active and not self.holds.reported:  # a restart with nothing to apply still says it
+                self._report_holds(mode, self._desired(target)[0])
             if not status.failures or time.time() - status.applied_at < self.retry_after:
                 return None
         with self.lock:  # a drift heal waits for the round, never for the polling above
@@ -319,6 +332,7 @@ class Engine:
         report = Report(commit=target, exempt=[f"{r.display}: {why}" for r, why in sorted(mode.exempt.items())
                                                if not mode.is_active(r.namespace)])
         tree = self.source.tree(target)
+        mode.holds.forget()  # CRDs are read again: one may have gained a scale subresource
         desired, path_ref, unnamed = self._desired(target)
         for f in unnamed:
             log.error("%s", f)
@@ -378,6 +392,8 @@ class Engine:
 
         report.failures = failures
         report.seconds = time.monotonic() - started
+        if not mode.active:
+            self._report_holds(mode, desired)
         if not s.dry_run:
             self._record(target, status, fp, mode, failures)
             if self.drift is not None:
@@ -403,6 +419,12 @@ class Engine:
         todo = {c.path for c in changes if c.status == "A" and c.path in path_ref}
         todo |= {f.path for f in status.failures if f.path in path_ref}
         return sorted(todo)
+
+    def _report_holds(self, mode: Mode, desired: dict[ObjectRef, str]) -> None:
+        try:
+            mode.holds.log_report((r.group, r.kind) for r in desired)
+        except (ApiError, urllib3.exceptions.HTTPError) as exc:
+            log.warning("standby holds: cannot read the CRDs for the report: %s", " ".join(str(exc).split()))
 
     def _retire_jobs(self, gone: list[ObjectRef], mode: Mode, failures: list[Failure]) -> None:
         try:

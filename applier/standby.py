@@ -1,7 +1,7 @@
-"""Standby: the secondary holds every workload at standby replicas, ready; switchover brings them up.
+"""Standby: the secondary holds everything that runs, by the rules of kubedr.holds; switchover brings it up.
 
-The primary's replica count travels in an annotation, so a switchover needs nothing but the secondary
-itself. The mode (standby, or active for all or some namespaces) lives in the `kubedr-mode` ConfigMap on
+The primary's value of each held field travels in an annotation, so a switchover needs nothing but the
+secondary itself. The mode (standby, or active for all or some namespaces) lives in the `kubedr-mode` ConfigMap on
 the secondary, so every later commit is applied in the mode the operator chose.
 """
 
@@ -11,37 +11,37 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedr import holds
 from kubedr.apierrors import ApiError, NotFound
 from kubedr.applier.decode import MANAGED_LABEL
+from kubedr.applier.holding import Holds
+from kubedr.applier.inventory import Inventory
 from kubedr.applier.state import get_state, put_state
 from kubedr.contract import ObjectRef
-from kubedr.kubeapi import Cluster
+from kubedr.holds import HELD_LABEL, MISSING, REPLICAS_ANNOTATION, SUSPEND_ANNOTATION, VALUES_ANNOTATION
+from kubedr.kubeapi import Cluster, Resource
 
 log = logging.getLogger("kubedr.applier.standby")
 
-REPLICAS_ANNOTATION = "kubedr.io/primary-replicas"
-SUSPEND_ANNOTATION = "kubedr.io/primary-suspend"
 MODE_CONFIGMAP = "kubedr-mode"
+SWITCHOVER_MANAGER = "kubedr-switchover"
 
-# (apiVersion, kind, plural): held at standby replicas (ReplicaSets only when no controller owns them)
+# (apiVersion, kind, plural): the workloads held at standby replicas before any other rule existed; a
+# switchover lists them by kubedr's label alone (older appliers did not put the held label on them)
 SCALED: tuple[tuple[str, str, str], ...] = (
     ("apps/v1", "Deployment", "deployments"),
     ("apps/v1", "StatefulSet", "statefulsets"),
     ("apps/v1", "ReplicaSet", "replicasets"),
 )
-# (apiVersion, kind, plural): applied with spec.suspend=true (Jobs only when no controller owns them: a
-# standalone Job, such as a database migration, would otherwise run in the DR region at once)
 SUSPENDED: tuple[tuple[str, str, str], ...] = (
     ("batch/v1", "CronJob", "cronjobs"),
     ("batch/v1", "Job", "jobs"),
 )
-_SCALED_KINDS = {("apps", kind) for _, kind, _ in SCALED}
-_SUSPENDED_KINDS = {("batch", kind) for _, kind, _ in SUSPENDED}
-# kinds a controller makes from its owner: held only when they stand alone
-_HELD_ONLY_UNOWNED = {"ReplicaSet", "Job"}
+_LEGACY = {(api.rpartition("/")[0], kind) for api, kind, _ in SCALED + SUSPENDED}
 
 
 @dataclass
@@ -54,6 +54,7 @@ class Mode:
     namespace_replicas: dict[str, int] = field(default_factory=dict)
     recorded: bool = False  # read from the secondary (not a default)
     exempt: dict[ObjectRef, str] = field(default_factory=dict)  # serve webhooks/APIs: never held (why)
+    holds: Holds = field(default_factory=Holds)  # the rules: which field of which kind is held
 
     def is_active(self, namespace: str) -> bool:
         return self.active or namespace in self.active_namespaces
@@ -67,8 +68,8 @@ class Mode:
 
     def fingerprint(self) -> str:
         return json.dumps([self.active, sorted(self.active_namespaces), self.replicas,
-                           self.namespace_replicas] + ([sorted(r.path for r in self.exempt)] if self.exempt else []),
-                          sort_keys=True)
+                           self.namespace_replicas] + ([sorted(r.path for r in self.exempt)] if self.exempt else [])
+                          + [self.holds.fingerprint()], sort_keys=True)
 
     def standby_replicas(self, namespace: str) -> int:
         return self.namespace_replicas.get(namespace, self.replicas)
@@ -79,31 +80,40 @@ def _controlled(meta: dict[str, Any]) -> bool:
 
 
 def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
-    """The object as applied in this mode: scaled workloads at standby replicas, CronJobs and Jobs suspended."""
-    meta = obj.get("metadata") or {}
+    """The object as applied in this mode: its kind's rule (kubedr.holds) sets the held field to the standby
+    value, and the primary's value goes into an annotation for the switchover."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return obj
     ns = meta.get("namespace") or ""
     if mode.is_active(ns):
         return obj
-    if mode.exempt and ObjectRef(str(obj.get("apiVersion", "")).rpartition("/")[0], str(obj.get("kind")), ns,
-                                 str(meta.get("name"))) in mode.exempt:
+    api_version = str(obj.get("apiVersion", ""))
+    group, kind = api_version.rpartition("/")[0], str(obj.get("kind"))
+    if mode.exempt and ObjectRef(group, kind, ns, str(meta.get("name"))) in mode.exempt:
         return obj  # serves a webhook or an aggregated API: the cluster itself needs it up
-    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
-    kind = obj.get("kind")
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
+    rule = mode.holds.rule(group, kind, api_version)
+    if rule is None or (rule.unowned_only and _controlled(meta)):
         return obj
-    if kind in _HELD_ONLY_UNOWNED and _controlled(meta):
+    value = mode.standby_replicas(ns) if rule.replicas else rule.value
+    if mode.holds.refusal(rule, api_version, value):
         return obj
-    if (group, kind) in _SCALED_KINDS:
-        primary = spec.get("replicas", 1)
-        meta.setdefault("annotations", {})
-        meta["annotations"] = dict(meta["annotations"] or {}, **{REPLICAS_ANNOTATION: str(primary)})
-        spec["replicas"] = mode.standby_replicas(ns)
-    elif (group, kind) in _SUSPENDED_KINDS:
-        meta["annotations"] = dict(meta.get("annotations") or {},
-                                   **{SUSPEND_ANNOTATION: "true" if spec.get("suspend") else "false"})
-        spec["suspend"] = True
-    obj["metadata"] = meta
+    tokens = rule.tokens
+    primary = holds.get(obj, tokens)
+    keep = rule.keep
+    if keep == REPLICAS_ANNOTATION:
+        kept = str(primary) if primary is not MISSING else ("1" if "." not in group else "")  # the API's default
+    elif keep == SUSPEND_ANNOTATION:
+        kept = "true" if primary is True else "false"
+    else:
+        kept = json.dumps({rule.pointer: None if primary is MISSING else primary}, sort_keys=True)
+    if not holds.put(obj, tokens, value):
+        mode.holds.say(f"standby: {rule.name} {meta.get('name')}: {rule.pointer} is not a field of a mapping; "
+                       "applied as it is")
+        return obj
+    meta = obj["metadata"]
+    meta["annotations"] = dict(meta.get("annotations") or {}, **{keep: kept})
+    meta["labels"] = dict(meta.get("labels") or {}, **{HELD_LABEL: "true"})
     return obj
 
 
@@ -111,7 +121,8 @@ def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
 
 def read_mode(cluster: Cluster, base: Mode | None = None) -> Mode:
     """The mode recorded on the secondary (standby when nothing is recorded), with base's replica settings."""
-    mode = Mode(replicas=base.replicas, namespace_replicas=dict(base.namespace_replicas)) if base else Mode()
+    mode = Mode(replicas=base.replicas, namespace_replicas=dict(base.namespace_replicas),
+                holds=base.holds) if base else Mode()
     data = get_state(cluster, MODE_CONFIGMAP)
     mode.recorded = data is not None
     data = data or {}
@@ -155,65 +166,121 @@ def retire_jobs(cluster: Cluster, refs: list[ObjectRef], mode: Mode) -> list[str
 
 # ---- switchover ------------------------------------------------------------------------------------------
 
-def _list(cluster: Cluster, api_version: str, plural: str, namespace: str | None) -> list[dict[str, Any]]:
-    base = "/apis/" + api_version + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
+@dataclass(frozen=True)
+class Held:
+    """A held object found on the secondary and the JSON patch that gives it the primary's values back."""
+
+    ref: ObjectRef
+    resource: Resource
+    live: dict[str, Any]
+    ops: list[dict[str, Any]]
+
+    def changes(self) -> list[str]:
+        """`replicas 0 -> 3`, one per field (spec fields without `spec.`)."""
+        out = []
+        for op in self.ops:
+            tokens = holds.pointer_tokens(op["path"])
+            name = f"annotation {tokens[2]}" if tokens[:2] == ("metadata", "annotations") else ".".join(tokens[1:])
+            now = holds.get(self.live, tokens)
+            new = json.dumps(op["value"]) if op["op"] == "add" else "(removed)"
+            out.append(f"{name} {'(none)' if now is MISSING else json.dumps(now)} -> {new}")
+        return out
+
+
+def restore_ops(live: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch that puts the primary's values (from kubedr's annotations) back; ValueError if unreadable."""
+    ann = (live.get("metadata") or {}).get("annotations") or {}
+    wanted: dict[str, Any] = {}
+    if REPLICAS_ANNOTATION in ann:
+        raw = ann[REPLICAS_ANNOTATION]
+        wanted["/spec/replicas"] = None if raw == "" else int(raw)
+    if SUSPEND_ANNOTATION in ann:
+        wanted["/spec/suspend"] = ann[SUSPEND_ANNOTATION] == "true"
+    if VALUES_ANNOTATION in ann:
+        values = json.loads(ann[VALUES_ANNOTATION])
+        if not isinstance(values, dict):
+            raise ValueError(f"{VALUES_ANNOTATION}: expected a JSON object")
+        for pointer, value in values.items():
+            wanted[holds.check_pointer(pointer, VALUES_ANNOTATION)] = value
+    ops = []
+    for pointer, value in wanted.items():
+        now = holds.get(live, holds.pointer_tokens(pointer))
+        if value is None:
+            if now is not MISSING:
+                ops.append({"op": "remove", "path": pointer})
+        elif now != value or now is MISSING:
+            ops.append({"op": "add", "path": pointer, "value": value})
+    return ops
+
+
+def _kinds(cluster: Cluster) -> list[tuple[str, str, bool]]:
+    """(group, kind, legacy) to look at: the five kinds held since the start (found by kubedr's label alone),
+    and every other kind kubedr applied (found by the held label)."""
+    applied = {(r.group, r.kind) for r in Inventory(cluster).load().refs}
+    return [(g, k, True) for g, k in sorted(_LEGACY)] + [(g, k, False) for g, k in sorted(applied - _LEGACY)]
+
+
+def _list(cluster: Cluster, resource: Resource, namespace: str | None, legacy: bool) -> list[dict[str, Any]]:
+    selector = f"{MANAGED_LABEL}=true" + ("" if legacy else f",{HELD_LABEL}=true")
+    if namespace and not resource.namespaced:
+        return []
     try:
-        return cluster.request("GET", base, query={"labelSelector": f"{MANAGED_LABEL}=true"}).get("items") or []
+        items = cluster.request("GET", resource.path(namespace or ""), query={"labelSelector": selector})
     except NotFound:
         return []
+    return list(items.get("items") or [])
 
 
-def _patch(cluster: Cluster, api_version: str, plural: str, ns: str, name: str, spec: dict[str, Any]) -> None:
-    path = f"/apis/{api_version}/namespaces/{ns}/{plural}/{name}"
-    cluster.request("PATCH", path, {"spec": spec}, {"fieldManager": "kubedr-switchover"},
-                    "application/merge-patch+json")
-
-
-Held = tuple[str, str, str, dict[str, Any], dict[str, Any]]  # api_version, plural, kind, live, spec to patch
-
-
-def _targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]) -> Iterator[Held]:
-    """(api_version, plural, kind, live, spec to patch) for every held object; bad annotations go to failures."""
+def targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]) -> Iterator[Held]:
+    """Every held object in these namespaces (all when None); unreadable annotations go to failures."""
     scopes: list[str | None] = list(namespaces) if namespaces else [None]  # None: every namespace
-    for ns in scopes:
-        for api_version, kind, plural in SCALED + SUSPENDED:
-            for obj in _list(cluster, api_version, plural, ns):
-                meta = obj["metadata"]
-                ann = meta.get("annotations") or {}
-                spec: dict[str, Any] | None = None
-                if ("batch", kind) in _SUSPENDED_KINDS:
-                    if SUSPEND_ANNOTATION not in ann:
-                        continue
-                    spec = {"suspend": ann[SUSPEND_ANNOTATION] == "true"}
-                elif REPLICAS_ANNOTATION in ann:
-                    try:
-                        spec = {"replicas": int(ann[REPLICAS_ANNOTATION])}
-                    except ValueError:
-                        failures.append(f"{kind} {meta['namespace']}/{meta['name']}: bad {REPLICAS_ANNOTATION}")
-                        continue
-                if spec is not None:
-                    yield api_version, plural, kind, obj, spec
+    for group, kind, legacy in _kinds(cluster):
+        resource = cluster.resource_of(ObjectRef(group, kind, "", ""))
+        if resource is None:
+            continue
+        for ns in scopes:
+            for obj in _list(cluster, resource, ns, legacy):
+                meta = obj.get("metadata") or {}
+                ref = ObjectRef(group, kind, meta.get("namespace") or "", meta.get("name") or "")
+                try:
+                    ops = restore_ops(obj)
+                except (ValueError, holds.HoldError) as exc:
+                    failures.append(f"{ref.display}: bad kubedr annotation: {exc}")
+                    continue
+                if ops or HELD_LABEL in (meta.get("labels") or {}):
+                    yield Held(ref, resource, obj, ops)
 
 
-def switchover(cluster: Cluster, namespaces: list[str] | None = None) -> tuple[int, list[str]]:
-    """Bring workloads up to the primary's replicas, CronJobs and Jobs to the primary's suspend; (changed, failed)."""
-    changed, failures = 0, list[str]()
-    for api_version, plural, kind, obj, spec in _targets(cluster, namespaces, failures):
-        meta = obj["metadata"]
-        try:
-            _patch(cluster, api_version, plural, meta["namespace"], meta["name"], spec)
-            changed += 1
-        except ApiError as exc:
-            failures.append(f"{kind} {meta['namespace']}/{meta['name']}: {exc}")
-    return changed, failures
+@dataclass
+class Switched:
+    """What a switchover did: the objects it brought up (their held fields back at the primary's values)."""
+
+    brought_up: list[ObjectRef] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def switchover(cluster: Cluster, namespaces: list[str] | None = None, concurrency: int = 16) -> Switched:
+    """Give every held object the primary's values back (replicas, suspend, switches); safe to repeat."""
+    done = Switched()
+
+    def bring_up(held: Held) -> None:
+        if held.ops:
+            try:
+                cluster.request("PATCH", held.resource.path(held.ref.namespace, held.ref.name), held.ops,
+                                {"fieldManager": SWITCHOVER_MANAGER}, "application/json-patch+json")
+            except ApiError as exc:
+                done.failures.append(f"{held.ref.display}: {exc}")
+                return
+        done.brought_up.append(held.ref)
+
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="kubedr-switchover") as pool:
+        list(pool.map(bring_up, targets(cluster, namespaces, done.failures)))
+    return done
 
 
 def plan(cluster: Cluster, namespaces: list[str] | None = None) -> list[str]:
     """What a switchover would change, one line per object (nothing is changed)."""
     failures: list[str] = []
-    out = []
-    for _, _, kind, obj, spec in _targets(cluster, namespaces, failures):
-        meta, now = obj["metadata"], obj.get("spec") or {}
-        key = next(iter(spec))
-        out.append(f"{kind} {meta['namespace']}/{meta['name']}: {key} {now.get(key)} -> {spec[key]}")
+    out = [f"{held.ref.kind} {held.ref.namespace}/{held.ref.name}".replace(" /", " ") + f": {'; '.join(held.changes())}"
+           for held in targets(cluster, namespaces, failures) if held.ops]
     return out + [f"(cannot) {f}" for f in failures]

@@ -81,6 +81,7 @@ class Status:
     accepted: dict[str, str] = field(default_factory=dict)  # `kubedr trust accept`'s key: read here, never written
     exempt: list[str] = field(default_factory=list)  # workloads kept at primary replicas in standby, and why
     images: dict[str, list[str]] = field(default_factory=dict)  # image -> objects using it (applier.images)
+    switchover: dict[str, Any] = field(default_factory=dict)  # the last switchover's RTO (applier.takeover; not ours)
 
     def to_data(self) -> dict[str, str]:
         def iso(t: float) -> str:
@@ -120,7 +121,16 @@ class Status:
                    untrusted=json.loads(data["untrusted"]) if data.get("untrusted") else {},
                    trust_anchor=data.get("trustAnchor", ""), newest=_json_map(data.get("newest")),
                    held=_json_map(data.get("held")), accepted=_json_map(data.get(ACCEPTED_KEY)),
-                   exempt=(data.get("exempt") or "").splitlines(), images=images_of(data))
+                   exempt=(data.get("exempt") or "").splitlines(), images=images_of(data),
+                   switchover=_json_object(data.get("switchover")))
+
+
+def _json_object(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _json_map(text: str | None) -> dict[str, str]:
@@ -178,7 +188,7 @@ class Record:
             "repo": st.repo, "branch": st.branch, "untrusted": st.untrusted, "held": st.held,
             "drift": self.drift, "strays": self.strays, "heal": self.heal,
             "driftWatched": self.drift_watched, "driftStarted": self.drift_started,
-            "exempt": st.exempt, "images": st.images, "imageCount": self.image_count,
+            "exempt": st.exempt, "images": st.images, "imageCount": self.image_count, "switchover": st.switchover,
         }
 
 

@@ -119,6 +119,12 @@ APPLY_DRIFTED = Gauge("kubedr_applier_drifted_objects", "Managed objects whose k
 APPLY_STRAYS = Gauge("kubedr_applier_stray_objects", "Objects in managed namespaces that are not in the repo")
 APPLY_DRIFT_DETECTED = Counter("kubedr_applier_drift_detected_total", "Times a managed object was found drifted")
 APPLY_HEALS = Counter("kubedr_applier_heals_total", "Drifted objects reapplied (forced) to the repo's version")
+# the last `kubedr switchover` / `kubedr promote` that waited, as recorded on the secondary (kubedr-status)
+SWITCHOVER_RTO = Gauge("kubedr_applier_switchover_rto_seconds",
+                       "RTO of the last switchover or promote: command start -> every workload Available")
+SWITCHOVER_TIME = Gauge("kubedr_applier_switchover_timestamp_seconds", "Unix time the last switchover or promote started")
+SWITCHOVER_UNAVAILABLE = Gauge("kubedr_applier_switchover_unavailable_workloads",
+                               "Workloads not Available when the last switchover or promote stopped waiting")
 
 # snapshot: a CronJob has no /metrics to scrape, so these live in their own registry, written as a
 # node-exporter textfile (`kubedr snapshot save --metrics-file`), and never on the daemons' /metrics,

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 
 from kubedr import config
 
@@ -50,10 +51,13 @@ def _command_name(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the command's start: this process's own when it is the command (its start-up counts), else now
+    started = config.process_start() if argv is None else time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     name = _command_name(argv)
     parser = build_parser(name)
     args = parser.parse_args(argv)
+    args.started = started
     if not args.command:
         parser.print_help()
         return 2

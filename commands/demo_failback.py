@@ -76,8 +76,11 @@ def promote_secondary(demo: Demo) -> None:
                  "--cluster-name", "secondary", "--identity", str(demo.identity_file),
                  "--workdir", str(demo.root / "promote-secondary"), "--force")
     demo.wait_for("the promote", lambda: _replicas(demo, "secondary") == 5)
+    rto = re.search(r"RTO ([0-9.]+) s", out)
     demo.step("disaster: the primary's exporter is killed; `kubedr promote --force` on the secondary (--force: "
-              "the primary committed moments ago) -> writer secondary, epoch 2; Deployment shop/web runs 5 replicas")
+              "the primary committed moments ago) -> writer secondary, epoch 2; Deployment shop/web runs 5 "
+              "replicas, Available" + (f": RTO {rto.group(1)} s (promote start -> every workload Available)"
+                                        if rto else ""))
     _show(demo, out)
 
 

@@ -4,12 +4,15 @@ Run against the secondary when the primary is lost. In order, each step safe to 
   1. read the role; refuse while the writer looks alive (its newest commit on the branch is younger than
      --alive-within) unless --force; print how old that commit is: the RPO the operator accepts;
   2. apply the branch head once (what the applier has not applied yet), in the recorded mode;
-  3. switchover: record active mode, scale the held workloads to the primary's replicas, unsuspend CronJobs;
+  3. switchover: record active mode, give every held object the primary's values back (replicas, suspend,
+     the switches of kubedr.holds);
   4. commit `.kubedr/writer.yaml` (this cluster, epoch + 1) on exactly the head applied in 2, as a
      fast-forward: if the branch moved meanwhile, the push is rejected and everything is decided again;
   5. record the role on the cluster (`kubedr-role`): its applier stops applying, its exporter (waiting,
-     fenced) finds itself the writer and starts exporting.
-Killed at any point, running it again completes: a cluster that already holds the role only re-does 3 and 5.
+     fenced) finds itself the writer and starts exporting;
+  6. with --wait (the default): follow every workload until it is Available, print the RTO, or after
+     --timeout what is not Available and why (exit 1; the role is taken, a re-run waits again).
+Killed at any point, running it again completes: a cluster that already holds the role only re-does 3, 5 and 6.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from kubedr.durations import DurationError, parse_duration
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine
+    from kubedr.applier.standby import Switched
     from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.commands.promote")
@@ -34,7 +38,7 @@ ATTEMPTS = 5
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     """Flags of `kubedr promote`: the cluster, the repo, the liveness rule, and the applier's options."""
-    from kubedr.applier.cli import _target_options
+    from kubedr.applier.cli import _target_options, wait_arguments
 
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster to promote (in-cluster when absent)")
     p.add_argument("--context")
@@ -46,6 +50,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--signing-key", help="SSH private key that signs the role commit (as the exporter signs its own)")
     _target_options(p)
+    wait_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
         alive_within = parse_duration(args.alive_within, "--alive-within")
     except DurationError as exc:
         raise UsageError(str(exc)) from exc
-    started = time.monotonic()
+    from kubedr.applier.cli import wait_options
+
+    started = getattr(args, "started", None) or time.monotonic()  # the command's start (kubedr.commands.cli)
+    args.waiting = wait_options(args)
     signer = config.signer(args.signing_key)
     with Branch(args.repo, args.branch, signer) as branch:
         for _ in range(ATTEMPTS):
@@ -118,7 +126,7 @@ def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float, 
             print(f"promote {me}: {len(report.failures)} objects failed to apply (see kubedr status); going on")
     finally:
         engine.close()
-    failures = _switchover(args)  # 3
+    switched = _switchover(args)  # 3
     message = (f"promote {me}: writer role, epoch {new.epoch}\n\n"
                f"The writer role moves from {writer.cluster + ' (epoch ' + str(writer.epoch) + ')' if writer else 'nobody'}"
                f" to {me}.\n"
@@ -128,16 +136,20 @@ def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float, 
     sha = branch.commit_file(roles.WRITER_PATH, roles.dump(new), message)
     branch.push(sha)  # 4: a fast-forward onto exactly what was applied, or Rejected
     print(f"promote {me}: {roles.WRITER_PATH} = {me} epoch {new.epoch} in {sha[:12]}")
-    return _finish(args, me, new, started, failures)
+    return _finish(args, me, new, started, switched)
 
 
-def _finish(args: argparse.Namespace, me: str, writer: roles.Writer, started: float, failures: int) -> int:
+def _finish(args: argparse.Namespace, me: str, writer: roles.Writer, started: float, switched: Switched) -> int:
     from kubedr.applier.role import record_role
+    from kubedr.applier.takeover import serve
 
-    record_role(_cluster(args), me, "writer", writer.epoch)
-    print(f"promote {me}: writer at epoch {writer.epoch}, workloads up, in {time.monotonic() - started:.2f} s"
-          + (f"; {failures} failed (see the log)" if failures else ""))
-    return 1 if failures else 0
+    cluster = _cluster(args)
+    record_role(cluster, me, "writer", writer.epoch)
+    failures = len(switched.failures)
+    print(f"promote {me}: writer at epoch {writer.epoch}, {len(switched.brought_up)} objects brought up, in "
+          f"{time.monotonic() - started:.2f} s" + (f"; {failures} failed (see the log)" if failures else ""), flush=True)
+    served = 0 if args.waiting is None else serve(cluster, "promote", None, switched.brought_up, started, args.waiting)
+    return 1 if failures or served else 0
 
 
 def _cluster(args: argparse.Namespace) -> Cluster:
@@ -147,8 +159,8 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     return Cluster(api_client(args.kubeconfig, args.context))
 
 
-def _switchover(args: argparse.Namespace) -> int:
-    """Record active mode and scale the held workloads up (as `kubedr switchover`); the number that failed."""
+def _switchover(args: argparse.Namespace) -> Switched:
+    """Record active mode and bring the held objects up (as `kubedr switchover`)."""
     from kubedr.applier.standby import read_mode, record_mode, switchover
 
     cluster = _cluster(args)
@@ -156,10 +168,10 @@ def _switchover(args: argparse.Namespace) -> int:
     if not (mode.active and mode.recorded):
         mode.active = True
         record_mode(cluster, mode, "kubedr promote")
-    _, failures = switchover(cluster)
-    for f in failures:
+    done = switchover(cluster)
+    for f in done.failures:
         log.error("switchover: %s", f)
-    return len(failures)
+    return done
 
 
 def _engine(args: argparse.Namespace) -> Engine:

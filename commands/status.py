@@ -331,7 +331,7 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, sid
                 else "this cluster held the writer role and was not demoted")
         return Row(side, "applier", f"idle ({role})", commit=applied[:12],
                    detail=f"{what}: its applier applies nothing; it last applied {applied[:12] or '-'} "
-                          f"{ago(st.applied_at)}",
+                          f"{ago(st.applied_at)}" + (f"; {takeover_text(st.switchover)}" if st.switchover else ""),
                    data={**record.to_data(), "drift": [], "lag_seconds": None, "writes_branch": True})
     failures = st.failures
     mode = record.mode
@@ -363,12 +363,25 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, sid
                      f"{', '.join(s['object'] for s in strays[:3])}{' ...' if len(strays) > 3 else ''}")
     if failures:
         parts.append(f"first failure: {failures[0].path}: {failures[0].reason}")
+    if st.switchover:
+        parts.append(takeover_text(st.switchover))
     if st.applied_at:
         parts.append(f"applied {ago(st.applied_at)}")
     parts.append(_applier_leader(kubeconfig, context))
     return Row(side, "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
                drift=str(len(drift)), detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted or st.held),
                data={**record.to_data(), "lag_seconds": lag})
+
+
+def takeover_text(sw: dict[str, Any]) -> str:
+    """The last switchover or promote that waited: its RTO, or what was not Available when it gave up."""
+    when = f"last {sw.get('command') or 'switchover'} {ago(sw.get('startedAt'))}"
+    if sw.get("rtoSeconds") is not None:
+        n = sw.get("workloads", "?")
+        return f"{when}: RTO {float(sw['rtoSeconds']):.1f} s ({n} workload{'' if n == 1 else 's'} Available)"
+    missing = sw.get("notAvailable") or []
+    return (f"{when}: {sw.get('notAvailableCount', len(missing))} of {sw.get('workloads', '?')} workloads not "
+            f"Available at its timeout" + (f" (first: {missing[0]})" if missing else ""))
 
 
 def _applier_leader(kubeconfig: str, context: str | None) -> str:

@@ -21,6 +21,11 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", type=int, help="watch events kept for resume (default 10000); older -> 410")
     parser.add_argument("--bookmark-interval", type=float, help="seconds between watch BOOKMARK events (default 1)")
     parser.add_argument("--no-controllers", action="store_true", help="no namespace/deployment/endpoint controllers")
+    parser.add_argument("--no-kubelet", action="store_true",
+                        help="no pretend node: Pods stay Pending (by default every Pod runs at once, Ready)")
+    parser.add_argument("--pod-ip", help="the address every running Pod gets (default none: Services route nowhere)")
+    parser.add_argument("--pod-start-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="how long each Pod waits before it runs (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("emulate: --kubeconfig PATH is required (where to write the kubeconfig)")
     emu = Emulator(listen=args.listen or "127.0.0.1:6443", token=args.token or DEFAULT_TOKEN, tls=bool(args.tls),
                    history=args.history or 10_000, bookmark_interval=args.bookmark_interval or 1.0,
-                   controllers=not args.no_controllers)
+                   controllers=not args.no_controllers, kubelet=not args.no_kubelet, pod_ip=args.pod_ip,
+                   pod_start_delay=args.pod_start_delay)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

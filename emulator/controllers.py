@@ -11,12 +11,12 @@ import hashlib
 import logging
 import queue
 import threading
-import time
 from typing import Any
 
-from kubedr.emulator import daemonsets, endpoints, kubelet
+from kubedr.emulator import daemonsets, endpoints, events
 from kubedr.emulator.deletion import NamespaceFinalizer
 from kubedr.emulator.errors import ApiError
+from kubedr.emulator.kubelet import Kubelet
 from kubedr.emulator.objects import HistoryEvent, now_iso
 from kubedr.emulator.store import ClusterStore
 from kubedr.selectors import selector_matches
@@ -36,9 +36,9 @@ WATCHED = {("", "namespaces"), ("apps", "deployments"), ("apps", "replicasets"),
 class Controllers(NamespaceFinalizer):
     """Namespace, deployment, replicaset and endpoint controllers in one worker thread."""
 
-    def __init__(self, store: ClusterStore, pod_ip: str | None = None):
+    def __init__(self, store: ClusterStore, kubelet: Kubelet | None = None):
         self.store = store
-        self.pod_ip = pod_ip  # kubelet.run_pod starts every Pod here when set; else Pods stay Pending
+        self.kubelet = kubelet  # starts every Pod (Ready, or failing to pull); None: Pods stay Pending
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="emulator-controllers", daemon=True)
         self.stopped = False
@@ -49,6 +49,8 @@ class Controllers(NamespaceFinalizer):
 
     def stop(self) -> None:
         self.stopped = True
+        if self.kubelet is not None:
+            self.kubelet.stop()
         if self in self.store.hooks:
             self.store.hooks.remove(self)
         self.queue.put(None)
@@ -100,8 +102,8 @@ class Controllers(NamespaceFinalizer):
             self._service(obj)
             endpoints.sync(self.store, obj)
         elif kind == "Pod":
-            if ev.type == "ADDED" and self.pod_ip:
-                kubelet.run_pod(self.store, obj, self.pod_ip)
+            if ev.type == "ADDED" and self.kubelet is not None:
+                self.kubelet.pod_added(obj)
             self._pod_changed(obj)
             endpoints.pod_changed(self.store, obj, ev.prev.obj if ev.prev else None)
         elif kind == "StatefulSet" and ev.type != "DELETED":
@@ -153,20 +155,7 @@ class Controllers(NamespaceFinalizer):
 
     def _event(self, obj: dict, reason: str, message: str, component: str) -> None:
         """A core/v1 Event about obj, as the controllers' event recorders write them."""
-        now = now_iso()
-        meta = obj["metadata"]
-        ev = {"apiVersion": "v1", "kind": "Event", "metadata": {
-            "name": f"{meta['name']}.{time.time_ns():x}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
-                               "namespace": meta["namespace"], "resourceVersion": meta.get("resourceVersion", ""),
-                               "uid": meta["uid"]},
-            "reason": reason, "message": message, "source": {"component": component}, "firstTimestamp": now,
-            "lastTimestamp": now, "count": 1, "type": "Normal", "eventTime": None, "reportingComponent": "",
-            "reportingInstance": ""}
-        try:
-            self.store.create_rt(self.store.kind("v1", "Event"), ev, meta["namespace"], KCM)
-        except ApiError:
-            pass
+        events.record(self.store, obj, reason, message, component)
 
     @staticmethod
     def _owner_ref(obj: dict) -> dict:
@@ -265,10 +254,13 @@ class Controllers(NamespaceFinalizer):
             if live is None:
                 return
             rs = live.obj
-            n = len([p for p in self._owned("Pod", rs) if not p["metadata"].get("deletionTimestamp")])
-            status = {"fullyLabeledReplicas": n, "observedGeneration": rs["metadata"].get("generation", 1),
-                      "replicas": n} if n else {"observedGeneration": rs["metadata"].get("generation", 1),
-                                                "replicas": 0}
+            pods = [p for p in self._owned("Pod", rs) if not p["metadata"].get("deletionTimestamp")]
+            n, ready = len(pods), len([p for p in pods if _ready(p)])
+            status: dict = {"observedGeneration": rs["metadata"].get("generation", 1), "replicas": n}
+            if n:  # omitempty, as the replicaset controller writes them; available = ready (no minReadySeconds)
+                status["fullyLabeledReplicas"] = n
+            if ready:
+                status.update(readyReplicas=ready, availableReplicas=ready)
             if rs.get("status") != status:
                 s.update_rt(rt, {**rs, "status": status}, name, ns, KCM, subresource="status")
 
@@ -287,6 +279,8 @@ class Controllers(NamespaceFinalizer):
             d = live.obj
             owned = self._owned("ReplicaSet", d)
             replicas = sum((r.get("status") or {}).get("replicas", 0) for r in owned)
+            ready = sum((r.get("status") or {}).get("readyReplicas", 0) for r in owned)
+            available = sum((r.get("status") or {}).get("availableReplicas", 0) for r in owned)
             want = (d.get("spec") or {}).get("replicas", 1)
             newest = max(owned, key=lambda r: int(r["metadata"].get("annotations", {}).get(
                 "deployment.kubernetes.io/revision", "0")), default=None)
@@ -301,20 +295,22 @@ class Controllers(NamespaceFinalizer):
                         "lastUpdateTime": prev["lastUpdateTime"] if same and prev.get("reason") == reason else now,
                         "message": message, "reason": reason, "status": status, "type": type_}
 
-            available = want == 0
-            conds = [cond("Available", "True" if available else "False",
-                          "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
-                          "Deployment has minimum availability." if available else
+            minimum = available >= want - _max_unavailable(d)
+            conds = [cond("Available", "True" if minimum else "False",
+                          "MinimumReplicasAvailable" if minimum else "MinimumReplicasUnavailable",
+                          "Deployment has minimum availability." if minimum else
                           "Deployment does not have minimum availability.")]
             if newest is not None:
-                conds.append(cond("Progressing", "True", "ReplicaSetUpdated",
-                                  f'ReplicaSet "{newest["metadata"]["name"]}" is progressing.'))
+                rs_name = newest["metadata"]["name"]
+                complete = updated == want and replicas == want and available == want
+                conds.append(cond("Progressing", "True", "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                                  f'ReplicaSet "{rs_name}" has successfully progressed.' if complete else
+                                  f'ReplicaSet "{rs_name}" is progressing.'))
             status: dict = {"conditions": conds, "observedGeneration": d["metadata"].get("generation", 1)}
-            if replicas:
-                status["replicas"] = replicas
-                status["unavailableReplicas"] = replicas
-            if updated:
-                status["updatedReplicas"] = updated
+            for key, value in (("replicas", replicas), ("updatedReplicas", updated), ("readyReplicas", ready),
+                               ("availableReplicas", available), ("unavailableReplicas", max(0, replicas - available))):
+                if value:
+                    status[key] = value  # omitempty, as the deployment controller writes them
             old = dict(d.get("status") or {})
             annotations = dict(d["metadata"].get("annotations") or {})
             if newest is not None:
@@ -369,6 +365,13 @@ class Controllers(NamespaceFinalizer):
                                          ref["name"])
                 if live is not None:
                     self._daemonset(live.obj)
+            elif ref.get("kind") == "StatefulSet" and ref.get("controller"):
+                live = self.store._entry(self.store.kind("apps/v1", "StatefulSet"), pod["metadata"]["namespace"],
+                                         ref["name"])
+                if live is not None and not live.obj["metadata"].get("deletionTimestamp"):
+                    spec = live.obj.get("spec") or {}
+                    self._statefulset_status(live.obj, f"{ref['name']}-{_hash(spec.get('template') or {})}",
+                                             spec.get("replicas", 1))
 
     # ------------------------------------------------------------ daemonsets
 
@@ -471,10 +474,19 @@ class Controllers(NamespaceFinalizer):
             idx = pod["metadata"]["name"].rsplit("-", 1)[-1]
             if idx.isdigit() and int(idx) >= want:
                 s.delete_rt(pod_rt, pod["metadata"]["name"], ns)
-        n = min(want, len(self._owned("Pod", sts)))
-        status = {"availableReplicas": 0, "collisionCount": 0, "currentReplicas": n, "currentRevision": revision,
+        self._statefulset_status(sts, revision, want)
+
+    def _statefulset_status(self, sts: dict, revision: str, want: int) -> None:
+        s = self.store
+        meta = sts["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        pods = [p for p in self._owned("Pod", sts) if not p["metadata"].get("deletionTimestamp")]
+        n, ready = min(want, len(pods)), min(want, len([p for p in pods if _ready(p)]))
+        status = {"availableReplicas": ready, "collisionCount": 0, "currentReplicas": n, "currentRevision": revision,
                   "observedGeneration": meta.get("generation", 1), "replicas": n, "updateRevision": revision,
                   "updatedReplicas": n}
+        if ready:
+            status["readyReplicas"] = ready
         sts_rt = s.kind("apps/v1", "StatefulSet")
         with s.lock:
             live = s._entry(sts_rt, ns, name)
@@ -529,6 +541,25 @@ class Controllers(NamespaceFinalizer):
                     "type": "Suspended", "status": "True", "reason": "JobSuspended", "message": "Job suspended",
                     "lastProbeTime": at, "lastTransitionTime": at}], "uncountedTerminatedPods": {}}
                 s.update_rt(job_rt, {**live.obj, "status": status}, meta["name"], ns, KCM, subresource="status")
+
+
+def _ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or ())
+
+
+def _max_unavailable(d: dict) -> int:
+    """The Pods a rolling update may have unavailable (maxUnavailable, default 25%, rounded down), as the
+    deployment controller computes it for its Available condition; 0 for Recreate or no replicas."""
+    spec = d.get("spec") or {}
+    replicas = spec.get("replicas", 1)
+    strategy = spec.get("strategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate" or not replicas:
+        return 0
+    value = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%")
+    if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+        return min(replicas, replicas * int(value[:-1]) // 100)
+    return min(replicas, value) if isinstance(value, int) else 0
 
 
 def _hash(value: object) -> str:

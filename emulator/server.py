@@ -25,6 +25,7 @@ from kubedr.emulator.admission import Admission
 from kubedr.emulator.controllers import Controllers
 from kubedr.emulator.errors import ApiError, api_error, status_of
 from kubedr.emulator.k8s_schema import latest_version
+from kubedr.emulator.kubelet import Kubelet
 from kubedr.emulator.objects import dumps
 from kubedr.emulator.resources import ServedResource
 from kubedr.emulator.store import ClusterStore
@@ -603,7 +604,8 @@ class Emulator:
 
     def __init__(self, listen: str = "127.0.0.1:0", token: str = DEFAULT_TOKEN, tls: bool = False,
                  history: int = 10_000, bookmark_interval: float = 1.0, controllers: bool = True,
-                 require_auth: bool | None = None, pod_ip: str | None = None):
+                 require_auth: bool | None = None, pod_ip: str | None = None, kubelet: bool = True,
+                 pod_start_delay: float = 0.0):
         host, _, port = listen.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port or 0)
         self.token = token
@@ -614,7 +616,9 @@ class Emulator:
         self.store = ClusterStore(history)
         self.store.admission = Admission(self.store)
         self.api = self.store
-        self.pod_ip = pod_ip  # a node that runs every Pod at once on this address (tests: 127.0.0.1); else Pending
+        self.pod_ip = pod_ip  # the address of every Pod (tests serve their ports on 127.0.0.1); else none
+        self.kubelet = kubelet  # a node that runs every Pod at once (kubelet.py); False: Pods stay Pending
+        self.pod_start_delay = pod_start_delay  # seconds each Pod waits before it runs (deterministic races)
         self.bookmark_interval = bookmark_interval
         self.with_controllers = controllers
         self.controllers: Controllers | None = None
@@ -642,7 +646,8 @@ class Emulator:
 
     def start(self) -> Emulator:
         if self.with_controllers:
-            self.controllers = Controllers(self.store, self.pod_ip)
+            node = Kubelet(self.store, self.pod_ip, self.pod_start_delay) if self.kubelet else None
+            self.controllers = Controllers(self.store, node)
             self.controllers.start()
         bootstrap(self.store)
         httpd = EmulatorHTTPServer((self.host, self.port), self.store, self.token, self.bookmark_interval,

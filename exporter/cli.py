@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kubedr import config, contract, leader, metrics, sanitize
+from kubedr import config, contract, holds, leader, metrics, sanitize
 from kubedr.apierrors import ApiError
 from kubedr.config import UsageError
 from kubedr.durations import parse_duration
@@ -221,8 +221,12 @@ def explain(args: argparse.Namespace) -> int:
         observer.skip_keys = {SECRET_KEY}
     exported: dict[coverage.Key, set[str]] = defaultdict(set)
     skipped = coverage.Tally()
+    crds: dict[coverage.Key, dict[str, Any]] = {}  # (group, kind) of the custom resources -> their CRD
 
     def emit(event: Event) -> None:
+        spec = (event.obj or {}).get("spec") or {}
+        if event.rtype.kind == "CustomResourceDefinition" and isinstance(spec.get("names"), dict):
+            crds[(str(spec.get("group")), str(spec["names"].get("kind")))] = event.obj or {}
         for obj, wanted in selection.process(event):
             ref = contract.ref_of(obj)
             key = (ref.group, ref.kind)
@@ -245,6 +249,8 @@ def explain(args: argparse.Namespace) -> int:
             observer.list_failed[rtype] = why(exc)
     report = report_of(observer, set(types), {k: len(v) for k, v in exported.items()}, skipped.counts())
     print("\n".join(report.lines()))
+    print("\n".join(holds.report([k for k, paths in exported.items() if paths], {}, lambda g, k: crds.get((g, k))))
+          + "\n  (a rule of the repo policy's standby: section wins over these; the applier logs them all at start)")
     return 0
 
 

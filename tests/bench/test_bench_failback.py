@@ -67,7 +67,7 @@ def test_bench_promote_and_demote_1000_workloads(tmp_path: Path, procs: list) ->
     assert _replicas(b) == [0] * N_WORKLOADS
 
     promoted, promote_s = _kubedr("promote", "--kubeconfig", b.kubeconfig, "--repo", str(remote),
-                                  "--cluster-name", "B", "--force")
+                                  "--cluster-name", "B", "--force", "--no-wait")  # no kubelet here: Pods never run
     assert promoted.returncode == 0, promoted.stderr[-2000:]
     wait_until(lambda: _replicas(b) == [3] * N_WORKLOADS, timeout=5, what="every workload at full replicas")
 

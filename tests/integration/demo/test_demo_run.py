@@ -80,6 +80,10 @@ def test_demo_runs_to_completion_and_prints_what_it_promises(tmp_path: Path) -> 
     assert "[8/10] the old primary is back: its exporter says 'fenced: the writer is secondary (epoch 2)" in out
     assert "reached no branch (0 commits)" in out
     assert "the last commit of primary is" in out and "(the RPO you accept)" in out
+    assert re.search(r"Deployment shop/web runs 5 replicas, Available: RTO \d+\.\d s \(promote start -> every "
+                     r"workload Available\)", out), out
+    assert re.search(r"secondary applier: .*last promote \d+s ago: RTO \d+\.\d s \(1 workload Available\)",
+                     " ".join(out.split())), out
     assert "demote primary: 1 objects never reached main" in out and "+  CURRENCY: USD" in out
     assert "[10/10] failback" in out and "(0 merge commits; unreplicated changes on kubedr/unreplicated/primary/" in out
     git = ["git", "--git-dir", str(keep / "config.git")]

@@ -127,6 +127,11 @@ STRIP_CASES: dict[str, tuple[str, str, Callable[[Obj], None] | None]] = {
                                                         ann("kubedr.io/primary-replicas", "3")),
     "metadata.annotations.kubedr.io/primary-suspend": ("namespaced-cronjob.json", "nightly",
                                                        ann("kubedr.io/primary-suspend", "false")),
+    # any kind a standby rule holds, custom resources included
+    "metadata.labels.kubedr.io/held": ("namespaced-widget.json", "blue",
+                                       setpath(("metadata", "labels", "kubedr.io/held"), "true")),
+    "metadata.annotations.kubedr.io/primary-values": ("namespaced-widget.json", "blue",
+                                                      ann("kubedr.io/primary-values", '{"/spec/size": 3}')),
     "spec.clusterIP": ("namespaced-service.json", "web", None),
     "spec.clusterIPs": ("namespaced-service.json", "web", None),
     "spec.ports.*.nodePort": ("namespaced-service.json", "web-nodeport", None),
