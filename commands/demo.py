@@ -344,8 +344,8 @@ class Demo:
         self.say("\n== Git log of the config repo (newest first) ==")
         log = git.run(["log", "--format=%h %s", "main"], git_dir=self.remote).text
         self.say(log.rstrip())
-        last = git.run(["log", "-1", "--format=%B", "--grep", "Deployment", "main"], git_dir=self.remote,
-                       check=False).text.strip()
+        last = git.run(["log", "-1", "--format=%B", "--all-match", "--grep", "Deployment", "--grep",
+                        "^Source-Cluster: primary$", "main"], git_dir=self.remote, check=False).text.strip()
         if last:
             self.say("\n-- one commit in full (trailers: source cluster, resourceVersion, field managers) --")
             self.say(last)

@@ -77,7 +77,9 @@ def acknowledge(secondary: Any, repo: Repo, held: str, admin: Path | None) -> st
         assert main(accept) == 0
         return held
     assert main(accept) == 2  # with the trust gate a record on the secondary is not enough: a signature is
-    assert main(["trust", "ack", held, "--repo", str(repo.remote), "--signing-key", str(admin)]) == 0
+    signers = allowed_signers(admin.parent / f"{admin.name}.allowed", admin=admin)  # the ones the applier holds
+    assert main(["trust", "ack", held, "--repo", str(repo.remote), "--signing-key", str(admin),
+                 "--allowed-signers", str(signers)]) == 0
     return run_git("rev-parse", "main", cwd=repo.remote).strip()
 
 
