@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conftest import Repo, apply, configmap, live, namespace, status_of
 
 from kubedr import signing
+from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace, status_of
 from tests.sshkeys import make_key
 
 
