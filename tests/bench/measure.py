@@ -29,10 +29,10 @@ class Goals:
         return self._judge(what, count, 0, "", count == 0, "==")
 
     def _judge(self, what: str, value: float, limit: float, unit: str, met: bool, op: str) -> str:
-        text = f"goal {op} {limit:g}{unit and ' ' + unit}"
+        text = f"goal {op} {limit:g}{_unit(unit)}"
         if met:
             return f"({text})"
-        self.missed.append(f"{what} {value:.6g}{unit and ' ' + unit}, {text}")
+        self.missed.append(f"{what} {value:.6g}{_unit(unit)}, {text}")
         return f"({text}: MISSED)"
 
     def check(self) -> None:
@@ -65,3 +65,7 @@ def run_sampled(proc: subprocess.Popen, interval: float = 0.02) -> tuple[float, 
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return time.perf_counter() - start, peak, usage.ru_utime + usage.ru_stime
+
+
+def _unit(unit: str) -> str:
+    return unit if not unit or unit.startswith("/") else f" {unit}"

@@ -150,12 +150,12 @@ def test_restart_resync_writes_back_a_hand_edit(primary, git_remote: Path, tmp_p
 
 
 def _exists(emu, name: str) -> bool:
-    from kubedr.emulator.errors import ApiError
+    from kubedr.apierrors import NotFound
 
     try:
         emu.api.get("v1", "ConfigMap", name, "shop")
         return True
-    except ApiError:
+    except NotFound:
         return False
 
 
