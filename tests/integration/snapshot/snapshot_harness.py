@@ -244,9 +244,10 @@ def make_etcd_pki(d: Path) -> dict[str, str]:
 
 
 def kubedr(*args: str, env: dict[str, str] | None = None, check: bool = True,
-           timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess, as a CronJob would."""
-    proc = subprocess.run([sys.executable, "-m", "kubedr", "snapshot", *args], capture_output=True,
+           timeout: float = 120, faketime: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a CronJob would (with faketime: its clock set there, libfaketime)."""
+    clock = ["faketime", faketime] if faketime else []
+    proc = subprocess.run([*clock, sys.executable, "-m", "kubedr", "snapshot", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"kubedr snapshot {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
