@@ -109,3 +109,18 @@ def test_the_checks_while_exporting_follow_the_role_on_the_branch(tmp_path: Path
     assert a.recheck() is None and a.reason is None, "an unreachable remote is no answer: the pusher decides"
     away.rename(git_remote)
     a.store.close()
+
+
+def test_a_restart_with_its_own_unpushed_commits_exports_and_an_unreadable_role_fences(tmp_path: Path,
+                                                                                       git_remote: Path) -> None:
+    repo_init.init_repo(str(git_remote), writer="A")
+    a = _fence(tmp_path, git_remote, "A")
+    assert a.claim() is None
+    a.store.open()
+    (a.store.workdir / "x.yaml").write_text("x: 1\n")
+    assert a.store.commit_paths(["x.yaml"], lambda _: "local\n\nWriter: A\nWriter-Epoch: 1\n")
+    a.store.close()
+    assert _fence(tmp_path, git_remote, "A").claim() is None, "its own epoch's commits are pushed, not stale"
+    _push_file(git_remote, roles.WRITER_PATH, b"epoch: 0\ncluster: A\n", "a role file nobody may trust")
+    refused = _fence(tmp_path, git_remote, "A", "clone-2").claim()
+    assert refused == f"{roles.WRITER_PATH}: epoch must be 1 or more, not 0"
