@@ -287,6 +287,12 @@ def controller_of(obj: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def controller_kind(obj: dict[str, Any]) -> str | None:
+    """The contract's `Kind.group` name of the controlling owner's kind (for reports), or None."""
+    owner = controller_of(obj)
+    return None if owner is None else f"{owner[1]}.{owner[0]}" if owner[0] else owner[1]
+
+
 def controller_exported(obj: dict[str, Any], exports: Exports | None) -> bool:
     """Whether the controlling owner is exported or made by the cluster (None: every owner counts as exported)."""
     owner = controller_of(obj)

@@ -220,13 +220,12 @@ def explain(args: argparse.Namespace) -> int:
             ref = contract.ref_of(obj)
             key = (ref.group, ref.kind)
             rule = sanitize.skip_rule(obj, lambda group, kind: (group, kind) in kinds) if wanted else None
-            owner = sanitize.controller_of(obj) if wanted and rule is None else None
             if wanted and rule is None:
                 exported[key].add(ref.path)
             else:
                 exported[key].discard(ref.path)
             skipped.note(key, ref.path, rule.id if rule else None)
-            orphans.note(key, ref.path, ".".join(reversed(owner)).strip(".") if owner else None)
+            orphans.note(key, ref.path, sanitize.controller_kind(obj) if wanted and rule is None else None)
 
     try:
         types = observer.discover()

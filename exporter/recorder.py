@@ -123,8 +123,7 @@ class Recorder:
             log.debug("not exported: %s (%s: %s)", ref.display, rule.id, rule.why)
             self.skipped.note(key, ref.path, rule.id)
             return None
-        owner = sanitize.controller_of(obj)
-        self.orphans.note(key, ref.path, ".".join(reversed(owner)).strip(".") if owner else None)
+        self.orphans.note(key, ref.path, sanitize.controller_kind(obj))
         clean = sanitize.strip(obj)
         if self.ignore:
             clean = strip_ignored(clean, ref, self.ignore)
