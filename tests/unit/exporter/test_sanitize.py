@@ -377,6 +377,29 @@ def test_sanitize_a_child_of_what_the_cluster_makes_is_skipped(key: tuple[str, s
     assert skip_reason(obj, exports()).startswith("controlled: "), "never exported, yet its child is recreated"
 
 
+def test_sanitize_a_job_is_finished_only_by_a_true_complete_or_failed_condition() -> None:
+    for conditions in ([{"type": "Suspended", "status": "True", "reason": "JobSuspended"}],
+                       [{"type": "Failed", "status": "False"}, {"type": "Complete", "status": "False"}]):
+        job = fixture("namespaced-job.json", "migrate")
+        job["status"] = {"conditions": conditions, "active": 1}
+        assert skip_reason(job) is None, conditions
+
+
+def test_sanitize_endpoints_the_controller_keeps_are_known_by_label_or_managers() -> None:
+    ep = fixture("namespaced-endpoints.json", "web")
+    del ep["metadata"]["annotations"]  # no trigger time: the label of the endpoints mirroring / controller
+    ep["metadata"]["labels"] = {"endpoints.kubernetes.io/managed-by": "endpoint-controller"}
+    assert skip_reason(ep).startswith("endpoints-of-service: ")
+    del ep["metadata"]["labels"]  # nothing but who wrote it: the control plane alone
+    assert {e["manager"] for e in ep["metadata"]["managedFields"]} <= sz.SYSTEM_MANAGERS
+    assert skip_reason(ep).startswith("endpoints-of-service: ")
+    ep["metadata"]["managedFields"].append({"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1",
+                                            "fieldsType": "FieldsV1", "fieldsV1": {"f:subsets": {}}})
+    assert skip_reason(ep) is None, "a person edited it: exported"
+    ep["metadata"]["managedFields"] = []
+    assert skip_reason(ep) is None, "no managers at all: nothing says the controller keeps it"
+
+
 # ---- decisions around the keep predicates -----------------------------------------------------------
 
 def test_sanitize_headless_service_keeps_cluster_ip_none() -> None:
