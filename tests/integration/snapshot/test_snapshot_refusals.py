@@ -115,8 +115,12 @@ def _another_snapshots_bundle(doc, obj, other):
     (lambda doc, *_: doc["bundle"].update(sha256="0" * 64), "sha256 of the stored object does not match"),
     (lambda doc, *_: doc["bundle"].update(size=doc["bundle"]["size"] - 1), "!= manifest"),
     (_another_snapshots_bundle, "kubernetes/admin.conf differs from the manifest"),
+    (lambda doc, *_: doc["snapshot"].update(revision=doc["snapshot"]["revision"] + 1),
+     "etcd snapshot status (revision"),
+    (lambda doc, *_: doc["snapshot"].update(hash=doc["snapshot"]["hash"] + 1), "etcd snapshot status (revision"),
+    (lambda doc, *_: doc["snapshot"].update(sha256="0" * 64), "etcd snapshot status (revision"),
 ], ids=["file-sha256", "file-size", "file-missing", "file-extra", "object-sha256", "object-size",
-        "another-snapshots-bundle"])
+        "another-snapshots-bundle", "etcd-revision", "etcd-hash", "etcd-sha256"])
 def test_restore_and_verify_refuse_a_bundle_that_disagrees_with_its_manifest(saved, change, expect, etcd_server,
                                                                              age_keys, tmp_path):
     store, obj, target = saved
