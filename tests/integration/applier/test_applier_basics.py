@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kubedr import metrics
 from tests.integration.applier.conftest import Repo, apply, configmap, deployment, live, namespace, status_of
 
@@ -36,13 +38,16 @@ def test_first_apply_in_order_standby_and_recorded(secondary: Any, repo: Repo) -
     assert "kubedr" in managers
 
 
-def test_deletes_mirrored_with_prune_and_guard_trips_on_emptied_repo(secondary: Any, repo: Repo) -> None:
+def test_deletes_mirrored_with_prune_and_guard_trips_on_emptied_repo(secondary: Any, repo: Repo,
+                                                                     capfd: pytest.CaptureFixture[str]) -> None:
     objs = seed(repo)
     repo.commit("seed")
     assert apply(secondary, repo, "--prune") == 0
     repo.remove(objs[1])
     repo.commit("delete cm-0")
+    capfd.readouterr()
     assert apply(secondary, repo, "--prune") == 0
+    assert ": 0 applied, 1 deleted, 0 failed" in capfd.readouterr().err  # the round's report line
     assert live(secondary, "v1", "ConfigMap", "cm-0", "shop") is None
     assert live(secondary, "v1", "ConfigMap", "cm-1", "shop") is not None
 
