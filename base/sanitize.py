@@ -7,8 +7,10 @@ group, ``Kind.group`` otherwise (``Deployment.apps``).
 Decisions worth knowing (each one is also the ``why`` of its entry):
 
 - ownerReferences are dropped from everything that is exported. An object with a *controlling* owner is
-  not exported at all; the remaining, non-controlling references carry the owner's uid, which does not
-  exist on the secondary, and the garbage collector deletes a dependent whose owners are all gone.
+  not exported when that owner is (its kind is exported, or the cluster itself makes it: CLUSTER_CONTROLLERS):
+  the owner's controller recreates it on the secondary. A child of an owner that is not exported (its kind
+  excluded, say) is exported like any object. The remaining, non-controlling references carry the owner's uid,
+  which does not exist on the secondary, and the garbage collector deletes a dependent whose owners are all gone.
 - ``nodePort``, ``healthCheckNodePort``, ``ipFamilies`` and PVC ``volumeName`` are kept only when
   managedFields show a user's field manager owns them (explicitly set); values the server allocated or a
   controller bound are stripped, so the secondary allocates/binds its own. No managedFields -> stripped.
@@ -48,6 +50,12 @@ SYSTEM_FINALIZERS = frozenset({
 })
 
 Path = tuple[str | int, ...]
+Exports = Callable[[str, str], bool]  # (group, kind) -> objects of that kind are exported
+
+# Controllers the cluster itself makes, with the children it recreates: (group, kind) -> why.
+CLUSTER_CONTROLLERS: dict[tuple[str, str], str] = {
+    ("", "Node"): "mirror Pods of a node's static Pods: the kubelet recreates them from its manifest files",
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class SkipRule:
     when: str  # name in WHEN
     why: str
     cluster_owned: bool = False  # every cluster's control plane makes its own: an applier never deletes one
+    owner_exported: bool = False  # applies only when the controlling owner is exported (see controller_exported)
 
 
 def _k(*kinds: str) -> frozenset[str]:
@@ -271,8 +280,30 @@ def _controller_made_sa_token(obj: dict[str, Any]) -> bool:
     return not managers or managers <= SYSTEM_MANAGERS
 
 
+def controller_of(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """(group, kind) of the object's controlling owner, or None when nothing controls it."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller") is True:
+            return str(ref.get("apiVersion", "")).rpartition("/")[0], str(ref.get("kind", ""))
+    return None
+
+
+def controller_kind(obj: dict[str, Any]) -> str | None:
+    """The contract's `Kind.group` name of the controlling owner's kind (for reports), or None."""
+    owner = controller_of(obj)
+    return None if owner is None else f"{owner[1]}.{owner[0]}" if owner[0] else owner[1]
+
+
+def controller_exported(obj: dict[str, Any], exports: Exports | None) -> bool:
+    """Whether the controlling owner is exported or made by the cluster (None: every owner counts as exported)."""
+    owner = controller_of(obj)
+    if owner is None:
+        return False
+    return exports is None or owner in CLUSTER_CONTROLLERS or exports(*owner)
+
+
 def _controlled(obj: dict[str, Any]) -> bool:
-    return any(ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
+    return controller_of(obj) is not None
 
 
 def _endpoints_of_service(obj: dict[str, Any]) -> bool:
@@ -320,7 +351,8 @@ SKIPS: tuple[SkipRule, ...] = (
              "user created is exported without its token (the secondary's controller fills it in)"),
     SkipRule("controlled", None, "controlled",
              "its controlling owner is exported and the owner's controller recreates it (Pods of ReplicaSets, "
-             "Jobs, StatefulSets, DaemonSets; ReplicaSets of Deployments; Jobs of CronJobs; EndpointSlices)"),
+             "Jobs, StatefulSets, DaemonSets; ReplicaSets of Deployments; Jobs of CronJobs; EndpointSlices)",
+             owner_exported=True),
     SkipRule("endpoints-of-service", _k("Endpoints"), "endpoints_of_service",
              "kept by the endpoints controller for the Service of the same name"),
     SkipRule("default-service-account", _k("ServiceAccount"), "pristine_default_sa",
@@ -385,23 +417,28 @@ def strip(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def skip_rule(obj: dict[str, Any]) -> SkipRule | None:
-    """The first SKIPS entry that keeps the object out of the repo, or None when it is exported."""
+def skip_rule(obj: dict[str, Any], exports: Exports | None = None) -> SkipRule | None:
+    """The first SKIPS entry that keeps the object out of the repo, or None when it is exported.
+
+    `exports` says which kinds the exporter writes (a child is skipped only when its controller is one of
+    them); None counts every controller as exported (the applier: a controlled object is never a stray)."""
     kind = type_name(obj)
     for rule in SKIPS:
         if (rule.kinds is None or kind in rule.kinds) and WHEN[rule.when](obj):
+            if rule.owner_exported and not controller_exported(obj, exports):
+                continue
             return rule
     return None
 
 
-def skip_reason(obj: dict[str, Any]) -> str | None:
+def skip_reason(obj: dict[str, Any], exports: Exports | None = None) -> str | None:
     """Why an object is not exported (`<id>: <why>`), or None when it is exported."""
-    rule = skip_rule(obj)
+    rule = skip_rule(obj, exports)
     return None if rule is None else f"{rule.id}: {rule.why}"
 
 
-def sanitize(obj: dict[str, Any]) -> dict[str, Any] | None:
+def sanitize(obj: dict[str, Any], exports: Exports | None = None) -> dict[str, Any] | None:
     """The object as it goes to Git, or None when it is not exported; never mutates the input."""
-    if skip_reason(obj) is not None:
+    if skip_reason(obj, exports) is not None:
         return None
     return strip(obj)

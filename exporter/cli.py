@@ -200,12 +200,14 @@ def _secret_mode(options: ExportOptions, private_dir: Callable[[], Path]) -> tup
 
 
 def report_of(observer: Observer, watched: set[ResourceType], exported: dict[coverage.Key, int],
-              skipped: dict[coverage.Key, Counter[str]]) -> coverage.Report:
+              skipped: dict[coverage.Key, Counter[str]],
+              orphans: dict[coverage.Key, Counter[str]] | None = None) -> coverage.Report:
     """The coverage report from discovery's choices and object counts; a type whose list fails is uncovered."""
     failing = dict(observer.list_failed)
     unwatched = observer.unwatched + [coverage.Unwatched(t.group, t.version, t.plural, t.kind, "list-failed", err)
                                       for t, err in failing.items()]
-    return coverage.build([t for t in watched if t not in failing], observer.preferred, unwatched, exported, skipped)
+    return coverage.build([t for t in watched if t not in failing], observer.preferred, unwatched, exported, skipped,
+                          orphans)
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -220,7 +222,8 @@ def explain(args: argparse.Namespace) -> int:
     if (args.secrets or ("seal" if _recipients(args) else "skip")) == "skip":
         observer.skip_keys = {SECRET_KEY}
     exported: dict[coverage.Key, set[str]] = defaultdict(set)
-    skipped = coverage.Tally()
+    skipped, orphans = coverage.Tally(), coverage.Tally()
+    kinds: set[coverage.Key] = set()
     crds: dict[coverage.Key, dict[str, Any]] = {}  # (group, kind) of the custom resources -> their CRD
 
     def emit(event: Event) -> None:
@@ -230,24 +233,27 @@ def explain(args: argparse.Namespace) -> int:
         for obj, wanted in selection.process(event):
             ref = contract.ref_of(obj)
             key = (ref.group, ref.kind)
-            rule = sanitize.skip_rule(obj) if wanted else None
+            rule = sanitize.skip_rule(obj, lambda group, kind: (group, kind) in kinds) if wanted else None
             if wanted and rule is None:
                 exported[key].add(ref.path)
             else:
                 exported[key].discard(ref.path)
             skipped.note(key, ref.path, rule.id if rule else None)
+            orphans.note(key, ref.path, sanitize.controller_kind(obj) if wanted and rule is None else None)
 
     try:
         types = observer.discover()
     except (ApiError, *NETWORK_ERRORS) as exc:
         log.error("cannot read the API server's discovery: %s", why(exc))
         return 1
+    kinds.update(t.key for t in types)
     for rtype in types:
         try:
             observer.list(rtype, emit)
         except (ApiError, *NETWORK_ERRORS) as exc:
             observer.list_failed[rtype] = why(exc)
-    report = report_of(observer, set(types), {k: len(v) for k, v in exported.items()}, skipped.counts())
+    report = report_of(observer, set(types), {k: len(v) for k, v in exported.items()}, skipped.counts(),
+                       orphans.counts())
     print("\n".join(report.lines()))
     print("\n".join(holds.report([k for k, paths in exported.items() if paths], {}, lambda g, k: crds.get((g, k))))
           + "\n  (a rule of the repo policy's standby: section wins over these; the applier logs them all at start)")
@@ -291,7 +297,9 @@ class Exporter:
         self.pusher.on_idle = lambda: self.committer.queue.put(None)
         self.observer = Observer(api, self.selection, page_size=o.page_size)
         self.observer.skip_keys = set(self.recorder.frozen_types)
-        self.observer.on_discovered = lambda: self.coverage().log()
+        self.observer.on_discovered = self._discovered
+        self._kinds: frozenset[tuple[str, str]] = frozenset()  # the kinds watched, so exported
+        self.recorder.exports = self._exports
         metrics.EXPORT_COVERAGE.report = self.coverage
         self.scoper = Scoper(dict(o.scope), self.store, self.selection, self.recorder, self.committer,
                              self.observer)
@@ -316,6 +324,7 @@ class Exporter:
             self.scoper.apply_policy(initial=True)
             self.recorder.load_index(self.store.files())
             types = self.observer.discover()
+            self._kinds = frozenset(t.key for t in types)
             rvs: dict[ResourceType, str] = {}
             unlisted: set[tuple[str, str]] = set()
             for rtype in types:
@@ -341,7 +350,16 @@ class Exporter:
     def coverage(self) -> coverage.Report:
         """What is exported and what is not, and why (logged, on /metrics, and by --explain)."""
         return report_of(self.observer, self.observer.watched() or set(self._types), self.recorder.exported(),
-                         self.recorder.skipped.counts())
+                         self.recorder.skipped.counts(), self.recorder.orphans.counts())
+
+    def _exports(self, group: str, kind: str) -> bool:
+        """Whether objects of a kind are exported (so their controlled children are not)."""
+        return (group, kind) in self._kinds or (group, kind) in {t.key for t in self.observer.watched()}
+
+    def _discovered(self) -> None:
+        """After re-discovery changed the watched types: the kinds exported follow, and the report is logged."""
+        self._kinds = frozenset(t.key for t in self.observer.watched())
+        self.coverage().log()
 
     def start(self) -> None:
         """Reconcile, then run committer, pusher and one watch per type in background threads."""

@@ -61,13 +61,17 @@ class Watched:
     preferred: str  # the group's preferred version (differs from rtype.version when not served there)
     exported: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # rule id -> objects
+    orphans: Counter[str] = field(default_factory=Counter)  # controller kind -> exported children of it
 
     def __str__(self) -> str:
         where = self.rtype.version + ("" if self.rtype.version == self.preferred
                                       else f", not served at the preferred {self.preferred}")
         rules = ", ".join(f"{rule}: {n}" for rule, n in sorted(self.skipped.items()))
         skipped = f", {sum(self.skipped.values())} skipped by rule ({rules})" if self.skipped else ""
-        return f"{self.rtype} ({where}): {self.exported} exported{skipped}"
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.orphans.items()))
+        orphans = (f", {sum(self.orphans.values())} of them controlled by a kind not exported ({kinds})"
+                   if self.orphans else "")
+        return f"{self.rtype} ({where}): {self.exported} exported{orphans}{skipped}"
 
 
 class Tally:
@@ -116,10 +120,12 @@ class Report:
             rules.update(w.skipped)
         other = [w for w in self.watched if w.rtype.version != w.preferred]
         uncovered = sorted(f"{u.name} ({u.reason})" for u in self.uncovered)
+        orphans = sum(sum(w.orphans.values()) for w in self.watched)
         return (f"coverage: {len(self.watched)} types watched ({len(other)} at a non-preferred version), "
                 f"{sum(w.exported for w in self.watched)} objects exported, "
                 f"{sum(rules.values())} skipped by rule"
                 + (f" ({', '.join(f'{r} {n}' for r, n in sorted(rules.items()))})" if rules else "")
+                + (f", {orphans} exported though controlled (the controller's kind is not exported)" if orphans else "")
                 + f"; {len(self.unwatched)} not watched"
                 + (f" ({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})" if reasons else "")
                 + (f"; {len(uncovered)} NOT COVERED: {', '.join(uncovered[:5])}"
@@ -146,8 +152,10 @@ class Report:
 
 
 def build(watched: Iterable[ResourceType], preferred: Mapping[str, str], unwatched: Iterable[Unwatched],
-          exported: Mapping[Key, int], skipped: Mapping[Key, Counter[str]]) -> Report:
+          exported: Mapping[Key, int], skipped: Mapping[Key, Counter[str]],
+          orphans: Mapping[Key, Counter[str]] | None = None) -> Report:
     """Join what discovery chose with the object counts of the recorder (or of an --explain pass)."""
-    rows = [Watched(t, preferred.get(t.group, t.version), exported.get(t.key, 0), Counter(skipped.get(t.key, {})))
+    rows = [Watched(t, preferred.get(t.group, t.version), exported.get(t.key, 0), Counter(skipped.get(t.key, {})),
+                    Counter((orphans or {}).get(t.key, {})))
             for t in watched]
     return Report(rows, list(unwatched))

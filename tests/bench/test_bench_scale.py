@@ -5,6 +5,8 @@ time and peak RSS with --once and as a running exporter's first sync, then chang
 that running exporter at 100 changes/s and its peak RSS. Then, per length of the branch's history
 (KUBEDR_BENCH_SCALE_COMMITS, default 1000,1000000), how long an exporter restart takes: with its clone kept,
 and with a fresh clone (an emptyDir after a pod restart).
+Goals, asserted (tests/bench/measure.Goals): initial export and first sync <= 20 s and peak RSS <= 200 MB at every
+size up to 100,000 objects; a restart on the longest history within 1.5x of the shortest (about equal).
 Quick run: KUBEDR_BENCH_SCALE=2000 KUBEDR_BENCH_SCALE_COMMITS=1000,20000 bash scripts/bench -k scale
 """
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.test_bench_exporter import RemoteWatcher, Writer, _kubedr, _path, _rss_hwm_mb, _stop
+from tests.bench.measure import Goals, rss_hwm_mb, run_sampled
+from tests.bench.test_bench_exporter import RemoteWatcher, Writer, _kubedr, _path, _stop
 from tests.conftest import run_git, wait_until
 from tests.history import synthesize
 
@@ -48,16 +51,10 @@ def _export_args(kubeconfig: Path, remote: Path, workdir: Path) -> list[str]:
 
 def _once(args: list[str]) -> tuple[float, float, float]:
     """Run `kubedr export --once`; (seconds, its own peak RSS MB without git children, CPU s with them)."""
-    start = time.perf_counter()
     proc = _kubedr("--log-level", "WARNING", *args, "--once")
-    peak = 0.0
-    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # exited, not reaped
-        peak = max(peak, _rss_hwm_mb(proc.pid))  # VmHWM only grows: the last read before exit is the peak
-        time.sleep(0.02)  # sampling interval of the probe
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    figures = run_sampled(proc)
     assert proc.returncode == 0
-    return time.perf_counter() - start, peak, usage.ru_utime + usage.ru_stime
+    return figures
 
 
 def _count_files(remote: Path) -> int:
@@ -73,6 +70,7 @@ def test_bench_scale_exporter(tmp_path: Path, objects: int) -> None:
     emu = _emulator(kubeconfig, objects, 4 * P1_CHANGES)  # P1's changes come over HTTP, each one timed
     print(f"\nscale {objects}: seeded {objects} ConfigMaps in the emulator in {time.perf_counter() - start:.1f} s")
     exporter = None
+    goals = Goals(f"exporter at scale ({objects})")
     try:
         remote = tmp_path / "once.git"
         run_git("init", "--bare", "-q", "-b", "main", str(remote))
@@ -88,7 +86,7 @@ def test_bench_scale_exporter(tmp_path: Path, objects: int) -> None:
                            stderr=(tmp_path / "exporter.log").open("wb"))
         wait_until(lambda: len(probe.arrived) >= objects, timeout=600, what="first sync in the remote")
         sync_s = max(probe.arrived.values()) - start
-        sync_rss = _rss_hwm_mb(exporter.pid)
+        sync_rss = rss_hwm_mb(exporter.pid)
 
         probe.arrived = {}
         writer = Writer(kubeconfig)
@@ -101,15 +99,22 @@ def test_bench_scale_exporter(tmp_path: Path, objects: int) -> None:
             writer.put_cm(f"cm-{i}", "p1")
         wait_until(lambda: all(p in probe.arrived for p in sent), timeout=120, what="P1 changes in the remote")
         lag = sorted((probe.arrived[p] - t) * 1e3 for p, t in sent.items())
-        running_rss = _rss_hwm_mb(exporter.pid)
+        running_rss = rss_hwm_mb(exporter.pid)
         probe.stop.set()
-        print(f"scale {objects}: initial export --once {once_s:.1f} s (CPU {once_cpu:.1f} s with git's), peak RSS {once_rss:.0f} MB | running "
-              f"exporter's first sync {sync_s:.1f} s, peak RSS {sync_rss:.0f} MB (goals <= 20 s, <= 200 MB)")
+        print(f"scale {objects}: initial export --once {once_s:.1f} s {goals.at_most('--once', once_s, 20, 's')} "
+              f"(CPU {once_cpu:.1f} s with git's), peak RSS {once_rss:.0f} MB "
+              f"{goals.at_most('--once peak RSS', once_rss, 200, 'MB')} | running exporter's first sync {sync_s:.1f} s "
+              f"{goals.at_most('first sync', sync_s, 20, 's')}, peak RSS {sync_rss:.0f} MB "
+              f"{goals.at_most('first sync peak RSS', sync_rss, 200, 'MB')}")
         print(f"scale {objects}: P1 change -> remote at {P1_RATE:.0f} changes/s after the sync: p50 "
               f"{statistics.median(lag):.0f} ms, p99 {lag[int(len(lag) * 0.99) - 1]:.0f} ms; running peak RSS "
-              f"{running_rss:.0f} MB")
+              f"{running_rss:.0f} MB {goals.at_most('running peak RSS', running_rss, 200, 'MB')}")
     finally:
         _stop(exporter, emu)
+    goals.check()
+
+
+_restarts: dict[int, tuple[float, float]] = {}  # commits -> (fresh clone s, clone kept s)
 
 
 @pytest.mark.bench
@@ -131,3 +136,11 @@ def test_bench_scale_exporter_restart(tmp_path: Path, commits: int) -> None:
               f"peak RSS {kept_rss:.0f} MB)")
     finally:
         _stop(emu)
+    _restarts[commits] = (fresh_s, kept_s)
+    if commits == max(HISTORIES) and min(HISTORIES) in _restarts and len(HISTORIES) > 1:
+        goals = Goals("exporter restart on a long history")
+        (short_fresh, short_kept), shortest = _restarts[min(HISTORIES)], min(HISTORIES)
+        print(f"scale restart, {commits} vs {shortest} commits: fresh clone {fresh_s / short_fresh:.2f}x "
+              f"{goals.at_most('fresh clone ratio', fresh_s / short_fresh, 1.5, 'x')}, clone kept "
+              f"{kept_s / short_kept:.2f}x {goals.at_most('clone kept ratio', kept_s / short_kept, 1.5, 'x')}")
+        goals.check()

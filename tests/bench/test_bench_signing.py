@@ -1,5 +1,6 @@
 """Benchmark: what signing adds to one exporter commit, in-process (cryptography) against `ssh-keygen -Y sign`
-per commit (the alternative the exporter does not use), each checked with `git verify-commit`."""
+per commit (the alternative the exporter does not use), each checked with `git verify-commit`. Goal, asserted: off
+the latency budget, in-process p99 <= 10 ms (a tenth of the 100 ms p50 budget of a change)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kubedr import signing
+from tests.bench.measure import Goals
 from tests.sshkeys import allowed_signers, make_key, verify_commit
 
 COMMIT = (b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nparent 0123456789abcdef0123456789abcdef01234567\n"
@@ -44,6 +46,9 @@ def test_bench_signing_cost_per_commit(tmp_path: Path, kind: str) -> None:
                          check=True).stdout.decode().strip()
     verified = verify_commit(repo, sha, allowed_signers(tmp_path / "allowed", exporter=key))
     assert verified.returncode == 0, verified.stderr
+    goals = Goals(f"signing ({kind})")
+    p99 = inproc[int(len(inproc) * 0.99) - 1]
     print(f"\nsigning one commit ({kind}): in-process p50 {statistics.median(inproc):.2f} ms, "
-          f"p99 {inproc[int(len(inproc) * 0.99) - 1]:.2f} ms; ssh-keygen -Y sign per commit p50 "
+          f"p99 {p99:.2f} ms {goals.at_most('in-process p99', p99, 10, 'ms')}; ssh-keygen -Y sign per commit p50 "
           f"{statistics.median(spawn):.1f} ms, p99 {spawn[int(len(spawn) * 0.99) - 1]:.1f} ms")
+    goals.check()

@@ -2,6 +2,9 @@
 
 Prints, per size: etcd's own snapshot stream (etcdctl snapshot save), bundle+encrypt+store throughput (the
 kubedr part), end-to-end save time, restore time, and the peak RSS (VmHWM) of kubedr and of the etcdctl it runs.
+Goals, asserted (tests/bench/measure.Goals): bundle+encrypt+store >= 200 MB/s; a save of a 1 GiB etcd db <= 10 s
+(smaller sizes are dominated by start-up: not held to it);
+kubedr's own peak RSS flat, <= 100 MiB at every size. The three-member restore only prints its figures.
 Sizes: KUBEDR_BENCH_SNAPSHOT_MIB=256,1024 (the default).
 """
 
@@ -19,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "snapshot"))
 from snapshot_harness import fill_etcd, make_age_keys, start_etcd  # noqa: E402
 
+from tests.bench.measure import Goals  # noqa: E402
 from tests.conftest import free_port, wait_until  # noqa: E402
 
 MiB = 1 << 20
@@ -116,6 +120,7 @@ def test_bench_snapshot_save_restore(tmp_path, size):
         restored.stop()
     mb = db_bytes / 1e6
     gib = db_bytes / (1 << 30)
+    goals = Goals(f"snapshot ({size // MiB} MiB)")
     print(f"\nsnapshot bench, values {size // MiB} MiB -> etcd db {db_bytes / MiB:.0f} MiB "
           f"(fill {fill:.1f}s, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f})\n"
           f"  etcd stream only (etcdctl snapshot save): {raw_s:.2f}s = {mb / raw_s:.0f} MB/s, peak RSS {_fmt(raw_rss)}\n"
@@ -124,8 +129,14 @@ def test_bench_snapshot_save_restore(tmp_path, size):
           f"  kubedr save end to end:                   {save_s:.2f}s = {mb / save_s:.0f} MB/s, "
           f"(1 GiB: {save_s / gib:.1f}s)\n"
           f"    peak RSS {_fmt(save_rss)}\n"
-          f"  kubedr restore (fetch, verify, etcdctl):  {restore_s:.2f}s, peak RSS {_fmt(restore_rss)}")
-    assert bundle_mbps > 0
+          f"  kubedr restore (fetch, verify, etcdctl):  {restore_s:.2f}s, peak RSS {_fmt(restore_rss)}\n"
+          f"  goals: bundle {goals.at_least('bundle+encrypt+store', bundle_mbps, 200, 'MB/s')}, save "
+          f"{goals.at_most('save per GiB', save_s / gib, 10, 's') if gib >= 1 else '(goal held at 1 GiB)'}, "
+          f"kubedr's peak RSS "
+          f"{goals.at_most('save peak RSS', save_rss.get('kubedr', 0), 100, 'MiB')} "
+          f"{goals.at_most('restore peak RSS', restore_rss.get('kubedr', 0), 100, 'MiB')}")
+    assert "kubedr" in save_rss and "kubedr" in restore_rss, "kubedr did not report its own peak RSS"
+    goals.check()
 
 
 SET_SIZE = int(os.environ.get("KUBEDR_BENCH_SET_MIB", "1024")) * MiB

@@ -19,10 +19,7 @@ from tests.conftest import wait_until
 def _emulator() -> Any:
     from kubedr.emulator.server import Emulator
 
-    try:
-        return Emulator().start()
-    except ImportError:  # the controllers module is still landing
-        return Emulator(controllers=False).start()
+    return Emulator().start()
 
 
 @pytest.fixture
@@ -122,12 +119,12 @@ def apply(secondary: Any, repo: Repo | Path | str, *extra: str) -> int:
 
 
 def live(emu: Any, api_version: str, kind: str, name: str, ns: str | None = None) -> dict[str, Any] | None:
-    """The object in an emulated cluster, None when absent."""
-    from kubedr.emulator.errors import ApiError
+    """The object in an emulated cluster, None when absent (any other error is raised)."""
+    from kubedr.apierrors import NotFound
 
     try:
         return emu.api.get(api_version, kind, name, ns)
-    except ApiError:
+    except NotFound:
         return None
 
 

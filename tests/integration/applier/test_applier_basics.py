@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from kubedr import metrics
 from tests.integration.applier.conftest import Repo, apply, configmap, deployment, live, namespace, status_of
+
+
+def _deleted() -> float:
+    """kubedr_applier_objects_total{action="delete"} of this process (the rounds run in it)."""
+    return metrics.APPLY_OBJECTS.labels("delete")._value.get()
 
 
 def seed(repo: Repo, n: int = 6) -> list[dict[str, Any]]:
@@ -30,13 +38,16 @@ def test_first_apply_in_order_standby_and_recorded(secondary: Any, repo: Repo) -
     assert "kubedr" in managers
 
 
-def test_deletes_mirrored_with_prune_and_guard_trips_on_emptied_repo(secondary: Any, repo: Repo) -> None:
+def test_deletes_mirrored_with_prune_and_guard_trips_on_emptied_repo(secondary: Any, repo: Repo,
+                                                                     capfd: pytest.CaptureFixture[str]) -> None:
     objs = seed(repo)
     repo.commit("seed")
     assert apply(secondary, repo, "--prune") == 0
     repo.remove(objs[1])
     repo.commit("delete cm-0")
+    capfd.readouterr()
     assert apply(secondary, repo, "--prune") == 0
+    assert ": 0 applied, 1 deleted, 0 failed" in capfd.readouterr().err  # the round's report line
     assert live(secondary, "v1", "ConfigMap", "cm-0", "shop") is None
     assert live(secondary, "v1", "ConfigMap", "cm-1", "shop") is not None
 
@@ -44,7 +55,9 @@ def test_deletes_mirrored_with_prune_and_guard_trips_on_emptied_repo(secondary: 
         repo.remove(o)
     repo.remove(objs[0])
     emptied = repo.commit("oops: everything deleted")
+    refused, deleted = metrics.APPLY_PRUNE_REFUSED._value.get(), _deleted()
     assert apply(secondary, repo, "--prune") == 1
+    assert metrics.APPLY_PRUNE_REFUSED._value.get() == refused + 1 and _deleted() == deleted
     assert live(secondary, "v1", "ConfigMap", "cm-1", "shop") is not None
     st = status_of(secondary)
     assert st["fullyAppliedCommit"] != emptied
@@ -52,6 +65,7 @@ def test_deletes_mirrored_with_prune_and_guard_trips_on_emptied_repo(secondary: 
 
     assert apply(secondary, repo, "--prune", "--force-prune") == 0
     assert live(secondary, "v1", "ConfigMap", "cm-1", "shop") is None
+    assert _deleted() == deleted + len(objs) - 1  # /metrics counts every deletion (cm-0 went before)
     assert status_of(secondary)["fullyAppliedCommit"] == emptied
 
 

@@ -99,10 +99,7 @@ def test_killed_mid_round_restart_converges(secondary: Any, git_remote: Path, tm
     first = kubedr(procs, tmp_path / "apply.log", *args, "--once")
 
     def applied() -> int:
-        try:
-            return len(secondary.api.list("v1", "ConfigMap", "shop", label_selector="kubedr.io/managed=true"))
-        except Exception:
-            return 0
+        return len(secondary.api.list("v1", "ConfigMap", "shop", label_selector="kubedr.io/managed=true"))
 
     wait_until(lambda: applied() >= 20, timeout=30, what="round under way")
     first.send_signal(signal.SIGKILL)

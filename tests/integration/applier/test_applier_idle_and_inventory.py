@@ -177,3 +177,27 @@ def test_prune_never_deletes_what_the_control_plane_makes_for_itself(secondary: 
     assert live(secondary, "rbac.authorization.k8s.io/v1", "ClusterRole", "view") is not None
     cluster = Cluster(api_client(secondary.kubeconfig_path))
     assert ObjectRef("rbac.authorization.k8s.io", "ClusterRole", "", "view") not in Inventory(cluster).load().refs
+
+
+def test_gone_entries_leave_the_inventory_even_when_the_guard_refuses_but_not_in_a_dry_run(
+        secondary: Any, repo: Repo) -> None:
+    repo.put(namespace("shop"))
+    for i in range(4):
+        repo.put(configmap(f"c{i}"))
+    repo.commit("shop")
+    assert apply(secondary, repo, "--prune") == 0
+    cluster = Cluster(api_client(secondary.kubeconfig_path))
+    inventory = Inventory(cluster).load()
+    ghosts = {ObjectRef("", "ConfigMap", "removed", f"cm-{i}") for i in range(20)}
+    inventory.refs |= ghosts
+    inventory.save()
+    for i in range(4):
+        repo.remove(configmap(f"c{i}"))
+    repo.commit("all four go: more than a quarter of what exists")
+
+    assert apply(secondary, repo, "--prune", "--dry-run") == 1
+    assert ghosts <= Inventory(cluster).load().refs, "a dry run writes nothing, not even the inventory"
+    assert apply(secondary, repo, "--prune") == 1
+    left = Inventory(cluster).load().refs
+    assert not ghosts & left and ObjectRef("", "ConfigMap", "shop", "c0") in left
+    assert live(secondary, "v1", "ConfigMap", "c0", "shop") is not None

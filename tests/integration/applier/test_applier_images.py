@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,12 +114,8 @@ def registry(tmp_path: Path) -> Iterator[dict[str, Any]]:
         pytest.skip("Debian's docker-registry is not installed (scripts/test installs it when apt can)")
     if not shutil.which("skopeo"):
         pytest.skip("skopeo is not installed (scripts/test installs it when apt can)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt  # bcrypt through libxcrypt, for the htpasswd file (Python < 3.13)
-    except ImportError:
-        pytest.skip("the crypt module (bcrypt for htpasswd) is not available in this Python")
+    import bcrypt  # docker-registry's htpasswd takes bcrypt hashes only
+
     from kubedr.emulator.tls import serving_certs
 
     ca, cert, key = serving_certs("127.0.0.1")
@@ -129,7 +124,7 @@ def registry(tmp_path: Path) -> Iterator[dict[str, Any]]:
     (d / "certs" / "ca.crt").write_bytes(ca)
     (d / "tls.crt").write_bytes(cert + ca)
     (d / "tls.key").write_bytes(key)
-    (d / "htpasswd").write_text(f"user:{crypt.crypt('secret', crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    (d / "htpasswd").write_text(f"user:{bcrypt.hashpw(b'secret', bcrypt.gensalt()).decode()}\n")
     port = free_port()
     (d / "config.yml").write_text(json.dumps({
         "version": 0.1, "log": {"level": "error"}, "storage": {"filesystem": {"rootdirectory": str(d / "data")}},

@@ -6,8 +6,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import Repo, git, status_of
-
 from kubedr import roles
 from kubedr.applier import role
 from kubedr.applier.fetch import Source
@@ -16,6 +14,7 @@ from kubedr.applier.state import get_state, put_state
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster
 from tests.history import NAMESPACE, push_change, synthesize
+from tests.integration.applier.conftest import Repo, git, status_of
 
 
 def _commit_as(repo: Repo, writer: str, epoch: int, message: str, force: bool = False) -> str:

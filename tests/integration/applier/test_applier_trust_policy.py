@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conftest import Repo, apply, configmap, live, namespace, status_of
 
 from kubedr import signing
+from tests.integration.applier.conftest import Repo, apply, configmap, live, namespace, status_of
 from tests.sshkeys import make_key
 
 
@@ -67,3 +67,40 @@ def test_policy_signers_anchor_trust_in_signed_history(secondary, repo: Repo, tm
         code = apply(secondary, repo, "--no-validate")
     assert code == 0 and not status_of(secondary)["untrusted"]
     assert live(secondary, "v1", "ConfigMap", "b", "shop") and live(secondary, "v1", "ConfigMap", "c", "shop")
+
+
+def test_a_commit_signed_by_the_key_it_adds_is_refused(secondary, repo: Repo, tmp_path: Path) -> None:
+    """The signers in force are those of the last applied commit (the anchor), never those of the commit being
+    judged: a pusher cannot sign their way in with the key they add."""
+    admin, stranger = make_key(tmp_path, "admin"), make_key(tmp_path, "stranger")
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin)))
+    repo.put(namespace("shop"))
+    commit(repo, "start", admin)
+    assert apply(secondary, repo, "--no-validate") == 0
+    assert apply(secondary, repo, "--no-validate") == 0, "nothing new: the gate lets the applied commit stand"
+
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin), signer_line("stranger", stranger)))
+    repo.put(configmap("b"))
+    sneaked = commit(repo, "let myself in", stranger)
+    assert apply(secondary, repo, "--no-validate") == 1
+    assert status_of(secondary)["untrusted"]["commit"] == sneaked
+    assert not live(secondary, "v1", "ConfigMap", "b", "shop")
+
+
+def test_a_fresh_shallow_mirror_checks_every_commit_since_the_applied_one(secondary, git_daemon, tmp_path: Path) -> None:
+    """Over a remote URL a new work dir starts as a shallow mirror of the tip: the gate fetches back to the
+    applied commit (its anchor) and checks every commit since, so an unsigned one deep below the tip holds it."""
+    admin = make_key(tmp_path, "admin")
+    bare, url = git_daemon("trusted.git")
+    repo = Repo(bare, tmp_path / "work")
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin)))
+    repo.put(namespace("shop"))
+    commit(repo, "start", admin)
+    assert apply(secondary, url, "--no-validate", "--workdir", str(tmp_path / "first")) == 0
+    shas = []
+    for i in range(12):
+        repo.put(configmap(f"cm-{i}"))
+        shas.append(commit(repo, f"change {i}", None if i == 3 else admin))
+    assert apply(secondary, url, "--no-validate", "--workdir", str(tmp_path / "fresh")) == 1
+    assert status_of(secondary)["untrusted"]["commit"] == shas[3]
+    assert live(secondary, "v1", "ConfigMap", "cm-2", "shop") and not live(secondary, "v1", "ConfigMap", "cm-3", "shop")

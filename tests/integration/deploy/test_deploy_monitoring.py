@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubedr import metrics
-from kubedr.emulator.errors import ApiError
+from kubedr.apierrors import NotFound
 from kubedr.emulator.server import Emulator
 from tests.conftest import ROOT, free_port, stop_process, wait_until
 
@@ -100,7 +100,7 @@ def test_every_metric_the_dashboard_and_the_rules_query_is_served(clusters, git_
         def mirrored() -> bool:
             try:
                 return bool(secondary.api.get("v1", "ConfigMap", "settings", "shop"))
-            except ApiError:
+            except NotFound:
                 return False
 
         wait_until(mirrored, timeout=60, what="the ConfigMap on the secondary\n" + "".join(

@@ -22,7 +22,8 @@ from tests.manifests import MANIFESTS, by_kind, pod_runtime, render
 
 TOOLS = ("mmdebstrap", "buildah", "skopeo")
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="building an image needs root (mmdebstrap root mode, chroot)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="root-only: mmdebstrap's root mode and buildah's chroot need root "
+                       "(CI runs as root; scripts/test installs the tools)"),
     pytest.mark.skipif(not all(map(shutil.which, TOOLS)),
                        reason=f"needs Debian's {', '.join(TOOLS)} (scripts/test installs them)"),
     pytest.mark.timeout(900),

@@ -17,10 +17,7 @@ def primary(tmp_path: Path) -> Iterator:
     """The emulator (with a small watch history, so 410 Gone is reachable) and its kubeconfig."""
     from kubedr.emulator.server import Emulator
 
-    try:
-        emu = Emulator(history=200).start()
-    except ImportError:  # controllers not there yet: the API alone is enough for the exporter
-        emu = Emulator(history=200, controllers=False).start()
+    emu = Emulator(history=200).start()
     emu.kubeconfig_path = emu.write_kubeconfig(tmp_path / "kubeconfig")
     emu.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
     yield emu

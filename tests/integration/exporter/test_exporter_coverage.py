@@ -45,3 +45,40 @@ def test_a_kind_added_at_an_older_version_is_watched_after_rediscovery(
                                in r.getMessage() for r in caplog.records), what="coverage logged again")
     row = next(w for w in exp.coverage().watched if w.rtype.plural == "gadgets")
     assert (row.rtype.version, row.preferred, row.exported) == ("v1alpha1", "v1", 1)
+
+
+def _deployment(name: str) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "web:1"}]}}}}
+
+
+def test_the_children_of_a_kind_out_of_scope_are_exported_and_reported(primary, start_exporter,
+                                                                       git_remote: Path) -> None:
+    """The ReplicaSet of an excluded Deployment is exported (nothing on the secondary would recreate it) and
+    the coverage report says so; its Pods, whose ReplicaSet is exported, are not."""
+    primary.api.create(_deployment("web"))
+    wait_until(lambda: primary.api.list("apps/v1", "ReplicaSet", "shop"), what="the ReplicaSet made")
+    exp = start_exporter(git_remote, "--namespaces", "shop", "--exclude-kinds", "Deployment.apps")
+    wait_until(lambda: any(p.startswith("shop/ReplicaSet.apps/web-") for p in remote_files(git_remote)),
+               what="the ReplicaSet exported")
+    files = remote_files(git_remote)
+    assert not any("/Deployment.apps/" in p or "/Pod/" in p for p in files), sorted(files)
+    rs = next(text for p, text in files.items() if p.startswith("shop/ReplicaSet.apps/"))
+    assert "ownerReferences" not in rs
+    row = next(w for w in exp.coverage().watched if w.rtype.plural == "replicasets")
+    assert dict(row.orphans) == {"Deployment.apps": 1} and row.exported == 1
+    assert "1 exported though controlled" in exp.coverage().summary()
+    pods = next(w for w in exp.coverage().watched if w.rtype.plural == "pods")
+    assert pods.exported == 0 and sum(pods.skipped.values()) >= 1 and not pods.orphans
+
+
+def test_the_children_of_an_exported_kind_are_not_exported(primary, start_exporter, git_remote: Path) -> None:
+    primary.api.create(_deployment("web"))
+    wait_until(lambda: primary.api.list("apps/v1", "ReplicaSet", "shop"), what="the ReplicaSet made")
+    exp = start_exporter(git_remote)
+    wait_until(lambda: "shop/Deployment.apps/web.yaml" in remote_files(git_remote), what="the Deployment exported")
+    assert not any("/ReplicaSet.apps/" in p for p in remote_files(git_remote))
+    row = next(w for w in exp.coverage().watched if w.rtype.plural == "replicasets")
+    assert row.exported == 0 and row.skipped["controlled"] == 1 and not row.orphans

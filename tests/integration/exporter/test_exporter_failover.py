@@ -10,6 +10,7 @@ from pathlib import Path
 
 from exporter_harness import export_args, remote_files
 
+from kubedr.apierrors import NotFound
 from tests.conftest import wait_until
 
 
@@ -25,7 +26,7 @@ def _replica(primary, remote: Path, tmp_path: Path, name: str) -> subprocess.Pop
 def _holder(api) -> str:
     try:
         return api.get("coordination.k8s.io/v1", "Lease", "kubedr-exporter", "shop")["spec"].get("holderIdentity", "")
-    except Exception:  # noqa: BLE001 - not created yet
+    except NotFound:  # not created yet
         return ""
 
 

@@ -18,7 +18,7 @@ from tests.conftest import run_git
 def ssh_host(tmp_path: Path):
     why = gitssh.available()
     if why:
-        pytest.skip(why)
+        pytest.fail(why)
     host = gitssh.GitSSH(tmp_path).start()
     yield host
     host.stop()

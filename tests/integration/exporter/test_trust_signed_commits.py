@@ -185,12 +185,12 @@ def test_trust_ack_refuses_a_key_the_allowed_signers_in_force_do_not_hold(git_re
 
 
 def _exists(emu, name: str) -> bool:
-    from kubedr.emulator.errors import ApiError
+    from kubedr.apierrors import NotFound
 
     try:
         emu.api.get("v1", "ConfigMap", name, "shop")
         return True
-    except ApiError:
+    except NotFound:
         return False
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedr import contract
+from kubedr.apierrors import NotFound
 from tests.conftest import free_port, wait_until
 
 NS = "shop"
@@ -119,9 +120,10 @@ class Side:
         self.emu.api.apply(obj, manager="kubectl", force=True)
 
     def get(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The object, None when absent (any other error is raised: an absence check must not pass on one)."""
         try:
             return self.emu.api.get(api_version, kind, name, NS)
-        except Exception:  # noqa: BLE001 - absent
+        except NotFound:
             return None
 
     def data(self, name: str) -> dict[str, str] | None:

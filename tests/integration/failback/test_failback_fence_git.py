@@ -120,3 +120,51 @@ def test_waiting_at_start_is_a_warning_the_role_moving_away_mid_run_an_error(
               if r.name == "kubedr.exporter.fence" and "fenced:" in r.getMessage()]
     assert fenced == [(logging.WARNING, "fenced: the writer is A (epoch 1), not B"),
                       (logging.ERROR, "fenced: the writer is B (epoch 2), not A")]
+
+
+def _push_file(remote: Path, path: str, data: bytes, message: str) -> None:
+    with Branch(str(remote)) as branch:
+        branch.fetch()
+        branch.push(branch.commit_file(path, data, message))
+
+
+def test_the_checks_while_exporting_follow_the_role_on_the_branch(tmp_path: Path, git_remote: Path) -> None:
+    """check() reads the pusher's last fetch, recheck() the branch afresh: a moved role, a role file nobody can
+    read and an unreachable remote each give their answer (fenced, fenced, no answer)."""
+    repo_init.init_repo(str(git_remote), writer="A")
+    a = _fence(tmp_path, git_remote, "A")
+    assert a.claim() is None
+    a.store.open()
+    a.store.fetch()
+    assert a.check() is None and a.recheck() is None and a.reason is None
+    _set_role(git_remote, "B")
+    assert a.check() is None, "check() judges the remote as last fetched: the pusher fetches before it retries"
+    assert a.recheck() == "the writer is B (epoch 2), not A" == a.reason
+    a.store.fetch()
+    assert a.check() == "the writer is B (epoch 2), not A"
+
+    _push_file(git_remote, roles.WRITER_PATH, b"cluster: [A\n", "a role file nobody can read")
+    a.store.fetch()
+    unreadable = a.check()
+    assert unreadable is not None and unreadable.startswith(f"{roles.WRITER_PATH}: not a writer role")
+    assert a.recheck() == unreadable
+
+    away = git_remote.rename(git_remote.with_name("away.git"))
+    a.reason = None
+    assert a.recheck() is None and a.reason is None, "an unreachable remote is no answer: the pusher decides"
+    away.rename(git_remote)
+    a.store.close()
+
+
+def test_a_restart_with_its_own_unpushed_commits_exports_and_an_unreadable_role_fences(tmp_path: Path,
+                                                                                       git_remote: Path) -> None:
+    repo_init.init_repo(str(git_remote), writer="A")
+    a = _fence(tmp_path, git_remote, "A")
+    assert a.claim() is None
+    a.store.open()
+    assert a.store.commit_paths(lambda _: "local\n\nWriter: A\nWriter-Epoch: 1\n", contents={"x.yaml": b"x: 1\n"})
+    a.store.close()
+    assert _fence(tmp_path, git_remote, "A").claim() is None, "its own epoch's commits are pushed, not stale"
+    _push_file(git_remote, roles.WRITER_PATH, b"epoch: 0\ncluster: A\n", "a role file nobody may trust")
+    refused = _fence(tmp_path, git_remote, "A", "clone-2").claim()
+    assert refused == f"{roles.WRITER_PATH}: epoch must be 1 or more, not 0"

@@ -6,9 +6,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from snapshot_harness import AgeKeys, Etcd, make_age_keys, start_etcd
+from snapshot_harness import RELEASES, AgeKeys, Etcd, make_age_keys, release_path, start_etcd
 
 from tests.conftest import free_port
+
+
+@pytest.fixture(params=sorted(RELEASES))
+def etcd_release(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per etcd release (3.4: etcdctl restores, 3.5: etcdutl): only its tools on PATH.
+    List it before the fixtures that start etcd."""
+    monkeypatch.setenv("PATH", release_path(request.param, tmp_path / f"etcd-{request.param}"))
+    return str(request.param)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from snapshot_harness import etcd_binary
 
 from tests.conftest import stop_process, wait_until
 
@@ -98,7 +99,7 @@ class FakeKubelet:
             mounts = {m["mountPath"]: hostpaths[m["name"]] for m in c.get("volumeMounts", [])}
             args = [self._map(a, mounts) for a in cmd[1:]]
             log = open(self.log_dir / f"kubelet-etcd-{self.etcd_starts}.log", "wb")
-            return _Running(content, proc=subprocess.Popen(["/usr/bin/etcd", *args], stdout=log,
+            return _Running(content, proc=subprocess.Popen([etcd_binary(), *args], stdout=log,
                                                            stderr=subprocess.STDOUT))
         if Path(cmd[0]).name == "kube-apiserver":
             flags = dict(a[2:].split("=", 1) for a in cmd[1:] if a.startswith("--") and "=" in a)

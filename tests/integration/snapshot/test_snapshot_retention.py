@@ -6,7 +6,7 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
-from snapshot_harness import kubedr, listed
+from snapshot_harness import S3_ENV, kubedr, listed
 
 from kubedr.snapshot.manifest import new_id
 
@@ -66,3 +66,29 @@ def test_save_after_retention_flags(etcd_server, age_keys, tmp_path):
                "-r", age_keys.recipient, "--keep-last", "2", "--no-cluster-info")
     found = listed(str(store))
     assert len(found) == 2 and found[0]["snapshot"]["revision"] > found[1]["snapshot"]["revision"]
+
+
+# moto dates every multipart upload 2010-11-10T20:48:33Z; prune runs under faketime (Debian's libfaketime) at a
+# chosen distance from that date, so the upload is as young or as old as the case needs. The store is untouched.
+MOTO_INITIATED = datetime(2010, 11, 10, 20, 48, 33, tzinfo=UTC)
+
+
+def test_prune_aborts_an_upload_only_once_it_is_a_day_old(s3_endpoint):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    s3.create_bucket(Bucket="young")
+    key = "etcd/kubernetes/20101110T204833.000Z/bundle.tar.age"
+    upload = s3.create_multipart_upload(Bucket="young", Key=key)["UploadId"]
+    s3.upload_part(Bucket="young", Key=key, UploadId=upload, PartNumber=1, Body=b"x" * (5 << 20))
+    env = {**S3_ENV, "KUBEDR_ENDPOINT_URL": s3_endpoint, "KUBEDR_PATH_STYLE": "1", "TZ": "UTC"}
+    prune = ["prune", "--store", "s3://young/etcd", "--keep-last", "1"]
+    for age, aborted in ((timedelta(hours=23, minutes=50), False), (timedelta(hours=24, minutes=10), True)):
+        at = (MOTO_INITIATED + age).strftime("%Y-%m-%d %H:%M:%S UTC")
+        out = kubedr(*prune, env=env, faketime=at)
+        left = [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="young").get("Uploads", [])]
+        if aborted:
+            assert out.stdout.splitlines() == [f"abort incomplete upload {key}"] and left == []
+        else:
+            assert out.stdout == "" and left == [upload], f"a {age} old upload was aborted: {out.stdout}"

@@ -96,7 +96,8 @@ def test_one_set_of_three_nodes_and_node_2_gets_its_own_files(cp_set, tmp_path):
     assert (tmp_path / "etcd/member/snap/db").is_file()
 
 
-def test_three_members_restored_from_one_set_form_one_cluster(cp_set, tmp_path):
+def test_three_members_restored_from_one_set_form_one_cluster(etcd_release, cp_set, tmp_path):
+    """Once per etcd release: the members restored with etcdctl (3.4) or etcdutl (3.5) and served by that etcd."""
     s = cp_set
     dirs = [tmp_path / f"etcd-{n}" for n in NODES]
     for n, d in zip(NODES, dirs, strict=True):  # as on each node: same id, its own member

@@ -28,6 +28,13 @@ def test_emptied_repo_is_refused() -> None:
     assert not guard(40, 40).allowed
 
 
+def test_one_deletion_counts_like_any_other() -> None:
+    """No free first deletion: one of three objects is a third of what kubedr applied."""
+    assert not guard(1, 3).allowed
+    assert not guard(1, 1, max_fraction=0.9).allowed  # the whole of a one-object inventory
+    assert guard(1, 1, max_fraction=1.0).allowed
+
+
 def test_force_overrides() -> None:
     assert guard(10_000, 10_000, force=True).allowed
 

@@ -333,6 +333,78 @@ def test_sanitize_exports_user_objects_of_every_captured_kind() -> None:
     }
 
 
+# ---- ownerReferences: only a controller that is exported (or made by the cluster) keeps a child out ----
+
+APPS_ONLY_CONFIG = {("", "ConfigMap"), ("", "Pod"), ("apps", "ReplicaSet")}  # Deployments excluded, say
+
+
+def exports(*kinds: tuple[str, str]) -> sz.Exports:
+    return lambda group, kind: (group, kind) in kinds
+
+
+def test_sanitize_an_object_with_a_non_controlling_owner_is_exported_without_the_reference() -> None:
+    cm = fixture("namespaced-configmap.json", "app-config")  # as Helm or an operator marks what it made
+    cm["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                          "uid": "0b6c4a5e-95d9-4f77-a6c4-3b2f1b0b7d1c", "blockOwnerDeletion": True}]
+    assert skip_reason(cm) is None and skip_reason(cm, exports(("apps", "Deployment"))) is None
+    cm["metadata"]["ownerReferences"][0]["controller"] = False
+    out = sanitize(cm)
+    assert out is not None and "ownerReferences" not in out["metadata"] and out["data"] == cm["data"]
+
+
+def test_sanitize_a_child_whose_controller_is_not_exported_is_exported() -> None:
+    rs = fixture("namespaced-replicaset.json", "web-87f8bbf8c")  # controlled by Deployment web
+    assert sz.controller_of(rs) == ("apps", "Deployment")
+    assert skip_reason(rs, exports(("apps", "Deployment"), ("apps", "ReplicaSet"))).startswith("controlled: ")
+    out = sanitize(rs, exports(*APPS_ONLY_CONFIG))
+    assert out is not None and "ownerReferences" not in out["metadata"] and out["spec"]["replicas"] == rs["spec"]["replicas"]
+    pod = fixture("namespaced-pod.json", "web-87f8bbf8c-86zm7")  # its ReplicaSet is exported: still skipped
+    assert skip_reason(pod, exports(*APPS_ONLY_CONFIG)).startswith("controlled: ")
+    assert skip_reason(rs) is not None, "without a scope (the applier's strays) every controller counts"
+
+
+# a mirror Pod: what the kubelet writes for a static Pod (the captured Pod with the reference it sets)
+CLUSTER_CONTROLLER_CASES: dict[tuple[str, str], tuple[str, str, Callable[[Obj], None]]] = {
+    ("", "Node"): ("namespaced-pod.json", "db-0", lambda o: o["metadata"].update(
+        name="etcd-node-a", ownerReferences=[{"apiVersion": "v1", "kind": "Node", "name": "node-a", "controller": True,
+                                              "uid": "6f1d8e5a-2f0b-4d6e-9c1a-7b3e4f5a6b7c"}],
+        annotations={"kubernetes.io/config.mirror": "0cbd1c0f4e1a2d3b", "kubernetes.io/config.source": "file"})),
+}
+
+
+@pytest.mark.parametrize("key", sorted(sz.CLUSTER_CONTROLLERS), ids=lambda k: ".".join(reversed(k)).strip("."))
+def test_sanitize_a_child_of_what_the_cluster_makes_is_skipped(key: tuple[str, str]) -> None:
+    assert set(CLUSTER_CONTROLLER_CASES) == set(sz.CLUSTER_CONTROLLERS), "each row needs a case (and no stale ones)"
+    file, name, inject = CLUSTER_CONTROLLER_CASES[key]
+    obj = fixture(file, name)
+    inject(obj)
+    assert sz.controller_of(obj) == key
+    assert skip_reason(obj, exports()).startswith("controlled: "), "never exported, yet its child is recreated"
+
+
+def test_sanitize_a_job_is_finished_only_by_a_true_complete_or_failed_condition() -> None:
+    for conditions in ([{"type": "Suspended", "status": "True", "reason": "JobSuspended"}],
+                       [{"type": "Failed", "status": "False"}, {"type": "Complete", "status": "False"}]):
+        job = fixture("namespaced-job.json", "migrate")
+        job["status"] = {"conditions": conditions, "active": 1}
+        assert skip_reason(job) is None, conditions
+
+
+def test_sanitize_endpoints_the_controller_keeps_are_known_by_label_or_managers() -> None:
+    ep = fixture("namespaced-endpoints.json", "web")
+    del ep["metadata"]["annotations"]  # no trigger time: the label of the endpoints mirroring / controller
+    ep["metadata"]["labels"] = {"endpoints.kubernetes.io/managed-by": "endpoint-controller"}
+    assert skip_reason(ep).startswith("endpoints-of-service: ")
+    del ep["metadata"]["labels"]  # nothing but who wrote it: the control plane alone
+    assert {e["manager"] for e in ep["metadata"]["managedFields"]} <= sz.SYSTEM_MANAGERS
+    assert skip_reason(ep).startswith("endpoints-of-service: ")
+    ep["metadata"]["managedFields"].append({"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1",
+                                            "fieldsType": "FieldsV1", "fieldsV1": {"f:subsets": {}}})
+    assert skip_reason(ep) is None, "a person edited it: exported"
+    ep["metadata"]["managedFields"] = []
+    assert skip_reason(ep) is None, "no managers at all: nothing says the controller keeps it"
+
+
 # ---- decisions around the keep predicates -----------------------------------------------------------
 
 def test_sanitize_headless_service_keeps_cluster_ip_none() -> None:

@@ -181,3 +181,41 @@ def test_sealing_digest_key_file_created_0600_and_reloaded(tmp_path: Path) -> No
         sealing.load_digest_key(str(path))
     with pytest.raises(SealingError, match="digest key"):
         sealing.load_digest_key(str(tmp_path / "absent"))
+
+
+def test_sealing_digest_binds_the_namespace(keys) -> None:
+    sealer = Sealer([str(keys[0].to_public())], DIGEST_KEY)
+    s, elsewhere = secret(), secret()
+    elsewhere["metadata"]["namespace"] = "other"
+    assert sealer.digest(s, "password", b"x") != sealer.digest(elsewhere, "password", b"x")
+
+
+def test_sealing_a_value_without_ciphertext_is_a_clear_error(keys) -> None:
+    sealed = Sealer([str(keys[0].to_public())], DIGEST_KEY).seal(secret())
+    for broken in ({"hmac": "hmac-sha256:00"}, "just text"):
+        sealed["sealed"]["values"]["password"] = broken
+        with pytest.raises(UnsealError, match=r"sealed.values.password has no age ciphertext"):
+            unseal(sealed, [keys[0]])
+
+
+def test_sealing_reseal_refuses_what_it_cannot_reseal(keys) -> None:
+    a, b = keys
+    sealed = Sealer([str(a.to_public())], DIGEST_KEY).seal(secret())
+    with pytest.raises(SealingError, match="not sealed"):
+        sealing.reseal(secret(), [a], [str(b.to_public())])
+    with pytest.raises(SealingError, match="at least one age recipient"):
+        sealing.reseal(sealed, [a], [])
+    sealed["sealed"]["format"] = "kubedr.io/age/v9"
+    with pytest.raises(UnsealError, match="unknown sealed format"):
+        sealing.reseal(sealed, [a], [str(b.to_public())])
+
+
+def test_sealing_digest_key_readable_by_others_is_warned_about(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "digest.key"
+    path.write_text("ab" * 16 + "\n")  # 32 hex characters: the shortest key taken
+    path.chmod(0o600)
+    assert sealing.load_digest_key(str(path)) == bytes.fromhex("ab" * 16) and not caplog.records
+    path.chmod(0o640)
+    sealing.load_digest_key(str(path))
+    assert any("readable by group/others" in r.getMessage() for r in caplog.records)
