@@ -578,6 +578,9 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
                     on_round(report)
             failed = failed or engine.untrusted is not None or engine.held is not None
         except (FetchError, git.GitError, ApiError, OSError, urllib3.exceptions.HTTPError, SigningError) as exc:
+            if stop.is_set():  # SIGTERM killed the round's git commands: a stop, not a failure
+                log.info("round interrupted by the stop: %s", " ".join(str(exc).split()))
+                break
             log.error("round failed: %s", " ".join(str(exc).split()))
             failed = True
         except Exception as exc:  # urllib3 connection errors and the like: retried next round

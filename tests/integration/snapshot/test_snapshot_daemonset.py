@@ -72,8 +72,9 @@ def test_one_pod_per_control_plane_node_and_their_runs_write_one_complete_set(em
     pods = wait_until(lambda: len(snapshot_pods(emulator)) == 3 and snapshot_pods(emulator), timeout=30,
                       what="the DaemonSet's Pods")
     assert sorted(p["spec"]["nodeName"] for p in pods) == CONTROL_PLANE  # type: ignore[union-attr]
-    ds = emulator.store.get("apps/v1", "DaemonSet", "kubedr-snapshot", "kubedr-system")
-    assert ds["status"]["desiredNumberScheduled"] == 3 and ds["status"]["currentNumberScheduled"] == 3
+    ds = wait_until(lambda: (d := emulator.store.get("apps/v1", "DaemonSet", "kubedr-snapshot", "kubedr-system"))
+                    .get("status", {}).get("currentNumberScheduled") == 3 and d, timeout=10, what="the DaemonSet's status")
+    assert ds["status"]["desiredNumberScheduled"] == 3  # type: ignore[index]
 
     config_map = by_kind(docs, "ConfigMap")
     settings = yaml.safe_load(next(c["data"]["config.yaml"] for c in config_map.values() if "config.yaml" in c.get(
