@@ -60,7 +60,7 @@ def unreachable(exc: Exception, server: str, what: str) -> Unreachable:
 def _seconds(exc: Exception) -> str:
     """The timeout urllib3 names at the end of its message (`... (read timeout=15.0)` -> 15)."""
     try:
-        return f"{float(str(exc).rpartition('=')[2].rstrip(')')):g}"
+        return f"{round(float(str(exc).rpartition('=')[2].rstrip(')')), 1):g}"
     except ValueError:
         return "?"
 

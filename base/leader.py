@@ -86,6 +86,7 @@ class LeaderElector:
         self.last_contact = 0.0                         # monotonic time the API last answered us
         self._until: float | None = None                # while renewing: every call ends by the deadline
         self.refused: str = ""                          # why the Lease cannot be created at all (no namespace)
+        self.once = False  # a one-shot run: an API server that does not answer ends the wait, not retried
         metrics.LEADER.labels(lease=self._lease_label).set(0)
 
     # -- what a caller may ask -------------------------------------------------------------
@@ -132,7 +133,10 @@ class LeaderElector:
             log.warning("lease %s/%s: read failed: %s", self.namespace, self.name, _reason(exc))
             return False
         except Exception as exc:  # noqa: BLE001 - a network error is one failed round, not a crash
-            log.warning("lease %s/%s: read failed: %s", self.namespace, self.name, exc)
+            if self.once:
+                self.refused = f"lease {self.namespace}/{self.name} cannot be read: {exc}"
+            else:
+                log.warning("lease %s/%s: read failed: %s", self.namespace, self.name, exc)
             return False
         spec = dict(current.get("spec") or {})
         self._lease = current
@@ -308,7 +312,7 @@ class Leadership:
 @contextmanager
 def elected(api_client: client.ApiClient, namespace: str, name: str, identity: str | None = None,
             timing: Timing | None = None, stop: threading.Event | None = None,
-            on_lost: Callable[[], None] | None = None, release: bool = True) -> Iterator[Leadership]:
+            on_lost: Callable[[], None] | None = None, release: bool = True, once: bool = False) -> Iterator[Leadership]:
     """Block until this process leads the Lease, renew it in the background while the block runs.
 
     If stop is set before we lead, raises NotElected. When the Lease is lost, `lead.lost` is set and
@@ -316,6 +320,7 @@ def elected(api_client: client.ApiClient, namespace: str, name: str, identity: s
     """
     global _current
     elector = LeaderElector(api_client, namespace, name, identity or default_identity(), timing)
+    elector.once = once
     _current = elector
     try:
         if not elector.acquire(stop or threading.Event()):
@@ -370,6 +375,7 @@ class Options:
     name: str = ""
     identity: str | None = None
     timing: Timing = Timing()
+    once: bool = False  # --once: an unreachable API server ends the wait for the Lease with one line
 
 
 class OptionsError(ValueError):
@@ -405,7 +411,7 @@ def options_from(args: argparse.Namespace) -> Options:
         raise OptionsError("--leader-election-retry-period < --leader-election-renew-deadline < "
                            "--leader-election-lease-duration is needed, all above 0") from exc
     return Options(True, args.leader_election_namespace, args.leader_election_name, args.leader_election_identity,
-                   timing)
+                   timing, bool(getattr(args, "once", False)))
 
 
 def run_elected(options: Options, api_client: Callable[[], client.ApiClient],
@@ -422,7 +428,7 @@ def run_elected(options: Options, api_client: Callable[[], client.ApiClient],
             return work(stop)
         try:
             with elected(api_client(), options.namespace, options.name, options.identity, options.timing,
-                         stop=stop, on_lost=stop.set) as lead:
+                         stop=stop, on_lost=stop.set, once=options.once) as lead:
                 code = work(stop)
         except NotElected:
             return 0

@@ -88,6 +88,15 @@ def test_leader_election_without_its_namespace_is_one_line(emulator: object, tmp
     assert "lease kubedr-system/kubedr-exporter cannot be created" in line and "kubedr-system" in line
 
 
+def test_leader_election_once_gives_up_on_a_silent_api_server(silent_kubeconfig: Path, git_remote: Path,
+                                                              tmp_path: Path) -> None:
+    proc, took = kubedr("apply", "--once", "--leader-elect", "--kubeconfig", silent_kubeconfig, "--repo", git_remote,
+                        "--workdir", tmp_path / "work")
+    assert proc.returncode == 1 and took < BOUND, (took, proc.stderr)
+    line = one_line(proc.stderr)
+    assert "lease kubedr-system/kubedr-applier cannot be read" in line and "no answer within" in line, line
+
+
 def stops_within(proc: subprocess.Popen[str], bound: float = STOP) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
