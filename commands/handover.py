@@ -11,7 +11,9 @@ import shutil
 import tempfile
 import time
 
-from kubedr import git, roles
+import pygit2
+
+from kubedr import contract, git, repotree, roles
 from kubedr.remote import redact, scrub
 from kubedr.signing import Signer
 
@@ -74,28 +76,20 @@ class Branch:
         return roles.read_writer(self.gitdir, self.head) if self.head else None
 
     def commit_file(self, path: str, data: bytes, message: str, when: float | None = None) -> str:
-        """A commit on the fetched head that changes one file (a private index; no work tree)."""
+        """A commit on the fetched head that changes one file, built from git objects (no index, no work tree: a
+        tree entry git refuses, pushed by someone, cannot stop a promote; such entries are dropped on the way)."""
         from kubedr.exporter.gittree import COMMITTED_AT, committed_at, with_trailer
 
         when = time.time() if when is None else when
-        index = os.path.join(self.gitdir, "kubedr-index")
-        env = {**self.env, "GIT_INDEX_FILE": index}
-
-        def run(*a: str, stdin: bytes | None = None) -> str:
-            return git.run(a, git_dir=self.gitdir, stdin=stdin, env=env).text
-
-        if self.head:
-            run("read-tree", self.head)
-        else:
-            run("read-tree", "--empty")
-        blob = run("hash-object", "-w", "--stdin", stdin=data).strip()
-        run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-        tree = run("write-tree").strip()
+        repo = pygit2.Repository(self.gitdir)
+        root = repo[self.head].peel(pygit2.Tree).id.raw if self.head else None
+        tree = pygit2.Oid(raw=_with_file(repo, root, path.split("/"), repo.create_blob(data).raw))
         text = with_trailer(message, COMMITTED_AT, committed_at(when))
         stamp = f"{int(when)} +0000"
-        env.update(GIT_AUTHOR_DATE=stamp, GIT_COMMITTER_DATE=stamp)
+        env = {**self.env, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
         parents = ["-p", self.head] if self.head else []
-        return run("commit-tree", *self.sign, tree, *parents, stdin=text.encode()).strip()
+        return git.run(["commit-tree", *self.sign, str(tree), *parents], git_dir=self.gitdir, stdin=text.encode(),
+                       env=env).text.strip()
 
     def push(self, sha: str, ref: str | None = None) -> None:
         """Push sha to the branch (or ref) as a fast-forward; Rejected when the remote moved."""
@@ -109,6 +103,26 @@ class Branch:
             raise Rejected(f"{redact(self.repo)} branch {self.branch} moved during the push")
         lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.startswith(("To ", "Done"))]
         raise roles.RoleError(scrub(f"push to {redact(self.repo)}: {' | '.join(lines[-2:])}", self.repo))
+
+
+def _with_file(repo: pygit2.Repository, tree: bytes | None, parts: list[str], blob: bytes) -> bytes:
+    """The id of a tree like `tree` with the file at `parts` set to `blob`; entries the contract refuses are left
+    out of the trees on the way (the exporter drops them from its next commit too)."""
+    keep: dict[bytes, tuple[int, bytes]] = {}
+    if tree is not None:
+        for mode, name, oid in repotree.entries(repo.odb.read(pygit2.Oid(raw=tree))[1]):
+            if contract.entry_problem(name, mode) is None:
+                keep[name] = (mode, oid)
+    name = parts[0].encode()
+    if len(parts) == 1:
+        keep[name] = (0o100644, blob)
+    else:
+        sub = keep.get(name)
+        keep[name] = (contract.TREE_MODE, _with_file(repo, sub[1] if sub and sub[0] == contract.TREE_MODE else None,
+                                                      parts[1:], blob))
+    order = sorted(keep.items(), key=lambda kv: kv[0] + (b"/" if kv[1][0] == contract.TREE_MODE else b""))
+    raw = b"".join(f"{mode:o}".encode() + b" " + n + b"\0" + oid for n, (mode, oid) in order)
+    return bytes(repo.odb.write(pygit2.GIT_OBJECT_TREE, raw).raw)
 
 
 def ago(seconds: float) -> str:

@@ -12,6 +12,9 @@ from kubedr.commands import repo_init
 from kubedr.commands.handover import Branch
 from kubedr.exporter.fence import Fence
 from kubedr.exporter.gitstore import GitError, GitStore
+from kubedr.policyfile import POLICY_PATH
+from tests import hostile
+from tests.conftest import run_git
 
 
 def _set_role(remote: Path, cluster: str) -> roles.Writer:
@@ -168,3 +171,21 @@ def test_a_restart_with_its_own_unpushed_commits_exports_and_an_unreadable_role_
     _push_file(git_remote, roles.WRITER_PATH, b"epoch: 0\ncluster: A\n", "a role file nobody may trust")
     refused = _fence(tmp_path, git_remote, "A", "clone-2").claim()
     assert refused == f"{roles.WRITER_PATH}: epoch must be 1 or more, not 0"
+
+
+def test_a_role_commit_goes_through_a_branch_with_entries_git_refuses(git_remote: Path) -> None:
+    """Someone pushed `..`, a symlink, a slash-named entry and an odd mode: the role still moves (promote on the day
+    of the disaster), the hostile entries are left out of the role commit (git's index carried them forward), every
+    real file is kept."""
+    repo_init.init_repo(str(git_remote), writer="A")
+    policy = run_git("--git-dir", str(git_remote), "show", f"main:{POLICY_PATH}")
+    target = hostile.blob(git_remote, b"/etc/passwd")
+    hostile.add(git_remote, "main", "", ("40000", b"..", hostile.tree(git_remote, [])),
+                ("120000", b"README.md.link", target), ("100644", b".kubedr/writer.yaml", target))
+    hostile.add(git_remote, "main", ".kubedr", ("100664", b"odd.yaml", target))
+    writer = _set_role(git_remote, "B")
+    assert (writer.cluster, writer.epoch) == ("B", 2)
+    names = run_git("--git-dir", str(git_remote), "ls-tree", "-r", "--name-only", "main").split()
+    assert set(names) == {"README.md", ".gitattributes", POLICY_PATH, roles.WRITER_PATH}
+    assert run_git("--git-dir", str(git_remote), "show", f"main:{POLICY_PATH}") == policy
+    run_git("--git-dir", str(git_remote), "read-tree", f"--index-output={git_remote.parent / 'check.index'}", "main")  # a tree git accepts
