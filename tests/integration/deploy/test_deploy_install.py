@@ -1,0 +1,197 @@
+"""`kubedr install` on two emulators: keys where they belong, the manifests applied, the first commit flowing
+through the exporter and applier it configured (run by the pretend kubelet of deploy_harness), a second run
+that changes nothing, --dry-run and --output-dir, and `kubedr uninstall` leaving both clusters as before."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_harness import kubectl_json, run_deployment, snapshot, versions
+
+from tests.conftest import free_port, run_git, stop_process, wait_until
+
+Key = tuple[str, str, str, str]
+
+
+class Pair:
+    """Two emulators, their kubeconfigs, and a bare config repo."""
+
+    def __init__(self, tmp: Path) -> None:
+        from kubedr.emulator.server import Emulator
+
+        self.tmp = tmp
+        self.emus = {side: Emulator(listen=f"127.0.0.1:{free_port()}").start() for side in ("primary", "secondary")}
+        self.kubeconfig = {side: emu.write_kubeconfig(tmp / f"{side}.kubeconfig") for side, emu in self.emus.items()}
+        self.repo = tmp / "config.git"
+        self.url = self.repo.as_uri()  # a URL: the pretend kubelet moves the pod's /tmp, where the repo lives too
+        run_git("init", "-q", "--bare", "-b", "main", str(self.repo))
+
+    def kubedr(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kubedr", *args], capture_output=True, text=True,
+                              timeout=timeout, env=_env(), cwd=self.tmp)
+
+    def install_args(self, *extra: str) -> list[str]:
+        return ["install", "--primary-kubeconfig", str(self.kubeconfig["primary"]), "--secondary-kubeconfig",
+                str(self.kubeconfig["secondary"]), "--repo", self.url, "--namespaces", "shop",
+                "--primary-cluster-name", "prod-eu-1", "--secondary-cluster-name", "prod-us-1", *extra]
+
+    def uninstall_args(self) -> list[str]:
+        return ["uninstall", "--primary-kubeconfig", str(self.kubeconfig["primary"]), "--secondary-kubeconfig",
+                str(self.kubeconfig["secondary"])]
+
+    def objects(self, kubectl: str) -> dict[str, dict[Key, dict[str, Any]]]:
+        return {side: snapshot(kubectl, path) for side, path in self.kubeconfig.items()}
+
+    def refs(self) -> str:
+        return run_git("for-each-ref", cwd=self.repo)
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("KUBEDR_", "KUBECONFIG"))}
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    p = Pair(tmp_path)
+    api = p.emus["primary"].api
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"},
+                "data": {"color": "blue"}})
+    api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+                "type": "Opaque", "data": {"password": base64.b64encode(b"s3cret").decode()}})
+    yield p
+    for emu in p.emus.values():
+        emu.stop()
+
+
+def _secret_file(kubectl: str, kubeconfig: Path, name: str, item: str) -> bytes:
+    secret = kubectl_json(kubectl, kubeconfig, "-n", "kubedr-system", "get", "secret", name)
+    return base64.b64decode(secret["data"][item])
+
+
+def _everything(objects: dict[Key, dict[str, Any]]) -> str:
+    """Every object as text, with every Secret's values decoded too: a key leaked anywhere shows here."""
+    parts = [repr(objects)]
+    for obj in objects.values():
+        if obj["kind"] == "Secret":
+            parts += [base64.b64decode(v).decode(errors="replace") for v in (obj.get("data") or {}).values()]
+    return "\n".join(parts)
+
+
+def _repo_blobs(repo: Path) -> str:
+    """The content of every object of every ref of the repo."""
+    listed = run_git("rev-list", "--objects", "--all", cwd=repo).split("\n")
+    shas = "".join(line.split()[0] + "\n" for line in listed if line.strip())
+    return subprocess.run(["git", "cat-file", "--batch"], cwd=repo, input=shas.encode(), capture_output=True,
+                          check=True).stdout.decode(errors="replace")
+
+
+def _plan(stdout: str) -> list[str]:
+    """The plan's lines: those after the `kubedr install:` header, up to the first that is not one."""
+    lines = stdout.split("kubedr install: ", 1)[1].splitlines()[1:]
+    return [ln for ln in lines[:next((i for i, ln in enumerate(lines) if not ln.startswith("  ")), len(lines))]]
+
+
+def _identity_line(identity: bytes) -> str:
+    (line,) = [ln for ln in identity.decode().splitlines() if ln.startswith("AGE-SECRET-KEY-1")]
+    return line
+
+
+def test_install_protects_the_pair_and_a_second_run_changes_nothing(pair: Pair, kubectl: str,
+                                                                      tmp_path: Path) -> None:
+    before = pair.objects(kubectl)
+
+    # --dry-run prints the plan and changes nothing anywhere
+    dry = pair.kubedr(*pair.install_args("--dry-run"))
+    assert dry.returncode == 0, dry.stderr
+    assert "apps/Deployment kubedr-system/kubedr-exporter" in dry.stdout and "dry run: nothing" in dry.stdout
+    assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == {s: versions(o) for s, o in before.items()}
+    assert pair.refs() == ""
+
+    # install; once its Deployments exist, the pretend kubelet runs them as their Pods would
+    log = tmp_path / "install.log"
+    with log.open("wb") as out:
+        install = subprocess.Popen([sys.executable, "-m", "kubedr", *pair.install_args("--timeout", "150s")],
+                                   stdout=out, stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+    procs = []
+    try:
+        for side, name in (("primary", "kubedr-exporter"), ("secondary", "kubedr-applier")):
+            wait_until(lambda s=side, n=name: subprocess.run(
+                [kubectl, "--kubeconfig", str(pair.kubeconfig[s]), "-n", "kubedr-system", "get", "deployment", n],
+                capture_output=True).returncode == 0 or install.poll() is not None, timeout=60, what=name)
+            assert install.poll() is None, log.read_text()
+            procs.append((run_deployment(kubectl, pair.kubeconfig[side], name, tmp_path / name, free_port(),
+                                         tmp_path / f"{name}.log"), tmp_path / f"{name}.log"))
+        assert install.wait(180) == 0, log.read_text()[-4000:]
+        out = log.read_text()
+        assert "the first commit flowed" in out, out
+        assert "repo" in out and "prod-eu-1" in out and "prod-us-1" in out  # kubedr status's table follows
+        for proc, plog in procs:
+            assert proc.poll() is None, plog.read_text()[-3000:]
+
+        secondary = pair.emus["secondary"].api
+        assert secondary.get("v1", "ConfigMap", "settings", "shop")["data"] == {"color": "blue"}
+        # sealed by the primary to the recipient install derived from the identity that only the secondary holds
+        assert base64.b64decode(secondary.get("v1", "Secret", "db", "shop")["data"]["password"]) == b"s3cret"
+    finally:
+        for proc, _ in procs:
+            stop_process(proc)
+        if install.poll() is None:
+            stop_process(install)
+
+    # keys where they belong: the identity's private part nowhere on the primary, in no blob of any ref
+    objects = pair.objects(kubectl)
+    identity = _identity_line(_secret_file(kubectl, pair.kubeconfig["secondary"], "kubedr-age-identity",
+                                           "identity.txt"))
+    primary_text = _everything(objects["primary"]).lower()
+    assert identity.lower() not in primary_text
+    assert identity.lower() not in _repo_blobs(pair.repo).lower()
+    assert identity.lower() in _everything(objects["secondary"]).lower()  # the search can find it
+    for name, item in (("kubedr-signing-key", "signing.key"), ("kubedr-digest-key", "digest.key")):
+        private = _secret_file(kubectl, pair.kubeconfig["primary"], name, item).decode().strip().splitlines()[-2]
+        assert private.lower() not in _everything(objects["secondary"]).lower(), name
+        assert private.lower() not in _repo_blobs(pair.repo).lower(), name
+    # RBAC as the manifests have it: the exporter only reads the primary
+    role = kubectl_json(kubectl, pair.kubeconfig["primary"], "get", "clusterrole", "kubedr-exporter")
+    assert {v for r in role["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
+    applier = kubectl_json(kubectl, pair.kubeconfig["secondary"], "get", "clusterrole", "kubedr-applier")
+    assert not {v for r in applier["rules"] for v in r["verbs"]} & {"impersonate", "deletecollection", "*"}
+    # every commit verifies against the allowed signers install gave the applier
+    signers = tmp_path / "allowed_signers"
+    cms = kubectl_json(kubectl, pair.kubeconfig["secondary"], "-n", "kubedr-system", "get", "configmap")["items"]
+    signers.write_text(next(c for c in cms if c["metadata"]["name"].startswith("kubedr-allowed-signers-"))["data"]
+                       ["allowed_signers"])
+    for sha in run_git("rev-list", "main", cwd=pair.repo).split():
+        verified = subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit", sha],
+                                  cwd=pair.repo, capture_output=True, text=True)
+        assert verified.returncode == 0 and "exporter@prod-eu-1" in verified.stderr, verified.stderr
+
+    # a second run changes nothing: no object, no commit
+    refs = pair.refs()
+    again = pair.kubedr(*pair.install_args("--timeout", "30s"))
+    assert again.returncode == 0, again.stderr
+    plan = _plan(again.stdout)
+    assert plan and {ln.split()[-1] for ln in plan} == {"keep", "unchanged"}, again.stdout
+    assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == \
+        {s: versions(o) for s, o in objects.items()}
+    assert pair.refs() == refs
+
+    # uninstall: the primary as before; the secondary as before but for what the applier replicated
+    gone = pair.kubedr(*pair.uninstall_args())
+    assert gone.returncode == 0, gone.stderr
+    wait_until(lambda: versions(snapshot(kubectl, pair.kubeconfig["primary"])) == versions(before["primary"]),
+               timeout=30, what="the primary as before")
+    after = snapshot(kubectl, pair.kubeconfig["secondary"])
+    left = {k for k in after if k not in before["secondary"]}
+    assert left and all(k[2] == "shop" or k[1:] == ("Namespace", "", "shop") for k in left), left
+    assert all(after[k]["metadata"]["resourceVersion"] == v for k, v in versions(before["secondary"]).items())
+    assert pair.refs() == refs
+    twice = pair.kubedr(*pair.uninstall_args())
+    assert twice.returncode == 0 and "nothing of kubedr install's" in twice.stdout, twice.stdout
