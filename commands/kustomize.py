@@ -77,7 +77,7 @@ def split_image(image: str) -> tuple[str, str, str]:
 # ---- the build ------------------------------------------------------------------------------------------
 
 def _build(tree: Tree, where: str, inherited: list[Resource], kind: str) -> list[Resource]:
-    path = posixpath.join(where, KUSTOMIZATION)
+    path = posixpath.normpath(posixpath.join(where, KUSTOMIZATION))
     k = _load_kustomization(tree, path, kind)
     out = list(inherited)
     for entry in _list(k, "resources", path):
