@@ -195,3 +195,138 @@ def test_install_protects_the_pair_and_a_second_run_changes_nothing(pair: Pair, 
     assert pair.refs() == refs
     twice = pair.kubedr(*pair.uninstall_args())
     assert twice.returncode == 0 and "nothing of kubedr install's" in twice.stdout, twice.stdout
+
+
+def _kubectl(kubectl: str, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_output_dir_writes_manifests_kustomize_renders_and_both_servers_accept(pair: Pair, kubectl: str,
+                                                                                tmp_path: Path) -> None:
+    out = tmp_path / "gitops"
+    done = pair.kubedr(*pair.install_args("--output-dir", str(out)))
+    assert done.returncode == 0, done.stderr
+    assert "kubectl apply -k" in done.stdout
+    written = _files(out)
+    for side in ("primary", "secondary"):
+        rendered = _kubectl(kubectl, pair.kubeconfig[side], "kustomize", str(out / "overlays" / side))
+        assert rendered.returncode == 0, rendered.stderr
+        accepted = _kubectl(kubectl, pair.kubeconfig[side], "apply", "--dry-run=server", "-k",
+                            str(out / "overlays" / side))
+        assert accepted.returncode == 0, accepted.stderr
+        assert "(server dry run)" in accepted.stdout
+        # written, not applied: only the namespace and the keys are in the cluster
+        assert _kubectl(kubectl, pair.kubeconfig[side], "-n", "kubedr-system", "get", "deployments",
+                        "-o", "name").stdout == ""
+    identity = _identity_line(_secret_file(kubectl, pair.kubeconfig["secondary"], "kubedr-age-identity",
+                                           "identity.txt"))
+    text = "\n".join(data.decode(errors="replace") for data in written.values())
+    assert identity.lower() not in text.lower() and "PRIVATE KEY" not in text
+    for name, item in (("kubedr-signing-key", "signing.key"), ("kubedr-digest-key", "digest.key")):
+        private = _secret_file(kubectl, pair.kubeconfig["primary"], name, item).decode().strip().splitlines()[-2]
+        assert private not in text, name
+    assert "AGE-SECRET-KEY" not in text.upper()
+    # run again: the same files, the same keys
+    again = pair.kubedr(*pair.install_args("--output-dir", str(out)))
+    assert again.returncode == 0, again.stderr
+    assert _files(out) == written
+    assert {ln.split()[-1] for ln in _plan(again.stdout) if " key " in ln or " init " in ln} == {"keep"}
+
+
+def test_uninstall_removes_what_install_made_and_nothing_else(pair: Pair, kubectl: str) -> None:
+    secondary = pair.kubeconfig["secondary"]
+    # the operator made kubedr's namespace and its git credentials on the secondary before installing
+    assert _kubectl(kubectl, secondary, "create", "namespace", "kubedr-system").returncode == 0
+    assert _kubectl(kubectl, secondary, "label", "namespace", "kubedr-system", "team=dr").returncode == 0
+    assert _kubectl(kubectl, secondary, "-n", "kubedr-system", "create", "secret", "generic", "kubedr-git",
+                    "--from-literal=git-credentials=https://dr:token@git.example.com").returncode == 0
+    before = pair.objects(kubectl)
+    done = pair.kubedr(*pair.install_args("--no-wait"))
+    assert done.returncode == 0, done.stderr
+    git_lines = [ln for ln in _plan(done.stdout) if "kubedr-git" in ln]
+    assert [ln.split()[0] + " " + ln.split()[-1] for ln in git_lines] == ["primary create", "secondary keep"]
+    live = pair.objects(kubectl)
+    assert ("apps/v1", "Deployment", "kubedr-system", "kubedr-applier") in live["secondary"]
+
+    dry = pair.kubedr("uninstall", "--primary-kubeconfig", str(pair.kubeconfig["primary"]), "--secondary-kubeconfig",
+                      str(secondary), "--dry-run")
+    assert dry.returncode == 0 and "release  Namespace kubedr-system" in dry.stdout, dry.stdout
+    assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == {s: versions(o) for s, o in live.items()}
+
+    gone = pair.kubedr(*pair.uninstall_args())
+    assert gone.returncode == 0, gone.stderr
+
+    def kept(objects: dict[Key, dict[str, Any]]) -> dict[Key, str]:
+        """All but the namespace install released, and the Events the cluster's controllers wrote about
+        install's objects in it (they age out on their own, as after any `kubectl delete`)."""
+        return {k: v for k, v in versions(objects).items() if k != ns and k[1] != "Event"}
+
+    ns = ("v1", "Namespace", "", "kubedr-system")
+
+    def as_before() -> bool:
+        now = pair.objects(kubectl)
+        same = kept(now["secondary"]) == kept(before["secondary"])
+        return same and versions(now["primary"]) == versions(before["primary"]) and \
+            now["secondary"][ns]["metadata"].get("labels") == before["secondary"][ns]["metadata"].get("labels")
+
+    wait_until(as_before, timeout=30, what="both clusters as before (the secondary's namespace and secret kept)")
+    annotations = pair.objects(kubectl)["secondary"][("v1", "Namespace", "", "kubedr-system")]["metadata"]
+    assert "kubedr.io/created-by-install" not in (annotations.get("annotations") or {})
+
+
+def test_a_missing_key_is_made_a_wrong_one_stops_install(pair: Pair, kubectl: str) -> None:
+    primary, secondary = pair.kubeconfig["primary"], pair.kubeconfig["secondary"]
+    assert pair.kubedr(*pair.install_args("--no-wait")).returncode == 0
+    recipients = _secret_file(kubectl, secondary, "kubedr-age-identity", "identity.txt")
+    # as if a run had been killed half-way: a key and a Deployment missing; the next run makes exactly those
+    assert _kubectl(kubectl, primary, "-n", "kubedr-system", "delete", "secret", "kubedr-digest-key").returncode == 0
+    assert _kubectl(kubectl, secondary, "-n", "kubedr-system", "delete", "deployment", "kubedr-applier").returncode == 0
+    again = pair.kubedr(*pair.install_args("--no-wait"))
+    assert again.returncode == 0, again.stderr
+    made = [ln for ln in _plan(again.stdout) if ln.split()[-1] != "keep" and ln.split()[-1] != "unchanged"]
+    assert [ln.split()[0] for ln in made] == ["primary", "secondary"], again.stdout
+    assert "kubedr-digest-key" in made[0] and "kubedr-applier" in made[1], made
+    assert _secret_file(kubectl, secondary, "kubedr-age-identity", "identity.txt") == recipients  # not rotated
+
+    # a key that is there but unusable: one line naming it, and nothing changes anywhere
+    assert _kubectl(kubectl, secondary, "-n", "kubedr-system", "patch", "secret", "kubedr-age-identity", "-p",
+                    '{"data": {"identity.txt": "bm90IGEga2V5Cg=="}}').returncode == 0
+    before = {s: versions(o) for s, o in pair.objects(kubectl).items()}
+    refused = pair.kubedr(*pair.install_args("--no-wait"))
+    assert refused.returncode == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert "Secret kubedr-system/kubedr-age-identity in the secondary: identity.txt" in line, line
+    assert "not an age X25519 identity" in line and "Traceback" not in refused.stderr
+    assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == before
+
+
+def test_a_repo_of_another_writer_stops_install(pair: Pair, kubectl: str) -> None:
+    assert pair.kubedr("init", "--repo", str(pair.repo), "--writer", "prod-us-1").returncode == 0
+    before = {s: versions(o) for s, o in pair.objects(kubectl).items()}
+    refs = pair.refs()
+    refused = pair.kubedr(*pair.install_args("--no-wait"))
+    assert refused.returncode == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert "names the writer prod-us-1 (epoch 1), not prod-eu-1" in line, line
+    assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == before and pair.refs() == refs
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--namespaces", "shop"], "--repo required"),
+    (["--repo", "REPO", "--namespaces", "shop", "--all-namespaces"], "one of --namespaces a,b or --all-namespaces"),
+    (["--repo", "REPO", "--namespaces", "shop", "--secondary-cluster-name", "primary"], "different cluster names"),
+    (["--repo", "/nonexistent/cfg", "--namespaces", "shop"], "a URL, or a bare repository"),
+    (["--repo", "REPO", "--namespaces", "shop", "--timeout", "soon"], "--timeout"),
+])
+def test_usage_errors_are_one_line_and_exit_2(pair: Pair, args: list[str], says: str) -> None:
+    argv = ["install", "--primary-kubeconfig", str(pair.kubeconfig["primary"]), "--secondary-kubeconfig",
+            str(pair.kubeconfig["secondary"]), *[a.replace("REPO", pair.url) for a in args]]
+    done = pair.kubedr(*argv)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert says in line, line
