@@ -330,3 +330,18 @@ def test_usage_errors_are_one_line_and_exit_2(pair: Pair, args: list[str], says:
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert says in line, line
+
+
+def test_the_readme_install_command_parses_and_names_both_sides() -> None:
+    import re
+    import shlex
+
+    from kubedr.commands.cli import build_parser
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- install -->", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    argv = shlex.split(re.sub(r"\\\n", " ", block))[1:]
+    args = build_parser("install").parse_args(argv)  # every flag exists (argparse exits 2 on one that does not)
+    assert args.command == "install" and args.primary_kubeconfig and args.secondary_kubeconfig and args.repo
+    assert args.namespaces and args.git_ssh_key and args.signing_key and args.snapshot_store
