@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubedr import config, contract, git, roles
+from kubedr import config, contract, git, roles, sealing
 from kubedr.commands import install_keys, install_tree, installed, repo_init
 from kubedr.commands.handover import local_repo
 from kubedr.commands.install_tree import KEEP
+from kubedr.commands.kustomize import RenderError
+from kubedr.commands.shipped import NotShipped
 from kubedr.config import UsageError
 from kubedr.durations import DurationError, parse_duration
 from kubedr.kubeapi import Cluster
@@ -134,7 +136,11 @@ def run(args: argparse.Namespace) -> int:
     """Plan, then (unless --dry-run) make the keys, init the repo, apply, wait; 0 once the first commit flowed."""
     timeout = _check(args)
     sides = {role: _side(args, role) for role in SIDES}
-    plan = gather(args, sides)
+    try:
+        plan = gather(args, sides)
+    except (RenderError, NotShipped) as exc:
+        log.error("install: the manifests: %s", exc)
+        return 1
     print(f"kubedr install: primary {sides['primary'].name} ({sides['primary'].cluster.server}), secondary "
           f"{sides['secondary'].name} ({sides['secondary'].cluster.server}), repo {redact(args.repo)} ({args.branch})")
     for line in plan.lines:
@@ -186,6 +192,11 @@ def _check(args: argparse.Namespace) -> float:
         path = getattr(args, dest)
         if path and not os.path.isfile(path):
             raise UsageError(f"install: --{dest.replace('_', '-')} {path}: no such file")
+    for recipient in args.recipient or []:
+        try:
+            sealing.parse_recipient(recipient, "--recipient")
+        except sealing.SealingError as exc:
+            raise UsageError(f"install: {exc}") from exc
     if args.output_dir and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         raise UsageError(f"install: --output-dir {args.output_dir}: not a directory")
     try:

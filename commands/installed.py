@@ -4,10 +4,11 @@ writes install and uninstall make (server-side apply as `kubedr-install`, delete
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from kubedr import contract
-from kubedr.apierrors import NotFound
+from kubedr.apierrors import ApiError, NotFound
 from kubedr.commands.install_tree import INSTALLED_BY
 from kubedr.kubeapi import Cluster, Resource
 
@@ -16,19 +17,24 @@ SELECTOR = f"{INSTALLED_BY[0]}={INSTALLED_BY[1]}"
 # on kubedr's namespace when install created it: uninstall deletes only such a namespace, never one it found
 CREATED = "kubedr.io/created-by-install"
 PAGE = 500
+log = logging.getLogger("kubedr.install")
 
 Obj = dict[str, Any]
 
 
 def served(cluster: Cluster) -> list[Resource]:
-    """Every listable resource type, at its group's preferred version."""
+    """Every listable resource type, at its group's preferred version (a group that does not answer is named in
+    one line and left out: an aggregated API whose server is down, say)."""
     versions = ["v1"] + [g["preferredVersion"]["groupVersion"] for g in cluster.get("/apis").get("groups", [])
                          if g.get("preferredVersion")]
     out = []
     for gv in versions:
         try:
             doc = cluster.get("/api/v1" if gv == "v1" else f"/apis/{gv}")
-        except NotFound:  # a group going away (an aggregated API, a CRD being deleted)
+        except NotFound:  # a group going away (a CRD being deleted)
+            continue
+        except ApiError as exc:
+            log.warning("%s: %s does not answer (%s): its objects are not looked at", cluster.server, gv, exc)
             continue
         out += [Resource(gv, r["kind"], r["name"], bool(r.get("namespaced"))) for r in doc.get("resources", [])
                 if "/" not in r["name"] and "list" in (r.get("verbs") or [])]
@@ -44,6 +50,10 @@ def labelled(cluster: Cluster) -> list[Obj]:
             try:
                 page = cluster.get(resource.path(), query)
             except NotFound:
+                break
+            except ApiError as exc:
+                log.warning("%s: cannot list %s (%s): its objects are not looked at", cluster.server,
+                            resource.plural, exc)
                 break
             for item in page.get("items") or []:
                 found.append({"apiVersion": resource.group_version, "kind": resource.kind, **item})

@@ -322,6 +322,7 @@ def test_a_repo_of_another_writer_stops_install(pair: Pair, kubectl: str) -> Non
     (["--repo", "REPO", "--namespaces", "shop", "--secondary-cluster-name", "primary"], "different cluster names"),
     (["--repo", "/nonexistent/cfg", "--namespaces", "shop"], "a URL, or a bare repository"),
     (["--repo", "REPO", "--namespaces", "shop", "--timeout", "soon"], "--timeout"),
+    (["--repo", "REPO", "--namespaces", "shop", "--recipient", "age1nope"], "not an age X25519 recipient"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(pair: Pair, args: list[str], says: str) -> None:
     argv = ["install", "--primary-kubeconfig", str(pair.kubeconfig["primary"]), "--secondary-kubeconfig",
