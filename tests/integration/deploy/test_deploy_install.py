@@ -346,3 +346,27 @@ def test_the_readme_install_command_parses_and_names_both_sides() -> None:
     args = build_parser("install").parse_args(argv)  # every flag exists (argparse exits 2 on one that does not)
     assert args.command == "install" and args.primary_kubeconfig and args.secondary_kubeconfig and args.repo
     assert args.namespaces and args.git_ssh_key and args.signing_key and args.snapshot_store
+
+
+def test_a_changed_setting_is_applied_and_the_old_config_deleted(pair: Pair, kubectl: str) -> None:
+    primary = pair.kubeconfig["primary"]
+    assert pair.kubedr(*pair.install_args("--no-wait")).returncode == 0
+
+    def configs() -> set[str]:
+        names = kubectl_json(kubectl, primary, "-n", "kubedr-system", "get", "configmaps")["items"]
+        return {c["metadata"]["name"] for c in names if c["metadata"]["name"].startswith("kubedr-config-")}
+
+    (old,) = configs()
+    args = pair.install_args("--no-wait")
+    args[args.index("shop")] = "shop,payments"
+    changed = pair.kubedr(*args)
+    assert changed.returncode == 0, changed.stderr
+    acted = {(ln.split()[0], ln.split()[-1]) for ln in _plan(changed.stdout) if ln.split()[-1] not in
+             ("keep", "unchanged")}
+    assert acted == {("primary", "create"), ("primary", "update"), ("primary", "delete")}, changed.stdout
+    (new,) = configs()
+    assert new != old
+    dep = kubectl_json(kubectl, primary, "-n", "kubedr-system", "get", "deployment", "kubedr-exporter")
+    assert {v["configMap"]["name"] for v in dep["spec"]["template"]["spec"]["volumes"] if "configMap" in v} >= {new}
+    settings = kubectl_json(kubectl, primary, "-n", "kubedr-system", "get", "configmap", new)["data"]["config.yaml"]
+    assert "namespaces: shop,payments" in settings
