@@ -225,7 +225,7 @@ def gather(args: argparse.Namespace, sides: dict[str, Side]) -> Plan:
             plan.problems.append(f"{found.problem}: left as it is; fix or delete it, then run install again")
         else:
             plan.say(found.key.side, "key", f"Secret {NAMESPACE}/{found.key.secret}: {found.key.what}",
-                     "keep" if found.exists else "create")
+                     "create" if found.new else "keep")
         other = sides["primary" if found.key.side == "secondary" else "secondary"]
         if found.key.exclusive and installed.get(other.cluster, _secret(found.key.secret)) is not None:
             plan.notes.append(f"the {other.role} holds Secret {NAMESPACE}/{found.key.secret}, which belongs only "
@@ -365,7 +365,7 @@ def act(args: argparse.Namespace, sides: dict[str, Side], plan: Plan) -> None:
         if plan.steps[role][0].action != "unchanged":  # the Namespace: the Secrets go into it
             installed.apply(side.cluster, plan.steps[role][0].obj)
     for found in plan.keys:
-        if not found.exists:
+        if found.new:
             side = sides[found.key.side]
             side.cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets",
                                  install_keys.secret(found.key.secret, {found.key.item: found.data}, labels),

@@ -62,10 +62,10 @@ class Found:
     """One key as install found it (or made it, not stored yet)."""
 
     key: Key
-    data: bytes  # the key file (a new one when absent)
-    public: str  # its travelling part
-    exists: bool  # already a Secret in its cluster
-    problem: str = ""  # why the existing one cannot be used ('' when it can)
+    data: bytes = b""  # the key file (a new one when absent)
+    public: str = ""  # its travelling part
+    new: bool = False  # made now: no Secret holds it yet
+    problem: str = ""  # why the Secret there cannot be used ('' when it can)
 
 
 def find(cluster: Cluster, key: Key) -> Found:
@@ -74,16 +74,16 @@ def find(cluster: Cluster, key: Key) -> Found:
         secret = cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{key.secret}")
     except NotFound:
         data = key.make()
-        return Found(key, data, key.public(data, key.secret), exists=False)
+        return Found(key, data, key.public(data, key.secret), new=True)
     where = f"Secret {NAMESPACE}/{key.secret} in the {key.side}"
     raw = (secret.get("data") or {}).get(key.item)
     if raw is None:
-        return Found(key, b"", "", True, f"{where} has no {key.item}")
+        return Found(key, problem=f"{where} has no {key.item}")
+    data = base64.b64decode(raw)  # the API server holds only valid base64
     try:
-        data = base64.b64decode(raw, validate=True)
-        return Found(key, data, key.public(data, f"{where}: {key.item}"), exists=True)
-    except (ValueError, signing.SigningError) as exc:  # SealingError and binascii.Error are ValueErrors
-        return Found(key, b"", "", True, str(exc) if str(exc).startswith(where) else f"{where}: {key.item}: {exc}")
+        return Found(key, data, key.public(data, f"{where}: {key.item}"))
+    except (ValueError, signing.SigningError) as exc:  # SealingError is a ValueError; both name where
+        return Found(key, problem=str(exc))
 
 
 def secret(name: str, files: dict[str, bytes], labels: dict[str, str]) -> dict[str, object]:

@@ -293,15 +293,20 @@ def test_a_missing_key_is_made_a_wrong_one_stops_install(pair: Pair, kubectl: st
     assert "kubedr-digest-key" in made[0] and "kubedr-applier" in made[1], made
     assert _secret_file(kubectl, secondary, "kubedr-age-identity", "identity.txt") == recipients  # not rotated
 
-    # a key that is there but unusable: one line naming it, and nothing changes anywhere
+    # keys that are there but unusable: one line naming each, and nothing changes anywhere
     assert _kubectl(kubectl, secondary, "-n", "kubedr-system", "patch", "secret", "kubedr-age-identity", "-p",
                     '{"data": {"identity.txt": "bm90IGEga2V5Cg=="}}').returncode == 0
+    assert _kubectl(kubectl, primary, "-n", "kubedr-system", "patch", "secret", "kubedr-digest-key", "--type",
+                    "json", "-p", '[{"op": "move", "from": "/data/digest.key", "path": "/data/key"}]').returncode == 0
     before = {s: versions(o) for s, o in pair.objects(kubectl).items()}
     refused = pair.kubedr(*pair.install_args("--no-wait"))
     assert refused.returncode == 1
-    (line,) = refused.stderr.strip().splitlines()
-    assert "Secret kubedr-system/kubedr-age-identity in the secondary: identity.txt" in line, line
-    assert "not an age X25519 identity" in line and "Traceback" not in refused.stderr
+    identity, digest = refused.stderr.strip().splitlines()
+    assert identity.split(" ERROR kubedr.install: ")[1].startswith(
+        "Secret kubedr-system/kubedr-age-identity in the secondary: identity.txt:1: not an age X25519 identity: "
+        "left as it is"), identity
+    assert "Secret kubedr-system/kubedr-digest-key in the primary has no digest.key: left as it is" in digest, digest
+    assert "Traceback" not in refused.stderr
     assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == before
 
 
