@@ -111,6 +111,7 @@ class RepoState:
     head: str = ""  # '' when the branch does not exist yet
     missing: list[str] = field(default_factory=list)  # template files and the role file it lacks
     writer: roles.Writer | None = None
+    error: str = ""  # the role file cannot be read
 
 
 @dataclass
@@ -269,7 +270,11 @@ def probe_repo(repo: str, branch: str) -> RepoState:
                 git_dir=scratch, remote=repo)
         head = git.run(["rev-parse", f"refs/heads/{branch}"], git_dir=scratch).text.strip()
         names = set(git.run(["ls-tree", "-r", "--name-only", head], git_dir=scratch).text.splitlines())
-        return RepoState(head, [p for p in _wanted() if p not in names], roles.read_writer(scratch, head))
+        missing = [p for p in _wanted() if p not in names]
+        try:
+            return RepoState(head, missing, roles.read_writer(scratch, head))
+        except roles.RoleError as exc:
+            return RepoState(head, missing, error=str(exc))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -280,6 +285,9 @@ def _wanted() -> list[str]:
 
 def _plan_repo(args: argparse.Namespace, plan: Plan) -> None:
     repo, writer = plan.repo, plan.repo.writer
+    if repo.error:
+        plan.problems.append(f"repo {redact(args.repo)} ({args.branch}): {repo.error}; install changes nothing")
+        return
     if writer is not None and writer.cluster != args.primary_cluster_name:
         plan.problems.append(f"repo {redact(args.repo)} ({args.branch}) names the writer {writer.cluster} (epoch "
                              f"{writer.epoch}), not {args.primary_cluster_name}: it belongs to a pair that failed "
@@ -329,7 +337,7 @@ def _plan_objects(args: argparse.Namespace, side: Side, plan: Plan) -> None:
         steps.append(Step(obj, "write" if args.output_dir and obj is not namespace else action))
     plan.steps[side.role] = steps
     for step in steps:
-        plan.say(side.role, "apply", installed.name(step.obj), step.action)
+        plan.say(side.role, "object", installed.name(step.obj), step.action)
     if not args.output_dir:
         wanted = {installed.identity(o) for o in objs} | {(
             "", "Secret", NAMESPACE, name) for name in [GIT_SECRET, *(k.secret for k in install_keys.KEYS

@@ -310,14 +310,25 @@ def test_a_missing_key_is_made_a_wrong_one_stops_install(pair: Pair, kubectl: st
     assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == before
 
 
-def test_a_repo_of_another_writer_stops_install(pair: Pair, kubectl: str) -> None:
-    assert pair.kubedr("init", "--repo", str(pair.repo), "--writer", "prod-us-1").returncode == 0
+@pytest.mark.parametrize("role,says", [
+    ("cluster: prod-us-1\nepoch: 1\n", "names the writer prod-us-1 (epoch 1), not prod-eu-1"),
+    ("cluster: [not, a, name]\n", ".kubedr/writer.yaml: not a writer role"),
+])
+def test_a_repo_of_another_writer_stops_install(pair: Pair, kubectl: str, tmp_path: Path, role: str,
+                                                says: str) -> None:
+    clone = tmp_path / "clone"
+    run_git("clone", "-q", str(pair.repo), str(clone))
+    (clone / ".kubedr").mkdir()
+    (clone / ".kubedr" / "writer.yaml").write_text(role)
+    run_git("add", ".", cwd=clone)
+    run_git("commit", "-qm", "a role", cwd=clone)
+    run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
     before = {s: versions(o) for s, o in pair.objects(kubectl).items()}
     refs = pair.refs()
     refused = pair.kubedr(*pair.install_args("--no-wait"))
     assert refused.returncode == 1
     (line,) = refused.stderr.strip().splitlines()
-    assert "names the writer prod-us-1 (epoch 1), not prod-eu-1" in line, line
+    assert says in line and "install changes nothing" in line, line
     assert {s: versions(o) for s, o in pair.objects(kubectl).items()} == before and pair.refs() == refs
 
 
