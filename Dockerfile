@@ -16,6 +16,7 @@ COPY applier ./applier
 COPY snapshot ./snapshot
 COPY emulator ./emulator
 COPY repo-template ./repo-template
+COPY manifests ./manifests
 RUN python3 -m venv /opt/kubedr && /opt/kubedr/bin/pip install --no-cache-dir --disable-pip-version-check . && /opt/kubedr/bin/pip uninstall -q -y pip setuptools
 
 FROM debian:bookworm-slim

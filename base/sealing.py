@@ -120,6 +120,17 @@ def load_recipients(values: Iterable[str] = (), files: Iterable[str] = ()) -> li
     return sorted({parse_recipient(text, where) for text, where in recipient_lines(values, files)})
 
 
+def parse_identities(text: str, where: str) -> list[Identity]:
+    """age X25519 identities from an age-keygen file's text (`AGE-SECRET-KEY-1...` lines, # comments)."""
+    out: list[Identity] = []
+    for number, line in _lines(text):
+        try:
+            out.append(pyrage.x25519.Identity.from_str(line))
+        except Exception as exc:
+            raise SealingError(f"{where}:{number}: not an age X25519 identity") from exc
+    return out
+
+
 def load_identities(files: str | Iterable[str]) -> list[Identity]:
     """age X25519 identities from age-keygen files (`AGE-SECRET-KEY-1...` lines, # comments)."""
     out: list[Identity] = []
@@ -128,14 +139,16 @@ def load_identities(files: str | Iterable[str]) -> list[Identity]:
             text = Path(file).read_text(encoding="utf-8")
         except OSError as exc:
             raise SealingError(f"identity file {file}: {exc.strerror or exc}") from exc
-        for number, line in _lines(text):
-            try:
-                out.append(pyrage.x25519.Identity.from_str(line))
-            except Exception as exc:
-                raise SealingError(f"identity file {file}:{number}: not an age X25519 identity") from exc
+        out += parse_identities(text, f"identity file {file}")
     if not out:
         raise SealingError(f"identity file {', '.join([files] if isinstance(files, str) else files)}: no identity")
     return out
+
+
+def new_identity_file() -> str:
+    """A new identity as age-keygen writes it (its public key in a comment): for a key kept outside a file."""
+    identity = pyrage.x25519.Identity.generate()
+    return f"# public key: {identity.to_public()}\n{identity}\n"
 
 
 def generate_digest_key() -> bytes:
@@ -143,13 +156,18 @@ def generate_digest_key() -> bytes:
     return secrets.token_bytes(DIGEST_KEY_BYTES)
 
 
+def digest_key_file() -> str:
+    """A new digest key file's text: a comment saying what it is, then the key in hex."""
+    return ("# kubedr digest key: keeps sealed Secrets stable. Exporter only; never commit it.\n"
+            + generate_digest_key().hex() + "\n")
+
+
 def _create_digest_key(file: Path) -> None:
     """Write a new key whole or not at all: a kill half-way must not leave an empty key behind."""
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write("# kubedr digest key: keeps sealed Secrets stable. Exporter only; never commit it.\n")
-        fh.write(generate_digest_key().hex() + "\n")
+        fh.write(digest_key_file())
         fh.flush()
         os.fsync(fh.fileno())
     try:
@@ -170,15 +188,21 @@ def load_digest_key(path: str, create: bool = False) -> bytes:
         text = file.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise SealingError(f"digest key {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    key = parse_digest_key(text, f"digest key {path}")
+    if file.stat().st_mode & 0o077:
+        log.warning("digest key %s is readable by group/others; chmod 600 it", path)
+    return key
+
+
+def parse_digest_key(text: str, where: str) -> bytes:
+    """The key of a digest key file's text: one line of at least 32 hex characters (# comments)."""
     lines = [line for _, line in _lines(text)]
     try:
         key = bytes.fromhex(lines[0]) if len(lines) == 1 else b""
     except ValueError:
         key = b""
     if len(key) < 16:
-        raise SealingError(f"digest key {path}: expected one line of at least 32 hex characters")
-    if file.stat().st_mode & 0o077:
-        log.warning("digest key %s is readable by group/others; chmod 600 it", path)
+        raise SealingError(f"{where}: expected one line of at least 32 hex characters")
     return key
 
 

@@ -44,6 +44,32 @@ _CURVES = {"secp256r1": ("nistp256", hashes.SHA256()), "secp384r1": ("nistp384",
            "secp521r1": ("nistp521", hashes.SHA512())}
 
 
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def parse_private_key(data: bytes, where: str) -> PrivateKey:
+    """An unencrypted OpenSSH private key (ed25519, ecdsa or rsa); SigningError names where it came from."""
+    try:
+        key = serialization.load_ssh_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise SigningError(f"{where}: not an unencrypted OpenSSH private key ({exc})") from exc
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise SigningError(f"{where}: use an ed25519, ecdsa or rsa key")
+    return key
+
+
+def public_key(key: PrivateKey) -> str:
+    """The key's public half as an OpenSSH line (`ssh-ed25519 AAAA...`), as allowed signers list it."""
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
+
+
+def new_private_key() -> bytes:
+    """A new ed25519 key in OpenSSH's format (what `ssh-keygen -t ed25519 -N ""` writes)."""
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+
+
 class Signer:
     """An SSH private key (ed25519, ecdsa or rsa, unencrypted) that signs git commit payloads."""
 
@@ -53,14 +79,8 @@ class Signer:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise SigningError(f"signing key {path}: {exc.strerror or exc}") from exc
-        try:
-            self.key = serialization.load_ssh_private_key(data, password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise SigningError(f"signing key {path}: not an unencrypted OpenSSH private key ({exc})") from exc
-        if not isinstance(self.key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-            raise SigningError(f"signing key {path}: use an ed25519, ecdsa or rsa key")
-        self.public = self.key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                         serialization.PublicFormat.OpenSSH).decode()
+        self.key = parse_private_key(data, f"signing key {path}")
+        self.public = public_key(self.key)
         self._blob = base64.b64decode(self.public.split()[1])
 
     def _raw_signature(self, data: bytes) -> bytes:

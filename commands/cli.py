@@ -14,6 +14,8 @@ from kubedr import config
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("kubedr.commands.demo", "rehearse DR end to end on two emulated clusters"),
     "emulate": ("kubedr.emulator.cli", "run the Kubernetes API emulator and write a kubeconfig for it"),
+    "install": ("kubedr.commands.install", "from two kubeconfigs to a protected pair: keys, repo, manifests, first commit"),
+    "uninstall": ("kubedr.commands.uninstall", "remove what kubedr install made in both clusters, and nothing else"),
     "init": ("kubedr.commands.repo_init", "create a config repo from the repo template"),
     "export": ("kubedr.exporter.cli", "watch the primary and commit every change to Git"),
     "apply": ("kubedr.applier.cli", "apply the repo to the secondary (standby by default)"),

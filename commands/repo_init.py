@@ -18,12 +18,12 @@ from typing import Any
 import yaml
 
 from kubedr import config, git
+from kubedr.commands.shipped import shipped
 from kubedr.config import UsageError
 from kubedr.policyfile import POLICY_PATH
 
 log = logging.getLogger("kubedr.init")
 
-TEMPLATE = Path(__file__).resolve().parent / "repo_template"
 COMMIT_MESSAGE = "init: kubedr config repo from the template\n\nREADME for auditors, .kubedr/policy.yaml, .gitattributes"
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 
@@ -60,12 +60,7 @@ def template_files() -> list[Path]:
 
 def template_dir() -> Path:
     """The template shipped in the package (kubedr/repo_template links to repo-template/ in a checkout)."""
-    if TEMPLATE.is_dir():
-        return TEMPLATE
-    source = Path(__file__).resolve().parent.parent / "repo-template"
-    if source.is_dir():
-        return source
-    raise RuntimeError(f"repo template not found at {TEMPLATE}: the kubedr installation is incomplete")
+    return shipped("repo_template", "repo-template")
 
 
 def is_remote(repo: str) -> bool:

@@ -98,7 +98,9 @@ class Controllers(NamespaceFinalizer):
             if ev.type != "DELETED":
                 self._replicaset(obj)
             self._owner_status(obj)
-        elif kind == "Service" and ev.type != "DELETED":
+        elif kind == "Service" and ev.type == "DELETED":
+            self._service_gone(obj)
+        elif kind == "Service":
             self._service(obj)
             endpoints.sync(self.store, obj)
         elif kind == "Pod":
@@ -352,6 +354,13 @@ class Controllers(NamespaceFinalizer):
                 s.create_rt(eps_rt, slice_, ns, KCM)
             except ApiError:
                 pass
+
+    def _service_gone(self, svc: dict) -> None:
+        """The endpoints controller deletes a deleted Service's Endpoints (its EndpointSlices go by their owner)."""
+        try:
+            self.store.delete("v1", "Endpoints", svc["metadata"]["name"], svc["metadata"]["namespace"])
+        except ApiError:
+            pass  # none, or gone already
 
     def _pod_changed(self, pod: dict) -> None:
         for ref in pod["metadata"].get("ownerReferences") or ():

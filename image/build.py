@@ -78,10 +78,11 @@ def venv_setup(spec: dict[str, Any], install: str) -> str:
 
 
 def source_dirs() -> list[str]:
-    """What the wheel is built from: pyproject's package folders, the template the package links to, the metadata."""
+    """What the wheel is built from: pyproject's package folders, the folders the package links to (the repo
+    template, the manifests `kubedr install` renders), the metadata."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = list(dict.fromkeys(project["tool"]["setuptools"]["package-dir"].values()))
-    return ["pyproject.toml", "README.md", *packages, "repo-template"]
+    return ["pyproject.toml", "README.md", *packages, "repo-template", "manifests"]
 
 
 def dockerfile(spec: dict[str, Any]) -> str:

@@ -63,8 +63,12 @@ TARGETS: tuple[Target, ...] = (
            ("tests/integration/snapshot/test_snapshot_refusals.py", "tests/integration/snapshot/test_snapshot_roundtrip.py",
             "-k", "disagrees or refuses_before or directory_store")),
     Target("sealing", "base/sealing.py", ("Sealer.digest", "Sealer.seal", "_open", "_check_format", "unseal",
-                                          "reseal", "is_sealed", "load_digest_key"),
+                                          "reseal", "is_sealed", "load_digest_key", "parse_digest_key"),
            ("tests/unit/kubedr/test_sealing.py", "tests/integration/sealing")),
+    Target("install keys", "commands/install_keys.py", ("find",),
+           ("tests/integration/deploy/test_deploy_install.py", "-k", "protects or missing_key")),
+    Target("install keys", "commands/uninstall.py", ("_created",),
+           ("tests/integration/deploy/test_deploy_install.py", "-k", "protects or uninstall_removes")),
 )
 
 NEGATED: dict[type[ast.cmpop], type[ast.cmpop]] = {

@@ -136,3 +136,19 @@ def test_layers_hold_in_the_wheel(wheel_site: tuple[Path, Path], tmp_path: Path)
                           env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout
+
+
+def test_wheel_ships_the_manifests_install_renders(wheel_site: tuple[Path, Path], tmp_path: Path) -> None:
+    wheel, site = wheel_site
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"kubedr/commands/manifests/{p.relative_to(ROOT / 'manifests').as_posix()}"
+               for p in (ROOT / "manifests").rglob("*") if p.is_file()}
+    assert shipped and shipped <= names, sorted(shipped - names)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from kubedr.commands import install_tree as t; "
+            "from kubedr.commands.shipped import shipped; print(shipped('manifests', 'manifests')); "
+            "print(len(t.render(t.manifests(), 'primary')))")
+    proc = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    where, count = proc.stdout.split()
+    assert where == str(site / "kubedr" / "commands" / "manifests") and int(count) >= 10

@@ -346,6 +346,9 @@ def test_controller_noise_matches_the_real_shapes(emulator, core):
     assert set(eps) == set(real_eps) and eps["metadata"]["labels"] == real_eps["metadata"]["labels"]
     assert eps["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     wait_until(lambda: emulator.api.list("v1", "Endpoints", "fixtures"), what="endpoints")
+    # as kube-controller-manager's endpoints controller: the Endpoints go with their Service (the slices by owner)
+    emulator.api.delete("v1", "Service", "web", "fixtures")
+    wait_until(lambda: not emulator.api.list("v1", "Endpoints", "fixtures"), what="the endpoints gone with the service")
 
 
 def test_list_at_exact_resource_version_and_error_statuses(emulator, core):
