@@ -220,22 +220,24 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
 
 
 def _writer(scratch: str, repo: str, branch: str) -> tuple[Any, str]:
-    """The role file of the fetched head (its blob fetched by id when the fetch left blobs out)."""
+    """The role file of the fetched head (its blob fetched by id when the fetch left blobs out), read entry by
+    entry as roles.read_writer does: a root entry named like the path must not stand in for it."""
     from kubedr import roles
+    from kubedr.repotree import TreeError, TreeReader
 
     found = git.run(["rev-parse", "-q", "--verify", f"{branch}:{roles.WRITER_PATH}"], git_dir=scratch, check=False)
     if not found.ok:
         return None, ""
-    blob = found.text.strip()
     try:
-        local = git.run(["cat-file", "blob", blob], git_dir=scratch, env={"GIT_NO_LAZY_FETCH": "1"}, check=False)
-        if not local.ok:
-            git.run(["fetch", "--quiet", "--no-filter", repo, blob], git_dir=scratch, remote=repo)
-        data = local.stdout if local.ok else git.run(["cat-file", "blob", blob], git_dir=scratch).stdout
-        return roles.parse(data), ""
-    except (git.GitError, roles.RoleError) as exc:
+        candidate = found.text.strip()
+        if not git.run(["cat-file", "-e", candidate], git_dir=scratch, env={"GIT_NO_LAZY_FETCH": "1"},
+                       check=False).ok:
+            git.run(["fetch", "--quiet", "--no-filter", repo, candidate], git_dir=scratch, remote=repo)
+        reader = TreeReader(scratch)
+        blob = reader.file(branch, roles.WRITER_PATH)
+        return (roles.parse(next(reader.blobs([blob]))), "") if blob else (None, "")
+    except (git.GitError, roles.RoleError, TreeError) as exc:
         return None, f"writer role unreadable: {_one_line(exc)}"
-
 
 def head_row(repo: str, branch: str, head: RepoHead) -> Row:
     if head.error:

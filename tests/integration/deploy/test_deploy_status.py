@@ -178,3 +178,21 @@ def test_applier_lease_is_shown_next_to_its_record(emulator: Any, tmp_path: Path
     code, rows = status_json("--secondary-kubeconfig", kc)
     # a clean exit released the Lease, so nobody applies now: the table says so
     assert "Lease no leader" in rows["applier"]["detail"], rows["applier"]
+
+
+def test_a_root_entry_named_like_the_role_file_does_not_stand_in_for_it(git_remote: Path) -> None:
+    """Someone pushed a root entry `.kubedr/writer.yaml` (slash in its name) naming mallory, sorted before the
+    `.kubedr` directory: status reads the real role file, entry by entry."""
+    from kubedr.commands import repo_init
+    from tests import hostile
+
+    repo_init.init_repo(str(git_remote), writer="prod")
+    forged = hostile.blob(git_remote, b"cluster: mallory\nepoch: 9\n")
+    head = run_git("--git-dir", str(git_remote), "rev-parse", "main").strip()
+    root = hostile.entries_of(git_remote, f"{head}^{{tree}}")
+    hostile.commit(git_remote, hostile.tree(git_remote, [("100644", b".kubedr/writer.yaml", forged), *root]),
+                   "a forged role entry first in the root", head)
+    assert "mallory" in run_git("--git-dir", str(git_remote), "show", "main:.kubedr/writer.yaml")  # git is fooled
+    code, rows = status_json("--repo", str(git_remote))
+    detail = rows["git"]["detail"]
+    assert "writer prod (epoch 1)" in detail and "mallory" not in detail, rows
