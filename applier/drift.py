@@ -29,6 +29,7 @@ from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.applier.standby import Mode, hold, read_mode
 from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
+from kubedr.backoff import Backoff
 from kubedr.contract import ObjectRef, ref_of
 
 if TYPE_CHECKING:
@@ -393,8 +394,7 @@ class Drift:
                 metrics.APPLY_HEALS.inc()
                 d.heals += 1
                 d.healed = time.monotonic()
-                backoff = min(self.settings.interval, self.settings.first_backoff * 2 ** (d.heals - 1))
-                d.next_heal = time.monotonic() + backoff
+                d.next_heal = time.monotonic() + Backoff(self.settings.first_backoff, self.settings.interval).after(d.heals)
                 log.info("healed %s", d.ref.display)
                 if d.heals == 3:  # a fight: say so now, then once per interval (_report_lasting)
                     self._report(d)

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from kubedr import config, contract, holds, leader, metrics, sanitize
 from kubedr.apierrors import ApiError
+from kubedr.backoff import Backoff
 from kubedr.config import UsageError
 from kubedr.durations import parse_duration
 from kubedr.exporter import coverage
@@ -447,15 +448,14 @@ class Exporter:
         return self.committer.failed is None and self.pusher.failed is None
 
     def _push_with_retries(self, attempts: int) -> bool:
-        delay = 0.5
+        backoff = Backoff(0.5)
         for i in range(attempts):
             if self.pusher.push_once():
                 return True
             if self.pusher.fenced:
                 return False
             if i + 1 < attempts:
-                time.sleep(delay)
-                delay *= 2
+                backoff.wait()
         log.error("could not push to %s; the commits wait in %s", self.store.shown, self.store.workdir)
         return False
 

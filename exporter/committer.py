@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kubedr import contract, metrics
+from kubedr.backoff import Backoff
 from kubedr.exporter.events import Event
 from kubedr.exporter.gitstore import GitStore, StorageFull
 from kubedr.exporter.gittree import with_trailer
@@ -68,7 +69,7 @@ class Stall:
     """Commits the clone's file system refused: the types to list again (their blobs are lost), and when."""
 
     keys: set[tuple[str, str]]
-    delay: float
+    backoff: Backoff
     until: float
 
 
@@ -177,10 +178,9 @@ class Committer:
         keys = {(p.ref.group, p.ref.kind) for p in pending.values()}
         if self.stall is None:
             log.error("%s; %d change(s) wait, committed once it takes them again", exc, len(pending))
-            self.stall = Stall(keys, STALL_FIRST, time.monotonic() + STALL_FIRST)
-        else:
-            delay = min(self.stall.delay * 2, STALL_MAX)
-            self.stall = Stall(self.stall.keys | keys, delay, time.monotonic() + delay)
+            self.stall = Stall(set(), Backoff(STALL_FIRST, STALL_MAX), 0.0)
+        self.stall.keys |= keys
+        self.stall.until = time.monotonic() + self.stall.backoff.failed()
 
     def _waiting(self) -> bool:
         """True while a stall holds commits back; at its end, the lost types are listed again first."""
@@ -190,7 +190,7 @@ class Committer:
         if time.monotonic() < stall.until:
             return True
         if self.store.full():
-            stall.until = time.monotonic() + stall.delay
+            stall.until = time.monotonic() + stall.backoff.after(stall.backoff.failures)  # the disk is still full
             return True
         keys, stall.keys = stall.keys, set()
         if keys:

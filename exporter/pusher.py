@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pygit2
 
 from kubedr import metrics
+from kubedr.backoff import Backoff
 from kubedr.exporter.gitstore import GitError, GitStore, PushRejected
 
 log = logging.getLogger("kubedr.exporter.pusher")
@@ -130,7 +131,7 @@ class Pusher:
 
     def run(self) -> None:
         """Push loop: wait for a commit, push, back off exponentially while the remote is unreachable."""
-        delay = self.backoff_initial
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         try:
             while not self.stopping.is_set():
                 with self._cond:
@@ -139,11 +140,10 @@ class Pusher:
                 if self.stopping.is_set():
                     return
                 if self.push_once():
-                    delay = self.backoff_initial
+                    backoff.reset()
                     continue
                 self._count_unpushed()
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.backoff_max)
+                backoff.wait(self.stopping)
         except BaseException as exc:
             self.failed = exc
             log.error("pusher stopped: %s", exc)
