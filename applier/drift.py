@@ -197,7 +197,7 @@ class Drift:
                     rv = page["metadata"]["resourceVersion"]
                     for item in page.get("items") or []:
                         item.setdefault("kind", kind)
-                        item.setdefault("apiVersion", resource.group_version)
+                        item.setdefault("apiVersion", resource.api_version)
                         self._observe(item, listed=True)
                 while not self._stop.is_set():
                     query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv,
@@ -477,7 +477,7 @@ class Drift:
                 continue
             for item in (i for page in self._pages(resource.path(), {}) for i in page.get("items") or []):
                 item.setdefault("kind", kind)
-                item.setdefault("apiVersion", resource.group_version)
+                item.setdefault("apiVersion", resource.api_version)
                 meta = item.get("metadata") or {}
                 if meta.get("namespace") not in namespaces or (meta.get("labels") or {}).get(MANAGED_LABEL):
                     continue

@@ -121,7 +121,7 @@ class Follower:
         page = self.cluster.get(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"})
         seen = set()
         for item in page.get("items") or []:
-            item.setdefault("apiVersion", resource.group_version)
+            item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", kind)
             self._seen(item, group, kind)
             meta = item.get("metadata") or {}

@@ -22,7 +22,7 @@ from kubedr.config import UsageError
 from kubedr.durations import parse_duration
 from kubedr.exporter import coverage
 from kubedr.exporter.committer import Committer
-from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event
 from kubedr.exporter.fence import Fence
 from kubedr.exporter.follow import Follower
 from kubedr.exporter.gitstore import GitError, GitStore, WorkdirError, default_workdir
@@ -32,7 +32,7 @@ from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
 from kubedr.exporter.scope import ScopeError, effective, split_names
 from kubedr.exporter.scoping import Scoper
 from kubedr.exporter.selection import Selection
-from kubedr.kubeapi import Cluster, Unreachable
+from kubedr.kubeapi import Cluster, Resource, Unreachable
 
 log = logging.getLogger("kubedr.exporter")
 DIGEST_KEY_NAME = "kubedr-digest-key"  # in the clone's .git when no --digest-key-file is given
@@ -200,7 +200,7 @@ def _secret_mode(options: ExportOptions, private_dir: Callable[[], Path]) -> tup
         raise UsageError(f"cannot seal Secrets: {exc}") from exc
 
 
-def report_of(observer: Observer, watched: set[ResourceType], exported: dict[coverage.Key, int],
+def report_of(observer: Observer, watched: set[Resource], exported: dict[coverage.Key, int],
               skipped: dict[coverage.Key, Counter[str]],
               orphans: dict[coverage.Key, Counter[str]] | None = None) -> coverage.Report:
     """The coverage report from discovery's choices and object counts; a type whose list fails is uncovered."""
@@ -315,9 +315,9 @@ class Exporter:
         self.role_check_interval = o.role_check_interval
         self.ready = False
         self.threads: list[threading.Thread] = []
-        self._types: list[ResourceType] = []
+        self._types: list[Resource] = []
 
-    def reconcile(self) -> dict[ResourceType, str]:
+    def reconcile(self) -> dict[Resource, str]:
         """List everything, rebuild the tree, and commit what changed while we were down as one resync."""
         started = time.monotonic()
         with self.store.lock:
@@ -326,7 +326,7 @@ class Exporter:
             self.recorder.load_index(self.store.files())
             types = self.observer.discover()
             self._kinds = frozenset(t.key for t in types)
-            rvs: dict[ResourceType, str] = {}
+            rvs: dict[Resource, str] = {}
             unlisted: set[tuple[str, str]] = set()
             for rtype in types:
                 try:

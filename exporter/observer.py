@@ -7,17 +7,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import urllib3
 
 from kubedr import contract, metrics
 from kubedr.apierrors import ApiError, Gone, NotFound, api_error
 from kubedr.exporter.coverage import Unwatched
-from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
-from kubedr.kube import version_priority
-from kubedr.kubeapi import Cluster
+from kubedr.kubeapi import Cluster, Resource
 
 log = logging.getLogger("kubedr.exporter.observer")
 
@@ -46,7 +44,7 @@ def why(exc: Exception) -> str:
     return f"{exc.status} from {exc.path}: {exc}" if isinstance(exc, ApiError) else str(exc)
 
 
-def startup_rank(rtype: ResourceType) -> tuple[int, str, str]:
+def startup_rank(rtype: Resource) -> tuple[int, str, str]:
     return (0 if rtype.namespaced else STARTUP_ORDER.get(rtype.key, 2), rtype.group, rtype.plural)
 
 
@@ -61,58 +59,38 @@ class Observer:
         self.watch_timeout = watch_timeout
         self.sink: Sink = lambda ev: None
         self.stopping = threading.Event()
-        self.watchers: dict[ResourceType, threading.Event] = {}
+        self.watchers: dict[Resource, threading.Event] = {}
         self.failed_groups: set[str] = set()
         self.skip_keys: set[tuple[str, str]] = set()  # (group, kind) not watched at all (Secrets nobody seals)
         self.preferred: dict[str, str] = {}  # group -> its preferred version, as discovery last saw it
         self.unwatched: list[Unwatched] = []  # what discovery found and does not watch, with the reason
-        self.list_failed: dict[ResourceType, str] = {}  # types whose last list failed -> the error
+        self.list_failed: dict[Resource, str] = {}  # types whose last list failed -> the error
         self.on_discovered: Callable[[], None] = lambda: None  # after a refresh changed the watched types
         self._rediscover = threading.Event()
         self._lock = threading.Lock()
 
     # -- discovery
-    def discover(self) -> list[ResourceType]:
-        """Every served resource once: at its group's preferred version when served there, else at the newest
-        version that serves it; the ones not watched go to self.unwatched with the reason."""
-        failed: set[str] = set()
+    def discover(self) -> list[Resource]:
+        """Every served resource once (kubeapi's discovery); the ones not watched go to self.unwatched with the
+        reason, and a group whose discovery failed keeps its objects as they are."""
+        served = self.http.discover()
         unwatched: list[Unwatched] = []
-        preferred = {"": "v1"}
-        docs: list[tuple[str, str, dict[str, Any]]] = [("", "v1", self.http.get("/api/v1"))]
-        for g in self.http.get("/apis").get("groups") or []:
-            name = g["name"]
-            versions = [v.get("version") or v.get("groupVersion", "").rpartition("/")[2]
-                        for v in g.get("versions") or []]
-            pref = (g.get("preferredVersion") or {}).get("version") or (versions[0] if versions else "")
-            preferred[name] = pref
-            for version in [pref] + sorted((v for v in versions if v != pref), key=version_priority):
-                try:
-                    docs.append((name, version, self.http.get(f"/apis/{name}/{version}")))
-                except (ApiError, *NETWORK_ERRORS) as exc:
-                    failed.add(name)
-                    unwatched.append(Unwatched(name, version, "", "", "discovery-failed", why(exc)))
-                    log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", name, version,
-                                why(exc))
-        found: list[ResourceType] = []
-        decided: set[tuple[str, str]] = set()
-        for group, version, doc in docs:  # the first version that serves a resource wins
-            for r in doc.get("resources") or []:
-                plural = r.get("name", "")
-                if "/" in plural or (group, plural) in decided:
-                    continue
-                decided.add((group, plural))
-                rtype = ResourceType(group, version, plural, r.get("kind", ""), bool(r.get("namespaced")))
-                reason, detail = self._why_not_watched(rtype, set(r.get("verbs") or []))
-                if reason is None:
-                    found.append(rtype)
-                else:
-                    unwatched.append(Unwatched(group, version, plural, rtype.kind, reason, detail))
-        self.failed_groups = failed
-        self.preferred = preferred
+        for (group, version), exc in served.failed.items():
+            unwatched.append(Unwatched(group, version, "", "", "discovery-failed", why(exc)))
+            log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", group, version, why(exc))
+        found: list[Resource] = []
+        for rtype in served.resources:
+            reason, detail = self._why_not_watched(rtype, set(rtype.verbs))
+            if reason is None:
+                found.append(rtype)
+            else:
+                unwatched.append(Unwatched(rtype.group, rtype.version, rtype.plural, rtype.kind, reason, detail))
+        self.failed_groups = {group for group, _ in served.failed}
+        self.preferred = served.preferred
         self.unwatched = unwatched
         return sorted(found, key=startup_rank)
 
-    def _why_not_watched(self, rtype: ResourceType, verbs: set[str]) -> tuple[str | None, str]:
+    def _why_not_watched(self, rtype: Resource, verbs: set[str]) -> tuple[str | None, str]:
         """(REASONS key, detail) for a resource that gets no watch, (None, "") for one that does."""
         if (rtype.group, rtype.plural) in SKIP_RESOURCES:
             return "excluded-kind", SKIP_RESOURCES[(rtype.group, rtype.plural)]
@@ -128,13 +106,13 @@ class Observer:
         return None, ""
 
     # -- list
-    def list(self, rtype: ResourceType, emit: Sink) -> str:
+    def list(self, rtype: Resource, emit: Sink) -> str:
         """Emit every object (page by page) then SYNCED with the listed paths; returns the list's RV."""
         seen: set[str] = set()
         cont: str | None = None
         rv = ""
         while True:
-            doc = self.http.get(rtype.url, {"limit": self.page_size, "continue": cont})
+            doc = self.http.get(rtype.path(), {"limit": self.page_size, "continue": cont})
             received = time.monotonic()
             for obj in doc.get("items") or []:
                 obj.setdefault("apiVersion", rtype.api_version)
@@ -154,7 +132,7 @@ class Observer:
         return rv
 
     # -- watch
-    def start(self, rvs: dict[ResourceType, str], sink: Sink) -> None:
+    def start(self, rvs: dict[Resource, str], sink: Sink) -> None:
         """Start one watch thread per type from its list RV, and the discovery refresher."""
         self.sink = sink
         for rtype, rv in rvs.items():
@@ -168,14 +146,14 @@ class Observer:
             for stop in self.watchers.values():
                 stop.set()
 
-    def _start_watch(self, rtype: ResourceType, rv: str | None) -> None:
+    def _start_watch(self, rtype: Resource, rv: str | None) -> None:
         stop = threading.Event()
         with self._lock:
             self.watchers[rtype] = stop
         threading.Thread(target=self._watch_loop, args=(rtype, rv, stop), name=f"watch-{rtype}",
                          daemon=True).start()
 
-    def _watch_loop(self, rtype: ResourceType, rv: str | None, stop: threading.Event) -> None:
+    def _watch_loop(self, rtype: Resource, rv: str | None, stop: threading.Event) -> None:
         delay = 0.2
         gone_delay, last_gone = 0.0, 0.0  # 410s in quick succession back off instead of re-listing in a loop
         while not stop.is_set():
@@ -213,15 +191,15 @@ class Observer:
                 stop.wait(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _watch(self, rtype: ResourceType, rv: str, stop: threading.Event) -> str:
+    def _watch(self, rtype: Resource, rv: str, stop: threading.Event) -> str:
         query = {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout}
-        for ev in self.http.watch(rtype.url, query, read_timeout=self.watch_timeout + 30):
+        for ev in self.http.watch(rtype.path(), query, read_timeout=self.watch_timeout + 30):
             if stop.is_set():
                 break
             typ = ev.get("type")
             obj = ev.get("object") or {}
             if typ == "ERROR":
-                raise api_error(int(obj.get("code") or 500), {"message": "watch error", **obj}, rtype.url)
+                raise api_error(int(obj.get("code") or 500), {"message": "watch error", **obj}, rtype.path())
             new_rv = (obj.get("metadata") or {}).get("resourceVersion")
             if typ in ("ADDED", "MODIFIED", "DELETED"):
                 obj.setdefault("apiVersion", rtype.api_version)
@@ -282,7 +260,7 @@ class Observer:
             self.on_discovered()
         return touched
 
-    def watched(self) -> set[ResourceType]:
+    def watched(self) -> set[Resource]:
         """The types with a running watch."""
         with self._lock:
             return set(self.watchers)

@@ -6,11 +6,11 @@ import threading
 import time
 
 from kubedr.apierrors import api_error
-from kubedr.exporter.events import ResourceType
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
+from kubedr.kubeapi import Resource
 
-CMS = ResourceType("", "v1", "configmaps", "ConfigMap", True)
+CMS = Resource("", "v1", "configmaps", "ConfigMap", True)
 
 
 class AlwaysGone(Observer):
@@ -25,7 +25,7 @@ class AlwaysGone(Observer):
         return str(len(self.lists))
 
     def _watch(self, rtype, rv, stop):
-        raise api_error(410, {"reason": "Expired", "message": "too old resource version"}, rtype.url)
+        raise api_error(410, {"reason": "Expired", "message": "too old resource version"}, rtype.path())
 
 
 def test_repeated_410_backs_off() -> None:
