@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -117,6 +117,80 @@ class Discovery:
     failed: dict[tuple[str, str], Exception]  # (group, version) whose discovery document could not be read
 
 
+class WatchStream:
+    """The events of one watch request, one dict per line of the chunked stream; shutdown() from another thread
+    ends the iteration at once (the socket is shut, not waited on until its read timeout)."""
+
+    def __init__(self, cluster: Cluster, path: str, query: dict[str, Any], read_timeout: float) -> None:
+        self.cluster = cluster
+        self.path = path
+        self.query = query
+        self.read_timeout = read_timeout
+        self._lock = threading.Lock()
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self._shut = False
+        self._events: Iterator[dict[str, Any]] | None = None
+
+    def shutdown(self) -> None:
+        """End the stream now, from any thread."""
+        with self._lock:
+            self._shut = True
+            response = self._response
+        if response is not None:
+            try:
+                response.shutdown()
+            except (ValueError, RuntimeError, OSError):  # already ended and back in the pool
+                pass
+
+    def __iter__(self) -> WatchStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self._events is None:
+            self._events = self._read()
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop reading and give the connection up."""
+        self.shutdown()
+        if isinstance(self._events, Generator):
+            self._events.close()
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        url, headers = self.cluster._prepare(self.path, {**self.query, "watch": "1"})
+        try:
+            r = self.cluster.api.rest_client.pool_manager.request(
+                "GET", url, headers=headers, preload_content=False, retries=False,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=self.read_timeout))
+        except urllib3.exceptions.HTTPError as exc:
+            raise unreachable(exc, self.cluster.server, f"watch {self.path}") from exc
+        with self._lock:
+            self._response = r
+            shut = self._shut
+        finished = False
+        try:
+            if shut:
+                return
+            if not 200 <= r.status < 300:
+                raise api_error(r.status, r.read(), self.path)
+            buf = b""
+            for chunk in r.stream(65536, decode_content=True):
+                buf += chunk
+                if b"\n" not in buf:
+                    continue
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+            if buf.strip() and not self._shut:
+                yield json.loads(buf)
+            finished = not self._shut
+        finally:
+            if not finished:
+                r.close()  # a half-read stream cannot go back to the pool
+            r.release_conn()
+
+
 class Cluster:
     """One cluster: request(), get(), watch(), discovery by (group, kind) or apiVersion, and /version."""
 
@@ -184,35 +258,9 @@ class Cluster:
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
         return url, headers
 
-    def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> Iterator[dict[str, Any]]:
-        """Watch events as dicts, one per line of the chunked stream."""
-        url, headers = self._prepare(path, {**query, "watch": "1"})
-        try:
-            r = self.api.rest_client.pool_manager.request(
-                "GET", url, headers=headers, preload_content=False, retries=False,
-                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout))
-        except urllib3.exceptions.HTTPError as exc:
-            raise unreachable(exc, self.server, f"watch {path}") from exc
-        finished = False
-        try:
-            if not 200 <= r.status < 300:
-                raise api_error(r.status, r.read(), path)
-            buf = b""
-            for chunk in r.stream(65536, decode_content=True):
-                buf += chunk
-                if b"\n" not in buf:
-                    continue
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-            if buf.strip():
-                yield json.loads(buf)
-            finished = True
-        finally:
-            if not finished:
-                r.close()  # a half-read stream cannot go back to the pool
-            r.release_conn()
+    def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> WatchStream:
+        """One watch request: its events as dicts (kubedr.listwatch is the loop that lists, resumes, re-lists)."""
+        return WatchStream(self, path, query, read_timeout)
 
     # ---- discovery ----------------------------------------------------------------------------------------
 

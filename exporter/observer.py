@@ -7,15 +7,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import urllib3
 
 from kubedr import contract, metrics
-from kubedr.apierrors import ApiError, Gone, NotFound, api_error
+from kubedr.apierrors import ApiError, Gone, NotFound
 from kubedr.exporter.coverage import Unwatched
 from kubedr.exporter.events import Event
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
 from kubedr.kubeapi import Cluster, Resource
+from kubedr.listwatch import Handler, ListWatch, list_into
 
 log = logging.getLogger("kubedr.exporter.observer")
 
@@ -48,6 +50,48 @@ def startup_rank(rtype: Resource) -> tuple[int, str, str]:
     return (0 if rtype.namespaced else STARTUP_ORDER.get(rtype.key, 2), rtype.group, rtype.plural)
 
 
+class Feed(Handler):
+    """One type's list and watch, as the exporter's Events; failures logged and counted."""
+
+    def __init__(self, observer: Observer, rtype: Resource, emit: Sink) -> None:
+        self.observer = observer
+        self.rtype = rtype
+        self.emit = emit
+        self.seen: set[str] = set()
+
+    def listed(self, obj: dict[str, Any]) -> None:
+        try:
+            self.seen.add(sys.intern(contract.ref_of(obj).path))  # the recorder's index holds the same string
+        except ValueError:
+            return
+        self.emit(Event("ADDED", self.rtype, obj, time.monotonic()))
+
+    def synced(self) -> None:
+        seen, self.seen = self.seen, set()
+        self.emit(Event("SYNCED", self.rtype, None, time.monotonic(), seen))
+        self.observer.list_failed.pop(self.rtype, None)
+
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        self.emit(Event(kind, self.rtype, obj, time.monotonic()))
+        if self.rtype.key == CRD_KEY:
+            self.observer.rediscover()
+
+    def failed(self, exc: Exception, retry_in: float) -> None:
+        self.seen = set()
+        if isinstance(exc, Gone):
+            log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", self.rtype,
+                     f" in {retry_in:.1f}s" if retry_in else "")
+            metrics.EXPORT_WATCH_RESTARTS.labels(str(self.rtype), "gone").inc()
+            return
+        if isinstance(exc, NotFound):
+            self.observer.rediscover()
+        if isinstance(exc, ApiError):
+            log.warning("watch of %s failed: %s", self.rtype, why(exc))
+        else:
+            log.warning("watch of %s interrupted (%s); resuming in %.1fs", self.rtype, exc, retry_in)
+        metrics.EXPORT_WATCH_RESTARTS.labels(str(self.rtype), "error").inc()
+
+
 class Observer:
     """Finds every listable+watchable type, lists it, then keeps one watch per type running."""
 
@@ -59,7 +103,7 @@ class Observer:
         self.watch_timeout = watch_timeout
         self.sink: Sink = lambda ev: None
         self.stopping = threading.Event()
-        self.watchers: dict[Resource, threading.Event] = {}
+        self.watchers: dict[Resource, ListWatch] = {}
         self.failed_groups: set[str] = set()
         self.skip_keys: set[tuple[str, str]] = set()  # (group, kind) not watched at all (Secrets nobody seals)
         self.preferred: dict[str, str] = {}  # group -> its preferred version, as discovery last saw it
@@ -108,28 +152,7 @@ class Observer:
     # -- list
     def list(self, rtype: Resource, emit: Sink) -> str:
         """Emit every object (page by page) then SYNCED with the listed paths; returns the list's RV."""
-        seen: set[str] = set()
-        cont: str | None = None
-        rv = ""
-        while True:
-            doc = self.http.get(rtype.path(), {"limit": self.page_size, "continue": cont})
-            received = time.monotonic()
-            for obj in doc.get("items") or []:
-                obj.setdefault("apiVersion", rtype.api_version)
-                obj.setdefault("kind", rtype.kind)
-                try:
-                    seen.add(sys.intern(contract.ref_of(obj).path))  # the recorder's index holds the same string
-                except ValueError:
-                    continue
-                emit(Event("ADDED", rtype, obj, received))
-            meta = doc.get("metadata") or {}
-            rv = meta.get("resourceVersion") or rv
-            cont = meta.get("continue")
-            if not cont:
-                break
-        emit(Event("SYNCED", rtype, None, time.monotonic(), seen))
-        self.list_failed.pop(rtype, None)
-        return rv
+        return list_into(self.http, rtype, Feed(self, rtype, emit), page_size=self.page_size)
 
     # -- watch
     def start(self, rvs: dict[Resource, str], sink: Sink) -> None:
@@ -143,84 +166,31 @@ class Observer:
         self.stopping.set()
         self._rediscover.set()
         with self._lock:
-            for stop in self.watchers.values():
-                stop.set()
+            for watch in self.watchers.values():
+                watch.stop()
 
     def _start_watch(self, rtype: Resource, rv: str | None) -> None:
-        stop = threading.Event()
+        watch = ListWatch(self.http, rtype, Feed(self, rtype, lambda ev: self.sink(ev)), page_size=self.page_size,
+                          timeout=self.watch_timeout, rv=rv)
         with self._lock:
-            self.watchers[rtype] = stop
-        threading.Thread(target=self._watch_loop, args=(rtype, rv, stop), name=f"watch-{rtype}",
-                         daemon=True).start()
-
-    def _watch_loop(self, rtype: Resource, rv: str | None, stop: threading.Event) -> None:
-        delay = 0.2
-        gone_delay, last_gone = 0.0, 0.0  # 410s in quick succession back off instead of re-listing in a loop
-        while not stop.is_set():
-            try:
-                if not rv:
-                    rv = self.list(rtype, self.sink)
-                rv = self._watch(rtype, rv, stop)
-                delay = 0.2
-            except Gone:
-                if stop.is_set():
-                    return
-                now = time.monotonic()
-                gone_delay = min(max(gone_delay * 2, 0.5), 30.0) if now - last_gone < 10 else 0.0
-                last_gone = now
-                log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
-                         f" in {gone_delay:.1f}s" if gone_delay else "")
-                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
-                rv = None
-                stop.wait(gone_delay)
-                continue
-            except ApiError as exc:
-                if stop.is_set():
-                    return
-                if isinstance(exc, NotFound):
-                    self._rediscover.set()
-                log.warning("watch of %s failed: %s", rtype, why(exc))
-                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
-                stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-            except NETWORK_ERRORS as exc:
-                if stop.is_set():
-                    return
-                log.warning("watch of %s interrupted (%s); resuming from %s", rtype, exc, rv)
-                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
-                stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-
-    def _watch(self, rtype: Resource, rv: str, stop: threading.Event) -> str:
-        query = {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout}
-        for ev in self.http.watch(rtype.path(), query, read_timeout=self.watch_timeout + 30):
-            if stop.is_set():
-                break
-            typ = ev.get("type")
-            obj = ev.get("object") or {}
-            if typ == "ERROR":
-                raise api_error(int(obj.get("code") or 500), {"message": "watch error", **obj}, rtype.path())
-            new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if typ in ("ADDED", "MODIFIED", "DELETED"):
-                obj.setdefault("apiVersion", rtype.api_version)
-                obj.setdefault("kind", rtype.kind)
-                self.sink(Event(typ, rtype, obj, time.monotonic()))
-                if rtype.key == CRD_KEY:
-                    self._rediscover.set()
-            rv = new_rv or rv
-        return rv
+            self.watchers[rtype] = watch
+        watch.start(f"watch-{rtype}")
 
     def relist(self, keys: set[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
         """Restart the watches of these types (None: every type) with a fresh list; returns their keys."""
         with self._lock:
             chosen = [t for t in self.watchers if keys is None or t.key in keys]
             for rtype in chosen:
-                self.watchers[rtype].set()
+                self.watchers[rtype].stop()
         for rtype in chosen:
             self._start_watch(rtype, None)
         return {t.key for t in chosen}
 
     # -- discovery refresh
+    def rediscover(self) -> None:
+        """Look at discovery again soon (a CRD changed, a watched type answered 404)."""
+        self._rediscover.set()
+
     def _discovery_loop(self) -> None:
         """Re-discover when CRDs change (and every 30 s): start new watches, retire vanished types."""
         while not self.stopping.is_set():
@@ -251,7 +221,7 @@ class Observer:
             if rtype.group in self.failed_groups:
                 continue
             with self._lock:
-                self.watchers.pop(rtype).set()
+                self.watchers.pop(rtype).stop()
             log.info("%s is no longer served or in scope; its objects leave the repo", rtype)
             if rtype.key not in keys:
                 self.sink(Event("SYNCED", rtype, None, time.monotonic(), set()))
