@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from kubedr import config, contract, holds, leader, metrics, sanitize
+from kubedr import config, contract, git, holds, leader, metrics, sanitize
 from kubedr.apierrors import ApiError
 from kubedr.backoff import Backoff
 from kubedr.config import UsageError
@@ -25,7 +25,7 @@ from kubedr.exporter.committer import Committer
 from kubedr.exporter.events import Event
 from kubedr.exporter.fence import Fence
 from kubedr.exporter.follow import Follower
-from kubedr.exporter.gitstore import GitError, GitStore, WorkdirError, default_workdir
+from kubedr.exporter.gitstore import GitStore, StorageFull, WorkdirError, default_workdir
 from kubedr.exporter.observer import NETWORK_ERRORS, Observer, why
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import SECRET_KEY, SECRET_MODES, Recorder
@@ -481,7 +481,7 @@ def run(args: argparse.Namespace) -> int:
                 current[0] = exporter_for(options)
 
         return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
-    except GitError as exc:
+    except (git.GitError, StorageFull, WorkdirError) as exc:  # the remote, the clone, its disk
         log.error("%s", exc)
         return 1
     except (ApiError, Unreachable) as exc:  # the primary refused or did not answer (a daemon restarts on it)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pygit2
 
-from kubedr import metrics
+from kubedr import git, metrics
 from kubedr.backoff import Backoff
-from kubedr.exporter.gitstore import GitError, GitStore, PushRejected
+from kubedr.exporter.gitstore import GitStore, PushRejected, StorageFull
 
 log = logging.getLogger("kubedr.exporter.pusher")
 
@@ -78,8 +78,8 @@ class Pusher:
                     if head == self.pushed or self._on_remote(head):
                         break  # the remote held all of it already
             else:
-                raise GitError("remote keeps moving; will retry")
-        except (GitError, OSError, pygit2.GitError) as exc:
+                raise PushRejected("remote keeps moving; will retry")
+        except (git.GitError, PushRejected, StorageFull, OSError, pygit2.GitError) as exc:
             with self._cond:
                 self._received = received + self._received
                 self._dirty = True
@@ -153,5 +153,5 @@ class Pusher:
         try:
             out = self.store.git("rev-list", "--count", f"refs/remotes/origin/{self.store.branch}..HEAD", check=False)
             metrics.EXPORT_UNPUSHED.set(int(out.strip() or 0))
-        except (ValueError, GitError):
+        except (ValueError, git.GitError, StorageFull):
             pass
