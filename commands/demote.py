@@ -32,8 +32,8 @@ from kubedr.commands.handover import Branch
 from kubedr.config import UsageError
 
 if TYPE_CHECKING:
-    from kubedr.exporter.cli import Exporter
     from kubedr.exporter.gitstore import GitStore
+    from kubedr.exporter.pipeline import Exporter
     from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.commands.demote")

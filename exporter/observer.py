@@ -95,8 +95,8 @@ class Feed(Handler):
 class Observer:
     """Finds every listable+watchable type, lists it, then keeps one watch per type running."""
 
-    def __init__(self, http: Cluster, selection: Selection, page_size: int = 500,
-                 watch_timeout: int = 300) -> None:
+    def __init__(self, http: Cluster, selection: Selection, page_size: int = 500, watch_timeout: int = 300, *,
+                 skip_keys: set[tuple[str, str]] | None = None, on_discovered: Callable[[], None] | None = None) -> None:
         self.http = http
         self.selection = selection
         self.page_size = page_size
@@ -105,11 +105,11 @@ class Observer:
         self.stopping = threading.Event()
         self.watchers: dict[Resource, ListWatch] = {}
         self.failed_groups: set[str] = set()
-        self.skip_keys: set[tuple[str, str]] = set()  # (group, kind) not watched at all (Secrets nobody seals)
+        self.skip_keys = set(skip_keys or ())  # (group, kind) not watched at all (Secrets nobody seals)
         self.preferred: dict[str, str] = {}  # group -> its preferred version, as discovery last saw it
         self.unwatched: list[Unwatched] = []  # what discovery found and does not watch, with the reason
         self.list_failed: dict[Resource, str] = {}  # types whose last list failed -> the error
-        self.on_discovered: Callable[[], None] = lambda: None  # after a refresh changed the watched types
+        self.on_discovered = on_discovered or (lambda: None)  # after a refresh changed the watched types
         self._rediscover = threading.Event()
         self._lock = threading.Lock()
 

@@ -19,20 +19,21 @@ log = logging.getLogger("kubedr.exporter.pusher")
 class Pusher:
     """Pushes HEAD whenever it moves; when the remote moved, makes the unpushed commits again on its tip."""
 
-    def __init__(self, store: GitStore, backoff_initial: float = 0.2, backoff_max: float = 30.0) -> None:
+    def __init__(self, store: GitStore, backoff_initial: float = 0.2, backoff_max: float = 30.0, *,
+                 on_idle: Callable[[], None] | None = None, fence: Callable[[], str | None] | None = None) -> None:
         self.store = store
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.on_idle = on_idle or (lambda: None)  # wakes the committer after a push or a failure
+        self.fence = fence or (lambda: None)  # why not to push onto the remote (exporter/fence.py); None: push
         self._cond = threading.Condition()
         self._received: list[float] = []
         self._dirty = True  # push whatever HEAD is at start (unpushed commits from a previous run)
         self.pushed: str | None = None
         self.pushes = 0
         self.failing = False  # the last push failed: commits go on locally without waiting for pushes
-        self.on_idle: Callable[[], None] = lambda: None  # wakes the committer after a push or a failure
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
-        self.fence: Callable[[], str | None] = lambda: None  # why not to push onto the remote (exporter/fence.py)
         self.fenced: str | None = None  # set when a push was withheld: the exporter stops and waits for the role
         self._maintenance: threading.Thread | None = None  # the running `git repack`, if any
 

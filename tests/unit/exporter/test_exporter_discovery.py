@@ -69,8 +69,7 @@ class CapturedAPI(Cluster):
 
 @pytest.fixture
 def observer() -> Observer:
-    obs = Observer(CapturedAPI(), Selection(None))
-    obs.skip_keys = {("", "Secret")}
+    obs = Observer(CapturedAPI(), Selection(None), skip_keys={("", "Secret")})
     return obs
 
 
@@ -152,7 +151,7 @@ def test_the_report_counts_and_warns(observer: Observer, caplog: pytest.LogCaptu
 
 
 def test_a_type_whose_list_fails_is_reported_uncovered(observer: Observer) -> None:
-    from kubedr.exporter.cli import report_of
+    from kubedr.exporter.pipeline import report_of
 
     types = observer.discover()
     scrape = next(t for t in types if t.plural == "scrapeconfigs")
