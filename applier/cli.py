@@ -24,8 +24,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("kubedr.applier")
 
 
-def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+def target_arguments(p: argparse.ArgumentParser) -> None:
+    """The branch, the mirror and how to apply it: the options of every command that runs the applier's Engine."""
+    source_arguments(p)
+    apply_arguments(p)
+
+
+def source_arguments(p: argparse.ArgumentParser) -> None:
+    """--branch and --workdir: which branch, and where a remote repo is mirrored."""
     p.add_argument("--branch", default="main", help="branch to follow (default main)")
+    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
+
+
+def apply_arguments(p: argparse.ArgumentParser) -> None:
+    """How the Engine applies: identities, mode, maps, prune, recreate, drift, concurrency, trust."""
     p.add_argument("--identity", action="append", metavar="FILE", help="age identity file to unseal Secrets")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--standby", dest="mode", action="store_const", const="standby",
@@ -68,7 +80,6 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests within a stage")
     p.add_argument("--no-validate", dest="validate", action="store_false",
                    help="skip kubernetes-validate schema checks")
-    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
     p.add_argument("--allowed-signers", metavar="FILE",
                    help="git allowed-signers file: apply only commits whose SSH signature verifies against it "
                         "(default: the trust section of the repo policy, else no check)")
@@ -93,7 +104,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--to-kubeconfig", help="the cluster to apply to")
         parser.add_argument("--to-context")
         parser.add_argument("--namespaces", help="namespaces to carry over (space or comma separated)")
-        _target_options(parser)
+        target_arguments(parser)
         parser.add_argument("--keep-repo", help="keep the temporary repo at this path")
         return
     parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
@@ -102,7 +113,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--revision", help="apply the tree of this sha or tag (restore)")
     when.add_argument("--at", help="apply the last commit at or before this time (restore)")
-    _target_options(parser)
+    target_arguments(parser)
     if name == "apply":
         parser.add_argument("--once", action="store_true", help="one round, then exit (1 if anything failed)")
         parser.add_argument("--interval", default="1s",
@@ -239,8 +250,9 @@ def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = 
                         cluster_name=getattr(args, "cluster_name", None), election=elect)
 
 
-def _engine(options: ApplyOptions) -> Engine:
-    from kubedr import git
+def engine_for(options: ApplyOptions) -> Engine:
+    """The Engine of these options: the repo as a Source, the secondary's API; UsageError for a repo that is not
+    there (a local path that does not exist)."""
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
     from kubedr.kube import api_client
@@ -249,7 +261,7 @@ def _engine(options: ApplyOptions) -> Engine:
     settings = options.settings
     try:
         source = Source(settings.repo, settings.branch, options.workdir)
-    except (FetchError, git.GitError) as exc:
+    except FetchError as exc:
         raise UsageError(str(exc)) from exc
     api = api_client(options.kubeconfig, options.context, pool=max(16, settings.concurrency))
     return Engine(Cluster(api), source, settings)
@@ -266,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.repo:
         raise UsageError(f"kubedr {args.command}: --repo is required (URL or path of the config repo)")
     options = apply_options(args, args.repo)
-    engine = _engine(options)
+    engine = engine_for(options)
     try:
         if args.command == "diff":
             return _diff(engine)
@@ -409,7 +421,7 @@ def _sync(args: argparse.Namespace) -> int:
         options = apply_options(args, repo, args.to_kubeconfig, args.to_context,
                                 args.workdir or os.path.join(tmp, "work"), identity_files)
         options.settings.own_repo = True  # a new repo each run: applied whole, never held as a rewrite
-        engine = _engine(options)
+        engine = engine_for(options)
         try:
             return loop(engine, 1.0, once=True)
         finally:
@@ -472,7 +484,6 @@ def _images(args: argparse.Namespace) -> int:
     """List (and with --check, look up) every image the repo's workloads reference."""
     import json
 
-    from kubedr import git
     from kubedr.applier.decode import Maps, parse_map
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.images import Index, Registries, parse_auths
@@ -497,7 +508,7 @@ def _images(args: argparse.Namespace) -> int:
             except PolicyError as exc:
                 log.error("%s: %s (ignored)", POLICY_PATH, exc)
         images = Index().images(source, target, maps)
-    except (FetchError, git.GitError) as exc:
+    except FetchError as exc:
         raise UsageError(str(exc)) from exc
     rows: list[dict[str, Any]] = [{"image": image, "objects": users, "state": "", "detail": ""}
                                   for image, users in images.items()]
