@@ -1,13 +1,10 @@
-"""`kubedr apply | diff | switchover | sync`: flags in, one Engine (or one switchover) out."""
+"""`kubedr apply | diff | switchover | images`: flags in, one Engine (or one switchover) out."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +83,7 @@ def apply_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    """Options of apply, diff, switchover and sync."""
+    """Options of apply, diff, switchover and images."""
     if name == "switchover":
         parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
         parser.add_argument("--context")
@@ -97,15 +94,6 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         return
     if name == "images":
         _images_arguments(parser)
-        return
-    if name == "sync":
-        parser.add_argument("--from-kubeconfig", help="the cluster to export from")
-        parser.add_argument("--from-context")
-        parser.add_argument("--to-kubeconfig", help="the cluster to apply to")
-        parser.add_argument("--to-context")
-        parser.add_argument("--namespaces", help="namespaces to carry over (space or comma separated)")
-        target_arguments(parser)
-        parser.add_argument("--keep-repo", help="keep the temporary repo at this path")
         return
     parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
     parser.add_argument("--context")
@@ -148,7 +136,8 @@ def wait_options(args: argparse.Namespace) -> Wait | None:
         raise UsageError(str(exc)) from exc
 
 
-def _namespaces(text: str | None) -> list[str]:
+def namespace_list(text: str | None) -> list[str]:
+    """--namespaces: names separated by spaces or commas."""
     return [n for n in (text or "").replace(",", " ").split() if n]
 
 
@@ -167,7 +156,8 @@ def _identities(files: list[str] | None) -> list[Identity] | None:
 
 @dataclass(frozen=True)
 class ApplyOptions:
-    """What `kubedr apply | diff | sync` was told, checked once: the Engine's settings and how to run it."""
+    """What `kubedr apply | diff` (or sync, promote, demote) was told, checked once: the Engine's settings and how
+    to run it."""
 
     settings: Settings
     kubeconfig: str | None = None
@@ -271,8 +261,6 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch on args.command."""
     if args.command == "switchover":
         return _switchover(args)
-    if args.command == "sync":
-        return _sync(args)
     if args.command == "images":
         return _images(args)
     if not args.repo:
@@ -369,7 +357,7 @@ def _switchover(args: argparse.Namespace) -> int:
     started = getattr(args, "started", None) or time.monotonic()  # the command's start (kubedr.commands.cli)
     wait = wait_options(args)
     cluster = Cluster(api_client(args.kubeconfig, args.context))
-    namespaces = _namespaces(args.namespaces)
+    namespaces = namespace_list(args.namespaces)
     if args.plan:
         return _switchover_plan(cluster, namespaces)
     mode = read_mode(cluster)
@@ -387,62 +375,6 @@ def _switchover(args: argparse.Namespace) -> int:
         return 1 if done.failures else 0
     served = serve(cluster, "switchover", namespaces or None, done.brought_up, started, wait)
     return 1 if done.failures or served else 0
-
-
-def _sync(args: argparse.Namespace) -> int:
-    """Export once from one cluster into a temporary repo, then apply it once to the other."""
-    import subprocess
-
-    from kubedr import git
-    from kubedr.applier.round import loop
-
-    if not args.from_kubeconfig or not args.to_kubeconfig:
-        raise UsageError("kubedr sync: --from-kubeconfig and --to-kubeconfig are required")
-    namespaces = _namespaces(args.namespaces)
-    if not namespaces:
-        raise UsageError("kubedr sync: --namespaces is required (space or comma separated)")
-    tmp = tempfile.mkdtemp(prefix="kubedr-sync-")
-    try:
-        repo = args.keep_repo or os.path.join(tmp, "repo.git")
-        git.run(["init", "--bare", "-q", "-b", args.branch, repo])
-        export = [sys.executable, "-m", "kubedr", "export", "--once", "--kubeconfig", args.from_kubeconfig,
-                  "--namespaces", ",".join(namespaces), "--repo", repo, "--branch", args.branch,
-                  "--workdir", os.path.join(tmp, "export")]
-        if args.from_context:
-            export += ["--context", args.from_context]
-        identity_files = list(args.identity or [])
-        recipient = _ephemeral_recipient(tmp, identity_files)
-        if recipient:
-            export += ["--recipient", recipient]
-        proc = subprocess.run(export)
-        if proc.returncode != 0:
-            log.error("sync: export from %s failed (exit %d)", args.from_kubeconfig, proc.returncode)
-            return proc.returncode
-        options = apply_options(args, repo, args.to_kubeconfig, args.to_context,
-                                args.workdir or os.path.join(tmp, "work"), identity_files)
-        options.settings.own_repo = True  # a new repo each run: applied whole, never held as a rewrite
-        engine = engine_for(options)
-        try:
-            return loop(engine, 1.0, once=True)
-        finally:
-            engine.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _ephemeral_recipient(tmp: str, identity_files: list[str]) -> str | None:
-    """A throwaway age key for this sync, so Secrets travel sealed; None when sealing is unavailable."""
-    try:
-        import pyrage
-    except ImportError:
-        return None
-    ident = pyrage.x25519.Identity.generate()
-    path = os.path.join(tmp, "sync-identity.txt")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(str(ident) + "\n")
-    os.chmod(path, 0o600)
-    identity_files.append(path)
-    return str(ident.to_public())
 
 
 def _switchover_plan(cluster: Cluster, namespaces: list[str]) -> int:

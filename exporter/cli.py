@@ -228,11 +228,16 @@ def exporter_for(options: ExportOptions) -> Exporter:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `kubedr export` (with --leader-elect: only while holding the Lease)."""
-    from kubedr.kube import api_client
-
     if args.explain:
         return explain(args)
-    options = export_options(args)
+    return export(export_options(args))
+
+
+def export(options: ExportOptions) -> int:
+    """Export as the options say (once, or until stopped); a remote, clone or API server that fails is one line,
+    exit 1, and FENCED (3) when --once finds another cluster the writer."""
+    from kubedr.kube import api_client
+
     try:
         current = [exporter_for(options)]
         if options.metrics_listen:
