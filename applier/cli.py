@@ -13,7 +13,8 @@ from kubedr.config import Bound, UsageError, check_bounds
 from kubedr.durations import parse_duration
 
 if TYPE_CHECKING:
-    from kubedr.applier.round import Engine, Settings
+    from kubedr.applier.policy import Settings
+    from kubedr.applier.round import Engine
     from kubedr.applier.takeover import Wait
     from kubedr.kubeapi import Cluster
     from kubedr.sealing import Identity
@@ -179,8 +180,7 @@ def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | N
     """Settings for the Engine from parsed options (args is only read); UsageError for a bad map or a value
     outside its bound (policy.LIMITS)."""
     from kubedr.applier.decode import Maps, parse_map
-    from kubedr.applier.policy import LIMITS
-    from kubedr.applier.round import Settings
+    from kubedr.applier.policy import LIMITS, Settings
 
     try:
         maps = Maps(parse_map(args.namespace_map, "namespace-map"), parse_map(args.image_map, "image-map"),
