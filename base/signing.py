@@ -107,11 +107,6 @@ def git_config_env(settings: dict[str, str], base: dict[str, str] | None = None)
     return {k: v for k, v in env.items() if k.startswith("GIT_CONFIG_")}
 
 
-def load_signer(path: str | None) -> Signer | None:
-    """The Signer for a --signing-key flag (None without one)."""
-    return Signer(path) if path else None
-
-
 # ---- verification -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
