@@ -1,4 +1,5 @@
-"""Discovery and one watch per resource type, resumed from the last resourceVersion, re-listed on 410 Gone."""
+"""What the exporter watches (from kubeapi's discovery), and one kubedr.listwatch loop per type: resumed from its
+resourceVersion and bookmarks, re-listed on 410 Gone."""
 
 from __future__ import annotations
 
