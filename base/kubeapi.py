@@ -308,15 +308,14 @@ class Cluster:
         found: list[Resource] = []
         failed: dict[tuple[str, str], Exception] = {}
         decided: set[tuple[str, str]] = set()
+        core = self._served("v1")  # first: a server that cannot serve its core group fails here, by that name
         groups = self._group_versions(refresh=True)
         for group, versions in groups.items():
             for version in versions:
                 api_version = f"{group}/{version}" if group else version
                 try:
-                    served = self._served(api_version)
+                    served = self._served(api_version) if group else core
                 except Exception as exc:  # noqa: BLE001 - ApiError, Unreachable, a body that is no JSON
-                    if not group:
-                        raise
                     failed[(group, version)] = exc
                     continue
                 with self._lock:
