@@ -14,6 +14,7 @@ from kubedr import contract
 from kubedr.apierrors import ApiError, Conflict, Invalid, NotFound
 from kubedr.applier import recreate as rc
 from kubedr.applier.decode import MANAGED_LABEL, DecodeError
+from kubedr.backoff import Backoff
 from kubedr.contract import ManifestError, ObjectRef
 from kubedr.kubeapi import Cluster
 from kubedr.owned import owned_by_cluster
@@ -140,7 +141,7 @@ class ServerSideApplier:
         except (NotFound, Conflict):  # already gone, or another object (uid) holds the name now
             return
         deadline = time.monotonic() + timeout
-        delay = 0.01
+        backoff = Backoff(0.01, 0.5)
         while True:
             try:
                 live = self.cluster.request("GET", path)
@@ -153,8 +154,7 @@ class ServerSideApplier:
                 waiting = " ".join(meta.get("finalizers") or []) or "nothing named"
                 raise rc.RecreateTimeout(f"immutable field changed; deleted to recreate it, but it was still there "
                                          f"after {timeout:g}s (finalizers: {waiting}); created again next round")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            backoff.wait()
 
     def get_live(self, ref: ObjectRef, api_version: str | None = None) -> dict[str, Any] | None:
         """The live object, None when absent or its kind is not served."""
@@ -224,7 +224,7 @@ class ServerSideApplier:
         """Wait until the CRDs are Established (so their kinds can be applied); the names that never were."""
         pending = set(names)
         deadline = time.monotonic() + timeout
-        delay = 0.02
+        backoff = Backoff(0.02, 0.5)
         while pending and time.monotonic() < deadline:
             for name in list(pending):
                 try:
@@ -236,7 +236,6 @@ class ServerSideApplier:
                 if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
                     pending.discard(name)
             if pending:
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                backoff.wait()
         self.cluster.forget()
         return sorted(pending)

@@ -1,13 +1,10 @@
-"""`kubedr apply | diff | switchover | sync`: flags in, one Engine (or one switchover) out."""
+"""`kubedr apply | diff | switchover | images`: flags in, one Engine (or one switchover) out."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +13,8 @@ from kubedr.config import Bound, UsageError, check_bounds
 from kubedr.durations import parse_duration
 
 if TYPE_CHECKING:
-    from kubedr.applier.round import Engine, Settings
+    from kubedr.applier.policy import Settings
+    from kubedr.applier.round import Engine
     from kubedr.applier.takeover import Wait
     from kubedr.kubeapi import Cluster
     from kubedr.sealing import Identity
@@ -24,8 +22,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("kubedr.applier")
 
 
-def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+def target_arguments(p: argparse.ArgumentParser) -> None:
+    """The branch, the mirror and how to apply it: the options of every command that runs the applier's Engine."""
+    source_arguments(p)
+    apply_arguments(p)
+
+
+def source_arguments(p: argparse.ArgumentParser) -> None:
+    """--branch and --workdir: which branch, and where a remote repo is mirrored."""
     p.add_argument("--branch", default="main", help="branch to follow (default main)")
+    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
+
+
+def apply_arguments(p: argparse.ArgumentParser) -> None:
+    """How the Engine applies: identities, mode, maps, prune, recreate, drift, concurrency, trust."""
     p.add_argument("--identity", action="append", metavar="FILE", help="age identity file to unseal Secrets")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--standby", dest="mode", action="store_const", const="standby",
@@ -68,14 +78,13 @@ def _target_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--concurrency", type=int, default=16, help="parallel requests within a stage")
     p.add_argument("--no-validate", dest="validate", action="store_false",
                    help="skip kubernetes-validate schema checks")
-    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
     p.add_argument("--allowed-signers", metavar="FILE",
                    help="git allowed-signers file: apply only commits whose SSH signature verifies against it "
                         "(default: the trust section of the repo policy, else no check)")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    """Options of apply, diff, switchover and sync."""
+    """Options of apply, diff, switchover and images."""
     if name == "switchover":
         parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
         parser.add_argument("--context")
@@ -87,22 +96,13 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     if name == "images":
         _images_arguments(parser)
         return
-    if name == "sync":
-        parser.add_argument("--from-kubeconfig", help="the cluster to export from")
-        parser.add_argument("--from-context")
-        parser.add_argument("--to-kubeconfig", help="the cluster to apply to")
-        parser.add_argument("--to-context")
-        parser.add_argument("--namespaces", help="namespaces to carry over (space or comma separated)")
-        _target_options(parser)
-        parser.add_argument("--keep-repo", help="keep the temporary repo at this path")
-        return
     parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
     parser.add_argument("--context")
     parser.add_argument("--repo", help="config repo: URL, or a local path (a bare repo or a git-sync checkout)")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--revision", help="apply the tree of this sha or tag (restore)")
     when.add_argument("--at", help="apply the last commit at or before this time (restore)")
-    _target_options(parser)
+    target_arguments(parser)
     if name == "apply":
         parser.add_argument("--once", action="store_true", help="one round, then exit (1 if anything failed)")
         parser.add_argument("--interval", default="1s",
@@ -137,7 +137,8 @@ def wait_options(args: argparse.Namespace) -> Wait | None:
         raise UsageError(str(exc)) from exc
 
 
-def _namespaces(text: str | None) -> list[str]:
+def namespace_list(text: str | None) -> list[str]:
+    """--namespaces: names separated by spaces or commas."""
     return [n for n in (text or "").replace(",", " ").split() if n]
 
 
@@ -156,7 +157,8 @@ def _identities(files: list[str] | None) -> list[Identity] | None:
 
 @dataclass(frozen=True)
 class ApplyOptions:
-    """What `kubedr apply | diff | sync` was told, checked once: the Engine's settings and how to run it."""
+    """What `kubedr apply | diff` (or sync, promote, demote) was told, checked once: the Engine's settings and how
+    to run it."""
 
     settings: Settings
     kubeconfig: str | None = None
@@ -178,8 +180,7 @@ def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | N
     """Settings for the Engine from parsed options (args is only read); UsageError for a bad map or a value
     outside its bound (policy.LIMITS)."""
     from kubedr.applier.decode import Maps, parse_map
-    from kubedr.applier.policy import LIMITS
-    from kubedr.applier.round import Settings
+    from kubedr.applier.policy import LIMITS, Settings
 
     try:
         maps = Maps(parse_map(args.namespace_map, "namespace-map"), parse_map(args.image_map, "image-map"),
@@ -239,8 +240,9 @@ def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = 
                         cluster_name=getattr(args, "cluster_name", None), election=elect)
 
 
-def _engine(options: ApplyOptions) -> Engine:
-    from kubedr import git
+def engine_for(options: ApplyOptions) -> Engine:
+    """The Engine of these options: the repo as a Source, the secondary's API; UsageError for a repo that is not
+    there (a local path that does not exist)."""
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
     from kubedr.kube import api_client
@@ -249,7 +251,7 @@ def _engine(options: ApplyOptions) -> Engine:
     settings = options.settings
     try:
         source = Source(settings.repo, settings.branch, options.workdir)
-    except (FetchError, git.GitError) as exc:
+    except FetchError as exc:
         raise UsageError(str(exc)) from exc
     api = api_client(options.kubeconfig, options.context, pool=max(16, settings.concurrency))
     return Engine(Cluster(api), source, settings)
@@ -259,14 +261,12 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch on args.command."""
     if args.command == "switchover":
         return _switchover(args)
-    if args.command == "sync":
-        return _sync(args)
     if args.command == "images":
         return _images(args)
     if not args.repo:
         raise UsageError(f"kubedr {args.command}: --repo is required (URL or path of the config repo)")
     options = apply_options(args, args.repo)
-    engine = _engine(options)
+    engine = engine_for(options)
     try:
         if args.command == "diff":
             return _diff(engine)
@@ -357,7 +357,7 @@ def _switchover(args: argparse.Namespace) -> int:
     started = getattr(args, "started", None) or time.monotonic()  # the command's start (kubedr.commands.cli)
     wait = wait_options(args)
     cluster = Cluster(api_client(args.kubeconfig, args.context))
-    namespaces = _namespaces(args.namespaces)
+    namespaces = namespace_list(args.namespaces)
     if args.plan:
         return _switchover_plan(cluster, namespaces)
     mode = read_mode(cluster)
@@ -375,62 +375,6 @@ def _switchover(args: argparse.Namespace) -> int:
         return 1 if done.failures else 0
     served = serve(cluster, "switchover", namespaces or None, done.brought_up, started, wait)
     return 1 if done.failures or served else 0
-
-
-def _sync(args: argparse.Namespace) -> int:
-    """Export once from one cluster into a temporary repo, then apply it once to the other."""
-    import subprocess
-
-    from kubedr import git
-    from kubedr.applier.round import loop
-
-    if not args.from_kubeconfig or not args.to_kubeconfig:
-        raise UsageError("kubedr sync: --from-kubeconfig and --to-kubeconfig are required")
-    namespaces = _namespaces(args.namespaces)
-    if not namespaces:
-        raise UsageError("kubedr sync: --namespaces is required (space or comma separated)")
-    tmp = tempfile.mkdtemp(prefix="kubedr-sync-")
-    try:
-        repo = args.keep_repo or os.path.join(tmp, "repo.git")
-        git.run(["init", "--bare", "-q", "-b", args.branch, repo])
-        export = [sys.executable, "-m", "kubedr", "export", "--once", "--kubeconfig", args.from_kubeconfig,
-                  "--namespaces", ",".join(namespaces), "--repo", repo, "--branch", args.branch,
-                  "--workdir", os.path.join(tmp, "export")]
-        if args.from_context:
-            export += ["--context", args.from_context]
-        identity_files = list(args.identity or [])
-        recipient = _ephemeral_recipient(tmp, identity_files)
-        if recipient:
-            export += ["--recipient", recipient]
-        proc = subprocess.run(export)
-        if proc.returncode != 0:
-            log.error("sync: export from %s failed (exit %d)", args.from_kubeconfig, proc.returncode)
-            return proc.returncode
-        options = apply_options(args, repo, args.to_kubeconfig, args.to_context,
-                                args.workdir or os.path.join(tmp, "work"), identity_files)
-        options.settings.own_repo = True  # a new repo each run: applied whole, never held as a rewrite
-        engine = _engine(options)
-        try:
-            return loop(engine, 1.0, once=True)
-        finally:
-            engine.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _ephemeral_recipient(tmp: str, identity_files: list[str]) -> str | None:
-    """A throwaway age key for this sync, so Secrets travel sealed; None when sealing is unavailable."""
-    try:
-        import pyrage
-    except ImportError:
-        return None
-    ident = pyrage.x25519.Identity.generate()
-    path = os.path.join(tmp, "sync-identity.txt")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(str(ident) + "\n")
-    os.chmod(path, 0o600)
-    identity_files.append(path)
-    return str(ident.to_public())
 
 
 def _switchover_plan(cluster: Cluster, namespaces: list[str]) -> int:
@@ -472,7 +416,6 @@ def _images(args: argparse.Namespace) -> int:
     """List (and with --check, look up) every image the repo's workloads reference."""
     import json
 
-    from kubedr import git
     from kubedr.applier.decode import Maps, parse_map
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.images import Index, Registries, parse_auths
@@ -497,7 +440,7 @@ def _images(args: argparse.Namespace) -> int:
             except PolicyError as exc:
                 log.error("%s: %s (ignored)", POLICY_PATH, exc)
         images = Index().images(source, target, maps)
-    except (FetchError, git.GitError) as exc:
+    except FetchError as exc:
         raise UsageError(str(exc)) from exc
     rows: list[dict[str, Any]] = [{"image": image, "objects": users, "state": "", "detail": ""}
                                   for image, users in images.items()]

@@ -17,19 +17,20 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubedr import metrics
-from kubedr.apierrors import Gone, api_error
+from kubedr.apierrors import Gone
 from kubedr.applier.apply import FIELD_MANAGER
 from kubedr.applier.decode import MANAGED_LABEL, Decoder
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.applier.standby import Mode, hold, read_mode
 from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
+from kubedr.backoff import Backoff
 from kubedr.contract import ObjectRef, ref_of
+from kubedr.listwatch import Handler, ListWatch, pages, served
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine
@@ -103,6 +104,31 @@ class DriftSettings:
     first_backoff: float = FIRST_BACKOFF
 
 
+class Watched(Handler):
+    """One kind's list and watch (kubedr's label only): every change is checked against its baseline."""
+
+    def __init__(self, drift: Drift, kind: str) -> None:
+        self.drift = drift
+        self.kind = kind
+
+    def listed(self, obj: dict[str, Any]) -> None:
+        self.drift.observe(obj, listed=True)
+
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self.drift.suspect(ref_of(obj))  # deleted, or its label removed: the worker looks
+        else:
+            self.drift.observe(obj)
+
+    def failed(self, exc: Exception, retry_in: float) -> None:
+        if not isinstance(exc, Gone):  # the secondary is away: said once, then retried quietly
+            (log.warning if retry_in <= 1.0 else log.debug)("drift watch of %s: %s (retrying)", self.kind,
+                                                            " ".join(str(exc).split()))
+
+    def absent(self) -> float:
+        return self.drift.settings.interval  # not served (a CRD not there yet): look again later
+
+
 class Drift:
     """Watches what kubedr applied, confirms drift under the engine's lock, heals with backoff, reports."""
 
@@ -121,7 +147,7 @@ class Drift:
         self._suspects: set[ObjectRef] = set()
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._watched: dict[tuple[str, str], threading.Thread] = {}
+        self._watched: dict[tuple[str, str], ListWatch] = {}
         self._next_scan = 0.0
         self._dirty = True
         self._published: str = ""
@@ -163,6 +189,8 @@ class Drift:
 
     def stop(self) -> None:
         self._stop.set()
+        for watch in list(self._watched.values()):
+            watch.stop()
         with self._cond:
             self._cond.notify()
         if self._worker is not None:
@@ -176,70 +204,22 @@ class Drift:
     # ---- watching -------------------------------------------------------------------------------------------
 
     def _ensure_watches(self) -> None:
-        for key in sorted({(r.group, r.kind) for r in self.desired}):
-            if key not in self._watched and not self._stop.is_set():
-                t = threading.Thread(target=self._watch_kind, args=key, name=f"kubedr-drift-{key[1]}", daemon=True)
-                self._watched[key] = t
-                t.start()
+        for group, kind in sorted({(r.group, r.kind) for r in self.desired}):
+            if (group, kind) not in self._watched and not self._stop.is_set():
+                self._watched[(group, kind)] = ListWatch(
+                    self.engine.cluster, served(self.engine.cluster, group, kind), Watched(self, kind),
+                    label_selector=f"{MANAGED_LABEL}=true", page_size=LIST_PAGE, timeout=WATCH_TIMEOUT,
+                    backoff=Backoff(1.0, 30.0)).start(f"kubedr-drift-{kind}")
 
-    def _watch_kind(self, group: str, kind: str) -> None:
-        """List then watch one kind (kubedr's label only); every change is checked against its baseline."""
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
-                if resource is None:
-                    self._stop.wait(self.settings.interval)
-                    continue
-                rv = ""
-                for page in self._pages(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"}):
-                    rv = page["metadata"]["resourceVersion"]
-                    for item in page.get("items") or []:
-                        item.setdefault("kind", kind)
-                        item.setdefault("apiVersion", resource.group_version)
-                        self._observe(item, listed=True)
-                while not self._stop.is_set():
-                    query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv,
-                             "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_TIMEOUT)}
-                    for ev in self.engine.cluster.watch(resource.path(), query, WATCH_TIMEOUT + 30):
-                        if self._stop.is_set():
-                            return
-                        obj = ev.get("object") or {}
-                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                        if ev.get("type") == "ERROR":
-                            raise api_error(int(obj.get("code") or 500), obj, resource.path())
-                        if ev.get("type") == "DELETED":
-                            self._suspect(ref_of(obj))  # deleted, or its label removed: the worker looks
-                        elif ev.get("type") in ("ADDED", "MODIFIED"):
-                            self._observe(obj)
-                delay = 1.0
-            except Gone:
-                continue
-            except Exception as exc:  # the secondary is away: try again, slower
-                (log.warning if delay == 1.0 else log.debug)("drift watch of %s: %s (retrying)", kind,
-                                                               " ".join(str(exc).split()))
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
-
-    def _pages(self, path: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """A list, one page of LIST_PAGE objects at a time (all pages from one snapshot, as the server serves them)."""
-        token = ""
-        while True:
-            page = self.engine.cluster.get(path, {**query, "limit": str(LIST_PAGE), **({"continue": token} if token else {})})
-            yield page
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return
-
-    def _observe(self, live: dict[str, Any], listed: bool = False) -> None:
+    def observe(self, live: dict[str, Any], listed: bool = False) -> None:
         ref = ref_of(live)
         base = self.baselines.get(ref)
         if ref not in self.desired or (base is None and listed):
             return  # not kubedr's now; or listed before its baseline, which round_done queued to be read live
         if base is None or ref in self.drifted or self._differences(base, live):
-            self._suspect(ref)
+            self.suspect(ref)
 
-    def _suspect(self, ref: ObjectRef) -> None:
+    def suspect(self, ref: ObjectRef) -> None:
         if ref in self.desired:
             with self._cond:
                 self._suspects.add(ref)
@@ -393,12 +373,11 @@ class Drift:
                 metrics.APPLY_HEALS.inc()
                 d.heals += 1
                 d.healed = time.monotonic()
-                backoff = min(self.settings.interval, self.settings.first_backoff * 2 ** (d.heals - 1))
-                d.next_heal = time.monotonic() + backoff
+                d.next_heal = time.monotonic() + Backoff(self.settings.first_backoff, self.settings.interval).after(d.heals)
                 log.info("healed %s", d.ref.display)
                 if d.heals == 3:  # a fight: say so now, then once per interval (_report_lasting)
                     self._report(d)
-                self._suspect(d.ref)  # cleared once seen clean; a fight brings it back with its backoff
+                self.suspect(d.ref)  # cleared once seen clean; a fight brings it back with its backoff
 
     def _mode_moved(self) -> bool:
         """A switchover recorded another mode since the last round: its changes (a removed pause annotation has
@@ -475,9 +454,7 @@ class Drift:
             resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
             if resource is None:
                 continue
-            for item in (i for page in self._pages(resource.path(), {}) for i in page.get("items") or []):
-                item.setdefault("kind", kind)
-                item.setdefault("apiVersion", resource.group_version)
+            for item in (i for items, _ in pages(self.engine.cluster, resource, page_size=LIST_PAGE) for i in items):
                 meta = item.get("metadata") or {}
                 if meta.get("namespace") not in namespaces or (meta.get("labels") or {}).get(MANAGED_LABEL):
                     continue

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from kubedr import contract, git
 from kubedr.contract import ManifestError, ObjectRef
 from kubedr.remote import redact
 from kubedr.repotree import Listing, TreeError, TreeReader
+from kubedr.roles import commit_time
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
@@ -35,7 +35,6 @@ log = logging.getLogger("kubedr.applier.fetch")
 REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
-COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
 LISTINGS_KEPT = 2  # the commit a round applies and the one before it (its changes)
 
 
@@ -186,27 +185,16 @@ class Source:
         return out
 
     def commit_time(self, sha: str) -> float:
-        """The primary's commit time, Unix seconds: the exporter's sub-second trailer, else the committer time."""
-        out = self._g("log", "-1", "--no-walk", f"--format=%ct%n%(trailers:key={COMMITTED_AT},valueonly)",
-                      sha).decode().split()  # not `git show`: it parses the tree, and dies on a hostile one
-        for value in out[1:2]:
-            try:
-                return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-            except ValueError:
-                log.debug("commit %s: unreadable %s trailer %r", sha[:12], COMMITTED_AT, value)
-        return float(out[0])
+        """The primary's commit time, Unix seconds (roles.commit_time); `git log`, not `git show`: a hostile tree
+        would kill the latter, which parses it."""
+        [commit] = self.commits([sha], no_walk=True)
+        return commit_time(commit)
 
-    def trailer_values(self, span: str, key: str) -> Iterator[tuple[str, list[str]]]:
-        """(commit, values of trailer `key`) for each commit of `span`, newest first: one git process."""
-        out = self._g("log", f"--format=%H%x00%(trailers:key={key},valueonly,separator=%x00)%x1e", span)
-        for record in out.decode().split("\x1e"):
-            sha, *values = record.strip("\n").split("\x00")
-            if sha:
-                yield sha, [v for v in values if v]
-
-    def commits(self, revs: list[str]) -> list[git.Commit]:
+    def commits(self, revs: list[str], no_walk: bool = False) -> list[git.Commit]:
         """The commits of revs (options such as --since allowed), newest first, with times and trailers."""
-        return git.log(revs, cwd=self.gitdir) if self.local else git.log(revs, git_dir=self.gitdir)
+        if self.local:
+            return git.log(revs, cwd=self.gitdir, no_walk=no_walk)
+        return git.log(revs, git_dir=self.gitdir, no_walk=no_walk)
 
     # ---- reading -----------------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The repo's `.kubedr/policy.yaml` (apply section): defaults for whatever the secondary's own settings leave open.
+"""The applier's Settings, and the repo's `.kubedr/policy.yaml` (apply section): defaults for whatever the
+secondary's own settings leave open.
 
 Flags, $KUBEDR_* variables and the deployment's config file always win; the policy at the commit being
 applied fills in the rest, so a repo can carry its prune guard, standby replicas and maps with it.
@@ -8,15 +9,44 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubedr import holds, policyfile
 from kubedr.applier.decode import Maps
+from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION
 from kubedr.config import Bound, out_of_bounds
 from kubedr.policyfile import POLICY_PATH
 
-if TYPE_CHECKING:
-    from kubedr.applier.round import Settings
+
+@dataclasses.dataclass
+class Settings:
+    """What the operator asked for (flags, environment, config file)."""
+
+    repo: str
+    branch: str = "main"
+    revision: str | None = None
+    at: str | None = None
+    prune: bool = False
+    force_prune: bool = False
+    dry_run: bool = False
+    concurrency: int = 16
+    maps: Maps = dataclasses.field(default_factory=Maps)
+    mode_override: str | None = None  # "active" | "standby" | None (follow the recorded mode)
+    standby_replicas: int = 0
+    namespace_replicas: dict[str, int] = dataclasses.field(default_factory=dict)
+    identities: list[Any] | None = None
+    validate: bool = True
+    prune_max_fraction: float = MAX_PRUNE_FRACTION
+    prune_max_objects: int = MAX_PRUNE_COUNT
+    default_standby: bool = True  # the mode when none is recorded on the secondary and none is given
+    recreate: bool = True  # delete and re-create objects whose immutable fields changed (applier.recreate)
+    explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
+    allowed_signers: str | None = None  # git allowed-signers file: apply only commits that verify (applier.trust)
+    own_repo: bool = False  # `kubedr sync`'s throwaway repo: applied whole, never held (applier.history)
+    drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
+    heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
+    standby_rules: tuple[holds.Rule, ...] = ()  # the repo policy's `standby:` rules (kubedr.holds)
+
 
 
 class PolicyError(Exception):

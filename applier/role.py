@@ -78,7 +78,7 @@ def _held_before(cluster: Cluster, source: Any, name: str, record: bool) -> bool
     if not last:
         source.reach(None, head)
     span = f"{last}..{head}" if last else head
-    found = next((sha for sha, writers in source.trailer_values(span, roles.WRITER_TRAILER) if name in writers), "")
+    found = next((c.sha for c in source.commits([span]) if name in c.trailer(roles.WRITER_TRAILER)), "")
     held = bool(found)
     _history[key] = (source, head, held)
     if record:

@@ -21,12 +21,12 @@ from kubedr import git, metrics
 from kubedr.apierrors import ApiError, NotFound
 from kubedr.applier import history, order
 from kubedr.applier.apply import STAGE_CHUNK, Action, Outcome, ServerSideApplier
-from kubedr.applier.decode import Decoder, Maps, Validator, map_ref
+from kubedr.applier.decode import Decoder, Validator, map_ref
 from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.holding import Holds
 from kubedr.applier.images import Index
-from kubedr.applier.inventory import MAX_PRUNE_COUNT, MAX_PRUNE_FRACTION, Inventory, guard
-from kubedr.applier.policy import POLICY_PATH, PolicyError, merge, parse
+from kubedr.applier.inventory import Inventory, guard
+from kubedr.applier.policy import POLICY_PATH, PolicyError, Settings, merge, parse
 from kubedr.applier.role import serving as writer_here
 from kubedr.applier.serving import Serving
 from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
@@ -36,7 +36,6 @@ from kubedr.applier.status import save as save_status
 from kubedr.applier.takeover import publish as publish_switchover
 from kubedr.applier.trust import Gate, Untrusted
 from kubedr.contract import ObjectRef
-from kubedr.holds import Rule
 from kubedr.kubeapi import Cluster
 from kubedr.remote import redact
 from kubedr.signing import SigningError
@@ -45,36 +44,6 @@ log = logging.getLogger("kubedr.applier")
 
 GHOST_LINE = "inventory: %s is already gone from the cluster; forgetting it"
 RETRY_AFTER = 10.0  # a daemon retries failed objects of an unchanged commit this often, not every poll
-
-
-@dataclass
-class Settings:
-    """What the operator asked for (flags, environment, config file)."""
-
-    repo: str
-    branch: str = "main"
-    revision: str | None = None
-    at: str | None = None
-    prune: bool = False
-    force_prune: bool = False
-    dry_run: bool = False
-    concurrency: int = 16
-    maps: Maps = field(default_factory=Maps)
-    mode_override: str | None = None  # "active" | "standby" | None (follow the recorded mode)
-    standby_replicas: int = 0
-    namespace_replicas: dict[str, int] = field(default_factory=dict)
-    identities: list[Any] | None = None
-    validate: bool = True
-    prune_max_fraction: float = MAX_PRUNE_FRACTION
-    prune_max_objects: int = MAX_PRUNE_COUNT
-    default_standby: bool = True  # the mode when none is recorded on the secondary and none is given
-    recreate: bool = True  # delete and re-create objects whose immutable fields changed (applier.recreate)
-    explicit: frozenset[str] = frozenset()  # fields the operator set; the repo policy fills the others
-    allowed_signers: str | None = None  # git allowed-signers file: apply only commits that verify (applier.trust)
-    own_repo: bool = False  # `kubedr sync`'s throwaway repo: applied whole, never held (applier.history)
-    drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
-    heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
-    standby_rules: tuple[Rule, ...] = ()  # the repo policy's `standby:` rules (kubedr.holds)
 
 
 @dataclass

@@ -20,15 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from kubedr import metrics
-from kubedr.apierrors import ApiError, Gone, api_error
+from kubedr.apierrors import ApiError, Gone
 from kubedr.applier import readiness
 from kubedr.applier.decode import MANAGED_LABEL
 from kubedr.applier.readiness import Verdict
 from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP
 from kubedr.applier.status import load as load_status
+from kubedr.backoff import Backoff
 from kubedr.contract import ObjectRef
-from kubedr.kubeapi import Cluster, Resource
+from kubedr.kubeapi import Cluster
+from kubedr.listwatch import Handler, ListWatch, served
 
 log = logging.getLogger("kubedr.applier.takeover")
 
@@ -48,6 +50,34 @@ class Followed:
     since: float | None = None
 
 
+class Kind(Handler):
+    """One workload kind's list and watch (kubedr's label), into its Follower."""
+
+    def __init__(self, follower: Follower, group: str, kind: str) -> None:
+        self.follower, self.group, self.kind = follower, group, kind
+        self.seen: set[ObjectRef] = set()
+
+    def listed(self, obj: dict[str, Any]) -> None:
+        self.follower.saw(obj, self.group, self.kind)
+        meta = obj.get("metadata") or {}
+        self.seen.add(ObjectRef(self.group, self.kind, meta.get("namespace") or "", meta.get("name") or ""))
+
+    def synced(self) -> None:
+        seen, self.seen = self.seen, set()
+        self.follower.listed_all(self.group, self.kind, seen)
+
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        self.follower.saw(obj, self.group, self.kind, gone=kind == "DELETED")
+
+    def failed(self, exc: Exception, retry_in: float) -> None:
+        self.seen = set()
+        if not isinstance(exc, Gone):  # the API server is away or refuses: retried, and said if it lasts
+            self.follower.cannot_follow(self.group, self.kind, exc)
+
+    def absent(self) -> None:
+        self.follower.listed_all(self.group, self.kind, set())  # not served here (no such CRD): nothing to follow
+
+
 class Follower:
     """Watches the workloads in scope until each is Available, or the deadline."""
 
@@ -61,8 +91,7 @@ class Follower:
         self.kinds = sorted({*readiness.WORKLOADS, *((r.group, r.kind) for r in self.extra)})
         self._cond = threading.Condition()
         self._listed: set[tuple[str, str]] = set()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._watches: list[ListWatch] = []
         self.errors: dict[tuple[str, str], str] = {}
 
     # ---- watching ----------------------------------------------------------------------------------------
@@ -80,7 +109,7 @@ class Follower:
             return None  # a Deployment's ReplicaSets count through their Deployment
         return ref
 
-    def _seen(self, obj: dict[str, Any], group: str, kind: str, gone: bool = False) -> None:
+    def saw(self, obj: dict[str, Any], group: str, kind: str, gone: bool = False) -> None:
         with self._cond:
             ref = self._in_scope(obj, group, kind)
             if ref is None:
@@ -94,38 +123,8 @@ class Follower:
                 item.since = None
             self._cond.notify_all()
 
-    def _follow(self, group: str, kind: str) -> None:
-        """List (kubedr's label) then watch one kind; a 410 or a broken stream lists again."""
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                resource = self.cluster.resource_of(ObjectRef(group, kind, "", ""))
-                if resource is None:  # not served here (no such CRD): nothing of it to follow
-                    with self._cond:
-                        self._listed.add((group, kind))
-                        self._cond.notify_all()
-                    return
-                rv = self._list(resource, group, kind)
-                while not self._stop.is_set():
-                    rv = self._watch(resource, group, kind, rv)
-                delay = 0.5
-            except Gone:
-                continue
-            except Exception as exc:  # the API server is away or refuses: retried, and said if it lasts
-                with self._cond:
-                    self.errors[(group, kind)] = " ".join(str(exc).split())
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
-
-    def _list(self, resource: Resource, group: str, kind: str) -> str:
-        page = self.cluster.get(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"})
-        seen = set()
-        for item in page.get("items") or []:
-            item.setdefault("apiVersion", resource.group_version)
-            item.setdefault("kind", kind)
-            self._seen(item, group, kind)
-            meta = item.get("metadata") or {}
-            seen.add(ObjectRef(group, kind, meta.get("namespace") or "", meta.get("name") or ""))
+    def listed_all(self, group: str, kind: str, seen: set[ObjectRef]) -> None:
+        """A (re)list of one kind ended: what it did not hold is not found."""
         with self._cond:
             for ref, item in self.followed.items():
                 if (ref.group, ref.kind) == (group, kind) and ref not in seen:
@@ -133,33 +132,24 @@ class Follower:
             self._listed.add((group, kind))
             self.errors.pop((group, kind), None)
             self._cond.notify_all()
-        return str((page.get("metadata") or {}).get("resourceVersion") or "")
 
-    def _watch(self, resource: Resource, group: str, kind: str, rv: str) -> str:
-        query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv, "allowWatchBookmarks": "true",
-                 "timeoutSeconds": str(WATCH_SECONDS)}
-        for ev in self.cluster.watch(resource.path(), query, WATCH_SECONDS + 15):
-            if self._stop.is_set():
-                break
-            obj = ev.get("object") or {}
-            if ev.get("type") == "ERROR":
-                raise api_error(int(obj.get("code") or 500), obj, resource.path())
-            rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-            if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                self._seen(obj, group, kind, gone=ev.get("type") == "DELETED")
-        return rv
+    def cannot_follow(self, group: str, kind: str, exc: Exception) -> None:
+        with self._cond:
+            self.errors[(group, kind)] = " ".join(str(exc).split())
 
     # ---- waiting -----------------------------------------------------------------------------------------
 
     def start(self) -> Follower:
         for group, kind in self.kinds:
-            t = threading.Thread(target=self._follow, args=(group, kind), name=f"kubedr-follow-{kind}", daemon=True)
-            t.start()
-            self._threads.append(t)
+            self._watches.append(ListWatch(
+                self.cluster, served(self.cluster, group, kind), Kind(self, group, kind),
+                label_selector=f"{MANAGED_LABEL}=true", timeout=WATCH_SECONDS,
+                backoff=Backoff(0.5, 5.0)).start(f"kubedr-follow-{kind}"))
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        for watch in self._watches:
+            watch.stop()
 
     def pending(self) -> list[Followed]:
         """The workloads not Available now (all of them until every kind was listed once)."""

@@ -138,7 +138,9 @@ class Gate:
         """Each commit's verdict against the signers file (remembered: a signature never changes)."""
         key = hashlib.sha256(Path(signers).read_bytes()).hexdigest()
         unknown = [s for s in shas if (key, s) not in self._verdicts]
-        for sha, verdict in signing.verify(self._git_args, unknown, signers).items():
+        local = self.source.local
+        for sha, verdict in signing.verify(unknown, signers, cwd=self.source.gitdir if local else None,
+                                           git_dir=None if local else self.source.gitdir).items():
             self._verdicts[(key, sha)] = verdict
         return [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
 

@@ -169,17 +169,27 @@ def stop_all() -> None:
         _kill(proc)
 
 
-TRAILERS_FORMAT = "%H%x00%ct%x00%s%x00%(trailers:only,unfold)%x1e"
+LOG_FIELDS = ("%H", "%ct", "%s")  # sha, committer time, subject
+SIGNATURE_FIELDS = ("%G?", "%GS", "%GF")  # git's verdict on a signature, the allowed-signers principal, the key
+TRAILERS = "%(trailers:only,unfold)"
+
+
+def log_format(signatures: bool = False) -> str:
+    """The --format of `git log` that parse_log reads: NUL between fields, RS after each commit."""
+    return "%x00".join([*LOG_FIELDS, *(SIGNATURE_FIELDS if signatures else ()), TRAILERS]) + "%x1e"
 
 
 @dataclass(frozen=True)
 class Commit:
-    """One commit as `git log` tells it: sha, committer time, subject, trailers (key -> values, in order)."""
+    """One commit as `git log` tells it: sha, committer time, subject, trailers (key -> values, in order); read with
+    signatures, git's %G? letter (G good, N none, B bad, ...) and the signer (principal, else key fingerprint)."""
 
     sha: str
     time: int
     subject: str
     trailers: dict[str, list[str]] = field(default_factory=dict)
+    signature: str = ""
+    signer: str = ""
 
     def trailer(self, key: str) -> list[str]:
         """The values of one trailer key (git compares keys case-insensitively)."""
@@ -187,24 +197,30 @@ class Commit:
         return [v for k, vs in self.trailers.items() if k.lower() == low for v in vs]
 
 
-def parse_log(out: bytes) -> Iterator[Commit]:
-    """Commits from `git log --format=TRAILERS_FORMAT` output."""
+def parse_log(out: bytes, signatures: bool = False) -> Iterator[Commit]:
+    """Commits from `git log --format=<log_format(signatures)>` output."""
+    count = len(LOG_FIELDS) + (len(SIGNATURE_FIELDS) if signatures else 0) + 1
     for record in out.decode(errors="replace").split("\x1e"):
         record = record.lstrip("\n")
         if not record:
             continue
-        sha, when, subject, block = (record.split("\x00", 3) + ["", "", ""])[:4]
+        sha, when, subject, *signed, block = (record.split("\x00", count - 1) + [""] * count)[:count]
+        status, principal, fingerprint = signed or ("", "", "")
         trailers: dict[str, list[str]] = {}
         for line in block.splitlines():
             key, sep, value = line.partition(":")
             if sep and key.strip():
                 trailers.setdefault(key.strip(), []).append(value.strip())
-        yield Commit(sha, int(when or 0), subject, trailers)
+        yield Commit(sha, int(when or 0), subject, trailers, status, principal or fingerprint)
 
 
 def log(revs: Sequence[str], *, cwd: str | Path | None = None, git_dir: str | Path | None = None,
-        no_walk: bool = False, paths: Sequence[str] = (), env: Mapping[str, str] | None = None) -> list[Commit]:
-    """The commits of revs (newest first; no_walk: only the named ones), with their trailers: one git process."""
-    args = ["log", f"--format={TRAILERS_FORMAT}", *(["--no-walk=unsorted"] if no_walk else []), *revs, "--",
-            *paths]
-    return list(parse_log(run(args, cwd=cwd, git_dir=git_dir, env=env).stdout))
+        no_walk: bool = False, paths: Sequence[str] = (), env: Mapping[str, str] | None = None,
+        signatures: bool = False, config: Mapping[str, str] | None = None) -> list[Commit]:
+    """The commits of revs (newest first; no_walk: only the named ones, read from stdin however many), with their
+    trailers and, with signatures, git's verdict on each; config adds `-c` settings (the allowed signers)."""
+    settings = [a for k, v in (config or {}).items() for a in ("-c", f"{k}={v}")]
+    args = [*settings, "log", f"--format={log_format(signatures)}",
+            *(["--no-walk=unsorted", "--stdin"] if no_walk else revs), "--", *paths]
+    stdin = ("\n".join(revs) + "\n").encode() if no_walk else None
+    return list(parse_log(run(args, cwd=cwd, git_dir=git_dir, env=env, stdin=stdin).stdout, signatures))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -76,22 +76,119 @@ def bounds(method: str, timeout: float | tuple[float, float] | None) -> urllib3.
 
 @dataclass(frozen=True)
 class Resource:
-    """Where a kind lives: /api[s]/<group_version>/[namespaces/<ns>/]<plural>."""
+    """One served resource (never a subresource) at one version: where its objects live, what it allows."""
 
-    group_version: str
-    kind: str
+    group: str
+    version: str
     plural: str
+    kind: str
     namespaced: bool
+    verbs: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(group, kind): the identity the repo layout uses."""
+        return (self.group, self.kind)
 
     def path(self, namespace: str = "", name: str = "") -> str:
-        base = "/api/" if "/" not in self.group_version else "/apis/"
-        out = base + self.group_version
+        """/api[s]/<apiVersion>/[namespaces/<ns>/]<plural>[/<name>]."""
+        out = ("/apis/" if self.group else "/api/") + self.api_version
         if self.namespaced and namespace:
             out += f"/namespaces/{quote(namespace, safe='')}"
         out += f"/{self.plural}"
         if name:
             out += f"/{quote(name, safe='')}"
         return out
+
+    def __str__(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+@dataclass
+class Discovery:
+    """What the server serves: every resource once, each group's preferred version, the versions that failed."""
+
+    resources: list[Resource]
+    preferred: dict[str, str]  # group -> its preferred version
+    failed: dict[tuple[str, str], Exception]  # (group, version) whose discovery document could not be read
+
+
+class WatchStream:
+    """The events of one watch request, one dict per line of the chunked stream; shutdown() from another thread
+    ends the iteration at once (the socket is shut, not waited on until its read timeout)."""
+
+    def __init__(self, cluster: Cluster, path: str, query: dict[str, Any], read_timeout: float) -> None:
+        self.cluster = cluster
+        self.path = path
+        self.query = query
+        self.read_timeout = read_timeout
+        self._lock = threading.Lock()
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self._shut = False
+        self._events: Iterator[dict[str, Any]] | None = None
+
+    def shutdown(self) -> None:
+        """End the stream now, from any thread."""
+        with self._lock:
+            self._shut = True
+            response = self._response
+        if response is not None:
+            try:
+                response.shutdown()
+            except (ValueError, RuntimeError, OSError):  # already ended and back in the pool
+                pass
+
+    def __iter__(self) -> WatchStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self._events is None:
+            self._events = self._read()
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop reading and give the connection up."""
+        self.shutdown()
+        if isinstance(self._events, Generator):
+            self._events.close()
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        url, headers = self.cluster._prepare(self.path, {**self.query, "watch": "1"})
+        try:
+            r = self.cluster.api.rest_client.pool_manager.request(
+                "GET", url, headers=headers, preload_content=False, retries=False,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=self.read_timeout))
+        except urllib3.exceptions.HTTPError as exc:
+            raise unreachable(exc, self.cluster.server, f"watch {self.path}") from exc
+        with self._lock:
+            self._response = r
+            shut = self._shut
+        finished = False
+        try:
+            if shut:
+                return
+            if not 200 <= r.status < 300:
+                raise api_error(r.status, r.read(), self.path)
+            buf = b""
+            for chunk in r.stream(65536, decode_content=True):
+                buf += chunk
+                if b"\n" not in buf:
+                    continue
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+            if buf.strip() and not self._shut:
+                yield json.loads(buf)
+            finished = not self._shut
+        finally:
+            if not finished:
+                r.close()  # a half-read stream cannot go back to the pool
+            r.release_conn()
 
 
 class Cluster:
@@ -101,7 +198,7 @@ class Cluster:
         self.api = api_client
         self.server = str(api_client.configuration.host)
         self._lock = threading.Lock()
-        self._by_gv: dict[str, dict[str, Resource]] = {}
+        self._by_gv: dict[str, list[Resource]] = {}
         self._versions: dict[str, list[str]] | None = None
         self._headers: tuple[float, urllib3.HTTPConnectionPool, str, dict[str, str]] | None = None
 
@@ -161,35 +258,9 @@ class Cluster:
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
         return url, headers
 
-    def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> Iterator[dict[str, Any]]:
-        """Watch events as dicts, one per line of the chunked stream."""
-        url, headers = self._prepare(path, {**query, "watch": "1"})
-        try:
-            r = self.api.rest_client.pool_manager.request(
-                "GET", url, headers=headers, preload_content=False, retries=False,
-                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout))
-        except urllib3.exceptions.HTTPError as exc:
-            raise unreachable(exc, self.server, f"watch {path}") from exc
-        finished = False
-        try:
-            if not 200 <= r.status < 300:
-                raise api_error(r.status, r.read(), path)
-            buf = b""
-            for chunk in r.stream(65536, decode_content=True):
-                buf += chunk
-                if b"\n" not in buf:
-                    continue
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-            if buf.strip():
-                yield json.loads(buf)
-            finished = True
-        finally:
-            if not finished:
-                r.close()  # a half-read stream cannot go back to the pool
-            r.release_conn()
+    def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> WatchStream:
+        """One watch request: its events as dicts (kubedr.listwatch is the loop that lists, resumes, re-lists)."""
+        return WatchStream(self, path, query, read_timeout)
 
     # ---- discovery ----------------------------------------------------------------------------------------
 
@@ -197,48 +268,79 @@ class Cluster:
         """The server's gitVersion (v1.30.2)."""
         return str(self.request("GET", "/version").get("gitVersion", ""))
 
-    def _load_gv(self, gv: str) -> dict[str, Resource]:
-        path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
-        try:
-            doc = self.request("GET", path)
-        except NotFound:
-            return {}
-        out: dict[str, Resource] = {}
-        for r in doc.get("resources", []):
-            if "/" in r["name"]:
-                continue
-            out[r["kind"]] = Resource(gv, r["kind"], r["name"], bool(r.get("namespaced")))
-        return out
+    def _served(self, api_version: str) -> list[Resource]:
+        """The resources of one group version (its discovery document, read now)."""
+        group, _, version = api_version.rpartition("/")
+        doc = self.get("/api/v1" if api_version == "v1" else f"/apis/{api_version}")
+        return [Resource(group, version, r["name"], str(r.get("kind", "")), bool(r.get("namespaced")),
+                         frozenset(r.get("verbs") or ()))
+                for r in doc.get("resources") or [] if "/" not in r.get("name", "/")]
+
+    def _load_gv(self, api_version: str, refresh: bool = False) -> list[Resource]:
+        """The resources of one group version, cached; none when it is not served (any more)."""
+        with self._lock:
+            known = self._by_gv.get(api_version)
+        if known is None or refresh:
+            try:
+                known = self._served(api_version)
+            except NotFound:
+                known = []
+            with self._lock:
+                self._by_gv[api_version] = known
+        return known
 
     def _group_versions(self, refresh: bool = False) -> dict[str, list[str]]:
-        """Group -> its served group-versions, the preferred one first, then by Kubernetes version priority."""
+        """Group -> its served versions: the preferred one first, then by Kubernetes version priority."""
         if self._versions is None or refresh:
             out = {"": ["v1"]}
-            for g in self.request("GET", "/apis").get("groups", []):
-                gvs = [v["groupVersion"] for v in g.get("versions") or []]
-                pv = (g.get("preferredVersion") or {}).get("groupVersion") or (gvs[0] if gvs else "")
-                rest = sorted((gv for gv in gvs if gv != pv), key=lambda gv: version_priority(gv.rpartition("/")[2]))
-                out[g["name"]] = [pv, *rest]
+            for g in self.get("/apis").get("groups") or []:
+                versions = [v.get("version") or str(v.get("groupVersion", "")).rpartition("/")[2]
+                            for v in g.get("versions") or []]
+                preferred = (g.get("preferredVersion") or {}).get("version") or (versions[0] if versions else "")
+                out[g["name"]] = [preferred, *sorted((v for v in versions if v != preferred), key=version_priority)]
             self._versions = out
         return self._versions
+
+    def discover(self) -> Discovery:
+        """Every served resource once, read afresh: at its group's preferred version when served there, else at
+        the newest version that serves it (the rule resource_of follows). A group version whose document cannot
+        be read is in `failed`, not fatal; the core group's is."""
+        found: list[Resource] = []
+        failed: dict[tuple[str, str], Exception] = {}
+        decided: set[tuple[str, str]] = set()
+        core = self._served("v1")  # first: a server that cannot serve its core group fails here, by that name
+        groups = self._group_versions(refresh=True)
+        for group, versions in groups.items():
+            for version in versions:
+                api_version = f"{group}/{version}" if group else version
+                try:
+                    served = self._served(api_version) if group else core
+                except Exception as exc:  # noqa: BLE001 - ApiError, Unreachable, a body that is no JSON
+                    failed[(group, version)] = exc
+                    continue
+                with self._lock:
+                    self._by_gv[api_version] = served
+                for r in served:  # the first version that serves a resource wins
+                    if (group, r.plural) not in decided:
+                        decided.add((group, r.plural))
+                        found.append(r)
+        return Discovery(found, {group: versions[0] for group, versions in groups.items()}, failed)
 
     def resource_for(self, api_version: str, kind: str) -> Resource | None:
         """The resource of a kind at an apiVersion; rediscovers once on a miss (a CRD just arrived)."""
         with self._lock:
-            if api_version not in self._by_gv or kind not in self._by_gv[api_version]:
-                self._by_gv[api_version] = self._load_gv(api_version)
-            return self._by_gv[api_version].get(kind)
+            known = self._by_gv.get(api_version)
+        if known is None or not any(r.kind == kind for r in known):
+            known = self._load_gv(api_version, refresh=True)
+        return next((r for r in known if r.kind == kind), None)
 
     def resource_of(self, ref: ObjectRef) -> Resource | None:
         """The resource of a (group, kind): at the group's preferred version when served there, else at the
         newest version that serves it; None when not served."""
         for refresh in (False, True):  # a miss rediscovers once (a CRD just arrived or gained a version)
-            versions = self._group_versions(refresh).get(ref.group, [])
-            for gv in versions:
-                with self._lock:
-                    if refresh or gv not in self._by_gv:
-                        self._by_gv[gv] = self._load_gv(gv)
-                    found = self._by_gv[gv].get(ref.kind)
+            for version in self._group_versions(refresh).get(ref.group, []):
+                api_version = f"{ref.group}/{version}" if ref.group else version
+                found = next((r for r in self._load_gv(api_version, refresh) if r.kind == ref.kind), None)
                 if found is not None:
                     return found
         return None

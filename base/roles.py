@@ -125,14 +125,18 @@ def read_writer(gitdir: str, rev: str) -> Writer | None:
 def commit_facts(gitdir: str, rev: str) -> dict[str, str]:
     """Time (Unix seconds, sub-second from the exporter's trailer), source cluster and epoch of a commit."""
     [commit] = git.log([rev], git_dir=gitdir, no_walk=True)
-    when = float(commit.time)
+    source, epoch = ((commit.trailer(key) or [""])[0] for key in (SOURCE_TRAILER, EPOCH_TRAILER))
+    return {"time": str(commit_time(commit)), "source": source, "epoch": epoch, "subject": commit.subject}
+
+
+def commit_time(commit: git.Commit) -> float:
+    """When the primary committed, Unix seconds: the exporter's sub-second trailer, else the committer time."""
     for at in commit.trailer(COMMITTED_AT)[:1]:
         try:
-            when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+            return datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
         except ValueError:
             pass
-    source, epoch = ((commit.trailer(key) or [""])[0] for key in (SOURCE_TRAILER, EPOCH_TRAILER))
-    return {"time": str(when), "source": source, "epoch": epoch, "subject": commit.subject}
+    return float(commit.time)
 
 
 def last_commit_of(gitdir: str, rev: str, cluster: str, depth: int = 200) -> tuple[str, float] | None:

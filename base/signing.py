@@ -127,11 +127,6 @@ def git_config_env(settings: dict[str, str], base: dict[str, str] | None = None)
     return {k: v for k, v in env.items() if k.startswith("GIT_CONFIG_")}
 
 
-def load_signer(path: str | None) -> Signer | None:
-    """The Signer for a --signing-key flag (None without one)."""
-    return Signer(path) if path else None
-
-
 # ---- verification -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -170,21 +165,12 @@ def check_allowed_signers(path: str) -> None:
                            f"'principal namespaces=\"git\" ssh-ed25519 AAAA...')")
 
 
-def verify(git_args: list[str], shas: list[str], allowed_signers: str) -> dict[str, Verdict]:
-    """Each commit's verdict, from one `git log --no-walk` (git runs ssh-keygen -Y verify per signed commit).
-
-    git_args locate the repository (["-C", dir] or ["--git-dir", dir]).
-    """
+def verify(shas: list[str], allowed_signers: str, *, cwd: str | Path | None = None,
+           git_dir: str | Path | None = None) -> dict[str, Verdict]:
+    """Each commit's verdict (git runs ssh-keygen -Y verify per signed commit), with what it acknowledges."""
     if not shas:
         return {}
-    fmt = f"%H%x00%G?%x00%GS%x00%GF%x00%(trailers:key={ACK_TRAILER},valueonly,separator=%x20)%x1e"
-    cmd = [*git_args, "-c", f"gpg.ssh.allowedSignersFile={os.path.abspath(allowed_signers)}",
-           "log", "--no-walk=unsorted", "--stdin", f"--format={fmt}"]
-    proc = git.run(cmd, stdin=("\n".join(shas) + "\n").encode())
-    out: dict[str, Verdict] = {}
-    for record in proc.text.split("\x1e"):
-        record = record.strip("\n")
-        if record:
-            sha, status, principal, fingerprint, acks = (record.split("\x00") + [""] * 5)[:5]
-            out[sha] = Verdict(sha, status or "N", principal or fingerprint, tuple(acks.split()))
-    return out
+    commits = git.log(shas, cwd=cwd, git_dir=git_dir, no_walk=True, signatures=True,
+                      config={"gpg.ssh.allowedSignersFile": os.path.abspath(allowed_signers)})
+    return {c.sha: Verdict(c.sha, c.signature or "N", c.signer,
+                           tuple(a for value in c.trailer(ACK_TRAILER) for a in value.split())) for c in commits}

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "images": ("kubedr.applier.cli", "images the repo's workloads need at switchover; --check asks the DR registry"),
     "promote": ("kubedr.commands.promote", "take the writer role for this cluster (epoch + 1) and bring workloads up"),
     "demote": ("kubedr.commands.demote", "make a returning primary a standby; keep what it never replicated on a side branch"),
-    "sync": ("kubedr.applier.cli", "one-shot export from one cluster and apply to another"),
+    "sync": ("kubedr.commands.sync", "one-shot export from one cluster and apply to another"),
     "status": ("kubedr.commands.status", "replication lag, last applied commit, last snapshot"),
     "seal": ("kubedr.commands.sealing_cli", "seal a Secret manifest with age recipients"),
     "unseal": ("kubedr.commands.sealing_cli", "unseal a sealed Secret manifest with an age identity"),

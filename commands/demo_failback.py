@@ -16,7 +16,7 @@ import sys
 import urllib.request
 from typing import TYPE_CHECKING
 
-from kubedr import git
+from kubedr import git, roles
 
 if TYPE_CHECKING:
     from kubedr.commands.demo import Demo
@@ -95,8 +95,8 @@ def round_trip(demo: Demo) -> None:
     demo.patch("secondary", "v1", "ConfigMap", "settings", {"data": {"BANNER": "served-from-the-secondary"}})
     demo.wait_for("the secondary's change in the repo", lambda: "BANNER" in _git(
         demo, "show", f"main:{NAMESPACE}/ConfigMap/settings.yaml"))
-    from_primary = [s for s in _git(demo, "log", "--format=%(trailers:key=Source-Cluster,valueonly,separator=%x2C)",
-                                    f"{head_at_promote}..main").splitlines() if s == "primary"]
+    from_primary = [c for c in git.log([f"{head_at_promote}..main"], git_dir=demo.remote)
+                    if c.trailer(roles.SOURCE_TRAILER) == ["primary"]]
     if from_primary:
         from kubedr.commands.demo import NotConverged
 

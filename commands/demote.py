@@ -32,8 +32,8 @@ from kubedr.commands.handover import Branch
 from kubedr.config import UsageError
 
 if TYPE_CHECKING:
-    from kubedr.exporter.cli import Exporter
     from kubedr.exporter.gitstore import GitStore
+    from kubedr.exporter.pipeline import Exporter
     from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.commands.demote")
@@ -42,13 +42,11 @@ VERBS = {"A": "create", "M": "update", "D": "delete"}
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     """The exporter's options (scope, sealing, --workdir: its clone) and the applier's (identity, standby, prune)."""
-    from kubedr.applier.cli import _target_options
+    from kubedr.applier.cli import apply_arguments
     from kubedr.exporter.cli import add_arguments as export_arguments
 
-    for container in (p, p._optionals, p._positionals):  # --branch and --workdir: the exporter's meaning wins
-        container.conflict_handler = "resolve"
-    _target_options(p)
-    export_arguments("export", p)
+    export_arguments("export", p)  # --branch, and --workdir: the exporter's clone
+    apply_arguments(p)
     p.add_argument("--apply-workdir", help="where the applier mirrors a remote repo (default ~/.cache/kubedr/applier)")
     p.add_argument("--no-apply", action="store_true", help="stop after the side branch and the role record")
     p.add_argument("--dry-run", action="store_true", help="show what would go to the side branch; change nothing")
@@ -247,10 +245,10 @@ def _cluster(args: argparse.Namespace) -> Cluster:
 
 def _apply_standby(args: argparse.Namespace) -> int:
     """One applier round in standby mode (prune as configured, under the guard); the number of failures."""
-    from kubedr.applier.cli import _engine, apply_options
+    from kubedr.applier.cli import apply_options, engine_for
 
     ns = argparse.Namespace(**{**vars(args), "workdir": args.apply_workdir, "mode": "standby", "dry_run": False})
-    engine = _engine(apply_options(ns, args.repo))
+    engine = engine_for(apply_options(ns, args.repo))
     try:
         report = engine.step()
     finally:

@@ -21,7 +21,7 @@ IDENTITY = {"GIT_AUTHOR_NAME": "kubedr", "GIT_AUTHOR_EMAIL": "kubedr@kubedr.inva
             "GIT_COMMITTER_NAME": "kubedr", "GIT_COMMITTER_EMAIL": "kubedr@kubedr.invalid"}
 
 
-class Rejected(roles.RoleError):
+class Rejected(Exception):
     """The remote branch moved under the push (another writer committed): fetch and decide again."""
 
 
@@ -56,10 +56,8 @@ class Branch:
         self.close()
 
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
-        try:
-            return git.run(args, git_dir=self.gitdir, stdin=stdin, env=self.env, check=check, remote=self.repo).text
-        except git.GitError as exc:
-            raise roles.RoleError(f"git {exc.command} ({redact(self.repo)}): {exc.reason}") from exc
+        """Run git on the scratch repository; git.GitError when it fails."""
+        return git.run(args, git_dir=self.gitdir, stdin=stdin, env=self.env, check=check, remote=self.repo).text
 
     def fetch(self) -> str | None:
         """Fetch the branch; its head sha (None when the branch does not exist yet)."""
@@ -92,7 +90,7 @@ class Branch:
                        env=env).text.strip()
 
     def push(self, sha: str, ref: str | None = None) -> None:
-        """Push sha to the branch (or ref) as a fast-forward; Rejected when the remote moved."""
+        """Push sha to the branch (or ref) as a fast-forward; Rejected when the remote moved, else git.GitError."""
         target = ref or f"refs/heads/{self.branch}"
         proc = git.run(["push", "-q", "--porcelain", self.repo, f"{sha}:{target}"], git_dir=self.gitdir, env=self.env,
                        check=False, remote=self.repo)
@@ -102,7 +100,7 @@ class Branch:
         if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:
             raise Rejected(f"{redact(self.repo)} branch {self.branch} moved during the push")
         lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.startswith(("To ", "Done"))]
-        raise roles.RoleError(scrub(f"push to {redact(self.repo)}: {' | '.join(lines[-2:])}", self.repo))
+        raise git.GitError("push", scrub(f"{' | '.join(lines[-2:])}", self.repo), proc.returncode, scrub(err, self.repo))
 
 
 def _with_file(repo: pygit2.Repository, tree: bytes | None, parts: list[str], blob: bytes) -> bytes:

@@ -10,7 +10,8 @@ from typing import Any
 from kubedr import contract
 from kubedr.apierrors import ApiError, NotFound
 from kubedr.commands.install_tree import INSTALLED_BY
-from kubedr.kubeapi import Cluster, Resource
+from kubedr.kubeapi import Cluster
+from kubedr.listwatch import pages
 
 FIELD_MANAGER = "kubedr-install"
 SELECTOR = f"{INSTALLED_BY[0]}={INSTALLED_BY[1]}"
@@ -22,45 +23,25 @@ log = logging.getLogger("kubedr.install")
 Obj = dict[str, Any]
 
 
-def served(cluster: Cluster) -> list[Resource]:
-    """Every listable resource type, at its group's preferred version (a group that does not answer is named in
-    one line and left out: an aggregated API whose server is down, say)."""
-    versions = ["v1"] + [g["preferredVersion"]["groupVersion"] for g in cluster.get("/apis").get("groups", [])
-                         if g.get("preferredVersion")]
-    out = []
-    for gv in versions:
+def labelled(cluster: Cluster) -> list[Obj]:
+    """Every object carrying install's label, of every kind the cluster serves that can be listed (a group whose
+    discovery does not answer is named in one line and left out: an aggregated API whose server is down, say)."""
+    found = cluster.discover()
+    for (group, version), exc in sorted(found.failed.items()):
+        log.warning("%s: %s does not answer (%s): its objects are not looked at", cluster.server,
+                    f"{group}/{version}" if group else version, exc)
+    objs: list[Obj] = []
+    for resource in found.resources:
+        if "list" not in resource.verbs:
+            continue
         try:
-            doc = cluster.get("/api/v1" if gv == "v1" else f"/apis/{gv}")
-        except NotFound:  # a group going away (a CRD being deleted)
+            for page, _ in pages(cluster, resource, label_selector=SELECTOR, page_size=PAGE):
+                objs += page
+        except NotFound:  # the kind went away meanwhile (a CRD being deleted)
             continue
         except ApiError as exc:
-            log.warning("%s: %s does not answer (%s): its objects are not looked at", cluster.server, gv, exc)
-            continue
-        out += [Resource(gv, r["kind"], r["name"], bool(r.get("namespaced"))) for r in doc.get("resources", [])
-                if "/" not in r["name"] and "list" in (r.get("verbs") or [])]
-    return out
-
-
-def labelled(cluster: Cluster) -> list[Obj]:
-    """Every object carrying install's label, of every kind."""
-    found: list[Obj] = []
-    for resource in served(cluster):
-        query: dict[str, Any] = {"labelSelector": SELECTOR, "limit": PAGE}
-        while True:
-            try:
-                page = cluster.get(resource.path(), query)
-            except NotFound:
-                break
-            except ApiError as exc:
-                log.warning("%s: cannot list %s (%s): its objects are not looked at", cluster.server,
-                            resource.plural, exc)
-                break
-            for item in page.get("items") or []:
-                found.append({"apiVersion": resource.group_version, "kind": resource.kind, **item})
-            query["continue"] = (page.get("metadata") or {}).get("continue")
-            if not query["continue"]:
-                break
-    return found
+            log.warning("%s: cannot list %s (%s): its objects are not looked at", cluster.server, resource, exc)
+    return objs
 
 
 def path_of(cluster: Cluster, obj: Obj) -> str:

@@ -38,7 +38,7 @@ ATTEMPTS = 5
 
 def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     """Flags of `kubedr promote`: the cluster, the repo, the liveness rule, and the applier's options."""
-    from kubedr.applier.cli import _target_options, wait_arguments
+    from kubedr.applier.cli import target_arguments, wait_arguments
 
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster to promote (in-cluster when absent)")
     p.add_argument("--context")
@@ -49,7 +49,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="take the role even though the writer looks alive")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--signing-key", help="SSH private key that signs the role commit (as the exporter signs its own)")
-    _target_options(p)
+    target_arguments(p)
     wait_arguments(p)
 
 
@@ -175,7 +175,6 @@ def _switchover(args: argparse.Namespace) -> Switched:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    from kubedr.applier.cli import _engine as engine_for
-    from kubedr.applier.cli import apply_options
+    from kubedr.applier.cli import apply_options, engine_for
 
     return engine_for(apply_options(argparse.Namespace(**{**vars(args), "dry_run": False}), args.repo))

@@ -190,10 +190,8 @@ def _identity(work: Path) -> list[str]:
 
 
 def _git(work: Path | None, *args: str, env: dict[str, str] | None = None) -> str:
-    try:
-        return git.run([*(["-C", str(work)] if work else []), *args], env=env).text
-    except git.GitError as exc:
-        raise UsageError(f"init: git {exc.command} failed: {exc.reason}") from exc
+    """Run git in work (git.GitError when it fails: kubedr's command line says it in one line, exit 1)."""
+    return git.run(args, cwd=work, env=env).text
 
 
 def _summary(repo: str, branch: str, written: list[str], sha: str | None, pushed: bool) -> str:

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from kubedr import git
 from kubedr.config import UsageError
+from kubedr.exporter.scope import SCOPE_TRAILER
 from kubedr.remote import redact, scrub
+from kubedr.roles import SOURCE_TRAILER
 
 if TYPE_CHECKING:
     from kubedr.applier.status import Status
@@ -196,27 +198,20 @@ def repo_head(repo: str, branch: str, max_commits: int = 5000) -> RepoHead:
         # --git-dir, not -C: a relative repo path stays relative to where the operator ran the command
         git.run(["fetch", "--quiet", "--filter=blob:none", "--depth", str(max_commits), repo,
                  f"refs/heads/{branch}:refs/heads/{branch}"], git_dir=scratch, remote=repo)
-        out = git.run(["log", "--format=%H%x00%ct%x00%(trailers:key=Source-Cluster,valueonly,separator=%x2C)%x00%s",
-                       branch], git_dir=scratch).text
-        scope = git.run(["log", "-1", "--format=%(trailers:key=Kubedr-Scope,valueonly)", "--grep=^Kubedr-Scope: ",
-                         branch], git_dir=scratch).text.strip()
+        commits = git.log([branch], git_dir=scratch)
+        scoped = git.log(["-1", f"--grep=^{SCOPE_TRAILER}: ", branch], git_dir=scratch)
         writer, writer_error = _writer(scratch, repo, branch)
     except git.GitError as exc:
         return RepoHead(error=str(exc))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    log, sources = [], []
-    subject = ""
-    for i, line in enumerate(out.splitlines()):
-        sha, ts, source, subj = line.split("\x00", 3)
-        log.append((sha, float(ts)))
-        sources.append(source.strip())
-        if i == 0:
-            subject = subj
-    if not log:
+    if not commits:
         return RepoHead(error=f"branch {branch} has no commits")
-    return RepoHead(sha=log[0][0], time=log[0][1], subject=subject, log=log, sources=sources, scope=scope,
-                    writer=writer, writer_error=writer_error)
+    return RepoHead(sha=commits[0].sha, time=float(commits[0].time), subject=commits[0].subject,
+                    log=[(c.sha, float(c.time)) for c in commits],
+                    sources=[",".join(c.trailer(SOURCE_TRAILER)) for c in commits],
+                    scope="\n".join(v for c in scoped for v in c.trailer(SCOPE_TRAILER)), writer=writer,
+                    writer_error=writer_error)
 
 
 def _writer(scratch: str, repo: str, branch: str) -> tuple[Any, str]:

@@ -41,13 +41,6 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--message", help="ack: what was reviewed (goes into the commit message)")
 
 
-def _git(args: list[str], env: dict[str, str] | None = None, repo: str = "") -> str:
-    try:
-        return git.run(args, env=env, remote=repo or None).text
-    except git.GitError as exc:
-        raise UsageError(f"trust: {exc}") from exc
-
-
 def run(args: argparse.Namespace) -> int:
     """Dispatch on the action."""
     if args.action == "accept":
@@ -56,30 +49,31 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("trust: --repo is required")
     tmp = tempfile.mkdtemp(prefix="kubedr-trust-")
     try:
-        if is_remote(args.repo):
-            where = ["--git-dir", tmp]
-            _git(["init", "-q", "--bare", tmp])
-            _git([*where, "fetch", "-q", args.repo, f"+refs/heads/{args.branch}:refs/heads/{args.branch}"],
-                 repo=args.repo)
-        else:
-            where = ["-C", args.repo]
+        where = tmp if is_remote(args.repo) else args.repo  # a scratch bare copy of a remote, else the repo itself
+        if where == tmp:
+            git.run(["init", "-q", "--bare", tmp])
+            git.run(["fetch", "-q", args.repo, f"+refs/heads/{args.branch}:refs/heads/{args.branch}"], cwd=tmp,
+                    remote=args.repo)
         return _ack(args, where, tmp) if args.action == "ack" else _verify(args, where)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _resolve(where: list[str], branch: str, commits: list[str]) -> list[str]:
+def _resolve(where: str, branch: str, commits: list[str]) -> list[str]:
     """Full shas of the named commits; each must be on the branch."""
     out = []
     for c in commits:
-        sha = _git([*where, "rev-parse", "-q", "--verify", f"{c}^{{commit}}"]).strip()
-        if not git.run([*where, "merge-base", "--is-ancestor", sha, f"refs/heads/{branch}"], check=False).ok:
+        found = git.run(["rev-parse", "-q", "--verify", f"{c}^{{commit}}"], cwd=where, check=False)
+        if not found.ok:
+            raise UsageError(f"trust: no commit {c} on branch {branch}")
+        sha = found.text.strip()
+        if not git.run(["merge-base", "--is-ancestor", sha, f"refs/heads/{branch}"], cwd=where, check=False).ok:
             raise UsageError(f"trust: commit {c} is not on branch {branch}")
         out.append(sha)
     return out
 
 
-def _signers_in_force(args: argparse.Namespace, where: list[str], head: str, scratch: str) -> str:
+def _signers_in_force(args: argparse.Namespace, where: str, head: str, scratch: str) -> str:
     """The allowed-signers file an acknowledgement must verify against: the flag's, else the branch policy's."""
     from kubedr.applier.policy import POLICY_PATH
     from kubedr.applier.trust import policy_signers
@@ -91,8 +85,7 @@ def _signers_in_force(args: argparse.Namespace, where: list[str], head: str, scr
         except signing.SigningError as exc:
             raise UsageError(str(exc)) from exc
         return str(args.allowed_signers)
-    gitdir = where[1] if where[0] == "--git-dir" else _git([*where, "rev-parse", "--absolute-git-dir"]).strip()
-    reader = TreeReader(gitdir)
+    reader = TreeReader(git.run(["rev-parse", "--absolute-git-dir"], cwd=where).text.strip())
     blob = reader.read(head).files.get(POLICY_PATH)
     lines = policy_signers(next(reader.blobs([blob]))) if blob else []
     if not lines:
@@ -104,13 +97,13 @@ def _signers_in_force(args: argparse.Namespace, where: list[str], head: str, scr
     return path
 
 
-def _ack(args: argparse.Namespace, where: list[str], scratch: str) -> int:
+def _ack(args: argparse.Namespace, where: str, scratch: str) -> int:
     if not args.commits:
         raise UsageError("trust ack: name the reviewed commit(s)")
     signer = config.signer(args.signing_key, required="trust ack (an acknowledgement counts only when signed)")
     assert signer is not None  # required: a usage error without one
     shas = _resolve(where, args.branch, args.commits)
-    head = _git([*where, "rev-parse", f"refs/heads/{args.branch}"]).strip()
+    head = git.run(["rev-parse", f"refs/heads/{args.branch}"], cwd=where).text.strip()
     subject = f"acknowledge {len(shas)} reviewed commit{'s' if len(shas) > 1 else ''}: " + \
         ", ".join(s[:12] for s in shas)
     body = f"{args.message.strip()}\n\n" if args.message else ""
@@ -120,34 +113,31 @@ def _ack(args: argparse.Namespace, where: list[str], scratch: str) -> int:
     env.setdefault("GIT_AUTHOR_EMAIL", "trust@kubedr.invalid")
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
     env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
-    try:
-        sha = git.run([*where, "commit-tree", "-S", f"{head}^{{tree}}", "-p", head, "-F", "-"],
-                      stdin=message.encode(), env=env).text.strip()
-    except git.GitError as exc:
-        raise UsageError(f"trust ack: signing the commit failed: {exc.reason}") from exc
+    sha = git.run(["commit-tree", "-S", f"{head}^{{tree}}", "-p", head, "-F", "-"], cwd=where, stdin=message.encode(),
+                  env=env).text.strip()
     signers = _signers_in_force(args, where, head, scratch)
-    verdict = signing.verify(where, [sha], signers)[sha]
+    verdict = signing.verify([sha], signers, cwd=where)[sha]
     if not verdict.good:
         source = args.allowed_signers or f"the policy's trust.allowed_signers on {args.branch}"
         raise UsageError(f"trust ack: {args.signing_key} is not an allowed signer ({verdict.reason}; allowed signers: "
                          f"{source}): the appliers would ignore this acknowledgement; nothing pushed")
-    if where[0] == "--git-dir":
-        _git([*where, "push", "-q", args.repo, f"{sha}:refs/heads/{args.branch}"], repo=args.repo)
+    if where == scratch:
+        git.run(["push", "-q", args.repo, f"{sha}:refs/heads/{args.branch}"], cwd=where, remote=args.repo)
     else:
-        _git([*where, "update-ref", f"refs/heads/{args.branch}", sha, head])
+        git.run(["update-ref", f"refs/heads/{args.branch}", sha, head], cwd=where)
     print(f"{redact(args.repo)} ({args.branch}): {sha[:12]} acknowledges {', '.join(s[:12] for s in shas)}")
     return 0
 
 
-def _verify(args: argparse.Namespace, where: list[str]) -> int:
+def _verify(args: argparse.Namespace, where: str) -> int:
     if not args.allowed_signers:
         raise UsageError("trust verify: --allowed-signers is required")
     try:
         signing.check_allowed_signers(args.allowed_signers)
     except signing.SigningError as exc:
         raise UsageError(str(exc)) from exc
-    shas = _git([*where, "rev-list", "--topo-order", "--reverse", f"refs/heads/{args.branch}"]).split()
-    verdicts = signing.verify(where, shas, args.allowed_signers)
+    shas = git.run(["rev-list", "--topo-order", "--reverse", f"refs/heads/{args.branch}"], cwd=where).text.split()
+    verdicts = signing.verify(shas, args.allowed_signers, cwd=where)
     acked = {a for v in verdicts.values() if v.good for a in v.acknowledges}
     bad = [v for s in shas if not (v := verdicts[s]).good]
     for v in bad:

@@ -8,9 +8,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubedr import contract, metrics
+from kubedr.backoff import Backoff
 from kubedr.exporter.events import Event
 from kubedr.exporter.gitstore import GitStore, StorageFull
 from kubedr.exporter.gittree import with_trailer
@@ -68,48 +69,64 @@ class Stall:
     """Commits the clone's file system refused: the types to list again (their blobs are lost), and when."""
 
     keys: set[tuple[str, str]]
-    delay: float
+    backoff: Backoff
     until: float
+
+
+@dataclass
+class NextCommit:
+    """What the next commit holds besides the recorder's objects (files made elsewhere, such as the scope file),
+    and the re-listed types it waits for: nothing is committed until each is done (or the timeout), then one
+    commit says why."""
+
+    extra: dict[str, bytes] = field(default_factory=dict)
+    waiting: set[tuple[str, str]] = field(default_factory=set)
+    reason: str = ""
+    until: float = 0.0
+
+    def hold(self, keys: set[tuple[str, str]], reason: str, timeout: float = 60.0) -> None:
+        """Commit nothing until these types finished their re-list, then all of it in one `reason` commit."""
+        self.waiting |= set(keys)
+        self.reason = self.reason or reason
+        self.until = time.monotonic() + timeout
+
+    def holding(self) -> bool:
+        """True while a hold waits for re-lists (at most its timeout)."""
+        if self.waiting and time.monotonic() > self.until:
+            log.warning("re-list of %s did not finish in time; committing what there is", sorted(self.waiting))
+            self.waiting.clear()
+        return bool(self.waiting)
+
+
+Annotate = Callable[[list[tuple[str, str]], str], str]
+Relist = Callable[[set[tuple[str, str]]], set[tuple[str, str]]]
 
 
 class Committer:
     """Owns the next commit: applies events through selection and recorder, then commits what changed."""
 
     def __init__(self, store: GitStore, recorder: Recorder, selection: Selection, cluster: str,
-                 batch_window: float = 0.1, on_commit: Callable[[str, list[float]], None] | None = None,
-                 push_idle: Callable[[], bool] | None = None) -> None:
+                 batch_window: float = 0.1, *, inbox: queue.Queue[Event | None] | None = None,
+                 next_commit: NextCommit | None = None, on_commit: Callable[[str, list[float]], None] | None = None,
+                 push_idle: Callable[[], bool] | None = None, annotate: Annotate | None = None,
+                 on_idle: Callable[[], None] | None = None, trailers: Callable[[], list[str]] | None = None,
+                 relist: Relist | None = None) -> None:
         self.store = store
         self.recorder = recorder
         self.selection = selection
         self.cluster = cluster
         self.batch_window = batch_window
+        self.queue: queue.Queue[Event | None] = inbox or queue.Queue()  # None only wakes the loop (a push finished)
+        self.next = next_commit or NextCommit()
         self.on_commit = on_commit or (lambda sha, received: None)
         self.push_idle = push_idle or (lambda: True)  # the previous commit reached the remote (or it is down)
-        self.queue: queue.Queue[Event | None] = queue.Queue()  # None only wakes the loop (a push finished)
+        self.annotate: Annotate = annotate or (lambda diff, text: text)  # the last word on messages (scope)
+        self.on_idle = on_idle or (lambda: None)  # under the lock, nothing pending, last commit pushed
+        self.trailers = trailers or (lambda: [])  # "Key: value" lines for every commit (writer role)
+        self.relist: Relist = relist or (lambda keys: set())  # list these types again
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
-        self.annotate: Callable[[list[tuple[str, str]], str], str] = lambda diff, text: text  # last word on messages
-        self.on_idle: Callable[[], None] = lambda: None  # under the lock, nothing pending, last commit pushed
-        self.extra: dict[str, bytes] = {}  # files made outside the recorder (the scope file) for the next commit
-        self._hold: set[tuple[str, str]] = set()  # types being re-listed: commit once all of them are done
-        self._hold_reason = ""
-        self._hold_until = 0.0
-        self.trailers: Callable[[], list[str]] = lambda: []  # "Key: value" lines for every commit (writer role)
-        self.relist: Callable[[set[tuple[str, str]]], set[tuple[str, str]]] = lambda keys: set()  # list again
         self.stall: Stall | None = None  # set while the clone's file system takes no commit
-
-    def hold(self, keys: set[tuple[str, str]], reason: str, timeout: float = 60.0) -> None:
-        """Commit nothing until these types finished their re-list, then all of it in one `reason` commit."""
-        self._hold |= set(keys)
-        self._hold_reason = self._hold_reason or reason
-        self._hold_until = time.monotonic() + timeout
-
-    def holding(self) -> bool:
-        """True while a hold waits for re-lists (at most its timeout)."""
-        if self._hold and time.monotonic() > self._hold_until:
-            log.warning("re-list of %s did not finish in time; committing what there is", sorted(self._hold))
-            self._hold.clear()
-        return bool(self._hold)
 
     def handle(self, event: Event) -> None:
         """One event into the work tree; a bad object is logged and skipped, never fatal."""
@@ -118,7 +135,7 @@ class Committer:
                 self.recorder.decide(obj, wanted, event.received)
             if event.type == "SYNCED":
                 self.recorder.synced(event.rtype.key, event.seen, event.received)
-                self._hold.discard(event.rtype.key)
+                self.next.waiting.discard(event.rtype.key)
         except Exception as exc:  # noqa: BLE001 - one bad object must not stop the others
             name = ((event.obj or {}).get("metadata") or {}).get("name", "?")
             log.error("cannot export %s %s %s: %s", event.type, event.rtype, name, exc)
@@ -126,7 +143,7 @@ class Committer:
     def commit(self, reason: str = "") -> str | None:
         """Commit what the recorder changed, the extra files and the drops, the message built from the real diff."""
         pending = self.recorder.take_pending()
-        contents, self.extra = self.extra, {}
+        contents, self.next.extra = self.next.extra, {}
         if not pending and not contents and not self.store.refused:
             return None
         changes: list[tuple[str, Pending]] = []
@@ -173,14 +190,13 @@ class Committer:
             if p.blob is None:  # a deletion: the type's next full list must find the file again
                 self.recorder.index[(p.ref.group, p.ref.kind)].add(path)
         for path, data in contents.items():
-            self.extra.setdefault(path, data)
+            self.next.extra.setdefault(path, data)
         keys = {(p.ref.group, p.ref.kind) for p in pending.values()}
         if self.stall is None:
             log.error("%s; %d change(s) wait, committed once it takes them again", exc, len(pending))
-            self.stall = Stall(keys, STALL_FIRST, time.monotonic() + STALL_FIRST)
-        else:
-            delay = min(self.stall.delay * 2, STALL_MAX)
-            self.stall = Stall(self.stall.keys | keys, delay, time.monotonic() + delay)
+            self.stall = Stall(set(), Backoff(STALL_FIRST, STALL_MAX), 0.0)
+        self.stall.keys |= keys
+        self.stall.until = time.monotonic() + self.stall.backoff.failed()
 
     def _waiting(self) -> bool:
         """True while a stall holds commits back; at its end, the lost types are listed again first."""
@@ -190,11 +206,11 @@ class Committer:
         if time.monotonic() < stall.until:
             return True
         if self.store.full():
-            stall.until = time.monotonic() + stall.delay
+            stall.until = time.monotonic() + stall.backoff.after(stall.backoff.failures)  # the disk is still full
             return True
         keys, stall.keys = stall.keys, set()
         if keys:
-            self.hold(self.relist(keys), "resync")
+            self.next.hold(self.relist(keys), "resync")
         return bool(keys)
 
     def run(self) -> None:
@@ -221,10 +237,10 @@ class Committer:
                             if nxt is not None:
                                 self.handle(nxt)
                     metrics.EXPORT_QUEUE.set(self.queue.qsize())
-                    if self.holding() or self._waiting():
+                    if self.next.holding() or self._waiting():
                         continue
-                    if (self.recorder.pending or self.extra or self.store.refused) and self.push_idle():
-                        reason, self._hold_reason = self._hold_reason, ""
+                    if (self.recorder.pending or self.next.extra or self.store.refused) and self.push_idle():
+                        reason, self.next.reason = self.next.reason, ""
                         self.commit(reason=reason)
                     elif not self.recorder.pending and self.push_idle():
                         self.on_idle()

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from kubedr.exporter.events import ResourceType
+from kubedr.kubeapi import Resource
 
 log = logging.getLogger("kubedr.exporter.coverage")
 
@@ -57,7 +57,7 @@ class Unwatched:
 class Watched:
     """A watched type, the version chosen for it, and its object counts."""
 
-    rtype: ResourceType
+    rtype: Resource
     preferred: str  # the group's preferred version (differs from rtype.version when not served there)
     exported: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # rule id -> objects
@@ -151,7 +151,7 @@ class Report:
             log.debug("%s: %s", "NOT COVERED" if u.uncovered else "not watched", u)
 
 
-def build(watched: Iterable[ResourceType], preferred: Mapping[str, str], unwatched: Iterable[Unwatched],
+def build(watched: Iterable[Resource], preferred: Mapping[str, str], unwatched: Iterable[Unwatched],
           exported: Mapping[Key, int], skipped: Mapping[Key, Counter[str]],
           orphans: Mapping[Key, Counter[str]] | None = None) -> Report:
     """Join what discovery chose with the object counts of the recorder (or of an --explain pass)."""

@@ -13,7 +13,7 @@ import logging
 import threading
 
 from kubedr import git, metrics, roles
-from kubedr.exporter.gitstore import GitError, GitStore, StorageFull
+from kubedr.exporter.gitstore import GitStore, StorageFull
 from kubedr.remote import scrub
 
 log = logging.getLogger("kubedr.exporter.fence")
@@ -107,12 +107,13 @@ class Fence:
             err = proc.stderr.decode(errors="replace").strip()
             if "couldn't find remote ref" in err:
                 return self._take(None)  # an empty remote: nobody holds a role
-            error = self.store.error(scrub(
-                f"reading the writer role from {self.store.shown}: "
-                f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode}",
-                self.store.remote), git.GitError("fetch", err))
+            error = git.GitError("fetch", scrub(
+                f"{' | '.join(ln.strip() for ln in err.splitlines() if ln.strip()) or proc.returncode} "
+                f"(reading the writer role from {self.store.shown})", self.store.remote), proc.returncode,
+                scrub(err, self.store.remote))
+            self.store.check_storage(error, str(error))
             last = self._last_known()
-            if last is None or isinstance(error, StorageFull):
+            if last is None:
                 raise error
             known = last
             log.warning("%s; exporting under the role last read (commits stay local until the remote is back)", error)
@@ -145,13 +146,11 @@ class Fence:
         head = self.store.git("rev-parse", "-q", "--verify", f"refs/heads/{self.store.branch}", check=False).strip()
         if not head:
             return []
-        out = self.store.git("log", f"--format=%H%x00%(trailers:key={roles.EPOCH_TRAILER},valueonly,separator=%x20)",
-                             head, "--not", known, check=False)
+        commits = git.log([head, "--not", known], git_dir=self.gitdir, env=self.store.env)
         want = {str(writer.epoch) if writer else ""}
         if writer is not None and writer.epoch == 1:
             want.add("")  # made before the first role was given (to this cluster): nobody held one meanwhile
-        return [sha for sha, _, epoch in (line.partition("\0") for line in out.splitlines())
-                if epoch.strip() not in want]
+        return [c.sha for c in commits if " ".join(c.trailer(roles.EPOCH_TRAILER)) not in want]
 
     def wait(self, stop: threading.Event, interval: float) -> bool:
         """Wait until this exporter may export (True) or stop is set (False); errors are retried."""
@@ -159,7 +158,7 @@ class Fence:
             try:
                 if self.claim() is None:
                     return True
-            except (GitError, git.GitError, OSError) as exc:
+            except (git.GitError, StorageFull, OSError) as exc:
                 log.warning("cannot read the writer role yet: %s", str(exc).splitlines()[0] if str(exc) else exc)
             stop.wait(interval)
         return False

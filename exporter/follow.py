@@ -13,7 +13,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from kubedr.exporter.gitstore import GitError, GitStore
+from kubedr import git
+from kubedr.exporter.gitstore import GitStore, StorageFull
 
 log = logging.getLogger("kubedr.exporter.follow")
 
@@ -40,7 +41,7 @@ class Follower:
                 continue
             try:
                 remote = self.store.remote_head()
-            except GitError as exc:
+            except (git.GitError, StorageFull) as exc:
                 log.debug("remote check failed: %s", exc)
                 continue
             head = self.store.head()
@@ -59,7 +60,7 @@ class Follower:
             self.moved.clear()
             try:
                 self.store.sync_with_remote()
-            except GitError as exc:
+            except (git.GitError, StorageFull) as exc:
                 log.error("cannot bring in the remote's commits: %s", exc)
             self.moved_head()
         paths = self.store.take_foreign()

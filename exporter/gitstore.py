@@ -46,20 +46,20 @@ DEFAULT_IDENTITY = {"GIT_AUTHOR_NAME": "kubedr exporter", "GIT_AUTHOR_EMAIL": "e
 MAX_NAMED = 50  # refused entries named one per line; more are counted
 
 
-class GitError(RuntimeError):
-    """The clone cannot do what was asked: a git command failed (git's telling line) or the clone is busy."""
-
-
-class PushRejected(GitError):
-    """The remote refused a fast-forward: fetch and replay, then push again."""
-
-
-class StorageFull(GitError):
+class StorageFull(Exception):
     """The clone's file system took no more (no space, no inodes, read-only): nothing was committed."""
 
 
-class WorkdirError(GitError):
+class WorkdirError(Exception):
     """--workdir cannot hold a clone: not a directory, or not writable."""
+
+
+class CloneBusy(WorkdirError):
+    """Another kubedr process holds the clone."""
+
+
+class PushRejected(Exception):
+    """The remote refused a fast-forward (it moved): fetch and replay, then push again."""
 
 
 def default_workdir(repo: str, branch: str, cluster: str) -> Path:
@@ -103,17 +103,19 @@ class GitStore:
 
     # -- process helpers
     def git(self, *args: str, stdin: bytes | None = None, check: bool = True, timeout: float | None = None) -> str:
-        """Run git on the clone; stderr goes into the error."""
+        """Run git on the clone: git.GitError when it fails, StorageFull when the clone's disk is why."""
         try:
             return git.run(args, git_dir=self.gitdir, stdin=stdin, env=self.env, timeout=timeout, check=check,
                            remote=self.remote).text
         except git.GitError as exc:
-            raise self.error(str(exc), exc) from exc
+            self.check_storage(exc, str(exc))
+            raise
 
-    def error(self, message: str, cause: BaseException) -> GitError:
-        """The error for a failed step: StorageFull, naming the cause first, when the clone's disk is the cause."""
+    def check_storage(self, cause: BaseException, message: str) -> None:
+        """StorageFull, naming the cause first, when the clone's disk is why a step failed."""
         problem = storage_problem(self.gitdir, cause)
-        return StorageFull(f"{problem} in {self.workdir}: {message}") if problem else GitError(message)
+        if problem:
+            raise StorageFull(f"{problem} in {self.workdir}: {message}") from cause
 
     # -- setup
     def open(self) -> None:
@@ -157,8 +159,8 @@ class GitStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise GitError(f"another kubedr {'process (an exporter, kubedr demote)' if work else 'exporter'} is "
-                           f"using the clone {self.workdir}" + ("" if work else "; give each its own --workdir")) from None
+            raise CloneBusy(f"another kubedr {'process (an exporter, kubedr demote)' if work else 'exporter'} is "
+                            f"using the clone {self.workdir}" + ("" if work else "; give each its own --workdir")) from None
         if work:
             self._work_flock = fd
         else:
@@ -172,10 +174,7 @@ class GitStore:
         self._work_flock = self._flock = None
 
     def _init(self) -> None:
-        try:
-            git.run(["init", "-q", "--bare", "-b", self.branch, str(self.gitdir)], env=self.env)
-        except git.GitError as exc:
-            raise GitError(str(exc)) from exc
+        git.run(["init", "-q", "--bare", "-b", self.branch, str(self.gitdir)], env=self.env)
         self.git("remote", "add", "origin", self.remote)
         self.git("config", "gc.auto", "0")  # no surprise repacks mid-flight; `git gc` by policy
         log.info("initialised local clone %s for %s", self.workdir, self.shown)
@@ -295,9 +294,10 @@ class GitStore:
         """Adopt the remote branch if we have nothing, fast-forward onto it, or replay unpushed work onto it."""
         try:
             remote = self.remote_head()
-        except GitError as exc:
+        except git.GitError as exc:
             if self.head() is None:
-                raise GitError(f"remote {self.shown} unreachable and no local clone to buffer into: {exc}") from exc
+                raise git.GitError(exc.command, f"remote {self.shown} unreachable and no local clone to buffer into: "
+                                   f"{exc.reason}", exc.returncode, exc.stderr) from exc
             log.warning("remote %s unreachable at start (%s); commits stay local until it is back", self.shown, exc)
             return
         if remote is None:
@@ -353,7 +353,8 @@ class GitStore:
             try:
                 tip, made = replay(self.repo, mine, upstream, self._write_commit)
             except (OSError, pygit2.GitError) as exc:
-                raise self.error(f"making local commits again on {upstream[:12]}: {exc}", exc) from exc
+                self.check_storage(exc, f"making local commits again on {upstream[:12]}: {exc}")
+                raise
             self._land(tip, local)
             log.warning("remote %s moved; made %d unpushed local commit(s) again on %s%s", self.shown, made,
                         upstream[:12], f" ({len(mine) - made} already there)" if made < len(mine) else "")
@@ -424,7 +425,7 @@ class GitStore:
             self._trees = None  # its builders may hold changes no commit made
             if isinstance(exc, StorageFull):
                 raise
-            problem = storage_problem(self.gitdir, exc) if isinstance(exc, OSError | pygit2.GitError | GitError) \
+            problem = storage_problem(self.gitdir, exc) if isinstance(exc, OSError | pygit2.GitError | git.GitError) \
                 else None
             if problem:
                 raise StorageFull(f"{problem} in {self.workdir}: nothing committed") from exc
@@ -457,7 +458,7 @@ class GitStore:
         sha = self._write_commit(top, parent, with_trailer(message(diff), COMMITTED_AT, committed_at(when)), when)
         try:
             self.git("update-ref", "-m", "kubedr export", f"refs/heads/{self.branch}", sha, parent or "0" * 40)
-        except GitError:
+        except git.GitError:
             self._moved()
             raise
         self._head = sha
@@ -487,12 +488,9 @@ class GitStore:
                     log.warning("git %s: %s", " ".join(args), proc.stderr.decode(errors="replace").strip())
 
     def push(self, sha: str, timeout: float = 120) -> None:
-        """Push sha to the remote branch; a rejection because the remote moved raises PushRejected."""
-        try:
-            proc = git.run(["push", "-q", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}"], git_dir=self.gitdir,
-                           env=self.env, timeout=timeout, check=False, remote=self.remote)
-        except git.GitError as exc:
-            raise GitError(f"push to {self.shown}: {exc.reason}") from exc
+        """Push sha to the remote branch; PushRejected when the remote moved, git.GitError for other failures."""
+        proc = git.run(["push", "-q", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}"], git_dir=self.gitdir,
+                       env=self.env, timeout=timeout, check=False, remote=self.remote)
         if proc.ok:
             return
         err = (proc.stdout + proc.stderr).decode(errors="replace")
@@ -502,4 +500,5 @@ class GitStore:
         telling = [ln for ln in lines if any(w in ln for w in ("rejected", "error:", "fatal:"))][:3]
         hint = ("; the remote holds a lock on the branch: if no push is running there, remove that .lock file"
                 if "remote: error: cannot lock ref" in err else "")
-        raise GitError(scrub(f"push to {self.shown}: {' | '.join(telling or lines)}{hint}", self.remote))
+        raise git.GitError("push", scrub(f"{' | '.join(telling or lines)}{hint}", self.remote), proc.returncode,
+                           scrub(err, self.remote))

@@ -1,4 +1,5 @@
-"""Discovery and one watch per resource type, resumed from the last resourceVersion, re-listed on 410 Gone."""
+"""What the exporter watches (from kubeapi's discovery), and one kubedr.listwatch loop per type: resumed from its
+resourceVersion and bookmarks, re-listed on 410 Gone."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from typing import Any
 import urllib3
 
 from kubedr import contract, metrics
-from kubedr.apierrors import ApiError, Gone, NotFound, api_error
+from kubedr.apierrors import ApiError, Gone, NotFound
 from kubedr.exporter.coverage import Unwatched
-from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event
 from kubedr.exporter.selection import CRD_KEY, RBAC, Selection
-from kubedr.kube import version_priority
-from kubedr.kubeapi import Cluster
+from kubedr.kubeapi import Cluster, Resource
+from kubedr.listwatch import Handler, ListWatch, list_into
 
 log = logging.getLogger("kubedr.exporter.observer")
 
@@ -46,73 +47,95 @@ def why(exc: Exception) -> str:
     return f"{exc.status} from {exc.path}: {exc}" if isinstance(exc, ApiError) else str(exc)
 
 
-def startup_rank(rtype: ResourceType) -> tuple[int, str, str]:
+def startup_rank(rtype: Resource) -> tuple[int, str, str]:
     return (0 if rtype.namespaced else STARTUP_ORDER.get(rtype.key, 2), rtype.group, rtype.plural)
+
+
+class Feed(Handler):
+    """One type's list and watch, as the exporter's Events; failures logged and counted."""
+
+    def __init__(self, observer: Observer, rtype: Resource, emit: Sink) -> None:
+        self.observer = observer
+        self.rtype = rtype
+        self.emit = emit
+        self.seen: set[str] = set()
+
+    def listed(self, obj: dict[str, Any]) -> None:
+        try:
+            self.seen.add(sys.intern(contract.ref_of(obj).path))  # the recorder's index holds the same string
+        except ValueError:
+            return
+        self.emit(Event("ADDED", self.rtype, obj, time.monotonic()))
+
+    def synced(self) -> None:
+        seen, self.seen = self.seen, set()
+        self.emit(Event("SYNCED", self.rtype, None, time.monotonic(), seen))
+        self.observer.list_failed.pop(self.rtype, None)
+
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        self.emit(Event(kind, self.rtype, obj, time.monotonic()))
+        if self.rtype.key == CRD_KEY:
+            self.observer.rediscover()
+
+    def failed(self, exc: Exception, retry_in: float) -> None:
+        self.seen = set()
+        if isinstance(exc, Gone):
+            log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", self.rtype,
+                     f" in {retry_in:.1f}s" if retry_in else "")
+            metrics.EXPORT_WATCH_RESTARTS.labels(str(self.rtype), "gone").inc()
+            return
+        if isinstance(exc, NotFound):
+            self.observer.rediscover()
+        if isinstance(exc, ApiError):
+            log.warning("watch of %s failed: %s", self.rtype, why(exc))
+        else:
+            log.warning("watch of %s interrupted (%s); resuming in %.1fs", self.rtype, exc, retry_in)
+        metrics.EXPORT_WATCH_RESTARTS.labels(str(self.rtype), "error").inc()
 
 
 class Observer:
     """Finds every listable+watchable type, lists it, then keeps one watch per type running."""
 
-    def __init__(self, http: Cluster, selection: Selection, page_size: int = 500,
-                 watch_timeout: int = 300) -> None:
+    def __init__(self, http: Cluster, selection: Selection, page_size: int = 500, watch_timeout: int = 300, *,
+                 skip_keys: set[tuple[str, str]] | None = None, on_discovered: Callable[[], None] | None = None) -> None:
         self.http = http
         self.selection = selection
         self.page_size = page_size
         self.watch_timeout = watch_timeout
         self.sink: Sink = lambda ev: None
         self.stopping = threading.Event()
-        self.watchers: dict[ResourceType, threading.Event] = {}
+        self.watchers: dict[Resource, ListWatch] = {}
         self.failed_groups: set[str] = set()
-        self.skip_keys: set[tuple[str, str]] = set()  # (group, kind) not watched at all (Secrets nobody seals)
+        self.skip_keys = set(skip_keys or ())  # (group, kind) not watched at all (Secrets nobody seals)
         self.preferred: dict[str, str] = {}  # group -> its preferred version, as discovery last saw it
         self.unwatched: list[Unwatched] = []  # what discovery found and does not watch, with the reason
-        self.list_failed: dict[ResourceType, str] = {}  # types whose last list failed -> the error
-        self.on_discovered: Callable[[], None] = lambda: None  # after a refresh changed the watched types
+        self.list_failed: dict[Resource, str] = {}  # types whose last list failed -> the error
+        self.on_discovered = on_discovered or (lambda: None)  # after a refresh changed the watched types
         self._rediscover = threading.Event()
         self._lock = threading.Lock()
 
     # -- discovery
-    def discover(self) -> list[ResourceType]:
-        """Every served resource once: at its group's preferred version when served there, else at the newest
-        version that serves it; the ones not watched go to self.unwatched with the reason."""
-        failed: set[str] = set()
+    def discover(self) -> list[Resource]:
+        """Every served resource once (kubeapi's discovery); the ones not watched go to self.unwatched with the
+        reason, and a group whose discovery failed keeps its objects as they are."""
+        served = self.http.discover()
         unwatched: list[Unwatched] = []
-        preferred = {"": "v1"}
-        docs: list[tuple[str, str, dict[str, Any]]] = [("", "v1", self.http.get("/api/v1"))]
-        for g in self.http.get("/apis").get("groups") or []:
-            name = g["name"]
-            versions = [v.get("version") or v.get("groupVersion", "").rpartition("/")[2]
-                        for v in g.get("versions") or []]
-            pref = (g.get("preferredVersion") or {}).get("version") or (versions[0] if versions else "")
-            preferred[name] = pref
-            for version in [pref] + sorted((v for v in versions if v != pref), key=version_priority):
-                try:
-                    docs.append((name, version, self.http.get(f"/apis/{name}/{version}")))
-                except (ApiError, *NETWORK_ERRORS) as exc:
-                    failed.add(name)
-                    unwatched.append(Unwatched(name, version, "", "", "discovery-failed", why(exc)))
-                    log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", name, version,
-                                why(exc))
-        found: list[ResourceType] = []
-        decided: set[tuple[str, str]] = set()
-        for group, version, doc in docs:  # the first version that serves a resource wins
-            for r in doc.get("resources") or []:
-                plural = r.get("name", "")
-                if "/" in plural or (group, plural) in decided:
-                    continue
-                decided.add((group, plural))
-                rtype = ResourceType(group, version, plural, r.get("kind", ""), bool(r.get("namespaced")))
-                reason, detail = self._why_not_watched(rtype, set(r.get("verbs") or []))
-                if reason is None:
-                    found.append(rtype)
-                else:
-                    unwatched.append(Unwatched(group, version, plural, rtype.kind, reason, detail))
-        self.failed_groups = failed
-        self.preferred = preferred
+        for (group, version), exc in served.failed.items():
+            unwatched.append(Unwatched(group, version, "", "", "discovery-failed", why(exc)))
+            log.warning("discovery of %s/%s failed, its objects are kept as they are: %s", group, version, why(exc))
+        found: list[Resource] = []
+        for rtype in served.resources:
+            reason, detail = self._why_not_watched(rtype, set(rtype.verbs))
+            if reason is None:
+                found.append(rtype)
+            else:
+                unwatched.append(Unwatched(rtype.group, rtype.version, rtype.plural, rtype.kind, reason, detail))
+        self.failed_groups = {group for group, _ in served.failed}
+        self.preferred = served.preferred
         self.unwatched = unwatched
         return sorted(found, key=startup_rank)
 
-    def _why_not_watched(self, rtype: ResourceType, verbs: set[str]) -> tuple[str | None, str]:
+    def _why_not_watched(self, rtype: Resource, verbs: set[str]) -> tuple[str | None, str]:
         """(REASONS key, detail) for a resource that gets no watch, (None, "") for one that does."""
         if (rtype.group, rtype.plural) in SKIP_RESOURCES:
             return "excluded-kind", SKIP_RESOURCES[(rtype.group, rtype.plural)]
@@ -128,33 +151,12 @@ class Observer:
         return None, ""
 
     # -- list
-    def list(self, rtype: ResourceType, emit: Sink) -> str:
+    def list(self, rtype: Resource, emit: Sink) -> str:
         """Emit every object (page by page) then SYNCED with the listed paths; returns the list's RV."""
-        seen: set[str] = set()
-        cont: str | None = None
-        rv = ""
-        while True:
-            doc = self.http.get(rtype.url, {"limit": self.page_size, "continue": cont})
-            received = time.monotonic()
-            for obj in doc.get("items") or []:
-                obj.setdefault("apiVersion", rtype.api_version)
-                obj.setdefault("kind", rtype.kind)
-                try:
-                    seen.add(sys.intern(contract.ref_of(obj).path))  # the recorder's index holds the same string
-                except ValueError:
-                    continue
-                emit(Event("ADDED", rtype, obj, received))
-            meta = doc.get("metadata") or {}
-            rv = meta.get("resourceVersion") or rv
-            cont = meta.get("continue")
-            if not cont:
-                break
-        emit(Event("SYNCED", rtype, None, time.monotonic(), seen))
-        self.list_failed.pop(rtype, None)
-        return rv
+        return list_into(self.http, rtype, Feed(self, rtype, emit), page_size=self.page_size)
 
     # -- watch
-    def start(self, rvs: dict[ResourceType, str], sink: Sink) -> None:
+    def start(self, rvs: dict[Resource, str], sink: Sink) -> None:
         """Start one watch thread per type from its list RV, and the discovery refresher."""
         self.sink = sink
         for rtype, rv in rvs.items():
@@ -165,84 +167,31 @@ class Observer:
         self.stopping.set()
         self._rediscover.set()
         with self._lock:
-            for stop in self.watchers.values():
-                stop.set()
+            for watch in self.watchers.values():
+                watch.stop()
 
-    def _start_watch(self, rtype: ResourceType, rv: str | None) -> None:
-        stop = threading.Event()
+    def _start_watch(self, rtype: Resource, rv: str | None) -> None:
+        watch = ListWatch(self.http, rtype, Feed(self, rtype, lambda ev: self.sink(ev)), page_size=self.page_size,
+                          timeout=self.watch_timeout, rv=rv)
         with self._lock:
-            self.watchers[rtype] = stop
-        threading.Thread(target=self._watch_loop, args=(rtype, rv, stop), name=f"watch-{rtype}",
-                         daemon=True).start()
-
-    def _watch_loop(self, rtype: ResourceType, rv: str | None, stop: threading.Event) -> None:
-        delay = 0.2
-        gone_delay, last_gone = 0.0, 0.0  # 410s in quick succession back off instead of re-listing in a loop
-        while not stop.is_set():
-            try:
-                if not rv:
-                    rv = self.list(rtype, self.sink)
-                rv = self._watch(rtype, rv, stop)
-                delay = 0.2
-            except Gone:
-                if stop.is_set():
-                    return
-                now = time.monotonic()
-                gone_delay = min(max(gone_delay * 2, 0.5), 30.0) if now - last_gone < 10 else 0.0
-                last_gone = now
-                log.info("watch of %s: resourceVersion too old (410 Gone); re-listing%s", rtype,
-                         f" in {gone_delay:.1f}s" if gone_delay else "")
-                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "gone").inc()
-                rv = None
-                stop.wait(gone_delay)
-                continue
-            except ApiError as exc:
-                if stop.is_set():
-                    return
-                if isinstance(exc, NotFound):
-                    self._rediscover.set()
-                log.warning("watch of %s failed: %s", rtype, why(exc))
-                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
-                stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-            except NETWORK_ERRORS as exc:
-                if stop.is_set():
-                    return
-                log.warning("watch of %s interrupted (%s); resuming from %s", rtype, exc, rv)
-                metrics.EXPORT_WATCH_RESTARTS.labels(str(rtype), "error").inc()
-                stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-
-    def _watch(self, rtype: ResourceType, rv: str, stop: threading.Event) -> str:
-        query = {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": self.watch_timeout}
-        for ev in self.http.watch(rtype.url, query, read_timeout=self.watch_timeout + 30):
-            if stop.is_set():
-                break
-            typ = ev.get("type")
-            obj = ev.get("object") or {}
-            if typ == "ERROR":
-                raise api_error(int(obj.get("code") or 500), {"message": "watch error", **obj}, rtype.url)
-            new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if typ in ("ADDED", "MODIFIED", "DELETED"):
-                obj.setdefault("apiVersion", rtype.api_version)
-                obj.setdefault("kind", rtype.kind)
-                self.sink(Event(typ, rtype, obj, time.monotonic()))
-                if rtype.key == CRD_KEY:
-                    self._rediscover.set()
-            rv = new_rv or rv
-        return rv
+            self.watchers[rtype] = watch
+        watch.start(f"watch-{rtype}")
 
     def relist(self, keys: set[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
         """Restart the watches of these types (None: every type) with a fresh list; returns their keys."""
         with self._lock:
             chosen = [t for t in self.watchers if keys is None or t.key in keys]
             for rtype in chosen:
-                self.watchers[rtype].set()
+                self.watchers[rtype].stop()
         for rtype in chosen:
             self._start_watch(rtype, None)
         return {t.key for t in chosen}
 
     # -- discovery refresh
+    def rediscover(self) -> None:
+        """Look at discovery again soon (a CRD changed, a watched type answered 404)."""
+        self._rediscover.set()
+
     def _discovery_loop(self) -> None:
         """Re-discover when CRDs change (and every 30 s): start new watches, retire vanished types."""
         while not self.stopping.is_set():
@@ -273,7 +222,7 @@ class Observer:
             if rtype.group in self.failed_groups:
                 continue
             with self._lock:
-                self.watchers.pop(rtype).set()
+                self.watchers.pop(rtype).stop()
             log.info("%s is no longer served or in scope; its objects leave the repo", rtype)
             if rtype.key not in keys:
                 self.sink(Event("SYNCED", rtype, None, time.monotonic(), set()))
@@ -282,7 +231,7 @@ class Observer:
             self.on_discovered()
         return touched
 
-    def watched(self) -> set[ResourceType]:
+    def watched(self) -> set[Resource]:
         """The types with a running watch."""
         with self._lock:
             return set(self.watchers)

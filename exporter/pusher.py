@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pygit2
 
-from kubedr import metrics
-from kubedr.exporter.gitstore import GitError, GitStore, PushRejected
+from kubedr import git, metrics
+from kubedr.backoff import Backoff
+from kubedr.exporter.gitstore import GitStore, PushRejected, StorageFull
 
 log = logging.getLogger("kubedr.exporter.pusher")
 
@@ -18,20 +19,21 @@ log = logging.getLogger("kubedr.exporter.pusher")
 class Pusher:
     """Pushes HEAD whenever it moves; when the remote moved, makes the unpushed commits again on its tip."""
 
-    def __init__(self, store: GitStore, backoff_initial: float = 0.2, backoff_max: float = 30.0) -> None:
+    def __init__(self, store: GitStore, backoff_initial: float = 0.2, backoff_max: float = 30.0, *,
+                 on_idle: Callable[[], None] | None = None, fence: Callable[[], str | None] | None = None) -> None:
         self.store = store
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.on_idle = on_idle or (lambda: None)  # wakes the committer after a push or a failure
+        self.fence = fence or (lambda: None)  # why not to push onto the remote (exporter/fence.py); None: push
         self._cond = threading.Condition()
         self._received: list[float] = []
         self._dirty = True  # push whatever HEAD is at start (unpushed commits from a previous run)
         self.pushed: str | None = None
         self.pushes = 0
         self.failing = False  # the last push failed: commits go on locally without waiting for pushes
-        self.on_idle: Callable[[], None] = lambda: None  # wakes the committer after a push or a failure
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
-        self.fence: Callable[[], str | None] = lambda: None  # why not to push onto the remote (exporter/fence.py)
         self.fenced: str | None = None  # set when a push was withheld: the exporter stops and waits for the role
         self._maintenance: threading.Thread | None = None  # the running `git repack`, if any
 
@@ -77,8 +79,8 @@ class Pusher:
                     if head == self.pushed or self._on_remote(head):
                         break  # the remote held all of it already
             else:
-                raise GitError("remote keeps moving; will retry")
-        except (GitError, OSError, pygit2.GitError) as exc:
+                raise PushRejected("remote keeps moving; will retry")
+        except (git.GitError, PushRejected, StorageFull, OSError, pygit2.GitError) as exc:
             with self._cond:
                 self._received = received + self._received
                 self._dirty = True
@@ -130,7 +132,7 @@ class Pusher:
 
     def run(self) -> None:
         """Push loop: wait for a commit, push, back off exponentially while the remote is unreachable."""
-        delay = self.backoff_initial
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         try:
             while not self.stopping.is_set():
                 with self._cond:
@@ -139,11 +141,10 @@ class Pusher:
                 if self.stopping.is_set():
                     return
                 if self.push_once():
-                    delay = self.backoff_initial
+                    backoff.reset()
                     continue
                 self._count_unpushed()
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.backoff_max)
+                backoff.wait(self.stopping)
         except BaseException as exc:
             self.failed = exc
             log.error("pusher stopped: %s", exc)
@@ -153,5 +154,5 @@ class Pusher:
         try:
             out = self.store.git("rev-list", "--count", f"refs/remotes/origin/{self.store.branch}..HEAD", check=False)
             metrics.EXPORT_UNPUSHED.set(int(out.strip() or 0))
-        except (ValueError, GitError):
+        except (ValueError, git.GitError, StorageFull):
             pass

@@ -61,7 +61,8 @@ class Recorder:
     in the type index, and, until the next commit, a Pending record.
     """
 
-    def __init__(self, store: GitStore, secrets: str = "skip", sealer: Any = None) -> None:
+    def __init__(self, store: GitStore, secrets: str = "skip", sealer: Any = None,
+                 exports: sanitize.Exports | None = None) -> None:
         if secrets not in SECRET_MODES:
             raise ValueError(f"secrets mode must be one of {SECRET_MODES}")
         self.store = store
@@ -72,7 +73,7 @@ class Recorder:
         self.skipped_secrets = 0
         self.skipped = Tally()  # objects in scope that a sanitize rule keeps out of the repo
         self.orphans = Tally()  # exported objects whose controller is not exported -> the controller's kind
-        self.exports: sanitize.Exports | None = None  # the kinds exported (a child of one is skipped)
+        self.exports = exports  # the kinds exported (a child of one is skipped)
         self.ignore: list[IgnoreRule] = []  # the policy's values never exported (exporter/scope.py)
 
     @property

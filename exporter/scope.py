@@ -19,7 +19,7 @@ import yaml
 
 from kubedr import policyfile
 from kubedr.contract import ObjectRef
-from kubedr.exporter.events import ResourceType
+from kubedr.kubeapi import Resource
 from kubedr.policyfile import POLICY_PATH
 from kubedr.selectors import SelectorError, label_matcher
 
@@ -137,9 +137,9 @@ def effective(flags: dict[str, Any], policy: dict[str, Any]) -> Scope:
 
 # ---- matching -----------------------------------------------------------------------------------------------
 
-def kind_names(rtype_or_key: ResourceType | tuple[str, str]) -> set[str]:
+def kind_names(rtype_or_key: Resource | tuple[str, str]) -> set[str]:
     """Every lower-case way a user may name a type: Kind, Kind.group, plural, plural.group."""
-    if isinstance(rtype_or_key, ResourceType):
+    if isinstance(rtype_or_key, Resource):
         group, kind, plural = rtype_or_key.group, rtype_or_key.kind, rtype_or_key.plural
     else:
         (group, kind), plural = rtype_or_key, ""
@@ -158,7 +158,7 @@ class Filters:
         self.exclude_kinds = {k.lower() for k in values.get("exclude_kinds") or []}
         self.exclude_objects = [g.lower() for g in values.get("exclude_objects") or []]
 
-    def kind_excluded(self, rtype: ResourceType | tuple[str, str]) -> bool:
+    def kind_excluded(self, rtype: Resource | tuple[str, str]) -> bool:
         """True for a type the user left out entirely."""
         return bool(kind_names(rtype) & self.exclude_kinds)
 

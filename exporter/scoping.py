@@ -13,7 +13,7 @@ from typing import Any
 
 from kubedr import contract
 from kubedr.exporter import scope
-from kubedr.exporter.committer import Committer
+from kubedr.exporter.committer import NextCommit
 from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.gittree import with_trailer
 from kubedr.exporter.observer import Observer
@@ -28,16 +28,15 @@ class Scoper:
     """Owns the effective scope: configures selection and recorder, writes the scope file, re-lists on change."""
 
     def __init__(self, flags: dict[str, Any], store: GitStore, selection: Selection, recorder: Recorder,
-                 committer: Committer, observer: Observer) -> None:
+                 next_commit: NextCommit, observer: Observer) -> None:
         self.flags = flags
         self.store = store
         self.selection = selection
         self.recorder = recorder
-        self.committer = committer
+        self.next = next_commit  # the scope file goes into it; a changed scope holds it for the re-lists
         self.observer = observer
         self.scope = scope.effective(flags, {})
         selection.configure(self.scope)
-        committer.annotate = self.annotate
 
     def apply_policy(self, initial: bool = False) -> bool:
         """Read the repo policy's export section; take the new effective scope if it changed (True)."""
@@ -69,9 +68,9 @@ class Scoper:
 
     def _write_scope(self, data: bytes) -> None:
         if self.store.read_file(scope.SCOPE_PATH) == data:
-            self.committer.extra.pop(scope.SCOPE_PATH, None)
+            self.next.extra.pop(scope.SCOPE_PATH, None)
         else:
-            self.committer.extra[scope.SCOPE_PATH] = data
+            self.next.extra[scope.SCOPE_PATH] = data
 
     def on_foreign(self, paths: list[str]) -> None:
         """Commits others pushed changed these paths: re-read the policy, re-list the types they touched."""
@@ -86,7 +85,7 @@ class Scoper:
                 self.recorder.index[(ref.group, ref.kind)].add(path)
         if POLICY_PATH in paths or scope.SCOPE_PATH in paths:
             if self.apply_policy():
-                self.committer.hold(self.observer.refresh() | self.observer.relist(), "scope")
+                self.next.hold(self.observer.refresh() | self.observer.relist(), "scope")
                 return
         if not keys:
             return
@@ -96,7 +95,7 @@ class Scoper:
                 self.recorder.synced(key, set(), time.monotonic())  # not exported at all: the files go
         log.warning("commits not made by this exporter changed %d file(s); writing back the cluster's state",
                     len(paths))
-        self.committer.hold(watched, "resync")
+        self.next.hold(watched, "resync")
 
     def annotate(self, diff: list[tuple[str, str]], text: str) -> str:
         """A commit that changes the scope file says so, with the scope as a trailer."""

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubedr.contract import ObjectRef, ref_of, ref_of_path
-from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event
 from kubedr.exporter.scope import Filters, Scope
+from kubedr.kubeapi import Resource
 
 RBAC = "rbac.authorization.k8s.io"
 ADMISSION = "admissionregistration.k8s.io"
@@ -130,13 +131,13 @@ class Selection:
             return False
         return self.namespaces is None or ns in self.namespaces
 
-    def named_by_user(self, rtype: ResourceType) -> bool:
+    def named_by_user(self, rtype: Resource) -> bool:
         names = {rtype.kind.lower(), rtype.plural.lower()}
         if rtype.group:
             names |= {f"{rtype.kind}.{rtype.group}".lower(), f"{rtype.plural}.{rtype.group}".lower()}
         return bool(names & self.cluster_kinds)
 
-    def watches(self, rtype: ResourceType) -> bool:
+    def watches(self, rtype: Resource) -> bool:
         """Whether this resource type needs a watch at all."""
         if self.filters.kind_excluded(rtype):
             return False
@@ -163,7 +164,7 @@ class Selection:
             return self._cluster(obj, ref, deleted)
         return [(obj, not deleted and self.named_by_user(event.rtype) and self._admits(obj))]
 
-    def _refs_of(self, obj: dict[str, Any], rtype: ResourceType) -> frozenset[Target]:
+    def _refs_of(self, obj: dict[str, Any], rtype: Resource) -> frozenset[Target]:
         refs = list(REFERENCES.get(rtype.key, _no_refs)(obj))
         if rtype.group and rtype.namespaced:  # a custom resource depends on its CRD (no-op for built-ins)
             refs.append((*CRD_KEY, f"{rtype.plural}.{rtype.group}"))

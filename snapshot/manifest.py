@@ -47,8 +47,9 @@ def check_cluster(name: str) -> str:
     return name
 
 
-class ManifestError(StoreError):
-    """A manifest that does not say what this kubedr needs; one line naming the file and the field."""
+class SnapshotManifestError(StoreError):
+    """A snapshot's manifest.json that does not say what this kubedr needs; one line naming the file and the
+    field (contract.ManifestError is about a repo's object file)."""
 
 
 D = TypeVar("D")
@@ -58,12 +59,12 @@ def _load(cls: type[D], doc: Any, where: str, path: str) -> D:
     """A dataclass from its JSON object, every field checked against its type (unknown keys are ignored)."""
     what = path.rstrip(".") or "manifest"
     if not isinstance(doc, dict):
-        raise ManifestError(f"{where}: {what}: expected an object, got {type(doc).__name__}")
+        raise SnapshotManifestError(f"{where}: {what}: expected an object, got {type(doc).__name__}")
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # D is always a dataclass here
     missing = [f.name for f in fields if f.name not in doc and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ManifestError(f"{where}: {what}: missing {', '.join(missing)}")
+        raise SnapshotManifestError(f"{where}: {what}: missing {', '.join(missing)}")
     hints = get_type_hints(cls)
     return cls(**{f.name: _value(hints[f.name], doc[f.name], where, f"{path}{f.name}") for f in fields
                   if f.name in doc})
@@ -76,7 +77,7 @@ def _value(hint: Any, value: Any, where: str, path: str) -> Any:
     args: tuple[Any, ...] = getattr(hint, "__args__", ())
     if origin is list:
         if not isinstance(value, list):
-            raise ManifestError(f"{where}: {path}: expected a list, got {type(value).__name__}")
+            raise SnapshotManifestError(f"{where}: {path}: expected a list, got {type(value).__name__}")
         return [_value(args[0], v, where, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict or hint is Any:
         return value
@@ -87,7 +88,7 @@ def _value(hint: Any, value: Any, where: str, path: str) -> Any:
         return float(value)
     if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
         want = " or ".join(a.__name__ for a in allowed)
-        raise ManifestError(f"{where}: {path}: expected {want}, got {value!r:.40}")
+        raise SnapshotManifestError(f"{where}: {path}: expected {want}, got {value!r:.40}")
     return value
 
 
@@ -173,7 +174,7 @@ def _decode(data: bytes, where: str, what: str) -> Any:
     try:
         return json.loads(data)
     except ValueError as exc:
-        raise ManifestError(f"{where}: unreadable {what}: {exc}") from exc
+        raise SnapshotManifestError(f"{where}: unreadable {what}: {exc}") from exc
 
 
 @dataclass

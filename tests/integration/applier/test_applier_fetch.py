@@ -47,13 +47,13 @@ def test_applier_follows_a_local_checkout_and_wakes_on_change(secondary: Any, gi
     repo.commit("one")
     import argparse
 
-    from kubedr.applier.cli import _engine, add_arguments, apply_options
+    from kubedr.applier.cli import add_arguments, apply_options, engine_for
     from kubedr.applier.round import loop
 
     parser = argparse.ArgumentParser()
     add_arguments("apply", parser)
     args = parser.parse_args(["--repo", str(repo.work)])
-    engine = _engine(apply_options(args, str(repo.work), secondary.kubeconfig_path))
+    engine = engine_for(apply_options(args, str(repo.work), secondary.kubeconfig_path))
     stop = threading.Event()
     thread = threading.Thread(target=loop, args=(engine, 30.0, False, stop), daemon=True)
     thread.start()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from idle import counting_git, seed_repo
 
-from kubedr.applier.cli import _engine, add_arguments, apply_options
+from kubedr.applier.cli import add_arguments, apply_options, engine_for
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import loop
 from kubedr.contract import ObjectRef
@@ -29,7 +29,7 @@ def _engine_for(secondary: Any, repo: Path, *flags: str) -> Any:
     parser = argparse.ArgumentParser()
     add_arguments("apply", parser)
     args = parser.parse_args(["--repo", str(repo), *flags])
-    return _engine(apply_options(args, str(repo), secondary.kubeconfig_path))
+    return engine_for(apply_options(args, str(repo), secondary.kubeconfig_path))
 
 
 def _bursts(times: list[float], gap: float = 0.5) -> list[list[float]]:

@@ -59,6 +59,19 @@ def test_sync_carries_namespaces_and_secrets_in_one_command(primary: Any, second
     assert base64.b64decode(live(secondary, "v1", "Secret", "db", "shop")["data"]["password"]) == b"s3cret"
 
 
+
+def test_sync_exports_in_this_process_from_any_directory(primary: Any, secondary: Any, tmp_path: Path,
+                                                         monkeypatch: Any) -> None:
+    """No child Python: with no interpreter to start (and run from elsewhere) it exports and applies all the same."""
+    primary.api.create(namespace("shop"))
+    primary.api.create(configmap("settings", ns="shop"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["sync", "--from-kubeconfig", primary.kubeconfig_path, "--to-kubeconfig", secondary.kubeconfig_path,
+                 "--namespaces", "shop"]) == 0
+    assert live(secondary, "v1", "ConfigMap", "settings", "shop") is not None
+
+
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # kubectl apply's copy of the object
 
 

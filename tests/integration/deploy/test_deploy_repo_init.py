@@ -12,7 +12,7 @@ import yaml
 
 from kubedr import contract
 from kubedr.commands import repo_init
-from kubedr.config import UsageError
+from kubedr.git import GitError
 from tests.conftest import run_git
 
 EXPECTED = {"README.md", ".gitattributes", ".kubedr/policy.yaml"}
@@ -96,8 +96,9 @@ def test_cli_without_repo_is_one_line_usage_error() -> None:
 
 
 def test_unreachable_remote_is_one_clear_line(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="git clone failed"):
+    with pytest.raises(GitError, match="^git clone: ") as err:
         repo_init.init_repo(f"file://{tmp_path}/missing.git")
+    assert len(str(err.value).splitlines()) == 1
 
 
 def test_a_working_clone_with_an_origin_is_pushed(tmp_path: Path, git_remote: Path) -> None:

@@ -9,7 +9,8 @@ import pytest
 from exporter_harness import export_args
 
 from kubedr.commands.cli import build_parser
-from kubedr.exporter.cli import Exporter, export_options, exporter_for
+from kubedr.exporter.cli import export_options, exporter_for
+from kubedr.exporter.pipeline import Exporter
 
 
 @pytest.fixture

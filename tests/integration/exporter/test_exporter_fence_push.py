@@ -14,7 +14,8 @@ from kubedr import roles
 from kubedr.commands.cli import build_parser
 from kubedr.commands.handover import Branch
 from kubedr.commands.repo_init import init_repo
-from kubedr.exporter.cli import FENCED, export_options, exporter_for
+from kubedr.exporter.cli import export_options, exporter_for
+from kubedr.exporter.pipeline import FENCED
 from tests.conftest import wait_until
 
 

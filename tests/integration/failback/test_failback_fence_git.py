@@ -11,7 +11,8 @@ from kubedr import roles
 from kubedr.commands import repo_init
 from kubedr.commands.handover import Branch
 from kubedr.exporter.fence import Fence
-from kubedr.exporter.gitstore import GitError, GitStore
+from kubedr.exporter.gitstore import GitStore
+from kubedr.git import GitError
 from kubedr.policyfile import POLICY_PATH
 from tests import hostile
 from tests.conftest import run_git

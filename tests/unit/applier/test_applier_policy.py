@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubedr.applier.decode import Maps
-from kubedr.applier.policy import PolicyError, merge, parse
-from kubedr.applier.round import Settings
+from kubedr.applier.policy import PolicyError, Settings, merge, parse
 
 POLICY = b"""version: 1
 export: {namespaces: []}

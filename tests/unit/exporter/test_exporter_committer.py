@@ -7,15 +7,16 @@ from pathlib import Path
 
 from kubedr.contract import ObjectRef
 from kubedr.exporter.committer import Committer, format_message
-from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event
 from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.pusher import Pusher
 from kubedr.exporter.recorder import Pending, Recorder, field_managers
 from kubedr.exporter.selection import Selection
+from kubedr.kubeapi import Resource
 
 DEPLOY = ObjectRef("apps", "Deployment", "shop", "web")
 CM = ObjectRef("", "ConfigMap", "shop", "settings")
-CMS = ResourceType("", "v1", "configmaps", "ConfigMap", True)
+CMS = Resource("", "v1", "configmaps", "ConfigMap", True)
 
 
 def git(*args: str, cwd: Path) -> str:

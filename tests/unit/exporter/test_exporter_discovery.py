@@ -7,12 +7,14 @@ import logging
 from typing import Any
 
 import pytest
+from kubernetes.client import ApiClient, Configuration
 
 from kubedr.apierrors import api_error
 from kubedr.exporter import coverage
 from kubedr.exporter.observer import Observer
 from kubedr.exporter.selection import Selection
 from kubedr.kube import version_priority
+from kubedr.kubeapi import Cluster
 from tests.conftest import load_fixture
 
 MONITORING = "monitoring.coreos.com"
@@ -31,10 +33,11 @@ MONITORING_DOCS = {
 }
 
 
-class CapturedAPI:
+class CapturedAPI(Cluster):
     """GETs answered from the real server's discovery captures, plus the monitoring group; one group fails."""
 
     def __init__(self) -> None:
+        super().__init__(ApiClient(Configuration(host="https://captured.invalid")))
         groups = []
         self.docs: dict[str, dict[str, Any]] = {"/api/v1": load_fixture("discovery/api-v1.json")}
         for g in load_fixture("discovery/apis.json")["groups"]:
@@ -58,7 +61,7 @@ class CapturedAPI:
                                                                     "version": "v1beta1"}]})
         self.docs["/apis"] = {"kind": "APIGroupList", "groups": groups}
 
-    def get(self, path: str, query: dict | None = None) -> dict[str, Any]:
+    def get(self, path: str, query: dict | None = None, timeout: float = 0) -> dict[str, Any]:
         if path not in self.docs:
             raise api_error(503, {"reason": "ServiceUnavailable", "message": "the server is currently unable to handle the request"}, path)
         return copy.deepcopy(self.docs[path])
@@ -66,8 +69,7 @@ class CapturedAPI:
 
 @pytest.fixture
 def observer() -> Observer:
-    obs = Observer(CapturedAPI(), Selection(None))  # type: ignore[arg-type]
-    obs.skip_keys = {("", "Secret")}
+    obs = Observer(CapturedAPI(), Selection(None), skip_keys={("", "Secret")})
     return obs
 
 
@@ -117,7 +119,7 @@ def test_what_is_not_watched_is_reported_with_its_reason(observer: Observer) -> 
 def test_a_readable_but_unwatchable_type_in_scope_is_uncovered() -> None:
     api = CapturedAPI()
     api.docs[f"/apis/{MONITORING}/v1"]["resources"].append(_resource("thanosrulers", "ThanosRuler", ("get", "list")))
-    obs = Observer(api, Selection(None))  # type: ignore[arg-type]
+    obs = Observer(api, Selection(None))
     obs.discover()
     [row] = [u for u in obs.unwatched if u.plural == "thanosrulers"]
     assert row.reason == "no-list-watch" and row.uncovered and "verbs: get, list" in str(row)
@@ -149,7 +151,7 @@ def test_the_report_counts_and_warns(observer: Observer, caplog: pytest.LogCaptu
 
 
 def test_a_type_whose_list_fails_is_reported_uncovered(observer: Observer) -> None:
-    from kubedr.exporter.cli import report_of
+    from kubedr.exporter.pipeline import report_of
 
     types = observer.discover()
     scrape = next(t for t in types if t.plural == "scrapeconfigs")
@@ -158,7 +160,7 @@ def test_a_type_whose_list_fails_is_reported_uncovered(observer: Observer) -> No
     assert scrape not in {w.rtype for w in report.watched}
     [row] = [u for u in report.uncovered if u.plural == "scrapeconfigs"]
     assert row.reason == "list-failed" and "403" in str(row)
-    observer.http.docs[scrape.url] = {"kind": "ScrapeConfigList", "items": [], "metadata": {"resourceVersion": "7"}}
+    observer.http.docs[scrape.path()] = {"kind": "ScrapeConfigList", "items": [], "metadata": {"resourceVersion": "7"}}
     assert observer.list(scrape, lambda ev: None) == "7"  # the watch loop's re-list succeeds
     assert scrape in {w.rtype for w in report_of(observer, set(types), {}, {}).watched}
     assert [u.reason for u in report_of(observer, set(types), {}, {}).uncovered] == ["discovery-failed"]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kubedr.exporter.gitstore import GitError, GitStore
+from kubedr.exporter.gitstore import GitStore
 from kubedr.exporter.pusher import Pusher
+from kubedr.git import GitError
 
 # Where a killed git leaves a lock in the clone: the commit's update-ref, the tracking-ref update at the end
 # of a push (then every fetch fails), `git config` in repair itself, packed-refs, the index.
@@ -169,9 +170,9 @@ def test_a_second_exporter_on_the_same_clone_is_refused(tmp_path: Path, git_remo
     _commit(first, "shop/ConfigMap/a.yaml", "v: 1\n")
     lock = first.workdir / ".git" / "refs" / "heads" / "main.lock"
     lock.write_text("")  # as if the first one were mid-commit
-    probe = ("from kubedr.exporter.gitstore import GitStore, GitError\n"
+    probe = ("from kubedr.exporter.gitstore import GitStore, CloneBusy\n"
              f"try:\n    GitStore({str(tmp_path / 'clone')!r}, {str(git_remote)!r}).open()\n"
-             "except GitError as exc:\n    print(exc)\n")
+             "except CloneBusy as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "another kubedr process (an exporter, kubedr demote) is using the clone" in out
     assert lock.exists()  # the live exporter's lock was left alone

@@ -6,12 +6,13 @@ import pytest
 
 from kubedr.contract import ref_of
 from kubedr.exporter import scope
-from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event
 from kubedr.exporter.selection import Selection
+from kubedr.kubeapi import Resource
 
-CM = ResourceType("", "v1", "configmaps", "ConfigMap", True)
-ROLE = ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True)
-NODE = ResourceType("", "v1", "nodes", "Node", False)
+CM = Resource("", "v1", "configmaps", "ConfigMap", True)
+ROLE = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True)
+NODE = Resource("", "v1", "nodes", "Node", False)
 
 
 def cm(name: str, labels: dict | None = None, ns: str = "shop", **data: str) -> dict:
@@ -26,7 +27,7 @@ def selection(**values: object) -> Selection:
     return sel
 
 
-def wanted(sel: Selection, obj: dict, rtype: ResourceType = CM) -> bool:
+def wanted(sel: Selection, obj: dict, rtype: Resource = CM) -> bool:
     return sel.process(Event("ADDED", rtype, obj))[0][1]
 
 
@@ -46,7 +47,7 @@ def test_label_selector_applies_to_namespaced_objects() -> None:
     assert not wanted(sel, cm("b", {"tier": "web", "backup": "no"}))
     assert not wanted(sel, cm("c"))
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
-    assert wanted(sel, ns, ResourceType("", "v1", "namespaces", "Namespace", False))
+    assert wanted(sel, ns, Resource("", "v1", "namespaces", "Namespace", False))
 
 
 def test_excluded_kinds_are_not_watched_by_any_name() -> None:

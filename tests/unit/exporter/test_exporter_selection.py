@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from kubedr.exporter.events import Event, ResourceType
+from kubedr.exporter.events import Event
 from kubedr.exporter.selection import Selection
+from kubedr.kubeapi import Resource
 
-NS = ResourceType("", "v1", "namespaces", "Namespace", False)
-CR = ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)
-CRB = ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False)
-SC = ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
-PV = ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False)
-PVC = ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
-CRD = ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
-WIDGET = ResourceType("example.com", "v1", "widgets", "Widget", True)
-NODE = ResourceType("", "v1", "nodes", "Node", False)
+NS = Resource("", "v1", "namespaces", "Namespace", False)
+CR = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)
+CRB = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False)
+SC = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
+PV = Resource("", "v1", "persistentvolumes", "PersistentVolume", False)
+PVC = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
+CRD = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
+WIDGET = Resource("example.com", "v1", "widgets", "Widget", True)
+NODE = Resource("", "v1", "nodes", "Node", False)
 
 
-def obj(rtype: ResourceType, name: str, ns: str = "", **body) -> dict:
+def obj(rtype: Resource, name: str, ns: str = "", **body) -> dict:
     meta = {"name": name, **({"namespace": ns} if ns else {})}
     return {"apiVersion": rtype.api_version, "kind": rtype.kind, "metadata": meta, **body}
 
@@ -62,18 +63,18 @@ def test_all_namespaces_minus_excluded() -> None:
     assert names(sel.process(Event("ADDED", PVC, obj(PVC, "x", "kube-system")))) == {"x": False}
 
 
-VWC = ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+VWC = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
                    "ValidatingWebhookConfiguration", False)
-MWC = ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+MWC = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
                    "MutatingWebhookConfiguration", False)
-APISVC = ResourceType("apiregistration.k8s.io", "v1", "apiservices", "APIService", False)
+APISVC = Resource("apiregistration.k8s.io", "v1", "apiservices", "APIService", False)
 
 
 def test_webhooks_and_aggregated_apis_follow_the_namespace_serving_them() -> None:
     sel = Selection(["cert-manager"])
     assert sel.watches(VWC) and sel.watches(MWC) and sel.watches(APISVC)
 
-    def webhook(rtype: ResourceType, name: str, *namespaces: str) -> dict:
+    def webhook(rtype: Resource, name: str, *namespaces: str) -> dict:
         hooks = [{"name": f"{ns}.example.com", "clientConfig": {"service": {"namespace": ns, "name": "hook"}}}
                  for ns in namespaces] + [{"name": "url.example.com", "clientConfig": {"url": "https://x"}}]
         return obj(rtype, name, webhooks=hooks)

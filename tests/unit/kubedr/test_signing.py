@@ -59,7 +59,7 @@ def test_verdicts_name_good_unknown_and_unsigned_commits_and_acknowledgements(re
     unsigned = _git(repo, "rev-parse", "HEAD")
     unknown = _signed_commit(repo, signing.Signer(stranger), "by a stranger")
     ack = _signed_commit(repo, signing.Signer(good), f"ack\n\n{signing.ACK_TRAILER}: {unknown}")
-    verdicts = signing.verify(["-C", str(repo)], [unsigned, unknown, ack], str(signers))
+    verdicts = signing.verify([unsigned, unknown, ack], str(signers), cwd=repo)
     assert verdicts[unsigned].status == "N" and not verdicts[unsigned].good
     assert verdicts[unknown].status in ("U", "E") and verdicts[unknown].signer.startswith("SHA256:")
     assert verdicts[ack].good and verdicts[ack].signer == "exporter" and verdicts[ack].acknowledges == (unknown,)

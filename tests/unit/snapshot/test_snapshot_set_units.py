@@ -59,7 +59,7 @@ def test_a_bad_manifest_is_one_line_naming_the_file_and_field_and_the_others_are
     manifest.write(store, good)
     base = {"id": "s1", "cluster": "prod", "node": "cp-1", "created": "2026-11-30T05:00:00+00:00"}
     store.put_bytes("prod/s1/manifest.json", json.dumps({**base, **doc}).encode())
-    with pytest.raises(manifest.ManifestError) as exc:
+    with pytest.raises(manifest.SnapshotManifestError) as exc:
         manifest.load(store, "prod", "s1")
     assert str(exc.value) == f"{store.url}/{error}" and "\n" not in str(exc.value)
     assert [m.id for m in manifest.list_all(store, "prod")] == ["s2"]
