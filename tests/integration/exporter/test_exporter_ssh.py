@@ -127,3 +127,18 @@ def test_one_ssh_connection_per_process_survives_a_dropped_connection_without_lo
     wait_until(lambda: not _masters(sockets), timeout=10, what="the connections closed when the daemons stopped")
     assert not any(sockets.iterdir()), "each process removed its socket directory"
     sockets.rmdir()
+
+
+def test_status_reads_an_ssh_remote_through_one_connection_and_closes_it(primary, ssh_host, tmp_path: Path) -> None:
+    bare = tmp_path / "config.git"
+    run_git("init", "--bare", "-q", "-b", "main", str(bare))
+    sockets = Path(tempfile.mkdtemp(prefix="kt", dir="/tmp"))
+    env = {**ssh_host.client_env(), "TMPDIR": str(sockets), "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = _kubedr("init", "--repo", ssh_host.url(bare), "--writer", "prod", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = ssh_host.handshakes()
+    shown = _kubedr("status", "--repo", ssh_host.url(bare), "-o", "json", env=env)
+    assert shown.returncode in (0, 1) and '"writer"' in shown.stdout, shown.stderr[-2000:]
+    assert ssh_host.handshakes() == before + 1  # its fetches shared one connection
+    assert not _masters(sockets) and not any(sockets.iterdir())  # closed at exit
+    sockets.rmdir()
