@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +37,6 @@ REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
 COMMITTED_AT = "Kubedr-Committed-At"  # exporter trailer: commit time to the microsecond (exporter/gittree.py)
-SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # a commit id, SHA-1 or SHA-256
 LISTINGS_KEPT = 2  # the commit a round applies and the one before it (its changes)
 
 
@@ -141,7 +139,7 @@ class Source:
 
     def _fetch_tip(self) -> None:
         """Fetch the branch; a new mirror starts from the tip alone (older history is fetched as needed: reach)."""
-        fresh = self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
+        fresh = self._last_remote is None and self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
         self._g("fetch", "-q", "--no-tags", *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
 
     @property
@@ -329,9 +327,11 @@ class Source:
         self._observer = observer
 
     def announce(self, sha: str = "") -> None:
-        """A verified webhook says the branch moved (to sha, when it says): wake wait(), fetch without ls-remote."""
-        if not SHA.fullmatch(sha) or not self.has(sha):
-            self._announced.set()
+        """A verified webhook says the branch moved (to sha): wake wait(); the next head() fetches at once.
+
+        Nothing runs here (it is the webhook's thread): the fetch itself says where the branch is, not sha."""
+        log.debug("push to %s announced (%s)", self.branch, sha[:12] or "no commit named")
+        self._announced.set()
         self._changed.set()
 
     def wait(self, interval: float, stop: threading.Event | None = None) -> None:

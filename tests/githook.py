@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import json
 import os
+import queue
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -40,13 +42,15 @@ def push_call(sender: str, ref: str = "refs/heads/main", after: str | None = Non
 
 
 def call(url: str, headers: dict[str, str], body: bytes, timeout: float = 10.0) -> tuple[int, str]:
-    """POST one call; (status, answer)."""
+    """POST one call; (status, answer), status 0 when nothing answered (a host notes a failed delivery)."""
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+    except (urllib.error.URLError, OSError) as err:
+        return 0, str(err)
 
 
 def announce(url: str, secret: bytes, sender: str = "github", ref: str = "refs/heads/main",
@@ -57,35 +61,50 @@ def announce(url: str, secret: bytes, sender: str = "github", ref: str = "refs/h
 
 
 class Announcer:
-    """Makes a bare repo announce each push to url, signed as GitHub does, from a thread of this process.
+    """A bare repo that notes every push it receives (when, old and new commit, ref) and, given a url, announces
+    each one there as GitHub does.
 
-    The post-receive hook writes to a FIFO this object keeps open for reading and writing, so the hook never blocks
-    and the announcement leaves as soon as the push has moved the branch."""
+    The post-receive hook writes to a FIFO this object keeps open for reading and writing, so the hook never blocks;
+    a thread notes each push as the hook reports it, another sends the calls (a slow endpoint delays no note)."""
 
-    def __init__(self, bare: Path, url: str, secret: bytes, workdir: Path) -> None:
+    def __init__(self, bare: Path, workdir: Path, url: str | None = None, secret: bytes = b"") -> None:
         self.url, self.secret = url, secret
+        self.pushes: list[tuple[float, str, str, str]] = []  # (time.time(), old, new, ref)
         self.answers: list[int] = []
-        fifo = workdir / "pushes.fifo"
+        self._calls: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        fifo = workdir / f"pushes-{bare.name}.fifo"
         os.mkfifo(fifo)
         self._fd = os.open(fifo, os.O_RDWR)
         hook = bare / "hooks" / "post-receive"
         hook.write_text(HOOK.format(fifo=fifo))
         hook.chmod(0o755)
-        self._thread = threading.Thread(target=self._run, name="announcer", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._note, name="push-notes", daemon=True),
+                         threading.Thread(target=self._send, name="push-announcer", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _note(self) -> None:
         pending = b""
         while data := os.read(self._fd, 65536):
+            now = time.time()
             pending += data
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 if line == b"stop":
+                    self._calls.put(None)
                     return
-                _, new, ref = line.decode().split()
-                self.answers.append(announce(self.url, self.secret, "github", ref, new)[0])
+                old, new, ref = line.decode().split()
+                self.pushes.append((now, old, new, ref))
+                if self.url:
+                    self._calls.put((ref, new))
+
+    def _send(self) -> None:
+        while (push := self._calls.get()) is not None:
+            assert self.url is not None
+            self.answers.append(announce(self.url, self.secret, "github", *push)[0])
 
     def stop(self) -> None:
         os.write(self._fd, b"stop\n")
-        self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
         os.close(self._fd)

@@ -46,9 +46,14 @@ class GitSSH:
             "PidFile none", "SetEnv SHLVL=5", ""]))
         self.proc: subprocess.Popen | None = None
 
-    def _known(self, key: str) -> str:
+    def _known(self, key: str, port: int | None = None) -> str:
         kind, blob = (self.dir / f"{key}.pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+        return f"[127.0.0.1]:{port or self.port} {kind} {blob}\n"
+
+    def reached_at(self, port: int) -> None:
+        """Trust this host's key on another port too (a proxy in front of it)."""
+        with (self.dir / "known_hosts").open("a") as fh:
+            fh.write(self._known("host_key", port))
 
     def start(self) -> GitSSH:
         if os.geteuid() == 0:
@@ -84,8 +89,8 @@ class GitSSH:
         """Connections that authenticated so far (each one a full key exchange)."""
         return (self.dir / "sshd.log").read_text(errors="replace").count("Accepted publickey")
 
-    def url(self, bare: Path) -> str:
-        return f"ssh://{self.user}@127.0.0.1:{self.port}{bare}"
+    def url(self, bare: Path, port: int | None = None) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{port or self.port}{bare}"
 
     def client_env(self, known_hosts: str | None = None) -> dict[str, str]:
         """The environment the exporter and applier Deployments set (pinned host key, one identity)."""

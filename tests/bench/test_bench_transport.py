@@ -1,0 +1,301 @@
+"""Benchmark: replication over the transports users have, side by side: a local path, SSH (a real sshd) and HTTPS
+(git-http-backend behind TLS and basic auth), on loopback and through a proxy adding 20 ms and 80 ms round trips.
+
+Topology: the Git host lives in the secondary's region (a DR repo must outlive the primary's region), so the added
+round trip is between the exporter and the host; the applier and the host's webhook are near each other.
+Figures per transport and round trip: change -> commit in the remote at 10 and 100 changes/s; primary change ->
+applied on the secondary at 10 changes/s, with polling (--interval 1s; a local path is watched, not polled) and with
+the Git host's push webhook (its own --interval, 60 s, never reached). Goals (asserted): over SSH on loopback,
+change -> remote p50 within 1.5x of the local path's; primary -> secondary p99 with the webhook <= 500 ms on
+loopback and <= 500 ms + 4 round trips with delay.
+
+The idle benchmark follows an SSH remote for 60 s with an applier that has nothing to do: its CPU (with git's, and
+the ssh connection's) and the SSH handshakes, beside the same for a local path and HTTPS. Goals: one handshake, CPU
+within 2x of the local path's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.bench.measure import Goals
+from tests.bench.test_bench_applier import Emu, _Arrivals
+from tests.bench.transport_harness import TRANSPORTS, Hosts, Remote, changed_paths, load, ms, percentile
+from tests.conftest import free_port, wait_until
+from tests.githook import Announcer
+
+SECONDS = float(os.environ.get("KUBEDR_BENCH_TRANSPORT_SECONDS", "10"))  # each measured window at 10/s
+RTTS = (0.0, 0.020, 0.080)  # added round trips, seconds
+OBJECTS = 1000  # ConfigMaps the changes rotate over: each one changes at most once per run
+DEADLINE = 10.0  # seconds after its write: a change not there by then counts as never
+SECRET = b"bench-webhook-secret"
+IDLE_SECONDS = float(os.environ.get("KUBEDR_BENCH_IDLE_SECONDS", "60"))
+
+
+def _spawn(log: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+    with log.open("ab") as fh:
+        return subprocess.Popen([sys.executable, "-m", "kubedr", *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
+
+
+def _stop(*procs: subprocess.Popen | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Changes:
+    """Writes to the primary's ConfigMaps at a steady rate; each write's seq and time."""
+
+    def __init__(self, primary: Emu) -> None:
+        self.primary = primary
+        self.next = 0
+        self.written: dict[int, float] = {}
+        primary.cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                                "metadata": {"name": "rpo"}})
+        for i in range(OBJECTS):
+            primary.cluster.request("POST", "/api/v1/namespaces/rpo/configmaps", {
+                "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}, "data": {"seq": "-1"}})
+
+    def one(self) -> int:
+        seq, self.next = self.next, self.next + 1
+        assert seq < OBJECTS, "more changes than objects: raise OBJECTS"
+        self.written[seq] = time.time()
+        self.primary.cluster.request("PATCH", f"/api/v1/namespaces/rpo/configmaps/cm-{seq}",
+                                     {"data": {"seq": str(seq)}}, content_type="application/merge-patch+json")
+        return seq
+
+    def run(self, rate: float, seconds: float) -> list[int]:
+        """rate changes per second for seconds; their seqs."""
+        start, out = time.perf_counter(), []
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # pacing the load generator, not waiting on a condition
+            out.append(self.one())
+        return out
+
+
+@dataclass
+class Row:
+    transport: str
+    rtt: float
+    figures: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> (p50, p99) seconds
+    loads: list[str] = field(default_factory=list)
+
+    def cell(self, column: str) -> str:
+        if column not in self.figures:
+            return "n/a"
+        p50, p99 = self.figures[column]
+        return f"{ms(p50)} / {ms(p99)}"
+
+
+COLUMNS = ("change->remote @10/s", "change->remote @100/s", "primary->secondary polling", "primary->secondary webhook")
+
+
+def _pushed(hook: Announcer, bare: Path, changes: Changes, seqs: list[int]) -> list[float]:
+    """Change -> remote of each seq (seconds, sorted; inf when not pushed within DEADLINE)."""
+    last = changes.written[seqs[-1]]
+    wait_until(lambda: time.time() > last + DEADLINE or _arrived(hook, bare, changes, seqs)[1] == 0,
+               timeout=DEADLINE + 30, interval=0.2, what="the changes in the remote")
+    return _arrived(hook, bare, changes, seqs)[0]
+
+
+_paths_cache: dict[tuple[str, str], list[str]] = {}
+
+
+def _arrived(hook: Announcer, bare: Path, changes: Changes, seqs: list[int]) -> tuple[list[float], int]:
+    pushes = list(hook.pushes)
+    for _, old, new, _ in pushes:
+        if (old, new) not in _paths_cache:
+            _paths_cache[(old, new)] = changed_paths(bare, old, new)
+    out = []
+    for seq in seqs:
+        w = changes.written[seq]
+        times = [at for at, old, new, _ in pushes if at >= w and f"rpo/ConfigMap/cm-{seq}.yaml" in
+                 _paths_cache[(old, new)]]
+        out.append(min(times) - w if times and min(times) - w <= DEADLINE else float("inf"))
+    return sorted(out), sum(v == float("inf") for v in out)
+
+
+def _applied(arrivals: _Arrivals, changes: Changes, seqs: list[int]) -> list[float]:
+    """Primary change -> applied on the secondary, per seq (sorted; inf when not within DEADLINE)."""
+    last = changes.written[seqs[-1]]
+
+    def missing() -> int:
+        return sum(arrivals.applied_at(f"cm-{s}", s) is None for s in seqs)
+
+    wait_until(lambda: missing() == 0 or time.time() > last + DEADLINE, timeout=DEADLINE + 30, interval=0.1,
+               what="the changes applied")
+    out = []
+    for seq in seqs:
+        at = arrivals.applied_at(f"cm-{seq}", seq)
+        out.append(float("inf") if at is None or at - changes.written[seq] > DEADLINE else at - changes.written[seq])
+    return sorted(out)
+
+
+def _figures(values: list[float]) -> tuple[float, float]:
+    return percentile(values, 0.5), percentile(values, 0.99)
+
+
+def _one_run(hosts: Hosts, transport: str, rtt: float, tmp: Path) -> Row:
+    tag = f"{transport.split()[0].lower()}-{int(rtt * 1000)}ms"
+    work = tmp / tag
+    work.mkdir()
+    row = Row(transport, rtt)
+    primary, secondary = Emu(work, "primary"), Emu(work, "secondary")
+    exporter = applier = None
+    remote = Remote(hosts, transport, tag)
+    hook = Announcer(remote.bare, work)
+    env = remote.env()
+    try:
+        changes = Changes(primary)
+        exporter = _spawn(work / "export.log", env, "--log-level", "WARNING", "export", "--kubeconfig",
+                          primary.kubeconfig, "--namespaces", "rpo", "--repo", remote.url(rtt / 2), "--workdir",
+                          str(work / "export"), "--cluster-name", "bench")
+        wait_until(lambda: hook.pushes, timeout=120, what=f"the initial export ({work / 'export.log'})")
+        for rate, seconds, column in ((10, SECONDS, COLUMNS[0]), (100, SECONDS / 2, COLUMNS[1])):
+            seqs = changes.run(rate, seconds)
+            row.figures[column] = _figures(_pushed(hook, remote.bare, changes, seqs))
+            row.loads.append(load())
+
+        arrivals = _Arrivals(secondary)
+        for column, webhook in ((COLUMNS[2], False), (COLUMNS[3], True)):
+            if webhook and transport == "local path":
+                continue  # a local repo is watched: nothing to announce
+            extra: list[str] = ["--interval", "1s"]
+            if webhook:
+                port = free_port()
+                (work / "secret").write_bytes(SECRET)
+                extra = ["--webhook-listen", f"127.0.0.1:{port}", "--webhook-secret-file", str(work / "secret")]
+                hook.secret, hook.url = SECRET, f"http://127.0.0.1:{port}/webhook"
+            applier = _spawn(work / f"apply-{'webhook' if webhook else 'poll'}.log", env, "--log-level", "WARNING",
+                             "apply", "--kubeconfig", secondary.kubeconfig, "--repo", remote.url(0.0), "--workdir",
+                             str(work / f"apply-{webhook}"), *extra)
+            marker = changes.one()  # the applier follows: every object mirrored, this one applied
+            wait_until(lambda m=marker: arrivals.applied_at(f"cm-{m}", m) is not None, timeout=120,
+                       what=f"the applier following ({work})")
+            seqs = changes.run(10, SECONDS)
+            row.figures[column] = _figures(_applied(arrivals, changes, seqs))
+            row.loads.append(load())
+            _stop(applier)
+            applier = None
+        arrivals.stop.set()
+    finally:
+        _stop(applier, exporter, primary.proc, secondary.proc)
+        hook.stop()
+    return row
+
+
+def _table(rows: list[Row]) -> str:
+    head = ["transport", "added RTT", *(f"{c} p50/p99 ms" for c in COLUMNS)]
+    lines = [head] + [[r.transport, f"{r.rtt * 1000:.0f} ms", *(r.cell(c) for c in COLUMNS)] for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+
+
+@pytest.mark.bench
+def test_bench_transport(tmp_path: Path) -> None:
+    hosts = Hosts(tmp_path)
+    rows: list[Row] = []
+    try:
+        for rtt in RTTS:
+            for transport in TRANSPORTS:
+                if rtt and transport == "local path":
+                    continue  # no network to delay
+                rows.append(_one_run(hosts, transport, rtt, tmp_path))
+                print(f"\n[transport] {transport}, +{rtt * 1000:.0f} ms: " + "; ".join(
+                    f"{c} {rows[-1].cell(c)} ms" for c in COLUMNS) + f" ({', '.join(rows[-1].loads)})", flush=True)
+    finally:
+        hosts.stop()
+    goals = Goals("transport")
+    local = next(r for r in rows if r.transport == "local path")
+    verdicts = []
+    for column in COLUMNS[:2]:
+        ssh = next(r for r in rows if r.transport == "SSH" and not r.rtt).figures[column][0]
+        verdicts.append(f"SSH {column} p50 {ms(ssh)} ms vs local path {ms(local.figures[column][0])} ms "
+                        f"{goals.at_most(f'SSH {column} p50 / local', ssh / local.figures[column][0], 1.5, 'x')}")
+    for r in rows:
+        if COLUMNS[3] in r.figures:
+            what, p99 = f"{r.transport} +{r.rtt * 1000:.0f} ms webhook p99", r.figures[COLUMNS[3]][1] * 1000
+            verdicts.append(f"{what} {p99:.0f} ms {goals.at_most(what, p99, 500 + 4 * r.rtt * 1000, 'ms')}")
+    print("\n[transport] side by side (the Git host in the secondary's region: the added round trip is between the "
+          "exporter and the host)\n" + _table(rows) + "\n" + "\n".join(verdicts))
+    goals.check()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of the children it waited for, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _masters(sockets: Path) -> list[int]:
+    """The ssh master connections whose control sockets live below sockets."""
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.isdigit() and str(sockets).encode() in cmdline and b"[mux]" in cmdline:
+            out.append(int(entry))
+    return out
+
+
+@pytest.mark.bench
+def test_bench_transport_idle(tmp_path: Path) -> None:
+    hosts = Hosts(tmp_path)
+    goals = Goals("idle applier")
+    figures: dict[str, tuple[float, int]] = {}
+    try:
+        for transport in TRANSPORTS:
+            work = tmp_path / f"idle-{transport.split()[0].lower()}"
+            work.mkdir()
+            secondary = Emu(work, "secondary")
+            remote = Remote(hosts, transport, work.name)
+            seed = work / "seed"
+            subprocess.run(["git", "clone", "-q", str(remote.bare), str(seed)], check=True, capture_output=True)
+            (seed / "idle" / "ConfigMap").mkdir(parents=True)
+            (seed / "idle" / "ConfigMap" / "c.yaml").write_text(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: idle\ndata:\n  k: v\n")
+            (seed / "_cluster" / "Namespace").mkdir(parents=True)
+            (seed / "_cluster" / "Namespace" / "idle.yaml").write_text(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: idle\n")
+            for args in (["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "seed"],
+                         ["push", "-q", "origin", "HEAD:main"]):
+                subprocess.run(["git", *args], cwd=seed, check=True, capture_output=True)
+            handshakes = hosts.ssh.handshakes()
+            applier = _spawn(work / "apply.log", remote.env(), "apply", "--kubeconfig", secondary.kubeconfig,
+                             "--repo", remote.url(), "--workdir", str(work / "w"), "--interval", "1s")
+            try:
+                log = work / "apply.log"
+                wait_until(lambda: ": 2 applied" in log.read_text(), timeout=60, what="first round")  # noqa: B023
+                masters = _masters(hosts.sockets)
+                cpu0 = _cpu_seconds(applier.pid) + sum(_cpu_seconds(m) for m in masters)
+                time.sleep(IDLE_SECONDS)  # the measured window, not a wait for a condition
+                cpu = _cpu_seconds(applier.pid) + sum(_cpu_seconds(m) for m in masters) - cpu0
+                figures[transport] = (cpu, hosts.ssh.handshakes() - handshakes)
+                print(f"\n[transport] idle applier, {transport}, interval 1 s, {IDLE_SECONDS:.0f} s: {cpu:.2f} CPU-s "
+                      f"(with git's and the ssh connection's), SSH handshakes {figures[transport][1]} ({load()})",
+                      flush=True)
+            finally:
+                _stop(applier, secondary.proc)
+    finally:
+        hosts.stop()
+    cpu, shakes = figures["SSH"]
+    print(f"[transport] idle applier over SSH: {shakes} handshake(s) {goals.at_most('SSH handshakes', shakes, 1)}, "
+          f"CPU {cpu / figures['local path'][0]:.2f}x the local path's "
+          f"{goals.at_most('CPU vs local path', cpu / figures['local path'][0], 2, 'x')}")
+    goals.check()
