@@ -305,12 +305,26 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
         metrics.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if options.settings.dry_run:
         return _dry_run(engine, options)
+    from kubedr.applier import routing
+    from kubedr.kube import api_client
+
+    hooked = False
     if options.webhook_listen and options.webhook_secret and not options.once:
         webhook.serve(options.webhook_listen, webhook.Receiver(options.webhook_secret, engine.settings.branch,
                                                                engine.source.announce))
-    from kubedr.kube import api_client
+        routing.mark(engine.cluster, False)  # a spare until it leads (a crashed leader restarts in its pod)
+        hooked = True
 
     def work(stop: Any) -> int:
+        if not hooked:
+            return follow(stop)
+        routing.mark(engine.cluster, True)  # the webhook Service now routes here
+        try:
+            return follow(stop)
+        finally:
+            routing.mark(engine.cluster, False)
+
+    def follow(stop: Any) -> int:
         if options.once or not engine.settings.drift:
             return loop(engine, options.interval, options.once, stop)
         from kubedr.applier.drift import INTERVAL, Drift, DriftSettings

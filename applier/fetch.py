@@ -132,7 +132,7 @@ class Source:
         if not out:
             return None
         sha = out[0]
-        if sha != self._last_remote or not self.has(sha):
+        if sha != self._last_remote:  # fetched once, the commit stays: the mirror only ever gains objects
             self._fetch_tip()
             self._last_remote = sha
         return sha

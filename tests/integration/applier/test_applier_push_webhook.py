@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import urllib3
 
+from kubedr.leader import micro_time as leader_time
 from tests.conftest import free_port, wait_until
 from tests.githook import Announcer, announce
 from tests.integration.applier.conftest import cli_env, git
@@ -29,7 +30,7 @@ class Follower:
         self.gits = tmp / "git-calls.log"
         self.webhook, self.metrics = free_port(), free_port()
         self.log = tmp / "apply.log"
-        env = {**cli_env(), "PATH": counting_git(tmp / "bin", self.gits, timestamps=True)}
+        env = {**cli_env(), "PATH": counting_git(tmp / "bin", self.gits, timestamps=True)}  # and POD_* if set
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kubedr", "apply", "--kubeconfig", secondary.kubeconfig_path, "--repo", url,
@@ -142,7 +143,7 @@ def test_a_verified_push_to_the_followed_branch_is_fetched_at_once(secondary, re
                                                                    tmp_path: Path) -> None:
     f = follower("--interval", "1h")  # polling out of the way: only the webhook starts a fetch
     before = len(f.calls())
-    announcer = Announcer(remote[0], f.url, SECRET, tmp_path)
+    announcer = Announcer(remote[0], tmp_path, f.url, SECRET)
     try:
         for i in range(3):
             _push(remote[2], f"n{i}")
@@ -198,3 +199,35 @@ def test_a_taken_webhook_port_is_one_line_and_exit_2(secondary, remote, tmp_path
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].endswith("the port is taken by another process (give each kubedr process its own port)")
+
+
+def test_the_webhook_service_routes_to_the_replica_that_leads(secondary, remote, tmp_path: Path, monkeypatch) -> None:
+    """The leader labels its pod for the webhook Service; a spare (a stale label from a crash too) does not."""
+    from kubedr.applier.routing import LABEL, VALUE
+
+    api = secondary.api
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubedr-system"}})
+    api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "applier-0", "namespace": "kubedr-system",
+                                                               "labels": {LABEL: VALUE}},  # left by a crashed leader
+                "spec": {"containers": [{"name": "applier", "image": "kubedr"}]}})
+    api.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "kubedr-applier", "namespace": "kubedr-system"},
+                "spec": {"holderIdentity": "applier-1", "leaseDurationSeconds": 3600,
+                         "renewTime": leader_time()}})
+
+    def labels() -> dict[str, str]:
+        return api.get("v1", "Pod", "applier-0", "kubedr-system")["metadata"].get("labels") or {}
+
+    monkeypatch.setenv("POD_NAME", "applier-0")
+    monkeypatch.setenv("POD_NAMESPACE", "kubedr-system")
+    f = Follower(secondary, remote[1], tmp_path, "--leader-elect",
+                 "--leader-election-identity", "applier-0", "--leader-election-namespace", "kubedr-system")
+    try:
+        wait_until(lambda: LABEL not in labels(), timeout=30, what="the stale label removed by the spare")
+        lease = api.get("coordination.k8s.io/v1", "Lease", "kubedr-applier", "kubedr-system")
+        lease["spec"] = {"holderIdentity": "", "leaseDurationSeconds": 1}  # the other replica released it
+        api.update(lease)
+        wait_until(lambda: labels().get(LABEL) == VALUE, timeout=30, what="the leader's label")
+    finally:
+        f.stop()
+    assert LABEL not in labels()  # stopped: no longer routed here
