@@ -123,3 +123,16 @@ def _descendants(pid: int) -> list[int]:
         found += below
         frontier = below
     return found
+
+
+def masters(directory: Path) -> list[int]:
+    """The ssh master connections whose control sockets live below directory (a kubedr process's $TMPDIR)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.isdigit() and str(directory).encode() in cmdline and b"[mux]" in cmdline:
+            found.append(int(entry))
+    return found

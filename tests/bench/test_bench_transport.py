@@ -3,7 +3,9 @@
 
 Topology: the Git host lives in the secondary's region (a DR repo must outlive the primary's region), so the added
 round trip is between the exporter and the host; the applier and the host's webhook are near each other.
-Figures per transport and round trip: change -> commit in the remote at 10 and 100 changes/s; primary change ->
+Figures per transport and round trip: change -> commit in the remote at 10 and 100 changes/s (one exporter per
+transport, each on its own namespace of one primary, taking turns in windows so that they share the machine's load
+alike); primary change ->
 applied on the secondary at 10 changes/s, with polling (--interval 1s; a local path is watched, not polled) and with
 the Git host's push webhook (its own --interval, 60 s, never reached). Goals (asserted): over SSH on loopback,
 change -> remote p50 within 1.5x of the local path's; primary -> secondary p99 with the webhook <= 500 ms on
@@ -17,7 +19,6 @@ within 2x of the local path's.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,10 +28,11 @@ from pathlib import Path
 import pytest
 
 from tests.bench.measure import Goals
-from tests.bench.test_bench_applier import Emu, _Arrivals
+from tests.bench.test_bench_applier import Emu, _Arrivals, _cpu_seconds
 from tests.bench.transport_harness import TRANSPORTS, Hosts, Remote, changed_paths, load, ms, percentile
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, stop_process, wait_until
 from tests.githook import Announcer
+from tests.gitssh import masters
 
 SECONDS = float(os.environ.get("KUBEDR_BENCH_TRANSPORT_SECONDS", "10"))  # each measured window at 10/s
 RTTS = (0.0, 0.020, 0.080)  # added round trips, seconds
@@ -47,32 +49,31 @@ def _spawn(log: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
 
 def _stop(*procs: subprocess.Popen | None) -> None:
     for proc in procs:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if proc is not None:
+            stop_process(proc)
 
 
 class Changes:
-    """Writes to the primary's ConfigMaps at a steady rate; each write's seq and time."""
+    """Writes to the ConfigMaps of one namespace of the primary at a steady rate; each write's seq and time."""
 
-    def __init__(self, primary: Emu) -> None:
-        self.primary = primary
+    def __init__(self, primary: Emu, namespace: str) -> None:
+        self.primary, self.namespace = primary, namespace
         self.next = 0
         self.written: dict[int, float] = {}
         primary.cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                                "metadata": {"name": "rpo"}})
+                                                                "metadata": {"name": namespace}})
         for i in range(OBJECTS):
-            primary.cluster.request("POST", "/api/v1/namespaces/rpo/configmaps", {
+            primary.cluster.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", {
                 "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}, "data": {"seq": "-1"}})
+
+    def path(self, seq: int) -> str:
+        return f"{self.namespace}/ConfigMap/cm-{seq}.yaml"
 
     def one(self) -> int:
         seq, self.next = self.next, self.next + 1
         assert seq < OBJECTS, "more changes than objects: raise OBJECTS"
         self.written[seq] = time.time()
-        self.primary.cluster.request("PATCH", f"/api/v1/namespaces/rpo/configmaps/cm-{seq}",
+        self.primary.cluster.request("PATCH", f"/api/v1/namespaces/{self.namespace}/configmaps/cm-{seq}",
                                      {"data": {"seq": str(seq)}}, content_type="application/merge-patch+json")
         return seq
 
@@ -123,8 +124,7 @@ def _arrived(hook: Announcer, bare: Path, changes: Changes, seqs: list[int]) -> 
     out = []
     for seq in seqs:
         w = changes.written[seq]
-        times = [at for at, old, new, _ in pushes if at >= w and f"rpo/ConfigMap/cm-{seq}.yaml" in
-                 _paths_cache[(old, new)]]
+        times = [at for at, old, new, _ in pushes if at >= w and changes.path(seq) in _paths_cache[(old, new)]]
         out.append(min(times) - w if times and min(times) - w <= DEADLINE else float("inf"))
     return sorted(out), sum(v == float("inf") for v in out)
 
@@ -149,53 +149,88 @@ def _figures(values: list[float]) -> tuple[float, float]:
     return percentile(values, 0.5), percentile(values, 0.99)
 
 
-def _one_run(hosts: Hosts, transport: str, rtt: float, tmp: Path) -> Row:
-    tag = f"{transport.split()[0].lower()}-{int(rtt * 1000)}ms"
-    work = tmp / tag
-    work.mkdir()
-    row = Row(transport, rtt)
-    primary, secondary = Emu(work, "primary"), Emu(work, "secondary")
-    exporter = applier = None
-    remote = Remote(hosts, transport, tag)
-    hook = Announcer(remote.bare, work)
-    env = remote.env()
-    try:
-        changes = Changes(primary)
-        exporter = _spawn(work / "export.log", env, "--log-level", "WARNING", "export", "--kubeconfig",
-                          primary.kubeconfig, "--namespaces", "rpo", "--repo", remote.url(rtt / 2), "--workdir",
-                          str(work / "export"), "--cluster-name", "bench")
-        wait_until(lambda: hook.pushes, timeout=120, what=f"the initial export ({work / 'export.log'})")
-        for rate, seconds, column in ((10, SECONDS, COLUMNS[0]), (100, SECONDS / 2, COLUMNS[1])):
-            seqs = changes.run(rate, seconds)
-            row.figures[column] = _figures(_pushed(hook, remote.bare, changes, seqs))
-            row.loads.append(load())
+class Lane:
+    """One transport at one added round trip: its namespace of the primary, its repo, exporter and push notes."""
 
-        arrivals = _Arrivals(secondary)
-        for column, webhook in ((COLUMNS[2], False), (COLUMNS[3], True)):
-            if webhook and transport == "local path":
-                continue  # a local repo is watched: nothing to announce
-            extra: list[str] = ["--interval", "1s"]
-            if webhook:
-                port = free_port()
-                (work / "secret").write_bytes(SECRET)
-                extra = ["--webhook-listen", f"127.0.0.1:{port}", "--webhook-secret-file", str(work / "secret")]
-                hook.secret, hook.url = SECRET, f"http://127.0.0.1:{port}/webhook"
-            applier = _spawn(work / f"apply-{'webhook' if webhook else 'poll'}.log", env, "--log-level", "WARNING",
-                             "apply", "--kubeconfig", secondary.kubeconfig, "--repo", remote.url(0.0), "--workdir",
-                             str(work / f"apply-{webhook}"), *extra)
-            marker = changes.one()  # the applier follows: every object mirrored, this one applied
-            wait_until(lambda m=marker: arrivals.applied_at(f"cm-{m}", m) is not None, timeout=120,
-                       what=f"the applier following ({work})")
-            seqs = changes.run(10, SECONDS)
-            row.figures[column] = _figures(_applied(arrivals, changes, seqs))
-            row.loads.append(load())
-            _stop(applier)
-            applier = None
-        arrivals.stop.set()
+    def __init__(self, hosts: Hosts, transport: str, rtt: float, primary: Emu, tmp: Path) -> None:
+        self.transport, self.rtt = transport, rtt
+        self.work = tmp / f"{transport.split()[0].lower()}-{int(rtt * 1000)}ms"
+        self.work.mkdir()
+        self.row = Row(transport, rtt)
+        self.changes = Changes(primary, f"rpo-{transport.split()[0].lower()}")
+        self.remote = Remote(hosts, transport, self.work.name)
+        self.hook = Announcer(self.remote.bare, self.work)
+        self.env = self.remote.env()
+        self.exporter = _spawn(self.work / "export.log", self.env, "--log-level", "WARNING", "export",
+                               "--kubeconfig", primary.kubeconfig, "--namespaces", self.changes.namespace,
+                               "--repo", self.remote.url(rtt / 2), "--workdir", str(self.work / "export"),
+                               "--cluster-name", "bench")
+
+    def follow(self) -> None:
+        """Primary -> secondary through this lane's repo: a fresh secondary, polled, then announced."""
+        secondary = Emu(self.work, "secondary")
+        arrivals, applier = _Arrivals(secondary), None  # the applier maps the lane's namespace to rpo
+        try:
+            for column, webhook in ((COLUMNS[2], False), (COLUMNS[3], True)):
+                if webhook and self.transport == "local path":
+                    continue  # a local repo is watched: nothing to announce
+                extra: list[str] = ["--interval", "1s"]
+                if webhook:
+                    port = free_port()
+                    (self.work / "secret").write_bytes(SECRET)
+                    extra = ["--webhook-listen", f"127.0.0.1:{port}", "--webhook-secret-file",
+                             str(self.work / "secret")]
+                    self.hook.secret, self.hook.url = SECRET, f"http://127.0.0.1:{port}/webhook"
+                applier = _spawn(self.work / f"apply-{'webhook' if webhook else 'poll'}.log", self.env,
+                                 "--log-level", "WARNING", "apply", "--kubeconfig", secondary.kubeconfig, "--repo",
+                                 self.remote.url(0.0), "--workdir", str(self.work / f"apply-{webhook}"),
+                                 "--namespace-map", f"{self.changes.namespace}=rpo", *extra)
+                marker = self.changes.one()  # the applier follows: every object mirrored, this one applied
+                wait_until(lambda m=marker: arrivals.applied_at(f"cm-{m}", m) is not None, timeout=120,
+                           what=f"the applier following ({self.work})")
+                seqs = self.changes.run(10, SECONDS)
+                self.row.figures[column] = _figures(_applied(arrivals, self.changes, seqs))
+                self.row.loads.append(load())
+                _stop(applier)
+                applier = None
+        finally:
+            arrivals.stop.set()
+            _stop(applier, secondary.proc)
+
+    def stop(self) -> None:
+        _stop(self.exporter)
+        self.hook.stop()
+
+
+ROUNDS = 2  # the transports take turns, each window this many times: they share the machine's load alike
+
+
+def _run(hosts: Hosts, rtt: float, tmp: Path) -> list[Row]:
+    """Every transport at one added round trip: change -> remote in turns, then primary -> secondary each."""
+    primary = Emu(tmp, f"primary-{int(rtt * 1000)}ms")
+    lanes: list[Lane] = []
+    try:
+        for transport in TRANSPORTS:
+            if not (rtt and transport == "local path"):  # no network to delay
+                lanes.append(Lane(hosts, transport, rtt, primary, tmp))
+        for lane in lanes:
+            wait_until(lambda lane=lane: lane.hook.pushes, timeout=120, what=f"the initial export ({lane.work})")
+        for rate, seconds, column in ((10, SECONDS, COLUMNS[0]), (100, SECONDS / 2, COLUMNS[1])):
+            seqs: dict[str, list[int]] = {lane.transport: [] for lane in lanes}
+            for _ in range(ROUNDS):
+                for lane in lanes:
+                    seqs[lane.transport] += lane.changes.run(rate, seconds / ROUNDS)
+            for lane in lanes:
+                lane.row.figures[column] = _figures(_pushed(lane.hook, lane.remote.bare, lane.changes,
+                                                            seqs[lane.transport]))
+                lane.row.loads.append(load())
+        for lane in lanes:
+            lane.follow()
     finally:
-        _stop(applier, exporter, primary.proc, secondary.proc)
-        hook.stop()
-    return row
+        for lane in lanes:
+            lane.stop()
+        _stop(primary.proc)
+    return [lane.row for lane in lanes]
 
 
 def _table(rows: list[Row]) -> str:
@@ -211,12 +246,11 @@ def test_bench_transport(tmp_path: Path) -> None:
     rows: list[Row] = []
     try:
         for rtt in RTTS:
-            for transport in TRANSPORTS:
-                if rtt and transport == "local path":
-                    continue  # no network to delay
-                rows.append(_one_run(hosts, transport, rtt, tmp_path))
-                print(f"\n[transport] {transport}, +{rtt * 1000:.0f} ms: " + "; ".join(
-                    f"{c} {rows[-1].cell(c)} ms" for c in COLUMNS) + f" ({', '.join(rows[-1].loads)})", flush=True)
+            new = _run(hosts, rtt, tmp_path)
+            rows += new
+            for row in new:
+                print(f"\n[transport] {row.transport}, +{row.rtt * 1000:.0f} ms: " + "; ".join(
+                    f"{c} {row.cell(c)} ms" for c in COLUMNS) + f" ({', '.join(row.loads)})", flush=True)
     finally:
         hosts.stop()
     goals = Goals("transport")
@@ -233,25 +267,6 @@ def test_bench_transport(tmp_path: Path) -> None:
     print("\n[transport] side by side (the Git host in the secondary's region: the added round trip is between the "
           "exporter and the host)\n" + _table(rows) + "\n" + "\n".join(verdicts))
     goals.check()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and of the children it waited for, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def _masters(sockets: Path) -> list[int]:
-    """The ssh master connections whose control sockets live below sockets."""
-    out = []
-    for entry in os.listdir("/proc"):
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if entry.isdigit() and str(sockets).encode() in cmdline and b"[mux]" in cmdline:
-            out.append(int(entry))
-    return out
 
 
 IDLE_CASES = (("local path", False), ("SSH", False), ("HTTPS", False), ("SSH", True))  # (transport, webhook)
@@ -292,10 +307,10 @@ def test_bench_transport_idle(tmp_path: Path) -> None:
             log = work / "apply.log"
             try:
                 wait_until(lambda: ": 2 applied" in log.read_text(), timeout=60, what="first round")  # noqa: B023
-                masters = _masters(hosts.sockets)
-                cpu0 = _cpu_seconds(applier.pid) + sum(_cpu_seconds(m) for m in masters)
+                connections = masters(hosts.sockets)
+                cpu0 = _cpu_seconds(applier.pid) + sum(_cpu_seconds(m) for m in connections)
                 time.sleep(IDLE_SECONDS)  # the measured window, not a wait for a condition
-                cpu = _cpu_seconds(applier.pid) + sum(_cpu_seconds(m) for m in masters) - cpu0
+                cpu = _cpu_seconds(applier.pid) + sum(_cpu_seconds(m) for m in connections) - cpu0
                 figures[(transport, webhook)] = (cpu, hosts.ssh.handshakes() - handshakes)
                 print(f"\n[transport] idle applier, {transport}, {'webhook (polls every 60 s)' if webhook else 'polling every 1 s'}, "
                       f"{IDLE_SECONDS:.0f} s: {cpu:.2f} CPU-s (with git's and the ssh connection's), SSH handshakes "

@@ -55,19 +55,6 @@ def test_export_and_apply_over_ssh_with_a_pinned_host_key(primary, ssh_host, tmp
     assert "Host key verification failed" in refused.stderr
 
 
-def _masters(tmpdir: Path) -> list[int]:
-    """The ssh master connections kubedr processes started with TMPDIR=tmpdir (their sockets live below it)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if entry.isdigit() and str(tmpdir).encode() in cmdline and b"[mux]" in cmdline:
-            found.append(int(entry))
-    return found
-
-
 def test_one_ssh_connection_per_process_survives_a_dropped_connection_without_losing_or_duplicating_a_commit(
         primary, ssh_host, tmp_path: Path) -> None:
     bare = tmp_path / "config.git"
@@ -100,7 +87,7 @@ def test_one_ssh_connection_per_process_survives_a_dropped_connection_without_lo
         wait_until(lambda: applied(range(0, 5)), timeout=60, what="the first changes applied over SSH")
         before = ssh_host.handshakes()
         assert before <= 3, "one connection per process (exporter, applier; a race of two first commands: one more)"
-        assert len(_masters(sockets)) == before
+        assert len(gitssh.masters(sockets)) == before
 
         ssh_host.drop()  # every connection is gone; the exporter commits on and retries its pushes
         change(range(5, 10))
@@ -124,7 +111,7 @@ def test_one_ssh_connection_per_process_survives_a_dropped_connection_without_lo
         for proc in (exporter, applier):
             proc.terminate()
             proc.wait(20)
-    wait_until(lambda: not _masters(sockets), timeout=10, what="the connections closed when the daemons stopped")
+    wait_until(lambda: not gitssh.masters(sockets), timeout=10, what="the connections closed when the daemons stopped")
     assert not any(sockets.iterdir()), "each process removed its socket directory"
     sockets.rmdir()
 
@@ -140,5 +127,5 @@ def test_status_reads_an_ssh_remote_through_one_connection_and_closes_it(primary
     shown = _kubedr("status", "--repo", ssh_host.url(bare), "-o", "json", env=env)
     assert shown.returncode in (0, 1) and '"writer"' in shown.stdout, shown.stderr[-2000:]
     assert ssh_host.handshakes() == before + 1  # its fetches shared one connection
-    assert not _masters(sockets) and not any(sockets.iterdir())  # closed at exit
+    assert not gitssh.masters(sockets) and not any(sockets.iterdir())  # closed at exit
     sockets.rmdir()
