@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ class Hosts:
             proxy.stop()
         self.https.stop()
         self.ssh.stop()
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
     def proxy(self, port: int, delay: float) -> int:
         """A port that reaches port with delay seconds each way (port itself without delay)."""
