@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubedr import leader
+from kubedr import leader, webhook
 from kubedr.config import Bound, UsageError, check_bounds
 from kubedr.durations import parse_duration
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from kubedr.sealing import Identity
 
 log = logging.getLogger("kubedr.applier")
+POLL = "1s"  # how often the remote is polled
+POLL_WITH_WEBHOOK = "60s"  # ... when the Git host announces pushes: a lost webhook is applied within a minute
 
 
 def target_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,8 +107,14 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     target_arguments(parser)
     if name == "apply":
         parser.add_argument("--once", action="store_true", help="one round, then exit (1 if anything failed)")
-        parser.add_argument("--interval", default="1s",
-                            help="how often to poll the remote (default 1s)")
+        parser.add_argument("--interval", default=None,
+                            help=f"how often to poll the remote (default {POLL}; {POLL_WITH_WEBHOOK} with "
+                                 "--webhook-listen, where polling is the fallback)")
+        parser.add_argument("--webhook-listen", metavar="[HOST]:PORT",
+                            help=f"serve POST {webhook.PATH} for the Git host's push webhook (GitHub, GitLab, Gitea): "
+                                 "a verified push to the branch is fetched at once")
+        parser.add_argument("--webhook-secret-file", metavar="FILE",
+                            help="the webhook's shared secret (needed with --webhook-listen)")
         parser.add_argument("--dry-run", action="store_true", help="send everything with dryRun=All")
         parser.add_argument("--metrics-listen", help="serve /metrics /healthz /readyz on host:port")
         parser.add_argument("--cluster-name", help="this cluster's name (its exporter's --cluster-name): while the "
@@ -170,6 +178,8 @@ class ApplyOptions:
     metrics_listen: str | None = None
     cluster_name: str | None = None
     election: leader.Options = leader.Options()
+    webhook_listen: str | None = None
+    webhook_secret: bytes | None = None
 
 
 TIMES: dict[str, Bound] = {"interval": Bound(above=0), "drift_interval": Bound(above=0)}  # seconds
@@ -224,8 +234,11 @@ def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | N
 def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = None, context: str | None = None,
                   workdir: str | None = None, identities: list[str] | None = None) -> ApplyOptions:
     """The one typed, validated ApplyOptions of a command line; UsageError (one line, naming the flag) if bad."""
+    webhook_listen, secret_file = getattr(args, "webhook_listen", None), getattr(args, "webhook_secret_file", None)
+    secret = _webhook_secret(webhook_listen, secret_file)
     try:
-        interval = parse_duration(getattr(args, "interval", None) or "1s", "--interval")
+        interval = parse_duration(getattr(args, "interval", None) or (POLL_WITH_WEBHOOK if webhook_listen else POLL),
+                                  "--interval")
         drift_text = getattr(args, "drift_interval", None)
         drift = parse_duration(drift_text, "--drift-interval") if drift_text else None
         elect = leader.options_from(args)
@@ -237,7 +250,15 @@ def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = 
                         context=getattr(args, "context", None) if context is None else context,
                         workdir=workdir or getattr(args, "workdir", None), once=bool(getattr(args, "once", False)),
                         interval=interval, drift_interval=drift, metrics_listen=getattr(args, "metrics_listen", None),
-                        cluster_name=getattr(args, "cluster_name", None), election=elect)
+                        cluster_name=getattr(args, "cluster_name", None), election=elect,
+                        webhook_listen=webhook_listen, webhook_secret=secret)
+
+
+def _webhook_secret(listen: str | None, secret_file: str | None) -> bytes | None:
+    """The webhook secret, read now; UsageError for one option without the other (never an unverified webhook)."""
+    if bool(listen) != bool(secret_file):
+        raise UsageError("--webhook-listen and --webhook-secret-file go together: the secret verifies every call")
+    return webhook.load_secret(secret_file) if secret_file else None
 
 
 def engine_for(options: ApplyOptions) -> Engine:
@@ -284,9 +305,26 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
         metrics.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if options.settings.dry_run:
         return _dry_run(engine, options)
+    from kubedr.applier import routing
     from kubedr.kube import api_client
 
+    hooked = False
+    if options.webhook_listen and options.webhook_secret and not options.once:
+        webhook.serve(options.webhook_listen, webhook.Receiver(options.webhook_secret, engine.settings.branch,
+                                                               engine.source.announce))
+        routing.mark(engine.cluster, False)  # a spare until it leads (a crashed leader restarts in its pod)
+        hooked = True
+
     def work(stop: Any) -> int:
+        if not hooked:
+            return follow(stop)
+        routing.mark(engine.cluster, True)  # the webhook Service now routes here
+        try:
+            return follow(stop)
+        finally:
+            routing.mark(engine.cluster, False)
+
+    def follow(stop: Any) -> int:
         if options.once or not engine.settings.drift:
             return loop(engine, options.interval, options.once, stop)
         from kubedr.applier.drift import INTERVAL, Drift, DriftSettings

@@ -1,7 +1,8 @@
 """Fetch: know which commit to apply and which paths changed, at the cost of one `git ls-remote` when idle.
 
 A remote URL is mirrored into a bare clone under the work directory and polled with `git ls-remote`; a new
-mirror holds only the tip and fetches older history only as far back as a diff or the trust gate needs it. A local
+mirror holds only the tip and fetches older history only as far back as a diff or the trust gate needs it. A push
+the Git host announces (kubedr.webhook, announce()) wakes wait() and is fetched at once, without the ls-remote. A local
 path (a bare repo or a checkout kept current by a git-sync sidecar) is read in place and watched with
 watchdog, so a new commit wakes the applier at once; polling stays as the fallback.
 
@@ -73,6 +74,7 @@ class Source:
         self.branch = branch
         self.local = is_local(repo)
         self._changed = threading.Event()
+        self._announced = threading.Event()  # a verified webhook said the branch moved: fetch, skip ls-remote
         self._observer: BaseObserver | None = None
         if self.local:
             self.gitdir = repo[len("file://"):] if repo.startswith("file://") else repo
@@ -119,16 +121,25 @@ class Source:
                 if found.ok:
                     return found.text.strip()
             return None
+        if self._announced.is_set():  # one git command (a fetch) instead of two: no ls-remote first
+            self._announced.clear()
+            self._fetch_tip()
+            found = self._run(["rev-parse", "-q", "--verify", f"refs/heads/{self.branch}^{{commit}}"], check=False)
+            self._last_remote = found.text.strip() if found.ok else None
+            return self._last_remote
         out = git.run(["ls-remote", self.repo, f"refs/heads/{self.branch}"], remote=self.repo).text.split()
         if not out:
             return None
         sha = out[0]
-        if sha != self._last_remote or not self.has(sha):
-            # a new mirror starts from the tip alone: a long history is fetched only as far back as needed (reach)
-            fresh = self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
-            self._g("fetch", "-q", "--no-tags", *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
+        if sha != self._last_remote:  # fetched once, the commit stays: the mirror only ever gains objects
+            self._fetch_tip()
             self._last_remote = sha
         return sha
+
+    def _fetch_tip(self) -> None:
+        """Fetch the branch; a new mirror starts from the tip alone (older history is fetched as needed: reach)."""
+        fresh = self._last_remote is None and self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
+        self._g("fetch", "-q", "--no-tags", *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
 
     @property
     def _refspecs(self) -> list[str]:
@@ -303,8 +314,16 @@ class Source:
         observer.start()
         self._observer = observer
 
+    def announce(self, sha: str = "") -> None:
+        """A verified webhook says the branch moved (to sha): wake wait(); the next head() fetches at once.
+
+        Nothing runs here (it is the webhook's thread): the fetch itself says where the branch is, not sha."""
+        log.debug("push to %s announced (%s)", self.branch, sha[:12] or "no commit named")
+        self._announced.set()
+        self._changed.set()
+
     def wait(self, interval: float, stop: threading.Event | None = None) -> None:
-        """Sleep until the interval passes, the local repo changes, or stop is set."""
+        """Sleep until the interval passes, the local repo changes, a push is announced, or stop is set."""
         deadline = time.monotonic() + interval
         while not (stop is not None and stop.is_set()):
             left = deadline - time.monotonic()

@@ -4,6 +4,8 @@ A command that fails raises GitError with git's telling stderr line; one that ou
 with everything it started (ssh, git-remote-https) and raises GitError too. The transport settings bound every
 network step besides the overall timeout: ssh gives up on a host that does not answer within CONNECT_TIMEOUT and
 on a connection silent for SERVER_ALIVE_SECONDS * 3; HTTP(S) on one slower than 1 KB/s for LOW_SPEED_SECONDS.
+Network commands to an SSH remote share one connection per remote while the process runs (kubedr.sshmux); over
+HTTP(S) each git process makes its own (curl keeps it only for that process's requests).
 stop_all() ends every running git process at once (a daemon's SIGTERM must not wait for a hung fetch).
 """
 
@@ -17,7 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubedr.remote import scrub
+from kubedr import sshmux
+from kubedr.remote import is_ssh, scrub
 
 LOCAL_TIMEOUT = 600.0  # a command that reads or writes only this machine's repositories
 NETWORK_TIMEOUT = 120.0  # fetch, push, ls-remote, clone: the whole command
@@ -71,9 +74,10 @@ class Result:
 _configured_ssh: list[str] = []  # core.sshCommand of the user's git config, read once
 
 
-def _ssh_command(env: Mapping[str, str]) -> str | None:
-    """The ssh command git would use, with kubedr's time bounds after the operator's own options (ssh takes the
-    first value it is given, so an operator's -o ConnectTimeout wins); None for a GIT_SSH program (no options)."""
+def _ssh_command(env: Mapping[str, str], multiplex: bool = False) -> str | None:
+    """The ssh command git would use, with kubedr's time bounds (and with multiplex, this process's shared
+    connection: kubedr.sshmux) after the operator's own options (ssh takes the first value it is given, so an
+    operator's -o ConnectTimeout or -o ControlPath=none wins); None for a GIT_SSH program (no options)."""
     if "GIT_SSH" in env and "GIT_SSH_COMMAND" not in env:
         return None
     command = env.get("GIT_SSH_COMMAND")
@@ -83,16 +87,18 @@ def _ssh_command(env: Mapping[str, str]) -> str | None:
                                  env=dict(env), cwd="/", timeout=30)
             _configured_ssh.append(got.stdout.strip() or "ssh")
         command = _configured_ssh[0]
-    return f"{command} {SSH_OPTIONS}"
+    shared = sshmux.options(command) if multiplex else ""
+    return f"{command} {SSH_OPTIONS}{' ' if shared else ''}{shared}"
 
 
-def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment git runs with: never a prompt, messages in English, every transport step bounded."""
+def environment(extra: Mapping[str, str] | None = None, multiplex: bool = False) -> dict[str, str]:
+    """The environment git runs with: never a prompt, messages in English, every transport step bounded; with
+    multiplex, ssh goes through this process's one connection per remote."""
     env = {**os.environ, **(extra or {})}
     env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
     env.setdefault("GIT_HTTP_LOW_SPEED_LIMIT", "1000")
     env.setdefault("GIT_HTTP_LOW_SPEED_TIME", str(LOW_SPEED_SECONDS))
-    ssh = _ssh_command(env)
+    ssh = _ssh_command(env, multiplex)
     if ssh is not None:
         env["GIT_SSH_COMMAND"] = ssh
     count = int(env.get("GIT_CONFIG_COUNT") or 0)  # after whatever the caller adds (signing keys)
@@ -124,13 +130,16 @@ def run(args: Sequence[str], *, cwd: str | Path | None = None, git_dir: str | Pa
     """Run `git [--git-dir D] args`; GitError when it fails (check) or outlives timeout (always).
 
     The default timeout is NETWORK_TIMEOUT for commands that reach a remote, LOCAL_TIMEOUT otherwise; remote
-    (a URL) is masked in every message besides whatever URL git itself prints.
+    (a URL) is masked in every message besides whatever URL git itself prints. A network command to an SSH remote
+    (or to a remote not named) shares this process's connection to it (kubedr.sshmux).
     """
     argv = ["git", *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
     name = _command(args)
-    limit = timeout if timeout is not None else NETWORK_TIMEOUT if name in NETWORK_COMMANDS else LOCAL_TIMEOUT
+    network = name in NETWORK_COMMANDS
+    limit = timeout if timeout is not None else NETWORK_TIMEOUT if network else LOCAL_TIMEOUT
+    multiplex = network and (remote is None or is_ssh(remote))
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=environment(env), stdin=subprocess.PIPE if stdin is not None
+        proc = subprocess.Popen(argv, cwd=cwd, env=environment(env, multiplex), stdin=subprocess.PIPE if stdin is not None
                                 else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
     except OSError as exc:  # no git on PATH, cwd gone

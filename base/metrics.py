@@ -115,6 +115,10 @@ def unapplied_since(ts: float) -> None:
 
 
 APPLY_UNAPPLIED_AGE.set_function(lambda: max(0.0, time.time() - _Since.at) if _Since.at else 0.0)
+APPLY_WEBHOOK_CALLS = Counter("kubedr_applier_webhook_requests_total",
+                              "Push webhook calls by sender and outcome: fetch (the followed branch moved: fetched at "
+                              "once), ignored (another branch or event), refused (not verified: 401), invalid",
+                              ["sender", "outcome"])
 APPLY_DRIFTED = Gauge("kubedr_applier_drifted_objects", "Managed objects whose kubedr-owned fields differ from the repo")
 APPLY_STRAYS = Gauge("kubedr_applier_stray_objects", "Objects in managed namespaces that are not in the repo")
 APPLY_DRIFT_DETECTED = Counter("kubedr_applier_drift_detected_total", "Times a managed object was found drifted")
@@ -185,20 +189,27 @@ def serve(listen: str, live: Callable[[], bool] | None = None,
     """Serve metrics and probes on host:port in a daemon thread; port 0 picks a free one.
 
     A bad address or a port another process holds is a UsageError (one line, exit 2), never a traceback."""
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"--metrics-listen {listen}: expected [HOST]:PORT, e.g. :9090")
     handler = type("Handler", (_Handler,), {
         "live": staticmethod(live or (lambda: True)), "ready": staticmethod(ready or (lambda: True))})
+    return listen_http("--metrics-listen", listen, handler, example=":9090")
+
+
+def listen_http(flag: str, listen: str, handler: type[BaseHTTPRequestHandler],
+                example: str = ":9090") -> ThreadingHTTPServer:
+    """Serve handler on host:port (the value of flag) in a daemon thread; UsageError naming flag when it cannot."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"{flag} {listen}: expected [HOST]:PORT, e.g. {example}")
     try:
         server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), handler)
     except OSError as exc:
         taken = exc.errno == errno.EADDRINUSE
-        raise UsageError(f"--metrics-listen {listen}: " + (
+        raise UsageError(f"{flag} {listen}: " + (
             "the port is taken by another process (give each kubedr process its own port)" if taken
             else exc.strerror or str(exc))) from exc
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="kubedr-metrics", daemon=True).start()
+    name = f"kubedr-{flag.strip('-').removesuffix('-listen')}"
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server
 
 

@@ -36,6 +36,18 @@ def scrub(text: str, url: str | None = None) -> str:
     return text.replace(password, "***") if password else text
 
 
+def _scp_like(url: str) -> bool:
+    """[user@]host:path, as git reads it: a colon before the first slash, and no such path on this machine."""
+    return ":" in url.split("/", 1)[0] and not os.path.exists(url)
+
+
+def is_ssh(url: str) -> bool:
+    """Whether git reaches the remote over SSH: ssh:// (git+ssh://, ssh+git://) or scp-like."""
+    if "://" in url:
+        return url.split("://", 1)[0].lower() in ("ssh", "git+ssh", "ssh+git")
+    return _scp_like(url)
+
+
 def identity(url: str) -> str:
     """Which repo a URL names, so a new spelling of one remote is not taken for another repo: host and path
     (no scheme, user, password or default port, no trailing `/` or `.git`); a local path absolute and resolved."""
@@ -50,7 +62,7 @@ def identity(url: str) -> str:
         host, path = (parts.hostname or "").lower(), parts.path
         if port is not None and port not in DEFAULT_PORTS:
             host += f":{port}"
-    elif ":" in url.split("/", 1)[0] and not os.path.exists(url):  # scp-like: [user@]host:path
+    elif _scp_like(url):
         host, _, path = url.partition(":")
         host = host.rpartition("@")[2].lower()
     else:

@@ -54,6 +54,7 @@ class GitHTTPS:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave in separate writes
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -107,3 +108,12 @@ class GitHTTPS:
                 self.wfile.write(payload)
 
         return Handler
+
+
+if __name__ == "__main__":  # python -m tests.githttp ROOT USER TOKEN WORKDIR: prints the port, serves until stdin ends
+    import sys
+
+    server = GitHTTPS(Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])).start()
+    print(server.port, flush=True)
+    sys.stdin.read()
+    server.stop()

@@ -79,6 +79,30 @@ def test_apply_options_are_typed_and_args_stay_as_given() -> None:
     assert args.prune is None  # read, never written back
 
 
+def test_with_a_webhook_polling_is_the_fallback_and_the_secret_comes_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "webhook-secret"
+    secret.write_text("s3cret\n")
+    hooked = apply("--webhook-listen", ":9443", "--webhook-secret-file", str(secret))
+    assert (hooked.interval, hooked.webhook_listen, hooked.webhook_secret) == (60.0, ":9443", b"s3cret")
+    assert apply("--webhook-listen", ":9443", "--webhook-secret-file", str(secret), "--interval", "5s").interval == 5
+    assert (apply().interval, apply().webhook_secret) == (1.0, None)
+
+
+@pytest.mark.parametrize("flags,error", [
+    (("--webhook-listen", ":9443"), "--webhook-listen and --webhook-secret-file go together"),
+    (("--webhook-secret-file", "S"), "--webhook-listen and --webhook-secret-file go together"),
+    (("--webhook-listen", ":9443", "--webhook-secret-file", "MISSING"), "--webhook-secret-file MISSING: No such file"),
+    (("--webhook-listen", ":9443", "--webhook-secret-file", "EMPTY"), "--webhook-secret-file EMPTY: empty"),
+])
+def test_a_webhook_is_never_served_without_its_secret(flags: tuple[str, ...], error: str, tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("x")
+    (tmp_path / "empty").write_text("\n")
+    names = {"S": str(tmp_path / "s"), "MISSING": str(tmp_path / "missing"), "EMPTY": str(tmp_path / "empty")}
+    with pytest.raises(UsageError) as exc:
+        apply(*(names.get(f, f) for f in flags))
+    assert str(exc.value).startswith(error.replace("MISSING", names["MISSING"]).replace("EMPTY", names["EMPTY"]))
+
+
 @pytest.mark.parametrize("flag", ["--interval", "--drift-interval"])
 def test_apply_bad_duration_is_one_line_naming_the_flag(flag: str) -> None:
     with pytest.raises(UsageError, match=f"^{flag} 'soon': not a duration"):

@@ -294,3 +294,37 @@ def test_snapshot_job_uses_its_service_account_not_the_nodes_admin_conf(kubectl:
     assert user["user"] == {"tokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://kubernetes.default.svc"
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"    # cluster DNS despite hostNetwork
+
+
+def test_the_webhook_component_routes_to_the_leader_and_apply_takes_its_settings(kubectl: str, tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    import os
+    import subprocess
+
+    from kubedr.applier.routing import LABEL, VALUE
+
+    overlay = tmp_path / "secondary-webhook"
+    overlay.mkdir()
+    rel = os.path.relpath(MANIFESTS, overlay)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{rel}/overlays/secondary]\ncomponents: [{rel}/components/applier-webhook]\n")
+    out = subprocess.run([kubectl, "kustomize", str(overlay)], check=True, capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    for doc in docs:
+        validate(doc)
+    service = by_kind(docs, "Service")["kubedr-applier-webhook"]
+    pod = by_kind(docs, "Deployment")["kubedr-applier"]["spec"]["template"]
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "kubedr-applier", LABEL: VALUE}
+    assert pod["metadata"]["labels"].get(LABEL) is None  # only the leader, at run time, carries it
+    (container,) = pod["spec"]["containers"]
+    port = next(p for p in container["ports"] if p["name"] == service["spec"]["ports"][0]["targetPort"])
+    env = {e["name"]: e.get("value", "from-field") for e in container["env"]}
+    assert {"POD_NAME", "POD_NAMESPACE"} <= env.keys()  # the pod the leader labels
+    mount = next(m for m in container["volumeMounts"] if env["KUBEDR_WEBHOOK_SECRET_FILE"].startswith(m["mountPath"]))
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "kubedr-webhook"
+    env.pop("KUBEDR_CONFIG")
+    args = _settings_for("apply", MANIFESTS / "overlays" / "secondary" / "config.yaml", env, monkeypatch)
+    assert args.webhook_listen == f"0.0.0.0:{port['containerPort']}"
+    assert args.webhook_secret_file == "/etc/kubedr/webhook/secret"

@@ -54,3 +54,14 @@ def test_identity_is_one_for_every_spelling_of_a_remote(tmp_path) -> None:
     (tmp_path / "link.git").symlink_to(repo)
     assert identity(str(repo)) == identity(f"file://{repo}/") == identity(str(tmp_path / "link.git"))
     assert identity(str(repo)) != identity(str(tmp_path / "repo"))  # a checkout beside a bare repo is another repo
+
+
+def test_is_ssh_knows_the_urls_git_reaches_over_ssh(tmp_path, monkeypatch) -> None:
+    from kubedr.remote import is_ssh
+
+    monkeypatch.chdir(tmp_path)
+    assert all(is_ssh(u) for u in ["ssh://git@git.example.com/dr/config.git", "git+ssh://h/r", "SSH://h:2222/r",
+                                   "git@git.example.com:dr/config.git", "host:repo"])
+    (tmp_path / "a:b").mkdir()
+    assert not any(is_ssh(u) for u in ["https://kubedr:tok@git.example.com/r.git", "git://h/r", "file:///srv/r.git",
+                                       "/srv/config.git", "config.git", "a:b"])  # a path with a colon is a path
