@@ -4,7 +4,8 @@ Read in this order:
     cli.py        `kubedr apply | diff | switchover | images`: flags -> ApplyOptions -> engine_for() -> Engine
     policy.py     the operator's Settings, and the repo policy's apply section that fills what they leave open
     round.py      the Engine: one round end to end, and the loop of rounds
-    fetch.py      which commit, which paths changed (git ls-remote / watchdog on a local checkout)
+    fetch.py      which commit, which paths changed (git ls-remote / watchdog on a local checkout / a webhook)
+    routing.py    the Git host's webhook reaches the replica that leads (its pod is labelled while it leads)
     history.py    how the branch head relates to what this secondary applied (rollback, rewrite, re-point: held)
     trust.py      only signed history is applied, or what a signed commit acknowledges
     role.py       each cluster's record of its role; nothing is applied while this cluster writes the branch
