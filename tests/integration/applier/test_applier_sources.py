@@ -1,0 +1,183 @@
+"""One DR region for two primaries: two sources on one secondary, each fenced to its own objects. Three emulated
+clusters, the real `kubedr export` on each primary and one `kubedr apply` per source on the secondary."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubedr import contract
+from kubedr.apierrors import NotFound
+from tests.conftest import free_port, run_git, wait_until
+from tests.integration.applier.conftest import cli_env, configmap, deployment, namespace
+
+SOURCES = ("a", "b")
+
+
+class Region:
+    """One primary with its exporter, its repo, and the applier of its source on the shared secondary."""
+
+    def __init__(self, name: str, tmp: Path, secondary: Any) -> None:
+        from kubedr.emulator.server import Emulator
+
+        self.name, self.tmp, self.secondary = name, tmp, secondary
+        self.ns = f"app-{name}"
+        self.emu = Emulator().start()
+        self.kubeconfig = str(self.emu.write_kubeconfig(tmp / f"primary-{name}.kubeconfig"))
+        self.remote = tmp / f"r{name}.git"
+        run_git("init", "--bare", "-q", "-b", "main", str(self.remote))
+        self.metrics = f"127.0.0.1:{free_port()}"
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        # the exporter looks at commits others pushed once an hour: a file pushed by hand stays in the repo
+        self._spawn("exporter", "export", "--kubeconfig", self.kubeconfig, "--namespaces", self.ns, "--repo",
+                    str(self.remote), "--workdir", str(self.tmp / f"export-{self.name}"), "--cluster-name",
+                    f"prod-{self.name}", "--secrets", "plaintext", "--batch-window", "50ms",
+                    "--remote-check-interval", "1h")
+        self._spawn("applier", "apply", "--kubeconfig", self.secondary.kubeconfig_path, "--repo", str(self.remote),
+                    "--source", self.name, "--workdir", str(self.tmp / f"apply-{self.name}"), "--interval", "0.2s",
+                    "--prune", "--no-validate", "--metrics-listen", self.metrics)
+
+    def _spawn(self, what: str, *argv: str) -> None:
+        log = open(self.tmp / f"{self.name}-{what}.log", "ab")  # noqa: SIM115 - the process owns it
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "kubedr", *argv], stdout=log,
+                                           stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True))
+
+    def log(self, what: str) -> str:
+        return (self.tmp / f"{self.name}-{what}.log").read_text(errors="replace")
+
+    def metrics_text(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=2) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+        self.emu.stop()
+
+
+@pytest.fixture
+def region(secondary: Any, tmp_path: Path) -> Iterator[dict[str, Region]]:
+    regions = {name: Region(name, tmp_path, secondary) for name in SOURCES}
+    yield regions
+    for r in regions.values():
+        r.close()
+
+
+def on_secondary(secondary: Any, api_version: str, kind: str, name: str, ns: str | None = None) -> dict[str, Any] | None:
+    try:
+        return secondary.api.get(api_version, kind, name, ns)
+    except NotFound:
+        return None
+
+
+def source_label(obj: dict[str, Any] | None) -> str | None:
+    return None if obj is None else (obj["metadata"].get("labels") or {}).get("kubedr.io/source")
+
+
+def kubedr(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kubedr", *argv], capture_output=True, text=True, timeout=120,
+                          env=cli_env())
+
+
+def push_by_hand(remote: Path, work: Path, files: dict[str, dict[str, Any]]) -> str:
+    """One commit with these files on top of the branch, pushed as someone with push access would."""
+    run_git("clone", "-q", str(remote), str(work))
+    for path, obj in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_bytes(contract.dump(obj))
+    run_git("add", "-A", cwd=work)
+    run_git("-c", "user.name=someone", "-c", "user.email=someone@example.com", "commit", "-q", "-m", "by hand",
+            cwd=work)
+    run_git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return run_git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def test_two_sources_on_one_secondary_each_keep_to_their_own(secondary: Any, region: dict[str, Region],
+                                                             tmp_path: Path) -> None:
+    a, b = region["a"], region["b"]
+    for r in (a, b):
+        r.emu.api.create(namespace(r.ns))
+        for obj in (configmap(f"cfg-{r.name}", r.ns), configmap(f"gone-{r.name}", r.ns),
+                    *(configmap(f"keep-{i}", r.ns) for i in range(4)), deployment(f"web-{r.name}", r.ns, replicas=2)):
+            r.emu.api.create(obj)
+        r.start()
+
+    # both sources converge, each object labelled with its source, workloads held in standby
+    for r in (a, b):
+        wait_until(lambda r=r: source_label(on_secondary(secondary, "apps/v1", "Deployment", f"web-{r.name}", r.ns))
+                   == r.name, timeout=60, what=f"source {r.name} applied; applier log:\n{r.log('applier')[-3000:]}")
+        assert source_label(on_secondary(secondary, "v1", "Namespace", r.ns)) == r.name
+        wait_until(lambda r=r: on_secondary(secondary, "v1", "ConfigMap", f"gone-{r.name}", r.ns) is not None,
+                   timeout=30, what=f"gone-{r.name} applied")
+    assert on_secondary(secondary, "apps/v1", "Deployment", "web-a", "app-a")["spec"]["replicas"] == 0
+    def system() -> set[str]:
+        return {cm["metadata"]["name"] for cm in secondary.api.list("v1", "ConfigMap", "kubedr-system")}
+
+    wait_until(lambda: {"kubedr-status.a", "kubedr-status.b"} <= system(), timeout=30, what="both records")
+    records = system()
+    assert all(any(n.startswith(f"kubedr-inventory.{s}.") for n in records) for s in SOURCES), records
+    assert "kubedr-status" not in records
+
+    # a delete on primary A prunes A's object, nothing of B's
+    a.emu.api.delete("v1", "ConfigMap", "gone-a", "app-a")
+    wait_until(lambda: on_secondary(secondary, "v1", "ConfigMap", "gone-a", "app-a") is None, timeout=30,
+               what=f"gone-a pruned; applier a:\n{a.log('applier')[-3000:]}")
+    assert on_secondary(secondary, "v1", "ConfigMap", "gone-b", "app-b") is not None
+    assert on_secondary(secondary, "v1", "ConfigMap", "cfg-a", "app-a") is not None
+
+    # B's repo names an object A owns: refused for that object, its owner named; the rest of the commit applies
+    taken = configmap("cfg-a", "app-a", color="from-b")
+    head = push_by_hand(b.remote, tmp_path / "hand-b", {contract.ref_of(taken).path: taken,
+                                                         "app-b/ConfigMap/extra-b.yaml": configmap("extra-b", "app-b")})
+    wait_until(lambda: on_secondary(secondary, "v1", "ConfigMap", "extra-b", "app-b") is not None, timeout=30,
+               what=f"the rest of B's commit applied; applier b:\n{b.log('applier')[-3000:]}")
+    wait_until(lambda: "app-a/ConfigMap/cfg-a.yaml: refused: ConfigMap app-a/cfg-a is owned by source a"
+               in b.log("applier"), timeout=30, what="the refusal in B's log")
+    cfg = on_secondary(secondary, "v1", "ConfigMap", "cfg-a", "app-a")
+    assert cfg is not None and cfg["data"] == {"k": "cfg-a"} and source_label(cfg) == "a"
+    wait_until(lambda: 'kubedr_applier_owned_elsewhere_objects{owner="a"} 1.0' in b.metrics_text(), timeout=30,
+               what="the refusal on B's /metrics")
+    assert "kubedr_applier_owned_elsewhere_objects{" not in a.metrics_text()
+
+    # kubedr status shows both sources, B's refusal with its owner
+    rows = json.loads(kubedr("--log-level", "ERROR", "status", "-o", "json", "--secondary-kubeconfig",
+                             secondary.kubeconfig_path).stdout)
+    appliers = {r["source"]: r for r in rows if r["component"] == "applier"}
+    assert set(appliers) == {"a", "b"}, rows
+    assert appliers["b"]["data"]["commit"] == head
+    assert appliers["b"]["data"]["ownedElsewhere"] == [{"object": "ConfigMap app-a/cfg-a", "path":
+                                                        "app-a/ConfigMap/cfg-a.yaml", "owner": "a"}]
+    assert "1 owned by other sources (refused): ConfigMap app-a/cfg-a (source a)" in appliers["b"]["detail"]
+    assert appliers["a"]["failures"] == "0" and appliers["b"]["failures"] == "1"
+    table = kubedr("status", "--secondary-kubeconfig", secondary.kubeconfig_path).stdout
+    assert "SOURCE" in table and "secondary applier b:" in table, table
+
+    # a switchover of source A brings up A's workloads only
+    done = kubedr("switchover", "--source", "a", "--kubeconfig", secondary.kubeconfig_path, "--timeout", "60s")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(source a)" in done.stdout
+    assert on_secondary(secondary, "apps/v1", "Deployment", "web-a", "app-a")["spec"]["replicas"] == 2
+    assert on_secondary(secondary, "apps/v1", "Deployment", "web-b", "app-b")["spec"]["replicas"] == 0
+    modes = {r["source"]: r["data"]["mode"] for r in json.loads(kubedr(
+        "--log-level", "ERROR", "status", "-o", "json", "--secondary-kubeconfig", secondary.kubeconfig_path).stdout)
+        if r["component"] == "applier"}
+    assert modes == {"a": "active", "b": "standby"}
+    # without --source, a secondary of two sources asks which one
+    which = kubedr("switchover", "--kubeconfig", secondary.kubeconfig_path, "--no-wait")
+    assert which.returncode == 2 and "this secondary serves 2 sources (a, b): give --source NAME" in which.stderr
