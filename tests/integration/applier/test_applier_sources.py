@@ -181,3 +181,77 @@ def test_two_sources_on_one_secondary_each_keep_to_their_own(secondary: Any, reg
     # without --source, a secondary of two sources asks which one
     which = kubedr("switchover", "--kubeconfig", secondary.kubeconfig_path, "--no-wait")
     assert which.returncode == 2 and "this secondary serves 2 sources (a, b): give --source NAME" in which.stderr
+
+
+def make_legacy(secondary: Any, source: str) -> None:
+    """Turn a source's records and labels into what a kubedr before sources left: one set of records under the
+    singleton names (`kubedr-status`, `kubedr-inventory-NN`, ...), objects without a source label, and a
+    fingerprint of settings that did not know sources."""
+    from kubedr.applier.sources import BUCKETS, RECORDS, SOURCE_LABEL, Records
+    from kubedr.applier.state import copy_state, delete_state, put_state
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
+
+    cluster = Cluster(api_client(secondary.kubeconfig_path))
+    new, old = Records(source), Records(source, legacy=True)
+    for base, kind in RECORDS.items():
+        if copy_state(cluster, new.name(base), old.name(base), old.labels(kind)):
+            delete_state(cluster, new.name(base))
+    for number in range(BUCKETS):
+        if copy_state(cluster, new.bucket(number), old.bucket(number), old.labels("inventory")):
+            delete_state(cluster, new.bucket(number))
+    put_state(cluster, "kubedr-status", {"settings": "before-sources"}, manager="kubedr-before-sources")
+    for api_version, kind in (("v1", "Namespace"), ("v1", "ConfigMap"), ("apps/v1", "Deployment")):
+        for obj in secondary.api.list(api_version, kind, label_selector=SOURCE_LABEL):
+            meta = obj["metadata"]
+            secondary.api.patch(api_version, kind, meta["name"], {"metadata": {"labels": {SOURCE_LABEL: None}}},
+                                "merge", meta.get("namespace"))
+
+
+def test_a_secondary_from_before_sources_is_read_as_the_source_its_records_name(secondary: Any,
+                                                                                  tmp_path: Path) -> None:
+    from kubedr.applier.sources import derive
+    from tests.integration.applier.conftest import Repo, apply
+
+    remote = tmp_path / "config.git"
+    run_git("init", "--bare", "-q", "-b", "main", str(remote))
+    repo = Repo(remote, tmp_path / "work")
+    for obj in (namespace("shop"), deployment("web", replicas=3), *(configmap(f"c{i}") for i in range(6))):
+        repo.put(obj)
+    repo.commit("shop")
+    assert apply(secondary, repo, "--prune") == 0
+    name = derive(str(remote), "main")
+    make_legacy(secondary, name)
+    switched = kubedr("switchover", "--kubeconfig", secondary.kubeconfig_path, "--no-wait")  # an old secondary's DR
+    assert switched.returncode == 0, switched.stderr
+    assert on_secondary(secondary, "apps/v1", "Deployment", "web", "shop")["spec"]["replicas"] == 3
+    make_legacy(secondary, name)  # the switchover moved the records: back to before sources, now in active mode
+    legacy = {cm["metadata"]["name"] for cm in secondary.api.list("v1", "ConfigMap", "kubedr-system")}
+    assert {"kubedr-status", "kubedr-mode"} <= legacy and not [n for n in legacy if n.startswith("kubedr-") and "." in n]
+
+    # read-only commands read the old records where they are, as the source they name
+    rows = json.loads(kubedr("--log-level", "ERROR", "status", "-o", "json", "--secondary-kubeconfig",
+                             secondary.kubeconfig_path).stdout)
+    (row,) = [r for r in rows if r["component"] == "applier"]
+    assert row["source"] == name and row["data"]["mode"] == "active", row
+    assert kubedr("diff", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(remote)).returncode in (0, 1)
+    assert legacy == {cm["metadata"]["name"] for cm in secondary.api.list("v1", "ConfigMap", "kubedr-system")}
+
+    # the applier of that repo, without --source, moves them under its name (one line), keeps the mode, labels
+    # every object, and prunes as before
+    repo.remove(configmap("c0"))
+    repo.commit("c0 goes")
+    run = kubedr("apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(remote), "--prune",
+                 "--workdir", str(tmp_path / "applier-work"))
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count(f"source {name}: the records of kubedr before sources") == 1, run.stderr
+    after = {cm["metadata"]["name"] for cm in secondary.api.list("v1", "ConfigMap", "kubedr-system")}
+    assert {f"kubedr-status.{name}", f"kubedr-mode.{name}"} <= after
+    assert not after & {"kubedr-status", "kubedr-mode"} and not [n for n in after if n.startswith("kubedr-inventory-")]
+    assert on_secondary(secondary, "v1", "ConfigMap", "c0", "shop") is None, "pruned from the moved inventory"
+    web = on_secondary(secondary, "apps/v1", "Deployment", "web", "shop")
+    assert web["spec"]["replicas"] == 3 and source_label(web) == name, "still active, now labelled"
+    assert all(source_label(on_secondary(secondary, "v1", "ConfigMap", f"c{i}", "shop")) == name for i in range(1, 6))
+    again = kubedr("apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(remote), "--prune",
+                   "--workdir", str(tmp_path / "applier-work"))
+    assert again.returncode == 0 and "before sources" not in again.stderr, again.stderr
