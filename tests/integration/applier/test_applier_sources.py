@@ -255,3 +255,64 @@ def test_a_secondary_from_before_sources_is_read_as_the_source_its_records_name(
     again = kubedr("apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(remote), "--prune",
                    "--workdir", str(tmp_path / "applier-work"))
     assert again.returncode == 0 and "before sources" not in again.stderr, again.stderr
+
+
+def rbac_for_source(secondary: Any, source: str, namespace_name: str) -> None:
+    """What the dr-region overlay gives a source's ServiceAccount: write its namespace, and its Namespace object."""
+    api, group = secondary.api, "rbac.authorization.k8s.io"
+    subject = [{"kind": "ServiceAccount", "name": f"kubedr-source-{source}", "namespace": "kubedr-system"}]
+    api.create({"apiVersion": f"{group}/v1", "kind": "ClusterRole", "metadata": {"name": "kubedr-source-writer"},
+                "rules": [{"apiGroups": ["", "apps", "batch"], "resources": ["*"],
+                           "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]})
+    api.create({"apiVersion": f"{group}/v1", "kind": "RoleBinding",
+                "metadata": {"name": f"kubedr-source-{source}", "namespace": namespace_name},
+                "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": "kubedr-source-writer"},
+                "subjects": subject})
+    api.create({"apiVersion": f"{group}/v1", "kind": "ClusterRole",
+                "metadata": {"name": f"kubedr-source-{source}-namespaces"},
+                "rules": [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [namespace_name],
+                           "verbs": ["get", "create", "patch"]}]})
+    api.create({"apiVersion": f"{group}/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": f"kubedr-source-{source}-namespaces"},
+                "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": f"kubedr-source-{source}-namespaces"},
+                "subjects": subject})
+
+
+def test_a_source_applies_through_its_service_account_and_the_api_server_refuses_the_rest(
+        secondary: Any, tmp_path: Path) -> None:
+    from tests.integration.applier.conftest import Repo, status_of
+
+    remote = tmp_path / "ra.git"
+    run_git("init", "--bare", "-q", "-b", "main", str(remote))
+    repo = Repo(remote, tmp_path / "work")
+    for name in ("app-a", "other"):
+        secondary.api.create(namespace(name))  # `other` is someone else's: A's account may not write there
+    rbac_for_source(secondary, "a", "app-a")
+    for obj in (namespace("app-a"), deployment("web", "app-a"), configmap("settings", "app-a"),
+                configmap("doomed", "app-a"), configmap("intruder", "other")):
+        repo.put(obj)
+    repo.commit("a")
+    args = ("apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo", str(remote), "--source", "a",
+            "--service-account", "kubedr-system/kubedr-source-a", "--prune", "--no-validate",
+            "--workdir", str(tmp_path / "applier-work"))
+    run = kubedr(*args)
+    assert run.returncode == 1, run.stderr
+    refused = ('other/ConfigMap/intruder.yaml: configmaps "intruder" is forbidden: User '
+               '"system:serviceaccount:kubedr-system:kubedr-source-a" cannot patch resource "configmaps" in API group '
+               '"" in the namespace "other"')
+    assert refused in run.stderr, run.stderr
+    assert on_secondary(secondary, "v1", "ConfigMap", "intruder", "other") is None
+    for kind, name in (("ConfigMap", "settings"), ("ConfigMap", "doomed")):
+        assert source_label(on_secondary(secondary, "v1", kind, name, "app-a")) == "a"
+    assert on_secondary(secondary, "apps/v1", "Deployment", "web", "app-a")["spec"]["replicas"] == 0
+    st = status_of(secondary)  # the applier's own records: written as itself, not as the source's account
+    assert [(f["path"], "forbidden" in f["reason"]) for f in st["failures"]] == [("other/ConfigMap/intruder.yaml", True)]
+
+    repo.remove(configmap("doomed", "app-a"))  # a prune goes through the account too
+    repo.commit("doomed goes")
+    assert kubedr(*args).returncode == 1
+    assert on_secondary(secondary, "v1", "ConfigMap", "doomed", "app-a") is None
+    # no account: the applier writes as itself (the emulator's user may write anywhere)
+    plain = kubedr(*[a for a in args if a not in ("--service-account", "kubedr-system/kubedr-source-a")])
+    assert plain.returncode == 0, plain.stderr
+    assert source_label(on_secondary(secondary, "v1", "ConfigMap", "intruder", "other")) == "a"
