@@ -316,3 +316,67 @@ def test_a_source_applies_through_its_service_account_and_the_api_server_refuses
     plain = kubedr(*[a for a in args if a not in ("--service-account", "kubedr-system/kubedr-source-a")])
     assert plain.returncode == 0, plain.stderr
     assert source_label(on_secondary(secondary, "v1", "ConfigMap", "intruder", "other")) == "a"
+
+
+def test_promote_and_demote_act_on_one_source(primary: Any, secondary: Any, tmp_path: Path) -> None:
+    """The secondary takes the writer role of source a (its primary is lost) and stays a standby of b; then a's
+    primary takes it back and the secondary is demoted for a only."""
+    from kubedr.applier.role import read_role
+    from kubedr.applier.sources import Records
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
+    from tests.integration.applier.conftest import Repo
+
+    repos: dict[str, Repo] = {}
+    for name in SOURCES:
+        remote = tmp_path / f"r{name}.git"
+        run_git("init", "--bare", "-q", "-b", "main", str(remote))
+        repos[name] = Repo(remote, tmp_path / f"work-{name}")
+        for obj in (namespace(f"app-{name}"), deployment(f"web-{name}", f"app-{name}", replicas=3),
+                    configmap("settings", f"app-{name}", v="1")):
+            repos[name].put(obj)
+        repos[name].commit(name)
+
+    def apply_once(name: str) -> subprocess.CompletedProcess[str]:
+        return kubedr("apply", "--once", "--kubeconfig", secondary.kubeconfig_path, "--repo",
+                      str(repos[name].remote), "--source", name, "--cluster-name", "dr", "--no-validate",
+                      "--workdir", str(tmp_path / f"apply-{name}"))
+
+    def role_of(emu: Any, name: str) -> dict[str, str]:
+        return read_role(Cluster(api_client(emu.kubeconfig_path)), Records(name))
+
+    def replicas(name: str) -> int:
+        return int(on_secondary(secondary, "apps/v1", "Deployment", f"web-{name}", f"app-{name}")["spec"]["replicas"])
+
+    assert all(apply_once(name).returncode == 0 for name in SOURCES)
+    promoted = kubedr("promote", "--source", "a", "--kubeconfig", secondary.kubeconfig_path, "--repo",
+                      str(repos["a"].remote), "--cluster-name", "dr", "--force", "--no-wait", "--no-validate",
+                      "--workdir", str(tmp_path / "promote-a"))
+    assert promoted.returncode == 0, promoted.stderr
+    assert role_of(secondary, "a")["role"] == "writer" and role_of(secondary, "b") == {}
+    assert (replicas("a"), replicas("b")) == (3, 0)
+
+    for name in SOURCES:
+        run_git("pull", "-q", "--ff-only", "origin", "main", cwd=repos[name].work)  # promote's role commit
+        repos[name].put(configmap("settings", f"app-{name}", v="2"))
+        repos[name].commit("v2")
+    held = apply_once("a")  # the writer of a applies nothing of a ...
+    assert "nothing is applied to this cluster: it is the writer (dr at epoch 1) (source a)" in held.stderr
+    assert on_secondary(secondary, "v1", "ConfigMap", "settings", "app-a")["data"] == {"v": "1"}
+    assert apply_once("b").returncode == 0  # ... and stays a standby of b
+    assert on_secondary(secondary, "v1", "ConfigMap", "settings", "app-b")["data"] == {"v": "2"}
+
+    # a's primary takes the role back; the secondary becomes a standby of a again, b untouched
+    back = kubedr("promote", "--source", "a", "--kubeconfig", str(primary.kubeconfig_path), "--repo",
+                  str(repos["a"].remote), "--cluster-name", "prod-a", "--force", "--no-wait", "--no-validate",
+                  "--workdir", str(tmp_path / "promote-prod-a"))
+    assert back.returncode == 0, back.stderr
+    demoted = kubedr("demote", "--source", "a", "--kubeconfig", secondary.kubeconfig_path, "--repo",
+                     str(repos["a"].remote), "--cluster-name", "dr", "--namespaces", "app-a", "--secrets", "plaintext",
+                     "--no-validate", "--workdir", str(tmp_path / "export-dr-a"),
+                     "--apply-workdir", str(tmp_path / "apply-a"))
+    assert demoted.returncode == 0, demoted.stdout + demoted.stderr
+    assert role_of(secondary, "a")["role"] == "standby" and role_of(secondary, "b") == {}
+    assert (replicas("a"), replicas("b")) == (0, 0)
+    assert on_secondary(secondary, "v1", "ConfigMap", "settings", "app-a")["data"] == {"v": "2"}
+    assert apply_once("a").returncode == 0 and apply_once("b").returncode == 0
