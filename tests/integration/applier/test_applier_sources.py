@@ -257,25 +257,17 @@ def test_a_secondary_from_before_sources_is_read_as_the_source_its_records_name(
     assert again.returncode == 0 and "before sources" not in again.stderr, again.stderr
 
 
-def rbac_for_source(secondary: Any, source: str, namespace_name: str) -> None:
-    """What the dr-region overlay gives a source's ServiceAccount: write its namespace, and its Namespace object."""
-    api, group = secondary.api, "rbac.authorization.k8s.io"
-    subject = [{"kind": "ServiceAccount", "name": f"kubedr-source-{source}", "namespace": "kubedr-system"}]
-    api.create({"apiVersion": f"{group}/v1", "kind": "ClusterRole", "metadata": {"name": "kubedr-source-writer"},
-                "rules": [{"apiGroups": ["", "apps", "batch"], "resources": ["*"],
-                           "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]})
-    api.create({"apiVersion": f"{group}/v1", "kind": "RoleBinding",
-                "metadata": {"name": f"kubedr-source-{source}", "namespace": namespace_name},
-                "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": "kubedr-source-writer"},
-                "subjects": subject})
-    api.create({"apiVersion": f"{group}/v1", "kind": "ClusterRole",
-                "metadata": {"name": f"kubedr-source-{source}-namespaces"},
-                "rules": [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [namespace_name],
-                           "verbs": ["get", "create", "patch"]}]})
-    api.create({"apiVersion": f"{group}/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": f"kubedr-source-{source}-namespaces"},
-                "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": f"kubedr-source-{source}-namespaces"},
-                "subjects": subject})
+def overlay_rbac(secondary: Any) -> None:
+    """The dr-region overlay's least privilege (manifests/overlays/dr-region/rbac.yaml) on the secondary: source a's
+    account writes namespace app-a and that Namespace object."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    secondary.api.create(namespace("kubedr-system"))  # from the manifests' base
+    for doc in yaml.safe_load_all((ROOT / "manifests/overlays/dr-region/rbac.yaml").read_text()):
+        if doc and not (doc["kind"] == "Namespace" and on_secondary(secondary, "v1", "Namespace", doc["metadata"]["name"])):
+            secondary.api.create(doc)
 
 
 def test_a_source_applies_through_its_service_account_and_the_api_server_refuses_the_rest(
@@ -285,9 +277,8 @@ def test_a_source_applies_through_its_service_account_and_the_api_server_refuses
     remote = tmp_path / "ra.git"
     run_git("init", "--bare", "-q", "-b", "main", str(remote))
     repo = Repo(remote, tmp_path / "work")
-    for name in ("app-a", "other"):
-        secondary.api.create(namespace(name))  # `other` is someone else's: A's account may not write there
-    rbac_for_source(secondary, "a", "app-a")
+    secondary.api.create(namespace("other"))  # someone else's: A's account may not write there
+    overlay_rbac(secondary)
     for obj in (namespace("app-a"), deployment("web", "app-a"), configmap("settings", "app-a"),
                 configmap("doomed", "app-a"), configmap("intruder", "other")):
         repo.put(obj)
