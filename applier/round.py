@@ -476,9 +476,8 @@ class Engine:
                     continue
                 if o.result is Action.FOREIGN:
                     log.warning("not deleting %s: it does not carry kubedr's label", o.item.display)
-                elif o.result is Action.OTHER_SOURCE:
+                elif o.result is Action.OTHER_SOURCE:  # taken since _not_owned_elsewhere looked
                     log.warning("not deleting %s: another source owns it now; forgetting it", o.item.display)
-                    metrics.APPLY_OWNERSHIP_REFUSALS.inc()
                 elif o.result is Action.CLUSTER_OWNED:
                     log.warning("not deleting %s: the cluster's control plane makes it for itself; forgetting it",
                                 o.item.display)
