@@ -1,6 +1,6 @@
 """Drift: objects kubedr manages that changed on the secondary behind its back; healed, or reported.
 
-Watched, not polled: one watch per kind the repo holds, narrowed to kubedr's label, so an edit is seen within
+Watched, not polled: one watch per kind the repo holds, narrowed to the source's label, so an edit is seen within
 milliseconds, and an idle secondary costs one open connection per kind plus a bookmark now and then, not
 work proportional to the number of objects (a poll would list every managed object each interval and see an
 edit only at the next tick). Strays are not urgent: one list per kind each interval finds them.
@@ -28,6 +28,7 @@ from kubedr.applier.apply import FIELD_MANAGER
 from kubedr.applier.decode import MANAGED_LABEL, Decoder
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
 from kubedr.applier.owners import foreign
+from kubedr.applier.sources import SOURCE_LABEL
 from kubedr.applier.standby import Mode, hold, read_mode
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
 from kubedr.contract import ObjectRef, ref_of
@@ -193,14 +194,14 @@ class Drift:
                     self._stop.wait(self.settings.interval)
                     continue
                 rv = ""
-                for page in self._pages(resource.path(), {"labelSelector": f"{MANAGED_LABEL}=true"}):
+                for page in self._pages(resource.path(), {"labelSelector": self._selector()}):
                     rv = page["metadata"]["resourceVersion"]
                     for item in page.get("items") or []:
                         item.setdefault("kind", kind)
                         item.setdefault("apiVersion", resource.group_version)
                         self._observe(item, listed=True)
                 while not self._stop.is_set():
-                    query = {"labelSelector": f"{MANAGED_LABEL}=true", "resourceVersion": rv,
+                    query = {"labelSelector": self._selector(), "resourceVersion": rv,
                              "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_TIMEOUT)}
                     for ev in self.engine.cluster.watch(resource.path(), query, WATCH_TIMEOUT + 30):
                         if self._stop.is_set():
@@ -221,6 +222,11 @@ class Drift:
                                                                " ".join(str(exc).split()))
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+
+    def _selector(self) -> str:
+        """The objects this source applied (labelled by its last rounds): never another source's, whose events
+        would cost every applier on a shared secondary work for objects that are not its own."""
+        return f"{MANAGED_LABEL}=true,{SOURCE_LABEL}={self.engine.settings.source}"
 
     def _pages(self, path: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
         """A list, one page of LIST_PAGE objects at a time (all pages from one snapshot, as the server serves them)."""
@@ -494,7 +500,9 @@ class Drift:
             resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
             if resource is None:
                 continue
-            for item in (i for page in self._pages(resource.path(), {}) for i in page.get("items") or []):
+            # only what no source applied: the others' objects are neither listed nor parsed
+            unmanaged = {"labelSelector": f"!{MANAGED_LABEL}"}
+            for item in (i for page in self._pages(resource.path(), unmanaged) for i in page.get("items") or []):
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", resource.group_version)
                 meta = item.get("metadata") or {}

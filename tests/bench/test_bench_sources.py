@@ -23,7 +23,7 @@ from kubedr.applier.sources import Records
 from kubedr.applier.status import load
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster
-from tests.bench.measure import Goals
+from tests.bench.measure import Goals, cpu_seconds, rss_mb
 from tests.conftest import free_port, wait_until
 
 SOURCES = int(os.environ.get("KUBEDR_BENCH_SOURCES", "10"))
@@ -100,19 +100,6 @@ class Source:
                                       "data": {"key": f"push-{i}", "other": "x" * 64}}))
         git(self.work, "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam", f"push {i}")
         git(self.work, "push", "-q", "origin", "HEAD:main")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and the children it waited for (its git commands)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def idle(procs: list[subprocess.Popen]) -> list[float]:
