@@ -10,6 +10,8 @@ Read in this order:
     order.py      the apply order as one table (deletions reversed)
     apply.py      server-side apply as field manager `kubedr` (force), concurrent within a stage
     inventory.py  what kubedr applied (on the secondary) and the prune guard
+    sources.py    a source's name and its records on the secondary (a kubedr before sources' moved to them)
+    owners.py     which source owns an object: another source's is never changed, held or pruned
     status.py     the kubedr-status record on the secondary; read_status() for `kubedr status`
     round.py      one round end to end, and the loop of rounds
     diff.py       `kubedr diff`
