@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 
 from kubedr import roles
+from kubedr.applier.fetch import is_local
 from kubedr.applier.state import (
     STATE_MANAGER,
     copy_state,
@@ -69,8 +71,9 @@ def derive(repo: str, branch: str) -> str:
     def slug(text: str, size: int) -> str:
         return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:size].strip("-")
 
-    ident = key(repo, branch)
-    base = slug(identity(repo).rstrip("/").rpartition("/")[2].removesuffix(".git"), 20) or "repo"
+    where = os.path.abspath(os.path.expanduser(repo.removeprefix("file://"))) if is_local(repo) else identity(repo)
+    ident = f"{where}#{branch}"  # a local path as given: a git-sync `current` link names one source, not each target
+    base = slug(where.rstrip("/").rpartition("/")[2].removesuffix(".git"), 20) or "repo"
     digest = hashlib.sha256(ident.encode()).hexdigest()[:6]
     return "-".join(p for p in (base, slug(branch, 12), digest) if p)
 

@@ -371,3 +371,42 @@ def test_promote_and_demote_act_on_one_source(primary: Any, secondary: Any, tmp_
     assert (replicas("a"), replicas("b")) == (0, 0)
     assert on_secondary(secondary, "v1", "ConfigMap", "settings", "app-a")["data"] == {"v": "2"}
     assert apply_once("a").returncode == 0 and apply_once("b").returncode == 0
+
+
+def test_two_sources_writing_one_namespace_are_a_reported_conflict_not_a_fight(secondary: Any, tmp_path: Path,
+                                                                              daemon: Any) -> None:
+    from tests.integration.applier.conftest import Repo
+
+    repos = {}
+    for name in SOURCES:
+        remote = tmp_path / f"r{name}.git"
+        run_git("init", "--bare", "-q", "-b", "main", str(remote))
+        repos[name] = Repo(remote, tmp_path / f"work-{name}")
+        for obj in (namespace("shared"), configmap("common", "shared", by=name), configmap(f"own-{name}", "shared")):
+            repos[name].put(obj)
+        repos[name].commit(name)
+    first = daemon(secondary, repos["a"], "--source", "a", "--workdir", str(tmp_path / "apply-a"))
+    wait_until(lambda: source_label(on_secondary(secondary, "v1", "ConfigMap", "common", "shared")) == "a",
+               timeout=30, what=f"a applied; log:\n{first.text()}")
+    second = daemon(secondary, repos["b"], "--source", "b", "--workdir", str(tmp_path / "apply-b"),
+                    "--drift-interval", "1s")
+    wait_until(lambda: on_secondary(secondary, "v1", "ConfigMap", "own-b", "shared") is not None, timeout=30,
+               what=f"b's own object applied; log:\n{second.text()}")
+    wait_until(lambda: "two sources write namespace shared (give one a --namespace-map)" in second.text(),
+               timeout=30, what="the namespace conflict reported")
+    common = "/api/v1/namespaces/shared/configmaps/common"
+    seen = len(secondary.requests)
+    # both appliers keep running (b retries its failures, a's drift watch follows the object): nobody writes it
+    wait_until(lambda: "refused: ConfigMap shared/common is owned by source a" in second.text()
+               and second.text().count("refused: ConfigMap shared/common") >= 2, timeout=30,
+               what=f"b's retry refused again; log:\n{second.text()}")
+    writes = [p for _, m, p in secondary.requests[seen:] if m in ("PATCH", "PUT", "DELETE") and p.startswith(common)]
+    assert not writes, writes
+    live = on_secondary(secondary, "v1", "ConfigMap", "common", "shared")
+    assert live["data"] == {"by": "a"} and source_label(live) == "a"
+    assert "healed" not in first.text() + second.text()
+    rows = json.loads(kubedr("--log-level", "ERROR", "status", "-o", "json", "--secondary-kubeconfig",
+                             secondary.kubeconfig_path).stdout)
+    (row,) = [r for r in rows if r["component"] == "applier" and r["source"] == "b"]
+    assert row["problem"] and sorted(o["object"] for o in row["data"]["ownedElsewhere"]) == [
+        "ConfigMap shared/common", "Namespace shared"]
