@@ -1,4 +1,4 @@
-"""The applier's record on the secondary (`kubedr-status` in kubedr-system): what is applied, what failed.
+"""A source's record on the secondary (`kubedr-status.SOURCE` in kubedr-system): what is applied, what failed.
 
 `commit` is the last commit whose tree was worked through (the base for the next diff); `fullyApplied` is
 the last commit applied with no failure at all, and `fullyAppliedCommitTime` the primary's commit time of

@@ -4,7 +4,7 @@ and, for what is not Available, why.
 One list and one watch per kind (kubedr's label), never a request per object: the built-in workload kinds
 (applier.readiness.WORKLOADS) in the switched namespaces, and the custom resources the switchover brought up.
 The verdicts are readiness.verdict's. The RTO (command start -> the last of them Available) is printed,
-recorded in the `kubedr-status` record (key `switchover`, its own field manager) and read back by the
+recorded in the source's `kubedr-status.SOURCE` record (key `switchover`, its own field manager) and read back by the
 applier's /metrics and `kubedr status`.
 """
 
