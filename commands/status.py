@@ -544,7 +544,7 @@ def render(rows: list[Row]) -> None:
     width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns) if sys.stdout.isatty() else WIDTH
     console = Console(width=width)
     table = Table(box=box.SIMPLE_HEAD, title="kubedr status", title_justify="left")
-    sources = any(r.source for r in rows)
+    sources = len({r.source for r in rows if r.source}) > 1  # a secondary of several sources: which row is whose
     for col in ("SIDE", "COMPONENT", *(("SOURCE",) if sources else ()), "STATE", "COMMIT", "LAG", "FAILURES", "DRIFT"):
         table.add_column(col, no_wrap=col not in ("STATE", "SOURCE"), overflow="fold")
     for r in rows:
@@ -552,7 +552,7 @@ def render(rows: list[Row]) -> None:
                       r.drift, style="red" if r.problem else None)
     console.print(table)
     for r in (r for r in rows if r.detail):
-        who = f"{r.side} {r.component}" + (f" {r.source}" if r.source else "")
+        who = f"{r.side} {r.component}" + (f" {r.source}" if sources and r.source else "")
         text = textwrap.fill(f"{who}: {r.detail}", width=width - 2, initial_indent="  ",
                              subsequent_indent="      ", break_on_hyphens=False)
         console.print(text, style="red" if r.problem else None, markup=False, highlight=False, soft_wrap=True)
