@@ -56,7 +56,7 @@ TARGETS: tuple[Target, ...] = (
            ("tests/integration/applier/test_applier_basics.py", "tests/integration/applier/test_applier_idle_and_inventory.py",
             "-k", "prune or guard or gone_out_of_band")),
     Target("source ownership", "applier/owners.py", ("owner_of", "foreign", "Owners.others", "Owners.claim"),
-           ("tests/unit/applier/test_applier_sources.py", "tests/integration/applier/test_applier_sources.py",
+           ("tests/unit/applier/test_applier_source_names.py", "tests/integration/applier/test_applier_sources.py",
             "-k", "own")),
     Target("sanitize skip rules", "base/sanitize.py",
            ("controller_of", "controller_exported", "_controlled", "_controller_made_sa_token",
