@@ -68,8 +68,6 @@ class Owners:
     def others(self, refs: Iterable[ObjectRef]) -> dict[ObjectRef, str]:
         """The refs another source owns now -> its name."""
         wanted = set(refs)
-        if not wanted:
-            return {}
         scopes = {(r.group, r.kind, r.namespace) for r in wanted}
         if len(scopes) > MAX_SCOPED_LISTS:
             scopes = {(g, k, "") for g, k, _ in scopes}

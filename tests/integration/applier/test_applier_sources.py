@@ -151,6 +151,11 @@ def test_two_sources_on_one_secondary_each_keep_to_their_own(secondary: Any, reg
                in b.log("applier"), timeout=30, what="the refusal in B's log")
     cfg = on_secondary(secondary, "v1", "ConfigMap", "cfg-a", "app-a")
     assert cfg is not None and cfg["data"] == {"k": "cfg-a"} and source_label(cfg) == "a"
+    # what b looked up: one list per kind and namespace of its commit, of other sources' objects only
+    others_of_b = "labelSelector=kubedr.io%2Fsource%2Ckubedr.io%2Fsource%21%3Db"
+    lists = [p for _, m, p in secondary.requests if m == "GET" and others_of_b in p]
+    assert "/api/v1/namespaces/app-a/configmaps?" + others_of_b in {p.partition("&")[0] for p in lists}, lists
+    assert not [p for p in lists if p.startswith("/api/v1/configmaps?")], lists
     wait_until(lambda: 'kubedr_applier_owned_elsewhere_objects{owner="a"} 1.0' in b.metrics_text(), timeout=30,
                what="the refusal on B's /metrics")
     assert "kubedr_applier_owned_elsewhere_objects{" not in a.metrics_text()
