@@ -209,7 +209,7 @@ class Record:
         }
 
 
-def read_record(cluster: Cluster, records: Records) -> Record | None:
+def record_of(cluster: Cluster, records: Records) -> Record | None:
     """For `kubedr status`: a source's record and mode (None when it never applied)."""
     data = records.get(cluster, STATUS_CONFIGMAP)
     mode = records.get(cluster, MODE) or {}
@@ -228,13 +228,20 @@ def read_record(cluster: Cluster, records: Records) -> Record | None:
 def read_records(api_client: Any) -> list[Record]:
     """Every source's record on the secondary (read where it is: nothing is moved or written)."""
     cluster = Cluster(api_client)
-    found = (read_record(cluster, open_records(cluster, name, write=False)) for name in sources_on(cluster))
+    found = (record_of(cluster, open_records(cluster, name, write=False)) for name in sources_on(cluster))
     return [r for r in found if r is not None]
+
+
+def read_record(api_client: Any, source: str | None = None) -> Record | None:
+    """A source's record (the only one when source is None; None when none applied); ValueError when source is None
+    and the secondary serves several."""
+    found = [r for r in read_records(api_client) if source in (None, r.source)]
+    if source is None and len(found) > 1:
+        raise ValueError(f"{len(found)} sources on this secondary ({', '.join(r.source for r in found)}): name one")
+    return found[0] if found else None
 
 
 def read_status(api_client: Any, source: str | None = None) -> dict[str, Any]:
     """A source's record as plain data (the only one when source is None; {} when none applied)."""
-    found = [r for r in read_records(api_client) if source in (None, r.source)]
-    if source is None and len(found) > 1:
-        raise ValueError(f"{len(found)} sources on this secondary: name one")
-    return found[0].to_data() if found else {}
+    record = read_record(api_client, source)
+    return record.to_data() if record else {}

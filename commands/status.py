@@ -314,7 +314,7 @@ def side_rows(args: argparse.Namespace, side: str, kubeconfig: str, context: str
     given = getattr(args, f"{side}_cluster_name", None)
     try:
         from kubedr.applier.sources import Records, derive, open_records, sources_on
-        from kubedr.applier.status import read_record
+        from kubedr.applier.status import record_of
         from kubedr.kube import api_client
         from kubedr.kubeapi import Cluster
 
@@ -322,7 +322,7 @@ def side_rows(args: argparse.Namespace, side: str, kubeconfig: str, context: str
         main = getattr(args, "source", None) or (derive(args.repo, args.branch) if args.repo else None)
         names = sources_on(cluster)
         listed = [(n, open_records(cluster, n, write=False)) for n in names or ([main] if main else [])]
-        found = [(records, read_record(cluster, records)) for _, records in listed] or [(Records("", True), None)]
+        found = [(records, record_of(cluster, records)) for _, records in listed] or [(Records("", True), None)]
     except ImportError:
         return [Row(side, "applier", "unknown", detail="the applier is not installed", problem=True)]
     except Exception as exc:  # noqa: BLE001
