@@ -23,6 +23,8 @@ Read in this order:
     images.py     every image the repo's workloads need at switchover, and whether a registry has it
     drift.py      what changed on the secondary behind kubedr's back (one kubedr.listwatch loop per kind): healed
                   or reported; strays
+    sources.py    a source's name and its records on the secondary (a kubedr before sources' moved to them)
+    owners.py     which source owns an object: another source's is never changed, held or pruned
     status.py     the kubedr-status record on the secondary; read_status() for `kubedr status`
     state.py      kubedr's state ConfigMaps in kubedr-system (requests go through the base client, kubedr.kubeapi)
     diff.py       `kubedr diff`

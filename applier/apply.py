@@ -14,6 +14,7 @@ from kubedr import contract
 from kubedr.apierrors import ApiError, Conflict, Invalid, NotFound
 from kubedr.applier import recreate as rc
 from kubedr.applier.decode import MANAGED_LABEL, DecodeError
+from kubedr.applier.owners import foreign
 from kubedr.backoff import Backoff
 from kubedr.contract import ManifestError, ObjectRef
 from kubedr.kubeapi import Cluster
@@ -40,6 +41,7 @@ class Action(enum.StrEnum):
     DELETED = "deleted"  # pruned
     GONE = "gone"  # to prune, but already absent
     FOREIGN = "foreign"  # to prune, but without kubedr's label: left alone
+    OTHER_SOURCE = "other source"  # to prune, but another source owns it now (applier.owners): left alone
     CLUSTER_OWNED = "cluster-owned"  # to prune, but the target's control plane made its own: left alone
 
 
@@ -81,9 +83,10 @@ def _reason(exc: Exception) -> str:
 class ServerSideApplier:
     """Server-side applies and deletes objects on the target cluster, batch by batch (Engine drives the rounds)."""
 
-    def __init__(self, cluster: Cluster, concurrency: int = 16, dry_run: bool = False) -> None:
-        self.cluster = cluster
+    def __init__(self, cluster: Cluster, concurrency: int = 16, dry_run: bool = False, source: str = "") -> None:
+        self.cluster = cluster  # the source's ServiceAccount when it applies through one (kubeapi impersonation)
         self.dry_run = dry_run
+        self.source = source
         self.recreate_timeout = rc.RECREATE_TIMEOUT
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="kubedr-apply")
 
@@ -180,8 +183,8 @@ class ServerSideApplier:
         return True
 
     def delete_one(self, ref: ObjectRef) -> Action:
-        """Delete an object kubedr applied: DELETED, GONE (already absent), FOREIGN (not kubedr's) or
-        CLUSTER_OWNED (the target's control plane made its own, which must stay)."""
+        """Delete an object kubedr applied: DELETED, GONE (already absent), FOREIGN (not kubedr's), OTHER_SOURCE
+        (another source's now) or CLUSTER_OWNED (the target's control plane made its own, which must stay)."""
         resource = self.cluster.resource_of(ref)
         if resource is None:
             return Action.GONE
@@ -192,6 +195,8 @@ class ServerSideApplier:
             return Action.GONE
         if ((live.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) != "true":
             return Action.FOREIGN
+        if foreign(live, self.source):
+            return Action.OTHER_SOURCE
         if cluster_owned(live):  # e.g. a bootstrap ClusterRole an older export put in the repo
             return Action.CLUSTER_OWNED
         if self.dry_run:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from kubedr.durations import parse_duration
 if TYPE_CHECKING:
     from kubedr.applier.policy import Settings
     from kubedr.applier.round import Engine
+    from kubedr.applier.sources import Records
     from kubedr.applier.takeover import Wait
     from kubedr.kubeapi import Cluster
     from kubedr.sealing import Identity
@@ -83,6 +85,17 @@ def apply_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-signers", metavar="FILE",
                    help="git allowed-signers file: apply only commits whose SSH signature verifies against it "
                         "(default: the trust section of the repo policy, else no check)")
+    source_options(p)
+    p.add_argument("--service-account", metavar="NAMESPACE/NAME",
+                   help="apply the source's objects as this ServiceAccount (impersonation): it writes only where "
+                        "the account's RBAC lets it (default: as the applier itself)")
+
+
+def source_options(p: argparse.ArgumentParser) -> None:
+    """--source of every command that acts on one source of a secondary."""
+    p.add_argument("--source", metavar="NAME",
+                   help="the source (repo and branch) on the secondary: its records there and the label on the "
+                        "objects it applies (default: derived from the repo and branch)")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -90,6 +103,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     if name == "switchover":
         parser.add_argument("--kubeconfig", help="kubeconfig of the secondary (in-cluster when absent)")
         parser.add_argument("--context")
+        source_options(parser)
         parser.add_argument("--namespaces", help="only these namespaces (space or comma separated)")
         parser.add_argument("--plan", action="store_true",
                             help="print what would come up and the images it needs; change nothing")
@@ -191,6 +205,7 @@ def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | N
     outside its bound (policy.LIMITS)."""
     from kubedr.applier.decode import Maps, parse_map
     from kubedr.applier.policy import LIMITS, Settings
+    from kubedr.applier.sources import check_name, derive
 
     try:
         maps = Maps(parse_map(args.namespace_map, "namespace-map"), parse_map(args.image_map, "image-map"),
@@ -218,6 +233,10 @@ def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | N
             signing.check_allowed_signers(args.allowed_signers)
         except signing.SigningError as exc:
             raise UsageError(f"--allowed-signers: {exc}") from exc
+    source = check_name(args.source) if getattr(args, "source", None) else derive(repo, args.branch)
+    account = getattr(args, "service_account", None)
+    if account and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?", account):
+        raise UsageError(f"--service-account {account!r}: expected NAMESPACE/NAME")
     optional = {k: v for k, v in (("prune", prune), ("prune_max_fraction", args.prune_max_fraction),
                                   ("prune_max_objects", args.prune_max_objects),
                                   ("standby_replicas", args.standby_replicas),
@@ -228,7 +247,8 @@ def settings_from(args: argparse.Namespace, repo: str, identities: list[str] | N
                     dry_run=getattr(args, "dry_run", False), concurrency=args.concurrency, maps=maps,
                     mode_override=args.mode, namespace_replicas=ns_replicas,
                     identities=_identities(args.identity if identities is None else identities),
-                    validate=args.validate, explicit=explicit, allowed_signers=args.allowed_signers, **optional)
+                    validate=args.validate, explicit=explicit, allowed_signers=args.allowed_signers, source=source,
+                    service_account=account, **optional)
 
 
 def apply_options(args: argparse.Namespace, repo: str, kubeconfig: str | None = None, context: str | None = None,
@@ -261,11 +281,13 @@ def _webhook_secret(listen: str | None, secret_file: str | None) -> bytes | None
     return webhook.load_secret(secret_file) if secret_file else None
 
 
-def engine_for(options: ApplyOptions) -> Engine:
+def engine_for(options: ApplyOptions, write: bool = True) -> Engine:
     """The Engine of these options: the repo as a Source, the secondary's API; UsageError for a repo that is not
-    there (a local path that does not exist)."""
+    there (a local path that does not exist). write=False (diff): the records of a kubedr before sources are read
+    where they are, never moved."""
     from kubedr.applier.fetch import FetchError, Source
     from kubedr.applier.round import Engine
+    from kubedr.applier.sources import open_records
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
 
@@ -274,8 +296,9 @@ def engine_for(options: ApplyOptions) -> Engine:
         source = Source(settings.repo, settings.branch, options.workdir)
     except FetchError as exc:
         raise UsageError(str(exc)) from exc
-    api = api_client(options.kubeconfig, options.context, pool=max(16, settings.concurrency))
-    return Engine(Cluster(api), source, settings)
+    cluster = Cluster(api_client(options.kubeconfig, options.context, pool=max(16, settings.concurrency)))
+    # a command that writes nothing reads the records of a kubedr before sources where they are
+    return Engine(cluster, source, settings, None if write else open_records(cluster, settings.source, write=False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -287,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.repo:
         raise UsageError(f"kubedr {args.command}: --repo is required (URL or path of the config repo)")
     options = apply_options(args, args.repo)
-    engine = engine_for(options)
+    engine = engine_for(options, write=args.command != "diff")
     try:
         if args.command == "diff":
             return _diff(engine)
@@ -301,6 +324,7 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
     from kubedr.applier.round import loop
 
     engine.cluster_name = options.cluster_name
+    _say_source(engine)
     if options.metrics_listen:
         metrics.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if options.settings.dry_run:
@@ -339,12 +363,23 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
     return leader.run_elected(options.election, lambda: api_client(options.kubeconfig, options.context), work)
 
 
+def _say_source(engine: Engine) -> None:
+    """Name the source at start (its name is derived when not given), in the log and on /metrics."""
+    from kubedr import metrics
+    from kubedr.applier.history import shown
+
+    s = engine.settings
+    log.info("source %s: %s (%s)%s", s.source, shown(s.repo), s.branch,
+             f", applied as ServiceAccount {s.service_account}" if s.service_account else "")
+    metrics.APPLY_SOURCE.labels(s.source, shown(s.repo), s.branch).set(1)
+
+
 def _dry_run(engine: Engine, options: ApplyOptions) -> int:
     """One round with dryRun=All that records nothing; exit codes as --once: 1 on failures or when held."""
     from kubedr.applier.role import serving
 
     try:
-        if serving(engine.cluster, options.cluster_name, engine.source, record=False):
+        if serving(engine.cluster, options.cluster_name, engine.source, record=False, records=engine.records):
             print("nothing would be applied: this cluster writes the branch, or held the role and was not demoted")
             return 0
         report = engine.step()
@@ -387,6 +422,7 @@ def _diff(engine: Engine) -> int:
 def _switchover(args: argparse.Namespace) -> int:
     import time
 
+    from kubedr.applier.sources import pick
     from kubedr.applier.standby import read_mode, record_mode, switchover
     from kubedr.applier.takeover import serve
     from kubedr.kube import api_client
@@ -396,34 +432,35 @@ def _switchover(args: argparse.Namespace) -> int:
     wait = wait_options(args)
     cluster = Cluster(api_client(args.kubeconfig, args.context))
     namespaces = namespace_list(args.namespaces)
+    records = pick(cluster, args.source, write=not args.plan)
     if args.plan:
-        return _switchover_plan(cluster, namespaces)
-    mode = read_mode(cluster)
+        return _switchover_plan(cluster, namespaces, records)
+    mode = read_mode(cluster, records)
     if namespaces:
         mode.active_namespaces |= set(namespaces)
     else:
         mode.active = True
-    record_mode(cluster, mode, "kubedr switchover" + (f" --namespaces {' '.join(namespaces)}" if namespaces else ""))
-    done = switchover(cluster, namespaces or None)
+    record_mode(cluster, mode, "kubedr switchover" + (f" --namespaces {' '.join(namespaces)}" if namespaces else ""),
+                records)
+    done = switchover(cluster, records, namespaces or None)
     for f in done.failures:
         log.error("switchover: %s", f)
-    print(f"switchover: {len(done.brought_up)} objects brought up ({mode.name}); {len(done.failures)} failed",
-          flush=True)
+    print(f"switchover: {len(done.brought_up)} objects brought up ({mode.name}); {len(done.failures)} failed "
+          f"(source {records.source})", flush=True)
     if wait is None:
         return 1 if done.failures else 0
-    served = serve(cluster, "switchover", namespaces or None, done.brought_up, started, wait)
+    served = serve(cluster, "switchover", namespaces or None, done.brought_up, started, wait, records)
     return 1 if done.failures or served else 0
 
 
-def _switchover_plan(cluster: Cluster, namespaces: list[str]) -> int:
-    """What a switchover would bring up, and the images those workloads pull (from the applier's record)."""
+def _switchover_plan(cluster: Cluster, namespaces: list[str], records: Records) -> int:
+    """What a switchover of the source would bring up, and the images those workloads pull (from its record)."""
     from kubedr.applier.standby import plan
-    from kubedr.applier.state import get_state
     from kubedr.applier.status import STATUS_CONFIGMAP, images_of
 
-    for line in plan(cluster, namespaces or None):
+    for line in plan(cluster, records, namespaces or None):
         print(f"would bring up {line}")
-    images = images_of(get_state(cluster, STATUS_CONFIGMAP) or {})
+    images = images_of(records.get(cluster, STATUS_CONFIGMAP) or {})
     print(f"images needed ({len(images)}; check them with `kubedr images --check`):")
     for image, users in images.items():
         print(f"  {image}  ({', '.join(users)})")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubedr import contract
+from kubedr.applier.sources import SOURCE_LABEL
 from kubedr.contract import ObjectRef
 
 log = logging.getLogger("kubedr.applier.decode")
@@ -203,10 +204,12 @@ def _called_services(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def mark(obj: dict[str, Any], path: str) -> dict[str, Any]:
-    """Label the object as kubedr's (prune deletes nothing without it) and note its repo path."""
+def mark(obj: dict[str, Any], path: str, source: str = "") -> dict[str, Any]:
+    """Label the object as kubedr's (prune deletes nothing without it) and its source's (applier.owners), and note
+    its repo path."""
     meta = obj.setdefault("metadata", {})
-    meta["labels"] = dict(meta.get("labels") or {}, **{MANAGED_LABEL: "true"})
+    meta["labels"] = dict(meta.get("labels") or {}, **{MANAGED_LABEL: "true"},
+                          **({SOURCE_LABEL: source} if source else {}))
     meta["annotations"] = dict(meta.get("annotations") or {}, **{PATH_ANNOTATION: path})
     return obj
 
@@ -221,6 +224,7 @@ class Decoder:
     validator: Validator | None = None
     identities: list[Any] | None = None
     finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # standby, set by the caller
+    source: str = ""  # the source applying it: its label on the object (applier.owners)
 
     def decode(self, path: str, data: bytes) -> dict[str, Any]:
         """The object to apply for a repo file; ManifestError/DecodeError (one line) when it cannot be."""
@@ -237,7 +241,7 @@ class Decoder:
         transform(obj, self.maps)
         if self.finish is not None:
             obj = self.finish(obj)
-        return mark(obj, path)
+        return mark(obj, path, self.source)
 
     def _unseal(self, obj: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(obj.get("sealed"), dict):

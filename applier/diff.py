@@ -85,7 +85,7 @@ def unified(path: str, live: dict[str, Any] | None, after: dict[str, Any] | None
 
 def foreign_records(engine: Engine, target: str) -> str | None:
     """Why this cluster's records (status, inventory) belong to another repo, so a plan against them is wrong."""
-    status = load_status(engine.cluster)
+    status = load_status(engine.cluster, engine.records)
     if status is None or not status.commit or not status.repo or identity(status.repo) == identity(engine.settings.repo):
         return None
     if engine.source.reach(status.commit, target):
@@ -115,11 +115,13 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
     mode = engine.mode()
     tree = engine.source.tree(target)
     objects = engine.source.objects(target)
-    applier = ServerSideApplier(engine.cluster, s.concurrency, dry_run=True)
-    decoder = Decoder(s.maps, engine.validator, s.identities, finish=lambda o: hold(o, mode))
-    paths = sorted(objects.refs)
-    desired = {map_ref(ref, s.maps) for ref in objects.refs.values()}
+    applier = ServerSideApplier(engine.applier.cluster, s.concurrency, dry_run=True, source=s.source)
+    decoder = Decoder(s.maps, engine.validator, s.identities, finish=lambda o: hold(o, mode), source=s.source)
+    path_ref = {path: map_ref(ref, s.maps) for path, ref in objects.refs.items()}
+    paths, refused = engine.owners.claim(sorted(objects.refs), path_ref, say=False)  # another source's: what apply refuses
+    desired = set(path_ref.values())
     errors = [f"{path}: {reason}" for path, reason in objects.problems]
+    errors += [f"{r.path}: {r.reason()}" for r in refused]
     blobs = dict(zip(paths, engine.source.read_blobs([tree[p] for p in paths]), strict=True))
 
     def one(path: str) -> str:
@@ -150,7 +152,7 @@ def diff(engine: Engine, prune: bool = False) -> tuple[list[str], list[str]]:
 def _prunes(engine: Engine, applier: ServerSideApplier, desired: set[ObjectRef]) -> list[str]:
     """Each deletion labelled as a prune with its reason, and the guard's verdict when it would refuse them."""
     s = engine.settings
-    inventory = Inventory(engine.cluster).load()
+    inventory = Inventory(engine.cluster, engine.records).load()
     why = "--prune" if "prune" in s.explicit else f"prune: true in {POLICY_PATH}"
     out = []
     for ref in sorted(inventory.refs - desired):

@@ -1,6 +1,6 @@
 """Drift: objects kubedr manages that changed on the secondary behind its back; healed, or reported.
 
-Watched, not polled: one watch per kind the repo holds, narrowed to kubedr's label, so an edit is seen within
+Watched, not polled: one watch per kind the repo holds, narrowed to the source's label, so an edit is seen within
 milliseconds, and an idle secondary costs one open connection per kind plus a bookmark now and then, not
 work proportional to the number of objects (a poll would list every managed object each interval and see an
 edit only at the next tick). Strays are not urgent: one list per kind each interval finds them.
@@ -9,6 +9,7 @@ Only kubedr's own fields are compared: the set its last apply owned (managedFiel
 with the values the server answered then (defaults and normalisation included), against the live object.
 A path another writer now owns is drift unless that writer is a controller of the cluster (CONTROLLERS).
 A suspected drift is confirmed under the engine's lock, so a round applying the same object never races it.
+An object another source owns now (applier.owners) is never drift: it is not compared, and never healed back.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from kubedr.apierrors import Gone
 from kubedr.applier.apply import FIELD_MANAGER
 from kubedr.applier.decode import MANAGED_LABEL, Decoder
 from kubedr.applier.fieldset import applied_set, differences, extract, owners
+from kubedr.applier.owners import foreign
+from kubedr.applier.sources import SOURCE_LABEL
 from kubedr.applier.standby import Mode, hold, read_mode
-from kubedr.applier.state import put_state
 from kubedr.applier.status import STATUS_CONFIGMAP, DriftEntry
 from kubedr.backoff import Backoff
 from kubedr.contract import ObjectRef, ref_of
@@ -208,11 +210,20 @@ class Drift:
             if (group, kind) not in self._watched and not self._stop.is_set():
                 self._watched[(group, kind)] = ListWatch(
                     self.engine.cluster, served(self.engine.cluster, group, kind), Watched(self, kind),
-                    label_selector=f"{MANAGED_LABEL}=true", page_size=LIST_PAGE, timeout=WATCH_TIMEOUT,
+                    label_selector=self._selector(), page_size=LIST_PAGE, timeout=WATCH_TIMEOUT,
                     backoff=Backoff(1.0, 30.0)).start(f"kubedr-drift-{kind}")
+
+    def _selector(self) -> str:
+        """The objects this source applied (labelled by its last rounds): never another source's, whose events
+        would cost every applier on a shared secondary work for objects that are not its own."""
+        return f"{MANAGED_LABEL}=true,{SOURCE_LABEL}={self.engine.settings.source}"
 
     def observe(self, live: dict[str, Any], listed: bool = False) -> None:
         ref = ref_of(live)
+        if foreign(live, self.engine.settings.source):  # another source's: never compared, never healed
+            if ref in self.drifted or ref in self.baselines:
+                self.suspect(ref)  # the locked look forgets it
+            return
         base = self.baselines.get(ref)
         if ref not in self.desired or (base is None and listed):
             return  # not kubedr's now; or listed before its baseline, which round_done queued to be read live
@@ -296,6 +307,9 @@ class Drift:
             def one(item: tuple[ObjectRef, str]) -> tuple[ObjectRef, str, list[str], list[str]] | None:
                 ref, path = item
                 live = self.engine.applier.get_live(ref)
+                if live is not None and foreign(live, self.engine.settings.source):
+                    self._owned_elsewhere(ref, live)
+                    return None
                 if ref not in self.baselines:
                     answer = self._apply(decode, path, data.get(path), dry_run=True)
                     if answer is None:
@@ -314,6 +328,13 @@ class Drift:
                 elif outcome.result is not None:
                     self._record(*outcome.result)
         self._dirty = True
+
+    def _owned_elsewhere(self, ref: ObjectRef, live: dict[str, Any]) -> None:
+        """Another source owns the object now: forget its drift, say so once."""
+        if self.drifted.pop(ref, None) is not None or self.baselines.pop(ref, None) is not None:
+            log.warning("drift: %s is owned by source %s now: not compared, not healed", ref.display,
+                        foreign(live, self.engine.settings.source))
+            self._dirty = True
 
     def _needs_a_locked_look(self, ref: ObjectRef) -> bool:
         """No baseline, drifted before, gone, or differing now: only then confirm (or clear) under the lock."""
@@ -365,6 +386,10 @@ class Drift:
                 if not self._budget():
                     d.next_heal = time.monotonic() + 60.0 / max(1, self.settings.max_heals_per_minute)
                     continue
+                live = self.engine.applier.get_live(d.ref)
+                if live is not None and foreign(live, self.engine.settings.source):
+                    self._owned_elsewhere(d.ref, live)  # taken meanwhile: a heal would fight the other source
+                    continue
                 answer = self._apply(decode, d.path, data.get(d.path), dry_run=False)
                 if answer is None:
                     d.next_heal = time.monotonic() + self.settings.interval
@@ -382,7 +407,7 @@ class Drift:
     def _mode_moved(self) -> bool:
         """A switchover recorded another mode since the last round: its changes (a removed pause annotation has
         no owner to tell it from drift) are not healed back into the old mode; the next round applies the new."""
-        now = read_mode(self.engine.cluster)
+        now = read_mode(self.engine.cluster, self.engine.records)
         return now.recorded and (now.active, now.active_namespaces) != (self.mode.active, self.mode.active_namespaces)
 
     def _budget(self) -> bool:
@@ -395,7 +420,7 @@ class Drift:
 
     def _decoder(self) -> Decoder:
         s, mode = self.engine.settings, self.mode
-        return Decoder(s.maps, self.engine.validator, s.identities, finish=lambda o: hold(o, mode))
+        return Decoder(s.maps, self.engine.validator, s.identities, finish=lambda o: hold(o, mode), source=s.source)
 
     def _read(self, paths: list[str]) -> dict[str, bytes]:
         """The repo's bytes of these paths at the followed commit (read here: the git reader is not shared)."""
@@ -454,7 +479,9 @@ class Drift:
             resource = self.engine.cluster.resource_of(ObjectRef(group, kind, "", ""))
             if resource is None:
                 continue
-            for item in (i for items, _ in pages(self.engine.cluster, resource, page_size=LIST_PAGE) for i in items):
+            # only what no source applied: the others' objects are neither listed nor parsed
+            for item in (i for items, _ in pages(self.engine.cluster, resource, label_selector=f"!{MANAGED_LABEL}",
+                                                 page_size=LIST_PAGE) for i in items):
                 meta = item.get("metadata") or {}
                 if meta.get("namespace") not in namespaces or (meta.get("labels") or {}).get(MANAGED_LABEL):
                     continue
@@ -495,7 +522,7 @@ class Drift:
         data = self.snapshot()
         text = json.dumps(data, sort_keys=True)
         if text != self._published:
-            put_state(self.engine.cluster, STATUS_CONFIGMAP, data, manager=DRIFT_MANAGER)
+            self.engine.records.put(self.engine.cluster, STATUS_CONFIGMAP, data, manager=DRIFT_MANAGER)
             self._published = text
 
 

@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kubedr.applier.fetch import Source, is_local
-from kubedr.applier.state import put_state
+from kubedr.applier.sources import Records, key
 from kubedr.applier.status import ACCEPTED_KEY, STATUS_CONFIGMAP, Status
 from kubedr.applier.status import load as load_status
 from kubedr.config import UsageError
 from kubedr.kubeapi import Cluster
-from kubedr.remote import identity, redact
+from kubedr.remote import redact
 
 FRESH = "fresh"  # nothing applied to this secondary yet
 FORWARD = "forward"  # the head contains the newest commit applied from this repo and branch
@@ -43,11 +43,6 @@ def shown(repo: str) -> str:
     """The repo as the record names it: a URL without its password, a local path made absolute (a later run from
     another directory must find the same repo in it)."""
     return os.path.abspath(repo) if is_local(repo) and "://" not in repo else redact(repo)
-
-
-def key(repo: str, branch: str) -> str:
-    """One repo and branch, however its URL is spelled."""
-    return f"{identity(repo)}#{branch}"
 
 
 @dataclass(frozen=True)
@@ -198,10 +193,10 @@ def _acknowledged(source: Source, held: Held, acks: Callable[[list[str]], Mappin
     return ""
 
 
-def accept(cluster: Cluster, commit: str, by: str) -> Held:
-    """Record on the secondary that a person accepts the held line up to commit (a prefix of the held commit or
-    of the head the applier last saw); UsageError when nothing is held or the trust gate wants a signature."""
-    status = load_status(cluster)
+def accept(cluster: Cluster, commit: str, by: str, records: Records) -> Held:
+    """Record on the secondary that a person accepts a source's held line up to commit (a prefix of the held commit
+    or of the head the applier last saw); UsageError when nothing is held or the trust gate wants a signature."""
+    status = load_status(cluster, records)
     held = Held.from_data(status.held) if status else None
     if held is None:
         raise UsageError("trust accept: the applier on this secondary holds nothing (kubedr status shows a hold)")
@@ -211,7 +206,7 @@ def accept(cluster: Cluster, commit: str, by: str) -> Held:
     if not full:
         raise UsageError(f"trust accept: {commit} is neither the held commit {held.commit[:12]} nor the head "
                          f"{held.head[:12]}")
-    put_state(cluster, STATUS_CONFIGMAP, {ACCEPTED_KEY: _accepted_text(full, held, by)}, manager=ACCEPT_MANAGER)
+    records.put(cluster, STATUS_CONFIGMAP, {ACCEPTED_KEY: _accepted_text(full, held, by)}, manager=ACCEPT_MANAGER)
     return held
 
 

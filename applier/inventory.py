@@ -1,7 +1,8 @@
 """The inventory: what kubedr applied, kept on the secondary, so prune deletes only kubedr's own objects.
 
-It lives in ConfigMaps `kubedr-inventory-NN` in kubedr-system, entries spread over BUCKETS by a stable hash
-so a small change rewrites one small ConfigMap and a large inventory never hits the 1 MiB object limit.
+Each source has its own, in ConfigMaps `kubedr-inventory.SOURCE.NN` in kubedr-system (applier.sources), entries
+spread over BUCKETS by a stable hash so a small change rewrites one small ConfigMap and a large inventory never
+hits the 1 MiB object limit.
 Entries are added before an object is applied and removed only after it is deleted: a crash at any instant
 leaves at worst an entry for an object that is already gone, never an object nobody remembers.
 """
@@ -12,13 +13,10 @@ import json
 import zlib
 from dataclasses import dataclass
 
+from kubedr.applier.sources import BUCKETS, Records
 from kubedr.applier.state import delete_state, list_state, put_state
 from kubedr.contract import ObjectRef
 from kubedr.kubeapi import Cluster
-
-BUCKETS = 16
-PREFIX = "kubedr-inventory-"
-LABEL = "kubedr.io/inventory"
 
 # The prune guard, as data: refuse when a run would delete more than either limit, unless forced.
 MAX_PRUNE_FRACTION = 0.25
@@ -34,22 +32,24 @@ def bucket_of(ref: ObjectRef) -> int:
 
 
 class Inventory:
-    """The set of ObjectRefs kubedr has applied on this cluster."""
+    """The set of ObjectRefs one source has applied on this cluster."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, records: Records) -> None:
         self.cluster = cluster
+        self.records = records
         self.refs: set[ObjectRef] = set()
         self._stored: dict[int, set[ObjectRef]] = {}
 
     def load(self) -> Inventory:
-        """Read every inventory bucket from the secondary."""
+        """Read every inventory bucket of the source from the secondary."""
         self.refs.clear()
         self._stored = {}
-        for name, data in list_state(self.cluster, f"{LABEL}=true").items():
-            if not name.startswith(PREFIX):
+        names = {self.records.bucket(b): b for b in range(BUCKETS)}
+        for name, data in list_state(self.cluster, self.records.inventory_selector()).items():
+            if name not in names:
                 continue
             entries = {ObjectRef(*e) for e in json.loads(data.get("entries") or "[]")}
-            self._stored[int(name[len(PREFIX):])] = entries
+            self._stored[names[name]] = entries
             self.refs |= entries
         return self
 
@@ -62,10 +62,10 @@ class Inventory:
             new, old = wanted.get(b, set()), self._stored.get(b, set())
             if new == old:
                 continue
-            name = f"{PREFIX}{b:02d}"
+            name = self.records.bucket(b)
             if new:
                 entries = json.dumps([[r.group, r.kind, r.namespace, r.name] for r in sorted(new)], indent=0)
-                put_state(self.cluster, name, {"entries": entries}, {LABEL: "true"})
+                put_state(self.cluster, name, {"entries": entries}, self.records.labels("inventory"))
             else:
                 delete_state(self.cluster, name)
             self._stored[b] = set(new)

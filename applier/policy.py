@@ -46,6 +46,8 @@ class Settings:
     drift: bool = True  # a daemon watches what it applied for drift (applier.drift)
     heal: bool | None = None  # reapply drifted objects; None: where the secondary is standby
     standby_rules: tuple[holds.Rule, ...] = ()  # the repo policy's `standby:` rules (kubedr.holds)
+    source: str = ""  # the source's name: its records, and the label on what it applies (applier.sources, owners)
+    service_account: str | None = None  # NAMESPACE/NAME: apply through it (impersonation), not as the applier
 
 
 

@@ -1,8 +1,10 @@
-"""Each cluster's own record of its role (`kubedr-role` in kubedr-system), written by promote and demote.
+"""Each cluster's own record of its role per source (`kubedr-role.SOURCE` in kubedr-system), written by promote
+and demote.
 
 The branch says who may export; this record says what the cluster itself was told last. An applier on a
-cluster recorded as the writer applies nothing (it would apply the cluster's own exports back onto it), until
-`kubedr demote` records it a standby again.
+cluster recorded as the writer of a source applies nothing of it (it would apply the cluster's own exports back
+onto it), until `kubedr demote` records it a standby again; the cluster can be the writer of one source and a
+standby of another.
 """
 
 from __future__ import annotations
@@ -12,64 +14,66 @@ import time
 from typing import Any
 
 from kubedr import roles
-from kubedr.applier.history import key
-from kubedr.applier.state import get_state, put_state
+from kubedr.applier.sources import SCAN, Records, key
 from kubedr.kubeapi import Cluster
 
 log = logging.getLogger("kubedr.applier.role")
-_said: dict[int, str] = {}
-_checked: dict[int, tuple[Any, float, bool]] = {}  # id -> (cluster, when, serving): read every RECHECK s, not every poll
+_said: dict[tuple[int, str], str] = {}
+# (id, source) -> (cluster, when, serving): read every RECHECK s, not every poll
+_checked: dict[tuple[int, str], tuple[Any, float, bool]] = {}
 RECHECK = 2.0
 
 
-def read_role(cluster: Cluster) -> dict[str, str]:
-    """The recorded role ({} when promote or demote never ran against this cluster)."""
-    return get_state(cluster, roles.ROLE_CONFIGMAP) or {}
+def read_role(cluster: Cluster, records: Records) -> dict[str, str]:
+    """The recorded role for a source ({} when promote or demote never ran for it against this cluster)."""
+    return records.get(cluster, roles.ROLE_CONFIGMAP) or {}
 
 
-def record_role(cluster: Cluster, name: str, role: str, epoch: int, **extra: str) -> None:
-    """Record `role` (writer | standby) of cluster `name` at `epoch`, with when and any detail."""
-    put_state(cluster, roles.ROLE_CONFIGMAP, {"cluster": name, "role": role, "epoch": str(epoch),
-                                             "changedAt": roles.iso(), **extra})
+def record_role(cluster: Cluster, name: str, role: str, epoch: int, *, records: Records, **extra: str) -> None:
+    """Record `role` (writer | standby) of cluster `name` for a source at `epoch`, with when and any detail."""
+    records.put(cluster, roles.ROLE_CONFIGMAP, {"cluster": name, "role": role, "epoch": str(epoch),
+                                               "changedAt": roles.iso(), **extra})
 
 
-def serving(cluster: Cluster, name: str | None = None, source: Any = None, record: bool = True) -> bool:
+def serving(cluster: Cluster, name: str | None = None, source: Any = None, record: bool = True, *,
+            records: Records) -> bool:
     """True when this cluster must not be applied to (logged once): it is the writer, by its own record or by
     the branch's role file, or it held the role before and was not demoted yet (applying now would overwrite
     what it never replicated, before `kubedr demote` set it aside). A cluster recorded as standby applies.
     record=False (a dry run) keeps the history scan's progress in memory only: nothing is written."""
     now = time.monotonic()
-    cached = _checked.get(id(cluster))
+    here = (id(cluster), records.source)
+    cached = _checked.get(here)
     if cached is not None and cached[0] is cluster and now - cached[1] < RECHECK:
         return cached[2]
-    rec = read_role(cluster)
+    rec = read_role(cluster, records)
     state = f"it is the writer ({rec.get('cluster')} at epoch {rec.get('epoch')})" if rec.get("role") == "writer" else ""
     if not state and name and rec.get("role") != "standby" and source is not None:
         writer = _branch_writer(source)
         if writer is not None and writer.cluster == name:
             state = f"it is the writer ({name} at epoch {writer.epoch})"
-        elif writer is not None and _held_before(cluster, source, name, record):
+        elif writer is not None and _held_before(cluster, source, name, record, records):
             state = f"{name} held the writer role before; run `kubedr demote` for it first"
-    if _said.get(id(cluster)) != state:
-        _said[id(cluster)] = state
+    if _said.get(here) != state:
+        _said[here] = state
         if state:
-            log.warning("nothing is applied to this cluster: %s", state)
-    _checked[id(cluster)] = (cluster, now, bool(state))
+            log.warning("nothing is applied to this cluster: %s (source %s)", state, records.source)
+    _checked[here] = (cluster, now, bool(state))
     return bool(state)
 
 
 _history: dict[tuple[int, str], tuple[Any, str, bool]] = {}  # (id, name) -> (source, head scanned, held the role)
-SCAN_CONFIGMAP = "kubedr-role-scan"  # how far the branch was scanned for `name`'s commits: a restart goes on from there
+SCAN_CONFIGMAP = SCAN  # how far the branch was scanned for `name`'s commits: a restart goes on from there
 
 
-def _held_before(cluster: Cluster, source: Any, name: str, record: bool) -> bool:
+def _held_before(cluster: Cluster, source: Any, name: str, record: bool, records: Records) -> bool:
     """Whether a commit on the branch was made under `name`'s role (scanned once, then only new commits; the
     scan's progress is recorded on the cluster, so a restart does not walk the whole history again)."""
     head = source.head()
     key = (id(source), name)
     owner, last, held = _history.get(key, (None, "", False))
     if owner is not source:
-        last, held = _resume(cluster, source, name, head)
+        last, held = _resume(cluster, source, name, head, records)
     if held or not head or head == last:
         _history[key] = (source, last, held)
         return held
@@ -82,14 +86,14 @@ def _held_before(cluster: Cluster, source: Any, name: str, record: bool) -> bool
     held = bool(found)
     _history[key] = (source, head, held)
     if record:
-        put_state(cluster, SCAN_CONFIGMAP, {"cluster": name, "scanned": head, "held": found, "repo": _repo(source)})
+        records.put(cluster, SCAN_CONFIGMAP, {"cluster": name, "scanned": head, "held": found, "repo": _repo(source)})
     return held
 
 
-def _resume(cluster: Cluster, source: Any, name: str, head: str | None) -> tuple[str, bool]:
+def _resume(cluster: Cluster, source: Any, name: str, head: str | None, records: Records) -> tuple[str, bool]:
     """(commit scanned up to, held) from the record, when it is about this name and repo (a re-pointed applier
     scans afresh) and still holds for this head."""
-    rec = get_state(cluster, SCAN_CONFIGMAP) or {}
+    rec = records.get(cluster, SCAN_CONFIGMAP) or {}
     if rec.get("cluster") != name or not head or rec.get("repo", _repo(source)) != _repo(source):
         return "", False
     held, scanned = rec.get("held") or "", rec.get("scanned") or ""

@@ -26,9 +26,11 @@ from kubedr.applier.fetch import FetchError, Source
 from kubedr.applier.holding import Holds
 from kubedr.applier.images import Index
 from kubedr.applier.inventory import Inventory, guard
+from kubedr.applier.owners import Owners, Refusal
 from kubedr.applier.policy import POLICY_PATH, PolicyError, Settings, merge, parse
 from kubedr.applier.role import serving as writer_here
 from kubedr.applier.serving import Serving
+from kubedr.applier.sources import Records, open_records
 from kubedr.applier.standby import Mode, hold, read_mode, record_mode, retire_jobs
 from kubedr.applier.status import Failure, Status
 from kubedr.applier.status import load as load_status
@@ -64,14 +66,18 @@ class Report:
 class Engine:
     """Applies the repo to one secondary, round after round."""
 
-    def __init__(self, cluster: Cluster, source: Source, settings: Settings) -> None:
+    def __init__(self, cluster: Cluster, source: Source, settings: Settings, records: Records | None = None) -> None:
         self.cluster = cluster
         self.source = source
+        self._records = records
         self.user = settings  # as the operator gave them
         self.settings = settings  # with the repo policy of the commit being applied merged in
         self._policy_failure: Failure | None = None
         self._policy_for = ""
-        self.applier = ServerSideApplier(cluster, settings.concurrency, settings.dry_run)
+        self.applier = ServerSideApplier(writer_of(cluster, settings.service_account), settings.concurrency,
+                                         settings.dry_run, settings.source)
+        self.owners = Owners(cluster, settings.source)
+        self.refused: list[Refusal] = []  # objects of the last round another source owns
         self.validator: Validator | None = None
         self.retry_after = 0.0  # seconds before failed objects of an unchanged commit are tried again
         self._pinned: str | None = None
@@ -98,6 +104,13 @@ class Engine:
     def close(self) -> None:
         self.applier.close()
         self.source.close()
+
+    @property
+    def records(self) -> Records:
+        """The source's records on the secondary (those of a kubedr before sources moved to them, unless dry run)."""
+        if self._records is None:
+            self._records = open_records(self.cluster, self.settings.source, write=not self.settings.dry_run)
+        return self._records
 
     # ---- deciding ----------------------------------------------------------------------------------------
 
@@ -141,13 +154,13 @@ class Engine:
             wanted = Mode(active=override == "active", replicas=base.replicas,
                           namespace_replicas=dict(base.namespace_replicas), holds=base.holds)
             if not self.settings.dry_run:
-                current = read_mode(self.cluster, base)
+                current = read_mode(self.cluster, self.records, base)
                 if current.fingerprint() != wanted.fingerprint() or not current.recorded:
-                    record_mode(self.cluster, wanted, f"kubedr apply --{override}")
+                    record_mode(self.cluster, wanted, f"kubedr apply --{override}", self.records)
                     self._mode_changed = True
                 self._mode_recorded = True
             return wanted
-        mode = read_mode(self.cluster, base)
+        mode = read_mode(self.cluster, self.records, base)
         if not mode.recorded and not self.settings.default_standby:
             mode.active = True
         return mode
@@ -162,7 +175,7 @@ class Engine:
 
     def fingerprint(self, mode: Mode) -> str:
         """Settings that change what is applied for an unchanged file; a change means apply everything."""
-        raw = self.settings.maps.fingerprint() + mode.fingerprint()
+        raw = self.settings.maps.fingerprint() + mode.fingerprint() + self.settings.source
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def step(self) -> Report | None:
@@ -171,7 +184,7 @@ class Engine:
         if head is None:
             log.info("repo %s has no commits on %s yet", redact(self.settings.repo), self.settings.branch)
             return None
-        status = load_status(self.cluster)
+        status = load_status(self.cluster, self.records)
         self.head_seen, self.fully_applied = head, status.fully_applied if status else ""
         decision = self._history(head, status)
         self.note_poll()  # before the round: a round that hangs leaves the age counting from what is pending
@@ -237,7 +250,7 @@ class Engine:
                 and (status is not None or held is not None)):
             record = status or Status(repo=history.shown(self.settings.repo), branch=self.settings.branch)
             record.held = data
-            save_status(self.cluster, record)
+            save_status(self.cluster, record, self.records)
         return decision
 
     def _follow(self, target: str, status: Status, mode: Mode) -> None:
@@ -264,7 +277,7 @@ class Engine:
     def preview(self, head: str) -> tuple[str | None, list[str]]:
         """The commit a round would apply now, and why it is not the head (a hold, an untrusted commit); for
         `kubedr diff`, which writes nothing."""
-        status = load_status(self.cluster)
+        status = load_status(self.cluster, self.records)
         decision = self._decide(head, status)
         if decision.held is not None:
             return None, [decision.held.line()]
@@ -289,7 +302,7 @@ class Engine:
         if not self.settings.dry_run and (status.untrusted if status else {}) != data:
             record = status or Status(repo=history.shown(self.settings.repo), branch=self.settings.branch)
             record.untrusted = data
-            save_status(self.cluster, record)  # the anchor moves only with an applied round (_record)
+            save_status(self.cluster, record, self.records)  # the anchor moves only with an applied round (_record)
         return gated.target
 
     # ---- one round -------------------------------------------------------------------------------------------
@@ -308,14 +321,16 @@ class Engine:
         failures: list[Failure] = [self._policy_failure] if self._policy_failure else []
         failures += unnamed
 
-        todo = self._paths_to_apply(target, status, fp, path_ref)
-        inventory = Inventory(self.cluster).load()
+        todo, self.refused = self.owners.claim(self._paths_to_apply(target, status, fp, path_ref), path_ref)
+        failures += [Failure(r.path, r.reason()) for r in self.refused]
+        _count_refused(self.refused)
+        inventory = Inventory(self.cluster, self.records).load()
         before = set(inventory.refs)
         inventory.refs |= {path_ref[p] for p in todo}
         if not s.dry_run and inventory.refs != before:
             inventory.save()  # remember before applying: a crash never leaves an object nobody knows
 
-        decoder = Decoder(s.maps, self.validator, s.identities, finish=lambda o: hold(o, mode))
+        decoder = Decoder(s.maps, self.validator, s.identities, finish=lambda o: hold(o, mode), source=s.source)
         blobs: dict[str, bytes] = {}  # read a chunk at a time, just before it is applied
 
         new_namespaces = {path_ref[p].name for p in todo if path_ref[p].kind == "Namespace" and not
@@ -397,14 +412,14 @@ class Engine:
 
     def _retire_jobs(self, gone: list[ObjectRef], mode: Mode, failures: list[Failure]) -> None:
         try:
-            for name in retire_jobs(self.cluster, gone, mode):
+            for name in retire_jobs(self.applier.cluster, gone, mode, self.settings.source):
                 log.info("%s left the repo (finished or deleted on the primary): kept suspended at switchover", name)
         except ApiError as exc:
             failures.append(Failure("(jobs)", f"marking Jobs that left the repo: {exc}"))
 
     def _prune(self, inventory: Inventory, desired: dict[ObjectRef, str], report: Report,
                failures: list[Failure]) -> None:
-        gone = sorted(inventory.refs - desired.keys())
+        gone = self._not_owned_elsewhere(inventory, sorted(inventory.refs - desired.keys()))
         if not gone:
             return
         s = self.settings
@@ -428,6 +443,8 @@ class Engine:
                     continue
                 if o.result is Action.FOREIGN:
                     log.warning("not deleting %s: it does not carry kubedr's label", o.item.display)
+                elif o.result is Action.OTHER_SOURCE:  # taken since _not_owned_elsewhere looked
+                    log.warning("not deleting %s: another source owns it now; forgetting it", o.item.display)
                 elif o.result is Action.CLUSTER_OWNED:
                     log.warning("not deleting %s: the cluster's control plane makes it for itself; forgetting it",
                                 o.item.display)
@@ -442,6 +459,17 @@ class Engine:
                 self.cluster.forget()
         if not self.settings.dry_run:
             inventory.save()
+
+    def _not_owned_elsewhere(self, inventory: Inventory, gone: list[ObjectRef]) -> list[ObjectRef]:
+        """The objects to prune that no other source owns; the others leave the inventory (one line each)."""
+        taken = self.owners.others(gone) if gone else {}
+        for ref, owner in sorted(taken.items()):
+            log.warning("not pruning %s: source %s owns it now; forgetting it", ref.display, owner)
+            metrics.APPLY_OWNERSHIP_REFUSALS.inc()
+            inventory.refs.discard(ref)
+        if taken and not self.settings.dry_run:
+            inventory.save()
+        return [r for r in gone if r not in taken]
 
     def _drop_ghosts(self, inventory: Inventory, gone: list[ObjectRef], failures: list[Failure]) -> list[ObjectRef]:
         """Inventory entries whose objects no longer exist leave it (one line each); the ones that exist remain."""
@@ -481,7 +509,8 @@ class Engine:
                              if not mode.is_active(r.namespace)],
                      images=self.images.images(self.source, target, self.settings.maps),
                      fully_applied=prev.fully_applied, fully_applied_time=prev.fully_applied_time, lag=prev.lag,
-                     untrusted=_untrusted_data(self.untrusted), trust_anchor=self.trust_anchor)
+                     untrusted=_untrusted_data(self.untrusted), trust_anchor=self.trust_anchor,
+                     owned_elsewhere=[r.to_data() for r in self.refused])
         if self.decision.kind == history.ACCEPTED:
             log.info("%s applied; the hold is released", target[:12])
         self.fully_applied = new.fully_applied
@@ -495,7 +524,7 @@ class Engine:
             metrics.APPLY_LAST_COMMIT.labels(target).set(1)
             metrics.APPLY_LAG.set(max(0.0, now - commit_time))
             metrics.APPLY_LAG_HIST.observe(max(0.0, now - commit_time))
-        save_status(self.cluster, new)
+        save_status(self.cluster, new, self.records)
 
     def note_poll(self) -> None:
         """A poll went through: the age gauge counts from the oldest commit it found not applied yet, or from now
@@ -517,6 +546,21 @@ class Engine:
         return since
 
 
+def writer_of(cluster: Cluster, service_account: str | None) -> Cluster:
+    """The cluster as the source writes to it: through its ServiceAccount (NAMESPACE/NAME) when it has one."""
+    if not service_account:
+        return cluster
+    namespace, _, name = service_account.partition("/")
+    return cluster.as_user(f"system:serviceaccount:{namespace}:{name}")
+
+
+def _count_refused(refused: list[Refusal]) -> None:
+    metrics.APPLY_OWNED_ELSEWHERE.clear()
+    for r in refused:
+        metrics.APPLY_OWNED_ELSEWHERE.labels(r.owner).inc()
+    metrics.APPLY_OWNERSHIP_REFUSALS.inc(len(refused))
+
+
 def _untrusted_data(u: Untrusted | None) -> dict[str, str]:
     return {"commit": u.sha, "signer": u.signer, "reason": u.reason} if u else {}
 
@@ -533,7 +577,7 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
     while not stop.is_set():
         try:
             engine.writes_branch = writer_here(engine.cluster, engine.cluster_name, engine.source,
-                                               record=not engine.settings.dry_run)
+                                               record=not engine.settings.dry_run, records=engine.records)
             if engine.writes_branch:
                 report = None
                 metrics.unapplied_since(time.time())  # the writer applies nothing: nothing is pending

@@ -1,8 +1,9 @@
 """Standby: the secondary holds everything that runs, by the rules of kubedr.holds; switchover brings it up.
 
 The primary's value of each held field travels in an annotation, so a switchover needs nothing but the
-secondary itself. The mode (standby, or active for all or some namespaces) lives in the `kubedr-mode` ConfigMap on
-the secondary, so every later commit is applied in the mode the operator chose.
+secondary itself. The mode (standby, or active for all or some namespaces) lives in each source's `kubedr-mode`
+record on the secondary, so every later commit is applied in the mode the operator chose; a switchover brings up
+the objects of one source only (applier.owners).
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from kubedr.apierrors import ApiError, NotFound
 from kubedr.applier.decode import MANAGED_LABEL
 from kubedr.applier.holding import Holds
 from kubedr.applier.inventory import Inventory
-from kubedr.applier.state import get_state, put_state
+from kubedr.applier.owners import owner_of
+from kubedr.applier.sources import MODE, Records
 from kubedr.contract import ObjectRef
 from kubedr.holds import HELD_LABEL, MISSING, REPLICAS_ANNOTATION, SUSPEND_ANNOTATION, VALUES_ANNOTATION
 from kubedr.kubeapi import Cluster, Resource
 
 log = logging.getLogger("kubedr.applier.standby")
 
-MODE_CONFIGMAP = "kubedr-mode"
+MODE_CONFIGMAP = MODE  # one per source: Records.name(MODE_CONFIGMAP)
 SWITCHOVER_MANAGER = "kubedr-switchover"
 
 # (apiVersion, kind, plural): the workloads held at standby replicas before any other rule existed; a
@@ -119,11 +121,11 @@ def hold(obj: dict[str, Any], mode: Mode) -> dict[str, Any]:
 
 # ---- the recorded mode -----------------------------------------------------------------------------------
 
-def read_mode(cluster: Cluster, base: Mode | None = None) -> Mode:
-    """The mode recorded on the secondary (standby when nothing is recorded), with base's replica settings."""
+def read_mode(cluster: Cluster, records: Records, base: Mode | None = None) -> Mode:
+    """The mode recorded for a source (standby when nothing is recorded), with base's replica settings."""
     mode = Mode(replicas=base.replicas, namespace_replicas=dict(base.namespace_replicas),
                 holds=base.holds) if base else Mode()
-    data = get_state(cluster, MODE_CONFIGMAP)
+    data = records.get(cluster, MODE_CONFIGMAP)
     mode.recorded = data is not None
     data = data or {}
     mode.active = data.get("mode") == "active"
@@ -131,9 +133,9 @@ def read_mode(cluster: Cluster, base: Mode | None = None) -> Mode:
     return mode
 
 
-def record_mode(cluster: Cluster, mode: Mode, why: str) -> None:
-    """Write the mode so every later round (and `kubedr status`) follows it."""
-    put_state(cluster, MODE_CONFIGMAP, {
+def record_mode(cluster: Cluster, mode: Mode, why: str, records: Records) -> None:
+    """Write a source's mode so every later round (and `kubedr status`) follows it."""
+    records.put(cluster, MODE_CONFIGMAP, {
         "mode": "active" if mode.active else "standby",
         "activeNamespaces": " ".join(sorted(mode.active_namespaces)),
         "changedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -143,8 +145,9 @@ def record_mode(cluster: Cluster, mode: Mode, why: str) -> None:
 
 # ---- Jobs that left the repo ------------------------------------------------------------------------------
 
-def retire_jobs(cluster: Cluster, refs: list[ObjectRef], mode: Mode) -> list[str]:
-    """Mark held Jobs that left the repo (done on the primary) primary-suspend=true: a switchover never runs them."""
+def retire_jobs(cluster: Cluster, refs: list[ObjectRef], mode: Mode, source: str) -> list[str]:
+    """Mark held Jobs of this source that left the repo (done on the primary) primary-suspend=true: a switchover
+    never runs them."""
     marked: list[str] = []
     for ref in refs:
         if (ref.group, ref.kind) != ("batch", "Job") or mode.is_active(ref.namespace):
@@ -156,7 +159,7 @@ def retire_jobs(cluster: Cluster, refs: list[ObjectRef], mode: Mode) -> list[str
             continue
         meta = live.get("metadata") or {}
         if ((meta.get("annotations") or {}).get(SUSPEND_ANNOTATION) != "false"
-                or (meta.get("labels") or {}).get(MANAGED_LABEL) != "true"):
+                or (meta.get("labels") or {}).get(MANAGED_LABEL) != "true" or owner_of(live) not in ("", source)):
             continue
         cluster.request("PATCH", path, {"metadata": {"annotations": {SUSPEND_ANNOTATION: "true"}}},
                         {"fieldManager": "kubedr-standby"}, "application/merge-patch+json")
@@ -213,11 +216,11 @@ def restore_ops(live: dict[str, Any]) -> list[dict[str, Any]]:
     return ops
 
 
-def _kinds(cluster: Cluster) -> list[tuple[str, str, bool]]:
+def _kinds(applied: set[ObjectRef]) -> list[tuple[str, str, bool]]:
     """(group, kind, legacy) to look at: the five kinds held since the start (found by kubedr's label alone),
-    and every other kind kubedr applied (found by the held label)."""
-    applied = {(r.group, r.kind) for r in Inventory(cluster).load().refs}
-    return [(g, k, True) for g, k in sorted(_LEGACY)] + [(g, k, False) for g, k in sorted(applied - _LEGACY)]
+    and every other kind the source applied (found by the held label)."""
+    kinds = {(r.group, r.kind) for r in applied}
+    return [(g, k, True) for g, k in sorted(_LEGACY)] + [(g, k, False) for g, k in sorted(kinds - _LEGACY)]
 
 
 def _list(cluster: Cluster, resource: Resource, namespace: str | None, legacy: bool) -> list[dict[str, Any]]:
@@ -231,10 +234,12 @@ def _list(cluster: Cluster, resource: Resource, namespace: str | None, legacy: b
     return list(items.get("items") or [])
 
 
-def targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str]) -> Iterator[Held]:
-    """Every held object in these namespaces (all when None); unreadable annotations go to failures."""
+def targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str], records: Records) -> Iterator[Held]:
+    """Every held object of the source in these namespaces (all when None); unreadable annotations go to failures.
+    The source's own: labelled with its name, or (applied before sources) unlabelled and in its inventory."""
     scopes: list[str | None] = list(namespaces) if namespaces else [None]  # None: every namespace
-    for group, kind, legacy in _kinds(cluster):
+    applied = Inventory(cluster, records).load().refs
+    for group, kind, legacy in _kinds(applied):
         resource = cluster.resource_of(ObjectRef(group, kind, "", ""))
         if resource is None:
             continue
@@ -242,6 +247,9 @@ def targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str])
             for obj in _list(cluster, resource, ns, legacy):
                 meta = obj.get("metadata") or {}
                 ref = ObjectRef(group, kind, meta.get("namespace") or "", meta.get("name") or "")
+                owner = owner_of(obj)
+                if owner != records.source and (owner or ref not in applied):
+                    continue  # another source's
                 try:
                     ops = restore_ops(obj)
                 except (ValueError, holds.HoldError) as exc:
@@ -259,8 +267,10 @@ class Switched:
     failures: list[str] = field(default_factory=list)
 
 
-def switchover(cluster: Cluster, namespaces: list[str] | None = None, concurrency: int = 16) -> Switched:
-    """Give every held object the primary's values back (replicas, suspend, switches); safe to repeat."""
+def switchover(cluster: Cluster, records: Records, namespaces: list[str] | None = None,
+               concurrency: int = 16) -> Switched:
+    """Give every held object of the source the primary's values back (replicas, suspend, switches); safe to
+    repeat."""
     done = Switched()
 
     def bring_up(held: Held) -> None:
@@ -274,13 +284,13 @@ def switchover(cluster: Cluster, namespaces: list[str] | None = None, concurrenc
         done.brought_up.append(held.ref)
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="kubedr-switchover") as pool:
-        list(pool.map(bring_up, targets(cluster, namespaces, done.failures)))
+        list(pool.map(bring_up, targets(cluster, namespaces, done.failures, records)))
     return done
 
 
-def plan(cluster: Cluster, namespaces: list[str] | None = None) -> list[str]:
-    """What a switchover would change, one line per object (nothing is changed)."""
+def plan(cluster: Cluster, records: Records, namespaces: list[str] | None = None) -> list[str]:
+    """What a switchover of the source would change, one line per object (nothing is changed)."""
     failures: list[str] = []
     out = [f"{held.ref.kind} {held.ref.namespace}/{held.ref.name}".replace(" /", " ") + f": {'; '.join(held.changes())}"
-           for held in targets(cluster, namespaces, failures) if held.ops]
+           for held in targets(cluster, namespaces, failures, records) if held.ops]
     return out + [f"(cannot) {f}" for f in failures]

@@ -1,4 +1,4 @@
-"""The applier's record on the secondary (`kubedr-status` in kubedr-system): what is applied, what failed.
+"""A source's record on the secondary (`kubedr-status.SOURCE` in kubedr-system): what is applied, what failed.
 
 `commit` is the last commit whose tree was worked through (the base for the next diff); `fullyApplied` is
 the last commit applied with no failure at all, and `fullyAppliedCommitTime` the primary's commit time of
@@ -12,11 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from kubedr.applier.standby import MODE_CONFIGMAP
-from kubedr.applier.state import get_state, put_state
+from kubedr.applier.sources import MODE, STATUS, Records, open_records, sources_on
 from kubedr.kubeapi import Cluster
 
-STATUS_CONFIGMAP = "kubedr-status"
+STATUS_CONFIGMAP = STATUS  # one per source: Records.name(STATUS_CONFIGMAP)
 ACCEPTED_KEY = "accepted"  # written by `kubedr trust accept` (its own field manager), never by the applier
 MAX_FAILURES_KEPT = 200
 MAX_IMAGES_KEPT = 1000
@@ -82,6 +81,8 @@ class Status:
     exempt: list[str] = field(default_factory=list)  # workloads kept at primary replicas in standby, and why
     images: dict[str, list[str]] = field(default_factory=dict)  # image -> objects using it (applier.images)
     switchover: dict[str, Any] = field(default_factory=dict)  # the last switchover's RTO (applier.takeover; not ours)
+    source: str = ""  # the source this record is of (applier.sources)
+    owned_elsewhere: list[dict[str, str]] = field(default_factory=list)  # refused: {object, path, owner} (owners)
 
     def to_data(self) -> dict[str, str]:
         def iso(t: float) -> str:
@@ -106,6 +107,9 @@ class Status:
             "images": json.dumps({i: u[:5] + ([f"... {len(u) - 5} more"] if len(u) > 5 else [])
                                   for i, u in list(self.images.items())[:MAX_IMAGES_KEPT]}, indent=0),
             "imageCount": str(len(self.images)),
+            "source": self.source,
+            "ownedElsewhere": json.dumps(self.owned_elsewhere[:MAX_FAILURES_KEPT], indent=0)
+            if self.owned_elsewhere else "",
         }
 
     @classmethod
@@ -122,7 +126,8 @@ class Status:
                    trust_anchor=data.get("trustAnchor", ""), newest=_json_map(data.get("newest")),
                    held=_json_map(data.get("held")), accepted=_json_map(data.get(ACCEPTED_KEY)),
                    exempt=(data.get("exempt") or "").splitlines(), images=images_of(data),
-                   switchover=_json_object(data.get("switchover")))
+                   switchover=_json_object(data.get("switchover")), source=data.get("source", ""),
+                   owned_elsewhere=_json_list(data.get("ownedElsewhere")))
 
 
 def _json_object(raw: str | None) -> dict[str, Any]:
@@ -131,6 +136,15 @@ def _json_object(raw: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _json_list(text: str | None) -> list[dict[str, str]]:
+    """A JSON list of flat objects of strings from the record ([] when absent or not one)."""
+    try:
+        doc = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [{str(k): str(v) for k, v in d.items()} for d in doc if isinstance(d, dict)] if isinstance(doc, list) else []
 
 
 def _json_map(text: str | None) -> dict[str, str]:
@@ -149,15 +163,16 @@ def _parse(iso: str) -> float:
     return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
 
 
-def load(cluster: Cluster) -> Status | None:
-    """The recorded status, None on a secondary kubedr never applied to."""
-    data = get_state(cluster, STATUS_CONFIGMAP)
+def load(cluster: Cluster, records: Records) -> Status | None:
+    """The recorded status of a source, None when it never applied to this secondary."""
+    data = records.get(cluster, STATUS_CONFIGMAP)
     return Status.from_data(data) if data is not None else None
 
 
-def save(cluster: Cluster, status: Status) -> None:
-    """Record the round on the secondary."""
-    put_state(cluster, STATUS_CONFIGMAP, status.to_data())
+def save(cluster: Cluster, status: Status, records: Records) -> None:
+    """Record the round of a source on the secondary."""
+    status.source = records.source
+    records.put(cluster, STATUS_CONFIGMAP, status.to_data())
 
 
 @dataclass
@@ -175,6 +190,7 @@ class Record:
     drift_watched: int = 0  # objects with a baseline
     drift_started: float = 0.0  # when the watch started (unix time)
     image_count: int = 0
+    source: str = ""
 
     def to_data(self) -> dict[str, Any]:
         """Plain data, as `kubedr status --json` prints it."""
@@ -189,14 +205,14 @@ class Record:
             "drift": self.drift, "strays": self.strays, "heal": self.heal,
             "driftWatched": self.drift_watched, "driftStarted": self.drift_started,
             "exempt": st.exempt, "images": st.images, "imageCount": self.image_count, "switchover": st.switchover,
+            "source": self.source, "ownedElsewhere": st.owned_elsewhere,
         }
 
 
-def read_record(api_client: Any) -> Record | None:
-    """For `kubedr status`: the applier's record and mode (None when kubedr never applied)."""
-    cluster = Cluster(api_client)
-    data = get_state(cluster, STATUS_CONFIGMAP)
-    mode = get_state(cluster, MODE_CONFIGMAP) or {}
+def record_of(cluster: Cluster, records: Records) -> Record | None:
+    """For `kubedr status`: a source's record and mode (None when it never applied)."""
+    data = records.get(cluster, STATUS_CONFIGMAP)
+    mode = records.get(cluster, MODE) or {}
     if data is None and not mode:
         return None
     data = data or {}
@@ -206,10 +222,26 @@ def read_record(api_client: Any) -> Record | None:
                   strays=json.loads(data.get("strays") or "[]"), heal=data.get("heal", ""),
                   drift_watched=int(data.get("driftWatched") or 0),
                   drift_started=float(data.get("driftStarted") or 0),
-                  image_count=int(data.get("imageCount") or len(st.images)))
+                  image_count=int(data.get("imageCount") or len(st.images)), source=records.source)
 
 
-def read_status(api_client: Any) -> dict[str, Any]:
-    """The record as plain data ({} when kubedr never applied)."""
-    record = read_record(api_client)
+def read_records(api_client: Any) -> list[Record]:
+    """Every source's record on the secondary (read where it is: nothing is moved or written)."""
+    cluster = Cluster(api_client)
+    found = (record_of(cluster, open_records(cluster, name, write=False)) for name in sources_on(cluster))
+    return [r for r in found if r is not None]
+
+
+def read_record(api_client: Any, source: str | None = None) -> Record | None:
+    """A source's record (the only one when source is None; None when none applied); ValueError when source is None
+    and the secondary serves several."""
+    found = [r for r in read_records(api_client) if source in (None, r.source)]
+    if source is None and len(found) > 1:
+        raise ValueError(f"{len(found)} sources on this secondary ({', '.join(r.source for r in found)}): name one")
+    return found[0] if found else None
+
+
+def read_status(api_client: Any, source: str | None = None) -> dict[str, Any]:
+    """A source's record as plain data (the only one when source is None; {} when none applied)."""
+    record = read_record(api_client, source)
     return record.to_data() if record else {}

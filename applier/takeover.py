@@ -4,7 +4,7 @@ and, for what is not Available, why.
 One list and one watch per kind (kubedr's label), never a request per object: the built-in workload kinds
 (applier.readiness.WORKLOADS) in the switched namespaces, and the custom resources the switchover brought up.
 The verdicts are readiness.verdict's. The RTO (command start -> the last of them Available) is printed,
-recorded in the `kubedr-status` record (key `switchover`, its own field manager) and read back by the
+recorded in the source's `kubedr-status.SOURCE` record (key `switchover`, its own field manager) and read back by the
 applier's /metrics and `kubedr status`.
 """
 
@@ -23,8 +23,9 @@ from kubedr import metrics
 from kubedr.apierrors import ApiError, Gone
 from kubedr.applier import readiness
 from kubedr.applier.decode import MANAGED_LABEL
+from kubedr.applier.owners import owner_of
 from kubedr.applier.readiness import Verdict
-from kubedr.applier.state import put_state
+from kubedr.applier.sources import Records
 from kubedr.applier.status import STATUS_CONFIGMAP
 from kubedr.applier.status import load as load_status
 from kubedr.backoff import Backoff
@@ -82,8 +83,9 @@ class Follower:
     """Watches the workloads in scope until each is Available, or the deadline."""
 
     def __init__(self, cluster: Cluster, namespaces: list[str] | None, extra: Iterable[ObjectRef] = (),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, source: str = "") -> None:
         self.cluster = cluster
+        self.source = source  # only this source's workloads (and those applied before sources) when given
         self.namespaces = set(namespaces) if namespaces else None
         self.extra = set(extra)
         self.clock = clock
@@ -107,6 +109,8 @@ class Follower:
             return None
         if any(o.get("controller") for o in meta.get("ownerReferences") or []):
             return None  # a Deployment's ReplicaSets count through their Deployment
+        if self.source and owner_of(obj) not in ("", self.source):
+            return None  # another source's
         return ref
 
     def saw(self, obj: dict[str, Any], group: str, kind: str, gone: bool = False) -> None:
@@ -279,9 +283,9 @@ class Takeover:
                 "notAvailableCount": len(self.not_available)}
 
 
-def recorded(cluster: Cluster) -> dict[str, Any]:
-    """The last switchover's record ({} when none)."""
-    status = load_status(cluster)
+def recorded(cluster: Cluster, records: Records) -> dict[str, Any]:
+    """The last switchover's record of a source ({} when none)."""
+    status = load_status(cluster, records)
     return status.switchover if status is not None else {}
 
 
@@ -297,10 +301,10 @@ def publish(data: dict[str, Any]) -> None:
     metrics.SWITCHOVER_UNAVAILABLE.set(count if isinstance(count, int) else 0)
 
 
-def record(cluster: Cluster, takeover: Takeover) -> None:
-    """Keep the figures in the applier's record (its own key and field manager: the applier keeps them)."""
-    put_state(cluster, STATUS_CONFIGMAP, {RECORD_KEY: json.dumps(takeover.to_data(), sort_keys=True)},
-              manager=RECORD_MANAGER)
+def record(cluster: Cluster, takeover: Takeover, records: Records) -> None:
+    """Keep the figures in the source's record (its own key and field manager: the applier keeps them)."""
+    records.put(cluster, STATUS_CONFIGMAP, {RECORD_KEY: json.dumps(takeover.to_data(), sort_keys=True)},
+                manager=RECORD_MANAGER)
 
 
 # ---- the whole wait --------------------------------------------------------------------------------------
@@ -318,13 +322,13 @@ class Wait:
 
 
 def serve(cluster: Cluster, command: str, namespaces: list[str] | None, brought_up: list[ObjectRef],
-          started: float, wait: Wait, clock: Callable[[], float] = time.monotonic) -> int:
-    """Follow the workloads until Available; print the RTO or what is not Available and why; record it.
+          started: float, wait: Wait, records: Records, clock: Callable[[], float] = time.monotonic) -> int:
+    """Follow a source's workloads until Available; print the RTO or what is not Available and why; record it.
     0 when everything is Available, 1 after the timeout."""
     switched_at = clock()
     started_unix = time.time() - (switched_at - started)
     follower = Follower(cluster, namespaces, [r for r in brought_up if (r.group, r.kind) not in NOT_FOLLOWED],
-                        clock).start()
+                        clock, records.source).start()
     progress = Progress(started, wait.err, clock)
     try:
         ok = follower.wait(started + wait.timeout, progress)
@@ -338,10 +342,10 @@ def serve(cluster: Cluster, command: str, namespaces: list[str] | None, brought_
     result = Takeover(command, sorted(namespaces or []), started_unix, switched_at - started, rto,
                       len(follower.followed), len(brought_up), [f"{w}: {state}; {why}" for w, state, why in rows])
     _report(result, rows, follower.errors, wait)
-    previous = recorded(cluster)
+    previous = recorded(cluster, records)
     if brought_up or not previous or previous.get("rtoSeconds") is None:  # a re-run keeps the first figure
         try:
-            record(cluster, result)
+            record(cluster, result, records)
         except (ApiError, OSError) as exc:
             log.warning("cannot record the RTO in %s: %s", STATUS_CONFIGMAP, " ".join(str(exc).split()))
     return 0 if ok else 1

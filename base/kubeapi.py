@@ -192,15 +192,23 @@ class WatchStream:
 
 
 class Cluster:
-    """One cluster: request(), get(), watch(), discovery by (group, kind) or apiVersion, and /version."""
+    """One cluster: request(), get(), watch(), discovery by (group, kind) or apiVersion, and /version; as the
+    kubeconfig's user, or impersonating another (Impersonate-User, as `kubectl --as` sends it)."""
 
-    def __init__(self, api_client: ApiClient) -> None:
+    def __init__(self, api_client: ApiClient, impersonate: str | None = None) -> None:
         self.api = api_client
+        self.impersonate = impersonate
+        self._as = {"Impersonate-User": impersonate} if impersonate else {}
         self.server = str(api_client.configuration.host)
         self._lock = threading.Lock()
         self._by_gv: dict[str, list[Resource]] = {}
         self._versions: dict[str, list[str]] | None = None
         self._headers: tuple[float, urllib3.HTTPConnectionPool, str, dict[str, str]] | None = None
+
+    def as_user(self, user: str) -> Cluster:
+        """The same cluster over the same connections, every request made as `user` (the kubeconfig's user must
+        be allowed to impersonate it): the API server authorizes each one for that user."""
+        return Cluster(self.api, user)
 
     # ---- requests -----------------------------------------------------------------------------------------
 
@@ -243,7 +251,7 @@ class Cluster:
             _, url, headers, _, _ = self.api.param_serialize("GET", "", header_params={"Accept": "application/json"},
                                                              auth_settings=["BearerToken"])
             pool = self.api.rest_client.pool_manager.connection_from_url(url)
-            cached = self._headers = (now, pool, urllib3.util.parse_url(url).path or "", headers)
+            cached = self._headers = (now, pool, urllib3.util.parse_url(url).path or "", {**headers, **self._as})
         return cached[1], cached[2], cached[3]
 
     def get(self, path: str, query: dict[str, Any] | None = None,
@@ -256,7 +264,7 @@ class Cluster:
         _, url, headers, _, _ = self.api.param_serialize(
             "GET", path, query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
             header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
-        return url, headers
+        return url, {**headers, **self._as}
 
     def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> WatchStream:
         """One watch request: its events as dicts (kubedr.listwatch is the loop that lists, resumes, re-lists)."""

@@ -119,6 +119,12 @@ APPLY_WEBHOOK_CALLS = Counter("kubedr_applier_webhook_requests_total",
                               "Push webhook calls by sender and outcome: fetch (the followed branch moved: fetched at "
                               "once), ignored (another branch or event), refused (not verified: 401), invalid",
                               ["sender", "outcome"])
+APPLY_SOURCE = Gauge("kubedr_applier_source_info", "1 for the source (repo and branch) this applier applies",
+                     ["source", "repo", "branch"])
+APPLY_OWNED_ELSEWHERE = Gauge("kubedr_applier_owned_elsewhere_objects",
+                              "Objects of this source's repo that another source owns: refused", ["owner"])
+APPLY_OWNERSHIP_REFUSALS = Counter("kubedr_applier_ownership_refusals_total",
+                                   "Applies and prunes refused because another source owns the object")
 APPLY_DRIFTED = Gauge("kubedr_applier_drifted_objects", "Managed objects whose kubedr-owned fields differ from the repo")
 APPLY_STRAYS = Gauge("kubedr_applier_stray_objects", "Objects in managed namespaces that are not in the repo")
 APPLY_DRIFT_DETECTED = Counter("kubedr_applier_drift_detected_total", "Times a managed object was found drifted")

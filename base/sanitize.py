@@ -142,6 +142,8 @@ RULES: tuple[StripRule, ...] = (
          "uid of the primary's ServiceAccount; the token controller deletes a token Secret whose uid is not its own"),
     # what kubedr's own applier writes on a secondary: an exporter run there (after a failover) leaves it out
     StripRule(("metadata", "labels", "kubedr.io/managed"), None, "kubedr applier's marker of what it may prune"),
+    StripRule(("metadata", "labels", "kubedr.io/source"), None,
+              "kubedr applier's mark of the source that applied the object (another source never changes it)"),
     _ann("kubedr.io/path", None, "kubedr applier's note of the repo file the object came from"),
     StripRule(("metadata", "labels", "kubedr.io/held"), None, "kubedr standby bookkeeping: a rule holds the object"),
     _ann("kubedr.io/primary-replicas", None, "kubedr standby bookkeeping: the replicas to restore at switchover"),

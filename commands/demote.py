@@ -32,6 +32,7 @@ from kubedr.commands.handover import Branch
 from kubedr.config import UsageError
 
 if TYPE_CHECKING:
+    from kubedr.applier.sources import Records
     from kubedr.exporter.gitstore import GitStore
     from kubedr.exporter.pipeline import Exporter
     from kubedr.kubeapi import Cluster
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--cluster-name: {exc}") from exc
     started = time.monotonic()
     cluster = _cluster(args)
+    records = _records(cluster, args, write=not args.dry_run)
     try:
         with Branch(args.repo, args.branch) as branch:
             branch.fetch()
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             log.error("demote %s refused: %s; demote is for a cluster that lost the role (promote another first)",
                       me, f"it is the writer (epoch {writer.epoch})" if writer else f"{roles.WRITER_PATH} names nobody")
             return 1
-        rec = read_role(cluster)
+        rec = read_role(cluster, records)
         if rec.get("role") == "standby" and rec.get("cluster") == me and rec.get("epoch") == str(writer.epoch):
             side = rec.get("sideBranch", "")
             print(f"demote {me}: already a standby at epoch {writer.epoch}" + (f" (side branch {side})" if side else ""))
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             side = set_aside(args, me, writer)
             if args.dry_run:
                 return 0
-            record_role(cluster, me, "standby", writer.epoch, sideBranch=side, writer=writer.cluster)
+            record_role(cluster, me, "standby", writer.epoch, records=records, sideBranch=side, writer=writer.cluster)
     except roles.RoleError as exc:
         log.error("demote %s: %s", me, exc)
         return 1
@@ -214,13 +216,15 @@ def _adopt(args: argparse.Namespace, store: GitStore, tip: str, tracking: str) -
     from kubedr.apierrors import NotFound
     from kubedr.applier.decode import MANAGED_LABEL
     from kubedr.applier.inventory import Inventory
+    from kubedr.applier.sources import SOURCE_LABEL
 
     ours, theirs = set(store.files(tip)), set(store.files(tracking))
     refs = [r for r in (contract.ref_of_path(p) for p in sorted(ours - theirs) if not p.startswith(".")) if r]
     if not refs:
         return []
     cluster = _cluster(args)
-    inventory = Inventory(cluster).load()
+    records = _records(cluster, args, write=True)
+    inventory = Inventory(cluster, records).load()
     inventory.refs |= set(refs)
     inventory.save()  # first: a crash never leaves a labelled object the inventory does not know
     for ref in refs:
@@ -229,7 +233,8 @@ def _adopt(args: argparse.Namespace, store: GitStore, tip: str, tracking: str) -
             continue
         try:
             cluster.request("PATCH", resource.path(ref.namespace, ref.name),
-                            {"metadata": {"labels": {MANAGED_LABEL: "true"}}}, {"fieldManager": "kubedr"},
+                            {"metadata": {"labels": {MANAGED_LABEL: "true", SOURCE_LABEL: records.source}}},
+                            {"fieldManager": "kubedr"},
                             "application/merge-patch+json")
         except NotFound:
             pass
@@ -241,6 +246,14 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     from kubedr.kubeapi import Cluster
 
     return Cluster(api_client(args.kubeconfig, args.context))
+
+
+def _records(cluster: Cluster, args: argparse.Namespace, write: bool) -> Records:
+    """The records of the source demoted: --source, else the name its repo and branch derive."""
+    from kubedr.applier.sources import check_name, derive, open_records
+
+    name = check_name(args.source) if args.source else derive(args.repo, args.branch)
+    return open_records(cluster, name, write)
 
 
 def _apply_standby(args: argparse.Namespace) -> int:

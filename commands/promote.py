@@ -29,6 +29,7 @@ from kubedr.durations import DurationError, parse_duration
 
 if TYPE_CHECKING:
     from kubedr.applier.round import Engine
+    from kubedr.applier.sources import Records
     from kubedr.applier.standby import Switched
     from kubedr.kubeapi import Cluster
 
@@ -118,7 +119,7 @@ def _attempt(args: argparse.Namespace, me: str, branch: Branch, started: float, 
         report = engine.step() if head else None  # 2: catch up with what the old writer pushed
         from kubedr.applier.status import load as load_status
 
-        applied = load_status(engine.cluster)
+        applied = load_status(engine.cluster, engine.records)
         if head and (applied is None or applied.commit != head):
             raise Rejected(f"the applied commit is not the head {head[:12]} of {args.branch}"
                            + (f" ({engine.held.line()})" if engine.held else ""))
@@ -144,11 +145,13 @@ def _finish(args: argparse.Namespace, me: str, writer: roles.Writer, started: fl
     from kubedr.applier.takeover import serve
 
     cluster = _cluster(args)
-    record_role(cluster, me, "writer", writer.epoch)
+    records = _records(cluster, args)
+    record_role(cluster, me, "writer", writer.epoch, records=records)
     failures = len(switched.failures)
     print(f"promote {me}: writer at epoch {writer.epoch}, {len(switched.brought_up)} objects brought up, in "
           f"{time.monotonic() - started:.2f} s" + (f"; {failures} failed (see the log)" if failures else ""), flush=True)
-    served = 0 if args.waiting is None else serve(cluster, "promote", None, switched.brought_up, started, args.waiting)
+    served = 0 if args.waiting is None else serve(cluster, "promote", None, switched.brought_up, started, args.waiting,
+                                                  records)
     return 1 if failures or served else 0
 
 
@@ -159,16 +162,25 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     return Cluster(api_client(args.kubeconfig, args.context))
 
 
+def _records(cluster: Cluster, args: argparse.Namespace) -> Records:
+    """The records of the source promoted: --source, else the name its repo and branch derive."""
+    from kubedr.applier.sources import check_name, derive, open_records
+
+    name = check_name(args.source) if args.source else derive(args.repo, args.branch)
+    return open_records(cluster, name, write=True)
+
+
 def _switchover(args: argparse.Namespace) -> Switched:
-    """Record active mode and bring the held objects up (as `kubedr switchover`)."""
+    """Record active mode for the source and bring its held objects up (as `kubedr switchover --source`)."""
     from kubedr.applier.standby import read_mode, record_mode, switchover
 
     cluster = _cluster(args)
-    mode = read_mode(cluster)
+    records = _records(cluster, args)
+    mode = read_mode(cluster, records)
     if not (mode.active and mode.recorded):
         mode.active = True
-        record_mode(cluster, mode, "kubedr promote")
-    done = switchover(cluster)
+        record_mode(cluster, mode, "kubedr promote", records)
+    done = switchover(cluster, records)
     for f in done.failures:
         log.error("switchover: %s", f)
     return done

@@ -4,8 +4,11 @@ Each source is optional and read independently, so one unreachable side never hi
   --repo                   the config repo's head (sha, time, subject), and how far the secondary is behind
   --primary-kubeconfig     the exporter's Lease on the primary (who leads, when it last renewed), its role, and
                            its applier's record when kubedr applied there (an old primary, demoted)
-  --secondary-kubeconfig   the applier's record (kubedr-status ConfigMap): applied commit, failures, mode; its role
-The writer's applier applies nothing: it is shown idle, without lag or drift against its own exports.
+  --secondary-kubeconfig   each source's applier record (kubedr-status.SOURCE): applied commit, failures, mode,
+                           objects refused because another source owns them; its role
+The writer's applier applies nothing: it is shown idle, without lag or drift against its own exports. A secondary
+serving several sources has a row per source; the lag against the repo head is the one of --repo's source
+(--source, else the source its records name as applied from --repo), the others show the lag they recorded.
   --snapshot-store         the newest etcd snapshot (id, age, size, revision) from the snapshot store
 
 Replication lag, when the repo is known: 0 when the secondary applied the head (and the figure measured for it:
@@ -31,7 +34,9 @@ from kubedr.remote import redact, scrub
 from kubedr.roles import SOURCE_TRAILER
 
 if TYPE_CHECKING:
-    from kubedr.applier.status import Status
+    from kubedr.applier.sources import Records
+    from kubedr.applier.status import Record, Status
+    from kubedr.kubeapi import Cluster
 
 EXPORTER_LEASE = ("kubedr-system", "kubedr-exporter")
 APPLIER_LEASE = ("kubedr-system", "kubedr-applier")
@@ -51,6 +56,7 @@ class Row:
     detail: str = ""
     problem: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the source an applier or role row is of (several on one secondary)
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -61,6 +67,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secondary-context", help="context in the secondary's kubeconfig")
     parser.add_argument("--repo", help="the config repo (path or URL): head commit and commits not yet applied")
     parser.add_argument("--branch", default="main", help="branch the exporter writes (default main)")
+    parser.add_argument("--source", help="the source --repo is on the secondary (default: the one whose records "
+                                         "name --repo and --branch, or the name they derive)")
     parser.add_argument("--snapshot-store", help="snapshot store: directory, file:// or s3://bucket/prefix")
     parser.add_argument("--snapshot-cluster", default="kubernetes", help="cluster name in the snapshot store")
     parser.add_argument("--endpoint-url", help="S3 endpoint of the snapshot store")
@@ -115,13 +123,7 @@ def gather(args: argparse.Namespace) -> list[Row]:
             rows.append(Row(side, "exporter" if side == "primary" else "applier", "unreachable", detail=down[side],
                             problem=True))
             continue
-        role = role_row(side, kubeconfig, context, head, getattr(args, f"{side}_cluster_name", None))
-        name = role.data.get("cluster") or getattr(args, f"{side}_cluster_name", None)
-        if side == "primary":
-            rows.append(exporter_row(kubeconfig, context, head, name))
-        applier = applier_row(kubeconfig, context, head, side, role.state, optional=side == "primary")
-        rows += [applier] if applier else []
-        rows.append(role)
+        rows += side_rows(args, side, kubeconfig, context, head)
     if args.snapshot_store:
         rows.append(snapshot_row(args))
     return rows
@@ -302,22 +304,62 @@ def lease_state(spec: dict[str, Any]) -> tuple[str, str, bool]:
 
 
 # -- the secondary --------------------------------------------------------------------------------------
+def side_rows(args: argparse.Namespace, side: str, kubeconfig: str, context: str | None,
+              head: RepoHead | None) -> list[Row]:
+    """For each source recorded on one side: its applier (none on the primary where kubedr never applied) and its
+    role; the primary's exporter first. --repo's source is compared with the head, the others with their records."""
+    given = getattr(args, f"{side}_cluster_name", None)
+    try:
+        from kubedr.applier.sources import Records, derive, open_records, sources_on
+        from kubedr.applier.status import record_of
+        from kubedr.kube import api_client
+        from kubedr.kubeapi import Cluster
+
+        cluster = Cluster(api_client(kubeconfig, context))
+        main = getattr(args, "source", None) or (derive(args.repo, args.branch) if args.repo else None)
+        names = sources_on(cluster)
+        listed = [(n, open_records(cluster, n, write=False)) for n in names or ([main] if main else [])]
+        found = [(records, record_of(cluster, records)) for _, records in listed] or [(Records("", True), None)]
+    except ImportError:
+        return [Row(side, "applier", "unknown", detail="the applier is not installed", problem=True)]
+    except Exception as exc:  # noqa: BLE001
+        return [Row(side, "applier" if side == "secondary" else "exporter", "unreachable", detail=_one_line(exc),
+                    problem=True)]
+    rows: list[Row] = []
+    exporter_named = False
+    for records, record in found:
+        ours = head if _is_repo_source(args, main, records, record, len(found)) else None
+        role = role_row(side, cluster, records, ours, given, known=head is None or ours is not None)
+        if side == "primary" and not exporter_named:
+            rows.append(exporter_row(kubeconfig, context, head, role.data.get("cluster") or given))
+            exporter_named = True
+        applier = applier_row(kubeconfig, context, ours, side, role.state, record=record, optional=side == "primary")
+        for row in (applier, role) if applier else (role,):
+            row.source = records.source
+            rows.append(row)
+    return rows
+
+
+def _is_repo_source(args: argparse.Namespace, main: str | None, records: Records, record: Record | None,
+                    count: int) -> bool:
+    """Whether a source is the one --repo names (its lag is measured against the head read from there)."""
+    from kubedr.applier.sources import key
+
+    if not args.repo:
+        return False
+    if records.source == main or (count == 1 and not records.source):
+        return True
+    if getattr(args, "source", None) or record is None or not record.status.repo:
+        return False
+    return key(record.status.repo, record.status.branch or "main") == key(args.repo, args.branch)
+
+
 def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, side: str = "secondary",
-                role: str = "", optional: bool = False) -> Row | None:
-    """The applier's own record: applied commit, failures, mode; lag against the repo head when known.
+                role: str = "", record: Record | None = None, optional: bool = False) -> Row | None:
+    """One source's applier record: applied commit, failures, mode; lag against the repo head when known.
 
     On the writer's cluster (role `writer`, or `fenced` until demoted) it applies nothing: no lag, no drift.
     optional: no row when kubedr never applied there (the primary's side)."""
-    try:
-        from kubedr.applier.status import read_record
-        from kubedr.kube import api_client
-
-        record = read_record(api_client(kubeconfig, context))
-    except ImportError:
-        return None if optional else Row(side, "applier", "unknown", detail="the applier is not installed",
-                                         problem=True)
-    except Exception as exc:  # noqa: BLE001
-        return None if optional else Row(side, "applier", "unreachable", detail=_one_line(exc), problem=True)
     if record is None:
         return None if optional else Row(side, "applier", "never applied",
                                          detail="no kubedr-status ConfigMap in kubedr-system", problem=True)
@@ -350,6 +392,10 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, sid
                         f"{signer}): review it, then kubedr trust ack")
     if st.held:  # a rollback or rewrite of the branch (applier.history)
         parts.insert(0, "HELD " + (st.held.get("line") or "").removeprefix("held: "))
+    if st.owned_elsewhere:
+        taken = st.owned_elsewhere[0]
+        parts.insert(0, f"{len(st.owned_elsewhere)} owned by other sources (refused): {taken.get('object')} "
+                        f"(source {taken.get('owner')})" + (" ..." if len(st.owned_elsewhere) > 1 else ""))
     if st.exempt:
         parts.append(f"{len(st.exempt)} exempt from standby (serve webhooks/APIs): "
                      f"{', '.join(e.split(':')[0] for e in st.exempt[:3])}{' ...' if len(st.exempt) > 3 else ''}")
@@ -364,7 +410,7 @@ def applier_row(kubeconfig: str, context: str | None, head: RepoHead | None, sid
         parts.append(takeover_text(st.switchover))
     if st.applied_at:
         parts.append(f"applied {ago(st.applied_at)}")
-    parts.append(_applier_leader(kubeconfig, context))
+    parts.append(_applier_leader(kubeconfig, context, record.source))
     return Row(side, "applier", mode, commit=applied[:12], lag=lag_text, failures=str(len(failures)),
                drift=str(len(drift)), detail="; ".join(p for p in parts if p), problem=bool(failures or untrusted or st.held),
                data={**record.to_data(), "lag_seconds": lag})
@@ -381,10 +427,13 @@ def takeover_text(sw: dict[str, Any]) -> str:
             f"Available at its timeout" + (f" (first: {missing[0]})" if missing else ""))
 
 
-def _applier_leader(kubeconfig: str, context: str | None) -> str:
-    """'leader <pod>' from the applier's Lease; '' when there is none (a single replica) or it is unreadable."""
+def _applier_leader(kubeconfig: str, context: str | None, source: str = "") -> str:
+    """'leader <pod>' from the source's applier Lease (`kubedr-applier-SOURCE`, else `kubedr-applier`); '' when there
+    is none (a single replica) or it is unreadable."""
+    namespace, name = APPLIER_LEASE
     try:
-        lease = read_lease(kubeconfig, context, *APPLIER_LEASE)
+        lease = (read_lease(kubeconfig, context, namespace, f"{name}-{source}") if source else None) or read_lease(
+            kubeconfig, context, namespace, name)
     except Exception:  # noqa: BLE001 - the record above already says whether the secondary answers
         return ""
     if not lease:
@@ -413,16 +462,21 @@ def replication_lag(st: Status, head: RepoHead | None) -> tuple[float | None, st
 
 
 # -- roles ----------------------------------------------------------------------------------------------
-def role_row(side: str, kubeconfig: str, context: str | None, head: RepoHead | None, name: str | None) -> Row:
-    """The side's role: its own record (promote/demote) set against the branch's writer."""
+def role_row(side: str, cluster: Cluster, records: Records, head: RepoHead | None, name: str | None,
+             known: bool = True) -> Row:
+    """The side's role for a source: its own record (promote/demote) set against the branch's writer; as recorded
+    when the source's branch was not read (known False: --repo names another source)."""
     try:
         from kubedr.applier.role import read_role
-        from kubedr.kube import api_client
-        from kubedr.kubeapi import Cluster
 
-        rec = read_role(Cluster(api_client(kubeconfig, context)))
+        rec = read_role(cluster, records)
     except Exception as exc:  # noqa: BLE001
         return Row(side, "role", "unreachable", detail=_one_line(exc), problem=True)
+    if not known:
+        cluster_name = rec.get("cluster") or name or "?"
+        return Row(side, "role", rec.get("role") or "standby", detail=f"{cluster_name}, as recorded by promote/demote "
+                   f"(epoch {rec.get('epoch') or '-'}); its branch was not read (--repo is another source's)",
+                   data={**rec, "cluster": rec.get("cluster") or name})
     writer = head.writer if head else None
     state, detail, problem = role_state(rec, writer, name, serves=side == "primary")
     return Row(side, "role", state, detail=detail, problem=problem, data={**rec, "cluster": rec.get("cluster") or name})
@@ -487,14 +541,16 @@ def render(rows: list[Row]) -> None:
     width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns) if sys.stdout.isatty() else WIDTH
     console = Console(width=width)
     table = Table(box=box.SIMPLE_HEAD, title="kubedr status", title_justify="left")
-    for col in ("SIDE", "COMPONENT", "STATE", "COMMIT", "LAG", "FAILURES", "DRIFT"):
-        table.add_column(col, no_wrap=col != "STATE", overflow="fold")
+    sources = len({r.source for r in rows if r.source}) > 1  # a secondary of several sources: which row is whose
+    for col in ("SIDE", "COMPONENT", *(("SOURCE",) if sources else ()), "STATE", "COMMIT", "LAG", "FAILURES", "DRIFT"):
+        table.add_column(col, no_wrap=col not in ("STATE", "SOURCE"), overflow="fold")
     for r in rows:
-        table.add_row(r.side, r.component, r.state, r.commit, r.lag, r.failures, r.drift,
-                      style="red" if r.problem else None)
+        table.add_row(r.side, r.component, *((r.source,) if sources else ()), r.state, r.commit, r.lag, r.failures,
+                      r.drift, style="red" if r.problem else None)
     console.print(table)
     for r in (r for r in rows if r.detail):
-        text = textwrap.fill(f"{r.side} {r.component}: {r.detail}", width=width - 2, initial_indent="  ",
+        who = f"{r.side} {r.component}" + (f" {r.source}" if sources and r.source else "")
+        text = textwrap.fill(f"{who}: {r.detail}", width=width - 2, initial_indent="  ",
                              subsequent_indent="      ", break_on_hyphens=False)
         console.print(text, style="red" if r.problem else None, markup=False, highlight=False, soft_wrap=True)
 

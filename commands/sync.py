@@ -24,6 +24,9 @@ from kubedr.exporter.pipeline import ExportOptions
 log = logging.getLogger("kubedr.sync")
 
 
+SYNC_SOURCE = "sync"  # the source name of `kubedr sync` unless --source is given
+
+
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     """The two clusters, the namespaces, and the applier's options."""
     parser.add_argument("--from-kubeconfig", help="the cluster to export from")
@@ -54,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
         if code != 0:
             log.error("sync: export from %s failed (exit %d)", args.from_kubeconfig, code)
             return code
-        options = apply_options(args, repo, args.to_kubeconfig, args.to_context,
+        # one name for every run: each sync's repo is new, the objects it applied are the last sync's
+        named = argparse.Namespace(**{**vars(args), "source": getattr(args, "source", None) or SYNC_SOURCE})
+        options = apply_options(named, repo, args.to_kubeconfig, args.to_context,
                                 args.workdir or os.path.join(tmp, "work"), identity_files)
         options.settings.own_repo = True  # a new repo each run: applied whole, never held as a rewrite
         engine = engine_for(options)

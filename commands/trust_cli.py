@@ -39,6 +39,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allowed-signers", help="git allowed-signers file, as the appliers have it (ack: default "
                         "the policy's trust.allowed_signers on the branch)")
     parser.add_argument("--message", help="ack: what was reviewed (goes into the commit message)")
+    parser.add_argument("--source", help="accept: the source that holds (default: derived from --repo and --branch, "
+                                         "else the one source on the secondary)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +157,7 @@ def _accept(args: argparse.Namespace) -> int:
 
     from kubedr.apierrors import ApiError
     from kubedr.applier.history import accept
+    from kubedr.applier.sources import derive, pick
     from kubedr.kube import api_client
     from kubedr.kubeapi import Cluster
 
@@ -169,7 +172,8 @@ def _accept(args: argparse.Namespace) -> int:
     except (KeyError, OSError):  # no user name in a bare container
         who = "someone"
     try:
-        held = accept(cluster, args.commits[0], f"{who} with kubedr trust accept")
+        source = args.source or (derive(args.repo, args.branch) if args.repo else None)
+        held = accept(cluster, args.commits[0], f"{who} with kubedr trust accept", pick(cluster, source, write=True))
     except (ApiError, OSError, urllib3.exceptions.HTTPError) as exc:
         log.error("trust accept: the secondary: %s", " ".join(str(exc).split()))
         return 1

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from kubedr.apierrors import Gone
-from kubedr.emulator import errors, openapi_v2, protobuf, resources, tables, tls
+from kubedr.emulator import authz, errors, openapi_v2, protobuf, resources, tables, tls
 from kubedr.emulator import field_validation as _fv
 from kubedr.emulator import openapi as _openapi
 from kubedr.emulator.admission import Admission
@@ -67,6 +67,8 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "kubedr-emulator"
     server: EmulatorHTTPServer
+    user: authz.User = authz.TOKEN_USER  # who the request is made as (authz.requester)
+    attrs: authz.Attributes | None = None  # what it asks, when RBAC decides (impersonated users)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet, like a production server
         pass
@@ -163,6 +165,7 @@ class Handler(BaseHTTPRequestHandler):
                 if auth != self.server.auth_header and (auth is not None or self.server.require_auth):
                     self._body()
                     raise errors.unauthorized()
+            self.user = authz.requester(self.headers)
             self._route(method, path, q)
         except ApiError as exc:
             self._error(exc)
@@ -177,6 +180,9 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, q: dict) -> None:
         store = self.server.store
         parts = [p for p in path.split("/") if p]
+        resource_path = (parts[:1] == ["api"] and len(parts) >= 3) or (parts[:1] == ["apis"] and len(parts) >= 4)
+        if not resource_path and not self.user.superuser:
+            self._authorize(authz.Attributes(method.lower(), path))
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return self._send(200, b"ok", "text/plain; charset=utf-8")
         if path == "/version":
@@ -220,9 +226,27 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.resource_not_found()
         if rt.namespaced and ns is None and (name or method not in ("GET", "DELETE")):
             raise errors.resource_not_found()
+        if not self.user.superuser:
+            self.attrs = self._attributes(method, rt, ns, name, sub, path, q)
+            self._authorize(self.attrs)
         if name is None:
             return self._collection(method, rt, ns, q)
         return self._item(method, rt, ns, name, sub, q)
+
+    def _authorize(self, attrs: authz.Attributes) -> None:
+        """RBAC for an impersonated user; a refused request's body is read first (the connection stays usable)."""
+        try:
+            self.server.rbac.check(self.user, attrs)
+        except ApiError:
+            self._body()
+            raise
+
+    def _attributes(self, method: str, rt: ServedResource, ns: str | None, name: str | None, sub: str | None,
+                    path: str, q: dict) -> authz.Attributes:
+        """What the request asks, for RBAC (a Namespace's own requests are in that namespace, as RequestInfo has it)."""
+        namespace = ns or (name if rt.kind == "Namespace" and not rt.group and name else "")
+        return authz.Attributes(authz.verb_of(method, bool(name), _bool(q, "watch")), path, rt.plural, rt.group,
+                                sub or "", namespace or "", name or "")
 
     def _openapi(self, path: str) -> None:
         """/openapi/v2 and /openapi/v3[/<group-version>] from the openapi helper's documents."""
@@ -433,6 +457,9 @@ class Handler(BaseHTTPRequestHandler):
                 # (an apply is typed by the field manager whatever fieldValidation says: unknown fields fail there)
                 self._validate_fields(rt, q, patch)
             existed = store._entry(rt, ns if rt.namespaced else "", name) is not None
+            if kind == "apply" and not existed and not self.user.superuser:
+                assert self.attrs is not None  # set by _route for every user RBAC decides for
+                self.server.rbac.check_create(self.user, self.attrs)  # an apply that creates: create is checked too
             entry = store.patch_rt(rt, name, ns, patch, kind, manager, _bool(q, "force"), self._dry_run(q), sub)
             if sub == "scale":
                 return self._json(200, store.scale_of(rt, entry))
@@ -569,6 +596,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self._conn_lock = threading.Lock()
         self.address = f"{addr[0]}:{self.server_address[1]}"
         self.delays: list[Delay] = []  # Emulator.delay
+        self.rbac = authz.Rbac(store)  # for impersonated users (authz.py)
 
     def slow_down(self, method: str, path: str) -> None:
         """Wait before answering a request Emulator.delay named (a slow API server, on purpose)."""

@@ -40,15 +40,31 @@ class Goals:
         assert not self.missed, f"{self.name}: goal missed: " + "; ".join(self.missed)
 
 
-def rss_hwm_mb(pid: int) -> float:
-    """The peak resident memory (VmHWM) of one process, in MB; 0 when it cannot be read."""
+def _memory_mb(pid: int, field: str) -> float:
+    """One memory figure of /proc/PID/status (VmHWM, VmRSS), in MB; 0 when it cannot be read."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_hwm_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of one process, in MB; 0 when it cannot be read."""
+    return _memory_mb(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a running process and of the children it waited for (its git commands), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of a running process now (VmRSS), in MB; 0 when it cannot be read."""
+    return _memory_mb(pid, "VmRSS")
 
 
 def run_sampled(proc: subprocess.Popen, interval: float = 0.02) -> tuple[float, float, float]:

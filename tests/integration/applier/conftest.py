@@ -128,6 +128,24 @@ def live(emu: Any, api_version: str, kind: str, name: str, ns: str | None = None
         return None
 
 
+def records_of(emu: Any) -> Any:
+    """The records of the one source that applied to an emulated secondary (applier.sources)."""
+    from kubedr.applier.sources import pick
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
+
+    return pick(Cluster(api_client(emu.kubeconfig_path)), None, write=False)
+
+
+def inventory_of(emu: Any) -> Any:
+    """The inventory of the one source that applied to an emulated secondary."""
+    from kubedr.applier.inventory import Inventory
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
+
+    return Inventory(Cluster(api_client(emu.kubeconfig_path)), records_of(emu)).load()
+
+
 def status_of(emu: Any) -> dict[str, Any]:
     from kubedr.applier.status import read_status
     from kubedr.kube import api_client

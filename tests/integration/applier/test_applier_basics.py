@@ -128,7 +128,7 @@ def test_dry_run_changes_nothing(secondary: Any, repo: Repo, capsys: Any) -> Non
     repo.commit("seed")
     assert apply(secondary, repo, "--dry-run") == 0
     assert live(secondary, "v1", "Namespace", "shop") is None
-    assert live(secondary, "v1", "ConfigMap", "kubedr-status", "kubedr-system") is None
+    assert not secondary.api.list("v1", "ConfigMap", "kubedr-system"), "a dry run records nothing"
     assert "would apply shop/ConfigMap/cm-0.yaml" in capsys.readouterr().out
 
 

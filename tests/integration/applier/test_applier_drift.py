@@ -7,6 +7,7 @@ import subprocess
 import threading
 from typing import Any
 
+from kubedr.applier.sources import derive
 from tests.conftest import wait_until
 from tests.integration.applier.conftest import (
     Repo,
@@ -197,7 +198,8 @@ def test_a_restart_never_heals_objects_the_repo_deleted_meanwhile(secondary: Any
     repo.remove(configmap("keep"))
     head = repo.commit("the ghosts and keep deleted on the primary")
 
-    secondary.delay("GET", "/api/v1/namespaces/kubedr-system/configmaps/kubedr-role", 6.0)
+    role_record = f"kubedr-role.{derive(str(repo.remote), 'main')}"
+    secondary.delay("GET", f"/api/v1/namespaces/kubedr-system/configmaps/{role_record}", 6.0)
     d = daemon(secondary, repo, "--prune", "--no-validate")
     applied(secondary, repo, d, head)
     assert not [g for g in ghosts if live(secondary, "v1", "ConfigMap", g, "shop")], d.text()

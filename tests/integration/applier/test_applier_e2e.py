@@ -85,10 +85,7 @@ def test_exporter_and_applier_converge_mirror_deletes_and_survive_sigkill(
 
 def test_killed_mid_round_restart_converges(secondary: Any, git_remote: Path, tmp_path: Path,
                                             procs: list[subprocess.Popen]) -> None:
-    from kubedr.applier.inventory import Inventory
-    from kubedr.kube import api_client
-    from kubedr.kubeapi import Cluster
-    from tests.integration.applier.conftest import Repo
+    from tests.integration.applier.conftest import Repo, inventory_of
 
     repo = Repo(git_remote, tmp_path / "work")
     repo.put(namespace("shop"))
@@ -110,5 +107,5 @@ def test_killed_mid_round_restart_converges(secondary: Any, git_remote: Path, tm
     assert kubedr(procs, tmp_path / "apply.log", *args, "--once").wait(60) == 0
     assert applied() == 400
     assert status_of(secondary)["fullyAppliedCommit"] == head
-    inventory = Inventory(Cluster(api_client(secondary.kubeconfig_path))).load()
+    inventory = inventory_of(secondary)
     assert len(inventory.refs) == 401

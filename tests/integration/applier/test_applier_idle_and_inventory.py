@@ -15,6 +15,7 @@ from idle import counting_git, seed_repo
 from kubedr.applier.cli import add_arguments, apply_options, engine_for
 from kubedr.applier.inventory import Inventory
 from kubedr.applier.round import loop
+from kubedr.applier.sources import Records, derive
 from kubedr.contract import ObjectRef
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster
@@ -108,7 +109,7 @@ def test_objects_gone_out_of_band_leave_the_inventory_and_never_trip_the_guard(
     assert apply(secondary, repo, "--prune") == 0
     # what a `kubedr sync` into this secondary left, then a namespace deleted by hand: entries, no objects
     cluster = Cluster(api_client(secondary.kubeconfig_path))
-    inventory = Inventory(cluster).load()
+    inventory = Inventory(cluster, Records(derive(str(repo.remote), "main"))).load()
     ghosts = {ObjectRef("", "ConfigMap", "removed", f"cm-{i}") for i in range(GHOSTS)}
     inventory.refs |= ghosts | {ObjectRef("", "Namespace", "", "removed")}
     inventory.save()
@@ -122,7 +123,7 @@ def test_objects_gone_out_of_band_leave_the_inventory_and_never_trip_the_guard(
     assert live(secondary, "v1", "ConfigMap", "a", "shop") is not None
     assert len([ln for ln in log if "already gone from the cluster; forgetting it" in ln]) == GHOSTS + 1
     assert not [ln for ln in log if "prune refused" in ln]
-    assert Inventory(cluster).load().refs == {ObjectRef("", "Namespace", "", "shop"),
+    assert Inventory(cluster, Records(derive(str(repo.remote), "main"))).load().refs == {ObjectRef("", "Namespace", "", "shop"),
                                               ObjectRef("", "ConfigMap", "shop", "a")} | {
         ObjectRef("", "ConfigMap", "shop", f"keep-{i}") for i in range(8)}
 
@@ -176,7 +177,7 @@ def test_prune_never_deletes_what_the_control_plane_makes_for_itself(secondary: 
     assert "not deleting rbac.authorization.k8s.io/ClusterRole view: the cluster's control plane makes it" in err
     assert live(secondary, "rbac.authorization.k8s.io/v1", "ClusterRole", "view") is not None
     cluster = Cluster(api_client(secondary.kubeconfig_path))
-    assert ObjectRef("rbac.authorization.k8s.io", "ClusterRole", "", "view") not in Inventory(cluster).load().refs
+    assert ObjectRef("rbac.authorization.k8s.io", "ClusterRole", "", "view") not in Inventory(cluster, Records(derive(str(repo.remote), "main"))).load().refs
 
 
 def test_gone_entries_leave_the_inventory_even_when_the_guard_refuses_but_not_in_a_dry_run(
@@ -187,7 +188,7 @@ def test_gone_entries_leave_the_inventory_even_when_the_guard_refuses_but_not_in
     repo.commit("shop")
     assert apply(secondary, repo, "--prune") == 0
     cluster = Cluster(api_client(secondary.kubeconfig_path))
-    inventory = Inventory(cluster).load()
+    inventory = Inventory(cluster, Records(derive(str(repo.remote), "main"))).load()
     ghosts = {ObjectRef("", "ConfigMap", "removed", f"cm-{i}") for i in range(20)}
     inventory.refs |= ghosts
     inventory.save()
@@ -196,8 +197,8 @@ def test_gone_entries_leave_the_inventory_even_when_the_guard_refuses_but_not_in
     repo.commit("all four go: more than a quarter of what exists")
 
     assert apply(secondary, repo, "--prune", "--dry-run") == 1
-    assert ghosts <= Inventory(cluster).load().refs, "a dry run writes nothing, not even the inventory"
+    assert ghosts <= Inventory(cluster, Records(derive(str(repo.remote), "main"))).load().refs, "a dry run writes nothing, not even the inventory"
     assert apply(secondary, repo, "--prune") == 1
-    left = Inventory(cluster).load().refs
+    left = Inventory(cluster, Records(derive(str(repo.remote), "main"))).load().refs
     assert not ghosts & left and ObjectRef("", "ConfigMap", "shop", "c0") in left
     assert live(secondary, "v1", "ConfigMap", "c0", "shop") is not None

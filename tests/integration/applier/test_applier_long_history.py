@@ -9,12 +9,13 @@ from typing import Any
 from kubedr import roles
 from kubedr.applier import role
 from kubedr.applier.fetch import Source
-from kubedr.applier.history import key
-from kubedr.applier.state import get_state, put_state
+from kubedr.applier.sources import Records, key
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster
 from tests.history import NAMESPACE, push_change, synthesize
 from tests.integration.applier.conftest import Repo, git, status_of
+
+RECORDS = Records("a")  # the source the scans are recorded for
 
 
 def _commit_as(repo: Repo, writer: str, epoch: int, message: str, force: bool = False) -> str:
@@ -31,7 +32,7 @@ def _restart(cluster: Cluster, source: Source) -> bool:
     """What a new applier process concludes (nothing kept in memory)."""
     role._history.clear()
     role._checked.clear()
-    return role.serving(cluster, "A", source)
+    return role.serving(cluster, "A", source, records=RECORDS)
 
 
 def test_the_held_role_scan_resumes_from_its_record_after_a_restart(secondary: Any, repo: Repo) -> None:
@@ -41,23 +42,23 @@ def test_the_held_role_scan_resumes_from_its_record_after_a_restart(secondary: A
     first = _commit_as(repo, "B", 2, "B promoted")
     assert _restart(cluster, source)  # A made `old` under its role: nothing is applied until A is demoted
     here = key(str(repo.remote), "main")
-    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": first, "held": old, "repo": here}
+    assert RECORDS.get(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": first, "held": old, "repo": here}
     # the branch rewritten without A's commit: the record no longer holds; the whole history is walked again
     git("checkout", "-q", "--orphan", "fresh", cwd=repo.work)
     rewritten = _commit_as(repo, "B", 2, "B promoted, history squashed", force=True)
     assert not _restart(cluster, source)
-    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": rewritten, "held": "", "repo": here}
+    assert RECORDS.get(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": rewritten, "held": "", "repo": here}
     # a restart goes on from the recorded commit: a planted record past A's commit proves the walk starts there
     _commit_as(repo, "A", 1, "A exports again")
     tip = _commit_as(repo, "B", 3, "B promoted again")
     assert _restart(cluster, source)
-    put_state(cluster, role.SCAN_CONFIGMAP, {"cluster": "A", "scanned": tip, "held": ""})
+    RECORDS.put(cluster, role.SCAN_CONFIGMAP, {"cluster": "A", "scanned": tip, "held": ""})
     assert not _restart(cluster, source)
     later = _commit_as(repo, "A", 4, "A promoted")
     last = _commit_as(repo, "B", 5, "B promoted once more")
     role._checked.clear()  # the same process, a moment later: the new commits are walked, from the record on
-    assert role.serving(cluster, "A", source)
-    assert get_state(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": last, "held": later, "repo": here}
+    assert role.serving(cluster, "A", source, records=RECORDS)
+    assert RECORDS.get(cluster, role.SCAN_CONFIGMAP) == {"cluster": "A", "scanned": last, "held": later, "repo": here}
 
 
 def test_a_new_mirror_fetches_the_tip_and_only_as_much_history_as_it_needs(git_daemon: Any, tmp_path: Path,
@@ -99,5 +100,5 @@ def test_a_dry_run_scans_the_role_history_but_writes_no_record(secondary: Any, r
     _commit_as(repo, "B", 2, "B promoted")
     role._history.clear()
     role._checked.clear()
-    assert role.serving(cluster, "A", source, record=False)  # the same answer as a real round
-    assert get_state(cluster, role.SCAN_CONFIGMAP) is None
+    assert role.serving(cluster, "A", source, record=False, records=RECORDS)  # the same answer as a real round
+    assert RECORDS.get(cluster, role.SCAN_CONFIGMAP) is None

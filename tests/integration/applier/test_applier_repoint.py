@@ -1,6 +1,7 @@
-"""Another repo than the one a secondary was last applied from: the operator re-pointing it. One line says so, the
-new tree is applied whole, what only the old repo had is pruned within the guard, and it never loops on the
-old commit; `kubedr sync`, whose repo is new on every run, works every time. Real `kubedr` processes."""
+"""Another repo than the one a source was last applied from: the operator re-pointing it (the same source name, the
+default one its first repo derived or one given with --source). One line says so, the new tree is applied whole,
+what only the old repo had is pruned within the guard, and it never loops on the old commit; `kubedr sync`, whose
+repo is new on every run, works every time. Real `kubedr` processes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from kubedr.applier.sources import derive
 from tests.conftest import ROOT, run_git
 from tests.integration.applier.conftest import Repo, cli_env, configmap, live, namespace, status_of
 
@@ -35,7 +39,14 @@ def cm(secondary: Any, name: str) -> Any:
     return found and found["data"]
 
 
-def test_a_re_pointed_applier_applies_the_new_tree_whole_and_says_so(secondary: Any, tmp_path: Path) -> None:
+def source_of(x: Repo, named: str | None) -> tuple[str, ...]:
+    """--source for the re-pointed runs: the name given, or the default one the first repo derived."""
+    return ("--source", named or derive(str(x.remote), "main"))
+
+
+@pytest.mark.parametrize("named", [None, "shop"], ids=["default-source", "named-source"])
+def test_a_re_pointed_applier_applies_the_new_tree_whole_and_says_so(secondary: Any, tmp_path: Path,
+                                                                      named: str | None) -> None:
     x, y = new_repo(tmp_path, "x"), new_repo(tmp_path, "y")
     for repo, color in ((x, "x"), (y, "y")):
         for obj in (namespace("shop"), configmap("settings", color=color), *(configmap(f"keep-{i}") for i in range(4))):
@@ -43,9 +54,9 @@ def test_a_re_pointed_applier_applies_the_new_tree_whole_and_says_so(secondary: 
         repo.put(configmap(f"only-{color}"))
     old = x.commit("x")
     new = y.commit("y: unrelated history")
-    assert apply_once(secondary, x, "--prune").returncode == 0
+    assert apply_once(secondary, x, "--prune", *(("--source", named) if named else ())).returncode == 0
 
-    run = apply_once(secondary, y, "--prune")
+    run = apply_once(secondary, y, "--prune", *source_of(x, named))
     assert run.returncode == 0, run.stderr
     said = (f"re-pointed: the secondary was last applied from {x.remote} (main) at {old[:12]}; applying the whole "
             f"tree of {y.remote} (main) at {new[:12]}, pruning only within the guard")
@@ -55,7 +66,7 @@ def test_a_re_pointed_applier_applies_the_new_tree_whole_and_says_so(secondary: 
     assert cm(secondary, "only-x") is None  # the old repo's own object left: 1 of 7, within the guard
     assert status_of(secondary)["commit"] == new
 
-    again = apply_once(secondary, y, "--prune")  # converged: no re-point, nothing to do
+    again = apply_once(secondary, y, "--prune", *source_of(x, named))  # converged: no re-point, nothing to do
     assert again.returncode == 0 and "re-pointed" not in again.stderr and "round failed" not in again.stderr
 
 
@@ -73,7 +84,9 @@ def test_a_relative_repo_path_names_the_same_repo_from_anywhere(secondary: Any, 
     assert cm(secondary, "b")
 
 
-def test_a_re_point_prunes_only_within_the_guard_even_when_forced(secondary: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("named", [None, "shop"], ids=["default-source", "named-source"])
+def test_a_re_point_prunes_only_within_the_guard_even_when_forced(secondary: Any, tmp_path: Path,
+                                                                  named: str | None) -> None:
     x, y = new_repo(tmp_path, "x"), new_repo(tmp_path, "y")
     for obj in (namespace("shop"), *(configmap(f"x-{i}") for i in range(6))):
         x.put(obj)
@@ -81,14 +94,14 @@ def test_a_re_point_prunes_only_within_the_guard_even_when_forced(secondary: Any
     for obj in (namespace("shop"), configmap("y-0")):
         y.put(obj)
     y.commit("y")
-    assert apply_once(secondary, x, "--prune").returncode == 0
+    assert apply_once(secondary, x, "--prune", *(("--source", named) if named else ())).returncode == 0
 
-    run = apply_once(secondary, y, "--prune", "--force-prune")
+    run = apply_once(secondary, y, "--prune", "--force-prune", *source_of(x, named))
     assert run.returncode == 1
     assert "prune refused: would delete 6 of 8 objects" in run.stderr
     assert all(cm(secondary, f"x-{i}") for i in range(6)) and cm(secondary, "y-0")
     # the operator has seen it: forcing works from the next run on, which is no re-point
-    forced = apply_once(secondary, y, "--prune", "--force-prune")
+    forced = apply_once(secondary, y, "--prune", "--force-prune", *source_of(x, named))
     assert forced.returncode == 0, forced.stderr
     assert not any(cm(secondary, f"x-{i}") for i in range(6)) and cm(secondary, "y-0")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from kubedr.applier.cli import run as _unused  # noqa: F401  (the module the CLI routes to imports cleanly)
+from kubedr.applier.sources import derive
 from kubedr.commands.cli import main
 from tests.integration.applier.conftest import (
     Repo,
@@ -145,11 +146,16 @@ def test_diff_refuses_to_plan_against_another_repos_records(secondary: Any, repo
     other.commit("another history")
     capsys.readouterr()
     args = ["diff", "--prune", "--kubeconfig", secondary.kubeconfig_path, "--workdir", str(tmp_path / "mirror")]
-    assert main([*args, "--repo", str(elsewhere)]) == 2
+    source = derive(str(repo.remote), "main")
+    assert main([*args, "--repo", str(elsewhere), "--source", source]) == 2  # the source re-pointed
     out = capsys.readouterr()
     [line] = [ln for ln in out.err.splitlines() if " ERROR " in ln]
     assert out.out == "" and f"this cluster's records are of {repo.remote} (main) at " in line, out.err
     assert "refusing to plan" in line
+    # another source: what the first one applied is not its to change, let alone to prune
+    assert main([*args, "--repo", str(elsewhere)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and f"_cluster/Namespace/shop.yaml: refused: Namespace shop is owned by source {source}" in out.err
     # the same repo under another name is the same history: planned as usual, its prune labelled with the reason
     repo.remove(configmap("other"))
     repo.commit("other goes")

@@ -43,7 +43,7 @@ def kubeconfig(emulator: Any, tmp_path: Path) -> Path:
     return emulator.write_kubeconfig(tmp_path / "apply-kubeconfig")
 
 
-@pytest.mark.parametrize("overlay", ["primary", "secondary"])
+@pytest.mark.parametrize("overlay", ["primary", "secondary", "dr-region"])
 @pytest.mark.parametrize("mode", ["client-side", "server-side"])
 def test_apply_k_creates_every_object(kubectl: str, kubeconfig: Path, overlay: str, mode: str) -> None:
     docs = rendered(kubectl, overlay)

@@ -7,7 +7,7 @@ import json
 
 from failback_harness import Side, branch_file, cm_path, configmap, run_kubedr, start_pair
 
-from kubedr.applier.state import get_state
+from kubedr.applier.sources import pick
 from kubedr.applier.status import STATUS_CONFIGMAP
 from kubedr.kube import api_client
 from kubedr.kubeapi import Cluster
@@ -15,7 +15,8 @@ from tests.conftest import wait_until
 
 
 def _record(side: Side) -> dict[str, str]:
-    return get_state(Cluster(api_client(side.kubeconfig)), STATUS_CONFIGMAP) or {}
+    cluster = Cluster(api_client(side.kubeconfig))
+    return pick(cluster, None, write=False).get(cluster, STATUS_CONFIGMAP) or {}
 
 
 def test_status_of_a_promoted_secondary_knows_who_writes(pair: dict[str, Side]) -> None:

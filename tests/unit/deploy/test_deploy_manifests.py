@@ -328,3 +328,56 @@ def test_the_webhook_component_routes_to_the_leader_and_apply_takes_its_settings
     args = _settings_for("apply", MANIFESTS / "overlays" / "secondary" / "config.yaml", env, monkeypatch)
     assert args.webhook_listen == f"0.0.0.0:{port['containerPort']}"
     assert args.webhook_secret_file == "/etc/kubedr/webhook/secret"
+
+
+def test_dr_region_runs_an_applier_per_source_that_writes_only_through_its_source_s_account(
+        kubectl: str, tmp_path: Path, monkeypatch) -> None:
+    """overlays/dr-region: two sources, each its own applier, lease, settings and signers; the appliers read the
+    cluster, and write only as their source's ServiceAccount, which may write its namespace alone."""
+    docs = render(kubectl, "dr-region")
+    for doc in docs:
+        validate(doc)
+    deployments = by_kind(docs, "Deployment")
+    assert set(deployments) == {"kubedr-applier-a", "kubedr-applier-b"}
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs
+             if d["kind"] in ("Role", "ClusterRole")}
+
+    def rules_of(account: str) -> list[tuple[str | None, dict[str, Any]]]:
+        """(namespace of the grant or None for the cluster, rule) of everything bound to kubedr-system/account."""
+        out = []
+        for b in bindings:
+            if any(s["kind"] == "ServiceAccount" and s["name"] == account for s in b["subjects"]):
+                ns = b["metadata"].get("namespace")
+                kind = b["roleRef"]["kind"]
+                role = roles[(kind, ns if kind == "Role" else None, b["roleRef"]["name"])]
+                out += [(ns, r) for r in role["rules"]]
+        return out
+
+    selectors = []
+    for source in ("a", "b"):
+        dep = deployments[f"kubedr-applier-{source}"]
+        pod = dep["spec"]["template"]["spec"]
+        selectors.append(dep["spec"]["selector"]["matchLabels"])
+        assert pod["serviceAccountName"] == f"kubedr-applier-{source}"
+        env = {e["name"]: e.get("value", "from-field") for e in pod["containers"][0]["env"]}
+        assert env["KUBEDR_LEADER_ELECTION_NAME"] == f"kubedr-applier-{source}"
+        config = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config")
+        (tmp_path / f"{source}.yaml").write_text(by_kind(docs, "ConfigMap")[config]["data"]["config.yaml"])
+        env.pop("KUBEDR_CONFIG")
+        args = _settings_for("apply", tmp_path / f"{source}.yaml", env, monkeypatch)
+        assert (args.source, args.service_account) == (source, f"kubedr-system/kubedr-source-{source}")
+        own = rules_of(f"kubedr-applier-{source}")
+        cluster_verbs = {v for ns, r in own if ns is None for v in r["verbs"]}
+        assert cluster_verbs == {"get", "list", "watch"}, "the applier itself writes nothing outside kubedr-system"
+        assert {ns for ns, r in own if set(r["verbs"]) - {"get", "list", "watch"}} == {"kubedr-system"}
+        impersonates = [r for ns, r in own if "impersonate" in r["verbs"]]
+        assert impersonates == [{"apiGroups": [""], "resources": ["serviceaccounts"],
+                                 "resourceNames": [f"kubedr-source-{source}"], "verbs": ["impersonate"]}]
+        leases = [r for ns, r in own if "leases" in r.get("resources", []) and "resourceNames" in r]
+        assert leases and all(r["resourceNames"] == [f"kubedr-applier-{source}"] for r in leases)
+        writes = rules_of(f"kubedr-source-{source}")
+        assert {ns for ns, r in writes if "resourceNames" not in r} == {f"app-{source}"}
+        assert all(r["resourceNames"] == [f"app-{source}"] and r["resources"] == ["namespaces"]
+                   for ns, r in writes if ns is None)
+    assert selectors[0] != selectors[1], "one Deployment's ReplicaSets would adopt the other's Pods"

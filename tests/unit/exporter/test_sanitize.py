@@ -121,6 +121,8 @@ STRIP_CASES: dict[str, tuple[str, str, Callable[[Obj], None] | None]] = {
     # kubedr's applier writes these on the secondary (the captures come from a primary)
     "metadata.labels.kubedr.io/managed": ("namespaced-deployment.json", "web",
                                           setpath(("metadata", "labels", "kubedr.io/managed"), "true")),
+    "metadata.labels.kubedr.io/source": ("namespaced-deployment.json", "web",
+                                         setpath(("metadata", "labels", "kubedr.io/source"), "prod-eu-1")),
     "metadata.annotations.kubedr.io/path": ("namespaced-configmap.json", "app-config",
                                             ann("kubedr.io/path", "fixtures/ConfigMap/app-config.yaml")),
     "metadata.annotations.kubedr.io/primary-replicas": ("namespaced-deployment.json", "web",
