@@ -324,10 +324,10 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
     from kubedr.applier.round import loop
 
     engine.cluster_name = options.cluster_name
-    _say_source(engine)
     if options.metrics_listen:
         metrics.serve(options.metrics_listen, ready=leader.readiness(lambda: engine.caught_up))
     if options.settings.dry_run:
+        _say_source(engine)
         return _dry_run(engine, options)
     from kubedr.applier import routing
     from kubedr.kube import api_client
@@ -338,6 +338,7 @@ def _apply(engine: Engine, options: ApplyOptions) -> int:
                                                                engine.source.announce))
         routing.mark(engine.cluster, False)  # a spare until it leads (a crashed leader restarts in its pod)
         hooked = True
+    _say_source(engine)  # once its ports are its own: a taken port is the one line a failed start says
 
     def work(stop: Any) -> int:
         if not hooked:
