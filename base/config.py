@@ -166,9 +166,17 @@ def process_start() -> float:
     return time.monotonic() - max(0.0, since)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the sys.stderr of the moment: a caller that swaps it (a test's capture) never leaves a closed stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # handle() holds the lock; no flush of a stream that may be closed
+        super().emit(record)
+
+
 def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
     """One log format for every daemon; JSON for log shippers."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr(sys.stderr)
     handler.setFormatter(_JsonFormatter() if as_json else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

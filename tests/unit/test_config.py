@@ -88,3 +88,27 @@ def test_shortened_or_misspelled_flag_is_an_error(argv, bad, capsys):
         main(argv)
     assert exc.value.code == 2
     assert f"unrecognized arguments: {bad}" in capsys.readouterr().err
+
+
+def test_the_log_follows_stderr_when_a_caller_swaps_and_closes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+    import sys
+
+    from kubedr.config import setup_logging
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO")
+        logging.getLogger("kubedr.test").info("one")
+        first.close()  # a test's capture ends; the handler made under it stays
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("kubedr.test").info("two")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert "kubedr.test: two" in second.getvalue()
+    assert "Logging error" not in second.getvalue()
