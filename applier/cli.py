@@ -35,7 +35,7 @@ def target_arguments(p: argparse.ArgumentParser) -> None:
 def source_arguments(p: argparse.ArgumentParser) -> None:
     """--branch and --workdir: which branch, and where a remote repo is mirrored."""
     p.add_argument("--branch", default="main", help="branch to follow (default main)")
-    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
+    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier/<digest of repo and branch>)")
 
 
 def apply_arguments(p: argparse.ArgumentParser) -> None:
@@ -475,7 +475,7 @@ def _images_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-map", action="append", metavar="OLD=NEW",
                    help="swap an image registry prefix, as the applier does (default: the repo policy's)")
     p.add_argument("--namespace-map", action="append", metavar="A=B", help="name objects as applied (A as B)")
-    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier)")
+    p.add_argument("--workdir", help="where a remote repo is mirrored (default ~/.cache/kubedr/applier/<digest of repo and branch>)")
     p.add_argument("--check", action="store_true",
                    help="ask each image's registry (HTTP API v2 manifest HEAD) whether it has it; exit 1 if not")
     p.add_argument("--auth-file", help="registry credentials, docker config.json format (auths)")

@@ -12,6 +12,7 @@ named and never read, and a long name's file is read to learn the name (kubedr.c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -59,6 +60,12 @@ class Change:
     path: str
 
 
+def default_workdir(repo: str, branch: str) -> Path:
+    """A mirror under ~/.cache per repo and branch: two appliers on one machine never read each other's commits."""
+    digest = hashlib.sha256(f"{repo}#{branch}".encode()).hexdigest()[:16]
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubedr" / "applier" / digest
+
+
 def is_local(repo: str) -> bool:
     """A path on this machine (read in place) rather than a URL (mirrored)."""
     if repo.startswith("file://"):
@@ -81,11 +88,17 @@ class Source:
             if not Path(self.gitdir).exists():
                 raise FetchError(f"repo {repo}: no such directory")
         else:
-            base = Path(workdir or os.path.expanduser("~/.cache/kubedr/applier"))
-            base.mkdir(parents=True, exist_ok=True)
+            base = Path(workdir) if workdir else default_workdir(repo, branch)
             self.gitdir = str(base / "mirror.git")
-            if not Path(self.gitdir, "HEAD").exists():
-                git.run(["init", "--bare", "-q", self.gitdir])
+            try:
+                if base.exists() and not base.is_dir():
+                    raise FetchError(f"workdir {base}: not a directory")
+                base.mkdir(parents=True, exist_ok=True)
+                if not Path(self.gitdir, "HEAD").exists():
+                    git.run(["init", "--bare", "-q", self.gitdir])
+            except (OSError, git.GitError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise FetchError(f"workdir {base}: {reason}") from None
         self._last_remote: str | None = None
         self._reader = TreeReader(self.gitdir)
         self._listings: dict[str, Listing] = {}  # the last commits read (oldest first)

@@ -48,7 +48,7 @@ def add_arguments(name: str, p: argparse.ArgumentParser) -> None:
 
     export_arguments("export", p)  # --branch, and --workdir: the exporter's clone
     apply_arguments(p)
-    p.add_argument("--apply-workdir", help="where the applier mirrors a remote repo (default ~/.cache/kubedr/applier)")
+    p.add_argument("--apply-workdir", help="where the applier mirrors a remote repo (default ~/.cache/kubedr/applier/<digest of repo and branch>)")
     p.add_argument("--no-apply", action="store_true", help="stop after the side branch and the role record")
     p.add_argument("--dry-run", action="store_true", help="show what would go to the side branch; change nothing")
 

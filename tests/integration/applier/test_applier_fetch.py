@@ -108,3 +108,20 @@ def test_git_sync_style_symlinked_worktree(secondary: Any, repo: Repo, tmp_path:
     assert apply(secondary, current) == 0
     assert live(secondary, "v1", "ConfigMap", "b", "shop") is not None
     assert status_of(secondary)["fullyAppliedCommit"] == second
+
+
+def test_two_repos_followed_on_one_machine_never_share_a_mirror(git_daemon: Any, tmp_path: Path,
+                                                                  monkeypatch: Any) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    heads = {}
+    for name in ("a.git", "b.git"):
+        bare, url = git_daemon(name)
+        repo = Repo(bare, tmp_path / f"work-{name}")
+        repo.put(configmap(name.split(".")[0]))
+        heads[url] = repo.commit(f"only {name}")
+    sources = [Source(url, "main") for url in heads]  # the default mirror, as a second applier on the host has
+    assert len({s.gitdir for s in sources}) == 2
+    assert all(s.gitdir.startswith(str(tmp_path / "cache" / "kubedr" / "applier")) for s in sources)
+    for _ in range(2):  # each poll reads its own repo's head, whichever fetched last
+        assert [s.head() for s in sources] == list(heads.values())
+    assert Source(next(iter(heads)), "main").gitdir == sources[0].gitdir  # a restart finds its mirror

@@ -99,3 +99,12 @@ def test_any_command_names_a_closed_api_port_in_one_line(command: list[str], tmp
     proc = kubedr(*command, "--kubeconfig", kubeconfig, *repo, quiet=True)
     line = one_line(proc)
     assert proc.returncode in (1, 2) and "API server http://127.0.0.1:" in line and "connection refused" in line
+
+
+@pytest.mark.parametrize("command", ["export", "apply"])
+def test_a_workdir_that_is_a_file_is_one_line_and_exit_2(command: str, emulator: object, tmp_path: Path) -> None:
+    (tmp_path / "work").write_text("not a directory\n")
+    url = f"git://127.0.0.1:{free_port()}/config.git"
+    proc = kubedr(*stage(command, tmp_path / "kubeconfig", url, tmp_path), quiet=True)
+    line = one_line(proc)
+    assert proc.returncode == 2 and str(tmp_path / "work") in line, line
