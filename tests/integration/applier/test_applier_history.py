@@ -122,6 +122,33 @@ def test_a_rollback_is_held_and_applies_nothing_until_acknowledged(secondary: An
 
 
 @pytest.mark.parametrize("gate", [True, False], ids=["trust-gate", "no-gate"])
+def test_when_the_branch_comes_back_the_hold_ends_and_a_revoke_after_an_acknowledged_grant_prunes(
+        secondary: Any, repo: Repo, daemon: Any, tmp_path: Path, gate: bool) -> None:
+    admin = make_key(tmp_path, "admin") if gate else None
+    signers = ["--allowed-signers", str(allowed_signers(tmp_path / "signers", admin=admin))] if admin else []
+    c1, c2, c3, c4, c5 = history(repo, admin)
+    d = daemon(secondary, repo, "--prune", *signers)
+    applied(secondary, repo, d, c5)
+    repo.force(c4)
+    held_for(secondary, c4)
+    repo.force(c5)  # the force-push undone: c5 is what was applied, nothing to hold or to apply
+    wait_until(lambda: not status_of(secondary).get("held"), timeout=30, what="the hold to end")
+    assert status_of(secondary)["commit"] == c5 and binding(secondary) is None
+    assert not [p for _, m, p in secondary.requests if m == "PATCH" and "clusterrolebindings" in p]
+
+    repo.force(c4)  # the grant again, and this time a person lets it in
+    held_for(secondary, c4)
+    head = acknowledge(secondary, repo, c4, admin)
+    applied(secondary, repo, d, head)
+    assert binding(secondary) is not None
+    git("pull", "-q", "--ff-only", "origin", "main", cwd=repo.work)
+    repo.remove(BINDING)
+    revoke = repo.commit("revoke again", key=admin)
+    applied(secondary, repo, d, revoke)
+    wait_until(lambda: binding(secondary) is None, timeout=30, what="the revoked binding to be pruned")
+
+
+@pytest.mark.parametrize("gate", [True, False], ids=["trust-gate", "no-gate"])
 def test_rewritten_history_on_the_same_url_is_held_until_acknowledged(secondary: Any, repo: Repo, daemon: Any,
                                                                      tmp_path: Path, gate: bool) -> None:
     """A force-pushed orphan history (gate on), a repo deleted and re-created at the same URL (gate off)."""
