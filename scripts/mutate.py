@@ -41,7 +41,8 @@ class Target:
 TARGETS: tuple[Target, ...] = (
     Target("fencing", "exporter/fence.py", ("Fence.check", "Fence.recheck", "Fence.claim", "Fence.stale_commits"),
            ("tests/integration/exporter/test_exporter_fence_push.py",
-            "tests/integration/failback/test_failback_fence_git.py")),
+            "tests/integration/failback/test_failback_fence_git.py",
+            "tests/integration/exporter/test_exporter_disk.py::test_a_full_disk_is_one_line_and_the_exporter_converges_once_space_returns")),
     Target("fencing", "base/roles.py", ("fence_reason", "parse", "successor", "read_writer"),
            ("tests/unit/kubedr/test_roles.py", "tests/integration/failback/test_failback_fence_git.py",
             "tests/integration/exporter/test_exporter_fence_push.py")),

@@ -49,6 +49,20 @@ def test_claim_follows_the_role_and_refuses_stale_local_commits(tmp_path: Path, 
     assert stale is not None and "1 local commit" in stale and "run `kubedr demote` for A" in stale
 
 
+def test_on_a_branch_without_a_role_local_commits_are_never_stale(tmp_path: Path, git_remote: Path) -> None:
+    other = tmp_path / "other"
+    run_git("clone", "-q", str(git_remote), str(other))
+    (other / "notes.txt").write_text("a branch kubedr init never gave a role\n")
+    run_git("add", "notes.txt", cwd=other)
+    run_git("-c", "user.name=op", "-c", "user.email=op@example.org", "commit", "-qm", "a note", cwd=other)
+    run_git("push", "-q", "origin", "HEAD:main", cwd=other)
+    a = _fence(tmp_path, git_remote, "A")
+    a.store.open()
+    assert a.store.commit_paths(lambda _: "local\n", contents={"x.yaml": b"x: 1\n"})
+    a.store.close()
+    assert _fence(tmp_path, git_remote, "A").claim() is None  # no role: nobody's epoch to be stale against
+
+
 def test_a_remote_unreachable_at_start_exports_under_the_role_last_read(tmp_path: Path, git_remote: Path) -> None:
     repo_init.init_repo(str(git_remote), writer="A")
     assert _fence(tmp_path, git_remote, "A").claim() is None
