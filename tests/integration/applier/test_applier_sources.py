@@ -313,6 +313,17 @@ def test_a_source_applies_through_its_service_account_and_the_api_server_refuses
     assert plain.returncode == 0, plain.stderr
     assert source_label(on_secondary(secondary, "v1", "ConfigMap", "intruder", "other")) == "a"
 
+    # a prune the account may not make is the round's failure, named; the object stays until one may
+    repo.remove(configmap("intruder", "other"))
+    repo.commit("intruder goes")
+    assert kubedr(*args).returncode == 1
+    assert on_secondary(secondary, "v1", "ConfigMap", "intruder", "other") is not None
+    [failure] = status_of(secondary)["failures"]
+    assert failure["path"] == "other/ConfigMap/intruder.yaml" and failure["reason"].startswith("delete failed: ")
+    assert "is forbidden: User \"system:serviceaccount:kubedr-system:kubedr-source-a\" cannot" in failure["reason"]
+    assert kubedr(*[a for a in args if a not in ("--service-account", "kubedr-system/kubedr-source-a")]).returncode == 0
+    assert on_secondary(secondary, "v1", "ConfigMap", "intruder", "other") is None
+
 
 def test_promote_and_demote_act_on_one_source(primary: Any, secondary: Any, tmp_path: Path) -> None:
     """The secondary takes the writer role of source a (its primary is lost) and stays a standby of b; then a's
