@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubedr import contract, git
+from kubedr.commits import CommitReader
 from kubedr.contract import ManifestError, ObjectRef
 from kubedr.remote import redact
 from kubedr.repotree import Listing, TreeError, TreeReader
@@ -37,6 +38,7 @@ REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
 LISTINGS_KEPT = 2  # the commit a round applies and the one before it (its changes)
+TIMES_KEPT = 64  # commit times remembered (the applied commit and those the age gauge looks at)
 
 
 class FetchError(Exception):
@@ -88,6 +90,8 @@ class Source:
                 git.run(["init", "--bare", "-q", self.gitdir])
         self._last_remote: str | None = None
         self._reader = TreeReader(self.gitdir)
+        self._commits = CommitReader(self.gitdir)
+        self._times: dict[str, float] = {}  # sha -> the primary's commit time (a commit never changes)
         self._listings: dict[str, Listing] = {}  # the last commits read (oldest first)
         self._listing_lock = threading.Lock()
         self._objects: tuple[str, Objects] | None = None
@@ -170,11 +174,11 @@ class Source:
 
     def has(self, sha: str) -> bool:
         """Whether the commit is present locally."""
-        return self._run(["cat-file", "-e", sha + "^{commit}"], check=False).ok
+        return self._commits.has(sha)
 
     def is_ancestor(self, old: str, new: str) -> bool:
         """Whether old is new or one of its ancestors."""
-        return self._run(["merge-base", "--is-ancestor", old, new], check=False).ok
+        return self._commits.is_ancestor(old, new)
 
     def resolve(self, revision: str) -> str:
         """A sha, tag or branch name to a commit sha."""
@@ -196,10 +200,21 @@ class Source:
         return out
 
     def commit_time(self, sha: str) -> float:
-        """The primary's commit time, Unix seconds (roles.commit_time); `git log`, not `git show`: a hostile tree
-        would kill the latter, which parses it."""
-        [commit] = self.commits([sha], no_walk=True)
-        return commit_time(commit)
+        """The primary's commit time, Unix seconds (roles.commit_time), read in this process and kept."""
+        found = self._times.get(sha)
+        if found is None:
+            commit = self._commits.commit(sha)
+            if commit is None:
+                raise FetchError(f"commit {sha[:12]} not found in {redact(self.repo)}")
+            while len(self._times) >= TIMES_KEPT:
+                self._times.pop(next(iter(self._times)))
+            found = self._times[sha] = commit_time(commit)
+        return found
+
+    def oldest_between(self, new: str, old: str) -> str | None:
+        """The commit with the oldest committer time among those of new not in old; None when there is none."""
+        pending = self._commits.between(new, [old])
+        return min(pending, key=lambda c: c[1])[0] if pending else None
 
     def commits(self, revs: list[str], no_walk: bool = False) -> list[git.Commit]:
         """The commits of revs (options such as --since allowed), newest first, with times and trailers."""
