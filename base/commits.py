@@ -86,6 +86,19 @@ class CommitReader:
                 walker.hide(hidden)
         return [(str(c.id), int(c.commit_time)) for c in walker]
 
+    def ancestry(self, new: str, old: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+        """(sha, parents) of the commits of new not in old, ancestors first (`git rev-list --topo-order --reverse
+        --parents NEW ^OLD...`; where merges allow more than one such order, libgit2's)."""
+        start = self._id(new)
+        if start is None:
+            raise KeyError(f"commit {new[:12]} not found")
+        walker = self._repo.walk(start, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+        for rev in old:
+            hidden = self._id(rev)
+            if hidden is not None:
+                walker.hide(hidden)
+        return [(str(c.id), [str(p) for p in c.parent_ids]) for c in walker]
+
     def raw(self, sha: str) -> bytes | None:
         """The commit object's bytes as stored (headers, signature, message), None when absent."""
         found = self._id(sha)
