@@ -38,6 +38,9 @@ REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
 LISTINGS_KEPT = 2  # the commit a round applies and the one before it (its changes)
+# a round's fetch: no FETCH_HEAD to write, no `git maintenance` process after it (compact() does that in between)
+QUIET_FETCH = ("-q", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance")
+COMPACT_EVERY = 200  # fetches between two `git gc --auto` checks
 TIMES_KEPT = 64  # commit times remembered (the applied commit and those the age gauge looks at)
 
 
@@ -89,12 +92,15 @@ class Source:
             if not Path(self.gitdir, "HEAD").exists():
                 git.run(["init", "--bare", "-q", self.gitdir])
         self._last_remote: str | None = None
+        self._fetches = 0  # since the last compact()
         self._reader = TreeReader(self.gitdir)
         self._commits = CommitReader(self.gitdir)
         self._times: dict[str, float] = {}  # sha -> the primary's commit time (a commit never changes)
         self._listings: dict[str, Listing] = {}  # the last commits read (oldest first)
         self._listing_lock = threading.Lock()
         self._objects: tuple[str, Objects] | None = None
+        # path -> (blob when the name is read from the file, else "", its object, the problem): of the last commit
+        self._named: dict[str, tuple[str, ObjectRef | None, str]] = {}
 
     # ---- resolving -------------------------------------------------------------------------------------
 
@@ -143,7 +149,15 @@ class Source:
     def _fetch_tip(self) -> None:
         """Fetch the branch; a new mirror starts from the tip alone (older history is fetched as needed: reach)."""
         fresh = self._last_remote is None and self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
-        self._g("fetch", "-q", "--no-tags", *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
+        self._g("fetch", *QUIET_FETCH, *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
+        self._fetches += 1
+
+    def compact(self) -> None:
+        """Every COMPACT_EVERY fetches, what git's per-fetch maintenance does (`git gc --auto`: pack the loose
+        objects once there are many), so reading objects stays fast; called between rounds, off a change's path."""
+        if self._fetches >= COMPACT_EVERY:
+            self._fetches = 0
+            self._g("gc", "--auto", "--quiet")
 
     @property
     def _refspecs(self) -> list[str]:
@@ -163,7 +177,7 @@ class Source:
                 return True
             if not self.shallow:
                 return False
-            self._g("fetch", "-q", "--no-tags", "--unshallow" if old is None else f"--deepen={depth}", self.repo,
+            self._g("fetch", *QUIET_FETCH, "--unshallow" if old is None else f"--deepen={depth}", self.repo,
                     *self._refspecs)
             depth *= 4
 
@@ -211,6 +225,13 @@ class Source:
             found = self._times[sha] = commit_time(commit)
         return found
 
+    def ancestry(self, new: str, old: str | None = None) -> list[tuple[str, list[str]]]:
+        """(sha, parents) of the commits after old up to new, ancestors first (all of new's when old is None)."""
+        try:
+            return self._commits.ancestry(new, [old] if old else [])
+        except KeyError as exc:
+            raise FetchError(f"{exc.args[0]} in {redact(self.repo)}") from None
+
     def oldest_between(self, new: str, old: str) -> str | None:
         """The commit with the oldest committer time among those of new not in old; None when there is none."""
         pending = self._commits.between(new, [old])
@@ -253,23 +274,36 @@ class Source:
             return self._objects[1]
         listing = self.listing(sha)
         found = Objects({}, [(r.path, f"tree entry refused: {r.reason}; not read") for r in listing.refused])
+        known, named = self._named, {}
         hashed: list[str] = []
-        for path in listing.files:
-            try:
-                ref = contract.ref_of_path(path)
-            except ManifestError as exc:
-                found.problems.append((path, exc.reason))
-                continue
-            if ref is not None and contract.hashed(path):
-                hashed.append(path)
-            elif ref is not None:
+        for path, blob in listing.files.items():
+            before = known.get(path)
+            if before is not None and before[0] in ("", blob):  # the path names the object, or the same file does
+                named[path] = before
+            else:
+                try:
+                    ref = contract.ref_of_path(path)
+                except ManifestError as exc:
+                    named[path] = ("", None, exc.reason)
+                    found.problems.append((path, exc.reason))
+                    continue
+                if ref is not None and contract.hashed(path):
+                    hashed.append(path)
+                    continue
+                named[path] = ("", ref, "")
+            _, ref, problem = named[path]
+            if ref is not None:
                 found.refs[path] = ref
+            elif problem:
+                found.problems.append((path, problem))
         for path, data in zip(hashed, self.read_blobs([listing.files[p] for p in hashed]), strict=True):
             try:
                 found.refs[path] = contract.ref_of(contract.load(data, path))
+                named[path] = (listing.files[path], found.refs[path], "")
             except ManifestError as exc:
                 found.problems.append((path, exc.reason))
-        self._objects = (sha, found)
+                named[path] = (listing.files[path], None, exc.reason)
+        self._objects, self._named = (sha, found), named
         return found
 
     def changes(self, old: str, new: str) -> list[Change] | None:

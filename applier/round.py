@@ -603,5 +603,9 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
             failed = True
         if once:
             break
+        try:
+            engine.source.compact()
+        except git.GitError as exc:  # the next fetch and the next check go on regardless
+            log.warning("compacting the mirror: %s", exc)
         engine.source.wait(interval, stop)
     return 1 if failed else 0
