@@ -157,7 +157,7 @@ class Source:
         objects once there are many), so reading objects stays fast; called between rounds, off a change's path."""
         if self._fetches >= COMPACT_EVERY:
             self._fetches = 0
-            self._g("gc", "--auto", "--quiet")
+            self._g("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")  # its work counted, never concurrent
 
     @property
     def _refspecs(self) -> list[str]:

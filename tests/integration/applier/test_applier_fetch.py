@@ -108,3 +108,36 @@ def test_git_sync_style_symlinked_worktree(secondary: Any, repo: Repo, tmp_path:
     assert apply(secondary, current) == 0
     assert live(secondary, "v1", "ConfigMap", "b", "shop") is not None
     assert status_of(secondary)["fullyAppliedCommit"] == second
+
+
+def test_a_mirror_stays_compact_without_git_maintenance_after_each_fetch(git_daemon: Any, tmp_path: Path,
+                                                                         monkeypatch: Any) -> None:
+    """A round's fetch writes no FETCH_HEAD and runs no maintenance; compact() between rounds packs the mirror
+    (here every fetch keeps a pack, and two packs are too many) so the packs a read searches stay few."""
+    from kubedr.applier import fetch
+
+    monkeypatch.setattr(fetch, "COMPACT_EVERY", 3)
+    bare, url = git_daemon("compact.git")
+    repo = Repo(bare, tmp_path / "work")
+    repo.put(namespace("shop"))
+    repo.commit("seed")
+    src = Source(url, "main", str(tmp_path / "mirror"))
+    mirror = Path(src.gitdir)
+    for key, value in (("transfer.unpackLimit", "1"), ("gc.autoPackLimit", "2")):
+        subprocess.run(["git", "--git-dir", str(mirror), "config", key, value], check=True)
+
+    def packs() -> int:
+        return len(list((mirror / "objects" / "pack").glob("*.pack")))
+
+    heads = []
+    for i in range(3):
+        repo.put(configmap(f"c{i}"))
+        heads.append(repo.commit(f"change {i}"))
+        assert src.head() == heads[-1]
+        src.compact()
+    assert not (mirror / "FETCH_HEAD").exists()
+    assert packs() <= 2  # the third fetch's compact() repacked what three fetches left
+    repo.put(configmap("c3"))
+    heads.append(repo.commit("change 3"))
+    assert src.head() == heads[-1] and packs() <= 3
+    assert [c.path for c in src.changes(heads[0], heads[-1]) or []] == [f"shop/ConfigMap/c{i}.yaml" for i in (1, 2, 3)]
