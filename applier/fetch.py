@@ -186,6 +186,11 @@ class Source:
         if not self.local:
             self._g("fetch", "-q", *(["--unshallow"] if self.shallow else []), self.repo, *self._refspecs)
 
+    @property
+    def commit_reader(self) -> CommitReader:
+        """The in-process reader of this repo's commits (kubedr.commits), kept open."""
+        return self._commits
+
     def has(self, sha: str) -> bool:
         """Whether the commit is present locally."""
         return self._commits.has(sha)

@@ -130,7 +130,8 @@ class Gate:
         unknown = [s for s in shas if (key, s) not in self._verdicts]
         local = self.source.local
         for sha, verdict in signing.verify(unknown, signers, cwd=self.source.gitdir if local else None,
-                                           git_dir=None if local else self.source.gitdir).items():
+                                           git_dir=None if local else self.source.gitdir,
+                                           reader=self.source.commit_reader).items():
             self._verdicts[(key, sha)] = verdict
         return [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
 

@@ -16,6 +16,7 @@ import pygit2
 from kubedr import git
 
 _ERRORS = (KeyError, ValueError, TypeError, pygit2.GitError)
+HEX, HEX_LENGTH = frozenset("0123456789abcdef"), 40
 
 
 class CommitReader:
@@ -48,8 +49,13 @@ class CommitReader:
         return repo
 
     def _id(self, rev: str) -> pygit2.Oid | None:
+        repo = self._repo
         try:
-            return self._repo.revparse_single(f"{rev}^{{commit}}").id
+            if len(rev) == HEX_LENGTH and all(c in HEX for c in rev):  # a sha: no revision parsing
+                found = repo.get(rev)
+                if isinstance(found, pygit2.Commit):
+                    return found.id
+            return repo.revparse_single(f"{rev}^{{commit}}").id
         except _ERRORS:
             return None
 
@@ -68,8 +74,10 @@ class CommitReader:
         a, b = self._id(old), self._id(new)
         if a is None or b is None:
             return False
+        if a == b:
+            return True
         try:
-            return a == b or bool(self._repo.descendant_of(b, a))
+            return bool(self._repo.descendant_of(b, a))
         except _ERRORS:
             return False
 

@@ -168,13 +168,13 @@ def check_allowed_signers(path: str) -> None:
 
 
 def verify(shas: list[str], allowed_signers: str, *, cwd: str | Path | None = None,
-           git_dir: str | Path | None = None) -> dict[str, Verdict]:
+           git_dir: str | Path | None = None, reader: CommitReader | None = None) -> dict[str, Verdict]:
     """Each commit's verdict, with what it acknowledges: judged in this process (kubedr.sshsig) where it can be,
-    else by git, which runs ssh-keygen -Y verify per signed commit."""
+    else by git, which runs ssh-keygen -Y verify per signed commit. reader: the repository's, kept open."""
     if not shas:
         return {}
     signers = sshsig.parse_allowed_signers(Path(allowed_signers).read_text(errors="replace"))
-    reader = CommitReader(str(git_dir if git_dir is not None else cwd or "."))
+    reader = reader or CommitReader(str(git_dir if git_dir is not None else cwd or "."))
     out: dict[str, Verdict] = {}
     by_git, trailers = [], []
     for sha in shas:
