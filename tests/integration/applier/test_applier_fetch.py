@@ -112,32 +112,33 @@ def test_git_sync_style_symlinked_worktree(secondary: Any, repo: Repo, tmp_path:
 
 def test_a_mirror_stays_compact_without_git_maintenance_after_each_fetch(git_daemon: Any, tmp_path: Path,
                                                                          monkeypatch: Any) -> None:
-    """A round's fetch writes no FETCH_HEAD and runs no maintenance; compact() between rounds packs the mirror
-    (here every fetch keeps a pack, and two packs are too many) so the packs a read searches stay few."""
+    """A round's fetch writes no FETCH_HEAD, runs no maintenance and keeps what arrives as one pack (no loose
+    objects); compact() between rounds rolls the small packs up, so the packs a read searches stay few."""
     from kubedr.applier import fetch
 
-    monkeypatch.setattr(fetch, "COMPACT_EVERY", 3)
+    monkeypatch.setattr(fetch, "COMPACT_EVERY", 4)
     bare, url = git_daemon("compact.git")
     repo = Repo(bare, tmp_path / "work")
     repo.put(namespace("shop"))
+    for i in range(20):
+        repo.put(configmap(f"seed-{i}"))
     repo.commit("seed")
     src = Source(url, "main", str(tmp_path / "mirror"))
     mirror = Path(src.gitdir)
-    for key, value in (("transfer.unpackLimit", "1"), ("gc.autoPackLimit", "2")):
-        subprocess.run(["git", "--git-dir", str(mirror), "config", key, value], check=True)
 
     def packs() -> int:
         return len(list((mirror / "objects" / "pack").glob("*.pack")))
 
     heads = []
-    for i in range(3):
+    for i in range(4):
         repo.put(configmap(f"c{i}"))
         heads.append(repo.commit(f"change {i}"))
         assert src.head() == heads[-1]
+        assert packs() == i + 1 and not list((mirror / "objects").glob("[0-9a-f][0-9a-f]/*"))  # no loose object
         src.compact()
     assert not (mirror / "FETCH_HEAD").exists()
-    assert packs() <= 2  # the third fetch's compact() repacked what three fetches left
-    repo.put(configmap("c3"))
-    heads.append(repo.commit("change 3"))
-    assert src.head() == heads[-1] and packs() <= 3
-    assert [c.path for c in src.changes(heads[0], heads[-1]) or []] == [f"shop/ConfigMap/c{i}.yaml" for i in (1, 2, 3)]
+    assert packs() < 4  # the fourth fetch's compact() rolled the three small packs up
+    repo.put(configmap("c4"))
+    heads.append(repo.commit("change 4"))
+    assert src.head() == heads[-1]
+    assert [c.path for c in src.changes(heads[0], heads[-1]) or []] == [f"shop/ConfigMap/c{i}.yaml" for i in (1, 2, 3, 4)]
