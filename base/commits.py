@@ -17,6 +17,7 @@ from kubedr import git
 
 _ERRORS = (KeyError, ValueError, TypeError, pygit2.GitError)
 HEX, HEX_LENGTH = frozenset("0123456789abcdef"), 40
+ANCESTORS_KEPT = 4096
 
 
 class CommitReader:
@@ -26,6 +27,7 @@ class CommitReader:
         self.gitdir = gitdir
         self._local = threading.local()
         self._shallow = [os.path.join(gitdir, "shallow"), os.path.join(gitdir, ".git", "shallow")]
+        self._ancestors: set[tuple[pygit2.Oid, pygit2.Oid]] = set()  # (old, new) pairs found related
 
     def _stamp(self) -> tuple[int, ...]:
         """The shallow file as it is now: a deepened mirror has commits whose parents a handle opened before
@@ -74,12 +76,17 @@ class CommitReader:
         a, b = self._id(old), self._id(new)
         if a is None or b is None:
             return False
-        if a == b:
+        if a == b or (a, b) in self._ancestors:
             return True
         try:
-            return bool(self._repo.descendant_of(b, a))
+            found = bool(self._repo.descendant_of(b, a))
         except _ERRORS:
             return False
+        if found:  # for good: commits never change (a no can turn yes once a shallow mirror deepens)
+            if len(self._ancestors) >= ANCESTORS_KEPT:
+                self._ancestors.clear()
+            self._ancestors.add((a, b))
+        return found
 
     def between(self, new: str, old: Sequence[str] = ()) -> list[tuple[str, int]]:
         """(sha, committer time) of the commits of new that are not in old (`git log NEW ^OLD...`), newest first."""
