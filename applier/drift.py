@@ -147,6 +147,7 @@ class Drift:
         self.strays: dict[ObjectRef, str] = {}
         self.heal_times: list[float] = []
         self._suspects: set[ObjectRef] = set()
+        self._seen: dict[ObjectRef, dict[str, Any]] = {}  # a suspect's object as its last watch event showed it
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._watched: dict[tuple[str, str], ListWatch] = {}
@@ -228,12 +229,17 @@ class Drift:
         if ref not in self.desired or (base is None and listed):
             return  # not kubedr's now; or listed before its baseline, which round_done queued to be read live
         if base is None or ref in self.drifted or self._differences(base, live):
-            self.suspect(ref)
+            self.suspect(ref, live)
 
-    def suspect(self, ref: ObjectRef) -> None:
+    def suspect(self, ref: ObjectRef, live: dict[str, Any] | None = None) -> None:
+        """Look at ref soon; live: the object as the watch showed it last (the first look needs no GET)."""
         if ref in self.desired:
             with self._cond:
                 self._suspects.add(ref)
+                if live is not None:
+                    self._seen[ref] = live
+                else:
+                    self._seen.pop(ref, None)
                 self._cond.notify()
 
     @staticmethod
@@ -258,6 +264,7 @@ class Drift:
                 if not self._suspects and wait > 0:
                     self._cond.wait(min(wait, self.settings.interval))
                 suspects, self._suspects = self._suspects, set()
+                seen = {ref: self._seen.pop(ref) for ref in suspects if ref in self._seen}
             if self._stop.is_set():
                 return
             try:
@@ -265,7 +272,7 @@ class Drift:
                     self._next_scan = time.monotonic() + self.settings.interval  # a round's end wakes it sooner
                     self._publish()
                     continue
-                self._confirm(suspects)
+                self._confirm(suspects, seen)
                 self._heal_due()
                 if time.monotonic() >= self._next_scan:
                     self._next_scan = time.monotonic() + self.settings.interval
@@ -291,13 +298,13 @@ class Drift:
         due = [d.next_heal for d in self.drifted.values() if self.heal_on(d.ref)]
         return min([self._next_scan, *due])
 
-    def _confirm(self, suspects: set[ObjectRef]) -> None:
+    def _confirm(self, suspects: set[ObjectRef], seen: dict[ObjectRef, dict[str, Any]] | None = None) -> None:
         """Look at each suspect under the engine's lock: baseline it, clear it, or record it as drifted."""
         items = sorted((ref, self.desired[ref]) for ref in suspects
                        if ref in self.desired and self.desired[ref] not in self.failed)
         # A first look without the lock: most suspects are kubedr's own applies echoed by the watch, and holding
         # the lock for their GETs would delay the next round (p99 replication latency 250 -> 650-900 ms).
-        items = [item for item in items if self._needs_a_locked_look(item[0])]
+        items = [item for item in items if self._needs_a_locked_look(item[0], (seen or {}).get(item[0]))]
         if not items:
             return
         with self.engine.lock:
@@ -336,11 +343,15 @@ class Drift:
                         foreign(live, self.engine.settings.source))
             self._dirty = True
 
-    def _needs_a_locked_look(self, ref: ObjectRef) -> bool:
-        """No baseline, drifted before, gone, or differing now: only then confirm (or clear) under the lock."""
+    def _needs_a_locked_look(self, ref: ObjectRef, seen: dict[str, Any] | None = None) -> bool:
+        """No baseline, drifted before, gone, or differing now: only then confirm (or clear) under the lock.
+        The watch's last event is the object now (a later one suspects it again), so a suspect it showed is
+        compared without a GET: most are the round's own applies, seen before their baseline was kept."""
         base = self.baselines.get(ref)
         if base is None or ref in self.drifted:
             return True
+        if seen is not None and not self._differences(base, seen)[0]:
+            return False
         try:
             live = self.engine.applier.get_live(ref)
         except Exception:  # noqa: BLE001 - the locked look reports what is wrong

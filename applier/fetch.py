@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubedr import contract, git
+from kubedr.commits import CommitReader
 from kubedr.contract import ManifestError, ObjectRef
 from kubedr.remote import redact
 from kubedr.repotree import Listing, TreeError, TreeReader
@@ -38,6 +39,13 @@ REF_FILES = ("HEAD", "packed-refs")
 WRITE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 SHALLOW_STEP = 64  # commits a shallow mirror first deepens by to reach an older commit (then 4x as many, and so on)
 LISTINGS_KEPT = 2  # the commit a round applies and the one before it (its changes)
+# A round's fetch: no FETCH_HEAD to write, no `git maintenance` process after it (compact() does its part in
+# between), and what arrives is kept as the one pack it came in: unpacked into loose objects (git's default for a
+# small fetch) a round's ten commits cost 3x the CPU, mostly the kernel's, one file per object.
+QUIET_FETCH = ("-q", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance")
+KEEP_PACK = ("fetch.unpackLimit", "1")  # set in the mirror's config at start
+COMPACT_EVERY = 10  # fetches between two geometric repacks
+TIMES_KEPT = 64  # commit times remembered (the applied commit and those the age gauge looks at)
 
 
 class FetchError(Exception):
@@ -96,14 +104,20 @@ class Source:
                 base.mkdir(parents=True, exist_ok=True)
                 if not Path(self.gitdir, "HEAD").exists():
                     git.run(["init", "--bare", "-q", self.gitdir])
+                git.run(["--git-dir", self.gitdir, "config", *KEEP_PACK])
             except (OSError, git.GitError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 raise FetchError(f"workdir {base}: {reason}") from None
         self._last_remote: str | None = None
+        self._fetches = 0  # since the last compact()
         self._reader = TreeReader(self.gitdir)
+        self._commits = CommitReader(self.gitdir)
+        self._times: dict[str, float] = {}  # sha -> the primary's commit time (a commit never changes)
         self._listings: dict[str, Listing] = {}  # the last commits read (oldest first)
         self._listing_lock = threading.Lock()
         self._objects: tuple[str, Objects] | None = None
+        # path -> (blob when the name is read from the file, else "", its object, the problem): of the last commit
+        self._named: dict[str, tuple[str, ObjectRef | None, str]] = {}
 
     # ---- resolving -------------------------------------------------------------------------------------
 
@@ -152,7 +166,16 @@ class Source:
     def _fetch_tip(self) -> None:
         """Fetch the branch; a new mirror starts from the tip alone (older history is fetched as needed: reach)."""
         fresh = self._last_remote is None and self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
-        self._g("fetch", "-q", "--no-tags", *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
+        self._g("fetch", *QUIET_FETCH, *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
+        self._fetches += 1
+
+    def compact(self) -> None:
+        """Every COMPACT_EVERY fetches, roll the small packs they kept into bigger ones (`git repack --geometric`:
+        the pack count stays logarithmic, the cost in proportion to what arrived), so reading objects stays
+        fast; called between rounds, off a change's path."""
+        if self._fetches >= COMPACT_EVERY:
+            self._fetches = 0
+            self._g("repack", "-d", "-l", "-q", "--geometric=2")
 
     @property
     def _refspecs(self) -> list[str]:
@@ -172,7 +195,7 @@ class Source:
                 return True
             if not self.shallow:
                 return False
-            self._g("fetch", "-q", "--no-tags", "--unshallow" if old is None else f"--deepen={depth}", self.repo,
+            self._g("fetch", *QUIET_FETCH, "--unshallow" if old is None else f"--deepen={depth}", self.repo,
                     *self._refspecs)
             depth *= 4
 
@@ -181,13 +204,18 @@ class Source:
         if not self.local:
             self._g("fetch", "-q", *(["--unshallow"] if self.shallow else []), self.repo, *self._refspecs)
 
+    @property
+    def commit_reader(self) -> CommitReader:
+        """The in-process reader of this repo's commits (kubedr.commits), kept open."""
+        return self._commits
+
     def has(self, sha: str) -> bool:
         """Whether the commit is present locally."""
-        return self._run(["cat-file", "-e", sha + "^{commit}"], check=False).ok
+        return self._commits.has(sha)
 
     def is_ancestor(self, old: str, new: str) -> bool:
         """Whether old is new or one of its ancestors."""
-        return self._run(["merge-base", "--is-ancestor", old, new], check=False).ok
+        return self._commits.is_ancestor(old, new)
 
     def resolve(self, revision: str) -> str:
         """A sha, tag or branch name to a commit sha."""
@@ -209,10 +237,28 @@ class Source:
         return out
 
     def commit_time(self, sha: str) -> float:
-        """The primary's commit time, Unix seconds (roles.commit_time); `git log`, not `git show`: a hostile tree
-        would kill the latter, which parses it."""
-        [commit] = self.commits([sha], no_walk=True)
-        return commit_time(commit)
+        """The primary's commit time, Unix seconds (roles.commit_time), read in this process and kept."""
+        found = self._times.get(sha)
+        if found is None:
+            commit = self._commits.commit(sha)
+            if commit is None:
+                raise FetchError(f"commit {sha[:12]} not found in {redact(self.repo)}")
+            while len(self._times) >= TIMES_KEPT:
+                self._times.pop(next(iter(self._times)))
+            found = self._times[sha] = commit_time(commit)
+        return found
+
+    def ancestry(self, new: str, old: str | None = None) -> list[tuple[str, list[str]]]:
+        """(sha, parents) of the commits after old up to new, ancestors first (all of new's when old is None)."""
+        try:
+            return self._commits.ancestry(new, [old] if old else [])
+        except KeyError as exc:
+            raise FetchError(f"{exc.args[0]} in {redact(self.repo)}") from None
+
+    def oldest_between(self, new: str, old: str) -> str | None:
+        """The commit with the oldest committer time among those of new not in old; None when there is none."""
+        pending = self._commits.between(new, [old])
+        return min(pending, key=lambda c: c[1])[0] if pending else None
 
     def commits(self, revs: list[str], no_walk: bool = False) -> list[git.Commit]:
         """The commits of revs (options such as --since allowed), newest first, with times and trailers."""
@@ -251,23 +297,36 @@ class Source:
             return self._objects[1]
         listing = self.listing(sha)
         found = Objects({}, [(r.path, f"tree entry refused: {r.reason}; not read") for r in listing.refused])
+        known, named = self._named, {}
         hashed: list[str] = []
-        for path in listing.files:
-            try:
-                ref = contract.ref_of_path(path)
-            except ManifestError as exc:
-                found.problems.append((path, exc.reason))
-                continue
-            if ref is not None and contract.hashed(path):
-                hashed.append(path)
-            elif ref is not None:
+        for path, blob in listing.files.items():
+            before = known.get(path)
+            if before is not None and before[0] in ("", blob):  # the path names the object, or the same file does
+                named[path] = before
+            else:
+                try:
+                    ref = contract.ref_of_path(path)
+                except ManifestError as exc:
+                    named[path] = ("", None, exc.reason)
+                    found.problems.append((path, exc.reason))
+                    continue
+                if ref is not None and contract.hashed(path):
+                    hashed.append(path)
+                    continue
+                named[path] = ("", ref, "")
+            _, ref, problem = named[path]
+            if ref is not None:
                 found.refs[path] = ref
+            elif problem:
+                found.problems.append((path, problem))
         for path, data in zip(hashed, self.read_blobs([listing.files[p] for p in hashed]), strict=True):
             try:
                 found.refs[path] = contract.ref_of(contract.load(data, path))
+                named[path] = (listing.files[path], found.refs[path], "")
             except ManifestError as exc:
                 found.problems.append((path, exc.reason))
-        self._objects = (sha, found)
+                named[path] = (listing.files[path], None, exc.reason)
+        self._objects, self._named = (sha, found), named
         return found
 
     def changes(self, old: str, new: str) -> list[Change] | None:

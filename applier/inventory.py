@@ -9,6 +9,7 @@ leaves at worst an entry for an object that is already gone, never an object nob
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ def _key(ref: ObjectRef) -> str:
     return json.dumps([ref.group, ref.kind, ref.namespace, ref.name])
 
 
+@functools.lru_cache(maxsize=1 << 18)  # every round places every ref: a JSON dump each cost most of a save
 def bucket_of(ref: ObjectRef) -> int:
     return zlib.crc32(_key(ref).encode()) % BUCKETS
 

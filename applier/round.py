@@ -539,9 +539,9 @@ class Engine:
             return self._unapplied[2]
         since = self.held.since if self.held else now  # not after what was applied: counted from the hold
         if applied and self.source.has(applied) and self.source.is_ancestor(applied, head):
-            pending = self.source.commits([head, f"^{applied}"])
-            if pending:
-                since = self.source.commit_time(min(pending, key=lambda c: c.time).sha)
+            oldest = self.source.oldest_between(head, applied)
+            if oldest:
+                since = self.source.commit_time(oldest)
         self._unapplied = (head, applied, since)
         return since
 
@@ -603,5 +603,9 @@ def loop(engine: Engine, interval: float, once: bool, stop: threading.Event | No
             failed = True
         if once:
             break
+        try:
+            engine.source.compact()
+        except git.GitError as exc:  # the next fetch and the next check go on regardless
+            log.warning("compacting the mirror: %s", exc)
         engine.source.wait(interval, stop)
     return 1 if failed else 0

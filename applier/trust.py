@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubedr import git, policyfile, signing
+from kubedr import policyfile, signing
 from kubedr.applier.fetch import Source
 from kubedr.applier.policy import POLICY_PATH
 from kubedr.signing import Verdict
@@ -71,13 +71,6 @@ class Gate:
         self._tmp: str | None = None  # where the policy's signers are written for ssh-keygen
         self._lost: set[str] = set()  # recorded anchors found missing from the repo (said once)
 
-    @property
-    def _git_args(self) -> list[str]:
-        return ["-C", self.source.gitdir] if self.source.local else ["--git-dir", self.source.gitdir]
-
-    def _git(self, *args: str, check: bool = True) -> git.Result:
-        return git.run([*self._git_args, *args], check=check)
-
     def _signers_file(self, anchor: str) -> str | None:
         """The allowed-signers file in force: the flag's, else the policy's at the anchor commit."""
         if self.flag_file:
@@ -99,11 +92,8 @@ class Gate:
         """Commits after base up to target, ancestors first; the whole history when base is not an ancestor."""
         if not self.source.reach(base, target):
             self.source.reach(None, target)  # the whole history is checked: a shallow mirror fetches all of it
-        if base and self._git("merge-base", "--is-ancestor", base, target, check=False).ok:
-            revs = [target, f"^{base}"]
-        else:
-            revs = [target]
-        return self._git("rev-list", "--topo-order", "--reverse", *revs).text.split()
+        after = base if base and self.source.is_ancestor(base, target) else None
+        return [sha for sha, _ in self.source.ancestry(target, after)]
 
     def admit(self, base: str | None, target: str, anchor: str | None = None) -> Gated:
         """How far past base the applier may go toward target (all the way when trust is not configured)."""
@@ -140,7 +130,8 @@ class Gate:
         unknown = [s for s in shas if (key, s) not in self._verdicts]
         local = self.source.local
         for sha, verdict in signing.verify(unknown, signers, cwd=self.source.gitdir if local else None,
-                                           git_dir=None if local else self.source.gitdir).items():
+                                           git_dir=None if local else self.source.gitdir,
+                                           reader=self.source.commit_reader).items():
             self._verdicts[(key, sha)] = verdict
         return [self._verdicts.get((key, s)) or Verdict(s, "N", "") for s in shas]
 
@@ -166,10 +157,8 @@ class Gate:
     def _policy_changers(self, base: str | None, target: str) -> set[str]:
         """Commits whose policy file differs from each parent's (read entry by entry, not `rev-list -- path`,
         which dies on a hostile tree)."""
-        revs = [target, f"^{base}"] if base else [target]
         changers = set()
-        for line in self._git("rev-list", "--parents", *revs).text.splitlines():
-            sha, *parents = line.split()
+        for sha, parents in self.source.ancestry(target, base):
             mine = self.source.file(sha, POLICY_PATH)
             if all(self.source.file(p, POLICY_PATH) != mine for p in parents) and (parents or mine is not None):
                 changers.add(sha)

@@ -10,6 +10,7 @@ changed, and a file whose blob was judged before is not judged again.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ OID_BYTES = 20  # sha1 object ids
 _KINDS = {contract.TREE_MODE: pygit2.GIT_OBJECT_TREE}  # what an entry's mode says its object is; files: a blob
 _TYPE_NAMES = {pygit2.GIT_OBJECT_BLOB: "blob", pygit2.GIT_OBJECT_TREE: "tree", pygit2.GIT_OBJECT_COMMIT: "commit",
                pygit2.GIT_OBJECT_TAG: "tag"}
+
+
+# a changed directory is judged again entry by entry: the verdict on a name and mode is the same every time
+_entry_problem = functools.lru_cache(maxsize=1 << 16)(contract.entry_problem)
 
 
 class TreeError(Exception):
@@ -158,7 +163,7 @@ class TreeReader:
             count[name] = count.get(name, 0) + 1
         for mode, name, oid in listed:
             problem = "a name that occurs twice in one tree" if count[name] > 1 else \
-                contract.entry_problem(name, mode)
+                _entry_problem(name, mode)
             text = name.decode("utf-8", "backslashreplace")
             if problem is None and judged.get(text) != oid.hex():
                 problem = self._object_problem(odb, mode, oid)

@@ -2,7 +2,8 @@
 
 Signing happens in the process (the `cryptography` library, no subprocess per commit), in OpenSSH's SSHSIG
 format (PROTOCOL.sshsig) with git's namespace, so plain `git verify-commit` with an allowed-signers file
-accepts the exporter's commits. Verifying is left to the real tools: `git log %G?` runs ssh-keygen -Y verify.
+accepts the exporter's commits. Verifying gives git's verdicts: in this process where kubedr.sshsig judges the
+signature and the signers file, else through `git log %G?`, which runs ssh-keygen -Y verify.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from kubedr import git
+from kubedr import git, sshsig
+from kubedr.commits import CommitReader
 
 NAMESPACE = b"git"  # what git passes to ssh-keygen -Y sign/verify -n
 ARMOR = ("-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----")
@@ -166,11 +168,33 @@ def check_allowed_signers(path: str) -> None:
 
 
 def verify(shas: list[str], allowed_signers: str, *, cwd: str | Path | None = None,
-           git_dir: str | Path | None = None) -> dict[str, Verdict]:
-    """Each commit's verdict (git runs ssh-keygen -Y verify per signed commit), with what it acknowledges."""
+           git_dir: str | Path | None = None, reader: CommitReader | None = None) -> dict[str, Verdict]:
+    """Each commit's verdict, with what it acknowledges: judged in this process (kubedr.sshsig) where it can be,
+    else by git, which runs ssh-keygen -Y verify per signed commit. reader: the repository's, kept open."""
     if not shas:
         return {}
-    commits = git.log(shas, cwd=cwd, git_dir=git_dir, no_walk=True, signatures=True,
-                      config={"gpg.ssh.allowedSignersFile": os.path.abspath(allowed_signers)})
-    return {c.sha: Verdict(c.sha, c.signature or "N", c.signer,
-                           tuple(a for value in c.trailer(ACK_TRAILER) for a in value.split())) for c in commits}
+    signers = sshsig.parse_allowed_signers(Path(allowed_signers).read_text(errors="replace"))
+    reader = reader or CommitReader(str(git_dir if git_dir is not None else cwd or "."))
+    out: dict[str, Verdict] = {}
+    by_git, trailers = [], []
+    for sha in shas:
+        raw = reader.raw(sha) if signers is not None else None
+        found = sshsig.verdict(raw, signers) if raw is not None and signers is not None else None
+        if raw is None or found is None:
+            by_git.append(sha)
+            continue
+        out[sha] = Verdict(sha, *found)
+        if found[0] == "G" and ACK_TRAILER.lower().encode() in raw.lower():  # its trailers as git reads them
+            trailers.append(sha)
+    if trailers:
+        for c in git.log(trailers, cwd=cwd, git_dir=git_dir, no_walk=True):
+            out[c.sha] = Verdict(c.sha, out[c.sha].status, out[c.sha].signer, _acknowledged(c))
+    if by_git:
+        commits = git.log(by_git, cwd=cwd, git_dir=git_dir, no_walk=True, signatures=True,
+                          config={"gpg.ssh.allowedSignersFile": os.path.abspath(allowed_signers)})
+        out.update({c.sha: Verdict(c.sha, c.signature or "N", c.signer, _acknowledged(c)) for c in commits})
+    return out
+
+
+def _acknowledged(commit: git.Commit) -> tuple[str, ...]:
+    return tuple(a for value in commit.trailer(ACK_TRAILER) for a in value.split())

@@ -62,6 +62,13 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(the process's own CPU seconds, those of the children it waited for), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
 def rss_mb(pid: int) -> float:
     """The resident memory of a running process now (VmRSS), in MB; 0 when it cannot be read."""
     return _memory_mb(pid, "VmRSS")

@@ -129,7 +129,8 @@ class _Arrivals:
     """Watches ConfigMaps on the secondary: per object, each value of `seq` it shows and when (a re-list after a
     broken watch records the listed values too, and is counted and printed, never silent)."""
 
-    def __init__(self, emu: Emu) -> None:
+    def __init__(self, emu: Emu, namespace: str = "rpo") -> None:
+        self.path = f"/api/v1/namespaces/{namespace}/configmaps"
         self.seen: dict[str, list[tuple[float, int]]] = {}  # object -> [(time, seq)] in the order seen
         self.relists: list[str] = []  # why each re-list happened
         self.stop = threading.Event()
@@ -146,14 +147,13 @@ class _Arrivals:
         api = self.emu.cluster.api
         while not self.stop.is_set():
             try:
-                listed = self.emu.cluster.request("GET", "/api/v1/namespaces/rpo/configmaps")
+                listed = self.emu.cluster.request("GET", self.path)
                 now = time.time()
                 for item in listed["items"]:
                     self._note(item, now)
                 rv = listed["metadata"]["resourceVersion"]
                 method, url, headers, _, _ = api.param_serialize(
-                    "GET", "/api/v1/namespaces/rpo/configmaps", query_params=[("watch", "true"),
-                                                                               ("resourceVersion", rv)],
+                    "GET", self.path, query_params=[("watch", "true"), ("resourceVersion", rv)],
                     header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
                 resp = api.rest_client.pool_manager.request("GET", url, headers=headers, preload_content=False,
                                                             timeout=urllib3.Timeout(connect=5, read=30))

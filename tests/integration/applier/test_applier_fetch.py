@@ -125,3 +125,37 @@ def test_two_repos_followed_on_one_machine_never_share_a_mirror(git_daemon: Any,
     for _ in range(2):  # each poll reads its own repo's head, whichever fetched last
         assert [s.head() for s in sources] == list(heads.values())
     assert Source(next(iter(heads)), "main").gitdir == sources[0].gitdir  # a restart finds its mirror
+
+
+def test_a_mirror_stays_compact_without_git_maintenance_after_each_fetch(git_daemon: Any, tmp_path: Path,
+                                                                         monkeypatch: Any) -> None:
+    """A round's fetch writes no FETCH_HEAD, runs no maintenance and keeps what arrives as one pack (no loose
+    objects); compact() between rounds rolls the small packs up, so the packs a read searches stay few."""
+    from kubedr.applier import fetch
+
+    monkeypatch.setattr(fetch, "COMPACT_EVERY", 4)
+    bare, url = git_daemon("compact.git")
+    repo = Repo(bare, tmp_path / "work")
+    repo.put(namespace("shop"))
+    for i in range(20):
+        repo.put(configmap(f"seed-{i}"))
+    repo.commit("seed")
+    src = Source(url, "main", str(tmp_path / "mirror"))
+    mirror = Path(src.gitdir)
+
+    def packs() -> int:
+        return len(list((mirror / "objects" / "pack").glob("*.pack")))
+
+    heads = []
+    for i in range(4):
+        repo.put(configmap(f"c{i}"))
+        heads.append(repo.commit(f"change {i}"))
+        assert src.head() == heads[-1]
+        assert packs() == i + 1 and not list((mirror / "objects").glob("[0-9a-f][0-9a-f]/*"))  # no loose object
+        src.compact()
+    assert not (mirror / "FETCH_HEAD").exists()
+    assert packs() < 4  # the fourth fetch's compact() rolled the three small packs up
+    repo.put(configmap("c4"))
+    heads.append(repo.commit("change 4"))
+    assert src.head() == heads[-1]
+    assert [c.path for c in src.changes(heads[0], heads[-1]) or []] == [f"shop/ConfigMap/c{i}.yaml" for i in (1, 2, 3, 4)]
