@@ -104,3 +104,42 @@ def test_a_fresh_shallow_mirror_checks_every_commit_since_the_applied_one(second
     assert apply(secondary, url, "--no-validate", "--workdir", str(tmp_path / "fresh")) == 1
     assert status_of(secondary)["untrusted"]["commit"] == shas[3]
     assert live(secondary, "v1", "ConfigMap", "cm-2", "shop") and not live(secondary, "v1", "ConfigMap", "cm-3", "shop")
+
+
+def test_trust_on_first_use_is_said_and_a_root_policy_is_a_change(repo: Repo, tmp_path: Path, caplog) -> None:
+    """Without --allowed-signers the first commit's policy is trusted on first use (a warning says so, once, and
+    never with the flag); the root commit that brings the policy counts as a policy change, one without does not."""
+    import logging
+
+    from kubedr.applier.fetch import Source
+    from kubedr.applier.trust import Gate
+
+    admin = make_key(tmp_path, "admin")
+    repo.put(namespace("shop"))
+    bare = commit(repo, "root without a policy", admin)
+    repo.write(".kubedr/policy.yaml", policy(signer_line("admin", admin)))
+    first = commit(repo, "the policy", admin)
+    repo.put(configmap("a"))
+    second = commit(repo, "a", admin)
+    source = Source(str(repo.remote))
+    gate = Gate(source, None)
+    assert gate._policy_changers(None, bare) == set()
+    assert gate._policy_changers(None, first) == {first}
+    assert gate._policy_changers(bare, second) == {first}
+    said = "on first use; --allowed-signers anchors trust outside the repo"
+    with caplog.at_level(logging.WARNING, logger="kubedr"):
+        assert gate.admit(None, first).target == first
+        assert gate.admit(first, second).target == second
+        signers = tmp_path / "signers"
+        signers.write_text(signer_line("admin", admin) + "\n")
+        assert Gate(source, str(signers)).admit(None, second).target == second
+    assert [r.getMessage() for r in caplog.records if said in r.getMessage()] == [
+        f"trusting the allowed signers in .kubedr/policy.yaml of {first[:12]} {said}"]
+    # a root commit that brings a policy (another branch's, as a re-created repo's would be) is a change too
+    subprocess.run(["git", "checkout", "-q", "--orphan", "side"], cwd=repo.work, check=True)
+    env = {**os.environ, **signing.Signer(admin).git_config()}
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "side root"],
+                   cwd=repo.work, env=env, check=True, capture_output=True)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:side"], cwd=repo.work, check=True, capture_output=True)
+    root = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo.work, capture_output=True, text=True).stdout.strip()
+    assert gate._policy_changers(None, root) == {root}
