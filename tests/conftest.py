@@ -135,6 +135,15 @@ def run_git(*args: str, cwd: Path | str | None = None) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+def push_note(remote: Path, work: Path, text: str) -> None:
+    """What an operator's push looks like to kubedr: a top-level notes.txt committed on main of remote."""
+    run_git("clone", "-q", str(remote), str(work))
+    (work / "notes.txt").write_text(text)
+    run_git("add", "notes.txt", cwd=work)
+    run_git("-c", "user.name=op", "-c", "user.email=op@example.org", "commit", "-qm", "a note", cwd=work)
+    run_git("push", "-q", "origin", "HEAD:main", cwd=work)
+
+
 def load_fixture(relpath: str) -> dict:
     """A captured real API response from tests/fixtures."""
     return json.loads((FIXTURES / relpath).read_text())

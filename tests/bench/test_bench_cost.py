@@ -30,7 +30,7 @@ from kubedr.applier.status import load
 from kubedr.holds import REPLICAS_ANNOTATION
 from tests.bench.measure import Goals, cpu_split
 from tests.bench.test_bench_applier import Emu, _Arrivals
-from tests.conftest import wait_until
+from tests.conftest import stop_process, wait_until
 from tests.sshkeys import allowed_signers, make_key
 
 RATES = (10, 100)  # changes per second
@@ -197,12 +197,7 @@ def test_bench_cost_per_change(tmp_path: Path, git_daemon: Any) -> None:
         arrivals.stop.set()
     finally:
         for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_process(p)
     print(f"\n[cost] CPU per change (process CPU from /proc incl. its git and ssh-keygen; emulators excluded), "
           f"{SECONDS:.0f} s per rate; exporter signs and seals, applier over git:// with --allowed-signers:")
     print("\n".join(lines))

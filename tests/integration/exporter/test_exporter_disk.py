@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from exporter_harness import alive, expected_configmaps, export_args, remote_files, spawn
 
-from tests.conftest import run_git, wait_until
+from tests.conftest import push_note, wait_until
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs for --workdir needs root "
                                                          "(CI runs the tests as root)")
@@ -100,12 +100,7 @@ def test_a_full_disk_is_one_line_and_the_exporter_converges_once_space_returns(p
     assert converged()
 
     # the branch moved while the disk is full: reading the writer role is the step that says so, in one line
-    other = tmp_path / "other"
-    run_git("clone", "-q", str(git_remote), str(other))
-    (other / "notes.txt").write_text("an operator's note\n")
-    run_git("add", "notes.txt", cwd=other)
-    run_git("-c", "user.name=op", "-c", "user.email=op@example.org", "commit", "-qm", "a note", cwd=other)
-    run_git("push", "-q", "origin", "HEAD:main", cwd=other)
+    push_note(git_remote, tmp_path / "other", "an operator's note\n")
     filler = _fill(small_disk)
     full = _once(primary, git_remote, small_disk / "clone")
     lines = full.stderr.strip().splitlines()

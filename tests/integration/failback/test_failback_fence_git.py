@@ -15,7 +15,7 @@ from kubedr.exporter.gitstore import GitStore
 from kubedr.git import GitError
 from kubedr.policyfile import POLICY_PATH
 from tests import hostile
-from tests.conftest import run_git
+from tests.conftest import push_note, run_git
 
 
 def _set_role(remote: Path, cluster: str) -> roles.Writer:
@@ -50,12 +50,7 @@ def test_claim_follows_the_role_and_refuses_stale_local_commits(tmp_path: Path, 
 
 
 def test_on_a_branch_without_a_role_local_commits_are_never_stale(tmp_path: Path, git_remote: Path) -> None:
-    other = tmp_path / "other"
-    run_git("clone", "-q", str(git_remote), str(other))
-    (other / "notes.txt").write_text("a branch kubedr init never gave a role\n")
-    run_git("add", "notes.txt", cwd=other)
-    run_git("-c", "user.name=op", "-c", "user.email=op@example.org", "commit", "-qm", "a note", cwd=other)
-    run_git("push", "-q", "origin", "HEAD:main", cwd=other)
+    push_note(git_remote, tmp_path / "other", "a branch kubedr init never gave a role\n")
     a = _fence(tmp_path, git_remote, "A")
     a.store.open()
     assert a.store.commit_paths(lambda _: "local\n", contents={"x.yaml": b"x: 1\n"})
