@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubedr import holds
-from kubedr.apierrors import ApiError, NotFound
+from kubedr.apierrors import ApiError, Conflict, Invalid, NotFound
 from kubedr.applier.decode import MANAGED_LABEL
 from kubedr.applier.holding import Holds
 from kubedr.applier.inventory import Inventory
@@ -259,6 +259,9 @@ def targets(cluster: Cluster, namespaces: list[str] | None, failures: list[str],
                     yield Held(ref, resource, obj, ops)
 
 
+RACED_TRIES = 3  # a held object an applier changed meanwhile is read again and patched afresh this often
+
+
 @dataclass
 class Switched:
     """What a switchover did: the objects it brought up (their held fields back at the primary's values)."""
@@ -274,13 +277,27 @@ def switchover(cluster: Cluster, records: Records, namespaces: list[str] | None 
     done = Switched()
 
     def bring_up(held: Held) -> None:
-        if held.ops:
+        for _ in range(RACED_TRIES):
+            if not held.ops:
+                break
+            path = held.resource.path(held.ref.namespace, held.ref.name)
             try:
-                cluster.request("PATCH", held.resource.path(held.ref.namespace, held.ref.name), held.ops,
-                                {"fieldManager": SWITCHOVER_MANAGER}, "application/json-patch+json")
+                cluster.request("PATCH", path, held.ops, {"fieldManager": SWITCHOVER_MANAGER},
+                                "application/json-patch+json")
+                break
+            except (Invalid, Conflict) as exc:  # changed since it was listed (a running applier): read it again
+                try:
+                    held = Held(held.ref, held.resource, (live := cluster.request("GET", path)), restore_ops(live))
+                except (ApiError, ValueError, holds.HoldError) as again:
+                    done.failures.append(f"{held.ref.display}: {again}")
+                    return
+                failure = f"{held.ref.display}: {exc}"
             except ApiError as exc:
                 done.failures.append(f"{held.ref.display}: {exc}")
                 return
+        else:
+            done.failures.append(failure)
+            return
         done.brought_up.append(held.ref)
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="kubedr-switchover") as pool:
