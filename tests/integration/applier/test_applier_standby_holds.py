@@ -204,7 +204,7 @@ def test_everything_that_runs_is_held_and_a_switchover_brings_it_back(
     assert brought is not None and 1 <= int(brought[1]) <= 5, out
     assert "standby serves: " in out and "RTO " in out
     w, k, so, p, d = (get(secondary, o) for o in OBJECTS)
-    assert w["spec"]["replicas"] == 5 and k["spec"]["suspend"] is False and p["spec"]["enabled"] is True
+    assert w["spec"]["replicas"] == 5 and k["spec"].get("suspend", False) is False and p["spec"]["enabled"] is True
     assert "autoscaling.keda.sh/paused-replicas" not in ann(so)
     assert d["spec"]["replicas"] == 3 and d["status"]["availableReplicas"] == 3
 
@@ -214,7 +214,7 @@ def test_everything_that_runs_is_held_and_a_switchover_brings_it_back(
 
     wait_until(active, timeout=30, what="the daemon applied the active mode")
     w, k, so, p, d = (get(secondary, o) for o in OBJECTS)
-    assert (w["spec"]["replicas"], k["spec"].get("suspend"), p["spec"]["enabled"], d["spec"]["replicas"]) == \
+    assert (w["spec"]["replicas"], k["spec"].get("suspend", False), p["spec"]["enabled"], d["spec"]["replicas"]) == \
         (5, False, True, 3)
     assert "autoscaling.keda.sh/paused-replicas" not in ann(so)
     record = status_of(secondary)["switchover"]
