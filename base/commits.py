@@ -88,31 +88,24 @@ class CommitReader:
             self._ancestors.add((a, b))
         return found
 
-    def between(self, new: str, old: Sequence[str] = ()) -> list[tuple[str, int]]:
-        """(sha, committer time) of the commits of new that are not in old (`git log NEW ^OLD...`), newest first."""
-        repo = self._repo
+    def _walk(self, new: str, old: Sequence[str], order: pygit2.enums.SortMode) -> pygit2.Walker:
         start = self._id(new)
         if start is None:
             raise KeyError(f"commit {new[:12]} not found")
-        walker = repo.walk(start, pygit2.enums.SortMode.TIME)
-        for rev in old:
-            hidden = self._id(rev)
-            if hidden is not None:
-                walker.hide(hidden)
-        return [(str(c.id), int(c.commit_time)) for c in walker]
+        walker = self._repo.walk(start, order)
+        for hidden in filter(None, map(self._id, old)):
+            walker.hide(hidden)
+        return walker
+
+    def between(self, new: str, old: Sequence[str] = ()) -> list[tuple[str, int]]:
+        """(sha, committer time) of the commits of new that are not in old (`git log NEW ^OLD...`), newest first."""
+        return [(str(c.id), int(c.commit_time)) for c in self._walk(new, old, pygit2.enums.SortMode.TIME)]
 
     def ancestry(self, new: str, old: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
         """(sha, parents) of the commits of new not in old, ancestors first (`git rev-list --topo-order --reverse
         --parents NEW ^OLD...`; where merges allow more than one such order, libgit2's)."""
-        start = self._id(new)
-        if start is None:
-            raise KeyError(f"commit {new[:12]} not found")
-        walker = self._repo.walk(start, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
-        for rev in old:
-            hidden = self._id(rev)
-            if hidden is not None:
-                walker.hide(hidden)
-        return [(str(c.id), [str(p) for p in c.parent_ids]) for c in walker]
+        order = pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE
+        return [(str(c.id), [str(p) for p in c.parent_ids]) for c in self._walk(new, old, order)]
 
     def raw(self, sha: str) -> bytes | None:
         """The commit object's bytes as stored (headers, signature, message), None when absent."""
