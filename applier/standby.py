@@ -277,27 +277,27 @@ def switchover(cluster: Cluster, records: Records, namespaces: list[str] | None 
     done = Switched()
 
     def bring_up(held: Held) -> None:
-        for _ in range(RACED_TRIES):
+        path = held.resource.path(held.ref.namespace, held.ref.name)
+        for attempt in range(RACED_TRIES):
             if not held.ops:
-                break
-            path = held.resource.path(held.ref.namespace, held.ref.name)
+                break  # nothing held (left): a running applier may have brought it up already
             try:
                 cluster.request("PATCH", path, held.ops, {"fieldManager": SWITCHOVER_MANAGER},
                                 "application/json-patch+json")
                 break
-            except (Invalid, Conflict) as exc:  # changed since it was listed (a running applier): read it again
-                try:
-                    held = Held(held.ref, held.resource, (live := cluster.request("GET", path)), restore_ops(live))
-                except (ApiError, ValueError, holds.HoldError) as again:
-                    done.failures.append(f"{held.ref.display}: {again}")
+            except (Invalid, Conflict) as exc:  # changed since it was read (a running applier): read it again
+                if attempt == RACED_TRIES - 1:
+                    done.failures.append(f"{held.ref.display}: {exc}")
                     return
-                failure = f"{held.ref.display}: {exc}"
             except ApiError as exc:
                 done.failures.append(f"{held.ref.display}: {exc}")
                 return
-        else:
-            done.failures.append(failure)
-            return
+            try:
+                live = cluster.request("GET", path)
+                held = Held(held.ref, held.resource, live, restore_ops(live))
+            except (ApiError, ValueError, holds.HoldError) as exc:
+                done.failures.append(f"{held.ref.display}: {exc}")
+                return
         done.brought_up.append(held.ref)
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="kubedr-switchover") as pool:

@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,40 @@ def test_everything_that_runs_is_held_and_a_switchover_brings_it_back(
     assert "switchover: 0 objects brought up (active)" in capsys.readouterr().out
     assert {o["kind"]: get(secondary, o)["metadata"]["resourceVersion"] for o in OBJECTS} == before
     assert status_of(secondary)["switchover"] == record
+
+
+def test_a_switchover_patch_raced_by_a_running_applier_reads_the_object_again(secondary: Any) -> None:
+    """The switchover lists a held object, then a running applier (which read the active mode too) changes it before
+    the switchover's patch lands: the patch no longer applies (422), the object is read again and counted as brought
+    up, not reported as a failure. The patch is delayed on purpose so the applier's change always comes first."""
+    from kubedr.applier.sources import SOURCE_LABEL, Records
+    from kubedr.applier.standby import switchover
+    from kubedr.holds import VALUES_ANNOTATION
+    from kubedr.kube import api_client
+    from kubedr.kubeapi import Cluster
+
+    secondary.api.create(namespace("shop"))
+    web = deployment("web", "shop")
+    web["metadata"]["labels"] = {"kubedr.io/managed": "true", SOURCE_LABEL: "a", "kubedr.io/held": "true"}
+    web["metadata"]["annotations"] = {"example.com/paused": "true",
+                                      VALUES_ANNOTATION: json.dumps({"/metadata/annotations/example.com~1paused": None})}
+    secondary.api.create(web)
+    path = "/apis/apps/v1/namespaces/shop/deployments/web"
+    secondary.delay("PATCH", path, 1.0)
+    listed = threading.Event()
+
+    def applier_brings_it_up() -> None:
+        wait_until(lambda: any(m == "GET" and p.startswith("/apis/apps/v1/namespaces/shop/deployments?")
+                               for _, m, p in secondary.requests), timeout=20, what="the switchover's listing")
+        live = secondary.api.get("apps/v1", "Deployment", "web", "shop")
+        del live["metadata"]["annotations"]["example.com/paused"]  # what the switchover's patch was to remove
+        secondary.api.update(live)
+        listed.set()
+
+    racer = threading.Thread(target=applier_brings_it_up)
+    racer.start()
+    done = switchover(Cluster(api_client(secondary.kubeconfig_path)), Records("a"), ["shop"])
+    racer.join(30)
+    assert listed.is_set()
+    assert done.failures == [] and [r.name for r in done.brought_up] == ["web"], done
+    assert sum(1 for _, m, p in secondary.requests if m == "PATCH" and p.startswith(path)) == 1  # no second patch
