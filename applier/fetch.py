@@ -12,6 +12,7 @@ named and never read, and a long name's file is read to learn the name (kubedr.c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -74,6 +75,17 @@ def default_workdir(repo: str, branch: str) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubedr" / "applier" / digest
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _named_by_path(path: str) -> tuple[ObjectRef | None, str, bool]:
+    """(the object a path names, why it names none, whether its file must be read to learn the name): the same
+    for a path in every commit, so a round judges only the paths it has not seen."""
+    try:
+        ref = contract.ref_of_path(path)
+    except ManifestError as exc:
+        return None, exc.reason, False
+    return ref, "", ref is not None and contract.hashed(path)
+
+
 def is_local(repo: str) -> bool:
     """A path on this machine (read in place) rather than a URL (mirrored)."""
     if repo.startswith("file://"):
@@ -116,8 +128,7 @@ class Source:
         self._listings: dict[str, Listing] = {}  # the last commits read (oldest first)
         self._listing_lock = threading.Lock()
         self._objects: tuple[str, Objects] | None = None
-        # path -> (blob when the name is read from the file, else "", its object, the problem): of the last commit
-        self._named: dict[str, tuple[str, ObjectRef | None, str]] = {}
+        self._read_names: dict[tuple[str, str], tuple[ObjectRef | None, str]] = {}  # the last commit's long-name files
 
     # ---- resolving -------------------------------------------------------------------------------------
 
@@ -297,24 +308,16 @@ class Source:
             return self._objects[1]
         listing = self.listing(sha)
         found = Objects({}, [(r.path, f"tree entry refused: {r.reason}; not read") for r in listing.refused])
-        known, named = self._named, {}
         hashed: list[str] = []
+        read: dict[tuple[str, str], tuple[ObjectRef | None, str]] = {}  # (path, blob) of a long-name file -> what it held
         for path, blob in listing.files.items():
-            before = known.get(path)
-            if before is not None and before[0] in ("", blob):  # the path names the object, or the same file does
-                named[path] = before
-            else:
-                try:
-                    ref = contract.ref_of_path(path)
-                except ManifestError as exc:
-                    named[path] = ("", None, exc.reason)
-                    found.problems.append((path, exc.reason))
-                    continue
-                if ref is not None and contract.hashed(path):
+            ref, problem, from_file = _named_by_path(path)
+            if from_file:
+                before = self._read_names.get((path, blob))
+                if before is None:
                     hashed.append(path)
                     continue
-                named[path] = ("", ref, "")
-            _, ref, problem = named[path]
+                ref, problem = read[path, blob] = before
             if ref is not None:
                 found.refs[path] = ref
             elif problem:
@@ -322,11 +325,11 @@ class Source:
         for path, data in zip(hashed, self.read_blobs([listing.files[p] for p in hashed]), strict=True):
             try:
                 found.refs[path] = contract.ref_of(contract.load(data, path))
-                named[path] = (listing.files[path], found.refs[path], "")
+                read[path, listing.files[path]] = (found.refs[path], "")
             except ManifestError as exc:
                 found.problems.append((path, exc.reason))
-                named[path] = (listing.files[path], None, exc.reason)
-        self._objects, self._named = (sha, found), named
+                read[path, listing.files[path]] = (None, exc.reason)
+        self._objects, self._read_names = (sha, found), read
         return found
 
     def changes(self, old: str, new: str) -> list[Change] | None:
