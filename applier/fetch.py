@@ -122,6 +122,7 @@ class Source:
                 raise FetchError(f"workdir {base}: {reason}") from None
         self._last_remote: str | None = None
         self._fetches = 0  # since the last compact()
+        self._moving = False  # the last poll found a new commit: the next one fetches at once (busy, not idle)
         self._reader = TreeReader(self.gitdir)
         self._commits = CommitReader(self.gitdir)
         self._times: dict[str, float] = {}  # sha -> the primary's commit time (a commit never changes)
@@ -159,11 +160,12 @@ class Source:
                 if found.ok:
                     return found.text.strip()
             return None
-        if self._announced.is_set():  # one git command (a fetch) instead of two: no ls-remote first
+        if self._announced.is_set() or self._moving:  # one git command (a fetch) instead of two: no ls-remote
             self._announced.clear()
+            before, self._moving = self._last_remote, False  # a failing fetch leaves the next poll to ls-remote
             self._fetch_tip()
-            found = self._run(["rev-parse", "-q", "--verify", f"refs/heads/{self.branch}^{{commit}}"], check=False)
-            self._last_remote = found.text.strip() if found.ok else None
+            self._last_remote = self._commits.resolve(f"refs/heads/{self.branch}")
+            self._moving = self._last_remote != before  # a branch that moved is likely to move again
             return self._last_remote
         out = git.run(["ls-remote", self.repo, f"refs/heads/{self.branch}"], remote=self.repo).text.split()
         if not out:
@@ -172,6 +174,7 @@ class Source:
         if sha != self._last_remote:  # fetched once, the commit stays: the mirror only ever gains objects
             self._fetch_tip()
             self._last_remote = sha
+            self._moving = True
         return sha
 
     def _fetch_tip(self) -> None:

@@ -159,3 +159,40 @@ def test_a_mirror_stays_compact_without_git_maintenance_after_each_fetch(git_dae
     heads.append(repo.commit("change 4"))
     assert src.head() == heads[-1]
     assert [c.path for c in src.changes(heads[0], heads[-1]) or []] == [f"shop/ConfigMap/c{i}.yaml" for i in (1, 2, 3, 4)]
+
+
+def test_a_branch_that_moves_is_fetched_without_ls_remote_an_idle_one_polled_with_it(
+        git_daemon: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """A poll after one that found a new commit is one fetch (a busy branch keeps moving: its ls-remote is a
+    process spent for nothing); once a fetch brings nothing, polls are ls-remote again. A branch deleted meanwhile
+    is one error, and the next poll says there is none."""
+    import pytest
+
+    from kubedr.git import GitError
+    from tests.integration.applier.idle import counting_git
+
+    bare, url = git_daemon("busy.git")
+    repo = Repo(bare, tmp_path / "work")
+    repo.put(configmap("a"))
+    first = repo.commit("a")
+    src = Source(url, "main", str(tmp_path / "mirror"))
+    assert src.head() == first
+    log = tmp_path / "git-calls.log"
+    monkeypatch.setenv("PATH", counting_git(tmp_path / "bin", log))
+
+    def calls() -> list[str]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [w for line in lines for w in line.split()[:3] if w in ("fetch", "ls-remote")]
+
+    repo.put(configmap("b"))
+    second = repo.commit("b")
+    assert src.head() == second and calls() == ["fetch"]
+    assert src.head() == second and calls() == ["fetch", "fetch"]  # nothing new: the next poll is idle again
+    assert src.head() == second and calls() == ["fetch", "fetch", "ls-remote"]
+    repo.put(configmap("c"))
+    repo.commit("c")
+    src.head()
+    subprocess.run(["git", "--git-dir", str(bare), "update-ref", "-d", "refs/heads/main"], check=True)
+    with pytest.raises(GitError, match="fetch"):
+        src.head()
+    assert src.head() is None
