@@ -15,9 +15,11 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from kubedr import sshmux
 from kubedr.remote import is_ssh, scrub
@@ -161,6 +163,51 @@ def run(args: Sequence[str], *, cwd: str | Path | None = None, git_dir: str | Pa
         text = scrub(err.decode(errors="replace"), remote)
         raise GitError(name, reason(text, proc.returncode), proc.returncode, text)
     return Result(proc.returncode, out, err)
+
+
+@contextmanager
+def talk(args: Sequence[str], *, git_dir: str | Path | None = None, env: Mapping[str, str] | None = None,
+         stderr: IO[bytes] | None = None, timeout: float = NETWORK_TIMEOUT,
+         on_timeout: Callable[[], None] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A git process to converse with through its pipes (send-pack --stateless-rpc): killed with what it started
+    after timeout (on_timeout then runs too, to unblock the other side of the conversation), on stop_all(), or
+    when the block leaves early."""
+    argv = ["git", *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
+    name = _command(args)
+    try:
+        proc = subprocess.Popen(argv, env=environment(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=stderr if stderr is not None else subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        raise GitError(name, str(exc)) from None
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        _kill(proc)
+        if on_timeout is not None:
+            on_timeout()
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    with _running_lock:
+        _running.add(proc)
+    timer.start()
+    try:
+        yield proc
+    except (OSError, ValueError) as exc:  # its pipes closed under us: killed at its timeout or by stop_all()
+        raise GitError(name, f"no answer within {timeout:g} s (killed)" if expired.is_set() else str(exc)) from None
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            _kill(proc)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+        with _running_lock:
+            _running.discard(proc)
+    if expired.is_set():
+        raise GitError(name, f"no answer within {timeout:g} s (killed)")
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pygit2
 
-from kubedr import git
+from kubedr import git, smarthttp
 from kubedr.exporter import treewalk
 from kubedr.exporter.diskspace import out_of_space, storage_problem
 from kubedr.exporter.gittree import (
@@ -94,6 +94,7 @@ class GitStore:
         self._files: tuple[pygit2.Oid, list[str]] | None = None  # the first walk's file paths, until asked once
         self.follow_remote = True  # False (kubedr demote): fetch only, never move HEAD onto another writer's work
         self.signer: Signer | None = None  # signs every commit (those made again on a moved remote too)
+        self._http = smarthttp.Push(remote, self.gitdir, self.env) if smarthttp.Push.applies(remote) else None
 
     def use_signer(self, signer: Signer | None) -> None:
         """Sign every commit from now on (in-process; git's `commit-tree -S` of kubedr demote through ssh-keygen)."""
@@ -172,6 +173,8 @@ class GitStore:
             if fd is not None:
                 os.close(fd)
         self._work_flock = self._flock = None
+        if self._http is not None:
+            self._http.close()
 
     def _init(self) -> None:
         git.run(["init", "-q", "--bare", "-b", self.branch, str(self.gitdir)], env=self.env)
@@ -489,8 +492,13 @@ class GitStore:
 
     def push(self, sha: str, timeout: float = 120) -> None:
         """Push sha to the remote branch; PushRejected when the remote moved, git.GitError for other failures."""
-        proc = git.run(["push", "-q", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}"], git_dir=self.gitdir,
-                       env=self.env, timeout=timeout, check=False, remote=self.remote)
+        ref = f"refs/heads/{self.branch}"
+        proc = self._http.push(sha, ref, timeout) if self._http is not None else None
+        if proc is None:
+            proc = git.run(["push", "-q", "--porcelain", "origin", f"{sha}:{ref}"], git_dir=self.gitdir, env=self.env,
+                           timeout=timeout, check=False, remote=self.remote)
+        elif proc.ok:  # git push moves the remote-tracking branch itself
+            self.repo.references.create(f"refs/remotes/origin/{self.branch}", pygit2.Oid(hex=sha), force=True)
         if proc.ok:
             return
         err = (proc.stdout + proc.stderr).decode(errors="replace")

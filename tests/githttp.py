@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import ssl
 import subprocess
@@ -16,9 +17,12 @@ BACKEND = "/usr/lib/git-core/git-http-backend"
 class GitHTTPS:
     """Serves every bare repo under root at https://127.0.0.1:<port>/<name>, for one user and token."""
 
-    def __init__(self, root: Path, user: str, token: str, workdir: Path) -> None:
+    def __init__(self, root: Path, user: str, token: str, workdir: Path, idle: float | None = None) -> None:
         self.root, self.user, self.token = root, user, token
-        self.requests: list[tuple[str, str, int]] = []  # (method, path, status) as git sent them
+        self.requests: list[tuple[int, str, str, int]] = []  # (connection, method, path?query, status) as they came
+        self.closed: list[int] = []  # connections the server has closed or seen closed
+        self.idle = idle  # seconds a kept connection may stay silent before the server closes it
+        self._connections = itertools.count(1)
         self.ca_file = workdir / "git-ca.crt"
         self._context = self._tls(workdir)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -59,6 +63,15 @@ class GitHTTPS:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def setup(self) -> None:
+                self.timeout = owner.idle
+                super().setup()
+                self.number = next(owner._connections)
+
+            def finish(self) -> None:
+                super().finish()
+                owner.closed.append(self.number)
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 self._cgi()
 
@@ -79,7 +92,7 @@ class GitHTTPS:
                 path, _, query = self.path.partition("?")
                 body = self._body()
                 if self.headers.get("Authorization") != expected:
-                    owner.requests.append((self.command, path, 401))
+                    owner.requests.append((self.number, self.command, self.path, 401))
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="git"')
                     self.send_header("Content-Length", "0")
@@ -99,7 +112,7 @@ class GitHTTPS:
                         status = int(value.split()[0])
                     elif name:
                         headers.append((name, value))
-                owner.requests.append((self.command, path, status))
+                owner.requests.append((self.number, self.command, self.path, status))
                 self.send_response(status)
                 for name, value in headers:
                     self.send_header(name, value)

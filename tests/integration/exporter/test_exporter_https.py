@@ -40,8 +40,8 @@ def test_https_remote_with_credentials_from_a_store_and_never_a_token_in_the_log
         done = _export(primary, server.url("config.git"), tmp_path / "clone", with_store)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "shop/ConfigMap/settings.yaml" in remote_files(root / "config.git")
-        assert any(status == 401 for _, _, status in server.requests)  # challenged, answered from the store
-        assert any(m == "POST" and p.endswith("git-receive-pack") and s == 200 for m, p, s in server.requests)
+        assert any(status == 401 for _, _, _, status in server.requests)  # challenged, answered from the store
+        assert any(m == "POST" and p.endswith("git-receive-pack") and s == 200 for _, m, p, s in server.requests)
 
         refused = _export(primary, server.url("config.git"), tmp_path / "clone2", base)
         assert refused.returncode == 1
