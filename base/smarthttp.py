@@ -79,6 +79,7 @@ class Push:
         self._connection: http.client.HTTPConnection | None = None
         self._declined: str | None = None
         self._lock = threading.Lock()
+        self._expired = threading.Event()  # this push is past its time
 
     @staticmethod
     def applies(url: str) -> bool:
@@ -91,14 +92,24 @@ class Push:
         with self._lock:
             if self._declined is not None:
                 return None
+            self._expired = threading.Event()
+            deadline = threading.Timer(timeout, self._abort)  # a host that trickles or stalls ends here too
+            deadline.daemon = True
+            deadline.start()
             try:
                 self._prepare()
                 return self._push(sha, ref, timeout)
+            except git.GitError:
+                if self._expired.is_set():
+                    raise git.GitError("push", f"{self.shown}: no answer within {timeout:g} s") from None
+                raise
             except Declined as exc:
                 self._declined = str(exc)
                 self.close()
                 log.debug("pushes to %s go through git push: %s", self.shown, exc)
                 return None
+            finally:
+                deadline.cancel()
 
     def close(self) -> None:
         if self._connection is not None:
@@ -146,7 +157,8 @@ class Push:
         return fields.get("username", ""), fields["password"]
 
     def _abort(self) -> None:
-        """Unblock the push waiting on the host (it is past its time): its socket is shut."""
+        """Unblock the push waiting on the host (it is past its time): its socket is shut, no retry follows."""
+        self._expired.set()
         sock = self._connection.sock if self._connection is not None else None
         if isinstance(sock, socket.socket):
             try:
@@ -155,6 +167,8 @@ class Push:
                 pass
 
     def _connect(self) -> http.client.HTTPConnection:
+        if self._expired.is_set():
+            raise git.GitError("push", "past its time")
         if self._connection is None:
             if self._https:
                 context = ssl.create_default_context(cafile=self._cafile)

@@ -21,6 +21,7 @@ class GitHTTPS:
         self.root, self.user, self.token = root, user, token
         self.requests: list[tuple[int, str, str, int]] = []  # (connection, method, path?query, status) as they came
         self.closed: list[int] = []  # connections the server has closed or seen closed
+        self.chunked: list[str] = []  # paths of requests whose body came in chunks
         self.idle = idle  # seconds a kept connection may stay silent before the server closes it
         self._connections = itertools.count(1)
         self.ca_file = workdir / "git-ca.crt"
@@ -80,6 +81,7 @@ class GitHTTPS:
 
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    owner.chunked.append(self.path)
                     out = bytearray()
                     while size := int(self.rfile.readline().strip() or b"0", 16):
                         out += self.rfile.read(size)

@@ -126,3 +126,21 @@ def test_a_remote_that_moved_under_a_push_is_taken_in(primary, tmp_path: Path) -
     finally:
         stop_process(proc)
         server.stop()
+
+
+def test_a_push_of_over_a_mebibyte_is_streamed_in_chunks_on_the_kept_connection(primary, tmp_path: Path) -> None:
+    server, bare = _serve(tmp_path)
+    for i in range(12):  # 12 x 128 KiB that do not compress: the first push's pack is over 1 MiB
+        primary.api.create({"apiVersion": "v1", "kind": "ConfigMap", "data": {"blob": os.urandom(96 << 10).hex()},
+                            "metadata": {"name": f"large-{i}", "namespace": "shop"}})
+    log = tmp_path / "export.log"
+    proc = _exporter(primary, server, tmp_path, log, _env(server, tmp_path))
+    try:
+        _change(primary, bare, proc, log, "a")
+        files = remote_files(bare)
+        assert all(f"shop/ConfigMap/large-{i}.yaml" in files for i in range(12))
+        assert any(path.endswith(PUSH) for path in server.chunked)
+        assert all(status == 200 for *_, status in _pushes(server))  # pushed by the kept connection, not git push
+    finally:
+        stop_process(proc)
+        server.stop()
