@@ -53,16 +53,24 @@ def pkt_lines(stream: IO[bytes]) -> Iterator[bytes]:
 
 def advertised(body: bytes) -> bytes:
     """The refs a host advertises in a smart HTTP info/refs answer: what follows its `# service=` header."""
-    size = int(body[:4] or b"0", 16)
+    size = _size(body)
     if size < 5 or not body[4:size].startswith(f"# service={SERVICE}".encode()):
         raise Declined("not a smart HTTP answer")
     rest = body[size:]
     while rest[:4] != b"0000":  # metadata lines up to the header's flush
-        size = int(rest[:4] or b"0", 16)
+        size = _size(rest)
         if size < 4:
             raise Declined("a truncated smart HTTP answer")
         rest = rest[size:]
     return rest[4:]
+
+
+def _size(data: bytes) -> int:
+    """The length a host's pkt-line header gives (Declined when it is none)."""
+    try:
+        return int(data[:4], 16) if len(data) >= 4 else 0
+    except ValueError:
+        raise Declined("not a smart HTTP answer") from None
 
 
 class Push:
@@ -80,6 +88,7 @@ class Push:
         self._declined: str | None = None
         self._lock = threading.Lock()
         self._expired = threading.Event()  # this push is past its time
+        self._cafile: str | None = None  # git's CA bundle for the URL; None: the system's
 
     @staticmethod
     def applies(url: str) -> bool:

@@ -7,7 +7,7 @@ Figures per transport and round trip: change -> commit in the remote at 10 and 1
 transport, each on its own namespace of one primary, taking turns in windows so that they share the machine's load
 alike); primary change ->
 applied on the secondary at 10 changes/s, with polling (--interval 1s; a local path is watched, not polled) and with
-the Git host's push webhook (its own --interval, 60 s, never reached). Goals (asserted): over SSH on loopback,
+the Git host's push webhook (its own --interval, 60 s, never reached; 30 s of changes, 300 samples). Goals (asserted): over SSH on loopback,
 change -> remote p50 within 1.5x of the local path's; primary -> secondary p99 with the webhook <= 500 ms on
 loopback and <= 500 ms + 4 round trips with delay.
 
@@ -35,8 +35,10 @@ from tests.githook import Announcer
 from tests.gitssh import masters
 
 SECONDS = float(os.environ.get("KUBEDR_BENCH_TRANSPORT_SECONDS", "10"))  # each measured window at 10/s
+WEBHOOK_SECONDS = 3 * SECONDS  # the webhook's window: its p99, a goal, is the 3rd-slowest of 300 changes, not the
+# 2nd-slowest of 100 (which moved by 100 ms and more between runs on this 2-core machine)
 RTTS = (0.0, 0.020, 0.080)  # added round trips, seconds
-OBJECTS = 1000  # ConfigMaps the changes rotate over: each one changes at most once per run
+OBJECTS = 1500  # ConfigMaps the changes rotate over: each one changes at most once per run
 DEADLINE = 10.0  # seconds after its write: a change not there by then counts as never
 SECRET = b"bench-webhook-secret"
 IDLE_SECONDS = float(os.environ.get("KUBEDR_BENCH_IDLE_SECONDS", "60"))
@@ -188,7 +190,7 @@ class Lane:
                 marker = self.changes.one()  # the applier follows: every object mirrored, this one applied
                 wait_until(lambda m=marker: arrivals.applied_at(f"cm-{m}", m) is not None, timeout=120,
                            what=f"the applier following ({self.work})")
-                seqs = self.changes.run(10, SECONDS)
+                seqs = self.changes.run(10, WEBHOOK_SECONDS if webhook else SECONDS)
                 self.row.figures[column] = _figures(_applied(arrivals, self.changes, seqs))
                 self.row.loads.append(load())
                 _stop(applier)

@@ -36,9 +36,10 @@ def test_the_advertisement_is_what_follows_the_service_header_and_its_metadata()
 
 @pytest.mark.parametrize("body", [b"", b"001e# service=git-upload-pack\n0000",
                                   b"1" * 40 + b"\trefs/heads/main\n",  # a dumb host's info/refs
-                                  pkt(b"# service=git-receive-pack\n") + b"00"])
+                                  pkt(b"# service=git-receive-pack\n") + b"00",
+                                  b"<html>sign in</html>"])
 def test_anything_but_a_smart_receive_pack_answer_is_left_to_git_push(body: bytes) -> None:
-    with pytest.raises((smarthttp.Declined, ValueError)):
+    with pytest.raises(smarthttp.Declined):
         smarthttp.advertised(body)
 
 
