@@ -4,7 +4,8 @@ A remote URL is mirrored into a bare clone under the work directory and polled w
 mirror holds only the tip and fetches older history only as far back as a diff or the trust gate needs it. A push
 the Git host announces (kubedr.webhook, announce()) wakes wait() and is fetched at once, without the ls-remote. A local
 path (a bare repo or a checkout kept current by a git-sync sidecar) is read in place and watched with
-watchdog, so a new commit wakes the applier at once; polling stays as the fallback.
+watchdog, so a new commit wakes the applier at once; polling stays as the fallback. An HTTP(S) remote is polled
+and fetched over one kept connection (kubedr.smarthttp), unless git's own settings say otherwise.
 
 What a commit holds is read from git objects entry by entry (kubedr.repotree): entries the contract refuses are
 named and never read, and a long name's file is read to learn the name (kubedr.contract).
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubedr import contract, git
+from kubedr import contract, git, smarthttp
 from kubedr.commits import CommitReader
 from kubedr.contract import ManifestError, ObjectRef
 from kubedr.remote import redact
@@ -120,6 +121,7 @@ class Source:
             except (OSError, git.GitError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 raise FetchError(f"workdir {base}: {reason}") from None
+        self._http = smarthttp.Session(repo, Path(self.gitdir), {}) if smarthttp.Session.applies(repo) else None
         self._last_remote: str | None = None
         self._fetches = 0  # since the last compact()
         self._moving = False  # the last poll found a new commit: the next one fetches at once (busy, not idle)
@@ -167,10 +169,12 @@ class Source:
             self._last_remote = self._commits.resolve(f"refs/heads/{self.branch}")
             self._moving = self._last_remote != before  # a branch that moved is likely to move again
             return self._last_remote
-        out = git.run(["ls-remote", self.repo, f"refs/heads/{self.branch}"], remote=self.repo).text.split()
-        if not out:
+        sha = self._http.tip(f"refs/heads/{self.branch}") if self._http is not None else None
+        if sha is None:
+            out = git.run(["ls-remote", self.repo, f"refs/heads/{self.branch}"], remote=self.repo).text.split()
+            sha = out[0] if out else ""
+        if not sha:
             return None
-        sha = out[0]
         if sha != self._last_remote:  # fetched once, the commit stays: the mirror only ever gains objects
             self._fetch_tip()
             self._last_remote = sha
@@ -180,8 +184,10 @@ class Source:
     def _fetch_tip(self) -> None:
         """Fetch the branch; a new mirror starts from the tip alone (older history is fetched as needed: reach)."""
         fresh = self._last_remote is None and self._g("for-each-ref", "--count=1", "refs/heads/").strip() == b""
-        self._g("fetch", *QUIET_FETCH, *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
         self._fetches += 1
+        if not fresh and self._http is not None and self._http.fetch(self.branch):
+            return  # over the kept HTTP(S) connection (kubedr.smarthttp)
+        self._g("fetch", *QUIET_FETCH, *(["--depth=1"] if fresh else []), self.repo, *self._refspecs)
 
     def compact(self) -> None:
         """Every COMPACT_EVERY fetches, roll the small packs they kept into bigger ones (`git repack --geometric`:
@@ -410,7 +416,9 @@ class Source:
         self._changed.clear()
 
     def close(self) -> None:
-        """Stop the watcher."""
+        """Stop the watcher; close the kept connection."""
+        if self._http is not None:
+            self._http.close()
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(2)

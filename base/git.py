@@ -5,7 +5,8 @@ with everything it started (ssh, git-remote-https) and raises GitError too. The 
 network step besides the overall timeout: ssh gives up on a host that does not answer within CONNECT_TIMEOUT and
 on a connection silent for SERVER_ALIVE_SECONDS * 3; HTTP(S) on one slower than 1 KB/s for LOW_SPEED_SECONDS.
 Network commands to an SSH remote share one connection per remote while the process runs (kubedr.sshmux); over
-HTTP(S) each git process makes its own (curl keeps it only for that process's requests).
+HTTP(S) each git process makes its own (curl keeps it only for that process's requests), which is why the
+exporter's pushes go over kubedr.smarthttp's kept connection (talk() runs its git send-pack).
 stop_all() ends every running git process at once (a daemon's SIGTERM must not wait for a hung fetch).
 """
 

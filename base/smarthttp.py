@@ -1,34 +1,37 @@
-"""A push to an HTTP(S) remote over one kept connection: git pays a TCP and TLS handshake and an auth challenge
-on every push (each git process has its own curl), which at 80 ms a round trip is 240 ms per push before any work.
+"""Pushes and fetches over one kept HTTP(S) connection per remote: git opens a connection per process, so every
+push, fetch and poll pays TCP, a TLS handshake (with git's TLS library set up again: ~50 ms of CPU here) and an
+auth challenge; at 80 ms a round trip that is 240 ms and more before any work.
 
-git send-pack --stateless-rpc still decides what to send and makes the pack, as git-remote-https has it do; this
-module only carries its request and the host's answer, with the credentials git's own helpers give (sent at once,
-not after a 401). Anything this does not do as git would (a proxy, client certificates, redirects, URL rewrites,
-other http.* settings, credentials refused) leaves the push to `git push`: push() then answers None.
+git itself still decides what to send and makes or takes in the pack (send-pack and fetch-pack --stateless-rpc,
+as git-remote-https has them do); this module only carries their requests and the host's answers, with the
+credentials git's own helpers give (sent at once, not after a 401). Anything this does not do as git would (a
+proxy, client certificates, redirects, URL rewrites, other http.* settings, credentials refused) leaves the work to
+git: push() and fetch() then answer None, for that call and every later one.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import io
 import itertools
 import logging
 import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from kubedr import git
 from kubedr.remote import redact, scrub
 
 log = logging.getLogger("kubedr.smarthttp")
+T = TypeVar("T")
 
-SERVICE = "git-receive-pack"
-ADVERTISEMENT = f"application/x-{SERVICE}-advertisement"
+PUSH, FETCH = "git-receive-pack", "git-upload-pack"
 MAX_ADVERTISEMENT = 16 << 20  # bytes of refs a host may advertise: far beyond one branch, bounded all the same
 IN_MEMORY = 1 << 20  # a request up to this size goes with its length; a larger one is streamed in chunks
 READ_TIMEOUT = float(git.LOW_SPEED_SECONDS)  # a host silent this long fails the push (git: 1 KB/s for 30 s)
@@ -42,19 +45,26 @@ class Declined(Exception):
     """Why this remote's pushes are left to git push (for the debug log)."""
 
 
+class Unframed(Exception):
+    """What git said that is no pkt-line (send-pack's status when it had nothing to send): its first bytes."""
+
+
 def pkt_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """The payloads of git's pkt-lines on stream up to a flush-pkt (or its end)."""
+    """The payloads of git's pkt-lines on stream up to a flush-pkt (or its end); Unframed at a line that is none."""
     while len(head := stream.read(4)) == 4:
-        size = int(head, 16)
+        try:
+            size = int(head, 16)
+        except ValueError:
+            raise Unframed(head) from None
         if size < 4:  # 0000 flush (0001 delim, 0002 end: not in a v0 push)
             return
         yield stream.read(size - 4)
 
 
-def advertised(body: bytes) -> bytes:
+def advertised(body: bytes, service: str = PUSH) -> bytes:
     """The refs a host advertises in a smart HTTP info/refs answer: what follows its `# service=` header."""
     size = _size(body)
-    if size < 5 or not body[4:size].startswith(f"# service={SERVICE}".encode()):
+    if size < 5 or not body[4:size].startswith(f"# service={service}".encode()):
         raise Declined("not a smart HTTP answer")
     rest = body[size:]
     while rest[:4] != b"0000":  # metadata lines up to the header's flush
@@ -65,6 +75,16 @@ def advertised(body: bytes) -> bytes:
     return rest[4:]
 
 
+def ref_names(refs: bytes) -> dict[str, str]:
+    """name -> sha of the refs in a v0 advertisement (capabilities and peeled tags left out)."""
+    out = {}
+    for payload in pkt_lines(io.BytesIO(refs)):
+        sha, _, name = payload.split(b"\0", 1)[0].strip().decode(errors="replace").partition(" ")
+        if len(sha) == 40 and name.startswith("refs/") and not name.endswith("^{}"):
+            out[name] = sha
+    return out
+
+
 def _size(data: bytes) -> int:
     """The length a host's pkt-line header gives (Declined when it is none)."""
     try:
@@ -73,8 +93,8 @@ def _size(data: bytes) -> int:
         raise Declined("not a smart HTTP answer") from None
 
 
-class Push:
-    """Pushes to one HTTP(S) remote through one kept connection (made again when the host closed it)."""
+class Session:
+    """One HTTP(S) remote through one kept connection (made again when the host closed it)."""
 
     def __init__(self, url: str, git_dir: Path, env: Mapping[str, str]) -> None:
         self.url, self.git_dir, self.env = url, git_dir, env  # the store's, as it changes
@@ -92,12 +112,28 @@ class Push:
 
     @staticmethod
     def applies(url: str) -> bool:
-        """Whether url is an HTTP(S) remote (the only kind this pushes to)."""
+        """Whether url is an HTTP(S) remote (the only kind this reaches)."""
         return url.lower().startswith(("http://", "https://"))
 
     def push(self, sha: str, ref: str, timeout: float = git.NETWORK_TIMEOUT) -> git.Result | None:
         """Push sha to ref: send-pack's helper status (`ok <ref>`, `error <ref> <why>`) as a git.Result;
-        None when the push is git push's to make (then for every later push too)."""
+        None when the push is git push's to make."""
+        spec = f"{sha}:{ref}\n".encode()
+        args = ["send-pack", "--stateless-rpc", "--helper-status", "--thin", "--no-progress", self.url, "--stdin"]
+        return self._guarded("push", timeout, lambda: self._converse(PUSH, args, [spec], timeout)[1])
+
+    def fetch(self, branch: str, timeout: float = git.NETWORK_TIMEOUT) -> str | None:
+        """Fetch the branch and the tags into the (bare) repo, as `git fetch +refs/heads/B:refs/heads/B
+        +refs/tags/*:refs/tags/*` does: the branch's commit ('' when the host has no such branch); None when the
+        fetch is git fetch's to make."""
+        return self._guarded("fetch", timeout, lambda: self._fetch(f"refs/heads/{branch}", timeout))
+
+    def tip(self, ref: str, timeout: float = git.NETWORK_TIMEOUT) -> str | None:
+        """The commit the host's ref is at, as `git ls-remote` tells it ('' when it has no such ref); None when
+        asking is git's to do."""
+        return self._guarded("ls-remote", timeout, lambda: ref_names(self._advertisement(FETCH)).get(ref, ""))
+
+    def _guarded(self, command: str, timeout: float, work: Callable[[], T]) -> T | None:
         with self._lock:
             if self._declined is not None:
                 return None
@@ -107,15 +143,15 @@ class Push:
             deadline.start()
             try:
                 self._prepare()
-                return self._push(sha, ref, timeout)
-            except git.GitError:
+                return work()
+            except git.GitError as exc:
                 if self._expired.is_set():
-                    raise git.GitError("push", f"{self.shown}: no answer within {timeout:g} s") from None
-                raise
+                    raise git.GitError(command, f"{self.shown}: no answer within {timeout:g} s") from None
+                raise git.GitError(command, exc.reason, exc.returncode, exc.stderr) from None
             except Declined as exc:
                 self._declined = str(exc)
                 self.close()
-                log.debug("pushes to %s go through git push: %s", self.shown, exc)
+                log.debug("%s to %s goes through git: %s", command, self.shown, exc)
                 return None
             finally:
                 deadline.cancel()
@@ -166,7 +202,7 @@ class Push:
         return fields.get("username", ""), fields["password"]
 
     def _abort(self) -> None:
-        """Unblock the push waiting on the host (it is past its time): its socket is shut, no retry follows."""
+        """Unblock the call waiting on the host (it is past its time): its socket is shut, no retry follows."""
         self._expired.set()
         sock = self._connection.sock if self._connection is not None else None
         if isinstance(sock, socket.socket):
@@ -177,7 +213,7 @@ class Push:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._expired.is_set():
-            raise git.GitError("push", "past its time")
+            raise git.GitError("connect", "past its time")
         if self._connection is None:
             if self._https:
                 context = ssl.create_default_context(cafile=self._cafile)
@@ -204,40 +240,77 @@ class Push:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self.close()
                 if method != "GET" or attempt == 2:
-                    raise git.GitError("push", f"{self.shown}: the connection closed ({exc})") from None
+                    raise git.GitError(method, f"{self.shown}: the connection closed ({exc})") from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                raise git.GitError("push", scrub(f"{self.shown}: {exc or type(exc).__name__}", self.url)) from None
+                raise git.GitError(method, scrub(f"{self.shown}: {exc or type(exc).__name__}", self.url)) from None
         raise AssertionError("unreachable")
 
-    def _push(self, sha: str, ref: str, timeout: float) -> git.Result:
-        answer = self._request("GET", f"{self._path}/info/refs?service={SERVICE}", headers={"Pragma": "no-cache"})
+    def _advertisement(self, service: str) -> bytes:
+        answer = self._request("GET", f"{self._path}/info/refs?service={service}", headers={"Pragma": "no-cache"})
         body = answer.read(MAX_ADVERTISEMENT + 1)
         if answer.status in (401, 403) or 300 <= answer.status < 400:
             raise Declined(f"HTTP {answer.status} to info/refs")
         if answer.status != 200:
-            raise git.GitError("push", f"{self.shown}: HTTP {answer.status} {answer.reason}")
-        if answer.getheader("Content-Type", "").split(";")[0].strip() != ADVERTISEMENT:
+            raise git.GitError("info/refs", f"{self.shown}: HTTP {answer.status} {answer.reason}")
+        if answer.getheader("Content-Type", "").split(";")[0].strip() != f"application/x-{service}-advertisement":
             raise Declined("a dumb HTTP host")
         if len(body) > MAX_ADVERTISEMENT:
-            raise git.GitError("push", f"{self.shown}: advertises over {MAX_ADVERTISEMENT >> 20} MiB of refs")
-        refs = advertised(body)
-        spec = f"{sha}:{ref}\n".encode()
-        args = ["send-pack", "--stateless-rpc", "--helper-status", "--thin", "--no-progress", self.url, "--stdin"]
+            raise git.GitError("info/refs", f"{self.shown}: advertises over {MAX_ADVERTISEMENT >> 20} MiB of refs")
+        return advertised(body, service)
+
+    def _converse(self, service: str, args: list[str], lines: list[bytes], timeout: float,
+                  refs: bytes | None = None) -> tuple[bytes, git.Result]:
+        """Run git's stateless side of service (send-pack or fetch-pack) given lines and the host's refs, carrying
+        each request it makes to the host and the answer back: (the refs, what git said and how it ended)."""
+        refs = self._advertisement(service) if refs is None else refs
+        preamble = b"".join(b"%04x%s" % (len(line) + 4, line) for line in lines) + b"0000"
         with tempfile.TemporaryFile() as errors, git.talk(args, git_dir=self.git_dir, env=self.env, stderr=errors,
                                                           timeout=timeout, on_timeout=self._abort) as proc:
             assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(b"%04x%s0000%s" % (len(spec) + 4, spec, refs))
+            proc.stdin.write(preamble + refs)
             proc.stdin.flush()
-            request = self._body(proc.stdout)
-            if request is not None:
-                self._post(request, proc.stdin)
+            said = b""
+            try:
+                while (request := self._body(proc.stdout)) is not None:  # a fetch may negotiate over several
+                    self._post(service, request, proc.stdin)
+            except Unframed as exc:
+                said = exc.args[0]
             proc.stdin.close()
-            status = proc.stdout.read()
+            said += proc.stdout.read()
             code = proc.wait()
             errors.seek(0)
             stderr = errors.read()
-        return git.Result(code, status, stderr)
+        return refs, git.Result(code, said, stderr)
+
+    def _fetch(self, ref: str, timeout: float) -> str:
+        refs = self._advertisement(FETCH)
+        names = ref_names(refs)
+        wanted = {name: sha for name, sha in names.items() if name == ref or name.startswith("refs/tags/")}
+        missing = [name for name, sha in wanted.items() if not self._has(sha)]
+        kept: list[str] = []
+        if missing:
+            args = ["fetch-pack", "--stateless-rpc", "--stdin", "--lock-pack", "--thin", "--no-progress", self.url]
+            _, done = self._converse(FETCH, args, [f"{name}\n".encode() for name in missing], timeout, refs)
+            if not done.ok:
+                text = scrub(done.stderr.decode(errors="replace"), self.url)
+                raise git.GitError("fetch-pack", git.reason(text, done.returncode), done.returncode, text)
+            kept = [line[5:] for line in done.text.splitlines() if line.startswith("lock ")]
+            news = "".join(f"{wanted[name]}\n" for name in missing)
+            git.run(["rev-list", "--objects", "--quiet", "--stdin", "--not", "--all"], git_dir=self.git_dir,
+                    env=self.env, stdin=news.encode())  # every object they need is here, as git fetch checks
+        moves = "".join(f"update {name} {sha}\n" for name, sha in wanted.items())
+        if moves:
+            git.run(["update-ref", "--stdin"], git_dir=self.git_dir, env=self.env, stdin=moves.encode())
+        packs = (Path(self.git_dir) / "objects" / "pack").resolve()
+        for keep in kept:  # the packs are referenced now: what held them against a repack goes
+            path = Path(keep).resolve()
+            if path.parent == packs and path.suffix == ".keep":
+                path.unlink(missing_ok=True)
+        return wanted.get(ref, "")
+
+    def _has(self, sha: str) -> bool:
+        return git.run(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=self.git_dir, env=self.env, check=False).ok
 
     def _body(self, stdout: IO[bytes]) -> bytes | Iterator[bytes] | None:
         """send-pack's request (None when it sends none: the host has the commit), whole if small, else a stream."""
@@ -250,16 +323,17 @@ class Push:
                 return itertools.chain([b"".join(head)], lines)
         return b"".join(head) or None
 
-    def _post(self, request: bytes | Iterator[bytes], to: IO[bytes]) -> None:
-        answer = self._request("POST", f"{self._path}/{SERVICE}", body=request, headers={
-            "Content-Type": f"application/x-{SERVICE}-request", "Accept": f"application/x-{SERVICE}-result"})
+    def _post(self, service: str, request: bytes | Iterator[bytes], to: IO[bytes]) -> None:
+        answer = self._request("POST", f"{self._path}/{service}", body=request, headers={
+            "Content-Type": f"application/x-{service}-request", "Accept": f"application/x-{service}-result"})
         if answer.status != 200:
             answer.read()
-            raise git.GitError("push", f"{self.shown}: HTTP {answer.status} {answer.reason} to {SERVICE}")
+            raise git.GitError(service, f"{self.shown}: HTTP {answer.status} {answer.reason} to {service}")
         try:
             while chunk := answer.read(65536):
                 to.write(chunk)
+            to.flush()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise git.GitError("push", scrub(f"{self.shown}: {exc or type(exc).__name__}", self.url)) from None
+            raise git.GitError(service, scrub(f"{self.shown}: {exc or type(exc).__name__}", self.url)) from None
 

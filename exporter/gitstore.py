@@ -94,7 +94,7 @@ class GitStore:
         self._files: tuple[pygit2.Oid, list[str]] | None = None  # the first walk's file paths, until asked once
         self.follow_remote = True  # False (kubedr demote): fetch only, never move HEAD onto another writer's work
         self.signer: Signer | None = None  # signs every commit (those made again on a moved remote too)
-        self._http = smarthttp.Push(remote, self.gitdir, self.env) if smarthttp.Push.applies(remote) else None
+        self._http = smarthttp.Session(remote, self.gitdir, self.env) if smarthttp.Session.applies(remote) else None
 
     def use_signer(self, signer: Signer | None) -> None:
         """Sign every commit from now on (in-process; git's `commit-tree -S` of kubedr demote through ssh-keygen)."""

@@ -101,7 +101,7 @@ def test_git_push_makes_the_pushes_where_git_settings_apply_that_the_kept_connec
         pushes = _pushes(server)
         assert any(status == 401 for *_, status in pushes)  # git's own challenge and answer: git push ran
         assert len({conn for conn, *_ in pushes}) >= 2  # a connection per push
-        assert "go through git push: git settings http.extraheader" in log.read_text()
+        assert "goes through git: git settings http.extraheader" in log.read_text()
     finally:
         stop_process(proc)
         server.stop()

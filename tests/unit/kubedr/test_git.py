@@ -47,6 +47,19 @@ def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path: Path) 
     wait_until(lambda: _gone(int(pidfile.read_text())), timeout=10, what="git's child killed")
 
 
+def test_a_conversation_past_its_timeout_is_killed_with_its_children_and_its_other_side_woken(tmp_path: Path) -> None:
+    args, pidfile = _hang(tmp_path)
+    woken: list[bool] = []
+    started = time.monotonic()
+    with pytest.raises(git.GitError) as err:
+        with git.talk(args, timeout=1, on_timeout=lambda: woken.append(True)) as proc:
+            assert proc.stdout is not None
+            proc.stdout.read()  # nothing comes until it is killed
+    assert "no answer within 1 s" in str(err.value) and woken == [True]
+    assert time.monotonic() - started < 10
+    wait_until(lambda: _gone(int(pidfile.read_text())), timeout=10, what="git's child killed")
+
+
 def test_stop_all_ends_running_commands_at_once(tmp_path: Path) -> None:
     args, pidfile = _hang(tmp_path)
     failed: list[BaseException] = []

@@ -60,7 +60,7 @@ def test_git_settings_this_does_not_apply_leave_every_push_to_git(gitdir: Path, 
                                                                   config: dict[str, str]) -> None:
     for key, value in config.items():
         run_git("--git-dir", str(gitdir), "config", key, value)
-    push = smarthttp.Push("https://git.example.com/config.git", gitdir, {"PATH": "/usr/bin:/bin", **env})
+    push = smarthttp.Session("https://git.example.com/config.git", gitdir, {"PATH": "/usr/bin:/bin", **env})
     assert push.push("1" * 40, "refs/heads/main") is None  # nothing was reached: git.example.com does not resolve
     assert push.push("1" * 40, "refs/heads/main") is None  # and the next push too
 
@@ -69,7 +69,7 @@ def test_a_silent_host_fails_the_push_at_its_time_not_at_the_read_timeout(gitdir
     listener = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
-    push = smarthttp.Push(f"http://kubedr:t0ken@127.0.0.1:{listener.getsockname()[1]}/config.git", gitdir,
+    push = smarthttp.Session(f"http://kubedr:t0ken@127.0.0.1:{listener.getsockname()[1]}/config.git", gitdir,
                           {"PATH": "/usr/bin:/bin"})
     started = time.monotonic()
     with pytest.raises(git.GitError) as err:
@@ -79,3 +79,10 @@ def test_a_silent_host_fails_the_push_at_its_time_not_at_the_read_timeout(gitdir
     listener.close()
     for conn in accepted:
         conn.close()
+
+
+def test_a_line_that_is_no_pkt_line_ends_the_requests_and_is_kept() -> None:
+    stream = io.BytesIO(b"ok refs/heads/main\n")  # send-pack's status when the host had the commit already
+    with pytest.raises(smarthttp.Unframed) as said:
+        list(smarthttp.pkt_lines(stream))
+    assert said.value.args[0] + stream.read() == b"ok refs/heads/main\n"

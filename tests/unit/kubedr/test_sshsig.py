@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import signal
 import struct
 import subprocess
 from pathlib import Path
@@ -104,9 +105,17 @@ def _signers(world: dict[str, object], case: str, principal: str, comment: bool,
 
 
 def _git_verdict(repo: Path, sha: str, signers: Path) -> tuple[str, str]:
-    [c] = git.log([sha], cwd=repo, no_walk=True, signatures=True,
-                  config={"gpg.ssh.allowedSignersFile": str(signers)})
-    return c.signature or "N", c.signer
+    """git's verdict, asked again when git died of SIGPIPE: ssh-keygen quits on armour it cannot read before git
+    has written it the commit (git 2.39 does not ignore SIGPIPE there), a race in the oracle, not a verdict."""
+    for _ in range(20):
+        try:
+            [c] = git.log([sha], cwd=repo, no_walk=True, signatures=True,
+                          config={"gpg.ssh.allowedSignersFile": str(signers)})
+            return c.signature or "N", c.signer
+        except git.GitError as exc:
+            if exc.returncode != -signal.SIGPIPE:
+                raise
+    raise AssertionError("git log died of SIGPIPE 20 times in a row")
 
 
 principals = st.from_regex(r"[a-z][a-z0-9._@-]{0,20}", fullmatch=True)
