@@ -287,7 +287,7 @@ class Session:
         refs = self._advertisement(FETCH)
         names = ref_names(refs)
         wanted = {name: sha for name, sha in names.items() if name == ref or name.startswith("refs/tags/")}
-        missing = [name for name, sha in wanted.items() if not self._has(sha)]
+        missing = self._missing(wanted)
         kept: list[str] = []
         if missing:
             args = ["fetch-pack", "--stateless-rpc", "--stdin", "--lock-pack", "--thin", "--no-progress", self.url]
@@ -309,8 +309,14 @@ class Session:
                 path.unlink(missing_ok=True)
         return wanted.get(ref, "")
 
-    def _has(self, sha: str) -> bool:
-        return git.run(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=self.git_dir, env=self.env, check=False).ok
+    def _missing(self, refs: dict[str, str]) -> list[str]:
+        """The refs whose object this repo lacks (one git process however many tags)."""
+        if not refs:
+            return []
+        asked = "".join(f"{sha}\n" for sha in refs.values()).encode()
+        said = git.run(["cat-file", "--batch-check"], git_dir=self.git_dir, env=self.env, stdin=asked).text
+        absent = {line.split()[0] for line in said.splitlines() if line.endswith(" missing")}
+        return [name for name, sha in refs.items() if sha in absent]
 
     def _body(self, stdout: IO[bytes]) -> bytes | Iterator[bytes] | None:
         """send-pack's request (None when it sends none: the host has the commit), whole if small, else a stream."""
