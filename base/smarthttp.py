@@ -6,7 +6,7 @@ git itself still decides what to send and makes or takes in the pack (send-pack 
 as git-remote-https has them do); this module only carries their requests and the host's answers, with the
 credentials git's own helpers give (sent at once, not after a 401). Anything this does not do as git would (a
 proxy, client certificates, redirects, URL rewrites, other http.* settings, credentials refused) leaves the work to
-git: push() and fetch() then answer None, for that call and every later one.
+git: push(), fetch() and tip() then answer None, for that call and every later one.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ T = TypeVar("T")
 PUSH, FETCH = "git-receive-pack", "git-upload-pack"
 MAX_ADVERTISEMENT = 16 << 20  # bytes of refs a host may advertise: far beyond one branch, bounded all the same
 IN_MEMORY = 1 << 20  # a request up to this size goes with its length; a larger one is streamed in chunks
-READ_TIMEOUT = float(git.LOW_SPEED_SECONDS)  # a host silent this long fails the push (git: 1 KB/s for 30 s)
+READ_TIMEOUT = float(git.LOW_SPEED_SECONDS)  # a host silent this long fails the call (git: 1 KB/s for 30 s)
 # git settings this module honours; any other http.* setting for the URL (proxy, sslVerify, client certificates,
 # extra headers, cookies, redirects) is git's to apply, and so is any proxy or TLS setting in the environment
 HONOURED = frozenset({"http.sslcainfo", "http.lowspeedlimit", "http.lowspeedtime", "http.postbuffer"})
@@ -42,7 +42,7 @@ GITS_ENVIRONMENT = ("GIT_SSL_", "GIT_CURL_", "GIT_TRACE_CURL", "GIT_PROXY_", "GI
 
 
 class Declined(Exception):
-    """Why this remote's pushes are left to git push (for the debug log)."""
+    """Why this remote's work is left to git (for the debug log)."""
 
 
 class Unframed(Exception):
@@ -56,7 +56,7 @@ def pkt_lines(stream: IO[bytes]) -> Iterator[bytes]:
             size = int(head, 16)
         except ValueError:
             raise Unframed(head) from None
-        if size < 4:  # 0000 flush (0001 delim, 0002 end: not in a v0 push)
+        if size < 4:  # 0000 flush (0001 delim, 0002 end: not in protocol v0)
             return
         yield stream.read(size - 4)
 
@@ -103,11 +103,11 @@ class Session:
         self._https = parts.scheme.lower() == "https"
         self._host, self._port = parts.hostname or "", parts.port
         self._path = parts.path.rstrip("/")
-        self._headers: dict[str, str] | None = None  # User-Agent and Authorization, read on first push
+        self._headers: dict[str, str] | None = None  # User-Agent and Authorization, read on the first call
         self._connection: http.client.HTTPConnection | None = None
         self._declined: str | None = None
         self._lock = threading.Lock()
-        self._expired = threading.Event()  # this push is past its time
+        self._expired = threading.Event()  # the call under way is past its time
         self._cafile: str | None = None  # git's CA bundle for the URL; None: the system's
 
     @staticmethod
@@ -119,8 +119,8 @@ class Session:
         """Push sha to ref: send-pack's helper status (`ok <ref>`, `error <ref> <why>`) as a git.Result;
         None when the push is git push's to make."""
         spec = f"{sha}:{ref}\n".encode()
-        args = ["send-pack", "--stateless-rpc", "--helper-status", "--thin", "--no-progress", self.url, "--stdin"]
-        return self._guarded("push", timeout, lambda: self._converse(PUSH, args, [spec], timeout)[1])
+        args = ["send-pack", "--stateless-rpc", "--helper-status", "--thin", "--no-progress", self.shown, "--stdin"]
+        return self._guarded("push", timeout, lambda: self._converse(PUSH, args, [spec], timeout))
 
     def fetch(self, branch: str, timeout: float = git.NETWORK_TIMEOUT) -> str | None:
         """Fetch the branch and the tags into the (bare) repo, as `git fetch +refs/heads/B:refs/heads/B
@@ -169,7 +169,7 @@ class Session:
             raise Declined("git's TLS or proxy settings in the environment")
         if any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") and v for k, v in env.items()):
             raise Declined("a proxy in the environment")
-        settings = self._git("config", "--get-urlmatch", "http", self.url)
+        settings = self._git("config", "--get-urlmatch", "http", self._without_password())
         keys = {line.split(" ", 1)[0].lower() for line in settings.splitlines() if line}
         if keys - HONOURED:
             raise Declined(f"git settings {', '.join(sorted(keys - HONOURED))}")
@@ -188,6 +188,12 @@ class Session:
 
     def _git(self, *args: str) -> str:
         return git.run(args, git_dir=self.git_dir, env=self.env, check=False, remote=self.url).text
+
+    def _without_password(self) -> str:
+        """The URL as git's http.<url>.* settings match it, with no password for other users' `ps` to see."""
+        parts = urlsplit(self.url)
+        user = f"{parts.username}@" if parts.username else ""
+        return parts._replace(netloc=user + parts.netloc.rpartition("@")[2]).geturl()
 
     def _credentials(self) -> tuple[str | None, str]:
         """The URL's user and password, else those git's credential helpers give for it (None: none given)."""
@@ -260,9 +266,9 @@ class Session:
         return advertised(body, service)
 
     def _converse(self, service: str, args: list[str], lines: list[bytes], timeout: float,
-                  refs: bytes | None = None) -> tuple[bytes, git.Result]:
+                  refs: bytes | None = None) -> git.Result:
         """Run git's stateless side of service (send-pack or fetch-pack) given lines and the host's refs, carrying
-        each request it makes to the host and the answer back: (the refs, what git said and how it ended)."""
+        each request it makes to the host and the answer back: what git said and how it ended."""
         refs = self._advertisement(service) if refs is None else refs
         preamble = b"".join(b"%04x%s" % (len(line) + 4, line) for line in lines) + b"0000"
         with tempfile.TemporaryFile() as errors, git.talk(args, git_dir=self.git_dir, env=self.env, stderr=errors,
@@ -281,7 +287,7 @@ class Session:
             code = proc.wait()
             errors.seek(0)
             stderr = errors.read()
-        return refs, git.Result(code, said, stderr)
+        return git.Result(code, said, stderr)
 
     def _fetch(self, ref: str, timeout: float) -> str:
         refs = self._advertisement(FETCH)
@@ -290,8 +296,8 @@ class Session:
         missing = self._missing(wanted)
         kept: list[str] = []
         if missing:
-            args = ["fetch-pack", "--stateless-rpc", "--stdin", "--lock-pack", "--thin", "--no-progress", self.url]
-            _, done = self._converse(FETCH, args, [f"{name}\n".encode() for name in missing], timeout, refs)
+            args = ["fetch-pack", "--stateless-rpc", "--stdin", "--lock-pack", "--thin", "--no-progress", self.shown]
+            done = self._converse(FETCH, args, [f"{name}\n".encode() for name in missing], timeout, refs)
             if not done.ok:
                 text = scrub(done.stderr.decode(errors="replace"), self.url)
                 raise git.GitError("fetch-pack", git.reason(text, done.returncode), done.returncode, text)

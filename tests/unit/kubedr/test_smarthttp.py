@@ -86,3 +86,10 @@ def test_a_line_that_is_no_pkt_line_ends_the_requests_and_is_kept() -> None:
     with pytest.raises(smarthttp.Unframed) as said:
         list(smarthttp.pkt_lines(stream))
     assert said.value.args[0] + stream.read() == b"ok refs/heads/main\n"
+
+
+def test_git_settings_for_a_url_with_a_token_are_matched_without_showing_it(gitdir: Path) -> None:
+    run_git("--git-dir", str(gitdir), "config", "http.https://git.example.com/.sslVerify", "false")
+    push = smarthttp.Session("https://kubedr:t0ken@git.example.com/config.git", gitdir, {"PATH": "/usr/bin:/bin"})
+    assert push._without_password() == "https://kubedr@git.example.com/config.git"  # what git config is given
+    assert push.push("1" * 40, "refs/heads/main") is None  # the setting matched: git's to apply
