@@ -115,7 +115,7 @@ def test_skopeo_reads_the_archive_user_entrypoint_and_settings(archive: Path) ->
     config = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{archive}"], check=True,
                                        capture_output=True, text=True, timeout=60).stdout)["config"]
     assert config["User"] == "65532:65532"
-    assert config["Entrypoint"] == ["kubedr"] and config["Cmd"] == SPEC["cmd"]
+    assert config["Entrypoint"] == SPEC["entrypoint"] and config["Cmd"] == SPEC["cmd"]
     assert config["WorkingDir"] == SPEC["workdir"]
     assert set(config["Volumes"]) == set(SPEC["volumes"])
     assert set(config["ExposedPorts"]) == {f"{p}/tcp" for p in SPEC["ports"]}
@@ -129,7 +129,7 @@ def test_skopeo_reads_the_archive_user_entrypoint_and_settings(archive: Path) ->
 def test_tools_run_as_65532_on_a_read_only_root(container: Run, tmp_path: Path) -> None:
     volumes = empty_dirs(tmp_path, SPEC["volumes"])
     script = ("id -u; id -g; echo HOME=$HOME; pwd; kubedr --help; git --version; ssh -V 2>&1; age --version; "
-              "etcdctl version; grep ' / ' /proc/mounts")
+              "etcdctl version; tini --version; grep ' / ' /proc/mounts")
     proc = container("sh", "-c", script, volumes=volumes)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -137,7 +137,7 @@ def test_tools_run_as_65532_on_a_read_only_root(container: Run, tmp_path: Path) 
     out = proc.stdout
     assert "usage: kubedr" in out and re.search(r"^git version 2\.", out, re.M)
     assert re.search(r"^OpenSSH_\d", out, re.M) and re.search(r"^v?1\.\d+\.\d+", out, re.M)   # age
-    assert re.search(r"^etcdctl version: 3\.", out, re.M)
+    assert re.search(r"^etcdctl version: 3\.", out, re.M) and re.search(r"^tini version 0\.", out, re.M)
     assert " ro," in lines[-1], f"root not read-only: {lines[-1]}"
     for path in ("/probe", "/etc/probe", f"{SPEC['venv']}/probe", "/usr/probe"):
         denied = container("touch", path, volumes=volumes)

@@ -164,11 +164,12 @@ def test_dockerfile_is_generated_from_the_image_spec() -> None:
 
 def test_the_image_installs_what_runs_and_drops_root() -> None:
     spec = image.load_spec()
-    assert {"python3", "git", "openssh-client", "age", "etcd-client", "ca-certificates"} <= set(spec["packages"])
+    assert {"python3", "git", "openssh-client", "age", "etcd-client", "ca-certificates", "tini"} <= set(spec["packages"])
     text = (ROOT / "Dockerfile").read_text()
     assert f"FROM {spec['base']}" in text and spec["suite"] in spec["base"]
-    assert "USER 65532:65532" in text and 'ENTRYPOINT ["kubedr"]' in text
-    assert spec["user"]["uid"] == 65532 and spec["entrypoint"] == ["kubedr"] and 9090 in spec["ports"]
+    assert "USER 65532:65532" in text and 'ENTRYPOINT ["tini", "-s", "--", "kubedr"]' in text
+    assert spec["entrypoint"][0] == "tini" and spec["entrypoint"][-1] == "kubedr"  # PID 1 reaps orphaned ssh masters
+    assert spec["user"]["uid"] == 65532 and 9090 in spec["ports"]
     assert under(spec["env"]["HOME"], tuple(spec["volumes"])) and under(spec["workdir"], tuple(spec["volumes"]))
 
 
