@@ -122,11 +122,13 @@ class Session:
         args = ["send-pack", "--stateless-rpc", "--helper-status", "--thin", "--no-progress", self.shown, "--stdin"]
         return self._guarded("push", timeout, lambda: self._converse(PUSH, args, [spec], timeout))
 
-    def fetch(self, branch: str, timeout: float = git.NETWORK_TIMEOUT) -> str | None:
-        """Fetch the branch and the tags into the (bare) repo, as `git fetch +refs/heads/B:refs/heads/B
-        +refs/tags/*:refs/tags/*` does: the branch's commit ('' when the host has no such branch); None when the
-        fetch is git fetch's to make."""
-        return self._guarded("fetch", timeout, lambda: self._fetch(f"refs/heads/{branch}", timeout))
+    def fetch(self, branch: str, into: str | None = None, tags: bool = True,
+              timeout: float = git.NETWORK_TIMEOUT) -> str | None:
+        """Fetch the branch (into refs/heads/<branch>, or the ref into names) and the tags, as `git fetch
+        +refs/heads/B:<into> +refs/tags/*:refs/tags/*` does: the branch's commit ('' when the host has no such
+        branch); None when the fetch is git fetch's to make."""
+        ref = f"refs/heads/{branch}"
+        return self._guarded("fetch", timeout, lambda: self._fetch(ref, into or ref, tags, timeout))
 
     def tip(self, ref: str, timeout: float = git.NETWORK_TIMEOUT) -> str | None:
         """The commit the host's ref is at, as `git ls-remote` tells it ('' when it has no such ref); None when
@@ -289,10 +291,10 @@ class Session:
             stderr = errors.read()
         return git.Result(code, said, stderr)
 
-    def _fetch(self, ref: str, timeout: float) -> str:
+    def _fetch(self, ref: str, into: str, tags: bool, timeout: float) -> str:
         refs = self._advertisement(FETCH)
         names = ref_names(refs)
-        wanted = {name: sha for name, sha in names.items() if name == ref or name.startswith("refs/tags/")}
+        wanted = {name: sha for name, sha in names.items() if name == ref or tags and name.startswith("refs/tags/")}
         missing = self._missing(wanted)
         kept: list[str] = []
         if missing:
@@ -305,7 +307,7 @@ class Session:
             news = "".join(f"{wanted[name]}\n" for name in missing)
             git.run(["rev-list", "--objects", "--quiet", "--stdin", "--not", "--all"], git_dir=self.git_dir,
                     env=self.env, stdin=news.encode())  # every object they need is here, as git fetch checks
-        moves = "".join(f"update {name} {sha}\n" for name, sha in wanted.items())
+        moves = "".join(f"update {into if name == ref else name} {sha}\n" for name, sha in wanted.items())
         if moves:
             git.run(["update-ref", "--stdin"], git_dir=self.git_dir, env=self.env, stdin=moves.encode())
         packs = (Path(self.git_dir) / "objects" / "pack").resolve()

@@ -80,8 +80,7 @@ class Fence:
     def recheck(self) -> str | None:
         """While idle: read the branch's role afresh (its own ref, never the pusher's); the reason, or None."""
         try:
-            proc = git.run(["fetch", "-q", "--no-tags", self.store.remote, f"+refs/heads/{self.store.branch}:{ROLE_REF}"],
-                           git_dir=self.gitdir, env=self.store.env, timeout=60, check=False, remote=self.store.remote)
+            proc = self.store.fetch_ref(ROLE_REF, timeout=60)
         except git.GitError:
             return None  # no answer in time: as unreachable
         if not proc.ok:
@@ -97,9 +96,7 @@ class Fence:
         """Fetch the branch's role; None when this exporter may export now (and holds that role)."""
         self.store.prepare()
         try:
-            proc = git.run(["fetch", "-q", "--no-tags", *self.store.fetch_depth(), self.store.remote,
-                            f"+refs/heads/{self.store.branch}:{ROLE_REF}"], git_dir=self.gitdir, env=self.store.env,
-                           check=False, remote=self.store.remote)
+            proc = self.store.fetch_ref(ROLE_REF)
         except git.GitError as exc:  # no answer in time
             proc = git.Result(-1, b"", exc.reason.encode())
         known = ROLE_REF

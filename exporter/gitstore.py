@@ -36,6 +36,8 @@ from kubedr.exporter.gittree import (
     with_trailer,
 )
 from kubedr.exporter.replay import replay
+from kubedr.git import NETWORK_TIMEOUT
+from kubedr.git import Result as GitResult
 from kubedr.remote import redact, scrub
 from kubedr.signing import Signer
 
@@ -290,8 +292,11 @@ class GitStore:
 
     def remote_head(self) -> str | None:
         """What the remote's branch is (ls-remote); None when the branch does not exist yet."""
-        out = self.git("ls-remote", "origin", f"refs/heads/{self.branch}", timeout=60)
-        return out.split()[0] if out.strip() else None
+        sha = self._http.tip(f"refs/heads/{self.branch}", timeout=60) if self._http is not None else None
+        if sha is None:
+            out = self.git("ls-remote", "origin", f"refs/heads/{self.branch}", timeout=60)
+            sha = out.split()[0] if out.strip() else ""
+        return sha or None
 
     def sync_with_remote(self) -> None:
         """Adopt the remote branch if we have nothing, fast-forward onto it, or replay unpushed work onto it."""
@@ -319,8 +324,28 @@ class GitStore:
 
     def fetch(self) -> None:
         """Fetch the branch into refs/remotes/origin."""
-        self.git("fetch", "-q", *self.fetch_depth(), "origin",
-                 f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", timeout=300)
+        proc = self.fetch_ref(f"refs/remotes/origin/{self.branch}", timeout=300)
+        if not proc.ok:
+            text = scrub(proc.stderr.decode(errors="replace"), self.remote)
+            error = git.GitError("fetch", git.reason(text, proc.returncode), proc.returncode, text)
+            self.check_storage(error, str(error))
+            raise error
+
+    def fetch_ref(self, into: str, timeout: float = NETWORK_TIMEOUT) -> GitResult:
+        """Fetch the branch into one ref as `git fetch --no-tags` does (its result, whether it failed or not): over
+        the kept HTTP(S) connection once the clone has commits (a new one takes the tip alone, through git)."""
+        depth = self.fetch_depth()
+        if not depth and self._http is not None:
+            try:
+                sha = self._http.fetch(self.branch, into=into, tags=False, timeout=timeout)
+            except git.GitError as exc:
+                return GitResult(-1 if exc.returncode is None else exc.returncode, b"", f"fatal: {exc.reason}".encode())
+            if sha:
+                return GitResult(0, b"", b"")
+            if sha == "":
+                return GitResult(128, b"", f"fatal: couldn't find remote ref refs/heads/{self.branch}".encode())
+        return git.run(["fetch", "-q", "--no-tags", *depth, self.remote, f"+refs/heads/{self.branch}:{into}"],
+                       git_dir=self.gitdir, env=self.env, timeout=timeout, check=False, remote=self.remote)
 
     def fetch_depth(self) -> list[str]:
         """["--depth=1"] while the clone has no commits: it takes the branch's tip, not its whole history.

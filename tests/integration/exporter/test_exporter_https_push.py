@@ -15,7 +15,7 @@ from tests.conftest import run_git, stop_process, wait_until
 from tests.githttp import GitHTTPS
 
 TOKEN = "s3cr3t-t0ken-0815"
-PUSH = "git-receive-pack"
+PUSH, FETCH = "git-receive-pack", "git-upload-pack"
 
 
 def _env(server: GitHTTPS, tmp: Path, **config: str) -> dict[str, str]:
@@ -113,6 +113,7 @@ def test_a_remote_that_moved_under_a_push_is_taken_in(primary, tmp_path: Path) -
     proc = _exporter(primary, server, tmp_path, log, _env(server, tmp_path))
     try:
         _change(primary, bare, proc, log, "a")
+        since = len(server.requests)  # (an empty clone's first fetch of the role is git's own: --depth=1)
         other = tmp_path / "other"
         run_git("clone", "-q", str(bare), str(other))
         (other / "README.md").write_text("kept\n")
@@ -122,7 +123,10 @@ def test_a_remote_that_moved_under_a_push_is_taken_in(primary, tmp_path: Path) -
         _change(primary, bare, proc, log, "b")
         assert remote_files(bare)["README.md"] == "kept\n"  # made again on the remote's tip, nothing forced
         assert "moved" in log.read_text()  # the push was rejected and replayed, through the kept connection
-        assert len({conn for conn, *_ in _pushes(server)}) == 1
+        later = server.requests[since:]
+        assert any(FETCH in path for _, _, path, _ in later)  # the remote's new commit fetched
+        assert len({conn for conn, *_ in later}) == 1, later  # fetch, role reads and pushes on one connection
+        assert all(status == 200 for *_, status in later), later
     finally:
         stop_process(proc)
         server.stop()
