@@ -147,6 +147,7 @@ class Session:
                 self._prepare()
                 return work()
             except git.GitError as exc:
+                self.close()  # a conversation cut short leaves the connection mid-answer: the next call starts afresh
                 if self._expired.is_set():
                     raise git.GitError(command, f"{self.shown}: no answer within {timeout:g} s") from None
                 raise git.GitError(command, exc.reason, exc.returncode, exc.stderr) from None
